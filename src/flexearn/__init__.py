@@ -1,0 +1,3 @@
+"""flexearn: a self-hosted Simple Earn (flexible savings) engine."""
+
+__version__ = "0.1.0"

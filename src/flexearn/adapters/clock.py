@@ -1,0 +1,103 @@
+"""Business time: the real clock, or a simulated one whose state lives in the database.
+
+Every process reads the simulated clock from the same row, so API processes, the settlement
+worker and a restarted process all agree on the time. Request authentication never uses this
+clock; it uses `wall_ms()`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from decimal import ROUND_DOWN, Decimal
+
+import sqlalchemy as sa
+
+from flexearn.adapters.tables import clock
+from flexearn.domain.errors import ClockError, InvalidParameter
+from flexearn.domain.money import D
+
+HOUR_MS = 3_600_000
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def floor_hour(ms: int) -> int:
+    return ms - ms % HOUR_MS
+
+
+def ceil_hour(ms: int) -> int:
+    return floor_hour(ms + HOUR_MS - 1)
+
+
+@dataclass(frozen=True)
+class ClockState:
+    mode: str  # "real" or "simulated"
+    business_anchor: int
+    real_anchor: int
+    speed: Decimal
+
+    def now(self, real_ms: int) -> int:
+        if self.mode == "real":
+            return real_ms
+        elapsed = Decimal(real_ms - self.real_anchor) * self.speed
+        return self.business_anchor + int(elapsed.to_integral_value(rounding=ROUND_DOWN))
+
+
+REAL = ClockState("real", 0, 0, D(1))
+
+
+def read(conn: sa.Connection, *, lock: bool = False) -> ClockState:
+    query = sa.select(clock).where(clock.c.id == 1)
+    row = conn.execute(query.with_for_update() if lock else query).first()
+    if row is None:
+        return REAL
+    return ClockState(row.mode, row.business_anchor, row.real_anchor, row.speed)
+
+
+def business_now(conn: sa.Connection) -> int:
+    return read(conn).now(wall_ms())
+
+
+def _write(conn: sa.Connection, state: ClockState) -> None:
+    values = {
+        "mode": state.mode,
+        "business_anchor": state.business_anchor,
+        "real_anchor": state.real_anchor,
+        "speed": state.speed,
+    }
+    if conn.execute(sa.update(clock).where(clock.c.id == 1).values(**values)).rowcount == 0:
+        conn.execute(sa.insert(clock).values(id=1, **values))
+
+
+def set_simulated(conn: sa.Connection, speed: Decimal, start_ms: int | None = None) -> ClockState:
+    """Switch to (or re-tune) the simulated clock, continuing from the current business time."""
+    if speed < 0:
+        raise InvalidParameter("speed", "must not be negative")
+    real = wall_ms()
+    start = read(conn, lock=True).now(real) if start_ms is None else start_ms
+    state = ClockState("simulated", start, real, speed)
+    _write(conn, state)
+    return state
+
+
+def set_real(conn: sa.Connection) -> ClockState:
+    current = read(conn)
+    if current.mode == "simulated" and current.now(wall_ms()) > wall_ms():
+        raise ClockError("the simulated clock is ahead of real time; business time cannot go back")
+    _write(conn, REAL)
+    return REAL
+
+
+def advance(conn: sa.Connection, ms: int) -> ClockState:
+    current = read(conn, lock=True)
+    if current.mode != "simulated":
+        raise ClockError("only a simulated clock can be advanced")
+    if ms < 0:
+        raise InvalidParameter("hours", "the clock only moves forward")
+    real = wall_ms()
+    state = ClockState("simulated", current.now(real) + ms, real, current.speed)
+    _write(conn, state)
+    return state

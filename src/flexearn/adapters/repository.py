@@ -1,0 +1,191 @@
+"""Reads and writes of the engine's rows, on a SQLAlchemy connection inside a transaction.
+
+Row locks (`FOR UPDATE`/`FOR SHARE`) matter on PostgreSQL; SQLite has one writer at a time
+(every transaction begins IMMEDIATE) and SQLAlchemy leaves the lock clauses out there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from flexearn.adapters import tables as t
+from flexearn.adapters.clock import wall_ms
+from flexearn.domain.errors import InsufficientBalance, NotFound, UnsupportedCurrency
+from flexearn.domain.ledger import AccountRef, Entry
+from flexearn.domain.money import ZERO
+
+
+def insert_ignore(conn: sa.Connection, table: sa.Table, values: dict[str, Any]) -> None:
+    """INSERT that does nothing if a unique key already holds the row."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    conn.execute(dialect.insert(table).values(**values).on_conflict_do_nothing())
+
+
+# --- currencies and users -------------------------------------------------------------------
+
+
+def currency_precision(conn: sa.Connection, ccy: str) -> int:
+    row = conn.execute(sa.select(t.currency.c.precision, t.currency.c.enabled).where(t.currency.c.ccy == ccy)).first()
+    if row is None or not row.enabled:
+        raise UnsupportedCurrency(ccy)
+    return int(row.precision)
+
+
+def user_id_by_name(conn: sa.Connection, name: str) -> int:
+    found = conn.execute(sa.select(t.user.c.id).where(t.user.c.name == name)).scalar()
+    if found is None:
+        raise NotFound(f"no user named {name!r}", param="user")
+    return int(found)
+
+
+# --- ledger ------------------------------------------------------------------------------------
+
+
+def account_id(conn: sa.Connection, ref: AccountRef) -> int:
+    query = sa.select(t.account.c.id).where(t.account.c.key == ref.key)
+    found = conn.execute(query).scalar()
+    if found is None:
+        insert_ignore(
+            conn,
+            t.account,
+            {
+                "key": ref.key,
+                "kind": ref.kind.value,
+                "ccy": ref.ccy,
+                "user_id": ref.user_id,
+                "balance": ZERO if ref.kind.user_owned else None,
+            },
+        )
+        found = conn.execute(query).scalar_one()
+    return int(found)
+
+
+def balance(conn: sa.Connection, ref: AccountRef, *, lock: bool = False) -> Decimal:
+    query = sa.select(t.account.c.balance).where(t.account.c.key == ref.key)
+    value = conn.execute(query.with_for_update() if lock else query).scalar()
+    return value if value is not None else ZERO
+
+
+def post(conn: sa.Connection, entry: Entry, ts: int) -> int:
+    """Write a balanced entry and move the materialised balances of the user accounts it touches.
+
+    User balances are locked in key order, so concurrent entries never deadlock on them.
+    """
+    entry_id = conn.execute(
+        sa.insert(t.journal_entry)
+        .values(ccy=entry.ccy, kind=entry.kind, ref=entry.ref, ts=ts, created_at=wall_ms())
+        .returning(t.journal_entry.c.id)
+    ).scalar_one()
+    ids = {leg.account.key: account_id(conn, leg.account) for leg in entry.legs}
+    for leg in sorted(entry.legs, key=lambda leg: leg.account.key):
+        if not leg.account.kind.user_owned:
+            continue
+        current = balance(conn, leg.account, lock=True)
+        new = current + leg.amount
+        if new < 0:
+            raise InsufficientBalance(f"{leg.account.kind.value} {current} {entry.ccy}, needs {-leg.amount}")
+        conn.execute(sa.update(t.account).where(t.account.c.id == ids[leg.account.key]).values(balance=new))
+    conn.execute(
+        sa.insert(t.journal_leg),
+        [
+            {
+                "entry_id": entry_id,
+                "account_id": ids[leg.account.key],
+                "ccy": entry.ccy,
+                "amount": leg.amount,
+                "position_id": leg.position_id,
+            }
+            for leg in entry.legs
+        ],
+    )
+    return int(entry_id)
+
+
+# --- markets and positions ---------------------------------------------------------------------
+
+
+def market(conn: sa.Connection, ccy: str, *, lock: str | None = None) -> sa.Row[Any]:
+    """The market row; `lock` is "share" (trading) or "update" (settlement)."""
+    query = sa.select(t.market).where(t.market.c.ccy == ccy)
+    if lock is not None:
+        query = query.with_for_update(read=lock == "share")
+    row = conn.execute(query).first()
+    if row is None:
+        raise UnsupportedCurrency(ccy)
+    return row
+
+
+def position(conn: sa.Connection, user_id: int, ccy: str, *, lock: bool = False) -> sa.Row[Any] | None:
+    query = sa.select(t.position).where(t.position.c.user_id == user_id, t.position.c.ccy == ccy)
+    return conn.execute(query.with_for_update() if lock else query).first()
+
+
+def record_rate(conn: sa.Connection, position_id: int, rate: Decimal, ts: int) -> int:
+    """Log a rate setting; its id orders equal rates first come, first served."""
+    seq = conn.execute(
+        sa.insert(t.rate_setting).values(position_id=position_id, rate=rate, ts=ts).returning(t.rate_setting.c.id)
+    ).scalar_one()
+    conn.execute(sa.update(t.position).where(t.position.c.id == position_id).values(rate=rate, rate_seq=seq, rate_set_at=ts))
+    return int(seq)
+
+
+def last_settled_hour(conn: sa.Connection, ccy: str) -> int | None:
+    value = conn.execute(sa.select(sa.func.max(t.market_hour.c.hour)).where(t.market_hour.c.ccy == ccy)).scalar()
+    return None if value is None else int(value)
+
+
+def market_hour(conn: sa.Connection, ccy: str, hour: int) -> sa.Row[Any] | None:
+    query = sa.select(t.market_hour).where(t.market_hour.c.ccy == ccy, t.market_hour.c.hour == hour)
+    return conn.execute(query).first()
+
+
+def positions_for_settlement(conn: sa.Connection, ccy: str) -> Sequence[sa.Row[Any]]:
+    cols = t.position.c
+    query = sa.select(cols.id, cols.user_id, cols.amt, cols.loan, cols.earnings, cols.rate, cols.rate_seq)
+    return conn.execute(query.where(cols.ccy == ccy)).all()
+
+
+def update_positions(conn: sa.Connection, rows: Iterable[tuple[int, Decimal, Decimal, Decimal]]) -> None:
+    """Set (id, amt, earnings, loan) for many positions in as few round trips as the driver allows."""
+    rows = list(rows)
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        ids, amts, earnings, loans = (list(column) for column in zip(*rows, strict=True))
+        conn.execute(
+            sa.text(
+                "UPDATE savings_position AS p SET amt = v.amt, earnings = v.earnings, loan = v.loan "
+                "FROM unnest(CAST(:ids AS bigint[]), CAST(:amts AS numeric[]), CAST(:earnings AS numeric[]), "
+                "CAST(:loans AS numeric[])) AS v(id, amt, earnings, loan) WHERE p.id = v.id"
+            ),
+            {"ids": ids, "amts": amts, "earnings": earnings, "loans": loans},
+        )
+        return
+    cols = t.position.c
+    conn.execute(
+        sa.update(t.position)
+        .where(cols.id == sa.bindparam("pid"))
+        .values(amt=sa.bindparam("a"), earnings=sa.bindparam("e"), loan=sa.bindparam("l")),
+        [{"pid": pid, "a": amt, "e": earned, "l": loan} for pid, amt, earned, loan in rows],
+    )
+
+
+def insert_lending_history(conn: sa.Connection, rows: Sequence[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        columns = ("user_id", "position_id", "ccy", "ts", "amt", "earnings", "rate")
+        types = ("bigint", "bigint", "text", "bigint", "numeric", "numeric", "numeric")
+        arrays = {c: [row[c] for row in rows] for c in columns}
+        unnest = ", ".join(f"CAST(:{c} AS {ty}[])" for c, ty in zip(columns, types, strict=True))
+        conn.execute(
+            sa.text(f"INSERT INTO lending_history ({', '.join(columns)}) SELECT * FROM unnest({unnest})"),
+            arrays,
+        )
+        return
+    conn.execute(sa.insert(t.lending_history), list(rows))

@@ -1,0 +1,197 @@
+"""The database schema (SQLAlchemy Core). Migrations in `migrations/` create it.
+
+Amounts are exact: `NUMERIC` on PostgreSQL, canonical decimal text on SQLite (which has no
+decimal type; SQL never does arithmetic on them there). Times are integer milliseconds since the
+Unix epoch, UTC: `ts`/`hour` columns are business time, `created_at` real time.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+from flexearn.domain.money import plain
+
+
+class Amount(TypeDecorator[Decimal]):
+    """An exact decimal: NUMERIC where the database has it, text on SQLite."""
+
+    impl = sa.Numeric
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(sa.String(64))
+        return dialect.type_descriptor(sa.Numeric(asdecimal=True))
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, Decimal):
+            raise TypeError(f"amounts are Decimal, not {type(value)!r}")
+        return plain(value) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        return Decimal(value) if isinstance(value, str) else value
+
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+currency = sa.Table(
+    "currency",
+    metadata,
+    sa.Column("ccy", sa.String(16), primary_key=True),
+    sa.Column("precision", sa.Integer, nullable=False),
+    sa.Column("enabled", sa.Boolean, nullable=False, default=True),
+    sa.CheckConstraint("precision >= 0 AND precision <= 18", name="precision_range"),
+)
+
+user = sa.Table(
+    "user_account",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("name", sa.String(64), nullable=False, unique=True),
+    sa.Column("level", sa.String(16), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.CheckConstraint("level IN ('beginner', 'normal', 'VIP')", name="level"),
+)
+
+account = sa.Table(
+    "ledger_account",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("key", sa.String(96), nullable=False, unique=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("ccy", sa.String(16), sa.ForeignKey("currency.ccy"), nullable=False),
+    sa.Column("user_id", sa.BigInteger, sa.ForeignKey("user_account.id"), nullable=True),
+    # Materialised for user accounts only; system balances are the sum of their legs, so hot
+    # system accounts are never a row every transaction has to lock.
+    sa.Column("balance", Amount, nullable=True),
+    sa.CheckConstraint("(user_id IS NULL) = (kind NOT IN ('funding', 'frozen'))", name="owner"),
+    sa.CheckConstraint("(balance IS NULL) = (user_id IS NULL)", name="materialised"),
+)
+sa.Index("ix_ledger_account_user", account.c.user_id, account.c.ccy)
+
+journal_entry = sa.Table(
+    "journal_entry",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("ccy", sa.String(16), sa.ForeignKey("currency.ccy"), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("ref", sa.String(128), nullable=False, default=""),
+    sa.Column("ts", sa.BigInteger, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+)
+
+journal_leg = sa.Table(
+    "journal_leg",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("entry_id", sa.BigInteger, sa.ForeignKey("journal_entry.id"), nullable=False, index=True),
+    sa.Column("account_id", sa.BigInteger, sa.ForeignKey("ledger_account.id"), nullable=False, index=True),
+    sa.Column("ccy", sa.String(16), nullable=False),
+    sa.Column("amount", Amount, nullable=False),
+    sa.Column("position_id", sa.BigInteger, sa.ForeignKey("savings_position.id"), nullable=True, index=True),
+)
+
+market = sa.Table(
+    "market",
+    metadata,
+    sa.Column("ccy", sa.String(16), sa.ForeignKey("currency.ccy"), primary_key=True),
+    sa.Column("mode", sa.String(16), nullable=False),
+    sa.Column("insurance_fee", Amount, nullable=False),
+    sa.Column("demand_source", sa.String(16), nullable=False),
+    sa.Column("demand", Amount, nullable=False),  # static demand per hour
+    sa.Column("borrow_rate", Amount, nullable=False),  # static r_b for pro rata
+    sa.Column("simulation", sa.Text, nullable=False, default="{}"),  # JSON parameters
+    sa.Column("first_hour", sa.BigInteger, nullable=False),  # first hour to settle
+    sa.CheckConstraint("mode IN ('auction', 'pro_rata')", name="mode"),
+    sa.CheckConstraint("demand_source IN ('static', 'simulated')", name="demand_source"),
+)
+
+position = sa.Table(
+    "savings_position",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("user_id", sa.BigInteger, sa.ForeignKey("user_account.id"), nullable=False),
+    sa.Column("ccy", sa.String(16), sa.ForeignKey("market.ccy"), nullable=False),
+    sa.Column("amt", Amount, nullable=False),
+    sa.Column("loan", Amount, nullable=False),
+    sa.Column("earnings", Amount, nullable=False),
+    sa.Column("rate", Amount, nullable=False),  # the user's minimum lending rate
+    sa.Column("rate_seq", sa.BigInteger, nullable=False),  # first set, first served
+    sa.Column("rate_set_at", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("user_id", "ccy", name="uq_savings_position_user_ccy"),
+)
+sa.Index("ix_savings_position_ccy", position.c.ccy)
+
+rate_setting = sa.Table(
+    "rate_setting",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("position_id", sa.BigInteger, sa.ForeignKey("savings_position.id"), nullable=False),
+    sa.Column("rate", Amount, nullable=False),
+    sa.Column("ts", sa.BigInteger, nullable=False),
+)
+
+market_hour = sa.Table(
+    "market_hour",
+    metadata,
+    sa.Column("ccy", sa.String(16), sa.ForeignKey("market.ccy"), primary_key=True),
+    # The primary key is what makes each (currency, hour) settle exactly once.
+    sa.Column("hour", sa.BigInteger, primary_key=True),
+    sa.Column("demand", Amount, nullable=False),
+    sa.Column("borrow_rate", Amount, nullable=False),
+    sa.Column("lender_rate", Amount, nullable=False),
+    sa.Column("pool_rate", Amount, nullable=False),
+    sa.Column("supply", Amount, nullable=False),
+    sa.Column("lent", Amount, nullable=False),
+    sa.Column("interest_paid", Amount, nullable=False),  # for the hour before
+    sa.Column("insurance_fee", Amount, nullable=False),
+    sa.Column("borrower_paid", Amount, nullable=False),
+    sa.Column("rounding", Amount, nullable=False),
+    sa.Column("demand_state", sa.String(64), nullable=False, default=""),
+    sa.Column("entry_id", sa.BigInteger, sa.ForeignKey("journal_entry.id"), nullable=True),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.CheckConstraint("hour = (hour / 3600000) * 3600000", name="on_the_hour"),
+)
+
+lending_history = sa.Table(
+    "lending_history",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("user_id", sa.BigInteger, nullable=False),
+    sa.Column("position_id", sa.BigInteger, nullable=False),
+    sa.Column("ccy", sa.String(16), nullable=False),
+    sa.Column("ts", sa.BigInteger, nullable=False),  # the hour lent: [ts, ts + 1h)
+    sa.Column("amt", Amount, nullable=False),
+    sa.Column("earnings", Amount, nullable=False),
+    sa.Column("rate", Amount, nullable=False),
+)
+sa.Index("ix_lending_history_user_ts", lending_history.c.user_id, lending_history.c.ts)
+
+clock = sa.Table(
+    "clock",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("mode", sa.String(16), nullable=False),
+    sa.Column("business_anchor", sa.BigInteger, nullable=False),
+    sa.Column("real_anchor", sa.BigInteger, nullable=False),
+    sa.Column("speed", Amount, nullable=False),
+    sa.CheckConstraint("id = 1", name="single_row"),
+    sa.CheckConstraint("mode IN ('real', 'simulated')", name="mode"),
+)

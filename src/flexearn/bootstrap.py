@@ -1,0 +1,23 @@
+"""Wires settings to an engine; nothing happens at import time."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from flexearn.adapters.db import make_engine, migrate
+from flexearn.services.unit_of_work import UnitOfWork
+
+
+class Flexearn:
+    """One running instance: an engine, and units of work on it."""
+
+    def __init__(self, database_url: str, *, migrate_schema: bool = True) -> None:
+        self.engine: sa.Engine = make_engine(database_url)
+        if migrate_schema:
+            migrate(self.engine)
+
+    def uow(self) -> UnitOfWork:
+        return UnitOfWork(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()

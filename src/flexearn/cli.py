@@ -1,0 +1,372 @@
+"""The `flexearn` command: thin wrappers that parse arguments, call a service, print the result."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, is_dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import click
+
+from flexearn.adapters import clock as clocks
+from flexearn.bootstrap import Flexearn
+from flexearn.config import Settings
+from flexearn.domain.errors import FlexearnError
+from flexearn.domain.money import D, plain
+from flexearn.services import accounts, ledger_check, markets, savings, settlement
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return plain(value)
+    if is_dataclass(value) and not isinstance(value, type):
+        return {k: _jsonable(v) for k, v in asdict(value).items()}
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "value") and isinstance(value.value, str):  # enums
+        return value.value
+    return value
+
+
+def iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def emit(ctx: click.Context, value: Any, text: str | None = None) -> None:
+    if ctx.obj["json"] or text is None:
+        click.echo(json.dumps(_jsonable(value), indent=None if ctx.obj["json"] else 2))
+    else:
+        click.echo(text)
+
+
+def command(group: click.Group, name: str, **kwargs: Any) -> Callable[[F], F]:
+    """A subcommand taking --db and --json, with engine errors reported cleanly."""
+
+    def wrap(func: F) -> F:
+        @group.command(name, **kwargs)
+        @click.option("--db", "db_url", default=None, help="Database URL (default: FLEXEARN_DATABASE_URL or sqlite:///flexearn.db).")
+        @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+        @click.pass_context
+        @functools.wraps(func)
+        def run(ctx: click.Context, db_url: str | None, as_json: bool, **params: Any) -> Any:
+            settings = Settings.from_env()
+            ctx.obj = {"json": as_json, "settings": settings}
+            app = Flexearn(db_url or settings.database_url)
+            try:
+                return func(ctx, app, **params)
+            except FlexearnError as error:
+                emit(ctx, {"error": error.code, "message": error.message, "param": error.param}, f"error: {error.message}")
+                sys.exit(2)
+            finally:
+                app.close()
+
+        return func
+
+    return wrap
+
+
+class DecimalType(click.ParamType):
+    name = "decimal"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Decimal:
+        if isinstance(value, Decimal):
+            return value
+        try:
+            return D(str(value))
+        except FlexearnError:
+            self.fail(f"{value!r} is not a decimal number", param, ctx)
+
+
+DECIMAL = DecimalType()
+
+
+@click.group()
+@click.version_option(package_name="flexearn")
+def main() -> None:
+    """flexearn: a self-hosted Simple Earn (flexible savings) engine."""
+
+
+@command(main, "migrate")
+def migrate_cmd(ctx: click.Context, app: Flexearn) -> None:
+    """Create or upgrade the database schema (every command also does this first)."""
+    from flexearn.adapters.db import current_revision
+
+    emit(ctx, {"revision": current_revision(app.engine)}, f"schema at revision {current_revision(app.engine)}")
+
+
+@main.group()
+def user() -> None:
+    """Users."""
+
+
+@command(user, "create")
+@click.argument("name")
+@click.option("--level", type=click.Choice(accounts.LEVELS), default="beginner")
+def user_create(ctx: click.Context, app: Flexearn, name: str, level: str) -> None:
+    user_id = accounts.create_user(app.uow(), name, level)
+    emit(ctx, {"id": user_id, "name": name, "level": level}, f"user {name} created with id {user_id}")
+
+
+@main.group()
+def currency() -> None:
+    """Currencies."""
+
+
+@command(currency, "add")
+@click.argument("ccy")
+@click.option("--precision", type=int, default=accounts.DEFAULT_PRECISION, show_default=True)
+def currency_add(ctx: click.Context, app: Flexearn, ccy: str, precision: int) -> None:
+    accounts.add_currency(app.uow(), ccy, precision)
+    emit(ctx, {"ccy": ccy, "precision": precision}, f"currency {ccy} added with precision {precision}")
+
+
+def _user_id(app: Flexearn, name: str) -> int:
+    from flexearn.adapters.repository import user_id_by_name
+
+    with app.uow() as uow:
+        return user_id_by_name(uow.conn, name)
+
+
+@command(main, "deposit")
+@click.argument("user_name")
+@click.argument("ccy")
+@click.argument("amount", type=DECIMAL)
+def deposit_cmd(ctx: click.Context, app: Flexearn, user_name: str, ccy: str, amount: Decimal) -> None:
+    """Credit a user's funding account from outside."""
+    entry = accounts.deposit(app.uow(), _user_id(app, user_name), ccy, amount)
+    emit(ctx, {"entry": entry, "user": user_name, "ccy": ccy, "amount": amount}, f"deposited {plain(amount)} {ccy}")
+
+
+@command(main, "withdraw")
+@click.argument("user_name")
+@click.argument("ccy")
+@click.argument("amount", type=DECIMAL)
+def withdraw_cmd(ctx: click.Context, app: Flexearn, user_name: str, ccy: str, amount: Decimal) -> None:
+    """Debit a user's funding account to outside."""
+    entry = accounts.withdraw(app.uow(), _user_id(app, user_name), ccy, amount)
+    emit(ctx, {"entry": entry, "user": user_name, "ccy": ccy, "amount": amount}, f"withdrew {plain(amount)} {ccy}")
+
+
+@command(main, "balance")
+@click.argument("user_name")
+def balance_cmd(ctx: click.Context, app: Flexearn, user_name: str) -> None:
+    """A user's funding balances and savings positions."""
+    user_id = _user_id(app, user_name)
+    emit(ctx, {"funding": accounts.funding_balances(app.uow(), user_id),
+               "savings": savings.positions(app.uow(), user_id)})
+
+
+@main.group()
+def market() -> None:
+    """Market lending settings per currency."""
+
+
+@command(market, "set")
+@click.argument("ccy")
+@click.option("--mode", type=click.Choice(["auction", "pro_rata"]))
+@click.option("--demand", type=DECIMAL, help="Static borrow demand per hour.")
+@click.option("--borrow-rate", type=DECIMAL, help="Static borrow rate r_b (pro rata), e.g. 0.05.")
+@click.option("--insurance-fee", type=DECIMAL, help="Share of borrower interest kept by the insurance fund.")
+@click.option("--demand-source", type=click.Choice(["static", "simulated"]))
+@click.option("--seed", type=int, help="Seed of the simulated demand.")
+def market_set(ctx: click.Context, app: Flexearn, ccy: str, mode: str | None, demand: Decimal | None,
+               borrow_rate: Decimal | None, insurance_fee: Decimal | None, demand_source: str | None,
+               seed: int | None) -> None:
+    simulation = None
+    if seed is not None or demand_source == "simulated":
+        from flexearn.domain.demand import SimulatedDemand
+
+        simulation = SimulatedDemand(mean=demand or D(1000), base_rate=borrow_rate or D("0.05"), seed=seed or 0)
+    result = markets.set_market(app.uow(), ccy, mode=mode, demand=demand, borrow_rate=borrow_rate,
+                                insurance_fee=insurance_fee, demand_source=demand_source, simulation=simulation)
+    emit(ctx, result)
+
+
+@command(market, "list")
+def market_list(ctx: click.Context, app: Flexearn) -> None:
+    emit(ctx, markets.list_markets(app.uow()))
+
+
+@main.group("savings")
+def savings_group() -> None:
+    """Market savings (what the OKX façade serves)."""
+
+
+@command(savings_group, "purchase")
+@click.argument("user_name")
+@click.argument("ccy")
+@click.argument("amount", type=DECIMAL)
+@click.option("--rate", type=DECIMAL, help="Minimum annual lending rate, e.g. 0.02 for 2%.")
+def savings_purchase(ctx: click.Context, app: Flexearn, user_name: str, ccy: str, amount: Decimal,
+                     rate: Decimal | None) -> None:
+    emit(ctx, savings.purchase(app.uow(), _user_id(app, user_name), ccy, amount, rate))
+
+
+@command(savings_group, "redeem")
+@click.argument("user_name")
+@click.argument("ccy")
+@click.argument("amount", type=DECIMAL)
+def savings_redeem(ctx: click.Context, app: Flexearn, user_name: str, ccy: str, amount: Decimal) -> None:
+    emit(ctx, savings.redeem(app.uow(), _user_id(app, user_name), ccy, amount))
+
+
+@command(savings_group, "set-rate")
+@click.argument("user_name")
+@click.argument("ccy")
+@click.argument("rate", type=DECIMAL)
+def savings_set_rate(ctx: click.Context, app: Flexearn, user_name: str, ccy: str, rate: Decimal) -> None:
+    emit(ctx, savings.set_rate(app.uow(), _user_id(app, user_name), ccy, rate))
+
+
+@main.group()
+def clock() -> None:
+    """Business time: real, or simulated (faster, or advanced by hand)."""
+
+
+def _clock_view(app: Flexearn) -> dict[str, Any]:
+    with app.engine.connect() as conn:
+        state = clocks.read(conn)
+    now = state.now(clocks.wall_ms())
+    return {"mode": state.mode, "now": now, "iso": iso(now), "speed": state.speed}
+
+
+@command(clock, "show")
+def clock_show(ctx: click.Context, app: Flexearn) -> None:
+    view = _clock_view(app)
+    emit(ctx, view, f"{view['mode']} clock: {view['iso']} (speed {plain(view['speed'])})")
+
+
+@command(clock, "set-sim")
+@click.option("--speed", type=DECIMAL, default=D(1), show_default=True,
+              help="Business seconds per real second; 0 stands still until advanced.")
+@click.option("--start", type=click.DateTime(), default=None, help="Business time to start from (UTC).")
+def clock_set_sim(ctx: click.Context, app: Flexearn, speed: Decimal, start: datetime | None) -> None:
+    with app.uow() as uow:
+        start_ms = None if start is None else int(start.replace(tzinfo=UTC).timestamp() * 1000)
+        clocks.set_simulated(uow.conn, speed, start_ms)
+        uow.commit()
+    emit(ctx, _clock_view(app))
+
+
+@command(clock, "set-real")
+def clock_set_real(ctx: click.Context, app: Flexearn) -> None:
+    with app.uow() as uow:
+        clocks.set_real(uow.conn)
+        uow.commit()
+    emit(ctx, _clock_view(app))
+
+
+@command(clock, "advance")
+@click.option("--hours", type=int, required=True)
+def clock_advance(ctx: click.Context, app: Flexearn, hours: int) -> None:
+    """Move a simulated clock forward and settle every hour that becomes due."""
+    with app.uow() as uow:
+        clocks.advance(uow.conn, hours * clocks.HOUR_MS)
+        uow.commit()
+    settled = settlement.settle_due(app.engine)
+    emit(ctx, {"clock": _clock_view(app), "settled": settled},
+         f"clock at {_clock_view(app)['iso']}; settled {len(settled)} currency-hours")
+
+
+@command(main, "settle")
+def settle_cmd(ctx: click.Context, app: Flexearn) -> None:
+    """Settle every due hour, oldest first."""
+    settled = settlement.settle_due(app.engine)
+    emit(ctx, {"settled": settled}, "\n".join(_hour_line(s) for s in settled) or "nothing due")
+
+
+def _hour_line(s: settlement.SettledHour) -> str:
+    return (f"{iso(s.hour)} {s.ccy}: demand {plain(s.demand)}, lent {plain(s.lent)}, "
+            f"borrow rate {plain(s.borrow_rate)}, lending rate {plain(s.lending_rate)}, "
+            f"interest paid {plain(s.interest_paid)}")
+
+
+@main.group()
+def ledger() -> None:
+    """The double-entry ledger."""
+
+
+@command(ledger, "check")
+def ledger_check_cmd(ctx: click.Context, app: Flexearn) -> None:
+    """Re-verify every ledger invariant; exit 1 and list violations if any."""
+    violations = ledger_check.check(app.uow())
+    emit(ctx, {"ok": not violations, "violations": violations},
+         "ledger ok" if not violations else "\n".join(violations))
+    if violations:
+        sys.exit(1)
+
+
+@command(main, "run")
+def run_cmd(ctx: click.Context, app: Flexearn) -> None:
+    """Run the scheduler: settle every hour as it becomes due, until interrupted."""
+    run_scheduler(app, ctx.obj["settings"].poll_seconds, lambda s: emit(ctx, s, _hour_line(s)))
+
+
+def run_scheduler(app: Flexearn, poll_seconds: float, report: Callable[[settlement.SettledHour], None]) -> None:
+    try:
+        while True:
+            for settled in settlement.settle_due(app.engine):
+                report(settled)
+            time.sleep(_seconds_to_next_hour(app, poll_seconds))
+    except KeyboardInterrupt:
+        pass
+
+
+def _seconds_to_next_hour(app: Flexearn, poll_seconds: float) -> float:
+    with app.engine.connect() as conn:
+        state = clocks.read(conn)
+    if state.mode == "simulated" and state.speed == 0:
+        return poll_seconds
+    now = state.now(clocks.wall_ms())
+    business_ms = clocks.floor_hour(now) + clocks.HOUR_MS - now
+    real_ms = business_ms / float(state.speed) if state.mode == "simulated" else business_ms
+    return min(poll_seconds, max(real_ms / 1000, 0.01))
+
+
+DEMO_DATABASE = "flexearn-demo.db"
+
+
+@main.command("demo")
+@click.option("--db", "db_url", default=None, help=f"Database URL (default: a fresh {DEMO_DATABASE}).")
+@click.option("--speed", type=DECIMAL, default=D(360), show_default=True,
+              help="Business seconds per real second (360: an hour every 10 s).")
+@click.option("--seed", type=int, default=7, show_default=True, help="Makes the whole world reproducible.")
+@click.option("--hours", type=int, default=None, help="Stop after this many business hours (default: run until ^C).")
+def demo_cmd(db_url: str | None, speed: Decimal, seed: int, hours: int | None) -> None:
+    """A sandbox: seeded currencies, markets with simulated demand, lenders, an accelerated clock."""
+    from pathlib import Path
+
+    from flexearn.demo import seed_world
+
+    if db_url is None:
+        Path(DEMO_DATABASE).unlink(missing_ok=True)
+        db_url = f"sqlite:///{DEMO_DATABASE}"
+    app = Flexearn(db_url)
+    try:
+        click.echo(seed_world(app, speed=speed, seed=seed))
+        seen = 0
+
+        def report(settled: settlement.SettledHour) -> None:
+            nonlocal seen
+            click.echo(_hour_line(settled))
+            seen += 1
+            if hours is not None and seen >= hours * len(markets.list_markets(app.uow())):
+                raise KeyboardInterrupt
+
+        run_scheduler(app, 0.5, report)
+    finally:
+        app.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""One hierarchy of engine errors, each with a stable code that the façades map to wire codes."""
+
+from __future__ import annotations
+
+
+class FlexearnError(Exception):
+    """Base of every error a caller can cause; `code` is stable, `message` is for humans."""
+
+    code = "error"
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+
+class InvalidParameter(FlexearnError):
+    code = "invalid_parameter"
+
+    def __init__(self, param: str, detail: str = "") -> None:
+        suffix = f": {detail}" if detail else ""
+        super().__init__(f"Parameter {param} error{suffix}", param=param)
+
+
+class MissingParameter(FlexearnError):
+    code = "missing_parameter"
+
+    def __init__(self, param: str) -> None:
+        super().__init__(f"Parameter {param} can not be empty", param=param)
+
+
+class NotFound(FlexearnError):
+    code = "not_found"
+
+
+class AlreadyExists(FlexearnError):
+    code = "already_exists"
+
+
+class UnsupportedCurrency(FlexearnError):
+    code = "unsupported_currency"
+
+    def __init__(self, ccy: str) -> None:
+        super().__init__(f"Savings does not support this currency type: {ccy}", param="ccy")
+
+
+class InsufficientBalance(FlexearnError):
+    code = "insufficient_balance"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"Insufficient balance: {detail}", param="amt")
+
+
+class AmountTooLarge(FlexearnError):
+    """A redemption (or other `behavior`) asked for more than the position holds."""
+
+    code = "amount_too_large"
+
+    def __init__(self, behavior: str, limit: str) -> None:
+        super().__init__(
+            f"The {behavior} amount must be equal to or less than {limit}", param="amt"
+        )
+        self.behavior = behavior
+        self.limit = limit
+
+
+class ClockError(FlexearnError):
+    code = "clock"

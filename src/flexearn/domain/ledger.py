@@ -1,0 +1,122 @@
+"""Double-entry journal entries: every balance change is a set of legs summing to zero.
+
+Accounts are named by a key. User accounts (`funding` and `frozen` per user and currency) carry a
+materialised balance that may never go negative. System accounts are per currency:
+
+- `external`  money that entered or left the system (deposits, withdrawals); goes negative
+- `borrowers` interest paid by margin borrowers; goes negative
+- `savings`   control account of the market savings positions, which form its subsidiary ledger:
+              its balance equals the sum of every position's `amt`
+- `insurance` the insurance fund's share of borrower interest
+- `rounding`  what was left when user interest was rounded down
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import Enum
+
+from flexearn.domain.money import ZERO
+
+
+class AccountKind(str, Enum):
+    FUNDING = "funding"
+    FROZEN = "frozen"
+    EXTERNAL = "external"
+    BORROWERS = "borrowers"
+    SAVINGS = "savings"
+    INSURANCE = "insurance"
+    ROUNDING = "rounding"
+
+    @property
+    def user_owned(self) -> bool:
+        return self in (AccountKind.FUNDING, AccountKind.FROZEN)
+
+    @property
+    def may_go_negative(self) -> bool:
+        return self in (AccountKind.EXTERNAL, AccountKind.BORROWERS)
+
+
+@dataclass(frozen=True)
+class AccountRef:
+    kind: AccountKind
+    ccy: str
+    user_id: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind.user_owned != (self.user_id is not None):
+            raise ValueError(f"{self.kind.value} accounts {'need' if self.kind.user_owned else 'take no'} user")
+
+    @property
+    def key(self) -> str:
+        owner = f":{self.user_id}" if self.user_id is not None else ""
+        return f"{self.kind.value}{owner}:{self.ccy}"
+
+    @classmethod
+    def funding(cls, user_id: int, ccy: str) -> AccountRef:
+        return cls(AccountKind.FUNDING, ccy, user_id)
+
+    @classmethod
+    def system(cls, kind: AccountKind, ccy: str) -> AccountRef:
+        return cls(kind, ccy)
+
+
+@dataclass(frozen=True)
+class Leg:
+    account: AccountRef
+    amount: Decimal
+    # For legs on the savings control account: the position this part of the control belongs to.
+    position_id: int | None = None
+
+
+class UnbalancedEntry(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A balanced journal entry in one currency."""
+
+    kind: str
+    ccy: str
+    legs: tuple[Leg, ...]
+    ref: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.legs:
+            raise UnbalancedEntry(f"{self.kind}: an entry needs legs")
+        for leg in self.legs:
+            if leg.account.ccy != self.ccy:
+                raise UnbalancedEntry(f"{self.kind}: leg in {leg.account.ccy} in a {self.ccy} entry")
+            if leg.amount == ZERO:
+                raise UnbalancedEntry(f"{self.kind}: zero leg on {leg.account.key}")
+        total = sum((leg.amount for leg in self.legs), ZERO)
+        if total != ZERO:
+            raise UnbalancedEntry(f"{self.kind}: legs sum to {total}, not 0")
+
+
+def transfer(
+    kind: str,
+    ccy: str,
+    source: AccountRef,
+    target: AccountRef,
+    amount: Decimal,
+    *,
+    ref: str = "",
+    position_id: int | None = None,
+) -> Entry:
+    """An entry moving `amount` from `source` to `target`; `position_id` tags the savings leg."""
+    tag = lambda account: position_id if account.kind is AccountKind.SAVINGS else None  # noqa: E731
+    return Entry(
+        kind,
+        ccy,
+        (Leg(source, -amount, tag(source)), Leg(target, amount, tag(target))),
+        ref,
+    )
+
+
+def compound(kind: str, ccy: str, legs: Iterable[Leg], ref: str = "") -> Entry:
+    """An entry of several legs; legs of zero are left out."""
+    return Entry(kind, ccy, tuple(leg for leg in legs if leg.amount != ZERO), ref)

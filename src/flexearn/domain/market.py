@@ -1,0 +1,125 @@
+"""The market product: hourly matching of lenders' offers against borrow demand (SPEC §2).
+
+Rates are annual decimal fractions (`0.05` is 5%). Amounts are rounded down to the currency
+precision; nothing here rounds up a user's favour.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import Enum
+
+from flexearn.domain.errors import InvalidParameter
+from flexearn.domain.money import D, ZERO, mul_div_down, round_down
+
+MIN_RATE = D("0.01")
+MAX_RATE = D("3.65")
+DEFAULT_INSURANCE_FEE = D("0.15")
+
+
+class MatchingMode(str, Enum):
+    AUCTION = "auction"
+    PRO_RATA = "pro_rata"
+
+
+class DemandSource(str, Enum):
+    STATIC = "static"
+    SIMULATED = "simulated"
+
+
+def check_rate(rate: Decimal, param: str = "rate") -> Decimal:
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise InvalidParameter(param, f"the minimum lending rate must be between {MIN_RATE} and {MAX_RATE}")
+    return rate
+
+
+def check_insurance_fee(fee: Decimal) -> Decimal:
+    if not ZERO <= fee < 1:
+        raise InvalidParameter("insurance_fee", "must be at least 0 and below 1")
+    return fee
+
+
+@dataclass(frozen=True)
+class Offer:
+    """A position's whole `amt` offered at its user's minimum rate; `seq` orders equal rates."""
+
+    position_id: int
+    amount: Decimal
+    rate: Decimal
+    seq: int
+
+
+@dataclass(frozen=True)
+class Match:
+    """The outcome of one hour's match."""
+
+    borrow_rate: Decimal  # r* (auction) or r_b (pro rata); 0 when nothing is lent
+    lender_rate: Decimal  # annual rate paid on each lent amount: borrow_rate × (1 − fee)
+    pool_rate: Decimal  # annual rate an eligible offer earns on its whole amount (wire lendingRate)
+    lent: dict[int, Decimal]  # position id → amount lent for the hour (only non-zero)
+    supply: Decimal  # total offered
+    eligible: Decimal  # offered at or below the borrow rate
+
+    @property
+    def lent_total(self) -> Decimal:
+        return sum(self.lent.values(), ZERO)
+
+
+def _no_match(supply: Decimal, borrow_rate: Decimal = ZERO, eligible: Decimal = ZERO) -> Match:
+    return Match(borrow_rate, ZERO, ZERO, {}, supply, eligible)
+
+
+def match_auction(
+    offers: Sequence[Offer], demand: Decimal, insurance_fee: Decimal, places: int
+) -> Match:
+    """Cheapest offers first (ties: first set, first served) until demand is met.
+
+    The highest accepted minimum rate is the borrow rate r*; every accepted offer lends at r*, the
+    marginal one possibly in part. If supply is short of demand everything is lent.
+    """
+    live = sorted((o for o in offers if o.amount > 0), key=lambda o: (o.rate, o.seq))
+    supply = sum((o.amount for o in live), ZERO)
+    remaining = round_down(demand, places)
+    if remaining <= 0 or not live:
+        return _no_match(supply)
+    lent: dict[int, Decimal] = {}
+    borrow_rate = ZERO
+    for offer in live:
+        if remaining <= 0:
+            break
+        take = min(offer.amount, remaining)
+        lent[offer.position_id] = take
+        remaining -= take
+        borrow_rate = offer.rate
+    lender_rate = borrow_rate * (1 - insurance_fee)
+    eligible = sum((o.amount for o in live if o.rate <= borrow_rate), ZERO)
+    return Match(borrow_rate, lender_rate, lender_rate, lent, supply, eligible)
+
+
+def match_pro_rata(
+    offers: Sequence[Offer],
+    demand: Decimal,
+    borrow_rate: Decimal,
+    insurance_fee: Decimal,
+    places: int,
+) -> Match:
+    """Every offer at or below r_b lends the same share `min(1, D / eligible)` of itself at r_b."""
+    live = [o for o in offers if o.amount > 0]
+    supply = sum((o.amount for o in live), ZERO)
+    eligible_offers = [o for o in live if o.rate <= borrow_rate]
+    eligible = sum((o.amount for o in eligible_offers), ZERO)
+    demand = round_down(demand, places)
+    if demand <= 0 or borrow_rate <= 0:
+        return _no_match(supply, eligible=eligible)
+    if eligible == 0:
+        return _no_match(supply, borrow_rate)
+    lent: dict[int, Decimal] = {}
+    for offer in eligible_offers:
+        take = offer.amount if demand >= eligible else mul_div_down(offer.amount, demand, eligible, places)
+        if take > 0:
+            lent[offer.position_id] = take
+    lender_rate = borrow_rate * (1 - insurance_fee)
+    share = min(Decimal(1), demand / eligible)
+    return Match(borrow_rate, lender_rate, lender_rate * share, lent, supply, eligible)

@@ -1,0 +1,103 @@
+"""Currencies, users and the funding accounts: deposits and withdrawals."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+import sqlalchemy as sa
+
+from flexearn.adapters import repository as repo
+from flexearn.adapters import tables as t
+from flexearn.adapters.clock import wall_ms
+from flexearn.domain.errors import AlreadyExists, InvalidParameter
+from flexearn.domain.ledger import AccountKind, AccountRef, transfer
+from flexearn.domain.money import MAX_PRECISION, decimal_places
+from flexearn.services.unit_of_work import UnitOfWork
+
+LEVELS = ("beginner", "normal", "VIP")
+DEFAULT_PRECISION = 16
+
+
+def add_currency(uow: UnitOfWork, ccy: str, precision: int = DEFAULT_PRECISION) -> None:
+    if not ccy.isalnum() or not ccy.isupper() or len(ccy) > 16:
+        raise InvalidParameter("ccy", "use upper-case letters and digits, e.g. USDT")
+    if not 0 <= precision <= MAX_PRECISION:
+        raise InvalidParameter("precision", f"must be 0 to {MAX_PRECISION}")
+    with uow:
+        if uow.conn.execute(sa.select(t.currency.c.ccy).where(t.currency.c.ccy == ccy)).first():
+            raise AlreadyExists(f"currency {ccy} exists", param="ccy")
+        uow.conn.execute(sa.insert(t.currency).values(ccy=ccy, precision=precision, enabled=True))
+        uow.commit()
+
+
+def create_user(uow: UnitOfWork, name: str, level: str = "beginner") -> int:
+    if level not in LEVELS:
+        raise InvalidParameter("level", f"one of {', '.join(LEVELS)}")
+    if not name or len(name) > 64:
+        raise InvalidParameter("name")
+    with uow:
+        if uow.conn.execute(sa.select(t.user.c.id).where(t.user.c.name == name)).first():
+            raise AlreadyExists(f"user {name} exists", param="name")
+        user_id = uow.conn.execute(
+            sa.insert(t.user).values(name=name, level=level, created_at=wall_ms()).returning(t.user.c.id)
+        ).scalar_one()
+        uow.commit()
+    return int(user_id)
+
+
+def check_amount(amount: Decimal, precision: int, param: str = "amt") -> Decimal:
+    """A positive amount with no more decimals than the currency allows."""
+    if amount <= 0:
+        raise InvalidParameter(param, "must be positive")
+    if decimal_places(amount) > precision:
+        raise InvalidParameter(param, f"at most {precision} decimal places")
+    return amount
+
+
+def deposit(uow: UnitOfWork, user_id: int, ccy: str, amount: Decimal) -> int:
+    """Money arriving from outside into the user's funding account."""
+    return _external_move(uow, user_id, ccy, amount, "deposit")
+
+
+def withdraw(uow: UnitOfWork, user_id: int, ccy: str, amount: Decimal) -> int:
+    """Money leaving from the user's funding account."""
+    return _external_move(uow, user_id, ccy, amount, "withdrawal")
+
+
+def _external_move(uow: UnitOfWork, user_id: int, ccy: str, amount: Decimal, kind: str) -> int:
+    with uow:
+        check_amount(amount, repo.currency_precision(uow.conn, ccy))
+        funding = AccountRef.funding(user_id, ccy)
+        external = AccountRef.system(AccountKind.EXTERNAL, ccy)
+        source, target = (external, funding) if kind == "deposit" else (funding, external)
+        entry_id = repo.post(uow.conn, transfer(kind, ccy, source, target, amount, ref=f"user:{user_id}"), uow.now())
+        uow.commit()
+    return entry_id
+
+
+@dataclass(frozen=True)
+class FundingBalance:
+    ccy: str
+    available: Decimal
+    frozen: Decimal
+
+
+def funding_balances(uow: UnitOfWork, user_id: int) -> list[FundingBalance]:
+    with uow:
+        rows = uow.conn.execute(
+            sa.select(t.account.c.ccy, t.account.c.kind, t.account.c.balance)
+            .where(t.account.c.user_id == user_id)
+            .order_by(t.account.c.ccy)
+        ).all()
+    by_ccy: dict[str, dict[str, Decimal]] = {}
+    for row in rows:
+        by_ccy.setdefault(row.ccy, {})[row.kind] = row.balance
+    return [
+        FundingBalance(
+            ccy,
+            kinds.get(AccountKind.FUNDING.value, Decimal(0)),
+            kinds.get(AccountKind.FROZEN.value, Decimal(0)),
+        )
+        for ccy, kinds in by_ccy.items()
+    ]

@@ -1,0 +1,126 @@
+"""Market savings: purchase, redeem, set the minimum lending rate, read positions (SPEC §2)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+import sqlalchemy as sa
+
+from flexearn.adapters import repository as repo
+from flexearn.adapters import tables as t
+from flexearn.domain.errors import AmountTooLarge
+from flexearn.domain.ledger import AccountKind, AccountRef, transfer
+from flexearn.domain.market import MIN_RATE, check_rate
+from flexearn.domain.money import ZERO, plain
+from flexearn.services.accounts import check_amount
+from flexearn.services.unit_of_work import UnitOfWork
+
+
+@dataclass(frozen=True)
+class Position:
+    ccy: str
+    amt: Decimal
+    loan: Decimal
+    earnings: Decimal
+    rate: Decimal
+
+    @property
+    def pending(self) -> Decimal:
+        return self.amt - self.loan
+
+
+def _open_position(uow: UnitOfWork, user_id: int, ccy: str) -> sa.Row[object]:
+    """The user's position, locked; created at the default minimum rate if they have none."""
+    row = repo.position(uow.conn, user_id, ccy, lock=True)
+    if row is None:
+        now = uow.now()
+        repo.insert_ignore(
+            uow.conn,
+            t.position,
+            {"user_id": user_id, "ccy": ccy, "amt": ZERO, "loan": ZERO, "earnings": ZERO,
+             "rate": MIN_RATE, "rate_seq": 0, "rate_set_at": now},
+        )
+        row = repo.position(uow.conn, user_id, ccy, lock=True)
+        assert row is not None
+        if row.rate_seq == 0:
+            repo.record_rate(uow.conn, row.id, MIN_RATE, now)
+    return row
+
+
+def purchase(uow: UnitOfWork, user_id: int, ccy: str, amount: Decimal, rate: Decimal | None = None) -> Position:
+    """Move `amount` from funding into savings; a given `rate` becomes the user's minimum rate.
+
+    The money is pending until the next hourly match.
+    """
+    if rate is not None:
+        check_rate(rate)
+    with uow:
+        check_amount(amount, repo.currency_precision(uow.conn, ccy))
+        repo.market(uow.conn, ccy, lock="share")  # settlement of this currency waits for us
+        row = _open_position(uow, user_id, ccy)
+        if rate is not None:
+            repo.record_rate(uow.conn, row.id, rate, uow.now())
+        savings = AccountRef.system(AccountKind.SAVINGS, ccy)
+        entry = transfer("purchase", ccy, AccountRef.funding(user_id, ccy), savings, amount,
+                         ref=f"position:{row.id}", position_id=row.id)
+        repo.post(uow.conn, entry, uow.now())
+        uow.conn.execute(sa.update(t.position).where(t.position.c.id == row.id).values(amt=row.amt + amount))
+        result = _read(uow, user_id, ccy)
+        uow.commit()
+    return result
+
+
+def redeem(uow: UnitOfWork, user_id: int, ccy: str, amount: Decimal) -> Position:
+    """Return `amount` to funding at once, taken from pending first, then from what is lent.
+
+    What is taken from the lent part earns nothing for the current hour.
+    """
+    with uow:
+        check_amount(amount, repo.currency_precision(uow.conn, ccy))
+        repo.market(uow.conn, ccy, lock="share")
+        row = repo.position(uow.conn, user_id, ccy, lock=True)
+        held = row.amt if row is not None else ZERO
+        if row is None or amount > held:
+            raise AmountTooLarge("redemption", plain(held))
+        from_loan = max(ZERO, amount - (row.amt - row.loan))
+        savings = AccountRef.system(AccountKind.SAVINGS, ccy)
+        entry = transfer("redemption", ccy, savings, AccountRef.funding(user_id, ccy), amount,
+                         ref=f"position:{row.id}", position_id=row.id)
+        repo.post(uow.conn, entry, uow.now())
+        uow.conn.execute(
+            sa.update(t.position)
+            .where(t.position.c.id == row.id)
+            .values(amt=row.amt - amount, loan=row.loan - from_loan)
+        )
+        result = _read(uow, user_id, ccy)
+        uow.commit()
+    return result
+
+
+def set_rate(uow: UnitOfWork, user_id: int, ccy: str, rate: Decimal) -> Position:
+    """Change the user's minimum lending rate; it applies from the next hourly match."""
+    check_rate(rate)
+    with uow:
+        repo.currency_precision(uow.conn, ccy)
+        repo.market(uow.conn, ccy, lock="share")
+        row = _open_position(uow, user_id, ccy)
+        repo.record_rate(uow.conn, row.id, rate, uow.now())
+        result = _read(uow, user_id, ccy)
+        uow.commit()
+    return result
+
+
+def _read(uow: UnitOfWork, user_id: int, ccy: str) -> Position:
+    row = repo.position(uow.conn, user_id, ccy)
+    assert row is not None
+    return Position(row.ccy, row.amt, row.loan, row.earnings, row.rate)
+
+
+def positions(uow: UnitOfWork, user_id: int, ccy: str | None = None) -> list[Position]:
+    query = sa.select(t.position).where(t.position.c.user_id == user_id).order_by(t.position.c.ccy)
+    if ccy is not None:
+        query = query.where(t.position.c.ccy == ccy)
+    with uow:
+        rows = uow.conn.execute(query).all()
+    return [Position(r.ccy, r.amt, r.loan, r.earnings, r.rate) for r in rows]

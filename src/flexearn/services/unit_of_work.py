@@ -1,0 +1,44 @@
+"""A database transaction that rolls back unless the use case commits it."""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+import sqlalchemy as sa
+
+from flexearn.adapters import clock
+
+
+class UnitOfWork:
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        self._conn: sa.Connection | None = None
+
+    def __enter__(self) -> UnitOfWork:
+        self._conn = self.engine.connect()
+        self._conn.begin()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        assert self._conn is not None
+        try:
+            if self._conn.in_transaction():
+                self._conn.rollback()
+        finally:
+            self._conn.close()
+            self._conn = None
+
+    @property
+    def conn(self) -> sa.Connection:
+        if self._conn is None:
+            raise RuntimeError("the unit of work is not open")
+        return self._conn
+
+    def commit(self) -> None:
+        self.conn.commit()
+
+    def now(self) -> int:
+        """Business time, read inside this transaction."""
+        return clock.business_now(self.conn)
