@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
 import time
@@ -10,13 +9,18 @@ from collections.abc import Callable
 from dataclasses import asdict, is_dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
 from flexearn.adapters import clock as clocks
+from flexearn.adapters.db import current_revision
+from flexearn.adapters.repository import user_id_by_name
 from flexearn.bootstrap import Flexearn
 from flexearn.config import Settings
+from flexearn.demo import seed_world
+from flexearn.domain.demand import SimulatedDemand
 from flexearn.domain.errors import FlexearnError
 from flexearn.domain.money import D, plain
 from flexearn.services import accounts, ledger_check, markets, savings, settlement
@@ -53,29 +57,38 @@ def command(group: click.Group, name: str, **kwargs: Any) -> Callable[[F], F]:
     """A subcommand taking --db and --json, with engine errors reported cleanly."""
 
     def wrap(func: F) -> F:
-        @group.command(name, **kwargs)
-        @click.option("--db", "db_url", default=None, help="Database URL (default: FLEXEARN_DATABASE_URL or sqlite:///flexearn.db).")
-        @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-        @click.pass_context
-        @functools.wraps(func)
-        def run(ctx: click.Context, db_url: str | None, as_json: bool, **params: Any) -> Any:
+        def run(ctx: click.Context, /, db_url: str | None, as_json: bool, **params: Any) -> Any:
             settings = Settings.from_env()
             ctx.obj = {"json": as_json, "settings": settings}
             app = Flexearn(db_url or settings.database_url)
             try:
                 return func(ctx, app, **params)
             except FlexearnError as error:
-                emit(ctx, {"error": error.code, "message": error.message, "param": error.param}, f"error: {error.message}")
+                emit(
+                    ctx,
+                    {"error": error.code, "message": error.message, "param": error.param},
+                    f"error: {error.message}",
+                )
                 sys.exit(2)
             finally:
                 app.close()
 
+        run.__doc__ = func.__doc__
+        run.__click_params__ = list(getattr(func, "__click_params__", []))  # type: ignore[attr-defined]
+        db_option = click.option(
+            "--db",
+            "db_url",
+            default=None,
+            help="Database URL (default: FLEXEARN_DATABASE_URL or sqlite:///flexearn.db).",
+        )
+        json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+        group.command(name, **kwargs)(db_option(json_option(click.pass_context(run))))
         return func
 
     return wrap
 
 
-class DecimalType(click.ParamType):
+class DecimalType(click.ParamType[Decimal, Any]):
     name = "decimal"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Decimal:
@@ -99,9 +112,9 @@ def main() -> None:
 @command(main, "migrate")
 def migrate_cmd(ctx: click.Context, app: Flexearn) -> None:
     """Create or upgrade the database schema (every command also does this first)."""
-    from flexearn.adapters.db import current_revision
-
-    emit(ctx, {"revision": current_revision(app.engine)}, f"schema at revision {current_revision(app.engine)}")
+    emit(
+        ctx, {"revision": current_revision(app.engine)}, f"schema at revision {current_revision(app.engine)}"
+    )
 
 
 @main.group()
@@ -131,8 +144,6 @@ def currency_add(ctx: click.Context, app: Flexearn, ccy: str, precision: int) ->
 
 
 def _user_id(app: Flexearn, name: str) -> int:
-    from flexearn.adapters.repository import user_id_by_name
-
     with app.uow() as uow:
         return user_id_by_name(uow.conn, name)
 
@@ -144,7 +155,11 @@ def _user_id(app: Flexearn, name: str) -> int:
 def deposit_cmd(ctx: click.Context, app: Flexearn, user_name: str, ccy: str, amount: Decimal) -> None:
     """Credit a user's funding account from outside."""
     entry = accounts.deposit(app.uow(), _user_id(app, user_name), ccy, amount)
-    emit(ctx, {"entry": entry, "user": user_name, "ccy": ccy, "amount": amount}, f"deposited {plain(amount)} {ccy}")
+    emit(
+        ctx,
+        {"entry": entry, "user": user_name, "ccy": ccy, "amount": amount},
+        f"deposited {plain(amount)} {ccy}",
+    )
 
 
 @command(main, "withdraw")
@@ -154,7 +169,11 @@ def deposit_cmd(ctx: click.Context, app: Flexearn, user_name: str, ccy: str, amo
 def withdraw_cmd(ctx: click.Context, app: Flexearn, user_name: str, ccy: str, amount: Decimal) -> None:
     """Debit a user's funding account to outside."""
     entry = accounts.withdraw(app.uow(), _user_id(app, user_name), ccy, amount)
-    emit(ctx, {"entry": entry, "user": user_name, "ccy": ccy, "amount": amount}, f"withdrew {plain(amount)} {ccy}")
+    emit(
+        ctx,
+        {"entry": entry, "user": user_name, "ccy": ccy, "amount": amount},
+        f"withdrew {plain(amount)} {ccy}",
+    )
 
 
 @command(main, "balance")
@@ -162,8 +181,13 @@ def withdraw_cmd(ctx: click.Context, app: Flexearn, user_name: str, ccy: str, am
 def balance_cmd(ctx: click.Context, app: Flexearn, user_name: str) -> None:
     """A user's funding balances and savings positions."""
     user_id = _user_id(app, user_name)
-    emit(ctx, {"funding": accounts.funding_balances(app.uow(), user_id),
-               "savings": savings.positions(app.uow(), user_id)})
+    emit(
+        ctx,
+        {
+            "funding": accounts.funding_balances(app.uow(), user_id),
+            "savings": savings.positions(app.uow(), user_id),
+        },
+    )
 
 
 @main.group()
@@ -179,16 +203,32 @@ def market() -> None:
 @click.option("--insurance-fee", type=DECIMAL, help="Share of borrower interest kept by the insurance fund.")
 @click.option("--demand-source", type=click.Choice(["static", "simulated"]))
 @click.option("--seed", type=int, help="Seed of the simulated demand.")
-def market_set(ctx: click.Context, app: Flexearn, ccy: str, mode: str | None, demand: Decimal | None,
-               borrow_rate: Decimal | None, insurance_fee: Decimal | None, demand_source: str | None,
-               seed: int | None) -> None:
+def market_set(
+    ctx: click.Context,
+    app: Flexearn,
+    ccy: str,
+    mode: str | None,
+    demand: Decimal | None,
+    borrow_rate: Decimal | None,
+    insurance_fee: Decimal | None,
+    demand_source: str | None,
+    seed: int | None,
+) -> None:
     simulation = None
     if seed is not None or demand_source == "simulated":
-        from flexearn.domain.demand import SimulatedDemand
-
-        simulation = SimulatedDemand(mean=demand or D(1000), base_rate=borrow_rate or D("0.05"), seed=seed or 0)
-    result = markets.set_market(app.uow(), ccy, mode=mode, demand=demand, borrow_rate=borrow_rate,
-                                insurance_fee=insurance_fee, demand_source=demand_source, simulation=simulation)
+        simulation = SimulatedDemand(
+            mean=demand or D(1000), base_rate=borrow_rate or D("0.05"), seed=seed or 0
+        )
+    result = markets.set_market(
+        app.uow(),
+        ccy,
+        mode=mode,
+        demand=demand,
+        borrow_rate=borrow_rate,
+        insurance_fee=insurance_fee,
+        demand_source=demand_source,
+        simulation=simulation,
+    )
     emit(ctx, result)
 
 
@@ -207,8 +247,9 @@ def savings_group() -> None:
 @click.argument("ccy")
 @click.argument("amount", type=DECIMAL)
 @click.option("--rate", type=DECIMAL, help="Minimum annual lending rate, e.g. 0.02 for 2%.")
-def savings_purchase(ctx: click.Context, app: Flexearn, user_name: str, ccy: str, amount: Decimal,
-                     rate: Decimal | None) -> None:
+def savings_purchase(
+    ctx: click.Context, app: Flexearn, user_name: str, ccy: str, amount: Decimal, rate: Decimal | None
+) -> None:
     emit(ctx, savings.purchase(app.uow(), _user_id(app, user_name), ccy, amount, rate))
 
 
@@ -247,8 +288,13 @@ def clock_show(ctx: click.Context, app: Flexearn) -> None:
 
 
 @command(clock, "set-sim")
-@click.option("--speed", type=DECIMAL, default=D(1), show_default=True,
-              help="Business seconds per real second; 0 stands still until advanced.")
+@click.option(
+    "--speed",
+    type=DECIMAL,
+    default=D(1),
+    show_default=True,
+    help="Business seconds per real second; 0 stands still until advanced.",
+)
 @click.option("--start", type=click.DateTime(), default=None, help="Business time to start from (UTC).")
 def clock_set_sim(ctx: click.Context, app: Flexearn, speed: Decimal, start: datetime | None) -> None:
     with app.uow() as uow:
@@ -274,8 +320,11 @@ def clock_advance(ctx: click.Context, app: Flexearn, hours: int) -> None:
         clocks.advance(uow.conn, hours * clocks.HOUR_MS)
         uow.commit()
     settled = settlement.settle_due(app.engine)
-    emit(ctx, {"clock": _clock_view(app), "settled": settled},
-         f"clock at {_clock_view(app)['iso']}; settled {len(settled)} currency-hours")
+    emit(
+        ctx,
+        {"clock": _clock_view(app), "settled": settled},
+        f"clock at {_clock_view(app)['iso']}; settled {len(settled)} currency-hours",
+    )
 
 
 @command(main, "settle")
@@ -286,9 +335,11 @@ def settle_cmd(ctx: click.Context, app: Flexearn) -> None:
 
 
 def _hour_line(s: settlement.SettledHour) -> str:
-    return (f"{iso(s.hour)} {s.ccy}: demand {plain(s.demand)}, lent {plain(s.lent)}, "
-            f"borrow rate {plain(s.borrow_rate)}, lending rate {plain(s.lending_rate)}, "
-            f"interest paid {plain(s.interest_paid)}")
+    return (
+        f"{iso(s.hour)} {s.ccy}: demand {plain(s.demand)}, lent {plain(s.lent)}, "
+        f"borrow rate {plain(s.borrow_rate)}, lending rate {plain(s.lending_rate)}, "
+        f"interest paid {plain(s.interest_paid)}"
+    )
 
 
 @main.group()
@@ -300,8 +351,11 @@ def ledger() -> None:
 def ledger_check_cmd(ctx: click.Context, app: Flexearn) -> None:
     """Re-verify every ledger invariant; exit 1 and list violations if any."""
     violations = ledger_check.check(app.uow())
-    emit(ctx, {"ok": not violations, "violations": violations},
-         "ledger ok" if not violations else "\n".join(violations))
+    emit(
+        ctx,
+        {"ok": not violations, "violations": violations},
+        "ledger ok" if not violations else "\n".join(violations),
+    )
     if violations:
         sys.exit(1)
 
@@ -312,11 +366,20 @@ def run_cmd(ctx: click.Context, app: Flexearn) -> None:
     run_scheduler(app, ctx.obj["settings"].poll_seconds, lambda s: emit(ctx, s, _hour_line(s)))
 
 
-def run_scheduler(app: Flexearn, poll_seconds: float, report: Callable[[settlement.SettledHour], None]) -> None:
+def run_scheduler(
+    app: Flexearn,
+    poll_seconds: float,
+    report: Callable[[settlement.SettledHour], None],
+    until: int | None = None,
+) -> None:
+    """Settle due hours as they come, until interrupted (or business time `until`)."""
     try:
         while True:
             for settled in settlement.settle_due(app.engine):
                 report(settled)
+            with app.uow() as uow:
+                if until is not None and uow.now() >= until:
+                    return
             time.sleep(_seconds_to_next_hour(app, poll_seconds))
     except KeyboardInterrupt:
         pass
@@ -338,32 +401,30 @@ DEMO_DATABASE = "flexearn-demo.db"
 
 @main.command("demo")
 @click.option("--db", "db_url", default=None, help=f"Database URL (default: a fresh {DEMO_DATABASE}).")
-@click.option("--speed", type=DECIMAL, default=D(360), show_default=True,
-              help="Business seconds per real second (360: an hour every 10 s).")
+@click.option(
+    "--speed",
+    type=DECIMAL,
+    default=D(360),
+    show_default=True,
+    help="Business seconds per real second (360: an hour every 10 s).",
+)
 @click.option("--seed", type=int, default=7, show_default=True, help="Makes the whole world reproducible.")
-@click.option("--hours", type=int, default=None, help="Stop after this many business hours (default: run until ^C).")
+@click.option(
+    "--hours", type=int, default=None, help="Stop after this many business hours (default: run until ^C)."
+)
 def demo_cmd(db_url: str | None, speed: Decimal, seed: int, hours: int | None) -> None:
     """A sandbox: seeded currencies, markets with simulated demand, lenders, an accelerated clock."""
-    from pathlib import Path
-
-    from flexearn.demo import seed_world
-
     if db_url is None:
         Path(DEMO_DATABASE).unlink(missing_ok=True)
         db_url = f"sqlite:///{DEMO_DATABASE}"
     app = Flexearn(db_url)
     try:
         click.echo(seed_world(app, speed=speed, seed=seed))
-        seen = 0
-
-        def report(settled: settlement.SettledHour) -> None:
-            nonlocal seen
-            click.echo(_hour_line(settled))
-            seen += 1
-            if hours is not None and seen >= hours * len(markets.list_markets(app.uow())):
-                raise KeyboardInterrupt
-
-        run_scheduler(app, 0.5, report)
+        until = None
+        if hours is not None:
+            with app.uow() as uow:
+                until = uow.now() + hours * clocks.HOUR_MS
+        run_scheduler(app, 0.5, lambda s: click.echo(_hour_line(s)), until=until)
     finally:
         app.close()
 

@@ -32,7 +32,12 @@ def seed_world(app: Flexearn, *, speed: Decimal, seed: int) -> str:
     for ccy, (precision, mode, _size, mean, base_rate) in WORLD.items():
         accounts.add_currency(app.uow(), ccy, precision)
         markets.set_market(
-            app.uow(), ccy, mode=mode, demand_source="simulated", demand=mean, borrow_rate=base_rate,
+            app.uow(),
+            ccy,
+            mode=mode,
+            demand_source="simulated",
+            demand=mean,
+            borrow_rate=base_rate,
             simulation=SimulatedDemand(mean=mean, base_rate=base_rate, seed=seed),
         )
     for n in range(LENDERS):
@@ -46,9 +51,11 @@ def seed_world(app: Flexearn, *, speed: Decimal, seed: int) -> str:
     demo_id = accounts.create_user(app.uow(), DEMO_USER)
     for ccy, (_p, _m, size, _mean, _rate) in WORLD.items():
         accounts.deposit(app.uow(), demo_id, ccy, size * 10)
-    lines = [f"flexearn demo on {app.engine.url.render_as_string(hide_password=True)}",
-             f"clock: simulated, {plain(speed)}x; seed {seed}; {LENDERS} lenders",
-             f"user {DEMO_USER!r} (id {demo_id}) funded with: "
-             + ", ".join(f"{plain(size * 10)} {ccy}" for ccy, (_p, _m, size, _mn, _r) in WORLD.items()),
-             "try: flexearn savings purchase demo USDT 1000 --rate 0.05 --db " + str(app.engine.url)]
+    lines = [
+        f"flexearn demo on {app.engine.url.render_as_string(hide_password=True)}",
+        f"clock: simulated, {plain(speed)}x; seed {seed}; {LENDERS} lenders",
+        f"user {DEMO_USER!r} (id {demo_id}) funded with: "
+        + ", ".join(f"{plain(size * 10)} {ccy}" for ccy, (_p, _m, size, _mn, _r) in WORLD.items()),
+        "try: flexearn savings purchase demo USDT 1000 --rate 0.05 --db " + str(app.engine.url),
+    ]
     return "\n".join(lines)

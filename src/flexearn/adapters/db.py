@@ -8,6 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
 from sqlalchemy import event
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -65,7 +66,5 @@ def migrate(engine: sa.Engine, revision: str = "head") -> None:
 
 
 def current_revision(engine: sa.Engine) -> str | None:
-    from alembic.runtime.migration import MigrationContext
-
     with engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()

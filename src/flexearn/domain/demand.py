@@ -41,7 +41,9 @@ def _decimal(x: float, places: int) -> Decimal:
     return Decimal(f"{x:.{places}f}")
 
 
-def simulate_hour(params: SimulatedDemand, ccy: str, hour_ms: int, previous_state: str, places: int) -> HourDemand:
+def simulate_hour(
+    params: SimulatedDemand, ccy: str, hour_ms: int, previous_state: str, places: int
+) -> HourDemand:
     mean = float(params.mean)
     level = float(previous_state) if previous_state else mean
     rng = random.Random(f"{params.seed}:{ccy}:{hour_ms}")

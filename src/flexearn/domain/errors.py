@@ -57,9 +57,7 @@ class AmountTooLarge(FlexearnError):
     code = "amount_too_large"
 
     def __init__(self, behavior: str, limit: str) -> None:
-        super().__init__(
-            f"The {behavior} amount must be equal to or less than {limit}", param="amt"
-        )
+        super().__init__(f"The {behavior} amount must be equal to or less than {limit}", param="amt")
         self.behavior = behavior
         self.limit = limit
 

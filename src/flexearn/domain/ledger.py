@@ -16,12 +16,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
-from enum import Enum
+from enum import StrEnum
 
 from flexearn.domain.money import ZERO
 
 
-class AccountKind(str, Enum):
+class AccountKind(StrEnum):
     FUNDING = "funding"
     FROZEN = "frozen"
     EXTERNAL = "external"
@@ -47,7 +47,9 @@ class AccountRef:
 
     def __post_init__(self) -> None:
         if self.kind.user_owned != (self.user_id is not None):
-            raise ValueError(f"{self.kind.value} accounts {'need' if self.kind.user_owned else 'take no'} user")
+            raise ValueError(
+                f"{self.kind.value} accounts {'need' if self.kind.user_owned else 'take no'} user"
+            )
 
     @property
     def key(self) -> str:
@@ -108,13 +110,11 @@ def transfer(
     position_id: int | None = None,
 ) -> Entry:
     """An entry moving `amount` from `source` to `target`; `position_id` tags the savings leg."""
-    tag = lambda account: position_id if account.kind is AccountKind.SAVINGS else None  # noqa: E731
-    return Entry(
-        kind,
-        ccy,
-        (Leg(source, -amount, tag(source)), Leg(target, amount, tag(target))),
-        ref,
-    )
+
+    def tag(account: AccountRef) -> int | None:
+        return position_id if account.kind is AccountKind.SAVINGS else None
+
+    return Entry(kind, ccy, (Leg(source, -amount, tag(source)), Leg(target, amount, tag(target))), ref)
 
 
 def compound(kind: str, ccy: str, legs: Iterable[Leg], ref: str = "") -> Entry:

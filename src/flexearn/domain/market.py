@@ -12,7 +12,7 @@ from decimal import Decimal
 from enum import Enum
 
 from flexearn.domain.errors import InvalidParameter
-from flexearn.domain.money import D, ZERO, mul_div_down, round_down
+from flexearn.domain.money import ZERO, D, mul_div_down, round_down
 
 MIN_RATE = D("0.01")
 MAX_RATE = D("3.65")

@@ -64,5 +64,4 @@ def plain(value: Decimal) -> str:
     """Fixed-point text without exponent or trailing zeros ("0" for zero)."""
     if value == 0:
         return "0"
-    text = format(value.normalize(), "f")
-    return text
+    return format(value.normalize(), "f")

@@ -71,7 +71,9 @@ def _external_move(uow: UnitOfWork, user_id: int, ccy: str, amount: Decimal, kin
         funding = AccountRef.funding(user_id, ccy)
         external = AccountRef.system(AccountKind.EXTERNAL, ccy)
         source, target = (external, funding) if kind == "deposit" else (funding, external)
-        entry_id = repo.post(uow.conn, transfer(kind, ccy, source, target, amount, ref=f"user:{user_id}"), uow.now())
+        entry_id = repo.post(
+            uow.conn, transfer(kind, ccy, source, target, amount, ref=f"user:{user_id}"), uow.now()
+        )
         uow.commit()
     return entry_id
 

@@ -20,8 +20,13 @@ from flexearn.domain.money import ZERO
 from flexearn.services.unit_of_work import UnitOfWork
 
 
-def _sums(conn: sa.Connection, amount: sa.ColumnElement[Any], keys: list[sa.ColumnElement[Any]],
-          source: sa.FromClause, where: sa.ColumnElement[bool] | None = None) -> dict[Any, Decimal]:
+def _sums(
+    conn: sa.Connection,
+    amount: sa.ColumnElement[Any],
+    keys: list[sa.ColumnElement[Any]],
+    source: sa.FromClause,
+    where: sa.ColumnElement[bool] | None = None,
+) -> dict[Any, Decimal]:
     """Exact SUM(amount) GROUP BY keys, as {key or tuple of keys: sum}."""
     single = len(keys) == 1
     if conn.dialect.name == "postgresql":
@@ -40,37 +45,51 @@ def _sums(conn: sa.Connection, amount: sa.ColumnElement[Any], keys: list[sa.Colu
 
 def check(uow: UnitOfWork) -> list[str]:
     with uow:
-        return list(_violations(uow.conn))
+        control: dict[str, Decimal] = {}
+        return [
+            *_entry_violations(uow.conn),
+            *_account_violations(uow.conn, control),
+            *_position_violations(uow.conn, control),
+            *_hour_violations(uow.conn),
+        ]
 
 
-def _violations(conn: sa.Connection) -> Iterator[str]:
-    leg, account, position, history = t.journal_leg, t.account, t.position, t.lending_history
-
+def _entry_violations(conn: sa.Connection) -> Iterator[str]:
+    """Every journal entry balances, in its own currency."""
+    leg = t.journal_leg
     for entry_id, total in _sums(conn, leg.c.amount, [leg.c.entry_id], leg).items():
         if total != ZERO:
             yield f"journal entry {entry_id} does not balance: legs sum to {total}"
     mixed = conn.execute(
-        sa.select(leg.c.entry_id).join(t.journal_entry, t.journal_entry.c.id == leg.c.entry_id)
-        .where(leg.c.ccy != t.journal_entry.c.ccy).limit(10)
-    ).scalars().all()
+        sa.select(leg.c.entry_id)
+        .join(t.journal_entry, t.journal_entry.c.id == leg.c.entry_id)
+        .where(leg.c.ccy != t.journal_entry.c.ccy)
+        .limit(10)
+    ).scalars()
     for entry_id in mixed:
         yield f"journal entry {entry_id} has a leg in another currency"
 
+
+def _account_violations(conn: sa.Connection, control: dict[str, Decimal]) -> Iterator[str]:
+    """Materialised balances equal their legs and are not negative; fills `control` per currency."""
+    leg, account = t.journal_leg, t.account
     by_account = _sums(conn, leg.c.amount, [leg.c.account_id], leg)
-    control: dict[str, Decimal] = defaultdict(Decimal)
-    for row in conn.execute(sa.select(account.c.id, account.c.key, account.c.kind, account.c.ccy, account.c.balance)):
+    columns = (account.c.id, account.c.key, account.c.kind, account.c.ccy, account.c.balance)
+    for row in conn.execute(sa.select(*columns)):
         legs_total = by_account.get(row.id, ZERO)
         kind = AccountKind(row.kind)
-        if kind.user_owned:
-            if row.balance != legs_total:
-                yield f"account {row.key}: balance {row.balance} but its legs sum to {legs_total}"
-            if row.balance < 0:
-                yield f"account {row.key}: negative balance {row.balance}"
-        elif legs_total < 0 and not kind.may_go_negative:
-            yield f"account {row.key}: negative balance {legs_total}"
+        balance = row.balance if kind.user_owned else legs_total
+        if kind.user_owned and row.balance != legs_total:
+            yield f"account {row.key}: balance {row.balance} but its legs sum to {legs_total}"
+        if balance < 0 and not kind.may_go_negative:
+            yield f"account {row.key}: negative balance {balance}"
         if kind is AccountKind.SAVINGS:
             control[row.ccy] = legs_total
 
+
+def _position_violations(conn: sa.Connection, control: dict[str, Decimal]) -> Iterator[str]:
+    """Each position equals its trail (purchases − redemptions + interest); their sum, the control."""
+    leg, position, history = t.journal_leg, t.position, t.lending_history
     position_legs = _sums(conn, leg.c.amount, [leg.c.position_id], leg, leg.c.position_id.is_not(None))
     position_interest = _sums(conn, history.c.earnings, [history.c.position_id], history)
     held: dict[str, Decimal] = defaultdict(Decimal)
@@ -85,24 +104,32 @@ def _violations(conn: sa.Connection) -> Iterator[str]:
         if row.amt != trail:
             yield f"position {row.id}: amt {row.amt} but purchases, redemptions and interest give {trail}"
     for ccy in sorted(set(control) | set(held)):
-        if control[ccy] != held[ccy]:
-            yield f"{ccy}: savings control account {control[ccy]} differs from the positions' {held[ccy]}"
-
-    yield from _hour_violations(conn)
+        if control.get(ccy, ZERO) != held[ccy]:
+            total = control.get(ccy, ZERO)
+            yield f"{ccy}: savings control account {total} differs from the positions' {held[ccy]}"
 
 
 def _hour_violations(conn: sa.Connection) -> Iterator[str]:
     """Hours settle once (the primary key), in order without gaps, paying what the history says."""
     hours = t.market_hour
-    paid_by_hour = _sums(conn, t.lending_history.c.earnings, [t.lending_history.c.ccy, t.lending_history.c.ts],
-                         t.lending_history)
-    first = dict(conn.execute(sa.select(t.market.c.ccy, t.market.c.first_hour)).tuples().all())
+    paid_by_hour = _sums(
+        conn,
+        t.lending_history.c.earnings,
+        [t.lending_history.c.ccy, t.lending_history.c.ts],
+        t.lending_history,
+    )
+    first = {
+        row.ccy: row.first_hour for row in conn.execute(sa.select(t.market.c.ccy, t.market.c.first_hour))
+    }
     expected: dict[str, int] = {}
-    for row in conn.execute(sa.select(hours.c.ccy, hours.c.hour, hours.c.interest_paid).order_by(hours.c.ccy, hours.c.hour)):
+    for row in conn.execute(
+        sa.select(hours.c.ccy, hours.c.hour, hours.c.interest_paid).order_by(hours.c.ccy, hours.c.hour)
+    ):
         want = expected.get(row.ccy, first.get(row.ccy, row.hour))
         if row.hour != want:
             yield f"{row.ccy}: hour {row.hour} settled but {want} is missing before it"
         expected[row.ccy] = row.hour + HOUR_MS
         history_paid = paid_by_hour.get((row.ccy, row.hour - HOUR_MS), ZERO)
         if row.interest_paid != history_paid:
-            yield f"{row.ccy}: hour {row.hour} paid {row.interest_paid} but lending history says {history_paid}"
+            paid = row.interest_paid
+            yield f"{row.ccy}: hour {row.hour} paid {paid} but lending history says {history_paid}"

@@ -15,7 +15,7 @@ from flexearn.adapters.clock import ceil_hour
 from flexearn.domain.demand import HourDemand, SimulatedDemand, simulate_hour
 from flexearn.domain.errors import InvalidParameter
 from flexearn.domain.market import DEFAULT_INSURANCE_FEE, DemandSource, MatchingMode, check_insurance_fee
-from flexearn.domain.money import D, ZERO, plain
+from flexearn.domain.money import ZERO, D, plain
 from flexearn.services.unit_of_work import UnitOfWork
 
 
@@ -40,7 +40,7 @@ def _simulation_from_json(text: str) -> SimulatedDemand | None:
     if not raw:
         return None
     kinds = {f.name: f.type for f in fields(SimulatedDemand)}
-    values = {k: D(v) if kinds[k] == "Decimal" else v for k, v in raw.items() if k in kinds}
+    values: dict[str, Any] = {k: D(v) if kinds[k] == "Decimal" else v for k, v in raw.items() if k in kinds}
     return SimulatedDemand(**values)
 
 
@@ -108,7 +108,9 @@ def set_market(
     return settings_from_row(row)
 
 
-def _enum(kind: type[MatchingMode] | type[DemandSource], value: str, param: str) -> MatchingMode | DemandSource:
+def _enum(
+    kind: type[MatchingMode] | type[DemandSource], value: str, param: str
+) -> MatchingMode | DemandSource:
     try:
         return kind(value)
     except ValueError:

@@ -38,8 +38,16 @@ def _open_position(uow: UnitOfWork, user_id: int, ccy: str) -> sa.Row[object]:
         repo.insert_ignore(
             uow.conn,
             t.position,
-            {"user_id": user_id, "ccy": ccy, "amt": ZERO, "loan": ZERO, "earnings": ZERO,
-             "rate": MIN_RATE, "rate_seq": 0, "rate_set_at": now},
+            {
+                "user_id": user_id,
+                "ccy": ccy,
+                "amt": ZERO,
+                "loan": ZERO,
+                "earnings": ZERO,
+                "rate": MIN_RATE,
+                "rate_seq": 0,
+                "rate_set_at": now,
+            },
         )
         row = repo.position(uow.conn, user_id, ccy, lock=True)
         assert row is not None
@@ -48,7 +56,9 @@ def _open_position(uow: UnitOfWork, user_id: int, ccy: str) -> sa.Row[object]:
     return row
 
 
-def purchase(uow: UnitOfWork, user_id: int, ccy: str, amount: Decimal, rate: Decimal | None = None) -> Position:
+def purchase(
+    uow: UnitOfWork, user_id: int, ccy: str, amount: Decimal, rate: Decimal | None = None
+) -> Position:
     """Move `amount` from funding into savings; a given `rate` becomes the user's minimum rate.
 
     The money is pending until the next hourly match.
@@ -62,8 +72,15 @@ def purchase(uow: UnitOfWork, user_id: int, ccy: str, amount: Decimal, rate: Dec
         if rate is not None:
             repo.record_rate(uow.conn, row.id, rate, uow.now())
         savings = AccountRef.system(AccountKind.SAVINGS, ccy)
-        entry = transfer("purchase", ccy, AccountRef.funding(user_id, ccy), savings, amount,
-                         ref=f"position:{row.id}", position_id=row.id)
+        entry = transfer(
+            "purchase",
+            ccy,
+            AccountRef.funding(user_id, ccy),
+            savings,
+            amount,
+            ref=f"position:{row.id}",
+            position_id=row.id,
+        )
         repo.post(uow.conn, entry, uow.now())
         uow.conn.execute(sa.update(t.position).where(t.position.c.id == row.id).values(amt=row.amt + amount))
         result = _read(uow, user_id, ccy)
@@ -85,8 +102,15 @@ def redeem(uow: UnitOfWork, user_id: int, ccy: str, amount: Decimal) -> Position
             raise AmountTooLarge("redemption", plain(held))
         from_loan = max(ZERO, amount - (row.amt - row.loan))
         savings = AccountRef.system(AccountKind.SAVINGS, ccy)
-        entry = transfer("redemption", ccy, savings, AccountRef.funding(user_id, ccy), amount,
-                         ref=f"position:{row.id}", position_id=row.id)
+        entry = transfer(
+            "redemption",
+            ccy,
+            savings,
+            AccountRef.funding(user_id, ccy),
+            amount,
+            ref=f"position:{row.id}",
+            position_id=row.id,
+        )
         repo.post(uow.conn, entry, uow.now())
         uow.conn.execute(
             sa.update(t.position)

@@ -1,7 +1,7 @@
 """initial schema
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-21
 
 Tables from `flexearn.adapters.tables`, then the ledger rules the database can enforce itself:
@@ -9,11 +9,10 @@ non-negative user balances and positions, no zero legs, append-only journal rows
 a deferred check that every journal entry's legs sum to zero.
 """
 
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 from flexearn.adapters.tables import Amount
-
 
 revision = '0001'
 down_revision = None

@@ -1,0 +1,68 @@
+"""Small builders shared by the tests: a world with a simulated clock standing still."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from flexearn.adapters import clock
+from flexearn.adapters.clock import HOUR_MS
+from flexearn.bootstrap import Flexearn
+from flexearn.domain.money import D
+from flexearn.services import accounts, ledger_check, markets, savings, settlement
+
+# 2026-01-01T00:00:00Z: tests start their business clock here, on the hour.
+T0 = 1_767_225_600_000
+
+
+def start_clock(app: Flexearn, at: int = T0) -> None:
+    """A simulated clock standing still at `at` (advance it with `advance`)."""
+    with app.uow() as uow:
+        clock.set_simulated(uow.conn, D(0), at)
+        uow.commit()
+
+
+def advance(app: Flexearn, hours: float = 1) -> list[settlement.SettledHour]:
+    """Move the clock forward and settle what became due."""
+    with app.uow() as uow:
+        clock.advance(uow.conn, int(hours * HOUR_MS))
+        uow.commit()
+    return settlement.settle_due(app.engine)
+
+
+def market_world(
+    app: Flexearn,
+    ccy: str = "USDT",
+    *,
+    precision: int = 16,
+    mode: str = "auction",
+    demand: Decimal = D(0),
+    borrow_rate: Decimal = D(0),
+) -> None:
+    """A currency with a static-demand market whose first hour is T0 + 1h."""
+    start_clock(app, T0 + 1)  # a moment after T0, so the first hour settled is T0 + 1h
+    accounts.add_currency(app.uow(), ccy, precision)
+    markets.set_market(app.uow(), ccy, mode=mode, demand=demand, borrow_rate=borrow_rate)
+
+
+def lender(
+    app: Flexearn,
+    name: str,
+    ccy: str,
+    amount: Decimal,
+    rate: Decimal | None = None,
+    deposit: Decimal | None = None,
+) -> int:
+    """A user who deposits and buys `amount` of savings (at `rate`, if given)."""
+    user_id = accounts.create_user(app.uow(), name)
+    accounts.deposit(app.uow(), user_id, ccy, deposit if deposit is not None else amount)
+    savings.purchase(app.uow(), user_id, ccy, amount, rate)
+    return user_id
+
+
+def position(app: Flexearn, user_id: int, ccy: str = "USDT") -> savings.Position:
+    (found,) = savings.positions(app.uow(), user_id, ccy)
+    return found
+
+
+def assert_ledger_ok(app: Flexearn) -> None:
+    assert ledger_check.check(app.uow()) == []

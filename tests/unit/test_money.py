@@ -1,0 +1,60 @@
+"""Money is exact: one constructor, named rounding, exact products and quotients."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from flexearn.domain.errors import InvalidParameter
+from flexearn.domain.money import D, decimal_places, mul_div_down, mul_div_up, plain, round_down
+
+
+def test_floats_never_become_money() -> None:
+    with pytest.raises(TypeError):
+        D(0.1)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        D(True)
+
+
+@pytest.mark.parametrize("text", ["abc", "NaN", "Infinity", "", "1e"])
+def test_text_that_is_not_a_finite_number_is_refused_naming_the_parameter(text: str) -> None:
+    with pytest.raises(InvalidParameter, match="Parameter amt error"):
+        D(text, param="amt")
+
+
+def test_decimal_places_ignore_trailing_zeros() -> None:
+    assert decimal_places(D("1.2300")) == 2
+    assert decimal_places(D("100")) == 0
+    assert decimal_places(D("1E+2")) == 0
+    assert decimal_places(D("0.0000000000000001")) == 16
+
+
+def test_plain_text_has_no_exponent() -> None:
+    assert plain(D("1E+2")) == "100"
+    assert plain(D("0.00000010")) == "0.0000001"
+    assert plain(D("0.000")) == "0"
+
+
+def test_hourly_interest_rounds_down_exactly_even_past_28_digits() -> None:
+    assert mul_div_down(D(100), D("0.0425"), 8760, 16) == D("0.0004851598173515")
+    # The quotient is 0.99999999999999999999999999999988…: Python's default 28-digit context rounds
+    # it to 1 before any truncation could happen; the exact computation keeps it below 1.
+    just_under = D("8759.999999999999999999999999999")
+    assert (just_under / 8760).quantize(D("1e-16"), rounding="ROUND_DOWN") == 1
+    assert mul_div_down(just_under, D(1), 8760, 16) == D("0.9999999999999999")
+
+
+@given(
+    st.decimals(min_value=0, max_value=10**12, places=16),
+    st.decimals(min_value=Decimal("0.0001"), max_value=Decimal("3.65"), places=6),
+    st.integers(0, 16),
+)
+def test_down_and_up_bracket_the_exact_value_within_one_unit(a: Decimal, rate: Decimal, places: int) -> None:
+    down, up = mul_div_down(a, rate, 8760, places), mul_div_up(a, rate, 8760, places)
+    unit = Decimal(1).scaleb(-places)
+    assert down <= up <= down + unit
+    assert (down == up) == (down * 8760 == a * rate)
+    assert round_down(down, places) == down
