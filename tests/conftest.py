@@ -7,6 +7,7 @@ and say why, unless FLEXEARN_REQUIRE_POSTGRES=1 (CI), where they fail instead.
 
 from __future__ import annotations
 
+import functools
 import os
 import uuid
 from collections.abc import Iterator
@@ -22,22 +23,20 @@ POSTGRES_ADMIN_URL = os.environ.get(
 )
 REQUIRE_POSTGRES = os.environ.get("FLEXEARN_REQUIRE_POSTGRES") == "1"
 
-_postgres_error: str | None = None
-_postgres_checked = False
 
-
+@functools.cache
 def _postgres_unavailable() -> str | None:
-    global _postgres_checked, _postgres_error
-    if not _postgres_checked:
-        _postgres_checked = True
-        try:
-            engine = make_engine(POSTGRES_ADMIN_URL, connect_args={"connect_timeout": 3})
-            with engine.connect() as conn:
-                conn.execute(sa.text("SELECT 1"))
-            engine.dispose()
-        except Exception as error:  # any failure to reach the server means: skip
-            _postgres_error = f"no PostgreSQL at {POSTGRES_ADMIN_URL} ({type(error).__name__}); set FLEXEARN_TEST_POSTGRES_URL"
-    return _postgres_error
+    """Why PostgreSQL cannot be used (None when it can); asked once per run."""
+    try:
+        engine = make_engine(POSTGRES_ADMIN_URL, connect_args={"connect_timeout": 3})
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+        engine.dispose()
+    except Exception as error:  # any failure to reach the server means: skip
+        return (
+            f"no PostgreSQL at {POSTGRES_ADMIN_URL} ({type(error).__name__}); set FLEXEARN_TEST_POSTGRES_URL"
+        )
+    return None
 
 
 def postgres_database() -> Iterator[str]:
@@ -64,13 +63,28 @@ def postgres_database() -> Iterator[str]:
         admin.dispose()
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Each integration test runs once on SQLite and once on PostgreSQL."""
-    if request.param == "sqlite":
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+def _database(kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if kind == "sqlite":
         yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'flexearn.db'}"
     else:
         yield from postgres_database()
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Each integration test runs once on SQLite and once on PostgreSQL."""
+    yield from _database(request.param, tmp_path_factory)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def module_database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """One database per test module and backend, for tests that share a running server."""
+    yield from _database(request.param, tmp_path_factory)
 
 
 @pytest.fixture

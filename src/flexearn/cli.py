@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, is_dataclass
@@ -13,17 +15,20 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from granian import Granian
+from granian.constants import Interfaces
 
 from flexearn.adapters import clock as clocks
 from flexearn.adapters.db import current_revision
 from flexearn.adapters.repository import user_id_by_name
+from flexearn.adapters.secrets import SecretBox, generate_master_key
 from flexearn.bootstrap import Flexearn
 from flexearn.config import Settings
 from flexearn.demo import seed_world
 from flexearn.domain.demand import SimulatedDemand
 from flexearn.domain.errors import FlexearnError
 from flexearn.domain.money import D, plain
-from flexearn.services import accounts, ledger_check, markets, savings, settlement
+from flexearn.services import accounts, keys, ledger_check, markets, savings, settlement
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -394,6 +399,82 @@ def _seconds_to_next_hour(app: Flexearn, poll_seconds: float) -> float:
     business_ms = clocks.floor_hour(now) + clocks.HOUR_MS - now
     real_ms = business_ms / float(state.speed) if state.mode == "simulated" else business_ms
     return min(poll_seconds, max(real_ms / 1000, 0.01))
+
+
+@main.group()
+def key() -> None:
+    """API keys (they work on every façade)."""
+
+
+@command(key, "create")
+@click.argument("user_name")
+@click.option("--perm", default="read", show_default=True, help="read, or read,trade")
+@click.option("--ip", default="", help="Comma-separated IP addresses or networks allowed (default: any).")
+@click.option("--expires", type=int, default=None, help="Days until the key expires (default: never).")
+def key_create(
+    ctx: click.Context, app: Flexearn, user_name: str, perm: str, ip: str, expires: int | None
+) -> None:
+    """Create a key; the secret and passphrase are shown only now."""
+    box = SecretBox(ctx.obj["settings"].master_key)
+    new = keys.create_key(app.uow(), box, _user_id(app, user_name), perm, ip, expires)
+    emit(
+        ctx,
+        {"apiKey": new.api_key, "secretKey": new.secret_key, "passphrase": new.passphrase},
+        f"apiKey {new.api_key}\nsecretKey {new.secret_key}\npassphrase {new.passphrase}",
+    )
+
+
+@command(key, "list")
+@click.argument("user_name")
+def key_list(ctx: click.Context, app: Flexearn, user_name: str) -> None:
+    emit(ctx, keys.list_keys(app.uow(), _user_id(app, user_name)))
+
+
+@command(key, "revoke")
+@click.argument("api_key")
+def key_revoke(ctx: click.Context, app: Flexearn, api_key: str) -> None:
+    emit(ctx, keys.revoke_key(app.uow(), api_key), f"revoked {api_key}")
+
+
+@key.command("generate-master")
+def key_generate_master() -> None:
+    """Print a new master key for FLEXEARN_MASTER_KEY."""
+    click.echo(generate_master_key())
+
+
+@main.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8080, show_default=True)
+@click.option("--db", "db_url", default=None, help="Database URL (default: FLEXEARN_DATABASE_URL).")
+@click.option("--workers", type=int, default=1, show_default=True, help="API processes.")
+@click.option(
+    "--scheduler/--no-scheduler",
+    default=True,
+    show_default=True,
+    help="Also settle hours in this process (safe beside other settlers).",
+)
+def serve_cmd(host: str, port: int, db_url: str | None, workers: int, scheduler: bool) -> None:
+    """Serve the exchange façades over HTTP (granian, ASGI)."""
+    settings = Settings.from_env()
+    url = db_url or settings.database_url
+    os.environ["FLEXEARN_DATABASE_URL"] = url  # the worker processes read their settings from here
+    SecretBox(settings.master_key)  # refuse to start without a usable master key
+    app = Flexearn(url)  # migrate once, before the workers start
+    if scheduler:
+        threading.Thread(
+            target=run_scheduler, args=(app, settings.poll_seconds, lambda s: None), daemon=True
+        ).start()
+    server = Granian(
+        "flexearn.api.app:factory",
+        address=host,
+        port=port,
+        interface=Interfaces.ASGI,
+        workers=workers,
+        factory=True,
+        log_access=False,
+    )
+    click.echo(f"flexearn serving on http://{host}:{port} ({workers} worker(s)), database {url}", err=True)
+    server.serve()
 
 
 DEMO_DATABASE = "flexearn-demo.db"

@@ -14,6 +14,8 @@ class Settings:
     database_url: str = DEFAULT_DATABASE_URL
     # Seconds the worker sleeps at most between looks at the clock.
     poll_seconds: float = 1.0
+    # Fernet key(s) that encrypt API secrets at rest; comma-separated for rotation (first encrypts).
+    master_key: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -21,4 +23,5 @@ class Settings:
         return cls(
             database_url=env.get("FLEXEARN_DATABASE_URL", DEFAULT_DATABASE_URL),
             poll_seconds=float(env.get("FLEXEARN_POLL_SECONDS", "1.0")),
+            master_key=env.get("FLEXEARN_MASTER_KEY", ""),
         )

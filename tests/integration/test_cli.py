@@ -10,6 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic.script import ScriptDirectory
+
+from flexearn.adapters.db import MIGRATIONS
 
 FLEXEARN = shutil.which("flexearn", path=str(Path(sys.executable).parent)) or "flexearn"
 
@@ -22,15 +25,19 @@ def run(db: str, *args: str) -> Any:
 
 
 def flexearn(db: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([FLEXEARN, *args, "--db", db, "--json"], capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [FLEXEARN, *args, "--db", db, "--json"], capture_output=True, text=True, timeout=120
+    )
 
 
 def test_a_lender_earns_through_the_cli(database_url: str) -> None:
     db = database_url
-    assert run(db, "migrate")["revision"] == "0001"
+    assert run(db, "migrate")["revision"] == ScriptDirectory(str(MIGRATIONS)).get_current_head()
     run(db, "clock", "set-sim", "--speed", "0", "--start", "2026-01-01T00:30:00")
     run(db, "currency", "add", "USDT", "--precision", "8")
-    market = run(db, "market", "set", "USDT", "--mode", "auction", "--demand", "150", "--insurance-fee", "0.15")
+    market = run(
+        db, "market", "set", "USDT", "--mode", "auction", "--demand", "150", "--insurance-fee", "0.15"
+    )
     assert market["mode"] == "auction"
     for name, rate in (("alice", "0.02"), ("bob", "0.05"), ("carol", "0.10")):
         run(db, "user", "create", name)
@@ -69,7 +76,9 @@ def test_demo_runs_a_seeded_world_and_settles_hours(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'demo.db'}"
     proc = subprocess.run(
         [FLEXEARN, "demo", "--db", db, "--speed", "36000", "--hours", "2"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     assert "user 'demo'" in proc.stdout

@@ -138,9 +138,10 @@ def test_catch_up_settles_every_missed_hour_in_order_once(app: Flexearn) -> None
 def test_the_database_refuses_a_second_settlement_of_an_hour(app: Flexearn) -> None:
     market_world(app, demand=D(100))
     advance(app)
-    with app.engine.connect() as conn, pytest.raises(sa.exc.IntegrityError):
+    with app.engine.connect() as conn:
         row = conn.execute(sa.select(t.market_hour)).one()._asdict()
-        conn.execute(sa.insert(t.market_hour).values(**row))
+        with pytest.raises(sa.exc.IntegrityError):
+            conn.execute(sa.insert(t.market_hour).values(**row))
 
 
 def test_refusals_write_nothing(app: Flexearn) -> None:

@@ -27,8 +27,10 @@ def test_domain_imports_only_the_standard_library_and_itself() -> None:
     for path in DOMAIN.glob("*.py"):
         for name in imported_modules(path):
             top = name.split(".")[0]
-            allowed = name.startswith("flexearn.domain") or name == "__future__" or (
-                top in sys.stdlib_module_names and top not in FORBIDDEN_STDLIB
+            allowed = (
+                name.startswith("flexearn.domain")
+                or name == "__future__"
+                or (top in sys.stdlib_module_names and top not in FORBIDDEN_STDLIB)
             )
             if not allowed:
                 offenders.setdefault(path.name, []).append(name)

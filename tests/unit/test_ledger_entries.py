@@ -9,8 +9,14 @@ from flexearn.domain.money import D
 
 
 def test_a_transfer_balances_and_tags_only_the_savings_leg() -> None:
-    entry = transfer("purchase", "USDT", AccountRef.funding(1, "USDT"),
-                     AccountRef.system(AccountKind.SAVINGS, "USDT"), D(5), position_id=9)
+    entry = transfer(
+        "purchase",
+        "USDT",
+        AccountRef.funding(1, "USDT"),
+        AccountRef.system(AccountKind.SAVINGS, "USDT"),
+        D(5),
+        position_id=9,
+    )
     assert [(leg.amount, leg.position_id) for leg in entry.legs] == [(D(-5), None), (D(5), 9)]
 
 

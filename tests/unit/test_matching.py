@@ -53,7 +53,9 @@ def test_empty_positions_do_not_set_the_rate() -> None:
 
 
 def test_pro_rata_lends_each_eligible_offer_the_same_share_rounded_down() -> None:
-    match = match_pro_rata(offers((100, "0.02", ""), (200, "0.05", ""), (50, "0.09", "")), D(100), D("0.05"), FEE, 6)
+    match = match_pro_rata(
+        offers((100, "0.02", ""), (200, "0.05", ""), (50, "0.09", "")), D(100), D("0.05"), FEE, 6
+    )
     third = D("33.333333")
     assert match.lent == {0: third, 1: D("66.666666")}
     assert match.eligible == D(300)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
+from itertools import repeat
 from typing import Any
 
 import sqlalchemy as sa
@@ -17,7 +18,8 @@ from flexearn.adapters import tables as t
 from flexearn.adapters.clock import wall_ms
 from flexearn.domain.errors import InsufficientBalance, NotFound, UnsupportedCurrency
 from flexearn.domain.ledger import AccountRef, Entry
-from flexearn.domain.money import ZERO
+from flexearn.domain.money import ZERO, plain
+from flexearn.domain.settlement import PositionRow
 
 
 def insert_ignore(conn: sa.Connection, table: sa.Table, values: dict[str, Any]) -> None:
@@ -144,48 +146,104 @@ def market_hour(conn: sa.Connection, ccy: str, hour: int) -> sa.Row[Any] | None:
     return conn.execute(query).first()
 
 
-def positions_for_settlement(conn: sa.Connection, ccy: str) -> Sequence[sa.Row[Any]]:
-    cols = t.position.c
-    query = sa.select(cols.id, cols.user_id, cols.amt, cols.loan, cols.earnings, cols.rate, cols.rate_seq)
-    return conn.execute(query.where(cols.ccy == ccy)).all()
+def positions_for_settlement(conn: sa.Connection, ccy: str) -> list[PositionRow]:
+    """(id, user_id, amt, loan, earnings, rate, rate_seq) of every position in `ccy`.
+
+    Settlement's hot path reads through the driver's cursor, without SQLAlchemy's per-row and
+    per-value processing: psycopg returns NUMERIC as Decimal, SQLite's canonical text is parsed
+    here exactly as the `Amount` type parses it.
+    """
+    dbapi = conn.connection.dbapi_connection
+    assert dbapi is not None
+    columns = "id, user_id, amt, loan, earnings, rate, rate_seq"
+    cursor = dbapi.cursor()
+    try:
+        if conn.dialect.name == "postgresql":
+            cursor.execute(f"SELECT {columns} FROM savings_position WHERE ccy = %s", (ccy,))
+            return list(map(PositionRow._make, cursor.fetchall()))
+        cursor.execute(f"SELECT {columns} FROM savings_position WHERE ccy = ?", (ccy,))
+        dec = Decimal
+        return [
+            PositionRow(pid, uid, dec(amt), dec(loan), dec(earned), dec(rate), seq)
+            for pid, uid, amt, loan, earned, rate, seq in cursor.fetchall()
+        ]
+    finally:
+        cursor.close()
 
 
-def update_positions(conn: sa.Connection, rows: Iterable[tuple[int, Decimal, Decimal, Decimal]]) -> None:
-    """Set (id, amt, earnings, loan) for many positions in as few round trips as the driver allows."""
-    rows = list(rows)
-    if not rows:
+def update_positions(
+    conn: sa.Connection, rows: Iterable[tuple[int, Decimal, Decimal, Decimal]], *, ccy: str | None = None
+) -> None:
+    """Set (id, amt, earnings, loan) for many positions in as few round trips as the driver allows.
+
+    `ccy`, when every position is in that currency, lets PostgreSQL find the rows by currency
+    rather than among all positions. Through the driver's cursor: on PostgreSQL one UPDATE joined
+    to the values unnested from array literals (decimal text, which NUMERIC reads exactly); on
+    SQLite one `executemany` of the canonical text the `Amount` type writes.
+    """
+    columns = list(zip(*rows, strict=True))
+    if not columns:
         return
-    if conn.dialect.name == "postgresql":
-        ids, amts, earnings, loans = (list(column) for column in zip(*rows, strict=True))
-        conn.execute(
-            sa.text(
+    ids, amts, earnings, loans = columns
+    if any(set(map(type, column)) != {Decimal} for column in (amts, earnings, loans)):
+        raise TypeError("amounts are Decimal")
+    dbapi = conn.connection.dbapi_connection
+    assert dbapi is not None
+    cursor = dbapi.cursor()
+    try:
+        if conn.dialect.name == "postgresql":
+            sql = (
                 "UPDATE savings_position AS p SET amt = v.amt, earnings = v.earnings, loan = v.loan "
-                "FROM unnest(CAST(:ids AS bigint[]), CAST(:amts AS numeric[]), CAST(:earnings AS numeric[]), "
-                "CAST(:loans AS numeric[])) AS v(id, amt, earnings, loan) WHERE p.id = v.id"
-            ),
-            {"ids": ids, "amts": amts, "earnings": earnings, "loans": loans},
-        )
-        return
-    cols = t.position.c
-    conn.execute(
-        sa.update(t.position)
-        .where(cols.id == sa.bindparam("pid"))
-        .values(amt=sa.bindparam("a"), earnings=sa.bindparam("e"), loan=sa.bindparam("l")),
-        [{"pid": pid, "a": amt, "e": earned, "l": loan} for pid, amt, earned, loan in rows],
-    )
+                "FROM unnest(%s::bigint[], %s::numeric[], %s::numeric[], %s::numeric[]) "
+                "AS v(id, amt, earnings, loan) WHERE p.id = v.id"
+            )
+            params = ["{" + ",".join(map(str, column)) + "}" for column in columns]
+            if ccy is not None:
+                sql += " AND p.ccy = %s"
+                params.append(ccy)
+            cursor.execute(sql, params)
+        else:
+            cursor.executemany(
+                "UPDATE savings_position SET amt = ?, earnings = ?, loan = ? WHERE id = ?",
+                list(zip(map(plain, amts), map(plain, earnings), map(plain, loans), ids, strict=True)),
+            )
+    finally:
+        cursor.close()
 
 
-def insert_lending_history(conn: sa.Connection, rows: Sequence[dict[str, Any]]) -> None:
-    if not rows:
+def insert_lending_history(
+    conn: sa.Connection, ccy: str, ts: int, rate: Decimal, rows: Iterable[tuple[int, int, Decimal, Decimal]]
+) -> None:
+    """History rows (user_id, position_id, amt lent, earnings) of `ccy` for the hour from `ts`, at `rate`.
+
+    Through the driver's cursor, as `update_positions` writes.
+    """
+    columns = list(zip(*rows, strict=True))
+    if not columns:
         return
-    if conn.dialect.name == "postgresql":
-        columns = ("user_id", "position_id", "ccy", "ts", "amt", "earnings", "rate")
-        types = ("bigint", "bigint", "text", "bigint", "numeric", "numeric", "numeric")
-        arrays = {c: [row[c] for row in rows] for c in columns}
-        unnest = ", ".join(f"CAST(:{c} AS {ty}[])" for c, ty in zip(columns, types, strict=True))
-        conn.execute(
-            sa.text(f"INSERT INTO lending_history ({', '.join(columns)}) SELECT * FROM unnest({unnest})"),
-            arrays,
-        )
-        return
-    conn.execute(sa.insert(t.lending_history), list(rows))
+    user_ids, position_ids, amts, earnings = columns
+    if type(rate) is not Decimal or any(set(map(type, column)) != {Decimal} for column in (amts, earnings)):
+        raise TypeError("amounts are Decimal")
+    dbapi = conn.connection.dbapi_connection
+    assert dbapi is not None
+    cursor = dbapi.cursor()
+    try:
+        if conn.dialect.name == "postgresql":
+            cursor.execute(
+                "INSERT INTO lending_history (user_id, position_id, ccy, ts, amt, earnings, rate) "
+                "SELECT v.user_id, v.position_id, %s, %s, v.amt, v.earnings, %s "
+                "FROM unnest(%s::bigint[], %s::bigint[], %s::numeric[], %s::numeric[]) "
+                "AS v(user_id, position_id, amt, earnings)",
+                [ccy, ts, rate, *("{" + ",".join(map(str, column)) + "}" for column in columns)],
+            )
+        else:
+            n = len(user_ids)
+            values = zip(user_ids, position_ids, repeat(ccy, n), repeat(ts, n), map(plain, amts),
+                         map(plain, earnings), repeat(plain(rate), n), strict=True)
+            cursor.executemany(
+                "INSERT INTO lending_history (user_id, position_id, ccy, ts, amt, earnings, rate) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                list(values),
+            )
+    finally:
+        cursor.close()

@@ -195,3 +195,17 @@ clock = sa.Table(
     sa.CheckConstraint("id = 1", name="single_row"),
     sa.CheckConstraint("mode IN ('real', 'simulated')", name="mode"),
 )
+
+api_key = sa.Table(
+    "api_key",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("user_id", sa.BigInteger, sa.ForeignKey("user_account.id"), nullable=False, index=True),
+    sa.Column("secret_encrypted", sa.Text, nullable=False),  # under the master key, never in clear
+    sa.Column("passphrase_hash", sa.String(255), nullable=False),  # scrypt
+    sa.Column("permissions", sa.String(64), nullable=False),  # comma-separated: read,trade
+    sa.Column("ip_allowlist", sa.Text, nullable=False, default=""),  # comma-separated; empty: any
+    sa.Column("expires_at", sa.BigInteger, nullable=True),  # real time, ms
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("revoked_at", sa.BigInteger, nullable=True),
+)

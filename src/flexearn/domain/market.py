@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import Enum
+from operator import itemgetter
 
 from flexearn.domain.errors import InvalidParameter
 from flexearn.domain.money import ZERO, D, mul_div_down, round_down
@@ -67,6 +68,17 @@ class Match:
         return sum(self.lent.values(), ZERO)
 
 
+# An offer as a plain tuple, in Offer's field order: position_id, amount, rate, seq. The matchers
+# work on these; settlement builds them directly, saving an object per position.
+OfferRow = tuple[int, Decimal, Decimal, int]
+_BY_RATE = itemgetter(2)
+_BY_SEQ = itemgetter(3)
+
+
+def _rows(offers: Sequence[Offer]) -> list[OfferRow]:
+    return [(o.position_id, o.amount, o.rate, o.seq) for o in offers]
+
+
 def _no_match(supply: Decimal, borrow_rate: Decimal = ZERO, eligible: Decimal = ZERO) -> Match:
     return Match(borrow_rate, ZERO, ZERO, {}, supply, eligible)
 
@@ -79,22 +91,30 @@ def match_auction(
     The highest accepted minimum rate is the borrow rate r*; every accepted offer lends at r*, the
     marginal one possibly in part. If supply is short of demand everything is lent.
     """
-    live = sorted((o for o in offers if o.amount > 0), key=lambda o: (o.rate, o.seq))
-    supply = sum((o.amount for o in live), ZERO)
+    return match_auction_rows(_rows(offers), demand, insurance_fee, places)
+
+
+def match_auction_rows(
+    offers: Sequence[OfferRow], demand: Decimal, insurance_fee: Decimal, places: int
+) -> Match:
+    """`match_auction` on offers as tuples."""
+    # by (rate, seq): stable sorts by seq, then by rate, give the same order as one by the pair
+    live = sorted(sorted([o for o in offers if o[1] > ZERO], key=_BY_SEQ), key=_BY_RATE)
+    supply = sum([o[1] for o in live], ZERO)
     remaining = round_down(demand, places)
-    if remaining <= 0 or not live:
+    if remaining <= ZERO or not live:
         return _no_match(supply)
     lent: dict[int, Decimal] = {}
     borrow_rate = ZERO
-    for offer in live:
-        if remaining <= 0:
+    for position_id, amount, rate, _ in live:
+        if remaining <= ZERO:
             break
-        take = min(offer.amount, remaining)
-        lent[offer.position_id] = take
+        take = remaining if remaining < amount else amount  # min(amount, remaining)
+        lent[position_id] = take
         remaining -= take
-        borrow_rate = offer.rate
+        borrow_rate = rate
     lender_rate = borrow_rate * (1 - insurance_fee)
-    eligible = sum((o.amount for o in live if o.rate <= borrow_rate), ZERO)
+    eligible = sum([o[1] for o in live if o[2] <= borrow_rate], ZERO)
     return Match(borrow_rate, lender_rate, lender_rate, lent, supply, eligible)
 
 
@@ -106,20 +126,31 @@ def match_pro_rata(
     places: int,
 ) -> Match:
     """Every offer at or below r_b lends the same share `min(1, D / eligible)` of itself at r_b."""
-    live = [o for o in offers if o.amount > 0]
-    supply = sum((o.amount for o in live), ZERO)
-    eligible_offers = [o for o in live if o.rate <= borrow_rate]
-    eligible = sum((o.amount for o in eligible_offers), ZERO)
+    return match_pro_rata_rows(_rows(offers), demand, borrow_rate, insurance_fee, places)
+
+
+def match_pro_rata_rows(
+    offers: Sequence[OfferRow],
+    demand: Decimal,
+    borrow_rate: Decimal,
+    insurance_fee: Decimal,
+    places: int,
+) -> Match:
+    """`match_pro_rata` on offers as tuples."""
+    live = [o for o in offers if o[1] > ZERO]
+    supply = sum([o[1] for o in live], ZERO)
+    eligible_offers = [o for o in live if o[2] <= borrow_rate]
+    eligible = sum([o[1] for o in eligible_offers], ZERO)
     demand = round_down(demand, places)
     if demand <= 0 or borrow_rate <= 0:
         return _no_match(supply, eligible=eligible)
     if eligible == 0:
         return _no_match(supply, borrow_rate)
     lent: dict[int, Decimal] = {}
-    for offer in eligible_offers:
-        take = offer.amount if demand >= eligible else mul_div_down(offer.amount, demand, eligible, places)
+    for position_id, amount, _, _ in eligible_offers:
+        take = amount if demand >= eligible else mul_div_down(amount, demand, eligible, places)
         if take > 0:
-            lent[offer.position_id] = take
+            lent[position_id] = take
     lender_rate = borrow_rate * (1 - insurance_fee)
     share = min(Decimal(1), demand / eligible)
     return Match(borrow_rate, lender_rate, lender_rate * share, lent, supply, eligible)

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_DOWN, Context, Decimal
+from typing import NamedTuple
 
 from flexearn.domain.ledger import AccountKind, AccountRef, Entry, Leg, compound
-from flexearn.domain.market import Match, MatchingMode, Offer, match_auction, match_pro_rata
+from flexearn.domain.market import Match, MatchingMode, OfferRow, match_auction_rows, match_pro_rata_rows
 from flexearn.domain.money import HOURS_PER_YEAR, ZERO, mul_div_down, mul_div_up
 
 
@@ -66,7 +67,10 @@ class HourPlan:
         """The hour's one journal entry: borrowers pay lenders, the insurance fund and rounding."""
         if self.borrower_paid == 0:
             return None
-        system = lambda kind: AccountRef.system(kind, ccy)  # noqa: E731
+
+        def system(kind: AccountKind) -> AccountRef:
+            return AccountRef.system(kind, ccy)
+
         return compound(
             "interest",
             ccy,
@@ -80,9 +84,32 @@ class HourPlan:
         )
 
 
+# Exact integer division, as wide as `money.mul_div_down` computes (120 digits, never reached).
+_WIDE = Context(prec=120, rounding=ROUND_DOWN)
+_HOURS_PER_YEAR = Decimal(HOURS_PER_YEAR)
+
+
 def hour_interest(lent: Decimal, lender_rate: Decimal, places: int) -> Decimal:
-    """One hour's interest on `lent` at an annual rate, rounded down to `places`."""
-    return mul_div_down(lent, lender_rate, HOURS_PER_YEAR, places)
+    """One hour's interest on `lent` at an annual rate, rounded down to `places`.
+
+    The same number as `mul_div_down(lent, lender_rate, HOURS_PER_YEAR, places)` (same value and
+    exponent), computed as the truncated integer quotient of `lent × rate × 10^places` by 8760
+    (exact), which is about twice as fast as a 120-digit division followed by a quantize.
+    """
+    scaled = _WIDE.scaleb(_WIDE.multiply(lent, lender_rate), places)
+    return _WIDE.scaleb(_WIDE.divide_int(scaled, _HOURS_PER_YEAR), -places)
+
+
+class PositionRow(NamedTuple):
+    """A PositionState as a tuple, as settlement reads it: far cheaper to make than the object."""
+
+    id: int
+    user_id: int
+    amt: Decimal
+    loan: Decimal
+    earnings: Decimal
+    rate: Decimal
+    rate_seq: int
 
 
 def plan_hour(
@@ -96,14 +123,27 @@ def plan_hour(
 
     `borrow_rate` is the pro-rata market rate r_b (ignored in auction mode).
     """
+    rows = [PositionRow(p.id, p.user_id, p.amt, p.loan, p.earnings, p.rate, p.seq) for p in positions]
+    return plan_hour_rows(rows, last, terms, demand, borrow_rate)
+
+
+def plan_hour_rows(
+    positions: Sequence[PositionRow],
+    last: LastMatch | None,
+    terms: MarketTerms,
+    demand: Decimal,
+    borrow_rate: Decimal,
+) -> HourPlan:
+    """`plan_hour` on positions as tuples: the same plan, in the same order, with the same sums."""
     places = terms.places
     paid: dict[int, Decimal] = {}
     lent_total = ZERO
     if last is not None and last.lender_rate > 0:
-        for p in positions:
-            if p.loan > 0:
-                lent_total += p.loan
-                paid[p.id] = hour_interest(p.loan, last.lender_rate, places)
+        lender_rate = last.lender_rate
+        for pid, _, _, loan, _, _, _ in positions:
+            if loan > ZERO:
+                lent_total += loan
+                paid[pid] = hour_interest(loan, lender_rate, places)
     interest_total = sum(paid.values(), ZERO)
     if lent_total > 0 and last is not None:
         borrower_paid = mul_div_up(lent_total, last.borrow_rate, HOURS_PER_YEAR, places)
@@ -114,27 +154,24 @@ def plan_hour(
     rounding = borrower_paid - interest_total - insurance
     assert rounding >= 0, "borrowers must pay at least what lenders and the fund receive"
 
-    offers = [Offer(p.id, p.amt + paid.get(p.id, ZERO), p.rate, p.seq) for p in positions]
+    get_paid = paid.get
+    offers: list[OfferRow] = [
+        (pid, amt + get_paid(pid, ZERO), rate, seq) for pid, _, amt, _, _, rate, seq in positions
+    ]
     if terms.mode is MatchingMode.AUCTION:
-        match = match_auction(offers, demand, terms.insurance_fee, places)
+        match = match_auction_rows(offers, demand, terms.insurance_fee, places)
     else:
-        match = match_pro_rata(offers, demand, borrow_rate, terms.insurance_fee, places)
+        match = match_pro_rata_rows(offers, demand, borrow_rate, terms.insurance_fee, places)
 
+    get_lent = match.lent.get
     changes = []
-    for p in positions:
-        interest = paid.get(p.id, ZERO)
-        loan = match.lent.get(p.id, ZERO)
-        if interest == 0 and loan == p.loan:
+    for pid, user_id, amt, old_loan, earnings, _, _ in positions:
+        interest = get_paid(pid, ZERO)
+        loan = get_lent(pid, ZERO)
+        if interest == ZERO and loan == old_loan:
             continue
-        changes.append(
-            PositionChange(
-                id=p.id,
-                user_id=p.user_id,
-                lent_last_hour=p.loan if p.id in paid else ZERO,
-                interest=interest,
-                amt=p.amt + interest,
-                earnings=p.earnings + interest,
-                loan=loan,
-            )
-        )
+        lent = old_loan if pid in paid else ZERO
+        # positional, in field order: id, user_id, lent_last_hour, interest, amt, earnings, loan
+        change = PositionChange(pid, user_id, lent, interest, amt + interest, earnings + interest, loan)
+        changes.append(change)
     return HourPlan(tuple(changes), match, interest_total, insurance, borrower_paid, rounding, lent_total)

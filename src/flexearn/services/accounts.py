@@ -17,6 +17,7 @@ from flexearn.services.unit_of_work import UnitOfWork
 
 LEVELS = ("beginner", "normal", "VIP")
 DEFAULT_PRECISION = 16
+MAX_AMOUNT = 10**20  # far above any real holding; keeps every amount inside NUMERIC(38, 18)
 
 
 def add_currency(uow: UnitOfWork, ccy: str, precision: int = DEFAULT_PRECISION) -> None:
@@ -50,6 +51,8 @@ def check_amount(amount: Decimal, precision: int, param: str = "amt") -> Decimal
     """A positive amount with no more decimals than the currency allows."""
     if amount <= 0:
         raise InvalidParameter(param, "must be positive")
+    if amount >= MAX_AMOUNT:
+        raise InvalidParameter(param, f"must be below {MAX_AMOUNT:,}")
     if decimal_places(amount) > precision:
         raise InvalidParameter(param, f"at most {precision} decimal places")
     return amount
@@ -76,6 +79,22 @@ def _external_move(uow: UnitOfWork, user_id: int, ccy: str, amount: Decimal, kin
         )
         uow.commit()
     return entry_id
+
+
+@dataclass(frozen=True)
+class Currency:
+    ccy: str
+    precision: int
+
+
+def list_currencies(uow: UnitOfWork) -> list[Currency]:
+    with uow:
+        rows = uow.conn.execute(
+            sa.select(t.currency.c.ccy, t.currency.c.precision)
+            .where(t.currency.c.enabled.is_(True))
+            .order_by(t.currency.c.ccy)
+        ).all()
+    return [Currency(row.ccy, row.precision) for row in rows]
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from flexearn.adapters import repository as repo
 from flexearn.adapters import tables as t
 from flexearn.adapters.clock import HOUR_MS, floor_hour, wall_ms
-from flexearn.domain.settlement import HourPlan, LastMatch, MarketTerms, PositionState, plan_hour
+from flexearn.domain.settlement import LastMatch, MarketTerms, plan_hour_rows
 from flexearn.services.markets import hour_demand, settings_from_row
 from flexearn.services.unit_of_work import UnitOfWork
 
@@ -51,38 +51,33 @@ def settle_hour(uow: UnitOfWork, ccy: str, hour: int) -> SettledHour | None:
         previous = repo.market_hour(conn, ccy, hour - HOUR_MS)
         last_match = LastMatch(previous.borrow_rate, previous.lender_rate) if previous else None
         demand = hour_demand(market, hour, previous.demand_state if previous else "", places)
-        states = [PositionState(*row) for row in repo.positions_for_settlement(conn, ccy)]
-        plan = plan_hour(
-            states, last_match, MarketTerms(market.mode, market.insurance_fee, places), demand.demand, demand.borrow_rate
+        terms = MarketTerms(market.mode, market.insurance_fee, places)
+        plan = plan_hour_rows(
+            repo.positions_for_settlement(conn, ccy), last_match, terms, demand.demand, demand.borrow_rate
         )
         entry = plan.entry(ccy, ref=f"hour:{hour}")
         entry_id = repo.post(conn, entry, hour) if entry is not None else None
-        repo.update_positions(conn, ((c.id, c.amt, c.earnings, c.loan) for c in plan.changes))
-        repo.insert_lending_history(conn, _history_rows(plan, ccy, hour - HOUR_MS, last_match))
+        changes = plan.changes
+        repo.update_positions(conn, [(c.id, c.amt, c.earnings, c.loan) for c in changes], ccy=ccy)
+        if last_match is not None:  # the history of the hour that ended: what each position lent and earned
+            repo.insert_lending_history(
+                conn, ccy, hour - HOUR_MS, last_match.lender_rate,
+                [(c.user_id, c.id, c.lent_last_hour, c.interest) for c in changes if c.lent_last_hour > 0],
+            )
         match = plan.match
+        lent_total = match.lent_total
         conn.execute(
             sa.insert(t.market_hour).values(
                 ccy=ccy, hour=hour, demand=demand.demand, borrow_rate=match.borrow_rate,
                 lender_rate=match.lender_rate, pool_rate=match.pool_rate, supply=match.supply,
-                lent=match.lent_total, interest_paid=plan.interest_total, insurance_fee=plan.insurance_fee,
+                lent=lent_total, interest_paid=plan.interest_total, insurance_fee=plan.insurance_fee,
                 borrower_paid=plan.borrower_paid, rounding=plan.rounding, demand_state=demand.state,
                 entry_id=entry_id, created_at=wall_ms(),
             )
         )
         uow.commit()
-    return SettledHour(ccy, hour, demand.demand, match.borrow_rate, match.pool_rate, match.lent_total,
-                       plan.interest_total, len(plan.changes))
-
-
-def _history_rows(plan: HourPlan, ccy: str, ts: int, last: LastMatch | None) -> list[dict[str, object]]:
-    if last is None:
-        return []
-    return [
-        {"user_id": c.user_id, "position_id": c.id, "ccy": ccy, "ts": ts,
-         "amt": c.lent_last_hour, "earnings": c.interest, "rate": last.lender_rate}
-        for c in plan.changes
-        if c.lent_last_hour > 0
-    ]
+    return SettledHour(ccy, hour, demand.demand, match.borrow_rate, match.pool_rate, lent_total,
+                       plan.interest_total, len(changes))
 
 
 def due_hours(uow: UnitOfWork) -> dict[str, list[int]]:

@@ -1,0 +1,33 @@
+"""The ASGI application factory: one app serving every façade over one engine."""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from flexearn.adapters.secrets import SecretBox
+from flexearn.api.okx.routes import OkxFacade
+from flexearn.api.ratelimit import RateLimiter
+from flexearn.bootstrap import Flexearn
+from flexearn.config import Settings
+from flexearn.services import keys
+
+
+def create_app(settings: Settings, flexearn: Flexearn | None = None) -> Starlette:
+    engine_app = flexearn or Flexearn(settings.database_url)
+    box = SecretBox(settings.master_key)
+    limiter = RateLimiter()
+    okx = OkxFacade(engine_app, limiter, lambda api_key: keys.load_key(engine_app.uow(), box, api_key))
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return JSONResponse({"code": "404", "msg": "Not Found", "data": []}, status_code=404)
+
+    app = Starlette(routes=okx.routes(), exception_handlers={404: not_found, 405: not_found})
+    app.state.flexearn = engine_app
+    return app
+
+
+def factory() -> Starlette:
+    """For ASGI servers: `granian --interface asgi --factory flexearn.api.app:factory`."""
+    return create_app(Settings.from_env())

@@ -1,0 +1,296 @@
+"""OKX v5 endpoints. Each handler parses its parameters, calls one service, shapes the records."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from flexearn.adapters.clock import wall_ms
+from flexearn.api.okx import errors, wire
+from flexearn.api.okx.auth import Authenticator, Caller
+from flexearn.api.ratelimit import RateLimiter
+from flexearn.bootstrap import Flexearn
+from flexearn.domain.errors import FlexearnError
+from flexearn.domain.market import check_rate
+from flexearn.services import accounts, keys, market_data, savings
+
+log = logging.getLogger("flexearn.okx")
+
+Params = Mapping[str, Any]
+Handler = Callable[[Flexearn, Caller | None, Params], list[Any]]
+
+SAVINGS_LIMIT = 6  # requests per second per user (private) or IP (public), per endpoint
+PREFIX = "/api/v5"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    method: str
+    path: str
+    handler: Handler
+    permission: str | None  # None: public
+    per_second: int = SAVINGS_LIMIT
+
+
+class OkxFacade:
+    def __init__(
+        self, app: Flexearn, limiter: RateLimiter, box_loader: Callable[[str], keys.KeyRecord | None]
+    ):
+        self.app = app
+        self.limiter = limiter
+        self.auth = Authenticator(box_loader)
+
+    def routes(self) -> list[Route]:
+        return [Route(e.path, self._endpoint(e), methods=[e.method]) for e in ENDPOINTS]
+
+    def _endpoint(self, spec: Endpoint) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            try:
+                body = await request.body()
+                ip = request.client.host if request.client else ""
+                caller = None
+                if spec.permission is None:
+                    self._limit(spec, f"ip:{ip}")
+                else:
+                    caller = await run_in_threadpool(self._authenticate, request, body, ip, spec.permission)
+                    self._limit(spec, f"user:{caller.user_id}")
+                params: Params = wire.parse_body(body) if spec.method == "POST" else request.query_params
+                data = await run_in_threadpool(spec.handler, self.app, caller, params)
+                return JSONResponse(wire.envelope(data))
+            except errors.OkxError as error:
+                return _error(error)
+            except FlexearnError as error:
+                return _error(errors.from_engine(error))
+            except sa.exc.OperationalError:
+                log.exception("database unavailable")
+                return _error(errors.UNAVAILABLE)
+            except Exception:
+                log.exception("unexpected error in %s %s", spec.method, spec.path)
+                return _error(errors.SYSTEM_ERROR)
+
+        return endpoint
+
+    def _limit(self, spec: Endpoint, who: str) -> None:
+        if not self.limiter.allow(f"okx:{spec.path}", who, spec.per_second):
+            raise errors.TOO_MANY
+
+    def _authenticate(self, request: Request, body: bytes, ip: str, permission: str) -> Caller:
+        raw_path: bytes = request.scope.get("raw_path") or request.scope["path"].encode()
+        query: bytes = request.scope.get("query_string", b"")
+        target = raw_path + (b"?" + query if query else b"")
+        return self.auth.authenticate(
+            request.method, target, body, request.headers, ip, wall_ms(), permission
+        )
+
+
+def _error(error: errors.OkxError) -> Response:
+    return JSONResponse(wire.envelope([], error.code, error.msg), status_code=error.status)
+
+
+def _user(caller: Caller | None) -> int:
+    assert caller is not None, "private endpoints are authenticated"
+    return caller.user_id
+
+
+# --- Simple Earn flexible ----------------------------------------------------------------------
+
+
+def balance(app: Flexearn, caller: Caller | None, params: Params) -> list[Any]:
+    positions = savings.positions(app.uow(), _user(caller), wire.currency(params))
+    return [
+        {
+            "earnings": wire.amount(p.earnings),
+            "redemptAmt": "",
+            "rate": wire.rate(p.rate),
+            "ccy": p.ccy,
+            "amt": wire.amount(p.amt),
+            "loanAmt": wire.amount(p.loan),
+            "pendingAmt": wire.amount(p.pending),
+        }
+        for p in positions
+    ]
+
+
+def purchase_redempt(app: Flexearn, caller: Caller | None, params: Params) -> list[Any]:
+    ccy = wire.required_currency(params)
+    amt = wire.required_decimal(params, "amt")
+    side = wire.required_text(params, "side")
+    if side == "purchase":
+        given = wire.decimal(params, "rate")
+        if given is not None:
+            check_rate(given)
+        position = savings.purchase(app.uow(), _user(caller), ccy, amt, given)
+        return [{"ccy": ccy, "amt": wire.amount(amt), "side": side, "rate": wire.amount(position.rate)}]
+    if side == "redempt":
+        savings.redeem(app.uow(), _user(caller), ccy, amt)
+        return [{"ccy": ccy, "amt": wire.amount(amt), "side": side, "rate": ""}]
+    raise errors.invalid("side", "purchase or redempt")
+
+
+def set_lending_rate(app: Flexearn, caller: Caller | None, params: Params) -> list[Any]:
+    ccy = wire.required_currency(params)
+    new_rate = wire.required_decimal(params, "rate")
+    position = savings.set_rate(app.uow(), _user(caller), ccy, new_rate)
+    return [{"ccy": ccy, "rate": wire.amount(position.rate)}]
+
+
+def _page(params: Params) -> market_data.Page:
+    return market_data.Page(
+        wire.timestamp(params, "after"), wire.timestamp(params, "before"), wire.limit(params)
+    )
+
+
+def lending_history(app: Flexearn, caller: Caller | None, params: Params) -> list[Any]:
+    records = market_data.lending_history(app.uow(), _user(caller), wire.currency(params), _page(params))
+    return [
+        {
+            "ccy": r.ccy,
+            "amt": wire.amount(r.amt),
+            "earnings": wire.amount(r.earnings),
+            "rate": wire.amount(r.rate),
+            "ts": str(r.ts),
+        }
+        for r in records
+    ]
+
+
+def lending_rate_summary(app: Flexearn, caller: Caller | None, params: Params) -> list[Any]:
+    return [
+        {
+            "ccy": s.ccy,
+            "avgAmt": wire.amount(s.avg_lent),
+            "avgAmtUsd": "",
+            "avgRate": wire.amount(s.avg_rate),
+            "preRate": wire.amount(s.pre_rate),
+            "estRate": wire.amount(s.est_rate),
+        }
+        for s in market_data.rate_summary(app.uow(), wire.currency(params))
+    ]
+
+
+def lending_rate_history(app: Flexearn, caller: Caller | None, params: Params) -> list[Any]:
+    return [
+        {
+            "ccy": r.ccy,
+            "amt": wire.amount(r.lent),
+            "rate": wire.amount(r.borrow_rate),
+            "lendingRate": wire.amount(r.lending_rate),
+            "ts": str(r.ts),
+        }
+        for r in market_data.rate_history(app.uow(), wire.currency(params), _page(params))
+    ]
+
+
+# --- around savings: time, funding balances ----------------------------------------------------------
+
+
+def system_time(app: Flexearn, caller: Caller | None, params: Params) -> list[Any]:
+    return [{"ts": str(wall_ms())}]
+
+
+MAX_BALANCE_CCYS = 20
+
+
+def asset_balances(app: Flexearn, caller: Caller | None, params: Params) -> list[Any]:
+    wanted = wire.text(params, "ccy")
+    ccys = {c.strip().upper() for c in wanted.split(",") if c.strip()} if wanted else None
+    if ccys is not None and len(ccys) > MAX_BALANCE_CCYS:
+        raise errors.invalid("ccy", f"at most {MAX_BALANCE_CCYS} currencies")
+    return [
+        {
+            "availBal": wire.amount(b.available),
+            "bal": wire.amount(b.available + b.frozen),
+            "ccy": b.ccy,
+            "frozenBal": wire.amount(b.frozen),
+        }
+        for b in accounts.funding_balances(app.uow(), _user(caller))
+        if (ccys is None or b.ccy in ccys) and (b.available or b.frozen)
+    ]
+
+
+def asset_currencies(app: Flexearn, caller: Caller | None, params: Params) -> list[Any]:
+    """Every enabled currency, so that ccxt's authenticated `load_markets` knows them all."""
+    wanted = wire.text(params, "ccy")
+    ccys = {c.strip().upper() for c in wanted.split(",") if c.strip()} if wanted else None
+    return [
+        {
+            "ccy": c.ccy,
+            "name": c.ccy,
+            "chain": f"{c.ccy}-flexearn",
+            "canDep": True,
+            "canWd": True,
+            "canInternal": True,
+            "minDep": "0",
+            "minWd": "0",
+            "maxWd": "",
+            "wdTickSz": str(c.precision),
+            "fee": "0",
+            "minFee": "0",
+            "maxFee": "0",
+            "mainNet": True,
+        }
+        for c in accounts.list_currencies(app.uow())
+        if ccys is None or c.ccy in ccys
+    ]
+
+
+QUOTE = "USDT"
+
+
+def public_instruments(app: Flexearn, caller: Caller | None, params: Params) -> list[Any]:
+    """Spot pairs against USDT of the enabled currencies; other instrument types are empty."""
+    inst_type = wire.required_text(params, "instType")
+    if inst_type not in ("SPOT", "MARGIN", "SWAP", "FUTURES", "OPTION"):
+        raise errors.invalid("instType", "SPOT, MARGIN, SWAP, FUTURES or OPTION")
+    if inst_type != "SPOT":
+        return []
+    currencies = accounts.list_currencies(app.uow())
+    if QUOTE not in {c.ccy for c in currencies}:
+        return []
+    wanted = wire.text(params, "instId")
+    return [
+        {
+            "instType": "SPOT",
+            "instId": f"{c.ccy}-{QUOTE}",
+            "baseCcy": c.ccy,
+            "quoteCcy": QUOTE,
+            "state": "live",
+            "tickSz": "0.0001",
+            "lotSz": wire.amount(Decimal(1).scaleb(-c.precision)),
+            "minSz": wire.amount(Decimal(1).scaleb(-c.precision)),
+            "ctVal": "",
+            "ctMult": "",
+            "ctValCcy": "",
+            "settleCcy": "",
+            "uly": "",
+            "instFamily": "",
+            "lever": "",
+            "listTime": "",
+            "expTime": "",
+        }
+        for c in currencies
+        if c.ccy != QUOTE and (wanted is None or wanted == f"{c.ccy}-{QUOTE}")
+    ]
+
+
+ENDPOINTS = [
+    Endpoint("GET", f"{PREFIX}/finance/savings/balance", balance, "read"),
+    Endpoint("POST", f"{PREFIX}/finance/savings/purchase-redempt", purchase_redempt, "trade"),
+    Endpoint("POST", f"{PREFIX}/finance/savings/set-lending-rate", set_lending_rate, "trade"),
+    Endpoint("GET", f"{PREFIX}/finance/savings/lending-history", lending_history, "read"),
+    Endpoint("GET", f"{PREFIX}/finance/savings/lending-rate-summary", lending_rate_summary, None),
+    Endpoint("GET", f"{PREFIX}/finance/savings/lending-rate-history", lending_rate_history, None),
+    Endpoint("GET", f"{PREFIX}/public/time", system_time, None, per_second=10),
+    Endpoint("GET", f"{PREFIX}/asset/balances", asset_balances, "read"),
+    Endpoint("GET", f"{PREFIX}/asset/currencies", asset_currencies, "read"),
+    Endpoint("GET", f"{PREFIX}/public/instruments", public_instruments, None, per_second=10),
+]
