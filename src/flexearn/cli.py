@@ -28,7 +28,17 @@ from flexearn.demo import seed_world
 from flexearn.domain.demand import SimulatedDemand
 from flexearn.domain.errors import FlexearnError
 from flexearn.domain.money import D, plain
-from flexearn.services import accounts, keys, ledger_check, markets, savings, settlement
+from flexearn.services import (
+    accounts,
+    catalog,
+    catalog_views,
+    keys,
+    ledger_check,
+    markets,
+    savings,
+    scheduler,
+    settlement,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -58,11 +68,14 @@ def emit(ctx: click.Context, value: Any, text: str | None = None) -> None:
         click.echo(text)
 
 
-def command(group: click.Group, name: str, **kwargs: Any) -> Callable[[F], F]:
-    """A subcommand taking --db and --json, with engine errors reported cleanly."""
+def command(group: click.Group, name: str, *, json_flag: bool = True, **kwargs: Any) -> Callable[[F], F]:
+    """A subcommand taking --db and --json, with engine errors reported cleanly.
+
+    Without `json_flag` the command owns `--json` (a JSON argument) and always prints JSON.
+    """
 
     def wrap(func: F) -> F:
-        def run(ctx: click.Context, /, db_url: str | None, as_json: bool, **params: Any) -> Any:
+        def run(ctx: click.Context, /, db_url: str | None, as_json: bool = True, **params: Any) -> Any:
             settings = Settings.from_env()
             ctx.obj = {"json": as_json, "settings": settings}
             app = Flexearn(db_url or settings.database_url)
@@ -87,7 +100,10 @@ def command(group: click.Group, name: str, **kwargs: Any) -> Callable[[F], F]:
             help="Database URL (default: FLEXEARN_DATABASE_URL or sqlite:///flexearn.db).",
         )
         json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-        group.command(name, **kwargs)(db_option(json_option(click.pass_context(run))))
+        options = click.pass_context(run)
+        if json_flag:
+            options = json_option(options)
+        group.command(name, **kwargs)(db_option(options))
         return func
 
     return wrap
@@ -324,10 +340,11 @@ def clock_advance(ctx: click.Context, app: Flexearn, hours: int) -> None:
     with app.uow() as uow:
         clocks.advance(uow.conn, hours * clocks.HOUR_MS)
         uow.commit()
-    settled = settlement.settle_due(app.engine)
+    done = scheduler.settle_all_due(app.engine)
+    settled = done.hours
     emit(
         ctx,
-        {"clock": _clock_view(app), "settled": settled},
+        {"clock": _clock_view(app), "settled": settled, "days": done.days},
         f"clock at {_clock_view(app)['iso']}; settled {len(settled)} currency-hours",
     )
 
@@ -335,8 +352,13 @@ def clock_advance(ctx: click.Context, app: Flexearn, hours: int) -> None:
 @command(main, "settle")
 def settle_cmd(ctx: click.Context, app: Flexearn) -> None:
     """Settle every due hour, oldest first."""
-    settled = settlement.settle_due(app.engine)
-    emit(ctx, {"settled": settled}, "\n".join(_hour_line(s) for s in settled) or "nothing due")
+    done = scheduler.settle_all_due(app.engine)
+    settled = done.hours
+    emit(
+        ctx,
+        {"settled": settled, "days": done.days},
+        "\n".join(_hour_line(s) for s in settled) or "nothing due",
+    )
 
 
 def _hour_line(s: settlement.SettledHour) -> str:
@@ -380,7 +402,7 @@ def run_scheduler(
     """Settle due hours as they come, until interrupted (or business time `until`)."""
     try:
         while True:
-            for settled in settlement.settle_due(app.engine):
+            for settled in scheduler.settle_all_due(app.engine).hours:
                 report(settled)
             with app.uow() as uow:
                 if until is not None and uow.now() >= until:
@@ -399,6 +421,61 @@ def _seconds_to_next_hour(app: Flexearn, poll_seconds: float) -> float:
     business_ms = clocks.floor_hour(now) + clocks.HOUR_MS - now
     real_ms = business_ms / float(state.speed) if state.mode == "simulated" else business_ms
     return min(poll_seconds, max(real_ms / 1000, 0.01))
+
+
+@main.group()
+def product() -> None:
+    """Catalog savings products (what the Bitget façade serves)."""
+
+
+def _json_arg(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError as error:
+        raise click.BadParameter(f"not JSON: {error}") from None
+    if not isinstance(value, dict):
+        raise click.BadParameter("a JSON object of product fields")
+    return value
+
+
+@command(product, "create", json_flag=False)
+@click.option("--json", "spec", required=True, help="Bitget product fields plus limits, as a JSON object.")
+def product_create(ctx: click.Context, app: Flexearn, spec: str) -> None:
+    """Create a product, e.g. --json '{"coin":"USDT","periodType":"flexible","apyType":"single",
+    "apyList":[{"minStepVal":"0","maxStepVal":"1000000","currentApy":"5"}]}'."""
+    emit(ctx, catalog.create_product(app.uow(), _json_arg(spec)))
+
+
+@command(product, "update", json_flag=False)
+@click.argument("product_id", type=int)
+@click.option("--json", "spec", required=True, help="The fields to change (tiers, limits, times, status).")
+def product_update(ctx: click.Context, app: Flexearn, product_id: int, spec: str) -> None:
+    emit(ctx, catalog.update_product(app.uow(), product_id, _json_arg(spec)))
+
+
+@command(product, "status")
+@click.argument("product_id", type=int)
+@click.argument("status", type=click.Choice(["in_progress", "paused", "off_line"]))
+def product_status(ctx: click.Context, app: Flexearn, product_id: int, status: str) -> None:
+    emit(ctx, catalog.set_status(app.uow(), product_id, status))
+
+
+@command(product, "list")
+def product_list(ctx: click.Context, app: Flexearn) -> None:
+    emit(ctx, catalog.list_products(app.uow(), None, None, "all"))
+
+
+@main.group()
+def price() -> None:
+    """Reference prices (for account totals)."""
+
+
+@command(price, "set")
+@click.argument("ccy")
+@click.argument("usdt_price", type=DECIMAL)
+def price_set(ctx: click.Context, app: Flexearn, ccy: str, usdt_price: Decimal) -> None:
+    catalog_views.set_price(app.uow(), ccy, usdt_price)
+    emit(ctx, {"ccy": ccy, "usdt": usdt_price}, f"{ccy} = {plain(usdt_price)} USDT")
 
 
 @main.group()

@@ -101,6 +101,7 @@ def post(conn: sa.Connection, entry: Entry, ts: int) -> int:
                 "ccy": entry.ccy,
                 "amount": leg.amount,
                 "position_id": leg.position_id,
+                "holding_id": leg.holding_id,
             }
             for leg in entry.legs
         ],

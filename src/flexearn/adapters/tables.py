@@ -106,6 +106,7 @@ journal_leg = sa.Table(
     sa.Column("ccy", sa.String(16), nullable=False),
     sa.Column("amount", Amount, nullable=False),
     sa.Column("position_id", sa.BigInteger, sa.ForeignKey("savings_position.id"), nullable=True, index=True),
+    sa.Column("holding_id", sa.BigInteger, sa.ForeignKey("earn_holding.id"), nullable=True, index=True),
 )
 
 market = sa.Table(
@@ -208,4 +209,103 @@ api_key = sa.Table(
     sa.Column("expires_at", sa.BigInteger, nullable=True),  # real time, ms
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.Column("revoked_at", sa.BigInteger, nullable=True),
+)
+
+# --- catalog products (Bitget model) ------------------------------------------------------------
+
+product = sa.Table(
+    "earn_product",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("coin", sa.String(16), sa.ForeignKey("currency.ccy"), nullable=False),
+    sa.Column("period_type", sa.String(16), nullable=False),
+    sa.Column("period_days", sa.Integer, nullable=True),
+    sa.Column("apy_type", sa.String(16), nullable=False),
+    sa.Column("advance_redeem", sa.Boolean, nullable=False),
+    sa.Column("settle_method", sa.String(16), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # as the operator set it
+    sa.Column("level", sa.String(16), nullable=False),
+    sa.Column("single_min", Amount, nullable=False),
+    sa.Column("single_max", Amount, nullable=False),
+    sa.Column("quota", Amount, nullable=True),
+    sa.Column("subscribe_precision", sa.Integer, nullable=False),
+    sa.Column("profit_precision", sa.Integer, nullable=False),
+    sa.Column("redeem_delay_days", sa.Integer, nullable=False),
+    sa.Column("start_time", sa.BigInteger, nullable=True),
+    sa.Column("end_time", sa.BigInteger, nullable=True),
+    sa.Column("first_day", sa.BigInteger, nullable=False),  # first 00:00 settled
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.CheckConstraint("period_type IN ('flexible', 'fixed')", name="period_type"),
+    sa.CheckConstraint("apy_type IN ('single', 'ladder')", name="apy_type"),
+    sa.CheckConstraint("settle_method IN ('daily', 'maturity')", name="settle_method"),
+    sa.CheckConstraint("status IN ('in_progress', 'paused', 'off_line')", name="status"),
+    sa.CheckConstraint("level IN ('beginner', 'normal', 'VIP')", name="level"),
+)
+
+product_tier = sa.Table(
+    "earn_product_tier",
+    metadata,
+    sa.Column("product_id", sa.BigInteger, sa.ForeignKey("earn_product.id"), primary_key=True),
+    sa.Column("rate_level", sa.Integer, primary_key=True),
+    sa.Column("min_step", Amount, nullable=False),
+    sa.Column("max_step", Amount, nullable=False),
+    sa.Column("apy", Amount, nullable=False),  # percent
+)
+
+holding = sa.Table(
+    "earn_holding",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("user_id", sa.BigInteger, sa.ForeignKey("user_account.id"), nullable=False),
+    sa.Column("product_id", sa.BigInteger, sa.ForeignKey("earn_product.id"), nullable=False),
+    sa.Column("amount", Amount, nullable=False),  # principal (+ compounded interest, flexible)
+    sa.Column("accrued", Amount, nullable=False),  # maturity interest not yet paid
+    sa.Column("total_profit", Amount, nullable=False),
+    sa.Column("last_profit", Amount, nullable=False),
+    sa.Column("subscribed_at", sa.BigInteger, nullable=False),
+    sa.Column("interest_time", sa.BigInteger, nullable=False),
+    sa.Column("expire_time", sa.BigInteger, nullable=True),
+    sa.Column("open", sa.Boolean, nullable=False),
+)
+sa.Index("ix_earn_holding_product", holding.c.product_id, holding.c.open)
+sa.Index("ix_earn_holding_user", holding.c.user_id)
+
+earn_order = sa.Table(
+    "earn_order",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("user_id", sa.BigInteger, nullable=False),
+    sa.Column("product_id", sa.BigInteger, sa.ForeignKey("earn_product.id"), nullable=False),
+    sa.Column("holding_id", sa.BigInteger, sa.ForeignKey("earn_holding.id"), nullable=False),
+    sa.Column("order_type", sa.String(16), nullable=False),
+    sa.Column("amount", Amount, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("ts", sa.BigInteger, nullable=False),
+    sa.Column("arrive_at", sa.BigInteger, nullable=True),  # redemptions: when the funds arrive
+    sa.CheckConstraint(
+        "order_type IN ('subscribe', 'redeem', 'pay_interest', 'deduction')", name="order_type"
+    ),
+    sa.CheckConstraint("status IN ('processing', 'success', 'fail')", name="status"),
+)
+sa.Index("ix_earn_order_user_ts", earn_order.c.user_id, earn_order.c.ts)
+sa.Index("ix_earn_order_arrival", earn_order.c.status, earn_order.c.arrive_at)
+
+product_day = sa.Table(
+    "earn_product_day",
+    metadata,
+    sa.Column("product_id", sa.BigInteger, sa.ForeignKey("earn_product.id"), primary_key=True),
+    # The primary key is what makes each (product, day) settle exactly once.
+    sa.Column("day", sa.BigInteger, primary_key=True),
+    sa.Column("holdings", sa.Integer, nullable=False),
+    sa.Column("interest", Amount, nullable=False),
+    sa.Column("entry_id", sa.BigInteger, sa.ForeignKey("journal_entry.id"), nullable=True),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+)
+
+reference_price = sa.Table(
+    "reference_price",
+    metadata,
+    sa.Column("ccy", sa.String(16), sa.ForeignKey("currency.ccy"), primary_key=True),
+    sa.Column("usdt", Amount, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
 )

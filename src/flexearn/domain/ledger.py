@@ -9,6 +9,10 @@ materialised balance that may never go negative. System accounts are per currenc
               its balance equals the sum of every position's `amt`
 - `insurance` the insurance fund's share of borrower interest
 - `rounding`  what was left when user interest was rounded down
+- `earn`      control account of the catalog holdings (principal and compounded interest)
+- `accrued`   interest of maturity-settled holdings, earned but not yet paid
+- `redeeming` catalog redemptions on their way to the funding account (redemption delay)
+- `interest_expense` what the operator pays for catalog interest; goes negative
 """
 
 from __future__ import annotations
@@ -29,6 +33,10 @@ class AccountKind(StrEnum):
     SAVINGS = "savings"
     INSURANCE = "insurance"
     ROUNDING = "rounding"
+    EARN = "earn"
+    ACCRUED = "accrued"
+    REDEEMING = "redeeming"
+    INTEREST_EXPENSE = "interest_expense"
 
     @property
     def user_owned(self) -> bool:
@@ -36,7 +44,7 @@ class AccountKind(StrEnum):
 
     @property
     def may_go_negative(self) -> bool:
-        return self in (AccountKind.EXTERNAL, AccountKind.BORROWERS)
+        return self in (AccountKind.EXTERNAL, AccountKind.BORROWERS, AccountKind.INTEREST_EXPENSE)
 
 
 @dataclass(frozen=True)
@@ -71,6 +79,8 @@ class Leg:
     amount: Decimal
     # For legs on the savings control account: the position this part of the control belongs to.
     position_id: int | None = None
+    # For legs on the catalog control accounts: the holding this part belongs to.
+    holding_id: int | None = None
 
 
 class UnbalancedEntry(ValueError):
@@ -99,6 +109,21 @@ class Entry:
             raise UnbalancedEntry(f"{self.kind}: legs sum to {total}, not 0")
 
 
+CATALOG_CONTROLS = (AccountKind.EARN, AccountKind.ACCRUED, AccountKind.REDEEMING)
+
+
+def leg(
+    account: AccountRef, amount: Decimal, *, position_id: int | None = None, holding_id: int | None = None
+) -> Leg:
+    """A leg, tagged with its position or holding when it is on a control account."""
+    return Leg(
+        account,
+        amount,
+        position_id if account.kind is AccountKind.SAVINGS else None,
+        holding_id if account.kind in CATALOG_CONTROLS else None,
+    )
+
+
 def transfer(
     kind: str,
     ccy: str,
@@ -108,13 +133,11 @@ def transfer(
     *,
     ref: str = "",
     position_id: int | None = None,
+    holding_id: int | None = None,
 ) -> Entry:
-    """An entry moving `amount` from `source` to `target`; `position_id` tags the savings leg."""
-
-    def tag(account: AccountRef) -> int | None:
-        return position_id if account.kind is AccountKind.SAVINGS else None
-
-    return Entry(kind, ccy, (Leg(source, -amount, tag(source)), Leg(target, amount, tag(target))), ref)
+    """An entry moving `amount` from `source` to `target`, control legs tagged with their owner."""
+    tags = {"position_id": position_id, "holding_id": holding_id}
+    return Entry(kind, ccy, (leg(source, -amount, **tags), leg(target, amount, **tags)), ref)
 
 
 def compound(kind: str, ccy: str, legs: Iterable[Leg], ref: str = "") -> Entry:

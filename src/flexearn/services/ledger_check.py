@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from flexearn.adapters import tables as t
 from flexearn.adapters.clock import HOUR_MS
+from flexearn.domain.catalog import DAY_MS
 from flexearn.domain.ledger import AccountKind
 from flexearn.domain.money import ZERO
 from flexearn.services.unit_of_work import UnitOfWork
@@ -51,6 +52,7 @@ def check(uow: UnitOfWork) -> list[str]:
             *_account_violations(uow.conn, control),
             *_position_violations(uow.conn, control),
             *_hour_violations(uow.conn),
+            *_catalog_violations(uow.conn),
         ]
 
 
@@ -133,3 +135,57 @@ def _hour_violations(conn: sa.Connection) -> Iterator[str]:
         if row.interest_paid != history_paid:
             paid = row.interest_paid
             yield f"{row.ccy}: hour {row.hour} paid {paid} but lending history says {history_paid}"
+
+
+def _catalog_violations(conn: sa.Connection) -> Iterator[str]:
+    """Catalog control accounts equal their subsidiaries; each (product, day) settled in order.
+
+    `earn` = open holdings' amounts, `accrued` = their unpaid maturity interest, `redeeming` =
+    redemptions still processing (less the interest they took back).
+    """
+    leg, account, h, o, p = t.journal_leg, t.account, t.holding, t.earn_order, t.product
+    controls = _sums(
+        conn,
+        leg.c.amount,
+        [account.c.kind, account.c.ccy],
+        leg.join(account, account.c.id == leg.c.account_id),
+        account.c.kind.in_([AccountKind.EARN.value, AccountKind.ACCRUED.value, AccountKind.REDEEMING.value]),
+    )
+    expected: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    for row in conn.execute(sa.select(p.c.coin, h.c.amount, h.c.accrued).join(p, p.c.id == h.c.product_id)):
+        expected[(AccountKind.EARN.value, row.coin)] += row.amount
+        expected[(AccountKind.ACCRUED.value, row.coin)] += row.accrued
+        if row.amount < 0 or row.accrued < 0:
+            yield f"catalog holding of {row.coin} out of range: amount {row.amount}, accrued {row.accrued}"
+    deductions = {
+        (r.holding_id, r.ts): r.amount
+        for r in conn.execute(
+            sa.select(o.c.holding_id, o.c.ts, o.c.amount).where(o.c.order_type == "deduction")
+        )
+    }
+    pending = conn.execute(
+        sa.select(p.c.coin, o.c.holding_id, o.c.ts, o.c.amount)
+        .join(p, p.c.id == o.c.product_id)
+        .where(o.c.order_type == "redeem", o.c.status == "processing")
+    )
+    for redemption in pending:
+        expected[(AccountKind.REDEEMING.value, redemption.coin)] += redemption.amount - deductions.get(
+            (redemption.holding_id, redemption.ts), ZERO
+        )
+    for key in sorted(set(controls) | set(expected)):
+        if controls.get(key, ZERO) != expected.get(key, ZERO):
+            kind, coin = key
+            actual = controls.get(key, ZERO)
+            yield f"{coin}: {kind} control account {actual} differs from its holdings' {expected[key]}"
+    firsts = {row.id: row.first_day for row in conn.execute(sa.select(p.c.id, p.c.first_day))}
+    days = conn.execute(
+        sa.select(t.product_day.c.product_id, t.product_day.c.day).order_by(
+            t.product_day.c.product_id, t.product_day.c.day
+        )
+    )
+    want: dict[int, int] = {}
+    for product_id, day in days:
+        expected_day = want.get(product_id, firsts.get(product_id, day))
+        if day != expected_day:
+            yield f"product {product_id}: day {day} settled but {expected_day} is missing before it"
+        want[product_id] = day + DAY_MS

@@ -61,23 +61,44 @@ def settle_hour(uow: UnitOfWork, ccy: str, hour: int) -> SettledHour | None:
         repo.update_positions(conn, [(c.id, c.amt, c.earnings, c.loan) for c in changes], ccy=ccy)
         if last_match is not None:  # the history of the hour that ended: what each position lent and earned
             repo.insert_lending_history(
-                conn, ccy, hour - HOUR_MS, last_match.lender_rate,
+                conn,
+                ccy,
+                hour - HOUR_MS,
+                last_match.lender_rate,
                 [(c.user_id, c.id, c.lent_last_hour, c.interest) for c in changes if c.lent_last_hour > 0],
             )
         match = plan.match
         lent_total = match.lent_total
         conn.execute(
             sa.insert(t.market_hour).values(
-                ccy=ccy, hour=hour, demand=demand.demand, borrow_rate=match.borrow_rate,
-                lender_rate=match.lender_rate, pool_rate=match.pool_rate, supply=match.supply,
-                lent=lent_total, interest_paid=plan.interest_total, insurance_fee=plan.insurance_fee,
-                borrower_paid=plan.borrower_paid, rounding=plan.rounding, demand_state=demand.state,
-                entry_id=entry_id, created_at=wall_ms(),
+                ccy=ccy,
+                hour=hour,
+                demand=demand.demand,
+                borrow_rate=match.borrow_rate,
+                lender_rate=match.lender_rate,
+                pool_rate=match.pool_rate,
+                supply=match.supply,
+                lent=lent_total,
+                interest_paid=plan.interest_total,
+                insurance_fee=plan.insurance_fee,
+                borrower_paid=plan.borrower_paid,
+                rounding=plan.rounding,
+                demand_state=demand.state,
+                entry_id=entry_id,
+                created_at=wall_ms(),
             )
         )
         uow.commit()
-    return SettledHour(ccy, hour, demand.demand, match.borrow_rate, match.pool_rate, lent_total,
-                       plan.interest_total, len(changes))
+    return SettledHour(
+        ccy,
+        hour,
+        demand.demand,
+        match.borrow_rate,
+        match.pool_rate,
+        lent_total,
+        plan.interest_total,
+        len(changes),
+    )
 
 
 def due_hours(uow: UnitOfWork) -> dict[str, list[int]]:

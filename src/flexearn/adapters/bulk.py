@@ -1,0 +1,99 @@
+"""Set-based writes of many rows through the driver's cursor (settlement's hot path).
+
+PostgreSQL: one statement over arrays (decimal text, which NUMERIC reads exactly) unnested into
+rows. SQLite: one `executemany` of the canonical text the `Amount` type writes. Column kinds are
+"int", "amount" or "text".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+
+from flexearn.domain.money import plain
+
+_PG_TYPES = {"int": "bigint", "amount": "numeric", "text": "text", "bool": "boolean"}
+
+
+def _sqlite_value(kind: str, value: Any) -> Any:
+    if kind == "amount":
+        if not isinstance(value, Decimal):
+            raise TypeError("amounts are Decimal")
+        return plain(value)
+    return value
+
+
+def _pg_array(kind: str, column: Sequence[Any]) -> str:
+    if kind == "amount" and any(not isinstance(v, Decimal) for v in column):
+        raise TypeError("amounts are Decimal")
+    if kind == "text":
+        return (
+            "{" + ",".join('"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"' for v in column) + "}"
+        )
+    if kind == "bool":
+        return "{" + ",".join("t" if v else "f" for v in column) + "}"
+    return "{" + ",".join("NULL" if v is None else str(v) for v in column) + "}"
+
+
+def update_many(
+    conn: sa.Connection, table: str, key: str, columns: dict[str, str], rows: Sequence[tuple[Any, ...]]
+) -> None:
+    """UPDATE table SET columns… WHERE key = row[0], for each row (key first, then `columns` in order)."""
+    if not rows:
+        return
+    names = list(columns)
+    cursor = _cursor(conn)
+    try:
+        if conn.dialect.name == "postgresql":
+            kinds = ["int", *columns.values()]
+            arrays = [_pg_array(kind, col) for kind, col in zip(kinds, zip(*rows, strict=True), strict=True)]
+            unnest = ", ".join(f"%s::{_PG_TYPES[kind]}[]" for kind in kinds)
+            sets = ", ".join(f"{n} = v.{n}" for n in names)
+            cursor.execute(
+                f"UPDATE {table} AS t SET {sets} FROM unnest({unnest}) AS v({key}, {', '.join(names)}) "
+                f"WHERE t.{key} = v.{key}",
+                arrays,
+            )
+        else:
+            sets = ", ".join(f"{n} = ?" for n in names)
+            kinds = list(columns.values())
+            cursor.executemany(
+                f"UPDATE {table} SET {sets} WHERE {key} = ?",
+                [
+                    (*(_sqlite_value(k, v) for k, v in zip(kinds, row[1:], strict=True)), row[0])
+                    for row in rows
+                ],
+            )
+    finally:
+        cursor.close()
+
+
+def insert_many(
+    conn: sa.Connection, table: str, columns: dict[str, str], rows: Sequence[tuple[Any, ...]]
+) -> None:
+    if not rows:
+        return
+    names, kinds = list(columns), list(columns.values())
+    cursor = _cursor(conn)
+    try:
+        if conn.dialect.name == "postgresql":
+            arrays = [_pg_array(kind, col) for kind, col in zip(kinds, zip(*rows, strict=True), strict=True)]
+            unnest = ", ".join(f"%s::{_PG_TYPES[kind]}[]" for kind in kinds)
+            cursor.execute(f"INSERT INTO {table} ({', '.join(names)}) SELECT * FROM unnest({unnest})", arrays)
+        else:
+            marks = ", ".join("?" for _ in names)
+            cursor.executemany(
+                f"INSERT INTO {table} ({', '.join(names)}) VALUES ({marks})",
+                [tuple(_sqlite_value(k, v) for k, v in zip(kinds, row, strict=True)) for row in rows],
+            )
+    finally:
+        cursor.close()
+
+
+def _cursor(conn: sa.Connection) -> Any:
+    dbapi = conn.connection.dbapi_connection
+    assert dbapi is not None
+    return dbapi.cursor()

@@ -1,0 +1,188 @@
+"""Catalog savings products (the Bitget Earn model, SPEC §3): tiers, statuses, schedules, interest.
+
+APYs are percentages as the wire writes them (`6.00` is 6% a year). Days are UTC days of the
+business clock; times are epoch milliseconds.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import StrEnum
+
+from flexearn.domain.errors import FlexearnError, InvalidParameter
+from flexearn.domain.money import ZERO, decimal_places, round_down
+
+DAY_MS = 86_400_000
+DAYS_PER_YEAR = 365
+
+
+class PeriodType(StrEnum):
+    FLEXIBLE = "flexible"
+    FIXED = "fixed"
+
+
+class ApyType(StrEnum):
+    SINGLE = "single"
+    LADDER = "ladder"
+
+
+class SettleMethod(StrEnum):
+    DAILY = "daily"
+    MATURITY = "maturity"
+
+
+class Status(StrEnum):
+    NOT_STARTED = "not_started"
+    IN_PROGRESS = "in_progress"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    SOLD_OUT = "sold_out"
+    OFF_LINE = "off_line"
+
+
+# What an operator may set; the others follow from time and quota.
+OPERATOR_STATUSES = (Status.IN_PROGRESS, Status.PAUSED, Status.OFF_LINE)
+
+
+class Level(StrEnum):
+    BEGINNER = "beginner"
+    NORMAL = "normal"
+    VIP = "VIP"
+
+
+class ProductUnavailable(FlexearnError):
+    code = "product_unavailable"
+
+
+class NotEligible(FlexearnError):
+    code = "not_eligible"
+
+
+def next_midnight(ms: int) -> int:
+    """The first 00:00 UTC strictly after `ms`."""
+    return ms - ms % DAY_MS + DAY_MS
+
+
+@dataclass(frozen=True)
+class Tier:
+    level: int
+    min_step: Decimal
+    max_step: Decimal
+    apy: Decimal  # percent
+
+
+def check_tiers(tiers: Sequence[Tier], apy_type: ApyType) -> tuple[Tier, ...]:
+    """Tiers start at 0, follow each other without gap or overlap; a single APY has one tier."""
+    if not tiers:
+        raise InvalidParameter("apyList", "at least one tier")
+    ordered = tuple(sorted(tiers, key=lambda t: t.min_step))
+    if apy_type is ApyType.SINGLE and len(ordered) != 1:
+        raise InvalidParameter("apyList", "a single APY has exactly one tier")
+    if ordered[0].min_step != 0:
+        raise InvalidParameter("apyList", "the first tier starts at 0")
+    for low, high in itertools.pairwise(ordered):
+        if low.max_step != high.min_step:
+            raise InvalidParameter("apyList", f"tier {high.level} must start where tier {low.level} ends")
+    for tier in ordered:
+        if tier.max_step <= tier.min_step or tier.apy < 0:
+            raise InvalidParameter(
+                "apyList", f"tier {tier.level}: maxStepVal above minStepVal, APY not negative"
+            )
+    return ordered
+
+
+def tier_parts(amount: Decimal, tiers: Sequence[Tier]) -> list[tuple[Tier, Decimal]]:
+    """The part of `amount` inside each tier; above the last tier, the last tier's APY applies."""
+    parts = []
+    for i, tier in enumerate(tiers):
+        top = amount if i == len(tiers) - 1 else min(amount, tier.max_step)
+        part = top - tier.min_step
+        if part <= 0:
+            break
+        parts.append((tier, part))
+    return parts
+
+
+def day_interest(amount: Decimal, tiers: Sequence[Tier], profit_precision: int) -> Decimal:
+    """One day's interest: Σ tier part × APY / 365, summed exactly, then rounded down."""
+    exact = sum((part * tier.apy for tier, part in tier_parts(amount, tiers)), ZERO)
+    return round_down(exact / 100 / DAYS_PER_YEAR, profit_precision)
+
+
+@dataclass(frozen=True)
+class Product:
+    id: int
+    coin: str
+    period_type: PeriodType
+    period_days: int | None
+    apy_type: ApyType
+    tiers: tuple[Tier, ...]
+    advance_redeem: bool
+    settle_method: SettleMethod
+    operator_status: Status
+    level: Level
+    single_min: Decimal
+    single_max: Decimal
+    quota: Decimal | None
+    subscribe_precision: int
+    profit_precision: int
+    redeem_delay_days: int
+    start_time: int | None
+    end_time: int | None
+
+    def status(self, now: int, held: Decimal) -> Status:
+        """What the product is now, given how much of its quota is held."""
+        if self.operator_status is Status.OFF_LINE:
+            return Status.OFF_LINE
+        if self.start_time is not None and now < self.start_time:
+            return Status.NOT_STARTED
+        if self.end_time is not None and now >= self.end_time:
+            return Status.COMPLETED
+        if self.operator_status is Status.PAUSED:
+            return Status.PAUSED
+        if self.quota is not None and held >= self.quota:
+            return Status.SOLD_OUT
+        return Status.IN_PROGRESS
+
+    def remaining(self, held: Decimal) -> Decimal | None:
+        return None if self.quota is None else max(ZERO, self.quota - held)
+
+    def check_subscription(self, amount: Decimal, now: int, held: Decimal, user_level: Level) -> None:
+        """Refuse a subscription that the product does not take now; the reason names the rule."""
+        status = self.status(now, held)
+        if status is not Status.IN_PROGRESS:
+            raise ProductUnavailable(f"product {self.id} is {status.value}", param="productId")
+        if self.level is Level.BEGINNER and user_level is not Level.BEGINNER:
+            raise NotEligible("beginner products are for users who have never subscribed", param="productId")
+        if self.level is Level.VIP and user_level is not Level.VIP:
+            raise NotEligible("VIP products are for VIP users", param="productId")
+        if amount <= 0 or decimal_places(amount) > self.subscribe_precision:
+            raise InvalidParameter("amount", f"positive, at most {self.subscribe_precision} decimal places")
+        if amount < self.single_min or amount > self.single_max:
+            raise InvalidParameter(
+                "amount", f"between {self.single_min} and {self.single_max} per subscription"
+            )
+        remaining = self.remaining(held)
+        if remaining is not None and amount > remaining:
+            raise InvalidParameter("amount", f"only {remaining} of the quota remains")
+
+    def schedule(self, now: int) -> Schedule:
+        interest = next_midnight(now)
+        expire = (
+            interest + self.period_days * DAY_MS
+            if self.period_type is PeriodType.FIXED and self.period_days
+            else None
+        )
+        return Schedule(now, interest, interest + DAY_MS, expire, now + self.redeem_delay_days * DAY_MS)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    subscribe_time: int
+    interest_time: int  # interest accrues from here (T+1)
+    settle_time: int  # first payout
+    expire_time: int | None  # fixed terms
+    redeem_time: int  # when a redemption made now would arrive

@@ -1,0 +1,212 @@
+"""Daily settlement of catalog products at 00:00 UTC of the business clock (SPEC §3).
+
+Each (product, day) settles once, in one transaction: interest for the day that just ended on
+every holding that earns (from its `interestTime`), then the fixed holdings that expire now.
+The day's interest is one journal entry (interest expense → the holdings' control accounts, or
+the users' funding accounts for fixed `daily` products); the split per holding is its
+`pay_interest` order.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+
+from flexearn.adapters import bulk
+from flexearn.adapters import repository as repo
+from flexearn.adapters import tables as t
+from flexearn.adapters.clock import wall_ms
+from flexearn.domain.catalog import DAY_MS, PeriodType, Product, SettleMethod, day_interest
+from flexearn.domain.ledger import AccountKind, AccountRef, Entry, Leg, compound, leg
+from flexearn.domain.money import ZERO
+from flexearn.services.catalog import deliver_redemptions, load_product
+from flexearn.services.unit_of_work import UnitOfWork
+
+ORDER_COLUMNS = {
+    "user_id": "int",
+    "product_id": "int",
+    "holding_id": "int",
+    "order_type": "text",
+    "amount": "amount",
+    "status": "text",
+    "ts": "int",
+}
+
+
+class DayOutOfOrder(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class SettledDay:
+    product_id: int
+    day: int
+    holdings: int
+    interest: Decimal
+    expired: int
+
+
+def settle_day(uow: UnitOfWork, product_id: int, day: int) -> SettledDay | None:
+    """Settle the day ending at `day` (a 00:00) for one product; None if already settled."""
+    with uow:
+        conn = uow.conn
+        product = load_product(conn, product_id, lock=True)
+        last, first = _last_and_first(conn, product_id)
+        expected = first if last is None else last + DAY_MS
+        if day < expected:
+            return None
+        if day > expected:
+            raise DayOutOfOrder(f"product {product_id}: day {day} is due only after {expected}")
+        h = t.holding
+        rows = conn.execute(
+            sa.select(
+                h.c.id,
+                h.c.user_id,
+                h.c.amount,
+                h.c.accrued,
+                h.c.total_profit,
+                h.c.interest_time,
+                h.c.expire_time,
+            ).where(h.c.product_id == product_id, h.c.open.is_(True))
+        ).all()
+        paid, updates, orders = _interest(product, rows, day)
+        entry_id = _book_interest(conn, product, paid, rows, day)
+        bulk.update_many(
+            conn,
+            "earn_holding",
+            "id",
+            {"amount": "amount", "accrued": "amount", "total_profit": "amount", "last_profit": "amount"},
+            updates,
+        )
+        bulk.insert_many(conn, "earn_order", ORDER_COLUMNS, orders)
+        expired = _expire(conn, product, day)
+        total = sum(paid.values(), ZERO)
+        conn.execute(
+            sa.insert(t.product_day).values(
+                product_id=product_id,
+                day=day,
+                holdings=len(paid),
+                interest=total,
+                entry_id=entry_id,
+                created_at=wall_ms(),
+            )
+        )
+        uow.commit()
+    return SettledDay(product_id, day, len(paid), total, expired)
+
+
+def _last_and_first(conn: sa.Connection, product_id: int) -> tuple[int | None, int]:
+    last = conn.execute(
+        sa.select(sa.func.max(t.product_day.c.day)).where(t.product_day.c.product_id == product_id)
+    ).scalar()
+    first = conn.execute(sa.select(t.product.c.first_day).where(t.product.c.id == product_id)).scalar_one()
+    return last, first
+
+
+def _interest(
+    product: Product, rows: Sequence[Any], day: int
+) -> tuple[dict[int, Decimal], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """Per holding that earned over [day − 1, day): its interest, its new row, its order."""
+    compounding = product.period_type is PeriodType.FLEXIBLE
+    accruing = product.settle_method is SettleMethod.MATURITY
+    paid: dict[int, Decimal] = {}
+    updates: list[tuple[Any, ...]] = []
+    orders: list[tuple[Any, ...]] = []
+    for r in rows:
+        if r.interest_time > day - DAY_MS or (r.expire_time is not None and r.expire_time < day):
+            continue
+        interest = day_interest(r.amount, product.tiers, product.profit_precision)
+        if interest == 0:
+            continue
+        paid[r.id] = interest
+        amount = r.amount + interest if compounding else r.amount
+        accrued = r.accrued + interest if accruing else r.accrued
+        updates.append((r.id, amount, accrued, r.total_profit + interest, interest))
+        if not accruing:  # maturity interest is recorded when it is paid, at expiry
+            orders.append((r.user_id, product.id, r.id, "pay_interest", interest, "success", day))
+    return paid, updates, orders
+
+
+def _book_interest(
+    conn: sa.Connection, product: Product, paid: dict[int, Decimal], rows: Sequence[Any], day: int
+) -> int | None:
+    total = sum(paid.values(), ZERO)
+    if total == 0:
+        return None
+    coin = product.coin
+    legs: list[Leg] = [leg(AccountRef.system(AccountKind.INTEREST_EXPENSE, coin), -total)]
+    if product.period_type is PeriodType.FLEXIBLE:
+        legs.append(leg(AccountRef.system(AccountKind.EARN, coin), total))
+    elif product.settle_method is SettleMethod.MATURITY:
+        legs.append(leg(AccountRef.system(AccountKind.ACCRUED, coin), total))
+    else:  # fixed, daily: straight to each user's funding account
+        per_user: dict[int, Decimal] = defaultdict(Decimal)
+        owner = {r.id: r.user_id for r in rows}
+        for holding_id, interest in paid.items():
+            per_user[owner[holding_id]] += interest
+        legs += [leg(AccountRef.funding(user, coin), amount) for user, amount in sorted(per_user.items())]
+    return repo.post(conn, compound("catalog_interest", coin, legs, f"product:{product.id}:day:{day}"), day)
+
+
+def _expire(conn: sa.Connection, product: Product, day: int) -> int:
+    """Fixed holdings reaching `expireTime`: principal and unpaid interest back to funding."""
+    h = t.holding
+    due = conn.execute(
+        sa.select(h).where(
+            h.c.product_id == product.id,
+            h.c.open.is_(True),
+            h.c.expire_time.is_not(None),
+            h.c.expire_time <= day,
+        )
+    ).all()
+    coin = product.coin
+    for r in due:
+        legs = (
+            leg(AccountRef.system(AccountKind.EARN, coin), -r.amount, holding_id=r.id),
+            leg(AccountRef.system(AccountKind.ACCRUED, coin), -r.accrued, holding_id=r.id),
+            leg(AccountRef.funding(r.user_id, coin), r.amount + r.accrued),
+        )
+        repo.post(
+            conn, Entry("expiry", coin, tuple(x for x in legs if x.amount != 0), f"holding:{r.id}"), day
+        )
+        conn.execute(sa.update(h).where(h.c.id == r.id).values(amount=ZERO, accrued=ZERO, open=False))
+        base = (r.user_id, product.id, r.id)
+        rows = [(*base, "redeem", r.amount, "success", day)]
+        if r.accrued:
+            rows.append((*base, "pay_interest", r.accrued, "success", day))
+        bulk.insert_many(conn, "earn_order", ORDER_COLUMNS, rows)
+    return len(due)
+
+
+def due_days(uow: UnitOfWork) -> dict[int, list[int]]:
+    """Per product, the 00:00s that have passed on the business clock and are unsettled."""
+    with uow:
+        now = uow.now()
+        today = now - now % DAY_MS
+        rows = uow.conn.execute(
+            sa.select(t.product.c.id, t.product.c.first_day, sa.func.max(t.product_day.c.day))
+            .select_from(t.product.outerjoin(t.product_day, t.product_day.c.product_id == t.product.c.id))
+            .group_by(t.product.c.id, t.product.c.first_day)
+            .order_by(t.product.c.id)
+        ).all()
+    return {
+        pid: list(range(first if last is None else last + DAY_MS, today + 1, DAY_MS))
+        for pid, first, last in rows
+    }
+
+
+def settle_due_days(engine: sa.Engine) -> list[SettledDay]:
+    """Every due (product, day), oldest day first, then the redemptions whose delay has passed."""
+    due = sorted((day, pid) for pid, days in due_days(UnitOfWork(engine)).items() for day in days)
+    settled = []
+    for day, pid in due:
+        result = settle_day(UnitOfWork(engine), pid, day)
+        if result is not None:
+            settled.append(result)
+    deliver_redemptions(UnitOfWork(engine))
+    return settled

@@ -1,0 +1,185 @@
+"""Read models of catalog holdings: records, assets, account totals, reference prices."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+import sqlalchemy as sa
+
+from flexearn.adapters import repository as repo
+from flexearn.adapters import tables as t
+from flexearn.adapters.clock import wall_ms
+from flexearn.domain.catalog import DAY_MS, PeriodType, Product
+from flexearn.domain.errors import InvalidParameter
+from flexearn.domain.money import ZERO, round_down
+from flexearn.services.catalog import load_product
+from flexearn.services.unit_of_work import UnitOfWork
+
+ORDER_TYPES = ("subscribe", "redeem", "pay_interest", "deduction")
+MAX_SPAN_MS = 90 * DAY_MS
+
+
+@dataclass(frozen=True)
+class Record:
+    order_id: int
+    product: Product
+    order_type: str
+    amount: Decimal
+    status: str
+    ts: int
+
+
+def records(
+    uow: UnitOfWork,
+    user_id: int,
+    period_type: str,
+    order_type: str | None = None,
+    coin: str | None = None,
+    start: int | None = None,
+    end: int | None = None,
+    limit: int = 20,
+    id_less_than: int | None = None,
+) -> tuple[list[Record], int | None]:
+    """The user's orders, newest first, within at most three months; and the id to page on."""
+    if period_type not in (PeriodType.FLEXIBLE, PeriodType.FIXED):
+        raise InvalidParameter("periodType", "flexible or fixed")
+    if order_type is not None and order_type not in ORDER_TYPES:
+        raise InvalidParameter("orderType", f"one of {', '.join(ORDER_TYPES)}")
+    o, p = t.earn_order, t.product
+    with uow:
+        now = uow.now()
+        end = end if end is not None else (start + MAX_SPAN_MS if start is not None else now)
+        start = start if start is not None else end - MAX_SPAN_MS
+        if end < start or end - start > MAX_SPAN_MS:
+            raise InvalidParameter("endTime", "at most three months after startTime")
+        query = (
+            sa.select(o.c.id, o.c.product_id, o.c.order_type, o.c.amount, o.c.status, o.c.ts)
+            .join(p, p.c.id == o.c.product_id)
+            .where(o.c.user_id == user_id, p.c.period_type == period_type, o.c.ts >= start, o.c.ts <= end)
+            .order_by(o.c.id.desc())
+            .limit(limit)
+        )
+        if order_type:
+            query = query.where(o.c.order_type == order_type)
+        if coin:
+            query = query.where(p.c.coin == coin.upper())
+        if id_less_than is not None:
+            query = query.where(o.c.id < id_less_than)
+        rows = uow.conn.execute(query).all()
+        products = {pid: load_product(uow.conn, pid) for pid in {r.product_id for r in rows}}
+    result = [Record(r.id, products[r.product_id], r.order_type, r.amount, r.status, r.ts) for r in rows]
+    return result, (result[-1].order_id if result else None)
+
+
+@dataclass(frozen=True)
+class Asset:
+    holding_id: int
+    order_id: int | None  # fixed holdings: their subscription
+    product: Product
+    amount: Decimal
+    last_profit: Decimal
+    total_profit: Decimal
+    hold_days: int
+    status: str  # holding / redeeming
+    allow_redemption: bool
+
+
+def assets(uow: UnitOfWork, user_id: int, period_type: str, coin: str | None = None) -> list[Asset]:
+    if period_type not in (PeriodType.FLEXIBLE, PeriodType.FIXED):
+        raise InvalidParameter("periodType", "flexible or fixed")
+    h, o, p = t.holding, t.earn_order, t.product
+    with uow:
+        now = uow.now()
+        query = (
+            sa.select(h, sa.func.min(o.c.id).label("order_id"))
+            .join(p, p.c.id == h.c.product_id)
+            .join(o, sa.and_(o.c.holding_id == h.c.id, o.c.order_type == "subscribe"))
+            .where(h.c.user_id == user_id, h.c.open.is_(True), p.c.period_type == period_type)
+            .group_by(*h.c)
+            .order_by(h.c.id)
+        )
+        if coin:
+            query = query.where(p.c.coin == coin.upper())
+        rows = uow.conn.execute(query).all()
+        products = {pid: load_product(uow.conn, pid) for pid in {r.product_id for r in rows}}
+    out = []
+    for r in rows:
+        product = products[r.product_id]
+        fixed = product.period_type is PeriodType.FIXED
+        out.append(
+            Asset(
+                r.id,
+                r.order_id if fixed else None,
+                product,
+                r.amount,
+                r.last_profit,
+                r.total_profit,
+                max(0, (now - r.interest_time) // DAY_MS + 1) if now >= r.interest_time else 0,
+                "holding",
+                (not fixed) or product.advance_redeem,
+            )
+        )
+    return out
+
+
+def set_price(uow: UnitOfWork, ccy: str, usdt: Decimal) -> None:
+    """The operator's reference price of `ccy` in USDT, for account totals."""
+    if usdt <= 0:
+        raise InvalidParameter("price", "must be positive")
+    with uow:
+        repo.currency_precision(uow.conn, ccy)
+        repo.insert_ignore(uow.conn, t.reference_price, {"ccy": ccy, "usdt": usdt, "updated_at": wall_ms()})
+        uow.conn.execute(
+            sa.update(t.reference_price)
+            .where(t.reference_price.c.ccy == ccy)
+            .values(usdt=usdt, updated_at=wall_ms())
+        )
+        uow.commit()
+
+
+@dataclass(frozen=True)
+class AccountTotals:
+    btc_amount: Decimal
+    usdt_amount: Decimal
+    btc_24h_earning: Decimal
+    usdt_24h_earning: Decimal
+    btc_total_earning: Decimal
+    usdt_total_earning: Decimal
+
+
+def account(uow: UnitOfWork, user_id: int) -> AccountTotals:
+    """The user's catalog holdings and earnings, valued in USDT and BTC at reference prices."""
+    h, p, o = t.holding, t.product, t.earn_order
+    with uow:
+        now = uow.now()
+        prices = dict(uow.conn.execute(sa.select(t.reference_price.c.ccy, t.reference_price.c.usdt)).tuples())
+        prices.setdefault("USDT", Decimal(1))
+        held = uow.conn.execute(
+            sa.select(p.c.coin, h.c.amount, h.c.total_profit)
+            .join(p, p.c.id == h.c.product_id)
+            .where(h.c.user_id == user_id, h.c.open.is_(True))
+        ).all()
+        earned = uow.conn.execute(
+            sa.select(p.c.coin, o.c.amount)
+            .join(p, p.c.id == o.c.product_id)
+            .where(o.c.user_id == user_id, o.c.order_type == "pay_interest", o.c.ts > now - DAY_MS)
+        ).all()
+        totals = uow.conn.execute(
+            sa.select(p.c.coin, o.c.amount)
+            .join(p, p.c.id == o.c.product_id)
+            .where(o.c.user_id == user_id, o.c.order_type == "pay_interest")
+        ).all()
+
+    def usdt(rows: list[tuple[str, Decimal]]) -> Decimal:
+        return sum((amount * prices.get(coin, ZERO) for coin, amount in rows), ZERO)
+
+    btc = prices.get("BTC")
+
+    def in_btc(value: Decimal) -> Decimal:
+        return round_down(value / btc, 8) if btc else ZERO
+
+    amount = round_down(usdt([(r.coin, r.amount) for r in held]), 8)
+    day = round_down(usdt([(r.coin, r.amount) for r in earned]), 8)
+    total = round_down(usdt([(r.coin, r.amount) for r in totals]), 8)
+    return AccountTotals(in_btc(amount), amount, in_btc(day), day, in_btc(total), total)

@@ -1,0 +1,258 @@
+"""Catalog products (SPEC §3) on a real database: worked examples of interest, terms, limits."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from flexearn.adapters import tables as t
+from flexearn.bootstrap import Flexearn
+from flexearn.domain.catalog import DAY_MS, NotEligible, ProductUnavailable
+from flexearn.domain.errors import InsufficientBalance, InvalidParameter
+from flexearn.domain.money import D
+from flexearn.services import accounts, catalog, catalog_settlement, catalog_views
+from tests.helpers import T0, assert_ledger_ok, start_clock
+from tests.helpers import advance as advance_hours
+
+LADDER = [
+    {"rateLevel": "0", "minStepVal": "0", "maxStepVal": "200", "currentApy": "6.00"},
+    {"rateLevel": "1", "minStepVal": "200", "maxStepVal": "5000", "currentApy": "50.00"},
+]
+
+
+def world(app: Flexearn, **product: Any) -> int:
+    """USDT; the clock at T0 + 1 h (a Thursday's 01:00 UTC); one product."""
+    start_clock(app, T0 + 3_600_000)
+    accounts.add_currency(app.uow(), "USDT", 6)
+    spec = {
+        "coin": "USDT",
+        "periodType": "flexible",
+        "apyType": "ladder",
+        "apyList": LADDER,
+        "subscribePrecision": "6",
+        "profitPrecision": "6",
+        **product,
+    }
+    return catalog.create_product(app.uow(), spec).id
+
+
+def funded_user(app: Flexearn, amount: Decimal = D(10_000), level: str = "normal") -> int:
+    user_id = accounts.create_user(app.uow(), f"u{amount}{level}{id(app)}{accounts.__name__}"[:60], level)
+    accounts.deposit(app.uow(), user_id, "USDT", amount)
+    return user_id
+
+
+def days(app: Flexearn, n: int) -> list[catalog_settlement.SettledDay]:
+    advance_hours(app, 24 * n)
+    return catalog_settlement.settle_due_days(app.engine)
+
+
+def holding(app: Flexearn, user_id: int) -> sa.Row[Any]:
+    with app.engine.connect() as conn:
+        return conn.execute(sa.select(t.holding).where(t.holding.c.user_id == user_id)).one()
+
+
+def funding(app: Flexearn, user_id: int) -> Decimal:
+    return accounts.funding_balances(app.uow(), user_id)[0].available
+
+
+def test_ladder_worked_example_1000_earns_1_128767_for_a_day(app: Flexearn) -> None:
+    product = world(app)
+    alice = funded_user(app)
+    order = catalog.subscribe(app.uow(), alice, product, "flexible", D(1000))
+    assert (order.order_type, order.status) == ("subscribe", "success")
+    first, second = days(app, 2)
+    assert (first.day, first.interest) == (T0 + DAY_MS, D(0))  # interest starts at the next 00:00
+    assert (second.day, second.interest) == (T0 + 2 * DAY_MS, D("1.128767"))
+    assert holding(app, alice).amount == D("1001.128767")
+    assert_ledger_ok(app)
+
+
+def test_flexible_interest_compounds_day_after_day(app: Flexearn) -> None:
+    product = world(app)
+    alice = funded_user(app)
+    catalog.subscribe(app.uow(), alice, product, "flexible", D(1000))
+    days(app, 5)
+    amount = D(1000)
+    for _ in range(4):  # four full days earned
+        amount += ((D(200) * 6 + (amount - 200) * 50) / 100 / 365).quantize(D("1e-6"), rounding="ROUND_DOWN")
+    row = holding(app, alice)
+    assert row.amount == amount
+    assert row.total_profit == amount - 1000
+    assert_ledger_ok(app)
+
+
+def test_fixed_daily_pays_funding_and_returns_principal_at_expiry(app: Flexearn) -> None:
+    product = world(
+        app,
+        periodType="fixed",
+        period="3",
+        settleMethod="daily",
+        apyType="single",
+        apyList=[{"minStepVal": "0", "maxStepVal": "1000000", "currentApy": "36.5"}],
+    )
+    alice = funded_user(app, D(1000))
+    catalog.subscribe(app.uow(), alice, product, "fixed", D(1000))
+    assert funding(app, alice) == 0
+    days(app, 2)
+    assert funding(app, alice) == D("1")  # 1000 × 36.5% / 365 for the one day earned so far
+    days(app, 3)  # interest T0+1d … T0+4d, expiry at T0+4d
+    assert funding(app, alice) == D(1003)
+    assert holding(app, alice).open is False
+    assert_ledger_ok(app)
+
+
+def test_fixed_maturity_pays_everything_at_expiry(app: Flexearn) -> None:
+    product = world(
+        app,
+        periodType="fixed",
+        period="2",
+        settleMethod="maturity",
+        apyType="single",
+        apyList=[{"minStepVal": "0", "maxStepVal": "1000000", "currentApy": "36.5"}],
+    )
+    alice = funded_user(app, D(1000))
+    catalog.subscribe(app.uow(), alice, product, "fixed", D(1000))
+    days(app, 2)
+    assert (funding(app, alice), holding(app, alice).accrued) == (D(0), D(1))
+    days(app, 1)
+    assert funding(app, alice) == D(1002)
+    records = {(r.order_type, r.amount) for r in catalog_views.records(app.uow(), alice, "fixed")[0]}
+    assert records == {("subscribe", D(1000)), ("pay_interest", D(2)), ("redeem", D(1000))}
+    assert_ledger_ok(app)
+
+
+def test_early_redemption_returns_principal_less_the_interest_paid(app: Flexearn) -> None:
+    product = world(
+        app,
+        periodType="fixed",
+        period="30",
+        settleMethod="daily",
+        advanceRedeem="Yes",
+        apyType="single",
+        apyList=[{"minStepVal": "0", "maxStepVal": "1000000", "currentApy": "36.5"}],
+    )
+    alice = funded_user(app, D(1000))
+    order = catalog.subscribe(app.uow(), alice, product, "fixed", D(1000))
+    days(app, 3)
+    assert funding(app, alice) == D(2)
+    with pytest.raises(InvalidParameter, match="whole"):
+        catalog.redeem(app.uow(), alice, product, "fixed", D(500), order.id)
+    redeemed = catalog.redeem(app.uow(), alice, product, "fixed", D(1000), order.id)
+    assert redeemed.status == "success"
+    assert funding(app, alice) == D(1000)  # 2 paid + 998 returned
+    kinds = [(r.order_type, r.amount) for r in catalog_views.records(app.uow(), alice, "fixed")[0]]
+    assert ("deduction", D(2)) in kinds
+    assert_ledger_ok(app)
+
+
+def test_fixed_without_early_redemption_refuses(app: Flexearn) -> None:
+    product = world(
+        app,
+        periodType="fixed",
+        period="30",
+        advanceRedeem="No",
+        apyType="single",
+        apyList=[{"minStepVal": "0", "maxStepVal": "1000000", "currentApy": "5"}],
+    )
+    alice = funded_user(app)
+    order = catalog.subscribe(app.uow(), alice, product, "fixed", D(100))
+    with pytest.raises(ProductUnavailable):
+        catalog.redeem(app.uow(), alice, product, "fixed", D(100), order.id)
+
+
+def test_redemption_is_processing_until_its_delay_passes(app: Flexearn) -> None:
+    product = world(app, redeemDelay="2")
+    alice = funded_user(app, D(1000))
+    catalog.subscribe(app.uow(), alice, product, "flexible", D(1000))
+    order = catalog.redeem(app.uow(), alice, product, "flexible", D(400))
+    assert (order.status, order.arrive_at) == ("processing", T0 + 3_600_000 + 2 * DAY_MS)
+    days(app, 1)
+    assert catalog.order_of(app.uow(), alice, order.id, "redeem").status == "processing"
+    assert funding(app, alice) == 0
+    days(app, 1)
+    assert catalog.order_of(app.uow(), alice, order.id, "redeem").status == "success"
+    assert funding(app, alice) == D(400)
+    assert_ledger_ok(app)
+
+
+def test_quota_sells_out_and_frees_again(app: Flexearn) -> None:
+    product = world(
+        app,
+        quota="1000",
+        apyType="single",
+        apyList=[{"minStepVal": "0", "maxStepVal": "1e9", "currentApy": "5"}],
+    )
+    alice, bob = funded_user(app), funded_user(app, D(5000))
+    catalog.subscribe(app.uow(), alice, product, "flexible", D(700))
+    with pytest.raises(InvalidParameter, match="only 300"):
+        catalog.subscribe(app.uow(), bob, product, "flexible", D(301))
+    catalog.subscribe(app.uow(), bob, product, "flexible", D(300))
+    (view,) = catalog.list_products(app.uow(), None, "USDT", "all")
+    assert (view.status.value, view.remaining) == ("sold_out", D(0))
+    with pytest.raises(ProductUnavailable, match="sold_out"):
+        catalog.subscribe(app.uow(), bob, product, "flexible", D(1))
+    catalog.redeem(app.uow(), alice, product, "flexible", D(100))
+    (view,) = catalog.list_products(app.uow(), None, "USDT", "all")
+    assert (view.status.value, view.remaining) == ("in_progress", D(100))
+
+
+def test_levels_beginner_once_and_vip_only(app: Flexearn) -> None:
+    beginner_product = world(app, productLevel="beginner")
+    vip_product = catalog.create_product(
+        app.uow(), {"coin": "USDT", "productLevel": "VIP", "apyList": LADDER, "apyType": "ladder"}
+    ).id
+    newcomer = funded_user(app, level="beginner")
+    catalog.subscribe(app.uow(), newcomer, beginner_product, "flexible", D(10))
+    with pytest.raises(NotEligible, match="never subscribed"):
+        catalog.subscribe(app.uow(), newcomer, beginner_product, "flexible", D(10))
+    with pytest.raises(NotEligible, match="VIP"):
+        catalog.subscribe(app.uow(), newcomer, vip_product, "flexible", D(10))
+    vip = funded_user(app, level="VIP")
+    catalog.subscribe(app.uow(), vip, vip_product, "flexible", D(10))
+
+
+def test_limits_precision_and_funds_are_checked(app: Flexearn) -> None:
+    product = world(app, singleMinAmount="10", singleMaxAmount="500", subscribePrecision="2")
+    alice = funded_user(app, D(100))
+    for amount, match in ((D(9), "between"), (D(501), "between"), (D("10.001"), "decimal places")):
+        with pytest.raises(InvalidParameter, match=match):
+            catalog.subscribe(app.uow(), alice, product, "flexible", amount)
+    with pytest.raises(InsufficientBalance):
+        catalog.subscribe(app.uow(), alice, product, "flexible", D(200))
+    with pytest.raises(InvalidParameter, match="periodType"):
+        catalog.subscribe(app.uow(), alice, product, "fixed", D(20))
+    assert funding(app, alice) == D(100)
+    assert_ledger_ok(app)
+
+
+def test_status_refusals_and_transitions(app: Flexearn) -> None:
+    product = world(app, startTime=str(T0 + DAY_MS), endTime=str(T0 + 3 * DAY_MS))
+    alice = funded_user(app)
+    with pytest.raises(ProductUnavailable, match="not_started"):
+        catalog.subscribe(app.uow(), alice, product, "flexible", D(10))
+    days(app, 1)
+    catalog.subscribe(app.uow(), alice, product, "flexible", D(10))
+    catalog.set_status(app.uow(), product, "paused")
+    with pytest.raises(ProductUnavailable, match="paused"):
+        catalog.subscribe(app.uow(), alice, product, "flexible", D(10))
+    catalog.set_status(app.uow(), product, "in_progress")
+    days(app, 2)
+    with pytest.raises(ProductUnavailable, match="completed"):
+        catalog.subscribe(app.uow(), alice, product, "flexible", D(10))
+    catalog.set_status(app.uow(), product, "off_line")
+    assert catalog.list_products(app.uow(), None, "USDT", "available") == []
+    with pytest.raises(InvalidParameter, match="status"):
+        catalog.set_status(app.uow(), product, "sold_out")
+
+
+def test_each_product_day_settles_once(app: Flexearn) -> None:
+    product = world(app)
+    days(app, 3)
+    assert catalog_settlement.settle_due_days(app.engine) == []
+    assert catalog_settlement.settle_day(app.uow(), product, T0 + DAY_MS) is None
+    with app.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(t.product_day)).scalar() == 3
