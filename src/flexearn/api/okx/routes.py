@@ -15,8 +15,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from flexearn.adapters.clock import wall_ms
+from flexearn.api.auth import AuthFailure, Caller, Verifier, raw_target
 from flexearn.api.okx import errors, wire
-from flexearn.api.okx.auth import Authenticator, Caller
+from flexearn.api.okx.auth import okx_error, signed_request
 from flexearn.api.ratelimit import RateLimiter
 from flexearn.bootstrap import Flexearn
 from flexearn.domain.errors import FlexearnError
@@ -47,7 +48,7 @@ class OkxFacade:
     ):
         self.app = app
         self.limiter = limiter
-        self.auth = Authenticator(box_loader)
+        self.verifier = Verifier(box_loader)
 
     def routes(self) -> list[Route]:
         return [Route(e.path, self._endpoint(e), methods=[e.method]) for e in ENDPOINTS]
@@ -84,12 +85,11 @@ class OkxFacade:
             raise errors.TOO_MANY
 
     def _authenticate(self, request: Request, body: bytes, ip: str, permission: str) -> Caller:
-        raw_path: bytes = request.scope.get("raw_path") or request.scope["path"].encode()
-        query: bytes = request.scope.get("query_string", b"")
-        target = raw_path + (b"?" + query if query else b"")
-        return self.auth.authenticate(
-            request.method, target, body, request.headers, ip, wall_ms(), permission
-        )
+        signed = signed_request(request.method, raw_target(request.scope), body, request.headers, ip)
+        try:
+            return self.verifier.verify(signed, wall_ms(), permission)
+        except AuthFailure as failure:
+            raise okx_error(failure) from None
 
 
 def _error(error: errors.OkxError) -> Response:

@@ -1,0 +1,170 @@
+"""Signed-request authentication shared by the façades (OKX and Bitget sign alike).
+
+sign = Base64(HMAC-SHA256(secret, timestamp + METHOD + path[?query] + body)) over the request
+exactly as received. Each façade reads its own headers and timestamp format and maps the
+`AuthFailure` raised here to its exchange's code.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import ipaddress
+import threading
+import time
+from collections.abc import Callable, MutableMapping
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+from flexearn.adapters.secrets import verify_passphrase
+from flexearn.services.keys import KeyRecord
+
+WINDOW_MS = 30_000
+KEY_CACHE_SECONDS = 5.0
+CACHE_LIMIT = 10_000
+
+
+class Failure(Enum):
+    EXPIRED_TIMESTAMP = "expired_timestamp"
+    UNKNOWN_KEY = "unknown_key"
+    EXPIRED_KEY = "expired_key"
+    BAD_PASSPHRASE = "bad_passphrase"
+    BAD_SIGNATURE = "bad_signature"
+    IP_REFUSED = "ip_refused"
+    NO_PERMISSION = "no_permission"
+    REPLAYED = "replayed"
+
+
+class AuthFailure(Exception):
+    def __init__(self, failure: Failure, detail: str = "") -> None:
+        super().__init__(f"{failure.value}: {detail}")
+        self.failure, self.detail = failure, detail
+
+
+@dataclass(frozen=True)
+class Caller:
+    user_id: int
+    api_key: str
+
+
+@dataclass(frozen=True)
+class SignedRequest:
+    api_key: str
+    signature: str
+    timestamp: str  # as sent: part of what was signed
+    sent_ms: int
+    passphrase: str
+    method: str
+    target: bytes  # raw path and query as received
+    body: bytes
+    client_ip: str
+
+
+def sign(secret: str, timestamp: str, method: str, target: bytes, body: bytes) -> str:
+    message = timestamp.encode() + method.upper().encode() + target + body
+    return base64.b64encode(hmac.new(secret.encode(), message, hashlib.sha256).digest()).decode()
+
+
+class Verifier:
+    """Checks keys, passphrases, signatures, permissions, IPs, expiry and replays."""
+
+    def __init__(self, load_key: Callable[[str], KeyRecord | None], window_ms: int = WINDOW_MS) -> None:
+        self._load_key = load_key
+        self._window_ms = window_ms
+        self._keys: dict[str, tuple[float, KeyRecord | None]] = {}
+        self._passphrases: set[tuple[str, str, bytes]] = set()  # verified (key, hash, sha256(passphrase))
+        self._seen: dict[str, int] = {}  # signature → when it may be forgotten (ms)
+        self._lock = threading.Lock()
+
+    def verify(self, request: SignedRequest, now_ms: int, permission: str) -> Caller:
+        if abs(now_ms - request.sent_ms) > self._window_ms:
+            raise AuthFailure(Failure.EXPIRED_TIMESTAMP)
+        record = self._key(request.api_key)
+        if record is None or record.info.revoked_at is not None:
+            raise AuthFailure(Failure.UNKNOWN_KEY)
+        info = record.info
+        if info.expires_at is not None and now_ms >= info.expires_at:
+            raise AuthFailure(Failure.EXPIRED_KEY)
+        if not self._passphrase_ok(record, request.passphrase):
+            raise AuthFailure(Failure.BAD_PASSPHRASE)
+        candidates = _signed_targets(request.target)
+        if not any(
+            hmac.compare_digest(
+                sign(record.secret, request.timestamp, request.method, target, request.body),
+                request.signature,
+            )
+            for target in candidates
+        ):
+            raise AuthFailure(Failure.BAD_SIGNATURE)
+        if info.ip_allowlist and not _ip_allowed(request.client_ip, info.ip_allowlist):
+            raise AuthFailure(Failure.IP_REFUSED, request.client_ip)
+        if permission not in info.permissions:
+            raise AuthFailure(Failure.NO_PERMISSION)
+        self._refuse_replay(request.signature, now_ms)
+        return Caller(info.user_id, request.api_key)
+
+    def _key(self, api_key: str) -> KeyRecord | None:
+        now = time.monotonic()
+        cached = self._keys.get(api_key)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        record = self._load_key(api_key)
+        if len(self._keys) > CACHE_LIMIT:
+            self._keys.clear()
+        self._keys[api_key] = (now + KEY_CACHE_SECONDS, record)
+        return record
+
+    def _passphrase_ok(self, record: KeyRecord, passphrase: str) -> bool:
+        # The slow hash is verified once per process and passphrase, not on every request.
+        token = (record.info.api_key, record.passphrase_hash, hashlib.sha256(passphrase.encode()).digest())
+        if token in self._passphrases:
+            return True
+        if not verify_passphrase(passphrase, record.passphrase_hash):
+            return False
+        if len(self._passphrases) > CACHE_LIMIT:
+            self._passphrases.clear()
+        self._passphrases.add(token)
+        return True
+
+    def _refuse_replay(self, signature: str, now_ms: int) -> None:
+        with self._lock:
+            if signature in self._seen:
+                raise AuthFailure(Failure.REPLAYED)
+            # A signature is only valid inside the timestamp window on either side of now.
+            self._seen[signature] = now_ms + 2 * self._window_ms
+            if len(self._seen) > CACHE_LIMIT:
+                for old in [s for s, until in self._seen.items() if until < now_ms]:
+                    del self._seen[old]
+
+
+def _signed_targets(target: bytes) -> list[bytes]:
+    """The target as received; and with its query percent-decoded, as python-okx signs it.
+
+    python-okx signs `?ccy=a b` while its HTTP client sends `?ccy=a%20b`; ccxt signs what it sends.
+    Both spellings name the same parameters, so accepting either admits nothing new.
+    """
+    path, _, query = target.partition(b"?")
+    decoded = unquote_to_bytes(query)
+    if decoded == query:
+        return [target]
+    return [target, path + b"?" + decoded]
+
+
+def _ip_allowed(ip: str, allowlist: tuple[str, ...]) -> bool:
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    return any(address in ipaddress.ip_network(net, strict=False) for net in allowlist)
+
+
+def raw_target(scope: MutableMapping[str, Any]) -> bytes:
+    """The request path and query string as the client sent them (ASGI raw_path, query_string)."""
+    raw_path = scope.get("raw_path") or str(scope["path"]).encode()
+    query = scope.get("query_string") or b""
+    assert isinstance(raw_path, bytes)
+    assert isinstance(query, bytes)
+    return raw_path + (b"?" + query if query else b"")
