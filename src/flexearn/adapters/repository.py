@@ -163,9 +163,9 @@ def positions_for_settlement(conn: sa.Connection, ccy: str) -> list[PositionRow]
             cursor.execute(f"SELECT {columns} FROM savings_position WHERE ccy = %s", (ccy,))
             return list(map(PositionRow._make, cursor.fetchall()))
         cursor.execute(f"SELECT {columns} FROM savings_position WHERE ccy = ?", (ccy,))
-        dec = Decimal
+        dec, make = Decimal, PositionRow._make
         return [
-            PositionRow(pid, uid, dec(amt), dec(loan), dec(earned), dec(rate), seq)
+            make((pid, uid, dec(amt), dec(loan), dec(earned), dec(rate), seq))
             for pid, uid, amt, loan, earned, rate, seq in cursor.fetchall()
         ]
     finally:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -18,6 +18,7 @@ from flexearn.adapters.clock import wall_ms
 from flexearn.api.auth import AuthFailure, Caller, Verifier, raw_target
 from flexearn.api.okx import errors, wire
 from flexearn.api.okx.auth import okx_error, signed_request
+from flexearn.api.params import Params
 from flexearn.api.ratelimit import RateLimiter
 from flexearn.bootstrap import Flexearn
 from flexearn.domain.errors import FlexearnError
@@ -26,7 +27,6 @@ from flexearn.services import accounts, keys, market_data, savings
 
 log = logging.getLogger("flexearn.okx")
 
-Params = Mapping[str, Any]
 Handler = Callable[[Flexearn, Caller | None, Params], list[Any]]
 
 SAVINGS_LIMIT = 6  # requests per second per user (private) or IP (public), per endpoint
@@ -64,7 +64,8 @@ class OkxFacade:
                 else:
                     caller = await run_in_threadpool(self._authenticate, request, body, ip, spec.permission)
                     self._limit(spec, f"user:{caller.user_id}")
-                params: Params = wire.parse_body(body) if spec.method == "POST" else request.query_params
+                values = wire.parse_body(body) if spec.method == "POST" else request.query_params
+                params = wire.params(values)
                 data = await run_in_threadpool(spec.handler, self.app, caller, params)
                 return JSONResponse(wire.envelope(data))
             except errors.OkxError as error:
@@ -105,7 +106,7 @@ def _user(caller: Caller | None) -> int:
 
 
 def balance(app: Flexearn, caller: Caller | None, params: Params) -> list[Any]:
-    positions = savings.positions(app.uow(), _user(caller), wire.currency(params))
+    positions = savings.positions(app.uow(), _user(caller), params.currency())
     return [
         {
             "earnings": wire.amount(p.earnings),
@@ -121,11 +122,11 @@ def balance(app: Flexearn, caller: Caller | None, params: Params) -> list[Any]:
 
 
 def purchase_redempt(app: Flexearn, caller: Caller | None, params: Params) -> list[Any]:
-    ccy = wire.required_currency(params)
-    amt = wire.required_decimal(params, "amt")
-    side = wire.required_text(params, "side")
+    ccy = params.required_currency()
+    amt = params.required_decimal("amt")
+    side = params.required_text("side")
     if side == "purchase":
-        given = wire.decimal(params, "rate")
+        given = params.decimal("rate")
         if given is not None:
             check_rate(given)
         position = savings.purchase(app.uow(), _user(caller), ccy, amt, given)
@@ -137,20 +138,21 @@ def purchase_redempt(app: Flexearn, caller: Caller | None, params: Params) -> li
 
 
 def set_lending_rate(app: Flexearn, caller: Caller | None, params: Params) -> list[Any]:
-    ccy = wire.required_currency(params)
-    new_rate = wire.required_decimal(params, "rate")
+    ccy = params.required_currency()
+    new_rate = params.required_decimal("rate")
     position = savings.set_rate(app.uow(), _user(caller), ccy, new_rate)
     return [{"ccy": ccy, "rate": wire.amount(position.rate)}]
 
 
 def _page(params: Params) -> market_data.Page:
+    limit = params.integer("limit", low=1, high=100)
     return market_data.Page(
-        wire.timestamp(params, "after"), wire.timestamp(params, "before"), wire.limit(params)
+        params.integer("after"), params.integer("before"), 100 if limit is None else limit
     )
 
 
 def lending_history(app: Flexearn, caller: Caller | None, params: Params) -> list[Any]:
-    records = market_data.lending_history(app.uow(), _user(caller), wire.currency(params), _page(params))
+    records = market_data.lending_history(app.uow(), _user(caller), params.currency(), _page(params))
     return [
         {
             "ccy": r.ccy,
@@ -173,7 +175,7 @@ def lending_rate_summary(app: Flexearn, caller: Caller | None, params: Params) -
             "preRate": wire.amount(s.pre_rate),
             "estRate": wire.amount(s.est_rate),
         }
-        for s in market_data.rate_summary(app.uow(), wire.currency(params))
+        for s in market_data.rate_summary(app.uow(), params.currency())
     ]
 
 
@@ -186,7 +188,7 @@ def lending_rate_history(app: Flexearn, caller: Caller | None, params: Params) -
             "lendingRate": wire.amount(r.lending_rate),
             "ts": str(r.ts),
         }
-        for r in market_data.rate_history(app.uow(), wire.currency(params), _page(params))
+        for r in market_data.rate_history(app.uow(), params.currency(), _page(params))
     ]
 
 
@@ -201,7 +203,7 @@ MAX_BALANCE_CCYS = 20
 
 
 def asset_balances(app: Flexearn, caller: Caller | None, params: Params) -> list[Any]:
-    wanted = wire.text(params, "ccy")
+    wanted = params.text("ccy")
     ccys = {c.strip().upper() for c in wanted.split(",") if c.strip()} if wanted else None
     if ccys is not None and len(ccys) > MAX_BALANCE_CCYS:
         raise errors.invalid("ccy", f"at most {MAX_BALANCE_CCYS} currencies")
@@ -219,7 +221,7 @@ def asset_balances(app: Flexearn, caller: Caller | None, params: Params) -> list
 
 def asset_currencies(app: Flexearn, caller: Caller | None, params: Params) -> list[Any]:
     """Every enabled currency, so that ccxt's authenticated `load_markets` knows them all."""
-    wanted = wire.text(params, "ccy")
+    wanted = params.text("ccy")
     ccys = {c.strip().upper() for c in wanted.split(",") if c.strip()} if wanted else None
     return [
         {
@@ -248,7 +250,7 @@ QUOTE = "USDT"
 
 def public_instruments(app: Flexearn, caller: Caller | None, params: Params) -> list[Any]:
     """Spot pairs against USDT of the enabled currencies; other instrument types are empty."""
-    inst_type = wire.required_text(params, "instType")
+    inst_type = params.required_text("instType")
     if inst_type not in ("SPOT", "MARGIN", "SWAP", "FUTURES", "OPTION"):
         raise errors.invalid("instType", "SPOT, MARGIN, SWAP, FUTURES or OPTION")
     if inst_type != "SPOT":
@@ -256,7 +258,7 @@ def public_instruments(app: Flexearn, caller: Caller | None, params: Params) -> 
     currencies = accounts.list_currencies(app.uow())
     if QUOTE not in {c.ccy for c in currencies}:
         return []
-    wanted = wire.text(params, "instId")
+    wanted = params.text("instId")
     return [
         {
             "instType": "SPOT",
