@@ -7,7 +7,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from flexearn.adapters.secrets import SecretBox
-from flexearn.api.okx.routes import OkxFacade
+from flexearn.api.auth import Verifier
+from flexearn.api.facade import Facade
+from flexearn.api.okx.routes import ENDPOINTS as OKX_ENDPOINTS
+from flexearn.api.okx.wire import OkxDialect
 from flexearn.api.ratelimit import RateLimiter
 from flexearn.bootstrap import Flexearn
 from flexearn.config import Settings
@@ -18,12 +21,15 @@ def create_app(settings: Settings, flexearn: Flexearn | None = None) -> Starlett
     engine_app = flexearn or Flexearn(settings.database_url)
     box = SecretBox(settings.master_key)
     limiter = RateLimiter()
-    okx = OkxFacade(engine_app, limiter, lambda api_key: keys.load_key(engine_app.uow(), box, api_key))
+    # One verifier for every façade: a key works on each, and a replayed signature is refused on all.
+    verifier = Verifier(lambda api_key: keys.load_key(engine_app.uow(), box, api_key))
+    facades = [Facade(OkxDialect(), OKX_ENDPOINTS, engine_app, limiter, verifier)]
 
     async def not_found(request: Request, exc: Exception) -> Response:
         return JSONResponse({"code": "404", "msg": "Not Found", "data": []}, status_code=404)
 
-    app = Starlette(routes=okx.routes(), exception_handlers={404: not_found, 405: not_found})
+    routes = [route for facade in facades for route in facade.routes()]
+    app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found})
     app.state.flexearn = engine_app
     return app
 

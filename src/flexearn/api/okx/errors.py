@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+from flexearn.api.facade import WireError
 from flexearn.domain.errors import FlexearnError
 
 
-class OkxError(Exception):
-    """An answer in OKX's error envelope."""
+class OkxError(WireError):
+    """An answer in OKX's error envelope (HTTP 200 unless OKX says otherwise)."""
 
     def __init__(self, code: str, msg: str, status: int = 200) -> None:
-        super().__init__(msg)
-        self.code, self.msg, self.status = code, msg, status
+        super().__init__(code, msg, status)
 
 
 def empty(param: str) -> OkxError:

@@ -2,104 +2,21 @@
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-import sqlalchemy as sa
-from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
-
 from flexearn.adapters.clock import wall_ms
-from flexearn.api.auth import AuthFailure, Caller, Verifier, raw_target
+from flexearn.api.auth import Caller
+from flexearn.api.facade import Endpoint
+from flexearn.api.facade import user_of as _user
 from flexearn.api.okx import errors, wire
-from flexearn.api.okx.auth import okx_error, signed_request
 from flexearn.api.params import Params
-from flexearn.api.ratelimit import RateLimiter
 from flexearn.bootstrap import Flexearn
-from flexearn.domain.errors import FlexearnError
 from flexearn.domain.market import check_rate
-from flexearn.services import accounts, keys, market_data, savings
-
-log = logging.getLogger("flexearn.okx")
-
-Handler = Callable[[Flexearn, Caller | None, Params], list[Any]]
+from flexearn.services import accounts, market_data, savings
 
 SAVINGS_LIMIT = 6  # requests per second per user (private) or IP (public), per endpoint
 PREFIX = "/api/v5"
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    method: str
-    path: str
-    handler: Handler
-    permission: str | None  # None: public
-    per_second: int = SAVINGS_LIMIT
-
-
-class OkxFacade:
-    def __init__(
-        self, app: Flexearn, limiter: RateLimiter, box_loader: Callable[[str], keys.KeyRecord | None]
-    ):
-        self.app = app
-        self.limiter = limiter
-        self.verifier = Verifier(box_loader)
-
-    def routes(self) -> list[Route]:
-        return [Route(e.path, self._endpoint(e), methods=[e.method]) for e in ENDPOINTS]
-
-    def _endpoint(self, spec: Endpoint) -> Callable[[Request], Awaitable[Response]]:
-        async def endpoint(request: Request) -> Response:
-            try:
-                body = await request.body()
-                ip = request.client.host if request.client else ""
-                caller = None
-                if spec.permission is None:
-                    self._limit(spec, f"ip:{ip}")
-                else:
-                    caller = await run_in_threadpool(self._authenticate, request, body, ip, spec.permission)
-                    self._limit(spec, f"user:{caller.user_id}")
-                values = wire.parse_body(body) if spec.method == "POST" else request.query_params
-                params = wire.params(values)
-                data = await run_in_threadpool(spec.handler, self.app, caller, params)
-                return JSONResponse(wire.envelope(data))
-            except errors.OkxError as error:
-                return _error(error)
-            except FlexearnError as error:
-                return _error(errors.from_engine(error))
-            except sa.exc.OperationalError:
-                log.exception("database unavailable")
-                return _error(errors.UNAVAILABLE)
-            except Exception:
-                log.exception("unexpected error in %s %s", spec.method, spec.path)
-                return _error(errors.SYSTEM_ERROR)
-
-        return endpoint
-
-    def _limit(self, spec: Endpoint, who: str) -> None:
-        if not self.limiter.allow(f"okx:{spec.path}", who, spec.per_second):
-            raise errors.TOO_MANY
-
-    def _authenticate(self, request: Request, body: bytes, ip: str, permission: str) -> Caller:
-        signed = signed_request(request.method, raw_target(request.scope), body, request.headers, ip)
-        try:
-            return self.verifier.verify(signed, wall_ms(), permission)
-        except AuthFailure as failure:
-            raise okx_error(failure) from None
-
-
-def _error(error: errors.OkxError) -> Response:
-    return JSONResponse(wire.envelope([], error.code, error.msg), status_code=error.status)
-
-
-def _user(caller: Caller | None) -> int:
-    assert caller is not None, "private endpoints are authenticated"
-    return caller.user_id
 
 
 # --- Simple Earn flexible ----------------------------------------------------------------------
@@ -285,14 +202,18 @@ def public_instruments(app: Flexearn, caller: Caller | None, params: Params) -> 
 
 
 ENDPOINTS = [
-    Endpoint("GET", f"{PREFIX}/finance/savings/balance", balance, "read"),
-    Endpoint("POST", f"{PREFIX}/finance/savings/purchase-redempt", purchase_redempt, "trade"),
-    Endpoint("POST", f"{PREFIX}/finance/savings/set-lending-rate", set_lending_rate, "trade"),
-    Endpoint("GET", f"{PREFIX}/finance/savings/lending-history", lending_history, "read"),
-    Endpoint("GET", f"{PREFIX}/finance/savings/lending-rate-summary", lending_rate_summary, None),
-    Endpoint("GET", f"{PREFIX}/finance/savings/lending-rate-history", lending_rate_history, None),
-    Endpoint("GET", f"{PREFIX}/public/time", system_time, None, per_second=10),
-    Endpoint("GET", f"{PREFIX}/asset/balances", asset_balances, "read"),
-    Endpoint("GET", f"{PREFIX}/asset/currencies", asset_currencies, "read"),
-    Endpoint("GET", f"{PREFIX}/public/instruments", public_instruments, None, per_second=10),
+    Endpoint("GET", f"{PREFIX}/finance/savings/balance", balance, "read", SAVINGS_LIMIT),
+    Endpoint("POST", f"{PREFIX}/finance/savings/purchase-redempt", purchase_redempt, "trade", SAVINGS_LIMIT),
+    Endpoint("POST", f"{PREFIX}/finance/savings/set-lending-rate", set_lending_rate, "trade", SAVINGS_LIMIT),
+    Endpoint("GET", f"{PREFIX}/finance/savings/lending-history", lending_history, "read", SAVINGS_LIMIT),
+    Endpoint(
+        "GET", f"{PREFIX}/finance/savings/lending-rate-summary", lending_rate_summary, None, SAVINGS_LIMIT
+    ),
+    Endpoint(
+        "GET", f"{PREFIX}/finance/savings/lending-rate-history", lending_rate_history, None, SAVINGS_LIMIT
+    ),
+    Endpoint("GET", f"{PREFIX}/public/time", system_time, None, 10),
+    Endpoint("GET", f"{PREFIX}/asset/balances", asset_balances, "read", SAVINGS_LIMIT),
+    Endpoint("GET", f"{PREFIX}/asset/currencies", asset_currencies, "read", SAVINGS_LIMIT),
+    Endpoint("GET", f"{PREFIX}/public/instruments", public_instruments, None, 10),
 ]

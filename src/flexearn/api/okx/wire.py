@@ -1,4 +1,4 @@
-"""OKX wire format: the envelope, request parameters with OKX's errors, amounts and rates."""
+"""OKX wire format: the envelope, parameters with OKX's errors, amounts and rates (the dialect)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,11 @@ from decimal import Decimal
 from typing import Any
 
 from flexearn.api import params as p
-from flexearn.api.okx import errors
+from flexearn.api.auth import AuthFailure, SignedRequest
+from flexearn.api.facade import WireError
+from flexearn.api.okx import auth, errors
+from flexearn.domain.errors import FlexearnError
 from flexearn.domain.money import plain
-
-
-def envelope(data: list[Any], code: str = "0", msg: str = "") -> dict[str, Any]:
-    return {"code": code, "msg": msg, "data": data}
 
 
 def amount(value: Decimal) -> str:
@@ -24,9 +23,31 @@ def rate(value: Decimal) -> str:
     return f"{value:.16f}"
 
 
-def params(values: Mapping[str, Any]) -> p.Params:
-    return p.Params(values, errors.empty, errors.invalid)
+class OkxDialect:
+    name = "okx"
+    too_many: WireError = errors.TOO_MANY
+    unavailable: WireError = errors.UNAVAILABLE
+    system_error: WireError = errors.SYSTEM_ERROR
 
+    def success(self, data: Any) -> dict[str, Any]:
+        return {"code": "0", "msg": "", "data": data}
 
-def parse_body(raw: bytes) -> dict[str, Any]:
-    return p.json_object(raw, errors.JSON_SYNTAX)
+    def failure(self, error: WireError) -> dict[str, Any]:
+        return {"code": error.code, "msg": error.msg, "data": []}
+
+    def signed_request(
+        self, method: str, target: bytes, body: bytes, headers: Mapping[str, str], ip: str
+    ) -> SignedRequest:
+        return auth.signed_request(method, target, body, headers, ip)
+
+    def auth_error(self, failure: AuthFailure) -> WireError:
+        return auth.okx_error(failure)
+
+    def engine_error(self, error: FlexearnError) -> WireError:
+        return errors.from_engine(error)
+
+    def params(self, values: Mapping[str, Any]) -> p.Params:
+        return p.Params(values, errors.empty, errors.invalid)
+
+    def body(self, raw: bytes) -> Mapping[str, Any]:
+        return p.json_object(raw, errors.JSON_SYNTAX)

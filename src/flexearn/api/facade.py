@@ -1,0 +1,131 @@
+"""What every exchange façade does around its handlers: limits, authentication, errors.
+
+A façade is a `Dialect` (its envelope, headers, parameters and error codes) and a table of
+`Endpoint`s. Handlers are plain functions run in the thread pool: they read parameters, call one
+service and shape the records; nothing a client sends can make them answer 500 or write half.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from flexearn.adapters.clock import wall_ms
+from flexearn.api.auth import AuthFailure, Caller, SignedRequest, Verifier, raw_target
+from flexearn.api.params import Params
+from flexearn.api.ratelimit import RateLimiter
+from flexearn.bootstrap import Flexearn
+from flexearn.domain.errors import FlexearnError
+
+log = logging.getLogger("flexearn.api")
+
+
+class WireError(Exception):
+    """An answer in the exchange's error envelope."""
+
+    def __init__(self, code: str, msg: str, status: int = 400) -> None:
+        super().__init__(msg)
+        self.code, self.msg, self.status = code, msg, status
+
+
+class Dialect(Protocol):
+    name: str
+    too_many: WireError
+    unavailable: WireError
+    system_error: WireError
+
+    def success(self, data: Any) -> dict[str, Any]: ...
+    def failure(self, error: WireError) -> dict[str, Any]: ...
+    def signed_request(
+        self, method: str, target: bytes, body: bytes, headers: Mapping[str, str], ip: str
+    ) -> SignedRequest: ...
+    def auth_error(self, failure: AuthFailure) -> WireError: ...
+    def engine_error(self, error: FlexearnError) -> WireError: ...
+    def params(self, values: Mapping[str, Any]) -> Params: ...
+    def body(self, raw: bytes) -> Mapping[str, Any]: ...
+
+
+Handler = Callable[[Flexearn, Caller | None, Params], Any]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    method: str
+    path: str
+    handler: Handler
+    permission: str | None  # None: public (limited per IP); else limited per user
+    per_second: int
+
+
+class Facade:
+    def __init__(
+        self,
+        dialect: Dialect,
+        endpoints: Sequence[Endpoint],
+        app: Flexearn,
+        limiter: RateLimiter,
+        verifier: Verifier,
+    ) -> None:
+        self.dialect, self.endpoints, self.app = dialect, endpoints, app
+        self.limiter, self.verifier = limiter, verifier
+
+    def routes(self) -> list[Route]:
+        return [Route(e.path, self._endpoint(e), methods=[e.method]) for e in self.endpoints]
+
+    def _endpoint(self, spec: Endpoint) -> Callable[[Request], Awaitable[Response]]:
+        dialect = self.dialect
+
+        async def endpoint(request: Request) -> Response:
+            try:
+                body = await request.body()
+                ip = request.client.host if request.client else ""
+                caller = None
+                if spec.permission is None:
+                    self._limit(spec, f"ip:{ip}")
+                else:
+                    caller = await run_in_threadpool(self._authenticate, request, body, ip, spec.permission)
+                    self._limit(spec, f"user:{caller.user_id}")
+                values = dialect.body(body) if spec.method == "POST" else request.query_params
+                data = await run_in_threadpool(spec.handler, self.app, caller, dialect.params(values))
+                return JSONResponse(dialect.success(data))
+            except WireError as error:
+                return self.error(error)
+            except FlexearnError as error:
+                return self.error(dialect.engine_error(error))
+            except sa.exc.OperationalError:
+                log.exception("database unavailable")
+                return self.error(dialect.unavailable)
+            except Exception:
+                log.exception("unexpected error in %s %s", spec.method, spec.path)
+                return self.error(dialect.system_error)
+
+        return endpoint
+
+    def error(self, error: WireError) -> Response:
+        return JSONResponse(self.dialect.failure(error), status_code=error.status)
+
+    def _limit(self, spec: Endpoint, who: str) -> None:
+        if not self.limiter.allow(f"{self.dialect.name}:{spec.path}", who, spec.per_second):
+            raise self.dialect.too_many
+
+    def _authenticate(self, request: Request, body: bytes, ip: str, permission: str) -> Caller:
+        signed = self.dialect.signed_request(
+            request.method, raw_target(request.scope), body, request.headers, ip
+        )
+        try:
+            return self.verifier.verify(signed, wall_ms(), permission)
+        except AuthFailure as failure:
+            raise self.dialect.auth_error(failure) from None
+
+
+def user_of(caller: Caller | None) -> int:
+    assert caller is not None, "private endpoints are authenticated"
+    return caller.user_id
