@@ -7,11 +7,13 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 FLEXEARN = shutil.which("flexearn", path=str(Path(sys.executable).parent)) or "flexearn"
 
@@ -27,10 +29,11 @@ def running_server(database_url: str, master_key: str, *args: str) -> Iterator[s
     """Start `flexearn serve` and yield its base URL once it answers; stop it afterwards."""
     port = free_port()
     env = {**os.environ, "FLEXEARN_MASTER_KEY": master_key}
+    log = tempfile.TemporaryFile()
     proc = subprocess.Popen(
         [FLEXEARN, "serve", "--port", str(port), "--db", database_url, "--no-scheduler", *args],
         env=env,
-        stdout=subprocess.PIPE,
+        stdout=log,
         stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
@@ -42,8 +45,7 @@ def running_server(database_url: str, master_key: str, *args: str) -> Iterator[s
                 break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    output = proc.stdout.read().decode() if proc.stdout else ""
-                    raise RuntimeError(f"flexearn serve did not start:\n{output}") from None
+                    raise RuntimeError(f"flexearn serve did not start:\n{_read(log)}") from None
                 time.sleep(0.1)
         yield base
     finally:
@@ -52,3 +54,11 @@ def running_server(database_url: str, master_key: str, *args: str) -> Iterator[s
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+        output = _read(log)
+        if "Traceback" in output:  # shown by pytest with the failing test
+            print(f"--- flexearn serve on port {port} logged errors ---\n{output}")
+
+
+def _read(log: Any) -> str:
+    log.seek(0)
+    return str(log.read().decode(errors="replace"))

@@ -11,9 +11,16 @@ import pytest
 from flexearn.adapters.secrets import SecretBox, generate_master_key
 from flexearn.bootstrap import Flexearn
 from flexearn.domain.money import D
-from flexearn.services import accounts, keys, markets
+from flexearn.services import accounts, catalog, keys, markets
 from tests.helpers import market_world
 from tests.server import running_server
+
+LADDER = [
+    {"rateLevel": "0", "minStepVal": "0", "maxStepVal": "200", "currentApy": "6.00"},
+    {"rateLevel": "1", "minStepVal": "200", "maxStepVal": "5000", "currentApy": "50.00"},
+]
+# The catalog every server in these tests offers (ids in creation order).
+FLEXIBLE_USDT, FIXED_BTC = 1, 2
 
 
 @dataclass(frozen=True)
@@ -33,10 +40,43 @@ class World:
 
 
 def _markets(app: Flexearn) -> None:
-    """USDT (16 places, auction, demand 150) and BTC (8 places, demand 1)."""
+    """USDT (16 places, auction, demand 150) and BTC (8 places, demand 1); two catalog products:
+    a flexible USDT ladder like Bitget's example, and a 30-day fixed BTC product."""
     market_world(app, "USDT", demand=D(150))
     accounts.add_currency(app.uow(), "BTC", 8)
     markets.set_market(app.uow(), "BTC", demand=D(1))
+    flexible = catalog.create_product(
+        app.uow(),
+        {
+            "coin": "USDT",
+            "periodType": "flexible",
+            "apyType": "ladder",
+            "apyList": LADDER,
+            "singleMinAmount": "10",
+            "singleMaxAmount": "2000",
+            "quota": "4900",
+            "subscribePrecision": "6",
+            "profitPrecision": "6",
+            "redeemDelay": "1",
+        },
+    )
+    fixed = catalog.create_product(
+        app.uow(),
+        {
+            "coin": "BTC",
+            "periodType": "fixed",
+            "period": "30",
+            "apyType": "single",
+            "advanceRedeem": "Yes",
+            "settleMethod": "daily",
+            "apyList": [{"minStepVal": "0", "maxStepVal": "100", "currentApy": "3.65"}],
+            "singleMinAmount": "0.001",
+            "singleMaxAmount": "10",
+            "subscribePrecision": "8",
+            "profitPrecision": "8",
+        },
+    )
+    assert (flexible.id, fixed.id) == (FLEXIBLE_USDT, FIXED_BTC)
 
 
 def _user(app: Flexearn, master: str, base_url: str) -> World:

@@ -153,7 +153,8 @@ def account(uow: UnitOfWork, user_id: int) -> AccountTotals:
     h, p, o = t.holding, t.product, t.earn_order
     with uow:
         now = uow.now()
-        prices = dict(uow.conn.execute(sa.select(t.reference_price.c.ccy, t.reference_price.c.usdt)).tuples())
+        price_rows = uow.conn.execute(sa.select(t.reference_price.c.ccy, t.reference_price.c.usdt))
+        prices = {row.ccy: row.usdt for row in price_rows}
         prices.setdefault("USDT", Decimal(1))
         held = uow.conn.execute(
             sa.select(p.c.coin, h.c.amount, h.c.total_profit)

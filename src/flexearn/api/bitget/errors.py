@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from flexearn.api.auth import AuthFailure, Failure
+from flexearn.api.facade import WireError
 from flexearn.domain.errors import FlexearnError
 
 
-class BitgetError(Exception):
-    def __init__(self, code: str, msg: str, status: int = 400) -> None:
-        super().__init__(msg)
-        self.code, self.msg, self.status = code, msg, status
+class BitgetError(WireError):
+    """An answer in Bitget's error envelope (HTTP 400 unless Bitget says otherwise)."""
 
 
 def empty(param: str) -> BitgetError:
@@ -37,7 +36,6 @@ def header_missing(header: str) -> BitgetError:
 INVALID_TIMESTAMP = BitgetError("40005", "Invalid ACCESS-TIMESTAMP", 400)
 JSON_SYNTAX = BitgetError("40017", "Parameter verification failed: the body is not a JSON object", 400)
 TOO_MANY = BitgetError("429", "Too Many Requests", 429)
-NOT_FOUND = BitgetError("40404", "Request URL NOT FOUND", 404)
 UNAVAILABLE = BitgetError("40010", "Request timed out", 503)
 SYSTEM_ERROR = BitgetError("40015", "System error", 500)
 

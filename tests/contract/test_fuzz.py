@@ -1,4 +1,5 @@
-"""Nothing a client sends produces a server error: random signed bodies and queries, and garbage."""
+"""Nothing a client sends produces a server error: random signed bodies and queries, and garbage,
+on both façades."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import httpx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.contract.bitget_http import BitgetHttp
 from tests.contract.conftest import World
 from tests.contract.okx_http import OkxHttp
 from tests.helpers import assert_ledger_ok
@@ -98,6 +100,74 @@ def test_garbage_requests_are_answered_in_the_envelope(
 ) -> None:
     client = OkxHttp(user.base_url).client
     assert_answered(past_the_limit(lambda: client.request(method, path, headers=headers, content=body)))
+
+
+BITGET = "/api/v2/earn/savings/"
+BITGET_POSTS = [BITGET + "subscribe", BITGET + "redeem"]
+BITGET_GETS = [
+    BITGET + p
+    for p in (
+        "product",
+        "subscribe-info",
+        "records",
+        "subscribe-result",
+        "redeem-result",
+        "assets",
+        "account",
+    )
+] + ["/api/v2/spot/account/assets", "/api/v2/public/time"]
+bitget_bodies = st.dictionaries(
+    st.sampled_from(["productId", "periodType", "amount", "orderId", "x"]),
+    st.one_of(values, st.sampled_from(["1", "2", "flexible", "fixed", "10", "0.001"])),
+    max_size=5,
+)
+bitget_queries = st.lists(
+    st.tuples(
+        st.sampled_from(
+            [
+                "productId",
+                "periodType",
+                "orderId",
+                "coin",
+                "filter",
+                "orderType",
+                "startTime",
+                "endTime",
+                "limit",
+                "idLessThan",
+                "assetType",
+            ]
+        ),
+        st.text(alphabet="0123456789flexibdUSTBC_-.,%", max_size=12),
+    ),
+    max_size=4,
+)
+
+
+@FUZZ
+@given(path=st.sampled_from(BITGET_POSTS), body=bitget_bodies)
+def test_random_signed_bitget_bodies_never_break_the_server(
+    user: World, path: str, body: dict[str, Any]
+) -> None:
+    client = BitgetHttp(user.base_url, user.key)
+    assert_bitget_answered(past_the_limit(lambda: client.post(path, json.dumps(body, default=str))))
+
+
+@FUZZ
+@given(path=st.sampled_from(BITGET_GETS), query=bitget_queries)
+def test_random_signed_bitget_queries_never_break_the_server(
+    user: World, path: str, query: list[tuple[str, str]]
+) -> None:
+    client = BitgetHttp(user.base_url, user.key)
+    target = path + ("?" + "&".join(f"{k}={v}" for k, v in query) if query else "")
+    assert_bitget_answered(past_the_limit(lambda: client.get(target)))
+
+
+def assert_bitget_answered(response: httpx.Response) -> None:
+    assert response.status_code < 500, response.text
+    payload = response.json()
+    assert set(payload) == {"code", "msg", "requestTime", "data"}
+    assert (payload["code"] == "00000") == (payload["msg"] == "success")
 
 
 def test_the_ledger_is_intact_after_the_fuzzing(user: World) -> None:

@@ -1,0 +1,74 @@
+"""Bitget wire format: the envelope, headers, parameters and amounts (the dialect)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+from flexearn.adapters.clock import wall_ms
+from flexearn.api import params as p
+from flexearn.api.auth import AuthFailure, SignedRequest
+from flexearn.api.bitget import errors
+from flexearn.api.facade import WireError
+from flexearn.domain.errors import FlexearnError
+from flexearn.domain.money import plain
+
+HEADERS = ("ACCESS-KEY", "ACCESS-SIGN", "ACCESS-TIMESTAMP", "ACCESS-PASSPHRASE")
+
+
+def amount(value: Decimal | None, places: int | None = None) -> str:
+    if value is None:
+        return ""
+    return f"{value:.{places}f}" if places is not None else plain(value)
+
+
+def ms(value: int | None) -> str:
+    return "" if value is None else str(value)
+
+
+class BitgetDialect:
+    name = "bitget"
+    too_many: WireError = errors.TOO_MANY
+    unavailable: WireError = errors.UNAVAILABLE
+    system_error: WireError = errors.SYSTEM_ERROR
+
+    def success(self, data: Any) -> dict[str, Any]:
+        # ccxt raises on any other non-empty `msg`
+        return {"code": "00000", "msg": "success", "requestTime": wall_ms(), "data": data}
+
+    def failure(self, error: WireError) -> dict[str, Any]:
+        return {"code": error.code, "msg": error.msg, "requestTime": wall_ms(), "data": None}
+
+    def signed_request(
+        self, method: str, target: bytes, body: bytes, headers: Mapping[str, str], ip: str
+    ) -> SignedRequest:
+        for header in HEADERS:
+            if not headers.get(header):
+                raise errors.header_missing(header)
+        timestamp = headers["ACCESS-TIMESTAMP"]
+        if not timestamp.isdigit() or len(timestamp) > 16:
+            raise errors.INVALID_TIMESTAMP
+        return SignedRequest(
+            api_key=headers["ACCESS-KEY"],
+            signature=headers["ACCESS-SIGN"],
+            timestamp=timestamp,
+            sent_ms=int(timestamp),
+            passphrase=headers["ACCESS-PASSPHRASE"],
+            method=method,
+            target=target,
+            body=body,
+            client_ip=ip,
+        )
+
+    def auth_error(self, failure: AuthFailure) -> WireError:
+        return errors.from_auth(failure)
+
+    def engine_error(self, error: FlexearnError) -> WireError:
+        return errors.from_engine(error)
+
+    def params(self, values: Mapping[str, Any]) -> p.Params:
+        return p.Params(values, errors.empty, errors.invalid)
+
+    def body(self, raw: bytes) -> Mapping[str, Any]:
+        return p.json_object(raw, errors.JSON_SYNTAX)
