@@ -113,11 +113,18 @@ def post(conn: sa.Connection, entry: Entry, ts: int) -> int:
 
 
 def market(conn: sa.Connection, ccy: str, *, lock: str | None = None) -> sa.Row[Any]:
-    """The market row; `lock` is "share" (trading) or "update" (settlement)."""
-    query = sa.select(t.market).where(t.market.c.ccy == ccy)
-    if lock is not None:
-        query = query.with_for_update(read=lock == "share")
-    row = conn.execute(query).first()
+    """The market row; `lock` is "share" (trading) or "update" (settlement), held to the end of
+    the transaction.
+
+    On PostgreSQL the lock is a transaction advisory lock, not a row lock: PostgreSQL lets new
+    FOR SHARE lockers overtake a waiting FOR UPDATE, so a steady stream of trades would starve
+    settlement; advisory locks queue fairly, so trades arriving after a waiting settlement wait
+    behind it. (SQLite has one writer at a time anyway.)
+    """
+    if lock is not None and conn.dialect.name == "postgresql":
+        function = "pg_advisory_xact_lock_shared" if lock == "share" else "pg_advisory_xact_lock"
+        conn.execute(sa.text(f"SELECT {function}(hashtext(:key))"), {"key": f"flexearn.market:{ccy}"})
+    row = conn.execute(sa.select(t.market).where(t.market.c.ccy == ccy)).first()
     if row is None:
         raise UnsupportedCurrency(ccy)
     return row

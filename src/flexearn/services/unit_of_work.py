@@ -26,6 +26,10 @@ class UnitOfWork:
         try:
             if self._conn.in_transaction():
                 self._conn.rollback()
+        except sa.exc.DBAPIError:
+            if exc is None:
+                raise
+            # The connection died with the error already on its way out: that error is the news.
         finally:
             self._conn.close()
             self._conn = None
