@@ -24,7 +24,7 @@ from flexearn.adapters.repository import user_id_by_name
 from flexearn.adapters.secrets import SecretBox, generate_master_key
 from flexearn.bootstrap import Flexearn
 from flexearn.config import Settings
-from flexearn.demo import seed_world
+from flexearn.demo import runner as demo_runner
 from flexearn.domain.demand import SimulatedDemand
 from flexearn.domain.errors import FlexearnError
 from flexearn.domain.money import D, plain
@@ -559,6 +559,8 @@ DEMO_DATABASE = "flexearn-demo.db"
 
 @main.command("demo")
 @click.option("--db", "db_url", default=None, help=f"Database URL (default: a fresh {DEMO_DATABASE}).")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8080, show_default=True)
 @click.option(
     "--speed",
     type=DECIMAL,
@@ -568,24 +570,42 @@ DEMO_DATABASE = "flexearn-demo.db"
 )
 @click.option("--seed", type=int, default=7, show_default=True, help="Makes the whole world reproducible.")
 @click.option(
+    "--start",
+    type=click.DateTime(),
+    default=None,
+    help="Business time (UTC) the clock starts at (default: the current hour); with --seed, the same world.",
+)
+@click.option(
+    "--history", "history_hours", type=int, default=7 * 24, show_default=True, help="Hours of history."
+)
+@click.option(
     "--hours", type=int, default=None, help="Stop after this many business hours (default: run until ^C)."
 )
-def demo_cmd(db_url: str | None, speed: Decimal, seed: int, hours: int | None) -> None:
-    """A sandbox: seeded currencies, markets with simulated demand, lenders, an accelerated clock."""
+def demo_cmd(
+    db_url: str | None,
+    host: str,
+    port: int,
+    speed: Decimal,
+    seed: int,
+    start: datetime | None,
+    history_hours: int,
+    hours: int | None,
+) -> None:
+    """A sandbox: seeded markets, products and a funded user with a key; HTTP, dashboard and a fast clock."""
     if db_url is None:
-        Path(DEMO_DATABASE).unlink(missing_ok=True)
+        for suffix in ("", "-wal", "-shm"):
+            Path(DEMO_DATABASE + suffix).unlink(missing_ok=True)
         db_url = f"sqlite:///{DEMO_DATABASE}"
-    app = Flexearn(db_url)
-    try:
-        click.echo(seed_world(app, speed=speed, seed=seed))
-        until = None
-        if hours is not None:
-            with app.uow() as uow:
-                until = uow.now() + hours * clocks.HOUR_MS
-        run_scheduler(app, 0.5, lambda s: click.echo(_hour_line(s)), until=until)
-    finally:
-        app.close()
-
+    options = demo_runner.DemoOptions(
+        host=host,
+        port=port,
+        speed=speed,
+        seed=seed,
+        hours=hours,
+        start=None if start is None else int(start.replace(tzinfo=UTC).timestamp() * 1000),
+        history_hours=max(history_hours, 0),
+    )
+    demo_runner.run(db_url, Settings.from_env(), options, run_scheduler, click.echo)
 
 if __name__ == "__main__":
     main()

@@ -13,6 +13,7 @@ import pytest
 from alembic.script import ScriptDirectory
 
 from flexearn.adapters.db import MIGRATIONS
+from tests.server import free_port
 
 FLEXEARN = shutil.which("flexearn", path=str(Path(sys.executable).parent)) or "flexearn"
 
@@ -74,13 +75,14 @@ def test_refusals_exit_non_zero_with_the_reason(database_url: str) -> None:
 @pytest.mark.slow
 def test_demo_runs_a_seeded_world_and_settles_hours(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'demo.db'}"
+    port = str(free_port())
     proc = subprocess.run(
-        [FLEXEARN, "demo", "--db", db, "--speed", "36000", "--hours", "2"],
+        [FLEXEARN, "demo", "--db", db, "--port", port, "--speed", "36000", "--hours", "2", "--history", "6"],
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
-    assert "user 'demo'" in proc.stdout
-    assert proc.stdout.count("USDT: demand") >= 2
+    assert "user       demo (id 41)" in proc.stdout
+    assert len([line for line in proc.stdout.splitlines() if " USDT " in line and "%" in line]) >= 2
     assert run(db, "ledger", "check")["ok"] is True

@@ -1,0 +1,110 @@
+"""What `flexearn demo` prints on start: where it serves, the demo user's key, and client snippets.
+
+Each snippet runs as printed (tests/e2e executes them): the lines between two `# ----` markers
+go into a Python file or REPL as they are.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from flexearn.demo.world import COINS, DEMO_USER, PRODUCTS, DemoWorld
+from flexearn.domain.money import plain
+
+MARKER = "# ----"
+
+
+def python_okx(base: str, world: DemoWorld) -> str:
+    k = world.key
+    return f"""\
+from okx import Funding
+from okx.Finance import Savings
+
+keys = dict(api_key="{k.api_key}", api_secret_key="{k.secret_key}", passphrase="{k.passphrase}")
+savings = Savings.SavingsAPI(**keys, flag="1", domain="{base}")
+funding = Funding.FundingAPI(**keys, flag="1", domain="{base}")
+print(funding.get_balances(ccy="USDT")["data"])
+print(savings.savings_purchase_redemption(ccy="USDT", amt="1000", side="purchase", rate="0.01"))
+print(savings.get_saving_balance(ccy="USDT")["data"])  # pending now, lent at the next hour
+print(savings.get_public_borrow_history(ccy="USDT")["data"][:3])
+"""
+
+
+def ccxt_okx(base: str, world: DemoWorld) -> str:
+    k = world.key
+    return f"""\
+import ccxt
+
+okx = ccxt.okx({{"apiKey": "{k.api_key}", "secret": "{k.secret_key}", "password": "{k.passphrase}"}})
+okx.urls["api"] = {{"rest": "{base}"}}
+print(okx.fetch_borrow_rate_history("BTC", limit=3))
+order = {{"ccy": "BTC", "amt": "0.5", "side": "purchase", "rate": "0.01"}}
+print(okx.private_post_finance_savings_purchase_redempt(order))
+print(okx.private_get_finance_savings_balance({{"ccy": "BTC"}})["data"])
+"""
+
+
+def ccxt_bitget(base: str, world: DemoWorld) -> str:
+    k = world.key
+    flexible = world.product_ids[0]
+    return f"""\
+import ccxt
+
+bitget = ccxt.bitget({{"apiKey": "{k.api_key}", "secret": "{k.secret_key}", "password": "{k.passphrase}"}})
+bitget.urls["api"] = dict.fromkeys(bitget.urls["api"], "{base}")
+print(bitget.private_earn_get_v2_earn_savings_product({{"coin": "USDT"}})["data"])
+order = {{"productId": "{flexible}", "periodType": "flexible", "amount": "100"}}
+print(bitget.private_earn_post_v2_earn_savings_subscribe(order))
+print(bitget.private_earn_get_v2_earn_savings_assets({{"periodType": "flexible"}})["data"])
+"""
+
+
+SNIPPETS = {
+    "python-okx (pip install python-okx)": python_okx,
+    "ccxt okx (pip install ccxt)": ccxt_okx,
+    "ccxt bitget": ccxt_bitget,
+}
+
+
+def _hour_every(speed: Decimal) -> str:
+    if speed <= 0:
+        return "standing still (advance it with `flexearn clock advance`)"
+    seconds = Decimal(3600) / speed
+    return f"one business hour every {plain(round(seconds, 2))} s"
+
+
+def banner(base: str, database: str, world: DemoWorld, *, seed: int, speed: Decimal, history: int) -> str:
+    k = world.key
+    funded = ", ".join(f"{plain(coin.lot * 10)} {ccy}" for ccy, coin in COINS.items())
+    products = ", ".join(
+        f"{i} {p['coin']} {p['periodType']} ({p.get('productLevel', 'normal')})"
+        for i, p in zip(world.product_ids, PRODUCTS, strict=True)
+    )
+    lines = [
+        "flexearn demo: a sandbox with simulated borrowers and a fast clock",
+        f"  database   {database} (seed {seed})",
+        f"  clock      simulated, {_hour_every(speed)} (--speed {plain(speed)}); {history} hours of history",
+        f"  base URL   {base}   (OKX v5 and Bitget v2 façades)",
+        f"  dashboard  {base}/",
+        f"  user       {DEMO_USER} (id {world.user_id}), funding: {funded}",
+        f"  products   {products}",
+        f"  apiKey     {k.api_key}",
+        f"  secretKey  {k.secret_key}",
+        f"  passphrase {k.passphrase}",
+        "",
+    ]
+    for title, snippet in SNIPPETS.items():
+        lines += [f"{MARKER} {title} ----", snippet(base, world).rstrip()]
+    lines += [
+        MARKER,
+        "",
+        "What you buy is pending until the next hour's match and earns from the hour after it.",
+        "Settled hours follow (borrow rate per currency). Ctrl-C stops.",
+    ]
+    return "\n".join(lines)
+
+
+
+def hour_line(hour: str, rates: dict[str, Decimal]) -> str:
+    """One settled business hour: each currency's borrow rate."""
+    return f"{hour}  " + "  ".join(f"{ccy} {rate * 100:.2f}%" for ccy, rate in rates.items())

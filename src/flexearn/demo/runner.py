@@ -1,0 +1,116 @@
+"""Run the sandbox: seed the world, serve HTTP (the app `flexearn serve` runs) and settle hours."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from granian import Granian
+from granian.constants import Interfaces
+from granian.log import LogLevels
+
+from flexearn.adapters.clock import HOUR_MS
+from flexearn.adapters.secrets import SecretBox, generate_master_key
+from flexearn.bootstrap import Flexearn
+from flexearn.config import Settings
+from flexearn.demo.banner import banner, hour_line
+from flexearn.demo.world import COINS, seed_world
+from flexearn.services.settlement import SettledHour
+
+# cli.run_scheduler: settle hours as they come, reporting each, until a business time (or forever)
+SchedulerLoop = Callable[[Flexearn, float, Callable[[SettledHour], None], int | None], None]
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    host: str
+    port: int
+    speed: Decimal
+    seed: int
+    hours: int | None  # stop after this many business hours
+    start: int | None  # business time the clock starts at (default: the current hour)
+    history_hours: int
+
+
+def run(
+    database_url: str,
+    settings: Settings,
+    options: DemoOptions,
+    scheduler_loop: SchedulerLoop,
+    echo: Callable[[str], None],
+) -> None:
+    master_key = settings.master_key or generate_master_key()
+    # The server's worker process reads its settings from the environment, as `flexearn serve`'s do;
+    # FLEXEARN_DEMO lets it start without an admin token (the admin API and user views are open).
+    os.environ.update(
+        FLEXEARN_DATABASE_URL=database_url, FLEXEARN_MASTER_KEY=master_key, FLEXEARN_DEMO="1"
+    )
+    os.environ.setdefault("FLEXEARN_LOG_LEVEL", "WARNING")  # the terminal is for the banner and hours
+    app = Flexearn(database_url)
+    try:
+        world = seed_world(
+            app,
+            SecretBox(master_key),
+            seed=options.seed,
+            speed=options.speed,
+            now=options.start,
+            history_hours=options.history_hours,
+        )
+        local = "127.0.0.1" if options.host in ("0.0.0.0", "::", "") else options.host
+        base = f"http://{local}:{options.port}"
+        server = Granian(
+            "flexearn.api.app:factory",
+            address=options.host,
+            port=options.port,
+            interface=Interfaces.ASGI,
+            workers=1,
+            factory=True,
+            log_access=False,
+            log_level=LogLevels.warning,  # the banner says where it serves
+        )
+        text = banner(
+            base, database_url, world, seed=options.seed, speed=options.speed, history=options.history_hours
+        )
+        until = None if options.hours is None else world.now + options.hours * HOUR_MS
+
+        def settle() -> None:
+            _wait_until_serving(base)
+            echo(text)
+            scheduler_loop(app, min(settings.poll_seconds, 0.5), _hour_printer(echo), until)
+            if until is not None:
+                server.signal_handler_interrupt()  # type: ignore[no-untyped-call]  # --hours: stop serving
+
+        threading.Thread(target=settle, daemon=True).start()
+        server.serve()
+    finally:
+        app.close()
+
+
+def _wait_until_serving(base: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{base}/api/v5/public/time", timeout=2):
+                return
+        except OSError:
+            time.sleep(0.1)
+
+
+def _hour_printer(echo: Callable[[str], None]) -> Callable[[SettledHour], None]:
+    """Collects each hour's currencies and prints the hour once all have settled."""
+    pending: dict[int, dict[str, Decimal]] = {}
+
+    def report(settled: SettledHour) -> None:
+        rates = pending.setdefault(settled.hour, {})
+        rates[settled.ccy] = settled.borrow_rate
+        if len(rates) == len(COINS):
+            when = datetime.fromtimestamp(settled.hour / 1000, UTC).strftime("%Y-%m-%d %H:%M")
+            echo(hour_line(when, dict(sorted(pending.pop(settled.hour).items()))))
+
+    return report

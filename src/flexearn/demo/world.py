@@ -1,0 +1,183 @@
+"""The sandbox world: currencies, markets, lenders, catalog products, a funded user with a key.
+
+Everything random is drawn from one generator seeded by `--seed`; the simulated demand is seeded
+by (seed, currency, hour), so the same seed and the same start hour give the same world.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from flexearn.adapters import clock
+from flexearn.adapters.secrets import SecretBox
+from flexearn.bootstrap import Flexearn
+from flexearn.domain.demand import SimulatedDemand
+from flexearn.domain.errors import FlexearnError
+from flexearn.domain.money import D
+from flexearn.services import accounts, catalog, catalog_views, keys, markets, savings, scheduler
+
+
+@dataclass(frozen=True)
+class Coin:
+    precision: int
+    mode: str  # matching mode
+    lot: Decimal  # a typical lender's holding
+    demand: Decimal  # simulated mean borrow demand per hour
+    rate: Decimal  # base borrow rate
+    usdt: Decimal  # reference price
+
+
+COINS: dict[str, Coin] = {
+    "BTC": Coin(8, "auction", D("0.5"), D("12"), D("0.02"), D("65000")),
+    "ETH": Coin(8, "auction", D("8"), D("200"), D("0.03"), D("3200")),
+    "SOL": Coin(6, "auction", D("150"), D("3500"), D("0.05"), D("150")),
+    "USDT": Coin(6, "pro_rata", D("20000"), D("450000"), D("0.08"), D("1")),
+    "USDC": Coin(6, "pro_rata", D("15000"), D("250000"), D("0.06"), D("1")),
+}
+LENDERS = 40
+DEMO_USER = "demo"
+HISTORY_HOURS = 7 * 24
+
+LADDER = [
+    {"minStepVal": "0", "maxStepVal": "200", "currentApy": "6"},
+    {"minStepVal": "200", "maxStepVal": "5000", "currentApy": "50"},
+]
+# The catalog, in creation order (product ids 1 to 4 on a fresh database).
+PRODUCTS: list[dict[str, Any]] = [
+    {  # the Bitget seed's ladder: 6% on the first 200 USDT, 50% up to 5000
+        "coin": "USDT", "periodType": "flexible", "apyType": "ladder", "apyList": LADDER,
+        "singleMinAmount": "10", "singleMaxAmount": "5000", "quota": "150000",
+        "subscribePrecision": "6", "profitPrecision": "6", "redeemDelay": "1",
+    },
+    {
+        "coin": "BTC", "periodType": "fixed", "period": "30", "apyType": "single",
+        "apyList": [{"minStepVal": "0", "maxStepVal": "100", "currentApy": "3.65"}],
+        "advanceRedeem": "Yes", "singleMinAmount": "0.001", "singleMaxAmount": "10", "quota": "40",
+        "subscribePrecision": "8", "profitPrecision": "8",
+    },
+    {
+        "coin": "USDC", "periodType": "flexible", "apyType": "single", "productLevel": "VIP",
+        "apyList": [{"minStepVal": "0", "maxStepVal": "1000000", "currentApy": "12"}],
+        "singleMinAmount": "100", "singleMaxAmount": "100000", "quota": "1000000",
+        "subscribePrecision": "6", "profitPrecision": "6",
+    },
+    {
+        "coin": "USDT", "periodType": "fixed", "period": "7", "apyType": "single",
+        "productLevel": "beginner",
+        "apyList": [{"minStepVal": "0", "maxStepVal": "500", "currentApy": "20"}],
+        "singleMinAmount": "10", "singleMaxAmount": "500", "quota": "20000",
+        "subscribePrecision": "6", "profitPrecision": "6",
+    },
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class DemoWorld:
+    user_id: int
+    key: keys.NewKey
+    now: int  # business time when the clock starts running
+    product_ids: list[int]
+
+
+def seed_world(
+    app: Flexearn,
+    box: SecretBox,
+    *,
+    seed: int,
+    speed: Decimal,
+    now: int | None = None,
+    history_hours: int = HISTORY_HOURS,
+) -> DemoWorld:
+    """Build the world on an empty database `history_hours` before `now`, settle up to `now`,
+    then start the simulated clock there at `speed`."""
+    rng = random.Random(seed)
+    now = clock.floor_hour(clock.wall_ms() if now is None else now)
+    _set_clock(app, D(0), now - history_hours * clock.HOUR_MS)
+    for ccy, coin in COINS.items():
+        accounts.add_currency(app.uow(), ccy, coin.precision)
+        simulation = SimulatedDemand(mean=coin.demand, base_rate=coin.rate, seed=seed)
+        markets.set_market(
+            app.uow(),
+            ccy,
+            mode=coin.mode,
+            demand_source="simulated",
+            demand=coin.demand,
+            borrow_rate=coin.rate,
+            simulation=simulation,
+        )
+        catalog_views.set_price(app.uow(), ccy, coin.usdt)
+    product_ids = [catalog.create_product(app.uow(), spec).id for spec in PRODUCTS]
+    lenders = [_lender(app, rng, n) for n in range(LENDERS)]
+    for user_id in rng.sample(lenders, 12):
+        _subscribe_somewhere(app, rng, user_id, product_ids)
+    user_id = accounts.create_user(app.uow(), DEMO_USER)
+    for ccy, coin in COINS.items():
+        accounts.deposit(app.uow(), user_id, ccy, coin.lot * 10)
+    key = keys.create_key(app.uow(), box, user_id, "read,trade")
+    for _ in range(history_hours):
+        with app.uow() as uow:
+            clock.advance(uow.conn, clock.HOUR_MS)
+            uow.commit()
+        scheduler.settle_all_due(app.engine)
+        _market_activity(app, rng, lenders)
+    _set_clock(app, speed, now)
+    scheduler.settle_all_due(app.engine)
+    return DemoWorld(user_id, key, now, product_ids)
+
+
+def _set_clock(app: Flexearn, speed: Decimal, at: int) -> None:
+    with app.uow() as uow:
+        clock.set_simulated(uow.conn, speed, at)
+        uow.commit()
+
+
+def _amount(rng: random.Random, coin: Coin) -> Decimal:
+    return (coin.lot * rng.randint(10, 400) / 100).quantize(D(1).scaleb(-min(coin.precision, 4)))
+
+
+def _rate(rng: random.Random, coin: Coin) -> Decimal:
+    # minimum rates spread around the base rate, in whole basis points
+    return max(D("0.01"), (coin.rate * rng.randint(20, 220) / 100).quantize(D("0.0001")))
+
+
+def _lender(app: Flexearn, rng: random.Random, n: int) -> int:
+    user_id = accounts.create_user(app.uow(), f"lender{n:02d}", "VIP" if n % 8 == 0 else "normal")
+    for ccy, coin in COINS.items():
+        amount = _amount(rng, coin)
+        accounts.deposit(app.uow(), user_id, ccy, amount * 2)
+        savings.purchase(app.uow(), user_id, ccy, amount, _rate(rng, coin))
+    return user_id
+
+
+def _subscribe_somewhere(app: Flexearn, rng: random.Random, user_id: int, product_ids: list[int]) -> None:
+    """A lender puts some of its spare funds in a catalog product it is allowed to buy."""
+    for product_id in rng.sample(product_ids, len(product_ids)):
+        spec = PRODUCTS[product_ids.index(product_id)]
+        ccy, top = spec["coin"], D(spec["singleMaxAmount"])
+        amount = min(top, _amount(rng, COINS[ccy])).quantize(D(1).scaleb(-int(spec["subscribePrecision"])))
+        try:
+            catalog.subscribe(app.uow(), user_id, product_id, spec["periodType"], amount)
+            return
+        except FlexearnError:  # not eligible, below the minimum, out of funds: try another
+            continue
+
+
+def _market_activity(app: Flexearn, rng: random.Random, lenders: list[int]) -> None:
+    """Now and then a lender buys more, redeems some, or moves its minimum rate."""
+    if rng.random() > 0.3:
+        return
+    user_id, ccy = rng.choice(lenders), rng.choice(list(COINS))
+    coin, action = COINS[ccy], rng.choice(("buy", "redeem", "rate"))
+    try:
+        if action == "buy":
+            accounts.deposit(app.uow(), user_id, ccy, coin.lot)
+            savings.purchase(app.uow(), user_id, ccy, coin.lot, _rate(rng, coin))
+        elif action == "redeem":
+            savings.redeem(app.uow(), user_id, ccy, (coin.lot / 4).quantize(D("0.0001")))
+        else:
+            savings.set_rate(app.uow(), user_id, ccy, _rate(rng, coin))
+    except FlexearnError:  # e.g. redeeming more than the position holds: the lender changes its mind
+        pass
