@@ -222,7 +222,7 @@ def market() -> None:
 @click.option("--demand", type=DECIMAL, help="Static borrow demand per hour.")
 @click.option("--borrow-rate", type=DECIMAL, help="Static borrow rate r_b (pro rata), e.g. 0.05.")
 @click.option("--insurance-fee", type=DECIMAL, help="Share of borrower interest kept by the insurance fund.")
-@click.option("--demand-source", type=click.Choice(["static", "simulated"]))
+@click.option("--demand-source", type=click.Choice(["static", "simulated", "external"]))
 @click.option("--seed", type=int, help="Seed of the simulated demand.")
 def market_set(
     ctx: click.Context,
@@ -256,6 +256,19 @@ def market_set(
 @command(market, "list")
 def market_list(ctx: click.Context, app: Flexearn) -> None:
     emit(ctx, markets.list_markets(app.uow()))
+
+
+@command(market, "post-demand")
+@click.argument("ccy")
+@click.argument("hour", type=click.DateTime())
+@click.argument("demand", type=DECIMAL)
+@click.option("--borrow-rate", type=DECIMAL, default=D(0), help="The hour's borrow rate r_b (pro rata).")
+def market_post_demand(
+    ctx: click.Context, app: Flexearn, ccy: str, hour: datetime, demand: Decimal, borrow_rate: Decimal
+) -> None:
+    """What borrowers take in the hour starting at HOUR (UTC), for a market with external demand."""
+    hour_ms = int(hour.replace(tzinfo=UTC).timestamp() * 1000)
+    emit(ctx, markets.post_demand(app.uow(), ccy, hour_ms, demand, borrow_rate, posted_by="cli"))
 
 
 @main.group("savings")

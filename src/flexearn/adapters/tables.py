@@ -121,7 +121,7 @@ market = sa.Table(
     sa.Column("simulation", sa.Text, nullable=False, default="{}"),  # JSON parameters
     sa.Column("first_hour", sa.BigInteger, nullable=False),  # first hour to settle
     sa.CheckConstraint("mode IN ('auction', 'pro_rata')", name="mode"),
-    sa.CheckConstraint("demand_source IN ('static', 'simulated')", name="demand_source"),
+    sa.CheckConstraint("demand_source IN ('static', 'simulated', 'external')", name="demand_source"),
 )
 
 position = sa.Table(
@@ -309,3 +309,34 @@ reference_price = sa.Table(
     sa.Column("usdt", Amount, nullable=False),
     sa.Column("updated_at", sa.BigInteger, nullable=False),
 )
+
+# --- operator surface: demand posted by the margin engine, the admin audit log ------------------
+
+demand_post = sa.Table(
+    "demand_post",
+    metadata,
+    sa.Column("ccy", sa.String(16), sa.ForeignKey("market.ccy"), primary_key=True),
+    # One post per (currency, hour); a new post for an unsettled hour replaces the old one.
+    sa.Column("hour", sa.BigInteger, primary_key=True),
+    sa.Column("demand", Amount, nullable=False),  # borrowed amount for [hour, hour + 1h)
+    sa.Column("borrow_rate", Amount, nullable=False),  # r_b, for pro-rata markets
+    sa.Column("posted_at", sa.BigInteger, nullable=False),
+    sa.Column("posted_by", sa.String(128), nullable=False),
+    sa.CheckConstraint("hour = (hour / 3600000) * 3600000", name="on_the_hour"),
+)
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("at", sa.BigInteger, nullable=False),  # real time, ms
+    sa.Column("actor", sa.String(128), nullable=False),  # X-Admin-Actor, else the token's name
+    sa.Column("token", sa.String(64), nullable=False),  # the name of the admin token used
+    sa.Column("method", sa.String(8), nullable=False),
+    sa.Column("path", sa.String(512), nullable=False),
+    sa.Column("summary", sa.Text, nullable=False),  # the request body, secrets redacted, truncated
+    sa.Column("status", sa.Integer, nullable=False),  # the HTTP status answered
+    sa.Column("error", sa.String(64), nullable=False, default=""),  # the error code, if refused
+    sa.Column("request_id", sa.String(64), nullable=False),
+)
+sa.Index("ix_audit_log_at", audit_log.c.at)

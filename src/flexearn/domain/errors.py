@@ -37,6 +37,12 @@ class AlreadyExists(FlexearnError):
     code = "already_exists"
 
 
+class Conflict(FlexearnError):
+    """The request is well formed but the state does not allow it (a settled hour, a real clock)."""
+
+    code = "conflict"
+
+
 class UnsupportedCurrency(FlexearnError):
     code = "unsupported_currency"
 

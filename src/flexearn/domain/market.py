@@ -28,6 +28,7 @@ class MatchingMode(str, Enum):
 class DemandSource(str, Enum):
     STATIC = "static"
     SIMULATED = "simulated"
+    EXTERNAL = "external"  # the operator's margin engine posts each hour's demand (admin API)
 
 
 def check_rate(rate: Decimal, param: str = "rate") -> Decimal:

@@ -123,7 +123,9 @@ def rate_summary(uow: UnitOfWork, ccy: str | None) -> list[RateSummary]:
             avg_lent = sum((r.lent for r in recent), ZERO) / count
             places = repo.currency_precision(uow.conn, market.ccy)
             next_hour = (recent[0].hour if recent else market.first_hour - HOUR_MS) + HOUR_MS
-            demand = hour_demand(market, next_hour, recent[0].demand_state if recent else "", places)
+            demand = hour_demand(
+                market, next_hour, recent[0].demand_state if recent else "", places, uow.conn
+            )
             rows = repo.positions_for_settlement(uow.conn, market.ccy)
             offers = [Offer(pid, amt, rate, seq) for pid, _user, amt, _loan, _earned, rate, seq in rows]
             if market.mode is MatchingMode.AUCTION:

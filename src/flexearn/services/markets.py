@@ -11,12 +11,15 @@ import sqlalchemy as sa
 
 from flexearn.adapters import repository as repo
 from flexearn.adapters import tables as t
-from flexearn.adapters.clock import ceil_hour
+from flexearn.adapters.clock import HOUR_MS, ceil_hour, wall_ms
 from flexearn.domain.demand import HourDemand, SimulatedDemand, simulate_hour
-from flexearn.domain.errors import InvalidParameter
+from flexearn.domain.errors import Conflict, InvalidParameter
 from flexearn.domain.market import DEFAULT_INSURANCE_FEE, DemandSource, MatchingMode, check_insurance_fee
-from flexearn.domain.money import ZERO, D, plain
+from flexearn.domain.money import ZERO, D, decimal_places, plain
+from flexearn.services.accounts import MAX_AMOUNT
 from flexearn.services.unit_of_work import UnitOfWork
+
+MAX_BORROW_RATE = D(10)  # 1000% a year: far above any real borrow rate, a guard against typos
 
 
 @dataclass(frozen=True)
@@ -123,9 +126,93 @@ def list_markets(uow: UnitOfWork) -> list[MarketSettings]:
     return [settings_from_row(row) for row in rows]
 
 
-def hour_demand(market: MarketSettings, hour: int, previous_state: str, places: int) -> HourDemand:
-    """The borrow demand (and pro-rata borrow rate) for the hour starting at `hour`."""
+def hour_demand(
+    market: MarketSettings, hour: int, previous_state: str, places: int, conn: sa.Connection | None = None
+) -> HourDemand:
+    """The borrow demand (and pro-rata borrow rate) for the hour starting at `hour`.
+
+    An `external` market lends what its margin engine posted for the hour (read on `conn`); an
+    hour with no post has no demand.
+    """
     if market.demand_source is DemandSource.SIMULATED:
         params = market.simulation or SimulatedDemand(mean=market.demand)
         return simulate_hour(params, market.ccy, hour, previous_state, places)
+    if market.demand_source is DemandSource.EXTERNAL:
+        post = None if conn is None else _post(conn, market.ccy, hour)
+        return HourDemand(post.demand, post.borrow_rate, "") if post else HourDemand(ZERO, ZERO, "")
     return HourDemand(market.demand, market.borrow_rate, "")
+
+
+# --- demand posted by the operator's margin engine ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class DemandPost:
+    ccy: str
+    hour: int
+    demand: Decimal
+    borrow_rate: Decimal
+    posted_at: int
+    posted_by: str
+
+
+def _post(conn: sa.Connection, ccy: str, hour: int) -> DemandPost | None:
+    p = t.demand_post
+    row = conn.execute(sa.select(p).where(p.c.ccy == ccy, p.c.hour == hour)).first()
+    return None if row is None else DemandPost(*row)
+
+
+def post_demand(
+    uow: UnitOfWork,
+    ccy: str,
+    hour: int,
+    demand: Decimal,
+    borrow_rate: Decimal = ZERO,
+    posted_by: str = "",
+) -> DemandPost:
+    """Record what borrowers take in [hour, hour + 1h) (and r_b, pro rata); replaces an earlier post.
+
+    Refused once the hour is settled: settlement reads the post under the market's lock, so a
+    post either arrives before its hour is settled or is refused, never silently ignored.
+    """
+    if hour <= 0 or hour % HOUR_MS:
+        raise InvalidParameter("hour", "a business time in ms, on the hour")
+    if demand < 0 or demand >= MAX_AMOUNT:
+        raise InvalidParameter("demand", f"at least 0 and below {MAX_AMOUNT:,}")
+    if borrow_rate < 0 or borrow_rate > MAX_BORROW_RATE:
+        raise InvalidParameter("borrow_rate", f"0 to {MAX_BORROW_RATE}")
+    with uow:
+        market = settings_from_row(repo.market(uow.conn, ccy, lock="share"))
+        if decimal_places(demand) > repo.currency_precision(uow.conn, ccy):
+            raise InvalidParameter("demand", "more decimal places than the currency has")
+        if market.demand_source is not DemandSource.EXTERNAL:
+            raise Conflict(
+                f"the {ccy} market takes its demand from {market.demand_source.value}", param="demand_source"
+            )
+        last = repo.last_settled_hour(uow.conn, ccy)
+        if hour < (market.first_hour if last is None else last + HOUR_MS):
+            raise Conflict(f"hour {hour} of {ccy} is settled or before the market's first", param="hour")
+        values = {
+            "demand": demand,
+            "borrow_rate": borrow_rate,
+            "posted_at": wall_ms(),
+            "posted_by": posted_by[:128],
+        }
+        p, key = t.demand_post, (t.demand_post.c.ccy == ccy, t.demand_post.c.hour == hour)
+        if uow.conn.execute(sa.update(p).where(*key).values(**values)).rowcount == 0:
+            uow.conn.execute(sa.insert(p).values(ccy=ccy, hour=hour, **values))
+        post = _post(uow.conn, ccy, hour)
+        uow.commit()
+    assert post is not None
+    return post
+
+
+def demand_posts(uow: UnitOfWork, ccy: str, *, limit: int = 100) -> list[DemandPost]:
+    """The latest posts of a market, newest hour first."""
+    p = t.demand_post
+    with uow:
+        repo.market(uow.conn, ccy)
+        rows = uow.conn.execute(
+            sa.select(p).where(p.c.ccy == ccy).order_by(p.c.hour.desc()).limit(limit)
+        ).all()
+    return [DemandPost(*row) for row in rows]

@@ -50,7 +50,7 @@ def settle_hour(uow: UnitOfWork, ccy: str, hour: int) -> SettledHour | None:
         places = repo.currency_precision(conn, ccy)
         previous = repo.market_hour(conn, ccy, hour - HOUR_MS)
         last_match = LastMatch(previous.borrow_rate, previous.lender_rate) if previous else None
-        demand = hour_demand(market, hour, previous.demand_state if previous else "", places)
+        demand = hour_demand(market, hour, previous.demand_state if previous else "", places, conn)
         terms = MarketTerms(market.mode, market.insurance_fee, places)
         plan = plan_hour_rows(
             repo.positions_for_settlement(conn, ccy), last_match, terms, demand.demand, demand.borrow_rate
