@@ -39,6 +39,7 @@ from flexearn.services import (
     scheduler,
     settlement,
 )
+from flexearn.services import clock as clock_service
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -308,11 +309,9 @@ def clock() -> None:
     """Business time: real, or simulated (faster, or advanced by hand)."""
 
 
-def _clock_view(app: Flexearn) -> dict[str, Any]:
-    with app.engine.connect() as conn:
-        state = clocks.read(conn)
-    now = state.now(clocks.wall_ms())
-    return {"mode": state.mode, "now": now, "iso": iso(now), "speed": state.speed}
+def _clock_view(app: Flexearn, view: clock_service.ClockView | None = None) -> dict[str, Any]:
+    view = view or clock_service.show(app.uow())
+    return {"mode": view.mode, "now": view.now, "iso": iso(view.now), "speed": view.speed}
 
 
 @command(clock, "show")
@@ -331,34 +330,25 @@ def clock_show(ctx: click.Context, app: Flexearn) -> None:
 )
 @click.option("--start", type=click.DateTime(), default=None, help="Business time to start from (UTC).")
 def clock_set_sim(ctx: click.Context, app: Flexearn, speed: Decimal, start: datetime | None) -> None:
-    with app.uow() as uow:
-        start_ms = None if start is None else int(start.replace(tzinfo=UTC).timestamp() * 1000)
-        clocks.set_simulated(uow.conn, speed, start_ms)
-        uow.commit()
-    emit(ctx, _clock_view(app))
+    start_ms = None if start is None else int(start.replace(tzinfo=UTC).timestamp() * 1000)
+    emit(ctx, _clock_view(app, clock_service.set_simulated(app.uow(), speed, start_ms)))
 
 
 @command(clock, "set-real")
 def clock_set_real(ctx: click.Context, app: Flexearn) -> None:
-    with app.uow() as uow:
-        clocks.set_real(uow.conn)
-        uow.commit()
-    emit(ctx, _clock_view(app))
+    emit(ctx, _clock_view(app, clock_service.set_real(app.uow())))
 
 
 @command(clock, "advance")
 @click.option("--hours", type=int, required=True)
 def clock_advance(ctx: click.Context, app: Flexearn, hours: int) -> None:
     """Move a simulated clock forward and settle every hour that becomes due."""
-    with app.uow() as uow:
-        clocks.advance(uow.conn, hours * clocks.HOUR_MS)
-        uow.commit()
-    done = scheduler.settle_all_due(app.engine)
-    settled = done.hours
+    advanced = clock_service.advance(app.engine, hours)
+    view, done = _clock_view(app, advanced.clock), advanced.settled
     emit(
         ctx,
-        {"clock": _clock_view(app), "settled": settled, "days": done.days},
-        f"clock at {_clock_view(app)['iso']}; settled {len(settled)} currency-hours",
+        {"clock": view, "settled": done.hours, "days": done.days},
+        f"clock at {view['iso']}; settled {len(done.hours)} currency-hours",
     )
 
 

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from flexearn.adapters import repository as repo
 from flexearn.adapters import tables as t
 from flexearn.adapters.clock import wall_ms
-from flexearn.domain.errors import AlreadyExists, InvalidParameter
+from flexearn.domain.errors import AlreadyExists, InvalidParameter, NotFound
 from flexearn.domain.ledger import AccountKind, AccountRef, transfer
 from flexearn.domain.money import MAX_PRECISION, decimal_places
 from flexearn.services.unit_of_work import UnitOfWork
@@ -70,7 +70,7 @@ def withdraw(uow: UnitOfWork, user_id: int, ccy: str, amount: Decimal) -> int:
 
 def _external_move(uow: UnitOfWork, user_id: int, ccy: str, amount: Decimal, kind: str) -> int:
     with uow:
-        check_amount(amount, repo.currency_precision(uow.conn, ccy))
+        check_amount(amount, repo.currency_precision(uow.conn, ccy), "amount")
         funding = AccountRef.funding(user_id, ccy)
         external = AccountRef.system(AccountKind.EXTERNAL, ccy)
         source, target = (external, funding) if kind == "deposit" else (funding, external)
@@ -122,3 +122,32 @@ def funding_balances(uow: UnitOfWork, user_id: int) -> list[FundingBalance]:
         )
         for ccy, kinds in by_ccy.items()
     ]
+
+
+@dataclass(frozen=True)
+class User:
+    id: int
+    name: str
+    level: str
+    created_at: int
+
+
+def _user(row: sa.Row[object]) -> User:
+    return User(row.id, row.name, row.level, row.created_at)
+
+
+def list_users(uow: UnitOfWork, *, limit: int = 100, after_id: int = 0) -> list[User]:
+    """Users by id, `limit` of them after `after_id` (pages through all users)."""
+    with uow:
+        rows = uow.conn.execute(
+            sa.select(t.user).where(t.user.c.id > after_id).order_by(t.user.c.id).limit(limit)
+        ).all()
+    return [_user(row) for row in rows]
+
+
+def get_user(uow: UnitOfWork, user_id: int) -> User:
+    with uow:
+        row = uow.conn.execute(sa.select(t.user).where(t.user.c.id == user_id)).first()
+    if row is None:
+        raise NotFound(f"no user {user_id}", param="user_id")
+    return _user(row)

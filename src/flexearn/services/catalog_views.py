@@ -184,3 +184,18 @@ def account(uow: UnitOfWork, user_id: int) -> AccountTotals:
     day = round_down(usdt([(r.coin, r.amount) for r in earned]), 8)
     total = round_down(usdt([(r.coin, r.amount) for r in totals]), 8)
     return AccountTotals(in_btc(amount), amount, in_btc(day), day, in_btc(total), total)
+
+
+@dataclass(frozen=True)
+class Price:
+    ccy: str
+    usdt: Decimal
+    updated_at: int
+
+
+def prices(uow: UnitOfWork) -> list[Price]:
+    """The operator's reference prices, by currency."""
+    r = t.reference_price
+    with uow:
+        rows = uow.conn.execute(sa.select(r.c.ccy, r.c.usdt, r.c.updated_at).order_by(r.c.ccy)).all()
+    return [Price(row.ccy, row.usdt, row.updated_at) for row in rows]

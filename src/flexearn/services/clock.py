@@ -1,0 +1,69 @@
+"""Business time as the operator sees and moves it (the CLI and the admin API both call these)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+import sqlalchemy as sa
+
+from flexearn.adapters import clock as clocks
+from flexearn.domain.errors import ClockError
+from flexearn.services import scheduler
+from flexearn.services.unit_of_work import UnitOfWork
+
+
+@dataclass(frozen=True)
+class ClockView:
+    mode: str  # "real" or "simulated"
+    now: int  # business time, ms
+    speed: Decimal  # business seconds per real second (1 on the real clock)
+
+
+def _view(state: clocks.ClockState) -> ClockView:
+    return ClockView(state.mode, state.now(clocks.wall_ms()), state.speed)
+
+
+def show(uow: UnitOfWork) -> ClockView:
+    with uow:
+        return _view(clocks.read(uow.conn))
+
+
+def set_simulated(uow: UnitOfWork, speed: Decimal, start_ms: int | None = None) -> ClockView:
+    """Switch to (or re-tune) the simulated clock, from the current business time or `start_ms`."""
+    with uow:
+        state = clocks.set_simulated(uow.conn, speed, start_ms)
+        uow.commit()
+    return _view(state)
+
+
+def set_speed(uow: UnitOfWork, speed: Decimal) -> ClockView:
+    """Change how fast a simulated clock runs; a real clock is refused."""
+    with uow:
+        if clocks.read(uow.conn, lock=True).mode != "simulated":
+            raise ClockError("only a simulated clock has a speed", param="speed")
+        state = clocks.set_simulated(uow.conn, speed)
+        uow.commit()
+    return _view(state)
+
+
+def set_real(uow: UnitOfWork) -> ClockView:
+    with uow:
+        state = clocks.set_real(uow.conn)
+        uow.commit()
+    return _view(state)
+
+
+@dataclass(frozen=True)
+class Advanced:
+    clock: ClockView
+    settled: scheduler.Settled
+
+
+def advance(engine: sa.Engine, hours: int) -> Advanced:
+    """Move a simulated clock forward, then settle every hour and day that became due."""
+    with UnitOfWork(engine) as uow:
+        clocks.advance(uow.conn, hours * clocks.HOUR_MS)
+        uow.commit()
+    settled = scheduler.settle_all_due(engine)
+    return Advanced(show(UnitOfWork(engine)), settled)
