@@ -24,6 +24,7 @@ from flexearn.api.params import Params
 from flexearn.api.ratelimit import RateLimiter
 from flexearn.bootstrap import Flexearn
 from flexearn.domain.errors import FlexearnError
+from flexearn.observability import context
 
 log = logging.getLogger("flexearn.api")
 
@@ -110,6 +111,7 @@ class Facade:
         return endpoint
 
     def error(self, error: WireError) -> Response:
+        context.note_code(error.code)  # for the request metrics and the access log
         return JSONResponse(self.dialect.failure(error), status_code=error.status)
 
     def _limit(self, spec: Endpoint, who: str) -> None:

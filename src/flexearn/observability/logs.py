@@ -1,0 +1,57 @@
+"""JSON log lines (stdlib logging), each carrying the id of the request it belongs to.
+
+One line per record: `ts`, `level`, `logger`, `message`, `request_id` (null outside any request
+or scheduler run), the record's `extra` fields, and `exc` with the traceback if there is one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import logging.config
+from datetime import UTC, datetime
+from typing import Any
+
+from flexearn.observability import context
+
+# Attributes every LogRecord has; anything else on a record came from `extra=` and is logged.
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "request_id": context.request_id(),
+        }
+        for key, value in vars(record).items():
+            if key not in _STANDARD and key not in line:
+                line[key] = value
+        if record.exc_info:
+            line["exc"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str, ensure_ascii=False)
+
+
+def dict_config(level: str = "INFO") -> dict[str, Any]:
+    """A `logging.config.dictConfig` sending every logger, granian's too, through JsonFormatter."""
+    handler = {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": f"{__name__}.JsonFormatter"}},
+        "handlers": {"json": handler},
+        "root": {"handlers": ["json"], "level": level},
+        "loggers": {
+            "_granian": {"handlers": ["json"], "level": level, "propagate": False},
+            "granian.access": {"handlers": ["json"], "level": level, "propagate": False},
+        },
+    }
+
+
+def configure_logging(level: str = "INFO") -> None:
+    if level not in logging.getLevelNamesMapping():
+        raise ValueError(f"unknown log level {level!r}")
+    logging.config.dictConfig(dict_config(level))

@@ -1,0 +1,75 @@
+"""Recording metrics, without importing prometheus_client until the first sample.
+
+prometheus_client decides at import whether it runs in multi-process mode (it reads
+PROMETHEUS_MULTIPROC_DIR then), and `flexearn serve` only sets that variable once it knows it
+starts a server: so nothing imports it before the first metric is recorded or scraped.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from flexearn.observability.prometheus import Metrics
+
+MARKET_HOUR, CATALOG_DAY = "market_hour", "catalog_day"
+
+
+@functools.cache
+def metrics() -> Metrics:
+    from flexearn.observability import prometheus  # noqa: PLC0415  (see the module docstring)
+
+    return prometheus.Metrics()
+
+
+def prepare_multiprocess() -> Path | None:
+    """Make every process of this server share its samples through one directory.
+
+    Uses PROMETHEUS_MULTIPROC_DIR when the operator set it (emptied first: samples of an earlier
+    run would add to this one), else a new temporary directory, returned so the caller removes it
+    at exit; exported so the workers the server forks inherit it. Call before any metric is
+    recorded in this process.
+    """
+    if "prometheus_client" in sys.modules:
+        raise RuntimeError("prometheus_client was imported before multi-process mode was set up")
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if given:
+        directory = Path(given)
+        directory.mkdir(parents=True, exist_ok=True)
+        for stale in directory.glob("*.db"):
+            stale.unlink()
+        return None
+    created = Path(tempfile.mkdtemp(prefix="flexearn-metrics-"))
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(created)
+    return created
+
+
+def remove_multiprocess_dir(directory: Path | None) -> None:
+    if directory is not None:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def observe_request(
+    facade: str, endpoint: str, method: str, status: int, code: str | None, seconds: float
+) -> None:
+    m = metrics()
+    m.requests.labels(facade, endpoint, method, str(status), code or "ok").inc()
+    m.latency.labels(facade, endpoint).observe(seconds)
+    if status == 429:  # Too Many Requests: only the rate limits answer it
+        m.refusals.labels(facade, endpoint).inc()
+
+
+def observe_settlement(kind: str, seconds: float, rows_per_period: Sequence[int]) -> None:
+    """One settlement run of `kind` and the rows each period it settled touched."""
+    m = metrics()
+    m.settlement_runs.labels(kind).observe(seconds)
+    m.periods.labels(kind).inc(len(rows_per_period))
+    for rows in rows_per_period:
+        m.period_rows.labels(kind).observe(rows)

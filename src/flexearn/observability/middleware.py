@@ -1,0 +1,88 @@
+"""Around every HTTP request: its id (echoed as X-Request-Id), metrics, and one access log line."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from flexearn.observability import context
+from flexearn.observability.metrics import observe_request
+
+log = logging.getLogger("flexearn.access")
+_CONVERTOR = re.compile(r":\w+}")
+
+# Which façade a path belongs to, by prefix (the first match wins).
+FACADES = (
+    ("/api/v5/", "okx"),
+    ("/api/v2/", "bitget"),
+    ("/api/v3/", "bitget"),
+    ("/admin/", "admin"),
+    ("/metrics", "ops"),
+    ("/healthz", "ops"),
+)
+
+
+def facade_of(path: str) -> str:
+    return next((name for prefix, name in FACADES if path.startswith(prefix)), "web")
+
+
+def endpoint_of(scope: Scope) -> str:
+    """The matched route's template (bounded label values), or `unmatched`."""
+    route = scope.get("route")
+    template = getattr(route, "path", None)
+    if not isinstance(template, str):
+        return "unmatched"
+    mounted = str(scope.get("root_path", ""))  # a mounted sub-application's prefix
+    full = template if template.startswith(mounted) else mounted + template
+    return _CONVERTOR.sub("}", full)  # `{user_id:int}` → `{user_id}`, as in the OpenAPI document
+
+
+class ObservabilityMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        info = context.RequestInfo(context.accept_request_id(headers.get("x-request-id")))
+        status = 500
+        started = time.perf_counter()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"x-request-id", info.request_id.encode()),
+                ]
+            await send(message)
+
+        with context.request_scope(info):
+            try:
+                await self.app(scope, receive, send_with_id)
+            finally:
+                self._record(scope, info, status, time.perf_counter() - started)
+
+    def _record(self, scope: Scope, info: context.RequestInfo, status: int, seconds: float) -> None:
+        path = str(scope.get("path", ""))
+        facade, endpoint = facade_of(path), endpoint_of(scope)
+        method = str(scope.get("method", ""))
+        observe_request(facade, endpoint, method, status, info.code, seconds)
+        fields: dict[str, Any] = {
+            "method": method,
+            "path": path,
+            "status": status,
+            "code": info.code,
+            "facade": facade,
+            "endpoint": endpoint,
+            "duration_ms": round(seconds * 1000, 3),
+            "client": (scope.get("client") or ("", 0))[0],
+        }
+        log.info("%s %s %d", method, path, status, extra=fields)

@@ -1,0 +1,139 @@
+"""The Prometheus metrics themselves; imported only through `metrics.metrics()` (see there why).
+
+Counters and histograms live in this process (or, with PROMETHEUS_MULTIPROC_DIR set, in files
+every worker of the server shares). Amounts and rates are not kept here: a collector reads them
+from the database at each scrape, so any worker answers the same and a restart loses nothing.
+Prometheus samples are floats; the exact decimals stay in the database and the APIs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import sqlalchemy as sa
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+    values,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from flexearn.services import stats
+from flexearn.services.unit_of_work import UnitOfWork
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+ROW_BUCKETS = (0, 1, 10, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000)
+RUN_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+
+
+def multiprocess_enabled() -> bool:
+    return "PROMETHEUS_MULTIPROC_DIR" in os.environ
+
+
+def multiprocess_active() -> bool:
+    """Whether this process writes its samples to the shared directory."""
+    return values.ValueClass is not values.MutexValue
+
+
+class Metrics:
+    """Every metric flexearn records as it runs, in one registry of its own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "flexearn_http_requests",
+            "HTTP requests answered, by façade, endpoint (route template), method, status and "
+            "error code (ok when none)",
+            ["facade", "endpoint", "method", "status", "code"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "flexearn_http_request_duration_seconds",
+            "Time to answer an HTTP request",
+            ["facade", "endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.refusals = Counter(
+            "flexearn_rate_limit_refusals",
+            "Requests refused by a rate limit (HTTP 429)",
+            ["facade", "endpoint"],
+            registry=r,
+        )
+        self.settlement_runs = Histogram(
+            "flexearn_settlement_run_seconds",
+            "Duration of one settlement run: every due market hour (kind=market_hour) or catalog "
+            "day (kind=catalog_day); divide by flexearn_settled_periods_total for a period's mean",
+            ["kind"],
+            buckets=RUN_BUCKETS,
+            registry=r,
+        )
+        self.periods = Counter(
+            "flexearn_settled_periods", "Periods settled (currency-hours, product-days)", ["kind"], registry=r
+        )
+        self.period_rows = Histogram(
+            "flexearn_settlement_rows",
+            "Rows a settled period touched: positions per market hour, holdings per catalog day",
+            ["kind"],
+            buckets=ROW_BUCKETS,
+            registry=r,
+        )
+
+
+class DatabaseCollector(Collector):
+    """Gauges computed from the database at scrape time."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+
+    def collect(self) -> Iterator[Metric]:
+        snapshot = stats.snapshot(UnitOfWork(self.engine))
+        families = {
+            "savings": ("flexearn_savings_amount", "Market savings held, per currency"),
+            "lent": ("flexearn_savings_lent", "Market savings lent in the current hour"),
+            "pending": ("flexearn_savings_pending", "Market savings not lent in the current hour"),
+            "interest_paid": ("flexearn_interest_paid", "Market interest paid to lenders, ever"),
+            "catalog_held": ("flexearn_catalog_held", "Open catalog holdings, per coin"),
+            "catalog_interest_paid": ("flexearn_catalog_interest_paid", "Catalog interest paid, ever"),
+            "borrow_rate": ("flexearn_borrow_rate", "Annual borrow rate of the last settled hour"),
+            "lending_rate": ("flexearn_lending_rate", "Annual rate an eligible offer earned, last hour"),
+            "demand": ("flexearn_borrow_demand", "Borrow demand of the last settled hour"),
+            "last_hour": ("flexearn_last_settled_hour_seconds", "Start of the last settled hour (epoch s)"),
+        }
+        gauges = {key: GaugeMetricFamily(name, doc, labels=["ccy"]) for key, (name, doc) in families.items()}
+        for currency in snapshot.currencies:
+            for key, gauge in gauges.items():
+                value = getattr(currency, key)
+                if value is None:
+                    continue
+                gauge.add_metric([currency.ccy], float(value) / (1000 if key == "last_hour" else 1))
+        yield from gauges.values()
+        now = GaugeMetricFamily("flexearn_business_time_seconds", "The business clock (epoch s)")
+        now.add_metric([], snapshot.business_now / 1000)
+        yield now
+
+
+def render(metrics: Metrics, engine: sa.Engine) -> tuple[bytes, str]:
+    """The exposition text: this process's (or every worker's) metrics and the database gauges."""
+    registry = CollectorRegistry(auto_describe=False)
+    if multiprocess_active():
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    else:
+        registry.register(_Forward(metrics.registry))
+    registry.register(DatabaseCollector(engine))
+    return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+class _Forward(Collector):
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self.registry.collect()

@@ -1,0 +1,43 @@
+"""Log records as JSON lines, with the id of the request (or scheduler run) they belong to."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from flexearn.observability import context
+from flexearn.observability.logs import JsonFormatter
+
+
+def record(message: str, **extra: object) -> logging.LogRecord:
+    made = logging.LogRecord("flexearn.test", logging.INFO, __file__, 1, message, None, None)
+    for key, value in extra.items():
+        setattr(made, key, value)
+    return made
+
+
+def test_a_line_outside_any_request_has_a_null_request_id() -> None:
+    line = json.loads(JsonFormatter().format(record("hello")))
+    assert line["message"] == "hello"
+    assert line["request_id"] is None
+    assert line["level"] == "INFO"
+
+
+def test_a_line_inside_a_request_carries_its_id_and_extra_fields() -> None:
+    with context.request_scope(context.RequestInfo("abc")):
+        line = json.loads(JsonFormatter().format(record("in", status=201)))
+    assert (line["request_id"], line["status"]) == ("abc", 201)
+
+
+def test_work_outside_a_request_gets_an_id_of_its_own_and_keeps_a_request_s() -> None:
+    with context.ensure_request_scope() as fresh:
+        assert context.request_id() == fresh.request_id
+    with context.request_scope(context.RequestInfo("outer")), context.ensure_request_scope() as inner:
+        assert inner.request_id == "outer"
+
+
+def test_request_ids_from_callers_are_kept_only_when_sane() -> None:
+    assert context.accept_request_id("a-B_9.z:1") == "a-B_9.z:1"
+    assert len(context.accept_request_id("has space")) == 32
+    assert len(context.accept_request_id("x" * 200)) == 32
+    assert len(context.accept_request_id(None)) == 32
