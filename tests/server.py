@@ -13,9 +13,11 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 FLEXEARN = shutil.which("flexearn", path=str(Path(sys.executable).parent)) or "flexearn"
+# The admin bearer token every test server is started with (`serve` refuses to start without one).
+ADMIN_TOKEN = "test-admin-token-0123456789"
 
 
 def free_port() -> int:
@@ -25,11 +27,26 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(database_url: str, master_key: str, *args: str) -> Iterator[str]:
-    """Start `flexearn serve` and yield its base URL once it answers; stop it afterwards."""
+def running_server(
+    database_url: str,
+    master_key: str,
+    *args: str,
+    env: dict[str, str] | None = None,
+    log: IO[bytes] | None = None,
+) -> Iterator[str]:
+    """Start `flexearn serve` and yield its base URL once it answers; stop it afterwards.
+
+    `env` adds to (or overrides) the environment: FLEXEARN_ADMIN_TOKEN is ADMIN_TOKEN by default.
+    `log` receives what the server writes (its JSON log lines); a temporary file by default.
+    """
     port = free_port()
-    env = {**os.environ, "FLEXEARN_MASTER_KEY": master_key}
-    log = tempfile.TemporaryFile()
+    env = {
+        **os.environ,
+        "FLEXEARN_MASTER_KEY": master_key,
+        "FLEXEARN_ADMIN_TOKEN": ADMIN_TOKEN,
+        **(env or {}),
+    }
+    log = log or tempfile.TemporaryFile()
     proc = subprocess.Popen(
         [FLEXEARN, "serve", "--port", str(port), "--db", database_url, "--no-scheduler", *args],
         env=env,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import multiprocessing
 import os
 import sys
 import threading
@@ -22,12 +24,16 @@ from flexearn.adapters import clock as clocks
 from flexearn.adapters.db import current_revision
 from flexearn.adapters.repository import user_id_by_name
 from flexearn.adapters.secrets import SecretBox, generate_master_key
+from flexearn.api.admin.auth import parse_tokens
 from flexearn.bootstrap import Flexearn
 from flexearn.config import Settings
 from flexearn.demo import runner as demo_runner
 from flexearn.domain.demand import SimulatedDemand
 from flexearn.domain.errors import FlexearnError
 from flexearn.domain.money import D, plain
+from flexearn.observability.logs import configure_logging
+from flexearn.observability.logs import dict_config as logs_dict_config
+from flexearn.observability.metrics import prepare_multiprocess, remove_multiprocess_dir
 from flexearn.services import (
     accounts,
     catalog,
@@ -533,17 +539,41 @@ def key_generate_master() -> None:
     show_default=True,
     help="Also settle hours in this process (safe beside other settlers).",
 )
-def serve_cmd(host: str, port: int, db_url: str | None, workers: int, scheduler: bool) -> None:
-    """Serve the exchange façades over HTTP (granian, ASGI)."""
+@click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    default=None,
+    help="Level of the JSON logs (default: FLEXEARN_LOG_LEVEL or INFO).",
+)
+def serve_cmd(
+    host: str, port: int, db_url: str | None, workers: int, scheduler: bool, log_level: str | None
+) -> None:
+    """Serve the exchange façades, the admin API, /metrics and /healthz over HTTP (granian, ASGI).
+
+    Needs FLEXEARN_MASTER_KEY, and FLEXEARN_ADMIN_TOKEN unless FLEXEARN_DEMO=1.
+    """
     settings = Settings.from_env()
     url = db_url or settings.database_url
     os.environ["FLEXEARN_DATABASE_URL"] = url  # the worker processes read their settings from here
-    SecretBox(settings.master_key)  # refuse to start without a usable master key
+    if log_level:
+        os.environ["FLEXEARN_LOG_LEVEL"] = log_level.upper()
+    level = log_level.upper() if log_level else settings.log_level
+    try:  # refuse to start without a usable master key, or an admin token outside a demo
+        SecretBox(settings.master_key)
+        parse_tokens(settings.admin_token, demo=settings.demo)
+    except FlexearnError as error:
+        raise click.ClickException(error.message) from None
+    configure_logging(level)
+    metrics_dir = prepare_multiprocess()  # workers and the scheduler thread share their samples
     app = Flexearn(url)  # migrate once, before the workers start
     if scheduler:
         threading.Thread(
             target=run_scheduler, args=(app, settings.poll_seconds, lambda s: None), daemon=True
         ).start()
+    # Workers start as fresh interpreters: a forked worker would inherit the scheduler thread's
+    # open database connections (a fork while it holds SQLite's lock leaves the worker waiting
+    # forever; a forked psycopg socket is shared with the parent), whenever granian (re)spawns it.
+    multiprocessing.set_start_method("spawn", force=True)
     server = Granian(
         "flexearn.api.app:factory",
         address=host,
@@ -552,9 +582,19 @@ def serve_cmd(host: str, port: int, db_url: str | None, workers: int, scheduler:
         workers=workers,
         factory=True,
         log_access=False,
+        log_dictconfig=logs_dict_config(level),
     )
-    click.echo(f"flexearn serving on http://{host}:{port} ({workers} worker(s)), database {url}", err=True)
-    server.serve()
+    logging.getLogger("flexearn.serve").info(
+        "flexearn serving on http://%s:%d (%d worker(s)), database %s",
+        host,
+        port,
+        workers,
+        app.engine.url.render_as_string(hide_password=True),
+    )
+    try:
+        server.serve()
+    finally:
+        remove_multiprocess_dir(metrics_dir)
 
 
 DEMO_DATABASE = "flexearn-demo.db"

@@ -16,6 +16,13 @@ class Settings:
     poll_seconds: float = 1.0
     # Fernet key(s) that encrypt API secrets at rest; comma-separated for rotation (first encrypts).
     master_key: str = ""
+    # Bearer token(s) of the admin API: `token` or `name:token`, comma-separated (the name is the
+    # identity the audit log records; a bare token is "admin"). Required unless `demo`.
+    admin_token: str = ""
+    # A sandbox: the server may start without an admin token (the admin API is then open).
+    demo: bool = False
+    # Level of the JSON logs: DEBUG, INFO, WARNING, ERROR.
+    log_level: str = "INFO"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -24,4 +31,7 @@ class Settings:
             database_url=env.get("FLEXEARN_DATABASE_URL", DEFAULT_DATABASE_URL),
             poll_seconds=float(env.get("FLEXEARN_POLL_SECONDS", "1.0")),
             master_key=env.get("FLEXEARN_MASTER_KEY", ""),
+            admin_token=env.get("FLEXEARN_ADMIN_TOKEN", ""),
+            demo=env.get("FLEXEARN_DEMO", "") in ("1", "true", "yes"),
+            log_level=env.get("FLEXEARN_LOG_LEVEL", "INFO").upper(),
         )

@@ -5,8 +5,11 @@ from __future__ import annotations
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Mount
 
 from flexearn.adapters.secrets import SecretBox
+from flexearn.api.admin.auth import parse_tokens
+from flexearn.api.admin.server import admin_app, admin_not_found
 from flexearn.api.auth import Verifier
 from flexearn.api.bitget.errors import BitgetError
 from flexearn.api.bitget.routes import ENDPOINTS as BITGET_ENDPOINTS
@@ -18,12 +21,24 @@ from flexearn.api.okx.wire import OkxDialect
 from flexearn.api.ratelimit import RateLimiter
 from flexearn.bootstrap import Flexearn
 from flexearn.config import Settings
+from flexearn.observability.logs import configure_logging
+from flexearn.observability.middleware import ObservabilityMiddleware
+from flexearn.observability.routes import ops_routes
 from flexearn.services import keys
 
 
-def create_app(settings: Settings, flexearn: Flexearn | None = None) -> Starlette:
+def create_app(settings: Settings, flexearn: Flexearn | None = None, *, demo: bool = False) -> Starlette:
+    """The ASGI app: the OKX and Bitget façades, the admin API at /admin/v1, /metrics, /healthz.
+
+    `flexearn` is the engine to serve (default: one on `settings.database_url`). The admin API
+    needs a bearer token from `settings.admin_token` (FLEXEARN_ADMIN_TOKEN): without one this
+    raises `AdminTokenError`, unless `demo=True` (or `settings.demo`, FLEXEARN_DEMO=1) — then a
+    sandbox starts with its admin API open (every action audited as "demo"); a token, if given,
+    is still required. Logging is the caller's: `observability.logs.configure_logging()`.
+    """
     engine_app = flexearn or Flexearn(settings.database_url)
     box = SecretBox(settings.master_key)
+    admin_tokens = parse_tokens(settings.admin_token, demo=demo or settings.demo)
     limiter = RateLimiter()
     # One verifier for every façade: a key works on each, and a replayed signature is refused on all.
     verifier = Verifier(lambda api_key: keys.load_key(engine_app.uow(), box, api_key))
@@ -33,18 +48,24 @@ def create_app(settings: Settings, flexearn: Flexearn | None = None) -> Starlett
     ]
 
     async def not_found(request: Request, exc: Exception) -> Response:
+        if request.url.path.startswith("/admin/"):  # e.g. a path the admin mount cannot match
+            return admin_not_found(request)
         if request.url.path.startswith(("/api/v2/", "/api/v3/")):
             return JSONResponse(
                 BitgetDialect().failure(BitgetError("40404", "Request URL NOT FOUND", 404)), 404
             )
         return JSONResponse(OkxDialect().failure(OkxError("404", "Not Found", 404)), status_code=404)
 
-    routes = [route for facade in facades for route in facade.routes()]
+    routes: list[BaseRoute] = [route for facade in facades for route in facade.routes()]
+    routes += [*ops_routes(engine_app.engine), Mount("/admin/v1", admin_app(engine_app, box, admin_tokens))]
     app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found})
+    app.add_middleware(ObservabilityMiddleware)
     app.state.flexearn = engine_app
     return app
 
 
 def factory() -> Starlette:
     """For ASGI servers: `granian --interface asgi --factory flexearn.api.app:factory`."""
-    return create_app(Settings.from_env())
+    settings = Settings.from_env()
+    configure_logging(settings.log_level)
+    return create_app(settings)

@@ -1,0 +1,238 @@
+"""The admin API as a Starlette application: bearer auth, validation, errors, the audit log.
+
+Errors are `{"error": code, "message": …, "param": …}` with the status of one table below; a
+failed request writes nothing (each service runs in one transaction). Every state-changing
+request that passed authentication is recorded in the audit log with how it was answered.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import sqlalchemy as sa
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from flexearn.adapters.secrets import SecretBox
+from flexearn.api.admin import handlers, openapi
+from flexearn.api.admin.auth import AdminTokens
+from flexearn.api.admin.routes import ACTOR, PATH_PARAMETERS, ROUTES, AdminRoute
+from flexearn.api.admin.schema import jsonable, validate
+from flexearn.bootstrap import Flexearn
+from flexearn.domain.catalog import NotEligible, ProductUnavailable
+from flexearn.domain.errors import (
+    AlreadyExists,
+    AmountTooLarge,
+    ClockError,
+    Conflict,
+    FlexearnError,
+    InsufficientBalance,
+    InvalidParameter,
+    MissingParameter,
+    NotFound,
+    UnsupportedCurrency,
+)
+from flexearn.observability import context
+from flexearn.services import audit
+
+log = logging.getLogger("flexearn.admin")
+
+# Engine errors → HTTP status; the first class that matches wins.
+STATUS: tuple[tuple[type[FlexearnError], int], ...] = (
+    (NotFound, 404),
+    (UnsupportedCurrency, 404),
+    (AlreadyExists, 409),
+    (Conflict, 409),
+    (ClockError, 409),
+    (InsufficientBalance, 409),
+    (AmountTooLarge, 409),
+    (ProductUnavailable, 409),
+    (NotEligible, 409),
+    (FlexearnError, 400),
+)
+SECRET_FIELDS = {"passphrase", "secret", "secret_key", "token", "password"}
+
+
+class AdminError(Exception):
+    def __init__(self, status: int, code: str, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.param = status, code, message, param
+
+
+def engine_error(error: FlexearnError) -> AdminError:
+    status = next(code for kind, code in STATUS if isinstance(error, kind))
+    return AdminError(status, error.code, error.message, error.param)
+
+
+def error_response(error: AdminError) -> Response:
+    context.note_code(error.code)
+    headers = {"WWW-Authenticate": 'Bearer realm="flexearn-admin"'} if error.status == 401 else None
+    body = {"error": error.code, "message": error.message, "param": error.param}
+    return JSONResponse(body, status_code=error.status, headers=headers)
+
+
+def _actor(header: str | None, token: str) -> str:
+    """Who acts: the X-Admin-Actor header when given (printable ASCII), else the token's name."""
+    if header is None:
+        return token
+    validate(header, ACTOR["schema"], "X-Admin-Actor")
+    return header
+
+
+def _parse_body(raw: bytes) -> Any:
+    if not raw.strip():
+        raise MissingParameter("body")
+    try:
+        return json.loads(raw, parse_constant=_no_constant)
+    except (ValueError, UnicodeDecodeError):
+        raise AdminError(400, "invalid_json", "the body is not JSON", "body") from None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number")
+
+
+def _query(route: AdminRoute, params: Mapping[str, str]) -> dict[str, Any]:
+    schema = route.query or {"properties": {}}
+    values: dict[str, Any] = {}
+    for name, raw in params.items():
+        kind = schema["properties"].get(name, {}).get("type")
+        if kind is None:
+            raise InvalidParameter(name, "unknown query parameter")
+        if kind == "integer":
+            if not raw.isdigit() or len(raw) > 20:
+                raise InvalidParameter(name, "a whole number")
+            values[name] = int(raw)
+        else:
+            values[name] = raw
+    validate(values, {**schema, "type": "object"}, "query")
+    return values
+
+
+def redact(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: "***" if k in SECRET_FIELDS else redact(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v) for v in value]
+    return value
+
+
+class AdminApi:
+    def __init__(self, app: Flexearn, box: SecretBox, tokens: AdminTokens) -> None:
+        self.app, self.box, self.tokens = app, box, tokens
+
+    def endpoint(self, by_method: Mapping[str, AdminRoute]) -> Callable[[Request], Awaitable[Response]]:
+        """One path's endpoint, serving each of its methods (so a 405 lists them all in Allow)."""
+
+        async def endpoint(request: Request) -> Response:
+            route = by_method.get(request.method) or by_method["GET"]  # HEAD is answered as GET
+            token = self.tokens.identify(request.headers.get("authorization"))
+            if token is None:
+                log.warning("admin: refused %s %s (no valid token)", request.method, request.url.path)
+                return error_response(AdminError(401, "unauthorized", "a valid bearer token is required"))
+            actor, body = token, None
+            try:
+                actor = _actor(request.headers.get("x-admin-actor"), token)
+                body = _parse_body(await request.body()) if route.body is not None else {}
+                response = await run_in_threadpool(self._answer, route, request, body, actor)
+            except AdminError as error:
+                response = error_response(error)
+            except FlexearnError as error:
+                response = error_response(engine_error(error))
+            except Exception:  # a bug: answered as JSON, logged with the request id
+                log.exception("admin: unexpected error in %s %s", route.method, route.path)
+                response = error_response(AdminError(500, "internal", "unexpected error; see the logs"))
+            if route.method != "GET":
+                await run_in_threadpool(self._audit, request, route, body, actor, token, response)
+            return response
+
+        return endpoint
+
+    def _answer(self, route: AdminRoute, request: Request, body: Any, actor: str) -> Response:
+        try:
+            validate(body, route.body or {"type": "object"}, "body")
+            path = dict(request.path_params)
+            for name, value in path.items():
+                validate(value, PATH_PARAMETERS[name], name)
+            call = handlers.Call(self.app, self.box, path, _query(route, request.query_params), body, actor)
+            result = route.handler(call)
+        except FlexearnError as error:
+            raise engine_error(error) from None
+        except sa.exc.OperationalError:
+            log.exception("admin: database unavailable")
+            raise AdminError(503, "unavailable", "the database is unavailable") from None
+        except (sa.exc.IntegrityError, sa.exc.DataError) as error:  # a race, or a value the database refused
+            log.warning("admin: the database refused %s %s: %s", route.method, route.path, error.orig)
+            raise AdminError(409, "conflict", "the database refused the change; nothing written") from None
+        headers = {"Cache-Control": "no-store"}  # a new key's secret must not be kept by caches
+        return JSONResponse(jsonable(result), status_code=route.status, headers=headers)
+
+    def _audit(
+        self, request: Request, route: AdminRoute, body: Any, actor: str, token: str, response: Response
+    ) -> None:
+        info = context.current()
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        try:
+            audit.record(
+                self.app.uow(),
+                actor=actor,
+                token=token,
+                method=request.method,
+                path=target,
+                summary=json.dumps(redact(body), sort_keys=True, default=str) if body else "",
+                status=response.status_code,
+                error=(info.code or "") if info else "",
+                request_id=info.request_id if info else "",
+            )
+        except Exception:  # the action stands; say loudly that its record is missing
+            log.exception("admin: could not write the audit log for %s %s", request.method, target)
+            return
+        log.info(
+            "admin: %s %s by %s: %d",
+            request.method,
+            target,
+            actor,
+            response.status_code,
+            extra={"actor": actor, "token": token},
+        )
+
+    def openapi(self) -> Callable[[Request], Awaitable[Response]]:
+        document = openapi.document(ROUTES)
+
+        async def endpoint(request: Request) -> Response:
+            return JSONResponse(document)
+
+        return endpoint
+
+
+def admin_app(app: Flexearn, box: SecretBox, tokens: AdminTokens) -> Starlette:
+    """The admin API, to mount at /admin/v1 (the OpenAPI document itself needs no token)."""
+    api = AdminApi(app, box, tokens)
+    paths: dict[str, dict[str, AdminRoute]] = {}
+    for route in ROUTES:
+        paths.setdefault(route.path, {})[route.method] = route
+    routes = [Route(path, api.endpoint(methods), methods=list(methods)) for path, methods in paths.items()]
+    routes.append(Route("/openapi.json", api.openapi(), methods=["GET"]))
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return admin_not_found(request)
+
+    async def not_allowed(request: Request, exc: Exception) -> Response:
+        refusal = AdminError(405, "method_not_allowed", f"{request.method} is not allowed here")
+        response = error_response(refusal)
+        if isinstance(exc, HTTPException) and exc.headers and "Allow" in exc.headers:
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
+
+    return Starlette(routes=routes, exception_handlers={404: not_found, 405: not_allowed})
+
+
+def admin_not_found(request: Request) -> Response:
+    return error_response(AdminError(404, "not_found", "no such admin endpoint"))
