@@ -14,6 +14,7 @@ from flexearn.api.auth import Verifier
 from flexearn.api.bitget.errors import BitgetError
 from flexearn.api.bitget.routes import ENDPOINTS as BITGET_ENDPOINTS
 from flexearn.api.bitget.wire import BitgetDialect
+from flexearn.api.dashboard import routes as dashboard_routes
 from flexearn.api.facade import Facade
 from flexearn.api.okx.errors import OkxError
 from flexearn.api.okx.routes import ENDPOINTS as OKX_ENDPOINTS
@@ -57,6 +58,7 @@ def create_app(settings: Settings, flexearn: Flexearn | None = None, *, demo: bo
         return JSONResponse(OkxDialect().failure(OkxError("404", "Not Found", 404)), status_code=404)
 
     routes: list[BaseRoute] = [route for facade in facades for route in facade.routes()]
+    routes += dashboard_routes(engine_app, admin_tokens)  # a user's data: as the admin API
     routes += [*ops_routes(engine_app.engine), Mount("/admin/v1", admin_app(engine_app, box, admin_tokens))]
     app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found})
     app.add_middleware(ObservabilityMiddleware)

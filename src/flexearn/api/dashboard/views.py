@@ -1,0 +1,192 @@
+"""The dashboard's JSON: each view calls the services and shapes their records; amounts stay text."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from flexearn.adapters.clock import HOUR_MS, floor_hour
+from flexearn.bootstrap import Flexearn
+from flexearn.domain.errors import InvalidParameter
+from flexearn.domain.money import plain
+from flexearn.services import (
+    accounts,
+    catalog,
+    catalog_views,
+    market_data,
+    markets,
+    operator_views,
+    savings,
+    stats,
+)
+from flexearn.services import clock as clock_service
+
+WINDOWS = {"24h": 24, "7d": 7 * 24, "30d": 30 * 24}
+RECENT = 50  # rows of a user's histories shown
+
+
+def _text(value: Decimal | None) -> str | None:
+    return None if value is None else plain(value)
+
+
+def _hour(h: operator_views.MarketHour) -> dict[str, Any]:
+    return {
+        "ts": h.hour,
+        "rate": plain(h.borrow_rate),
+        "lendingRate": plain(h.lending_rate),
+        "demand": plain(h.demand),
+        "supply": plain(h.supply),
+        "lent": plain(h.lent),
+        "pending": plain(h.pending),
+        "interest": plain(h.interest_paid),
+    }
+
+
+def _since(app: Flexearn, hours: int) -> int:
+    now = clock_service.show(app.uow()).now
+    return floor_hour(now) - (hours - 1) * HOUR_MS
+
+
+def overview(app: Flexearn) -> dict[str, Any]:
+    """The clock, and per market its rates now, what is lent and pending, and a day of borrow rates."""
+    view = clock_service.show(app.uow())
+    summaries = {s.ccy: s for s in market_data.rate_summary(app.uow(), None)}
+    now = {s.ccy: s for s in stats.snapshot(app.uow()).currencies}
+    since = floor_hour(view.now) - 23 * HOUR_MS
+    cards = []
+    for market in markets.list_markets(app.uow()):
+        summary, current = summaries[market.ccy], now[market.ccy]
+        cards.append(
+            {
+                "ccy": market.ccy,
+                "mode": market.mode.value,
+                "avgRate": plain(summary.avg_rate),
+                "preRate": plain(summary.pre_rate),
+                "estRate": plain(summary.est_rate),
+                "lendingRate": _text(current.lending_rate),
+                "demand": _text(current.demand),
+                "lent": plain(current.lent),
+                "pending": plain(current.pending),
+                "spark": [
+                    [h.hour, plain(h.borrow_rate)]
+                    for h in operator_views.market_hours(app.uow(), market.ccy, since)
+                ],
+            }
+        )
+    clock = {"mode": view.mode, "now": view.now, "speed": plain(view.speed)}
+    return {"clock": clock, "markets": cards}
+
+
+def market(app: Flexearn, ccy: str, window: str) -> dict[str, Any]:
+    """One market: its supply curve with the current match, and its hours over the window."""
+    if window not in WINDOWS:
+        raise InvalidParameter("window", f"one of {', '.join(WINDOWS)}")
+    depth = operator_views.market_depth(app.uow(), ccy)
+    (summary,) = market_data.rate_summary(app.uow(), ccy)
+    (current,) = [s for s in stats.snapshot(app.uow()).currencies if s.ccy == ccy]
+    hours = operator_views.market_hours(app.uow(), ccy, _since(app, WINDOWS[window]))
+    last = depth.last
+    return {
+        "ccy": ccy,
+        "mode": depth.mode,
+        "precision": depth.precision,
+        "supply": [
+            {"rate": plain(s.rate), "amount": plain(s.amount), "cumulative": plain(s.cumulative)}
+            for s in depth.steps
+        ],
+        "lent": plain(current.lent),
+        "pending": plain(current.pending),
+        "match": _hour(last) if last else None,
+        "estRate": plain(summary.est_rate),
+        "window": window,
+        "hours": [_hour(h) for h in hours],
+    }
+
+
+def products(app: Flexearn) -> list[dict[str, Any]]:
+    """Every catalog product with its tiers, limits, quota used and status."""
+    out = []
+    for view in catalog.list_products(app.uow(), None, None, "all"):
+        p = view.product
+        used = None if p.quota is None or view.remaining is None else p.quota - view.remaining
+        out.append(
+            {
+                "id": p.id,
+                "coin": p.coin,
+                "periodType": p.period_type.value,
+                "periodDays": p.period_days,
+                "apyType": p.apy_type.value,
+                "tiers": [
+                    {"min": plain(x.min_step), "max": plain(x.max_step), "apy": plain(x.apy)} for x in p.tiers
+                ],
+                "level": p.level.value,
+                "singleMin": plain(p.single_min),
+                "singleMax": plain(p.single_max),
+                "quota": _text(p.quota),
+                "quotaUsed": _text(used),
+                "redeemDelayDays": p.redeem_delay_days,
+                "status": view.status.value,
+            }
+        )
+    return out
+
+
+def user(app: Flexearn, ref: str) -> dict[str, Any]:
+    """A user's funding balances, savings positions, catalog holdings and recent records."""
+    info = operator_views.find_user(app.uow(), ref)
+    uid = info.id
+    holdings = [a for kind in ("flexible", "fixed") for a in catalog_views.assets(app.uow(), uid, kind)]
+    orders = [r for kind in ("flexible", "fixed") for r in catalog_views.records(app.uow(), uid, kind)[0]]
+    lending = market_data.lending_history(app.uow(), uid, None, market_data.Page(limit=RECENT))
+    return {
+        "user": {"id": uid, "name": info.name, "level": info.level},
+        "funding": [
+            {"ccy": b.ccy, "available": plain(b.available), "frozen": plain(b.frozen)}
+            for b in accounts.funding_balances(app.uow(), uid)
+        ],
+        "positions": [
+            {
+                "ccy": p.ccy,
+                "amt": plain(p.amt),
+                "lent": plain(p.loan),
+                "pending": plain(p.pending),
+                "earnings": plain(p.earnings),
+                "rate": plain(p.rate),
+            }
+            for p in savings.positions(app.uow(), uid)
+        ],
+        "holdings": [
+            {
+                "productId": a.product.id,
+                "coin": a.product.coin,
+                "periodType": a.product.period_type.value,
+                "amount": plain(a.amount),
+                "lastProfit": plain(a.last_profit),
+                "totalProfit": plain(a.total_profit),
+                "holdDays": a.hold_days,
+            }
+            for a in holdings
+        ],
+        "lending": [
+            {
+                "ccy": r.ccy,
+                "amt": plain(r.amt),
+                "earnings": plain(r.earnings),
+                "rate": plain(r.rate),
+                "ts": r.ts,
+            }
+            for r in lending
+        ],
+        "orders": [
+            {
+                "id": r.order_id,
+                "productId": r.product.id,
+                "coin": r.product.coin,
+                "type": r.order_type,
+                "amount": plain(r.amount),
+                "status": r.status,
+                "ts": r.ts,
+            }
+            for r in sorted(orders, key=lambda r: -r.order_id)[:RECENT]
+        ],
+    }

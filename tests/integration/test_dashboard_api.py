@@ -1,0 +1,99 @@
+"""The dashboard's JSON, in process: what each view reports, and who may see a user's data."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from flexearn.adapters.clock import HOUR_MS
+from flexearn.adapters.secrets import generate_master_key
+from flexearn.api.app import create_app
+from flexearn.bootstrap import Flexearn
+from flexearn.config import Settings
+from flexearn.domain.money import D
+from tests.helpers import T0, advance, lender, market_world
+
+TOKEN = "dashboard-test-token-0123456789"
+pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
+
+
+@pytest.fixture
+def world(database_url: str) -> Iterator[Flexearn]:
+    """USDT, auction, demand 150: A 100 @ 2%, B 100 @ 5%, C 100 @ 10% (the README's example)."""
+    app = Flexearn(database_url)
+    market_world(app, "USDT", demand=D(150))
+    lender(app, "A", "USDT", D(100), D("0.02"))
+    lender(app, "B", "USDT", D(100), D("0.05"))
+    lender(app, "C", "USDT", D(100), D("0.10"), deposit=D(150))
+    advance(app, 2)
+    yield app
+    app.close()
+
+
+def client(app: Flexearn, admin_token: str = "", *, demo: bool = False) -> Any:
+    from starlette.testclient import TestClient  # imported here: it warns on import, filtered above
+
+    config = Settings(master_key=generate_master_key(), admin_token=admin_token, demo=demo)
+    return TestClient(create_app(config, app))
+
+
+def test_the_market_view_has_the_supply_curve_the_match_and_the_hours(world: Flexearn) -> None:
+    market = client(world, TOKEN).get("/dashboard/api/markets/usdt?window=24h").json()
+    assert [(s["rate"], s["amount"], s["cumulative"]) for s in market["supply"]] == [
+        ("0.02", "100.0004851598173515", "100.0004851598173515"),  # with its first hour's interest
+        ("0.05", "100.0002425799086757", "200.0007277397260272"),
+        ("0.1", "100", "300.0007277397260272"),
+    ]
+    assert market["match"]["ts"] == T0 + 2 * HOUR_MS
+    assert (market["match"]["demand"], market["match"]["rate"], market["match"]["lendingRate"]) == (
+        "150",
+        "0.05",
+        "0.0425",
+    )
+    assert (market["lent"], market["pending"]) == ("150", "150.0007277397260272")
+    assert [h["ts"] for h in market["hours"]] == [T0 + HOUR_MS, T0 + 2 * HOUR_MS]
+    assert [(h["lent"], h["pending"]) for h in market["hours"]] == [
+        ("150", "150"),
+        ("150", "150.0007277397260272"),
+    ]
+
+
+def test_the_overview_and_the_products(world: Flexearn) -> None:
+    http = client(world, TOKEN)
+    overview = http.get("/dashboard/api/overview").json()
+    (usdt,) = overview["markets"]
+    assert (usdt["ccy"], usdt["mode"], usdt["preRate"], usdt["lent"]) == ("USDT", "auction", "0.05", "150")
+    assert overview["clock"] == {"mode": "simulated", "now": T0 + 1 + 2 * HOUR_MS, "speed": "0"}
+    assert http.get("/dashboard/api/products").json() == []
+    page = http.get("/")
+    assert page.status_code == 200
+    assert "flexearn" in page.text
+    assert http.get("/dashboard/static/charts.js").status_code == 200
+
+
+def test_a_users_data_needs_the_admin_token_when_one_is_configured(world: Flexearn) -> None:
+    http = client(world, TOKEN)
+    assert http.get("/dashboard/api/users/A").status_code == 401
+    assert http.get("/dashboard/api/users/A", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    user = http.get("/dashboard/api/users/A", headers={"Authorization": f"Bearer {TOKEN}"}).json()
+    assert user["user"]["name"] == "A"
+    assert [(p["ccy"], p["amt"], p["lent"]) for p in user["positions"]] == [
+        ("USDT", "100.0004851598173515", "100.0004851598173515")
+    ]
+    assert [r["earnings"] for r in user["lending"]] == ["0.0004851598173515"]
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    assert http.get(f"/dashboard/api/users/{user['user']['id']}", headers=auth).json()["user"]["name"] == "A"
+
+
+def test_a_demo_without_a_token_shows_users_to_anyone(world: Flexearn) -> None:
+    http = client(world, demo=True)
+    assert http.get("/dashboard/api/users/B").json()["user"]["name"] == "B"
+    assert http.get("/dashboard/api/users/nobody").status_code == 404
+
+
+def test_unknown_markets_and_windows_are_refused(world: Flexearn) -> None:
+    http = client(world, TOKEN)
+    assert http.get("/dashboard/api/markets/DOGE").status_code == 404
+    assert http.get("/dashboard/api/markets/USDT?window=1y").status_code == 400
