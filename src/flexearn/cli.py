@@ -635,6 +635,10 @@ def demo_cmd(
     hours: int | None,
 ) -> None:
     """A sandbox: seeded markets, products and a funded user with a key; HTTP, dashboard and a fast clock."""
+    try:
+        demo_runner.ensure_port_free(host, port)
+    except demo_runner.PortInUse as error:
+        raise click.ClickException(str(error)) from None
     if db_url is None:
         for suffix in ("", "-wal", "-shm"):
             Path(DEMO_DATABASE + suffix).unlink(missing_ok=True)

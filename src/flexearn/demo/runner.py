@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import threading
 import time
 import urllib.request
@@ -90,6 +91,21 @@ def run(
         server.serve()
     finally:
         app.close()
+
+
+class PortInUse(RuntimeError):
+    pass
+
+
+def ensure_port_free(host: str, port: int) -> None:
+    """Refuse a port something listens on already: the server binds with SO_REUSEPORT, so a second
+    demo would share the port with the first and answer with the other's keys half the time."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a closed port's TIME_WAIT is free
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise PortInUse(f"cannot listen on {host}:{port} ({error.strerror}); choose --port") from None
 
 
 def _wait_until_serving(base: str, timeout: float = 60) -> None:
