@@ -1,0 +1,127 @@
+"""`flexearn demo` as a bot developer meets it: start it, paste the printed snippets, earn interest."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.demo_process import Demo, running_demo
+from tests.server import FLEXEARN
+
+pytestmark = pytest.mark.slow
+
+
+def run_printed(code: str, title: str) -> tuple[dict[str, Any], str]:
+    """Execute a printed snippet unchanged; its globals (the clients it made) and what it printed."""
+    namespace: dict[str, Any] = {"__name__": "__snippet__"}
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, f"<{title}>", "exec"), namespace)
+    return namespace, out.getvalue()
+
+
+def wait_for(what: str, probe: Callable[[], Any], timeout: float = 60) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.25)
+
+
+def get_json(demo: Demo, path: str) -> Any:
+    with urllib.request.urlopen(demo.base_url + path, timeout=10) as response:
+        return json.load(response)
+
+
+def test_the_printed_snippets_run_as_printed_and_interest_arrives(tmp_path: Path) -> None:
+    with running_demo(tmp_path) as demo:
+        for label in ("apiKey", "secretKey", "passphrase"):
+            assert demo.printed(label) in demo.snippets()["ccxt okx (pip install ccxt)"]
+        assert demo.printed("dashboard") == demo.base_url + "/"
+        snippets = demo.snippets()
+        assert set(snippets) == {
+            "python-okx (pip install python-okx)",
+            "ccxt okx (pip install ccxt)",
+            "ccxt bitget",
+        }
+
+        # python-okx: a week of public rate history at once; buys 1000 USDT of savings
+        okx_sdk, printed = run_printed(snippets["python-okx (pip install python-okx)"], "python-okx")
+        assert "'code': '0'" in printed
+        assert "'side': 'purchase'" in printed
+        history = okx_sdk["savings"].get_public_borrow_history(ccy="USDT", limit="100")["data"]
+        assert len(history) == 100  # 168 settled hours before the demo started
+        # ccxt okx: buys 0.5 BTC
+        ccxt_okx, printed = run_printed(snippets["ccxt okx (pip install ccxt)"], "ccxt okx")
+        assert len(ccxt_okx["okx"].fetch_borrow_rate_history("BTC", limit=100)) == 100
+        # ccxt bitget: subscribes 100 USDT to the flexible ladder product
+        ccxt_bitget, printed = run_printed(snippets["ccxt bitget"], "ccxt bitget")
+        assert "'code': '00000'" in printed
+        (holding,) = ccxt_bitget["bitget"].private_earn_get_v2_earn_savings_assets(
+            {"periodType": "flexible"}
+        )["data"]["resultList"]
+        assert Decimal(holding["holdAmount"]) == 100
+
+        # Interest arrives as the clock runs: matched at the next hour, paid at the one after.
+        savings = okx_sdk["savings"]
+
+        def usdt_earnings() -> Decimal:
+            (position,) = savings.get_saving_balance(ccy="USDT")["data"]
+            return Decimal(position["earnings"])
+
+        assert wait_for("USDT interest", usdt_earnings) > 0
+        records = savings.get_lending_history(ccy="USDT")["data"]
+        assert 0 < sum(Decimal(r["earnings"]) for r in records) <= usdt_earnings()
+        okx = ccxt_okx["okx"]
+
+        def btc_position() -> Any:
+            (position,) = okx.private_get_finance_savings_balance({"ccy": "BTC"})["data"]
+            return position if Decimal(position["earnings"]) > 0 else None
+
+        position = wait_for("BTC interest", btc_position)
+        assert Decimal(position["amt"]) > Decimal("0.5")
+
+        # The dashboard's user view shows the same user (open in the demo: no admin token).
+        user = get_json(demo, "/dashboard/api/users/demo")
+        assert {p["ccy"] for p in user["positions"]} == {"USDT", "BTC"}
+        assert user["holdings"][0]["amount"] == "100"
+    assert "Traceback" not in demo.output
+    hours = [line for line in demo.lines if line[:2] == "20" and "USDT" in line]
+    assert len(hours) >= 2  # one line per settled business hour
+
+
+def test_the_same_seed_and_start_give_the_same_world(tmp_path: Path) -> None:
+    def world(where: Path) -> Any:
+        where.mkdir()
+        args = ("--seed", "11", "--start", "2026-03-01T12:00:00", "--history", "24")
+        with running_demo(where, *args, speed="0") as demo:
+            return [get_json(demo, f"/dashboard/api/markets/{ccy}?window=7d") for ccy in ("BTC", "USDT")]
+
+    assert world(tmp_path / "a") == world(tmp_path / "b")
+
+
+def test_a_port_in_use_is_refused_before_anything_is_touched(tmp_path: Path) -> None:
+    (tmp_path / "flexearn-demo.db").write_text("another demo's database")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        proc = subprocess.run(
+            [FLEXEARN, "demo", "--port", port], cwd=tmp_path, capture_output=True, text=True, timeout=60
+        )
+    assert proc.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in proc.stderr
+    assert (tmp_path / "flexearn-demo.db").read_text() == "another demo's database"
