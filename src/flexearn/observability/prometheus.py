@@ -8,7 +8,6 @@ Prometheus samples are floats; the exact decimals stay in the database and the A
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import sqlalchemy as sa
@@ -30,10 +29,6 @@ from flexearn.services.unit_of_work import UnitOfWork
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 ROW_BUCKETS = (0, 1, 10, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000)
 RUN_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
-
-
-def multiprocess_enabled() -> bool:
-    return "PROMETHEUS_MULTIPROC_DIR" in os.environ
 
 
 def multiprocess_active() -> bool:
