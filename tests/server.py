@@ -46,7 +46,7 @@ def running_server(
         "FLEXEARN_ADMIN_TOKEN": ADMIN_TOKEN,
         **(env or {}),
     }
-    log = log or tempfile.TemporaryFile()
+    log = log or tempfile.TemporaryFile()  # noqa: SIM115 - read back in the finally below
     proc = subprocess.Popen(
         [FLEXEARN, "serve", "--port", str(port), "--db", database_url, "--no-scheduler", *args],
         env=env,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from enum import Enum
+from enum import StrEnum
 from operator import itemgetter
 
 from flexearn.domain.errors import InvalidParameter
@@ -20,12 +20,12 @@ MAX_RATE = D("3.65")
 DEFAULT_INSURANCE_FEE = D("0.15")
 
 
-class MatchingMode(str, Enum):
+class MatchingMode(StrEnum):
     AUCTION = "auction"
     PRO_RATA = "pro_rata"
 
 
-class DemandSource(str, Enum):
+class DemandSource(StrEnum):
     STATIC = "static"
     SIMULATED = "simulated"
     EXTERNAL = "external"  # the operator's margin engine posts each hour's demand (admin API)
