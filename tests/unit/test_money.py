@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal, localcontext
 
 import pytest
 from hypothesis import given
@@ -40,10 +41,11 @@ def test_plain_text_has_no_exponent() -> None:
 
 def test_hourly_interest_rounds_down_exactly_even_past_28_digits() -> None:
     assert mul_div_down(D(100), D("0.0425"), 8760, 16) == D("0.0004851598173515")
-    # The quotient is 0.99999999999999999999999999999988…: Python's default 28-digit context rounds
+    # The quotient is 0.99999999999999999999999999999988…: Python's stock 28-digit context rounds
     # it to 1 before any truncation could happen; the exact computation keeps it below 1.
     just_under = D("8759.999999999999999999999999999")
-    assert (just_under / 8760).quantize(D("1e-16"), rounding="ROUND_DOWN") == 1
+    with localcontext(prec=28):
+        assert (just_under / 8760).quantize(D("1e-16"), rounding="ROUND_DOWN") == 1
     assert mul_div_down(just_under, D(1), 8760, 16) == D("0.9999999999999999")
 
 
@@ -58,3 +60,15 @@ def test_down_and_up_bracket_the_exact_value_within_one_unit(a: Decimal, rate: D
     assert down <= up <= down + unit
     assert (down == up) == (down * 8760 == a * rate)
     assert round_down(down, places) == down
+
+
+def test_sums_of_the_largest_amounts_are_exact_in_every_thread() -> None:
+    big, tiny = D("99999999999999999999.123456789012345678"), D("0.000000000000000001")
+
+    def add() -> Decimal:
+        return big + tiny
+
+    assert add() - big == tiny
+    with ThreadPoolExecutor(1) as pool:  # a thread started after flexearn was imported
+        assert pool.submit(add).result() - big == tiny
+    assert sum([big] * 1_000_000, D(0)) == big * 1_000_000

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import decimal
 from decimal import ROUND_DOWN, ROUND_UP, Context, Decimal, InvalidOperation
 
 from flexearn.domain.errors import InvalidParameter
@@ -12,6 +13,14 @@ MAX_PRECISION = 18
 
 # Wide enough that every product and quotient below is exact before the named rounding step.
 _EXACT = Context(prec=120, rounding=ROUND_DOWN)
+
+# Amounts have up to 20 integer and 18 decimal digits (38 significant digits), and sums of many
+# of them more; Python's default context keeps 28 and would round sums silently. Every Decimal
+# operation in the process gets 60 digits: this thread now, every thread started later through
+# DefaultContext. (Divisions still round, and every division of money is an explicit step above.)
+ARITHMETIC_DIGITS = 60
+decimal.DefaultContext.prec = ARITHMETIC_DIGITS
+decimal.getcontext().prec = max(decimal.getcontext().prec, ARITHMETIC_DIGITS)
 
 
 def D(value: str | int | Decimal, *, param: str = "amount") -> Decimal:
