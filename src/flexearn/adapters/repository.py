@@ -32,7 +32,9 @@ def insert_ignore(conn: sa.Connection, table: sa.Table, values: dict[str, Any]) 
 
 
 def currency_precision(conn: sa.Connection, ccy: str) -> int:
-    row = conn.execute(sa.select(t.currency.c.precision, t.currency.c.enabled).where(t.currency.c.ccy == ccy)).first()
+    row = conn.execute(
+        sa.select(t.currency.c.precision, t.currency.c.enabled).where(t.currency.c.ccy == ccy)
+    ).first()
     if row is None or not row.enabled:
         raise UnsupportedCurrency(ccy)
     return int(row.precision)
@@ -138,14 +140,22 @@ def position(conn: sa.Connection, user_id: int, ccy: str, *, lock: bool = False)
 def record_rate(conn: sa.Connection, position_id: int, rate: Decimal, ts: int) -> int:
     """Log a rate setting; its id orders equal rates first come, first served."""
     seq = conn.execute(
-        sa.insert(t.rate_setting).values(position_id=position_id, rate=rate, ts=ts).returning(t.rate_setting.c.id)
+        sa.insert(t.rate_setting)
+        .values(position_id=position_id, rate=rate, ts=ts)
+        .returning(t.rate_setting.c.id)
     ).scalar_one()
-    conn.execute(sa.update(t.position).where(t.position.c.id == position_id).values(rate=rate, rate_seq=seq, rate_set_at=ts))
+    conn.execute(
+        sa.update(t.position)
+        .where(t.position.c.id == position_id)
+        .values(rate=rate, rate_seq=seq, rate_set_at=ts)
+    )
     return int(seq)
 
 
 def last_settled_hour(conn: sa.Connection, ccy: str) -> int | None:
-    value = conn.execute(sa.select(sa.func.max(t.market_hour.c.hour)).where(t.market_hour.c.ccy == ccy)).scalar()
+    value = conn.execute(
+        sa.select(sa.func.max(t.market_hour.c.hour)).where(t.market_hour.c.ccy == ccy)
+    ).scalar()
     return None if value is None else int(value)
 
 
@@ -246,8 +256,16 @@ def insert_lending_history(
             )
         else:
             n = len(user_ids)
-            values = zip(user_ids, position_ids, repeat(ccy, n), repeat(ts, n), map(plain, amts),
-                         map(plain, earnings), repeat(plain(rate), n), strict=True)
+            values = zip(
+                user_ids,
+                position_ids,
+                repeat(ccy, n),
+                repeat(ts, n),
+                map(plain, amts),
+                map(plain, earnings),
+                repeat(plain(rate), n),
+                strict=True,
+            )
             cursor.executemany(
                 "INSERT INTO lending_history (user_id, position_id, ccy, ts, amt, earnings, rate) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
