@@ -39,9 +39,19 @@ def _pg_array(kind: str, column: Sequence[Any]) -> str:
 
 
 def update_many(
-    conn: sa.Connection, table: str, key: str, columns: dict[str, str], rows: Sequence[tuple[Any, ...]]
+    conn: sa.Connection,
+    table: str,
+    key: str,
+    columns: dict[str, str],
+    rows: Sequence[tuple[Any, ...]],
+    *,
+    only: tuple[str, Any] | None = None,
 ) -> None:
-    """UPDATE table SET columns… WHERE key = row[0], for each row (key first, then `columns` in order)."""
+    """UPDATE table SET columns… WHERE key = row[0], for each row (key first, then `columns` in order).
+
+    `only` = (column, value) that every row shares (e.g. its currency) lets PostgreSQL find the
+    rows through that column rather than joining against the whole table.
+    """
     if not rows:
         return
     names = list(columns)
@@ -49,14 +59,19 @@ def update_many(
     try:
         if conn.dialect.name == "postgresql":
             kinds = ["int", *columns.values()]
-            arrays = [_pg_array(kind, col) for kind, col in zip(kinds, zip(*rows, strict=True), strict=True)]
+            arrays: list[Any] = [
+                _pg_array(kind, col) for kind, col in zip(kinds, zip(*rows, strict=True), strict=True)
+            ]
             unnest = ", ".join(f"%s::{_PG_TYPES[kind]}[]" for kind in kinds)
             sets = ", ".join(f"{n} = v.{n}" for n in names)
-            cursor.execute(
+            sql = (
                 f"UPDATE {table} AS t SET {sets} FROM unnest({unnest}) AS v({key}, {', '.join(names)}) "
-                f"WHERE t.{key} = v.{key}",
-                arrays,
+                f"WHERE t.{key} = v.{key}"
             )
+            if only is not None:
+                sql += f" AND t.{only[0]} = %s"
+                arrays.append(only[1])
+            cursor.execute(sql, arrays)
         else:
             sets = ", ".join(f"{n} = ?" for n in names)
             kinds = list(columns.values())

@@ -6,7 +6,7 @@ Row locks (`FOR UPDATE`/`FOR SHARE`) matter on PostgreSQL; SQLite has one writer
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from itertools import repeat
 from typing import Any
@@ -14,6 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from flexearn.adapters import bulk
 from flexearn.adapters import tables as t
 from flexearn.adapters.clock import wall_ms
 from flexearn.domain.errors import InsufficientBalance, NotFound, UnsupportedCurrency
@@ -190,43 +191,16 @@ def positions_for_settlement(conn: sa.Connection, ccy: str) -> list[PositionRow]
 
 
 def update_positions(
-    conn: sa.Connection, rows: Iterable[tuple[int, Decimal, Decimal, Decimal]], *, ccy: str | None = None
+    conn: sa.Connection, rows: Sequence[tuple[int, Decimal, Decimal, Decimal]], *, ccy: str | None = None
 ) -> None:
-    """Set (id, amt, earnings, loan) for many positions in as few round trips as the driver allows.
+    """Set (id, amt, earnings, loan) of many positions in one statement (see `bulk.update_many`);
+    `ccy`, when every position is in that currency, narrows PostgreSQL's search to it."""
+    bulk.update_many(
+        conn, "savings_position", "id", POSITION_AMOUNTS, rows, only=None if ccy is None else ("ccy", ccy)
+    )
 
-    `ccy`, when every position is in that currency, lets PostgreSQL find the rows by currency
-    rather than among all positions. Through the driver's cursor: on PostgreSQL one UPDATE joined
-    to the values unnested from array literals (decimal text, which NUMERIC reads exactly); on
-    SQLite one `executemany` of the canonical text the `Amount` type writes.
-    """
-    columns = list(zip(*rows, strict=True))
-    if not columns:
-        return
-    ids, amts, earnings, loans = columns
-    if any(set(map(type, column)) != {Decimal} for column in (amts, earnings, loans)):
-        raise TypeError("amounts are Decimal")
-    dbapi = conn.connection.dbapi_connection
-    assert dbapi is not None
-    cursor = dbapi.cursor()
-    try:
-        if conn.dialect.name == "postgresql":
-            sql = (
-                "UPDATE savings_position AS p SET amt = v.amt, earnings = v.earnings, loan = v.loan "
-                "FROM unnest(%s::bigint[], %s::numeric[], %s::numeric[], %s::numeric[]) "
-                "AS v(id, amt, earnings, loan) WHERE p.id = v.id"
-            )
-            params = ["{" + ",".join(map(str, column)) + "}" for column in columns]
-            if ccy is not None:
-                sql += " AND p.ccy = %s"
-                params.append(ccy)
-            cursor.execute(sql, params)
-        else:
-            cursor.executemany(
-                "UPDATE savings_position SET amt = ?, earnings = ?, loan = ? WHERE id = ?",
-                list(zip(map(plain, amts), map(plain, earnings), map(plain, loans), ids, strict=True)),
-            )
-    finally:
-        cursor.close()
+
+POSITION_AMOUNTS = {"amt": "amount", "earnings": "amount", "loan": "amount"}
 
 
 def insert_lending_history(
@@ -234,7 +208,7 @@ def insert_lending_history(
 ) -> None:
     """History rows (user_id, position_id, amt lent, earnings) of `ccy` for the hour from `ts`, at `rate`.
 
-    Through the driver's cursor, as `update_positions` writes.
+    Through the driver's cursor, binding the columns every row shares once.
     """
     columns = list(zip(*rows, strict=True))
     if not columns:
