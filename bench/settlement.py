@@ -1,7 +1,10 @@
-"""Benchmark of hourly settlement (interest + matching + records) against the bare SQL floor.
+"""Benchmark of hourly market settlement and daily catalog settlement against the bare SQL floor.
 
-    python bench/settlement.py [--sizes 10000,100000,1000000] [--db sqlite,postgresql]
-                               [--repeat 1] [--check-max 10000]
+    python bench/settlement.py [--kind market|catalog|both] [--sizes 10000,100000,1000000]
+                               [--db sqlite,postgresql] [--repeat 1] [--check-max 10000]
+
+`--kind market` (hourly settlement of savings positions) is described first; `--kind catalog`
+(daily settlement of catalog holdings) below it; `both` (the default) runs the two.
 
 For every database and size: a fresh database (a SQLite file in a temp dir, or a new PostgreSQL
 database, dropped afterwards) is filled with `size` savings positions spread evenly over 10
@@ -28,7 +31,18 @@ hours (each the same work) and N floors and reports medians.
 Each (database, size) runs in two fresh subprocesses: `setup` (fill, settle hour 1) and
 `measure` (settle, floors, check), so the peak RSS reported (VmHWM, read right after the last
 timed settlement) is that of a process that did only the settlement (plus imports), not of the
-loading. Output: a JSON line per result as it finishes, then a table.
+loading. Output: a JSON line per result as it finishes, then a table per kind.
+
+Catalog: the same database set-up, with `size` holdings of 10 flexible ladder products (one per
+coin of the market benchmark, tiers 0-200 @ 6 %, 200-5000 @ 50 % and, for every other product,
+5000-1 000 000 @ 2 %; profit precision the coin's), size / 10 users each holding every product, the
+same amounts as the positions. Booked as `subscribe` would book them: per coin one seed entry from
+`external` into the `earn` control account with one leg per holding (tagged holding_id), plus one
+`subscribe` order per holding. Every holding earns from the first settled day: day 1 is settled
+untimed in `setup`, day 2 is timed in `measure` (`catalog_settlement.settle_day` for the 10
+products, one transaction each, as the scheduler runs it). The floor: one UPDATE of amount,
+accrued, total_profit and last_profit of every holding and one INSERT ... SELECT of one
+`pay_interest` order per holding, in one transaction; and the same per product (ten transactions).
 """
 
 from __future__ import annotations
@@ -45,7 +59,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
@@ -57,8 +71,9 @@ import sqlalchemy as sa
 from flexearn.adapters import tables as t
 from flexearn.adapters.clock import HOUR_MS
 from flexearn.adapters.db import make_engine, migrate, normalise_url
+from flexearn.domain.catalog import DAY_MS
 from flexearn.domain.money import plain
-from flexearn.services import ledger_check, settlement
+from flexearn.services import catalog_settlement, ledger_check, settlement
 from flexearn.services.unit_of_work import UnitOfWork
 
 POSTGRES_ADMIN_URL = os.environ.get("FLEXEARN_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -71,6 +86,12 @@ HOUR1 = T0 + HOUR_MS  # first hour settled: the match
 HOUR2 = HOUR1 + HOUR_MS  # the timed hour: interest on everything, re-match, history rows
 SEED = 20260101
 RESULT_PREFIX = "RESULT "
+KINDS = ("market", "catalog")
+# Catalog: product i + 1 is in the i-th coin of CURRENCIES; every holding earns from T0.
+LADDER = ((Decimal(0), Decimal(200), Decimal("6.00")), (Decimal(200), Decimal(5000), Decimal("50.00")))
+TOP_TIER = (Decimal(5000), Decimal(1_000_000), Decimal("2.00"))  # on every other product
+DAY1 = T0 + DAY_MS  # the products' first day: settled in setup
+DAY2 = DAY1 + DAY_MS  # the timed day: interest on every holding, one pay_interest order each
 
 
 # --- filling the database --------------------------------------------------------------------
@@ -148,26 +169,91 @@ def fill(engine: sa.Engine, size: int) -> None:
             for ccy, total in data.totals.items()
         ]
         legs += [(entries[p[2]], accounts["savings", p[2]], p[2], p[3], p[0]) for p in data.positions]
-        position_cols = "id, user_id, ccy, amt, loan, earnings, rate, rate_seq, rate_set_at"
-        leg_cols = "entry_id, account_id, ccy, amount, position_id"
-        if postgres:
-            _copy(conn, "user_account (id, name, level, created_at)", data.users)
-            _copy(conn, f"savings_position ({position_cols})", data.positions)
-            _copy(conn, f"journal_leg ({leg_cols})", legs)
-            for table in ("user_account", "savings_position"):
-                conn.exec_driver_sql(
-                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"
-                )
-        else:
-            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-            cursor.executemany("INSERT INTO user_account (id, name, level, created_at) VALUES (?, ?, ?, ?)",
-                               data.users)
-            cursor.executemany(
-                f"INSERT INTO savings_position ({position_cols}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                data.positions,
+        _load(conn, "user_account", "id, name, level, created_at", data.users)
+        _load(conn, "savings_position", "id, user_id, ccy, amt, loan, earnings, rate, rate_seq, rate_set_at",
+              data.positions)
+        _load(conn, "journal_leg", "entry_id, account_id, ccy, amount, position_id", legs)
+        _reset_ids(conn, "user_account", "savings_position")
+
+
+def fill_catalog(engine: sa.Engine, size: int) -> None:
+    """The positions of `make_fill` as holdings: product i + 1 in the i-th coin, booked in `earn`."""
+    data = make_fill(size)
+    places = dict(CURRENCIES)
+    product_of = {ccy: i + 1 for i, (ccy, _) in enumerate(CURRENCIES)}
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":  # as in fill(): the ledger check re-verifies
+            conn.exec_driver_sql("SET LOCAL session_replication_role = replica")
+        conn.execute(sa.insert(t.currency), [{"ccy": c, "precision": p, "enabled": True}
+                                             for c, p in CURRENCIES])
+        conn.execute(sa.insert(t.product), [
+            {"id": product_of[ccy], "coin": ccy, "period_type": "flexible", "period_days": None,
+             "apy_type": "ladder", "advance_redeem": False, "settle_method": "daily",
+             "status": "in_progress", "level": "normal", "single_min": Decimal(0),
+             "single_max": Decimal(10**12), "quota": None, "subscribe_precision": min(p, 8),
+             "profit_precision": p, "redeem_delay_days": 0, "start_time": None, "end_time": None,
+             "first_day": DAY1, "created_at": T0 - 2 * HOUR_MS}
+            for ccy, p in CURRENCIES
+        ])
+        conn.execute(sa.insert(t.product_tier), [
+            {"product_id": pid, "rate_level": level, "min_step": low, "max_step": high, "apy": apy}
+            for pid in product_of.values()
+            for level, (low, high, apy) in enumerate(LADDER + ((TOP_TIER,) if pid % 2 else ()))
+        ])
+        accounts: dict[tuple[str, str], int] = {}
+        for ccy, _ in CURRENCIES:
+            for kind in ("external", "earn", "interest_expense"):
+                accounts[kind, ccy] = conn.execute(
+                    sa.insert(t.account)
+                    .values(key=f"{kind}:{ccy}", kind=kind, ccy=ccy, user_id=None, balance=None)
+                    .returning(t.account.c.id)
+                ).scalar_one()
+        entries = {
+            ccy: conn.execute(
+                sa.insert(t.journal_entry)
+                .values(ccy=ccy, kind="subscribe", ref="bench:seed", ts=T0 - HOUR_MS, created_at=T0)
+                .returning(t.journal_entry.c.id)
+            ).scalar_one()
+            for ccy, _ in CURRENCIES
+        }
+        # id, user_id, product_id, amount, accrued, total_profit, last_profit, subscribed_at,
+        # interest_time, expire_time, open: subscribed at T0 - 1h, earning from T0
+        holdings = [(p[0], p[1], product_of[p[2]], p[3], "0", "0", "0", T0 - HOUR_MS, T0, None, True)
+                    for p in data.positions]
+        orders = [(h[0], h[1], h[2], h[0], "subscribe", h[3], "success", T0 - HOUR_MS, None)
+                  for h in holdings]
+        legs: list[tuple[int, int, str, str, int | None]] = [
+            (entries[ccy], accounts["external", ccy], ccy, plain(Decimal(-total).scaleb(-places[ccy])), None)
+            for ccy, total in data.totals.items()
+        ]
+        legs += [(entries[p[2]], accounts["earn", p[2]], p[2], p[3], p[0]) for p in data.positions]
+        _load(conn, "user_account", "id, name, level, created_at", data.users)
+        _load(conn, "earn_holding", "id, user_id, product_id, amount, accrued, total_profit, last_profit, "
+              "subscribed_at, interest_time, expire_time, open", holdings)
+        _load(conn, "earn_order", "id, user_id, product_id, holding_id, order_type, amount, status, ts, "
+              "arrive_at", orders)
+        _load(conn, "journal_leg", "entry_id, account_id, ccy, amount, holding_id", legs)
+        _reset_ids(conn, "user_account", "earn_holding", "earn_order")
+
+
+def _load(conn: sa.Connection, table: str, columns: str, rows: list[Any]) -> None:
+    """COPY (PostgreSQL) or executemany (SQLite) of plain rows; amounts as canonical text."""
+    if conn.dialect.name == "postgresql":
+        _copy(conn, f"{table} ({columns})", rows)
+        return
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    marks = ", ".join("?" for _ in columns.split(","))
+    cursor.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})", rows)
+    cursor.close()
+
+
+def _reset_ids(conn: sa.Connection, *tables: str) -> None:
+    """PostgreSQL: the id sequences past the ids loaded (SQLite takes max(id) + 1 by itself)."""
+    if conn.dialect.name == "postgresql":
+        for table in tables:
+            conn.exec_driver_sql(
+                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"
             )
-            cursor.executemany(f"INSERT INTO journal_leg ({leg_cols}) VALUES (?, ?, ?, ?, ?)", legs)
-            cursor.close()
 
 
 def _copy(conn: sa.Connection, target: str, rows: list[Any]) -> None:
@@ -224,6 +310,98 @@ def phase_setup(url: str, size: int) -> dict[str, Any]:
     return {"fill_s": round(filled - started, 3), "hour1_s": round(hour1 - filled, 3)}
 
 
+def settle_products(engine: sa.Engine, day: int) -> int:
+    holdings = 0
+    for product_id in range(1, len(CURRENCIES) + 1):
+        result = catalog_settlement.settle_day(UnitOfWork(engine), product_id, day)
+        assert result is not None
+        holdings += result.holdings
+    return holdings
+
+
+def phase_setup_catalog(url: str, size: int) -> dict[str, Any]:
+    engine = make_engine(url)
+    migrate(engine)
+    started = time.perf_counter()
+    fill_catalog(engine, size)
+    tidy(engine)
+    filled = time.perf_counter()
+    earned = settle_products(engine, DAY1)
+    day1 = time.perf_counter()
+    assert earned == size, f"day 1 paid {earned} of {size} holdings"
+    engine.dispose()
+    return {"fill_s": round(filled - started, 3), "day1_s": round(day1 - filled, 3)}
+
+
+def phase_measure_catalog(url: str, size: int, check_max: int, repeat: int) -> dict[str, Any]:
+    """Settle days 2, 3, ... (each the same work: interest on every holding) and the floors.
+
+    As `phase_measure`, with products for currencies: the floors' orders are written at ts = 0.
+    """
+    engine = make_engine(url)
+    _open_connection(engine)
+    baseline_mb = _peak_mb()
+    settle_s, settle_cpu_s, floor_s, floor_product_s = [], [], [], []
+    for round_ in range(repeat):
+        day = DAY2 + round_ * DAY_MS
+        tidy(engine)
+        cpu, started = time.process_time(), time.perf_counter()
+        earned = settle_products(engine, day)
+        settle_s.append(time.perf_counter() - started)
+        settle_cpu_s.append(time.process_time() - cpu)
+        with engine.connect() as conn:
+            orders = conn.execute(
+                sa.select(sa.func.count()).select_from(t.earn_order)
+                .where(t.earn_order.c.ts == day, t.earn_order.c.order_type == "pay_interest")
+            ).scalar_one()
+        assert earned == size, f"day {round_ + 2} paid {earned} of {size} holdings"
+        assert orders == size, f"day {round_ + 2} wrote {orders} interest orders for {size} holdings"
+        peak_mb = _peak_mb()
+        products = range(1, len(CURRENCIES) + 1)
+        tidy(engine)
+        floor_s.append(floor_seconds(engine, CATALOG_FLOOR, per="product_id", keys=products, split=False))
+        tidy(engine)
+        floor_product_s.append(
+            floor_seconds(engine, CATALOG_FLOOR, per="product_id", keys=products, split=True))
+    with engine.begin() as conn:
+        conn.execute(sa.delete(t.earn_order).where(t.earn_order.c.ts == 0))
+    check, check_s = _ledger_check(engine, size, check_max)
+    engine.dispose()
+    seconds, floor, floor_product = (statistics.median(x) for x in (settle_s, floor_s, floor_product_s))
+    return {
+        "seconds": round(seconds, 3),
+        "holdings_per_s": round(size / seconds),
+        "peak_mb": round(peak_mb, 1),
+        "floor_s": round(floor, 3),
+        "ratio": round(seconds / floor, 2),
+        "floor_per_product_s": round(floor_product, 3),
+        "ratio_per_product": round(seconds / floor_product, 2),
+        "settle_cpu_s": round(statistics.median(settle_cpu_s), 3),
+        "baseline_mb": round(baseline_mb, 1),
+        "samples": {"settle_s": _rounded(settle_s), "floor_s": _rounded(floor_s),
+                    "floor_per_product_s": _rounded(floor_product_s)},
+        "ledger_check": check,
+        "ledger_check_s": check_s,
+        "load_avg_1m": os.getloadavg()[0],
+    }
+
+
+def _open_connection(engine: sa.Engine) -> None:
+    """Open the pooled connection outside the timing."""
+    with engine.connect() as conn:
+        conn.exec_driver_sql("SELECT 1")
+        conn.rollback()
+
+
+def _ledger_check(engine: sa.Engine, size: int, check_max: int) -> tuple[str, float | None]:
+    if size > check_max:
+        return f"skipped (size > --check-max {check_max})", None
+    started = time.perf_counter()
+    violations = ledger_check.check(UnitOfWork(engine))
+    check = "green" if not violations else f"RED ({len(violations)}: {violations[:3]})"
+    return check, round(time.perf_counter() - started, 3)
+
+
 def phase_measure(url: str, size: int, check_max: int, repeat: int) -> dict[str, Any]:
     """Settle hours 2, 3, ... (each the same work: interest on all, all re-matched) and the floors.
 
@@ -233,9 +411,7 @@ def phase_measure(url: str, size: int, check_max: int, repeat: int) -> dict[str,
     deleted before the ledger check.
     """
     engine = make_engine(url)
-    with engine.connect() as conn:  # open the pooled connection outside the timing
-        conn.exec_driver_sql("SELECT 1")
-        conn.rollback()
+    _open_connection(engine)
     baseline_mb = _peak_mb()
     settle_s, settle_cpu_s, floor_s, floor_ccy_s = [], [], [], []
     for round_ in range(repeat):
@@ -253,20 +429,15 @@ def phase_measure(url: str, size: int, check_max: int, repeat: int) -> dict[str,
         assert changed == size, f"hour {round_ + 2} changed {changed} of {size} positions"
         assert history == size, f"hour {round_ + 2} wrote {history} history rows for {size} positions"
         peak_mb = _peak_mb()
+        currencies = [f"'{ccy}'" for ccy, _ in CURRENCIES]
         tidy(engine)
-        floor_s.append(floor_seconds(engine, per_currency=False))
+        floor_s.append(floor_seconds(engine, MARKET_FLOOR, per="ccy", keys=currencies, split=False))
         tidy(engine)
-        floor_ccy_s.append(floor_seconds(engine, per_currency=True))
+        floor_ccy_s.append(floor_seconds(engine, MARKET_FLOOR, per="ccy", keys=currencies, split=True))
 
     with engine.begin() as conn:
         conn.execute(sa.delete(t.lending_history).where(t.lending_history.c.ts == 0))
-    if size <= check_max:
-        check_started = time.perf_counter()
-        violations = ledger_check.check(UnitOfWork(engine))
-        check = "green" if not violations else f"RED ({len(violations)}: {violations[:3]})"
-        check_s: float | None = round(time.perf_counter() - check_started, 3)
-    else:
-        check, check_s = f"skipped (size > --check-max {check_max})", None
+    check, check_s = _ledger_check(engine, size, check_max)
     engine.dispose()
     seconds, floor, floor_ccy = (statistics.median(samples) for samples in (settle_s, floor_s, floor_ccy_s))
     return {
@@ -291,20 +462,37 @@ def _rounded(samples: list[float]) -> list[float]:
     return [round(x, 3) for x in samples]
 
 
-def floor_seconds(engine: sa.Engine, *, per_currency: bool) -> float:
-    """Rewrite amt, earnings and loan of every position and write a history row for each, in SQL.
+@dataclass(frozen=True)
+class Floor:
+    table: str
+    amounts: tuple[str, ...]  # rewritten in place: the database really rewrites every row
+    insert: str  # INSERT ... SELECT ... FROM table, one row per row of table
 
-    One UPDATE and one INSERT ... SELECT over all positions in one transaction or, per_currency,
-    one such pair and transaction per currency.
+
+MARKET_FLOOR = Floor(
+    "savings_position", ("amt", "earnings", "loan"),
+    "INSERT INTO lending_history (user_id, position_id, ccy, ts, amt, earnings, rate) "
+    "SELECT user_id, id, ccy, 0, loan, earnings, rate FROM savings_position",
+)
+CATALOG_FLOOR = Floor(
+    "earn_holding", ("amount", "accrued", "total_profit", "last_profit"),
+    "INSERT INTO earn_order (user_id, product_id, holding_id, order_type, amount, status, ts) "
+    "SELECT user_id, product_id, id, 'pay_interest', last_profit, 'success', 0 FROM earn_holding",
+)
+
+
+def floor_seconds(engine: sa.Engine, floor: Floor, *, per: str, keys: Iterable[Any], split: bool) -> float:
+    """Rewrite the amounts of every row and write one record row for each, in SQL.
+
+    One UPDATE and one INSERT ... SELECT over all rows in one transaction or, split, one such
+    pair and transaction per key (`WHERE per = key`: per currency, per product).
     """
-    if engine.dialect.name == "postgresql":
-        rewrite = "amt = amt + 0, earnings = earnings + 0, loan = loan + 0"
-    else:  # amounts are text on SQLite
-        rewrite = "amt = amt || '', earnings = earnings || '', loan = loan || ''"
-    update = f"UPDATE savings_position SET {rewrite}"
-    insert = ("INSERT INTO lending_history (user_id, position_id, ccy, ts, amt, earnings, rate) "
-              "SELECT user_id, id, ccy, 0, loan, earnings, rate FROM savings_position")
-    groups = [f" WHERE ccy = '{ccy}'" for ccy, _ in CURRENCIES] if per_currency else [""]
+    postgres = engine.dialect.name == "postgresql"  # amounts are text on SQLite
+    update = f"UPDATE {floor.table} SET " + ", ".join(
+        f"{c} = {c} + 0" if postgres else f"{c} = {c} || ''" for c in floor.amounts
+    )
+    insert = floor.insert
+    groups = [f" WHERE {per} = {key}" for key in keys] if split else [""]
     updated = inserted = 0
     with engine.connect() as conn:
         conn.exec_driver_sql("SELECT 1")
@@ -352,8 +540,8 @@ def fresh_database(db: str) -> Iterator[str]:
         admin.dispose()
 
 
-def run_phase(phase: str, url: str, size: int, args: argparse.Namespace) -> dict[str, Any]:
-    command = [sys.executable, __file__, "--phase", phase, "--url", url, "--size", str(size),
+def run_phase(phase: str, kind: str, url: str, size: int, args: argparse.Namespace) -> dict[str, Any]:
+    command = [sys.executable, __file__, "--phase", phase, "--kind", kind, "--url", url, "--size", str(size),
                "--check-max", str(args.check_max), "--repeat", str(args.repeat)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout, check=False)
     if done.returncode != 0:
@@ -365,25 +553,40 @@ def run_phase(phase: str, url: str, size: int, args: argparse.Namespace) -> dict
     raise RuntimeError(f"{phase} printed no result:\n{done.stdout}\n{done.stderr}")
 
 
-def bench(db: str, size: int, args: argparse.Namespace) -> dict[str, Any]:
+def bench(kind: str, db: str, size: int, args: argparse.Namespace) -> dict[str, Any]:
     with fresh_database(db) as url:
-        setup = run_phase("setup", url, size, args)
-        measured = run_phase("measure", url, size, args)
-    return {"db": db, "positions": size, "currencies": len(CURRENCIES), **measured, **setup}
+        setup = run_phase("setup", kind, url, size, args)
+        measured = run_phase("measure", kind, url, size, args)
+    rows = {"positions": size, "currencies": len(CURRENCIES)} if kind == "market" else {
+        "holdings": size, "products": len(CURRENCIES)}
+    check = measured["ledger_check"].split(" ")[0]  # green, RED or skipped
+    return {"kind": kind, "db": db, **rows, **measured, **setup, "check": check.replace("skipped", "-")}
 
 
-COLUMNS = (
+SETUPS = {"market": phase_setup, "catalog": phase_setup_catalog}
+MEASURES = {"market": phase_measure, "catalog": phase_measure_catalog}
+
+MARKET_COLUMNS = (
     ("db", "db", "{}"), ("positions", "positions", "{:,}"), ("seconds", "settle s", "{:.2f}"),
     ("positions_per_s", "positions/s", "{:,}"), ("peak_mb", "peak MB", "{:.0f}"),
     ("floor_s", "floor s", "{:.2f}"), ("ratio", "settle/floor", "{:.2f}"),
     ("floor_per_ccy_s", "floor/ccy s", "{:.2f}"), ("ratio_per_ccy", "settle/(floor/ccy)", "{:.2f}"),
 )
+CATALOG_COLUMNS = (
+    ("db", "db", "{}"), ("holdings", "holdings", "{:,}"), ("seconds", "settle s", "{:.2f}"),
+    ("holdings_per_s", "holdings/s", "{:,}"), ("peak_mb", "peak MB", "{:.0f}"),
+    ("floor_s", "floor s", "{:.2f}"), ("ratio", "settle/floor", "{:.2f}"),
+    ("floor_per_product_s", "floor/product s", "{:.2f}"),
+    ("ratio_per_product", "settle/(floor/product)", "{:.2f}"), ("settle_cpu_s", "settle CPU s", "{:.2f}"),
+    ("check", "ledger check", "{}"),
+)
+COLUMNS = {"market": MARKET_COLUMNS, "catalog": CATALOG_COLUMNS}
 
 
-def table(results: list[dict[str, Any]]) -> str:
-    rows = [[title for _, title, _ in COLUMNS]]
-    rows += [[fmt.format(r[key]) for key, _, fmt in COLUMNS] for r in results]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
+def table(results: list[dict[str, Any]], columns: tuple[tuple[str, str, str], ...] = MARKET_COLUMNS) -> str:
+    rows = [[title for _, title, _ in columns]]
+    rows += [[fmt.format(r[key]) for key, _, fmt in columns] for r in results]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
     lines = [
         "  ".join([row[0].ljust(widths[0]), *(c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True))])
         for row in rows
@@ -394,7 +597,9 @@ def table(results: list[dict[str, Any]]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--sizes", default="10000,100000,1000000", help="positions, comma separated")
+    parser.add_argument("--kind", choices=(*KINDS, "both"), default="both",
+                        help="hourly market settlement, daily catalog settlement or both (default)")
+    parser.add_argument("--sizes", default="10000,100000,1000000", help="positions/holdings, comma separated")
     parser.add_argument("--db", default="sqlite,postgresql", help="sqlite and/or postgresql")
     parser.add_argument("--check-max", type=int, default=10_000,
                         help="run the full ledger check after settling only up to this size (default 10000)")
@@ -407,10 +612,12 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.phase:
+        if args.kind not in KINDS:
+            parser.error("a phase runs one kind")
         if args.phase == "setup":
-            result = phase_setup(args.url, args.size)
+            result = SETUPS[args.kind](args.url, args.size)
         else:
-            result = phase_measure(args.url, args.size, args.check_max, args.repeat)
+            result = MEASURES[args.kind](args.url, args.size, args.check_max, args.repeat)
         print(RESULT_PREFIX + json.dumps(result), flush=True)
         return
 
@@ -419,14 +626,17 @@ def main() -> None:
     unknown = set(dbs) - {"sqlite", "postgresql"}
     if unknown:
         parser.error(f"unknown database {', '.join(sorted(unknown))}")
-    results = []
-    for db in dbs:
-        for size in sizes:
-            result = bench(db, size, args)
-            results.append(result)
-            print(json.dumps(result), flush=True)
-    print()
-    print(table(results))
+    kinds = KINDS if args.kind == "both" else (args.kind,)
+    results: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
+    for kind in kinds:
+        for db in dbs:
+            for size in sizes:
+                result = bench(kind, db, size, args)
+                results[kind].append(result)
+                print(json.dumps(result), flush=True)
+    for kind in kinds:
+        print(f"\n{kind}:")
+        print(table(results[kind], COLUMNS[kind]))
 
 
 if __name__ == "__main__":

@@ -75,17 +75,18 @@ def settle_day(uow: UnitOfWork, product_id: int, day: int) -> SettledDay | None:
             ).where(h.c.product_id == product_id, h.c.open.is_(True))
         ).all()
         paid, updates, orders = _interest(product, rows, day)
-        entry_id = _book_interest(conn, product, paid, rows, day)
+        total = sum(paid.values(), ZERO)
+        entry_id = _book_interest(conn, product, paid, total, rows, day)
         bulk.update_many(
             conn,
             "earn_holding",
             "id",
             {"amount": "amount", "accrued": "amount", "total_profit": "amount", "last_profit": "amount"},
             updates,
+            only=("product_id", product_id),
         )
         bulk.insert_many(conn, "earn_order", ORDER_COLUMNS, orders)
         expired = _expire(conn, product, day)
-        total = sum(paid.values(), ZERO)
         conn.execute(
             sa.insert(t.product_day).values(
                 product_id=product_id,
@@ -111,31 +112,47 @@ def _last_and_first(conn: sa.Connection, product_id: int) -> tuple[int | None, i
 def _interest(
     product: Product, rows: Sequence[Any], day: int
 ) -> tuple[dict[int, Decimal], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-    """Per holding that earned over [day − 1, day): its interest, its new row, its order."""
+    """Per holding that earned over [day − 1, day): its interest, its new row, its order.
+
+    `rows` are (id, user_id, amount, accrued, total_profit, interest_time, expire_time), as
+    `settle_day` selects them; the loop runs once per holding, so it unpacks plain values.
+    """
     compounding = product.period_type is PeriodType.FLEXIBLE
     accruing = product.settle_method is SettleMethod.MATURITY
+    tiers, places, product_id = product.tiers, product.profit_precision, product.id
+    day_start = day - DAY_MS
     paid: dict[int, Decimal] = {}
     updates: list[tuple[Any, ...]] = []
     orders: list[tuple[Any, ...]] = []
-    for r in rows:
-        if r.interest_time > day - DAY_MS or (r.expire_time is not None and r.expire_time < day):
+    for holding_id, user_id, amount, accrued, total_profit, interest_time, expire_time in rows:
+        if interest_time > day_start or (expire_time is not None and expire_time < day):
             continue
-        interest = day_interest(r.amount, product.tiers, product.profit_precision)
+        interest = day_interest(amount, tiers, places)
         if interest == 0:
             continue
-        paid[r.id] = interest
-        amount = r.amount + interest if compounding else r.amount
-        accrued = r.accrued + interest if accruing else r.accrued
-        updates.append((r.id, amount, accrued, r.total_profit + interest, interest))
+        paid[holding_id] = interest
+        updates.append(
+            (
+                holding_id,
+                amount + interest if compounding else amount,
+                accrued + interest if accruing else accrued,
+                total_profit + interest,
+                interest,
+            )
+        )
         if not accruing:  # maturity interest is recorded when it is paid, at expiry
-            orders.append((r.user_id, product.id, r.id, "pay_interest", interest, "success", day))
+            orders.append((user_id, product_id, holding_id, "pay_interest", interest, "success", day))
     return paid, updates, orders
 
 
 def _book_interest(
-    conn: sa.Connection, product: Product, paid: dict[int, Decimal], rows: Sequence[Any], day: int
+    conn: sa.Connection,
+    product: Product,
+    paid: dict[int, Decimal],
+    total: Decimal,
+    rows: Sequence[Any],
+    day: int,
 ) -> int | None:
-    total = sum(paid.values(), ZERO)
     if total == 0:
         return None
     coin = product.coin
