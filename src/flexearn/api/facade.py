@@ -20,7 +20,7 @@ from starlette.routing import Route
 
 from flexearn.adapters.clock import wall_ms
 from flexearn.api.auth import AuthFailure, Caller, SignedRequest, Verifier, raw_target
-from flexearn.api.params import Params
+from flexearn.api.params import Params, json_object
 from flexearn.api.ratelimit import RateLimiter
 from flexearn.bootstrap import Flexearn
 from flexearn.domain.errors import FlexearnError
@@ -52,6 +52,36 @@ class Dialect(Protocol):
     def engine_error(self, error: FlexearnError) -> WireError: ...
     def params(self, values: Mapping[str, Any]) -> Params: ...
     def body(self, raw: bytes) -> Mapping[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class ErrorTable:
+    """An exchange's answers to bad parameters, bad bodies, engine errors and failed signatures."""
+
+    empty: Callable[[str], WireError]
+    invalid: Callable[[str, str], WireError]
+    json_syntax: WireError
+    from_engine: Callable[[FlexearnError], WireError]
+    from_auth: Callable[[AuthFailure], WireError]
+
+
+class TableDialect:
+    """What dialects share: parameters, bodies and errors read through the exchange's table."""
+
+    def __init__(self, table: ErrorTable) -> None:
+        self.table = table
+
+    def auth_error(self, failure: AuthFailure) -> WireError:
+        return self.table.from_auth(failure)
+
+    def engine_error(self, error: FlexearnError) -> WireError:
+        return self.table.from_engine(error)
+
+    def params(self, values: Mapping[str, Any]) -> Params:
+        return Params(values, self.table.empty, self.table.invalid)
+
+    def body(self, raw: bytes) -> Mapping[str, Any]:
+        return json_object(raw, self.table.json_syntax)
 
 
 Handler = Callable[[Flexearn, Caller | None, Params], Any]

@@ -7,11 +7,9 @@ from decimal import Decimal
 from typing import Any
 
 from flexearn.adapters.clock import wall_ms
-from flexearn.api import params as p
-from flexearn.api.auth import AuthFailure, SignedRequest
+from flexearn.api.auth import SignedRequest
 from flexearn.api.bitget import errors
-from flexearn.api.facade import WireError
-from flexearn.domain.errors import FlexearnError
+from flexearn.api.facade import ErrorTable, TableDialect, WireError
 from flexearn.domain.money import plain
 
 HEADERS = ("ACCESS-KEY", "ACCESS-SIGN", "ACCESS-TIMESTAMP", "ACCESS-PASSPHRASE")
@@ -27,11 +25,16 @@ def ms(value: int | None) -> str:
     return "" if value is None else str(value)
 
 
-class BitgetDialect:
+class BitgetDialect(TableDialect):
     name = "bitget"
     too_many: WireError = errors.TOO_MANY
     unavailable: WireError = errors.UNAVAILABLE
     system_error: WireError = errors.SYSTEM_ERROR
+
+    def __init__(self) -> None:
+        super().__init__(
+            ErrorTable(errors.empty, errors.invalid, errors.JSON_SYNTAX, errors.from_engine, errors.from_auth)
+        )
 
     def success(self, data: Any) -> dict[str, Any]:
         # ccxt raises on any other non-empty `msg`
@@ -60,15 +63,3 @@ class BitgetDialect:
             body=body,
             client_ip=ip,
         )
-
-    def auth_error(self, failure: AuthFailure) -> WireError:
-        return errors.from_auth(failure)
-
-    def engine_error(self, error: FlexearnError) -> WireError:
-        return errors.from_engine(error)
-
-    def params(self, values: Mapping[str, Any]) -> p.Params:
-        return p.Params(values, errors.empty, errors.invalid)
-
-    def body(self, raw: bytes) -> Mapping[str, Any]:
-        return p.json_object(raw, errors.JSON_SYNTAX)

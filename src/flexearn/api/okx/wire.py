@@ -6,11 +6,9 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from flexearn.api import params as p
-from flexearn.api.auth import AuthFailure, SignedRequest
-from flexearn.api.facade import WireError
+from flexearn.api.auth import SignedRequest
+from flexearn.api.facade import ErrorTable, TableDialect, WireError
 from flexearn.api.okx import auth, errors
-from flexearn.domain.errors import FlexearnError
 from flexearn.domain.money import plain
 
 
@@ -23,11 +21,16 @@ def rate(value: Decimal) -> str:
     return f"{value:.16f}"
 
 
-class OkxDialect:
+class OkxDialect(TableDialect):
     name = "okx"
     too_many: WireError = errors.TOO_MANY
     unavailable: WireError = errors.UNAVAILABLE
     system_error: WireError = errors.SYSTEM_ERROR
+
+    def __init__(self) -> None:
+        super().__init__(
+            ErrorTable(errors.empty, errors.invalid, errors.JSON_SYNTAX, errors.from_engine, auth.okx_error)
+        )
 
     def success(self, data: Any) -> dict[str, Any]:
         return {"code": "0", "msg": "", "data": data}
@@ -39,15 +42,3 @@ class OkxDialect:
         self, method: str, target: bytes, body: bytes, headers: Mapping[str, str], ip: str
     ) -> SignedRequest:
         return auth.signed_request(method, target, body, headers, ip)
-
-    def auth_error(self, failure: AuthFailure) -> WireError:
-        return auth.okx_error(failure)
-
-    def engine_error(self, error: FlexearnError) -> WireError:
-        return errors.from_engine(error)
-
-    def params(self, values: Mapping[str, Any]) -> p.Params:
-        return p.Params(values, errors.empty, errors.invalid)
-
-    def body(self, raw: bytes) -> Mapping[str, Any]:
-        return p.json_object(raw, errors.JSON_SYNTAX)
