@@ -367,23 +367,8 @@ def phase_measure_catalog(url: str, size: int, check_max: int, repeat: int) -> d
         conn.execute(sa.delete(t.earn_order).where(t.earn_order.c.ts == 0))
     check, check_s = _ledger_check(engine, size, check_max)
     engine.dispose()
-    seconds, floor, floor_product = (statistics.median(x) for x in (settle_s, floor_s, floor_product_s))
-    return {
-        "seconds": round(seconds, 3),
-        "holdings_per_s": round(size / seconds),
-        "peak_mb": round(peak_mb, 1),
-        "floor_s": round(floor, 3),
-        "ratio": round(seconds / floor, 2),
-        "floor_per_product_s": round(floor_product, 3),
-        "ratio_per_product": round(seconds / floor_product, 2),
-        "settle_cpu_s": round(statistics.median(settle_cpu_s), 3),
-        "baseline_mb": round(baseline_mb, 1),
-        "samples": {"settle_s": _rounded(settle_s), "floor_s": _rounded(floor_s),
-                    "floor_per_product_s": _rounded(floor_product_s)},
-        "ledger_check": check,
-        "ledger_check_s": check_s,
-        "load_avg_1m": os.getloadavg()[0],
-    }
+    return _summary(size, "holdings", "product", settle_s, settle_cpu_s, floor_s, floor_product_s,
+                    peak_mb, baseline_mb, check, check_s)
 
 
 def _open_connection(engine: sa.Engine) -> None:
@@ -439,19 +424,28 @@ def phase_measure(url: str, size: int, check_max: int, repeat: int) -> dict[str,
         conn.execute(sa.delete(t.lending_history).where(t.lending_history.c.ts == 0))
     check, check_s = _ledger_check(engine, size, check_max)
     engine.dispose()
-    seconds, floor, floor_ccy = (statistics.median(samples) for samples in (settle_s, floor_s, floor_ccy_s))
+    return _summary(size, "positions", "ccy", settle_s, settle_cpu_s, floor_s, floor_ccy_s,
+                    peak_mb, baseline_mb, check, check_s)
+
+
+def _summary(
+    size: int, rows: str, part: str, settle_s: list[float], settle_cpu_s: list[float], floor_s: list[float],
+    floor_part_s: list[float], peak_mb: float, baseline_mb: float, check: Any, check_s: Any,
+) -> dict[str, Any]:
+    """One result: medians of the rounds, `rows` per second, and the floors whole and per `part`."""
+    seconds, floor, floor_part = (statistics.median(samples) for samples in (settle_s, floor_s, floor_part_s))
     return {
         "seconds": round(seconds, 3),
-        "positions_per_s": round(size / seconds),
+        f"{rows}_per_s": round(size / seconds),
         "peak_mb": round(peak_mb, 1),
         "floor_s": round(floor, 3),
         "ratio": round(seconds / floor, 2),
-        "floor_per_ccy_s": round(floor_ccy, 3),
-        "ratio_per_ccy": round(seconds / floor_ccy, 2),
+        f"floor_per_{part}_s": round(floor_part, 3),
+        f"ratio_per_{part}": round(seconds / floor_part, 2),
         "settle_cpu_s": round(statistics.median(settle_cpu_s), 3),
         "baseline_mb": round(baseline_mb, 1),
         "samples": {"settle_s": _rounded(settle_s), "floor_s": _rounded(floor_s),
-                    "floor_per_ccy_s": _rounded(floor_ccy_s)},
+                    f"floor_per_{part}_s": _rounded(floor_part_s)},
         "ledger_check": check,
         "ledger_check_s": check_s,
         "load_avg_1m": os.getloadavg()[0],
