@@ -13,7 +13,7 @@ import hmac
 import ipaddress
 import threading
 import time
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -61,6 +61,26 @@ class SignedRequest:
     target: bytes  # raw path and query as received
     body: bytes
     client_ip: str
+
+
+def read_signed_request(
+    headers: Mapping[str, str],
+    names: tuple[str, str, str, str],
+    missing: Callable[[str], Exception],
+    parse_timestamp: Callable[[str], int],
+    method: str,
+    target: bytes,
+    body: bytes,
+    client_ip: str,
+) -> SignedRequest:
+    """The signed request from the exchange's headers, named (key, sign, timestamp, passphrase)."""
+    for header in names:
+        if not headers.get(header):
+            raise missing(header)
+    key, sign_, timestamp, passphrase = (headers[name] for name in names)
+    return SignedRequest(
+        key, sign_, timestamp, parse_timestamp(timestamp), passphrase, method, target, body, client_ip
+    )
 
 
 def sign(secret: str, timestamp: str, method: str, target: bytes, body: bytes) -> str:

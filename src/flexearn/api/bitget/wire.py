@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 from flexearn.adapters.clock import wall_ms
-from flexearn.api.auth import SignedRequest
+from flexearn.api.auth import SignedRequest, read_signed_request
 from flexearn.api.bitget import errors
 from flexearn.api.facade import ErrorTable, TableDialect, WireError
 from flexearn.domain.money import plain
@@ -46,20 +46,13 @@ class BitgetDialect(TableDialect):
     def signed_request(
         self, method: str, target: bytes, body: bytes, headers: Mapping[str, str], ip: str
     ) -> SignedRequest:
-        for header in HEADERS:
-            if not headers.get(header):
-                raise errors.header_missing(header)
-        timestamp = headers["ACCESS-TIMESTAMP"]
-        if not timestamp.isdigit() or len(timestamp) > 16:
-            raise errors.INVALID_TIMESTAMP
-        return SignedRequest(
-            api_key=headers["ACCESS-KEY"],
-            signature=headers["ACCESS-SIGN"],
-            timestamp=timestamp,
-            sent_ms=int(timestamp),
-            passphrase=headers["ACCESS-PASSPHRASE"],
-            method=method,
-            target=target,
-            body=body,
-            client_ip=ip,
+        return read_signed_request(
+            headers, HEADERS, errors.header_missing, _ms_timestamp, method, target, body, ip
         )
+
+
+def _ms_timestamp(text: str) -> int:
+    """Bitget's ACCESS-TIMESTAMP: epoch milliseconds."""
+    if not text.isdigit() or len(text) > 16:
+        raise errors.INVALID_TIMESTAMP
+    return int(text)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 
-from flexearn.api.auth import AuthFailure, Failure, SignedRequest
+from flexearn.api.auth import AuthFailure, Failure, SignedRequest, read_signed_request
 from flexearn.api.okx import errors
 
 HEADERS = ("OK-ACCESS-KEY", "OK-ACCESS-SIGN", "OK-ACCESS-TIMESTAMP", "OK-ACCESS-PASSPHRASE")
@@ -25,20 +25,8 @@ def parse_timestamp(text: str) -> int:
 def signed_request(
     method: str, target: bytes, body: bytes, headers: Mapping[str, str], client_ip: str
 ) -> SignedRequest:
-    for header in HEADERS:
-        if not headers.get(header):
-            raise errors.header_missing(header)
-    timestamp = headers["OK-ACCESS-TIMESTAMP"]
-    return SignedRequest(
-        api_key=headers["OK-ACCESS-KEY"],
-        signature=headers["OK-ACCESS-SIGN"],
-        timestamp=timestamp,
-        sent_ms=parse_timestamp(timestamp),
-        passphrase=headers["OK-ACCESS-PASSPHRASE"],
-        method=method,
-        target=target,
-        body=body,
-        client_ip=client_ip,
+    return read_signed_request(
+        headers, HEADERS, errors.header_missing, parse_timestamp, method, target, body, client_ip
     )
 
 
