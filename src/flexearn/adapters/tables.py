@@ -340,3 +340,30 @@ audit_log = sa.Table(
     sa.Column("request_id", sa.String(64), nullable=False),
 )
 sa.Index("ix_audit_log_at", audit_log.c.at)
+
+# --- production: admin idempotency keys, the settler's lease ------------------------------------
+
+idempotency_key = sa.Table(
+    "idempotency_key",
+    metadata,
+    # One key per admin token: two operators' keys never collide.
+    sa.Column("token", sa.String(64), primary_key=True),
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("method", sa.String(8), nullable=False),
+    sa.Column("path", sa.String(512), nullable=False),
+    sa.Column("body_sha256", sa.String(64), nullable=False),
+    sa.Column("status", sa.Integer, nullable=False),  # the HTTP status first answered
+    sa.Column("response", sa.Text, nullable=False),  # the body first answered
+    sa.Column("created_at", sa.BigInteger, nullable=False),  # real time, ms
+)
+sa.Index("ix_idempotency_key_created_at", idempotency_key.c.created_at)
+
+worker_lease = sa.Table(
+    "worker_lease",
+    metadata,
+    # A named role (e.g. "settler") held by one process at a time until `expires_at`.
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("holder", sa.String(128), nullable=False),  # host:pid:random of the holder
+    sa.Column("acquired_at", sa.BigInteger, nullable=False),  # real time, ms
+    sa.Column("expires_at", sa.BigInteger, nullable=False),  # real time, ms
+)
