@@ -23,6 +23,9 @@ class Settings:
     demo: bool = False
     # Level of the JSON logs: DEBUG, INFO, WARNING, ERROR.
     log_level: str = "INFO"
+    # Redis that every API process shares its rate limits and replay memory through (e.g.
+    # redis://127.0.0.1:6379/0); empty: each process keeps its own (right for one process).
+    redis_url: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -34,4 +37,5 @@ class Settings:
             admin_token=env.get("FLEXEARN_ADMIN_TOKEN", ""),
             demo=env.get("FLEXEARN_DEMO", "") in ("1", "true", "yes"),
             log_level=env.get("FLEXEARN_LOG_LEVEL", "INFO").upper(),
+            redis_url=env.get("FLEXEARN_REDIS_URL", ""),
         )

@@ -7,10 +7,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount
 
+from flexearn.adapters.redis_store import SharedStore
 from flexearn.adapters.secrets import SecretBox
 from flexearn.api.admin.auth import parse_tokens
 from flexearn.api.admin.server import admin_app, admin_not_found
-from flexearn.api.auth import Verifier
+from flexearn.api.auth import ReplayMemory, SharedReplayMemory, Verifier
 from flexearn.api.bitget.errors import BitgetError
 from flexearn.api.bitget.routes import ENDPOINTS as BITGET_ENDPOINTS
 from flexearn.api.bitget.wire import BitgetDialect
@@ -19,7 +20,7 @@ from flexearn.api.facade import Facade
 from flexearn.api.okx.errors import OkxError
 from flexearn.api.okx.routes import ENDPOINTS as OKX_ENDPOINTS
 from flexearn.api.okx.wire import OkxDialect
-from flexearn.api.ratelimit import RateLimiter
+from flexearn.api.ratelimit import RateLimiter, SharedRateLimiter
 from flexearn.bootstrap import Flexearn
 from flexearn.config import Settings
 from flexearn.observability.logs import configure_logging
@@ -40,9 +41,9 @@ def create_app(settings: Settings, flexearn: Flexearn | None = None, *, demo: bo
     engine_app = flexearn or Flexearn(settings.database_url)
     box = SecretBox(settings.master_key)
     admin_tokens = parse_tokens(settings.admin_token, demo=demo or settings.demo)
-    limiter = RateLimiter()
+    limiter, replays = _limits(settings)
     # One verifier for every façade: a key works on each, and a replayed signature is refused on all.
-    verifier = Verifier(lambda api_key: keys.load_key(engine_app.uow(), box, api_key))
+    verifier = Verifier(lambda api_key: keys.load_key(engine_app.uow(), box, api_key), replays=replays)
     facades = [
         Facade(OkxDialect(), OKX_ENDPOINTS, engine_app, limiter, verifier),
         Facade(BitgetDialect(), BITGET_ENDPOINTS, engine_app, limiter, verifier),
@@ -64,6 +65,15 @@ def create_app(settings: Settings, flexearn: Flexearn | None = None, *, demo: bo
     app.add_middleware(ObservabilityMiddleware)
     app.state.flexearn = engine_app
     return app
+
+
+def _limits(settings: Settings) -> tuple[RateLimiter, ReplayMemory]:
+    """Rate limits and replay memory: shared through Redis when FLEXEARN_REDIS_URL names one
+    (several processes then hold one limit), else kept in this process."""
+    if not settings.redis_url:
+        return RateLimiter(), ReplayMemory()
+    store = SharedStore(settings.redis_url)
+    return SharedRateLimiter(store), SharedReplayMemory(store)
 
 
 def factory() -> Starlette:

@@ -19,7 +19,9 @@ from enum import Enum
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
+from flexearn.adapters.redis_store import SharedStore
 from flexearn.adapters.secrets import verify_passphrase
+from flexearn.observability.metrics import observe_redis_fallback
 from flexearn.services.keys import KeyRecord
 
 WINDOW_MS = 30_000
@@ -91,13 +93,17 @@ def sign(secret: str, timestamp: str, method: str, target: bytes, body: bytes) -
 class Verifier:
     """Checks keys, passphrases, signatures, permissions, IPs, expiry and replays."""
 
-    def __init__(self, load_key: Callable[[str], KeyRecord | None], window_ms: int = WINDOW_MS) -> None:
+    def __init__(
+        self,
+        load_key: Callable[[str], KeyRecord | None],
+        window_ms: int = WINDOW_MS,
+        replays: ReplayMemory | None = None,
+    ) -> None:
         self._load_key = load_key
         self._window_ms = window_ms
         self._keys: dict[str, tuple[float, KeyRecord | None]] = {}
         self._passphrases: set[tuple[str, str, bytes]] = set()  # verified (key, hash, sha256(passphrase))
-        self._seen: dict[str, int] = {}  # signature → when it may be forgotten (ms)
-        self._lock = threading.Lock()
+        self._replays = replays or ReplayMemory()
 
     def verify(self, request: SignedRequest, now_ms: int, permission: str) -> Caller:
         if abs(now_ms - request.sent_ms) > self._window_ms:
@@ -150,14 +156,66 @@ class Verifier:
         return True
 
     def _refuse_replay(self, signature: str, now_ms: int) -> None:
+        # A signature is only valid inside the timestamp window on either side of now.
+        if not self._replays.first_use(signature, now_ms, 2 * self._window_ms):
+            raise AuthFailure(Failure.REPLAYED)
+
+
+class ReplayMemory:
+    """The signatures this process has accepted, each until it could no longer verify."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, int] = {}  # signature → when it may be forgotten (ms)
+        self._lock = threading.Lock()
+
+    def first_use(self, signature: str, now_ms: int, ttl_ms: int) -> bool:
+        """Remember `signature` for `ttl_ms`; False if it was already remembered."""
         with self._lock:
             if signature in self._seen:
-                raise AuthFailure(Failure.REPLAYED)
-            # A signature is only valid inside the timestamp window on either side of now.
-            self._seen[signature] = now_ms + 2 * self._window_ms
+                return False
+            self._seen[signature] = now_ms + ttl_ms
             if len(self._seen) > CACHE_LIMIT:
                 for old in [s for s, until in self._seen.items() if until < now_ms]:
                     del self._seen[old]
+            return True
+
+
+class SharedReplayMemory(ReplayMemory):
+    """The signatures every process sharing `store` (Redis) has accepted.
+
+    This process remembers its own as well: they are refused here even across a Redis restart
+    (Redis keeps nothing on disk). While Redis is unreachable only the local memory decides; the
+    signatures accepted meanwhile are written to Redis once it answers again, so from then on a
+    replay of one of them is refused by every process.
+    """
+
+    def __init__(self, store: SharedStore) -> None:
+        super().__init__()
+        self.store = store
+        self._unshared: dict[str, int] = {}  # accepted while Redis was away → forget at (ms)
+        self._unshared_lock = threading.Lock()
+
+    def first_use(self, signature: str, now_ms: int, ttl_ms: int) -> bool:
+        if not super().first_use(signature, now_ms, ttl_ms):
+            return False
+        first = self.store.claim(f"replay:{signature}", ttl_ms)
+        if first is None:
+            observe_redis_fallback("replay")
+            with self._unshared_lock:
+                if len(self._unshared) < CACHE_LIMIT:
+                    self._unshared[signature] = now_ms + ttl_ms
+            return True
+        if self._unshared:
+            self._share_backlog(now_ms)
+        return first
+
+    def _share_backlog(self, now_ms: int) -> None:
+        with self._unshared_lock:
+            backlog, self._unshared = self._unshared, {}
+        live = {f"replay:{s}": until - now_ms for s, until in backlog.items() if until > now_ms}
+        if not self.store.claim_all(live):
+            with self._unshared_lock:  # away again: try once more when it answers
+                self._unshared.update(backlog)
 
 
 def _signed_targets(target: bytes) -> list[bytes]:

@@ -120,10 +120,10 @@ class Facade:
                 ip = request.client.host if request.client else ""
                 caller = None
                 if spec.permission is None:
-                    self._limit(spec, f"ip:{ip}")
+                    await self._limit(spec, f"ip:{ip}")
                 else:
                     caller = await run_in_threadpool(self._authenticate, request, body, ip, spec.permission)
-                    self._limit(spec, f"user:{caller.user_id}")
+                    await self._limit(spec, f"user:{caller.user_id}")
                 values = dialect.body(body) if spec.method == "POST" else request.query_params
                 data = await run_in_threadpool(spec.handler, self.app, caller, dialect.params(values))
                 return JSONResponse(dialect.success(data))
@@ -144,8 +144,8 @@ class Facade:
         context.note_code(error.code)  # for the request metrics and the access log
         return JSONResponse(self.dialect.failure(error), status_code=error.status)
 
-    def _limit(self, spec: Endpoint, who: str) -> None:
-        if not self.limiter.allow(f"{self.dialect.name}:{spec.path}", who, spec.per_second):
+    async def _limit(self, spec: Endpoint, who: str) -> None:
+        if not await self.limiter.allow(f"{self.dialect.name}:{spec.path}", who, spec.per_second):
             raise self.dialect.too_many
 
     def _authenticate(self, request: Request, body: bytes, ip: str, permission: str) -> Caller:

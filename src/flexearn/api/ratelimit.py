@@ -1,6 +1,13 @@
-"""Request rate limits: a sliding one-window log per (bucket, identity), in process.
+"""Request rate limits: a sliding one-window log per (bucket, identity).
 
-Each façade asks `allow(bucket, who, limit, per_seconds)`; a refused request is not counted.
+Each façade asks `await allow(bucket, who, limit, per_seconds)`; a refused request is not counted.
+`RateLimiter` keeps the windows in this process: right for one process, but N processes would
+each allow the limit (N times it in all). `SharedRateLimiter` keeps them in Redis, so every
+process counts against one window, and falls back to its own windows while Redis is unreachable.
+
+`allow` is a coroutine because the shared check is a network round trip made in the event loop
+(redis.asyncio): a blocking call there would stall every request of the process, and the thread
+pool is where the database handlers wait, which is exactly when limits must still answer fast.
 """
 
 from __future__ import annotations
@@ -9,14 +16,22 @@ import threading
 import time
 from collections import deque
 
+from flexearn.adapters.redis_store import SharedStore
+from flexearn.observability.metrics import observe_redis_fallback
+
 
 class RateLimiter:
+    """The limits of this process alone, in memory."""
+
     def __init__(self) -> None:
         self._now = time.monotonic
         self._hits: dict[tuple[str, str], deque[float]] = {}
         self._lock = threading.Lock()
 
-    def allow(self, bucket: str, who: str, limit: int, per_seconds: float = 1.0) -> bool:
+    async def allow(self, bucket: str, who: str, limit: int, per_seconds: float = 1.0) -> bool:
+        return self.allow_here(bucket, who, limit, per_seconds)
+
+    def allow_here(self, bucket: str, who: str, limit: int, per_seconds: float = 1.0) -> bool:
         now = self._now()
         key = (bucket, who)
         with self._lock:
@@ -35,3 +50,18 @@ class RateLimiter:
     def _sweep(self, now: float) -> None:
         for key in [k for k, hits in self._hits.items() if not hits or hits[-1] <= now - 60]:
             del self._hits[key]
+
+
+class SharedRateLimiter(RateLimiter):
+    """The limits of every process sharing `store`; this process's own while Redis is away."""
+
+    def __init__(self, store: SharedStore) -> None:
+        super().__init__()
+        self.store = store
+
+    async def allow(self, bucket: str, who: str, limit: int, per_seconds: float = 1.0) -> bool:
+        shared = await self.store.allow(bucket, who, limit, per_seconds)
+        if shared is None:
+            observe_redis_fallback("rate_limit")
+            return self.allow_here(bucket, who, limit, per_seconds)
+        return shared

@@ -66,6 +66,11 @@ def observe_request(
         m.refusals.labels(facade, endpoint).inc()
 
 
+def observe_redis_fallback(use: str) -> None:
+    """A decision (`rate_limit` or `replay`) made in this process alone: Redis was unreachable."""
+    metrics().redis_fallbacks.labels(use).inc()
+
+
 def observe_settlement(kind: str, seconds: float, rows_per_period: Sequence[int]) -> None:
     """One settlement run of `kind` and the rows each period it settled touched."""
     m = metrics()

@@ -62,6 +62,13 @@ class Metrics:
             ["facade", "endpoint"],
             registry=r,
         )
+        self.redis_fallbacks = Counter(
+            "flexearn_redis_fallbacks",
+            "Rate-limit (use=rate_limit) and replay (use=replay) decisions made in one process "
+            "alone because Redis (FLEXEARN_REDIS_URL) was unreachable",
+            ["use"],
+            registry=r,
+        )
         self.settlement_runs = Histogram(
             "flexearn_settlement_run_seconds",
             "Duration of one settlement run: every due market hour (kind=market_hour) or catalog "

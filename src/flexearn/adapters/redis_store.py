@@ -1,0 +1,176 @@
+"""Redis as what every API process shares: the rate-limit windows and the replay memory.
+
+Redis makes the processes agree; it is not something they need in order to answer. Each call
+gives up within a fraction of a second and answers None when Redis cannot be reached, and the
+caller then decides in its own process. A small circuit breaker leaves Redis alone for a few
+seconds after a failure (one probe per retry period, one warning per outage), so an outage costs
+a slow request now and then, not one per request; sharing resumes by itself when Redis returns.
+
+Keys start with `flexearn:` and all expire: an idle identity or an old signature vanishes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import redis
+import redis.asyncio
+import redis.asyncio.retry
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+log = logging.getLogger("flexearn.redis")
+
+PREFIX = "flexearn:"
+# Loopback or LAN Redis answers in well under a millisecond: a quarter second means it is gone.
+TIMEOUT_SECONDS = 0.25
+RETRY_SECONDS = 3.0
+
+# A sliding-window log, atomically: drop the hits older than the window, refuse when `limit`
+# remain (a refused request is not counted), else record this hit. The clock is Redis's own
+# (TIME), so processes on machines whose clocks differ still share one window.
+# KEYS[1]: the window; ARGV: limit, window (µs), this hit's unique member.
+SLIDING_WINDOW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local window = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then
+    return 0
+end
+redis.call('ZADD', KEYS[1], now, ARGV[3])
+redis.call('PEXPIRE', KEYS[1], math.ceil(window / 1000) + 1000)
+return 1
+"""
+
+
+class Breaker:
+    """Whether to try Redis now: always while it answers; once per `retry_seconds` after it failed."""
+
+    def __init__(self, url: str, retry_seconds: float = RETRY_SECONDS) -> None:
+        self._url, self._retry = url, retry_seconds
+        self._down_until: float | None = None
+        self._lock = threading.Lock()  # held for microseconds: safe in the event loop too
+        self._now: Callable[[], float] = time.monotonic
+
+    def may_try(self) -> bool:
+        with self._lock:
+            if self._down_until is None:
+                return True
+            if self._now() < self._down_until:
+                return False
+            self._down_until = self._now() + self._retry  # this caller probes; the others wait
+            return True
+
+    def succeeded(self) -> None:
+        with self._lock:
+            if self._down_until is None:
+                return
+            self._down_until = None
+        log.info("Redis at %s answers again: rate limits and replay memory are shared again", self._url)
+
+    def failed(self, error: Exception) -> None:
+        with self._lock:
+            was_up = self._down_until is None
+            self._down_until = self._now() + self._retry
+        if was_up:
+            log.warning(
+                "Redis at %s unreachable (%s: %s): rate limits and replay memory are per process "
+                "until it answers again (retried every %.0f s)",
+                self._url,
+                type(error).__name__,
+                error,
+                self._retry,
+            )
+
+
+class SharedStore:
+    """One process's link to Redis: a window check (async, for the event loop) and a claim (sync,
+    for the thread pool, where signatures are verified)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = _safe(url)
+        self._url = url
+        self.breaker = Breaker(self.url)
+        options: dict[str, Any] = {
+            "socket_timeout": TIMEOUT_SECONDS,
+            "socket_connect_timeout": TIMEOUT_SECONDS,
+        }
+        self._sync = redis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), **options)
+        self._async_options = {**options, "retry": redis.asyncio.retry.Retry(NoBackoff(), 0)}
+        # An asyncio client belongs to the loop it first ran on; a new loop gets a client of its own.
+        self._async: tuple[asyncio.AbstractEventLoop, Any] | None = None
+        self._members = itertools.count()
+        self._me = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+    async def allow(self, bucket: str, who: str, limit: int, window_seconds: float) -> bool | None:
+        """Record a hit in the shared window of (bucket, who) if fewer than `limit` are in it;
+        None when Redis cannot say."""
+        if not self.breaker.may_try():
+            return None
+        script = self._window_script()
+        member = f"{self._me}-{next(self._members)}"
+        key = f"{PREFIX}limit:{bucket}:{who}"
+        try:
+            async with asyncio.timeout(2 * TIMEOUT_SECONDS):  # connect + answer, at most
+                allowed = await script(keys=[key], args=[limit, round(window_seconds * 1e6), member])
+        except (redis.RedisError, OSError, TimeoutError) as error:
+            self.breaker.failed(error)
+            return None
+        self.breaker.succeeded()
+        return bool(allowed)
+
+    def claim(self, name: str, ttl_ms: int) -> bool | None:
+        """Take `name` for `ttl_ms` (True), or find it already taken (False); None when Redis
+        cannot say. SET NX is atomic: of two processes claiming at once, one wins."""
+        if not self.breaker.may_try():
+            return None
+        try:
+            taken = self._sync.set(f"{PREFIX}{name}", 1, nx=True, px=ttl_ms)
+        except (redis.RedisError, OSError) as error:
+            self.breaker.failed(error)
+            return None
+        self.breaker.succeeded()
+        return bool(taken)
+
+    def claim_all(self, ttl_ms_by_name: Mapping[str, int]) -> bool:
+        """Claim each name (one round trip); whether Redis took the whole batch."""
+        if not ttl_ms_by_name:
+            return True
+        if not self.breaker.may_try():
+            return False
+        try:
+            with self._sync.pipeline(transaction=False) as pipe:
+                for name, ttl_ms in ttl_ms_by_name.items():
+                    pipe.set(f"{PREFIX}{name}", 1, nx=True, px=ttl_ms)
+                pipe.execute()
+        except (redis.RedisError, OSError) as error:
+            self.breaker.failed(error)
+            return False
+        self.breaker.succeeded()
+        return True
+
+    def _window_script(self) -> Any:
+        loop = asyncio.get_running_loop()
+        if self._async is None or self._async[0] is not loop:
+            client = redis.asyncio.Redis.from_url(self._url, **self._async_options)
+            self._async = (loop, client.register_script(SLIDING_WINDOW))
+        return self._async[1]
+
+    def close(self) -> None:
+        self._sync.close()
+
+
+def _safe(url: str) -> str:
+    """The URL without its password, for the logs."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    return f"{scheme}{sep}{'***@' if at and credentials else ''}{host}" if sep else url
