@@ -1,16 +1,19 @@
 """Admin handlers: each reads its validated input, calls one service (as the CLI does), shapes it.
 
 They run in the thread pool. A `Call` carries the request already checked against its schema,
-so a handler only converts text to decimals and picks the service.
+so a handler only converts text to decimals and picks the service. Handlers take their units of
+work from `call.uow()`, never from the app: for a request with an Idempotency-Key those are
+savepoints of the one transaction that also stores the key (see `services/idempotency.py`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from flexearn.adapters import clock as clocks
 from flexearn.adapters.secrets import SecretBox
 from flexearn.bootstrap import Flexearn
 from flexearn.domain.catalog import Product
@@ -29,6 +32,7 @@ from flexearn.services import (
     scheduler,
 )
 from flexearn.services import clock as clock_service
+from flexearn.services.unit_of_work import UnitOfWork
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,7 @@ class Call:
     query: Mapping[str, Any]
     body: Mapping[str, Any]
     actor: str
+    uow: Callable[[], UnitOfWork]  # the request's units of work
 
 
 def _decimal(call: Call, name: str, default: Decimal | None = None) -> Decimal | None:
@@ -85,26 +90,26 @@ class LedgerReport:
 
 
 def create_user(call: Call) -> accounts.User:
-    user_id = accounts.create_user(call.app.uow(), call.body["name"], call.body.get("level", "beginner"))
-    return accounts.get_user(call.app.uow(), user_id)
+    user_id = accounts.create_user(call.uow(), call.body["name"], call.body.get("level", "beginner"))
+    return accounts.get_user(call.uow(), user_id)
 
 
 def list_users(call: Call) -> list[accounts.User]:
     return accounts.list_users(
-        call.app.uow(), limit=call.query.get("limit", 100), after_id=call.query.get("after_id", 0)
+        call.uow(), limit=call.query.get("limit", 100), after_id=call.query.get("after_id", 0)
     )
 
 
 def get_user(call: Call) -> UserDetail:
-    user = accounts.get_user(call.app.uow(), call.path["user_id"])
-    funding = accounts.funding_balances(call.app.uow(), user.id)
-    return UserDetail(user, funding, savings.positions(call.app.uow(), user.id))
+    user = accounts.get_user(call.uow(), call.path["user_id"])
+    funding = accounts.funding_balances(call.uow(), user.id)
+    return UserDetail(user, funding, savings.positions(call.uow(), user.id))
 
 
 def create_key(call: Call) -> CreatedKey:
-    user = accounts.get_user(call.app.uow(), call.path["user_id"])
+    user = accounts.get_user(call.uow(), call.path["user_id"])
     new = keys.create_key(
-        call.app.uow(),
+        call.uow(),
         call.box,
         user.id,
         ",".join(call.body["permissions"]),
@@ -112,24 +117,24 @@ def create_key(call: Call) -> CreatedKey:
         call.body.get("expires_days"),
         call.body.get("passphrase"),
     )
-    (info,) = [k for k in keys.list_keys(call.app.uow(), user.id) if k.api_key == new.api_key]
+    (info,) = [k for k in keys.list_keys(call.uow(), user.id) if k.api_key == new.api_key]
     return CreatedKey(new.api_key, new.secret_key, new.passphrase, info)
 
 
 def list_keys(call: Call) -> list[keys.KeyInfo]:
-    user = accounts.get_user(call.app.uow(), call.path["user_id"])
-    return keys.list_keys(call.app.uow(), user.id)
+    user = accounts.get_user(call.uow(), call.path["user_id"])
+    return keys.list_keys(call.uow(), user.id)
 
 
 def revoke_key(call: Call) -> keys.KeyInfo:
-    return keys.revoke_key(call.app.uow(), call.path["api_key"])
+    return keys.revoke_key(call.uow(), call.path["api_key"])
 
 
 def _move(call: Call, kind: str) -> Movement:
-    user = accounts.get_user(call.app.uow(), call.path["user_id"])
+    user = accounts.get_user(call.uow(), call.path["user_id"])
     ccy, amount = call.body["ccy"], D(call.body["amount"], param="amount")
     service = accounts.deposit if kind == "deposit" else accounts.withdraw
-    return Movement(service(call.app.uow(), user.id, ccy, amount), user.id, ccy, amount, kind)
+    return Movement(service(call.uow(), user.id, ccy, amount), user.id, ccy, amount, kind)
 
 
 def deposit(call: Call) -> Movement:
@@ -145,16 +150,16 @@ def withdraw(call: Call) -> Movement:
 
 def add_currency(call: Call) -> accounts.Currency:
     precision = call.body.get("precision", accounts.DEFAULT_PRECISION)
-    accounts.add_currency(call.app.uow(), call.body["ccy"], precision)
+    accounts.add_currency(call.uow(), call.body["ccy"], precision)
     return accounts.Currency(call.body["ccy"], precision)
 
 
 def list_currencies(call: Call) -> list[accounts.Currency]:
-    return accounts.list_currencies(call.app.uow())
+    return accounts.list_currencies(call.uow())
 
 
 def list_markets(call: Call) -> list[markets.MarketSettings]:
-    return markets.list_markets(call.app.uow())
+    return markets.list_markets(call.uow())
 
 
 def set_market(call: Call) -> markets.MarketSettings:
@@ -169,7 +174,7 @@ def set_market(call: Call) -> markets.MarketSettings:
             **floats,
         )
     return markets.set_market(
-        call.app.uow(),
+        call.uow(),
         call.path["ccy"],
         mode=call.body.get("mode"),
         demand=_decimal(call, "demand"),
@@ -182,7 +187,7 @@ def set_market(call: Call) -> markets.MarketSettings:
 
 def post_demand(call: Call) -> markets.DemandPost:
     return markets.post_demand(
-        call.app.uow(),
+        call.uow(),
         call.path["ccy"],
         call.body["hour"],
         D(call.body["demand"], param="demand"),
@@ -192,54 +197,70 @@ def post_demand(call: Call) -> markets.DemandPost:
 
 
 def demand_posts(call: Call) -> list[markets.DemandPost]:
-    return markets.demand_posts(call.app.uow(), call.path["ccy"], limit=call.query.get("limit", 100))
+    return markets.demand_posts(call.uow(), call.path["ccy"], limit=call.query.get("limit", 100))
 
 
 # --- catalog products and prices ------------------------------------------------------------------
 
 
 def create_product(call: Call) -> Product:
-    return catalog.create_product(call.app.uow(), call.body)
+    return catalog.create_product(call.uow(), call.body)
 
 
 def update_product(call: Call) -> Product:
-    return catalog.update_product(call.app.uow(), call.path["product_id"], call.body)
+    return catalog.update_product(call.uow(), call.path["product_id"], call.body)
 
 
 def set_product_status(call: Call) -> Product:
-    return catalog.set_status(call.app.uow(), call.path["product_id"], call.body["status"])
+    return catalog.set_status(call.uow(), call.path["product_id"], call.body["status"])
 
 
 def list_products(call: Call) -> list[catalog.ProductView]:
-    return catalog.list_products(call.app.uow(), None, call.query.get("coin"), "all")
+    return catalog.list_products(call.uow(), None, call.query.get("coin"), "all")
 
 
 def set_price(call: Call) -> catalog_views.Price:
     ccy = call.path["ccy"]
-    catalog_views.set_price(call.app.uow(), ccy, D(call.body["usdt"], param="usdt"))
-    found = [p for p in catalog_views.prices(call.app.uow()) if p.ccy == ccy]
+    catalog_views.set_price(call.uow(), ccy, D(call.body["usdt"], param="usdt"))
+    found = [p for p in catalog_views.prices(call.uow()) if p.ccy == ccy]
     if not found:  # the currency was disabled in between
         raise NotFound(f"no price of {ccy}", param="ccy")
     return found[0]
 
 
 def list_prices(call: Call) -> list[catalog_views.Price]:
-    return catalog_views.prices(call.app.uow())
+    return catalog_views.prices(call.uow())
 
 
 # --- clock, settlement, ledger, audit -------------------------------------------------------------
 
 
 def show_clock(call: Call) -> clock_service.ClockView:
-    return clock_service.show(call.app.uow())
+    return clock_service.show(call.uow())
 
 
 def set_clock_speed(call: Call) -> clock_service.ClockView:
-    return clock_service.set_speed(call.app.uow(), D(call.body["speed"], param="speed"))
+    return clock_service.set_speed(call.uow(), D(call.body["speed"], param="speed"))
 
 
-def advance_clock(call: Call) -> clock_service.Advanced:
-    return clock_service.advance(call.app.engine, call.body["hours"])
+# Settlement opens transactions of its own, so these routes run in two parts: the handler's change
+# in the request's transaction, then (`AdminRoute.after`) the settlement, which is safe to repeat.
+
+
+def move_clock(call: Call) -> None:
+    """What `clock_service.advance` does first, in the request's transaction."""
+    with call.uow() as uow:
+        clocks.advance(uow.conn, call.body["hours"] * clocks.HOUR_MS)
+        uow.commit()
+
+
+def settle_and_show_clock(call: Call) -> clock_service.Advanced:
+    settled = scheduler.settle_all_due(call.app.engine)
+    return clock_service.Advanced(clock_service.show(call.uow()), settled)
+
+
+def nothing(call: Call) -> None:
+    """No change of its own before `after` runs."""
 
 
 def settle(call: Call) -> scheduler.Settled:
@@ -247,10 +268,10 @@ def settle(call: Call) -> scheduler.Settled:
 
 
 def check_ledger(call: Call) -> LedgerReport:
-    violations = ledger_check.check(call.app.uow())
+    violations = ledger_check.check(call.uow())
     return LedgerReport(not violations, violations)
 
 
 def audit_log(call: Call) -> list[audit.AuditEntry]:
     query = call.query
-    return audit.entries(call.app.uow(), limit=query.get("limit", 100), before_id=query.get("before_id"))
+    return audit.entries(call.uow(), limit=query.get("limit", 100), before_id=query.get("before_id"))

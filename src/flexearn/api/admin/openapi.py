@@ -7,11 +7,16 @@ from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any
 
-from flexearn.api.admin.routes import ACTOR, PATH_PARAMETERS, AdminRoute
+from flexearn.api.admin.routes import ACTOR, IDEMPOTENCY_KEY, PATH_PARAMETERS, AdminRoute
 from flexearn.api.admin.schema import Schema, obj, schema_of
 
 PREFIX = "/admin/v1"
 COMMON_ERRORS = (400, 401, 503)
+KEYED_ERRORS = (409, 422)  # idempotency_key_in_use, idempotency_key_reused
+REPLAYED = {
+    "description": "`true`: the stored answer to an earlier request with the same Idempotency-Key",
+    "schema": {"type": "string", "enum": ["true"]},
+}
 ERROR = obj(
     {
         "error": {"type": "string", "description": "a stable code: invalid_parameter, not_found, …"},
@@ -38,18 +43,23 @@ def _operation(route: AdminRoute, components: dict[str, Schema]) -> dict[str, An
             {"name": name, "in": "query", "required": False, "schema": schema}
             for name, schema in route.query["properties"].items()
         ]
-    if route.method != "GET":
-        parameters.append(ACTOR)
-    success = {
+    errors = {*COMMON_ERRORS, *route.errors}
+    if route.changes_state:
+        parameters += [ACTOR, IDEMPOTENCY_KEY]
+        errors.update(KEYED_ERRORS)
+    success: dict[str, Any] = {
         "description": HTTPStatus(route.status).phrase,
         "content": {"application/json": {"schema": schema_of(route.result, components)}},
     }
     responses: dict[str, Any] = {str(route.status): success}
-    for status in sorted({*COMMON_ERRORS, *route.errors}):
+    for status in sorted(errors):
         responses[str(status)] = {
             "description": HTTPStatus(status).phrase,
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
         }
+    if route.changes_state:  # a replayed answer may be any of them
+        for response in responses.values():
+            response["headers"] = {"Idempotent-Replayed": REPLAYED}
     operation: dict[str, Any] = {
         "operationId": route.operation,
         "summary": route.summary,
@@ -81,7 +91,8 @@ def document(routes: Sequence[AdminRoute]) -> dict[str, Any]:
                 "Operate a flexearn engine: users, keys, funds, currencies, markets, demand, catalog "
                 "products, prices, the clock, settlement, the ledger check and the audit log. Every "
                 "operation needs `Authorization: Bearer <token>` (FLEXEARN_ADMIN_TOKEN); every "
-                "state-changing one is recorded in the audit log. Amounts and rates are decimal "
+                "state-changing one is recorded in the audit log and accepts an `Idempotency-Key` "
+                "that makes a retry safe. Amounts and rates are decimal "
                 "strings (`0.05` is 5%); times are integer milliseconds since the epoch, UTC."
             ),
         },

@@ -44,6 +44,14 @@ class AdminRoute:
     body: Schema | None = None
     query: Schema | None = None  # an object schema: one property per query parameter
     errors: tuple[int, ...] = ()  # besides 400, 401 and 503, which every operation may answer
+    # Work that opens transactions of its own (settlement) and is safe to repeat: it runs after
+    # the handler's transaction commits, and its result is the answer.
+    after: Callable[[h.Call], Any] | None = None
+
+    @property
+    def changes_state(self) -> bool:
+        """POST, PUT, PATCH and DELETE: audited, and accept an Idempotency-Key."""
+        return self.method not in ("GET", "HEAD")
 
 
 # Path parameters, by name (the same name means the same thing in every path).
@@ -61,6 +69,19 @@ ACTOR: dict[str, Any] = {
     "required": False,
     "description": "who acts, recorded in the audit log (default: the name of the token)",
     "schema": text(1, 128, r"^[\x20-\x7e]+$", examples=["alice@ops"]),
+}
+# Any printable ASCII, as sent (a draft-style quoted string keeps its quotes), no outer spaces.
+IDEMPOTENCY_KEY: dict[str, Any] = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": (
+        "makes a retry safe: a repeat with the same key, method, path and body within 24 hours "
+        "answers as the first did (with `Idempotent-Replayed: true`) without acting again; the "
+        "same key with another request is refused with 422 `idempotency_key_reused`, and while "
+        "the first is still running with 409 `idempotency_key_in_use`. Keys are per admin token."
+    ),
+    "schema": text(1, 255, r"^[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?$", examples=["9f3b2c1e-deposit-42"]),
 }
 NAME = text(1, 64, r"^[^\x00-\x1f\x7f]+$", examples=["alice"])
 LEVEL = choice(*accounts.LEVELS)
@@ -354,18 +375,20 @@ ROUTES: tuple[AdminRoute, ...] = (
         "/clock/advance",
         "advanceClock",
         "Move a simulated clock forward and settle what became due",
-        h.advance_clock,
+        h.move_clock,
         clock_service.Advanced,
         body=obj({"hours": integer(1, MAX_ADVANCE_HOURS)}, ("hours",)),
         errors=(409,),
+        after=h.settle_and_show_clock,
     ),
     AdminRoute(
         "POST",
         "/settle",
         "settle",
         "Settle every due market hour and catalog day now",
-        h.settle,
+        h.nothing,
         scheduler.Settled,
+        after=h.settle,
     ),
     AdminRoute(
         "GET",

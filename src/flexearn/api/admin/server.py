@@ -3,6 +3,15 @@
 Errors are `{"error": code, "message": …, "param": …}` with the status of one table below; a
 failed request writes nothing (each service runs in one transaction). Every state-changing
 request that passed authentication is recorded in the audit log with how it was answered.
+
+A state-changing request with an `Idempotency-Key` runs through `services.idempotency`: its
+handler's units of work become savepoints of one transaction that also stores the key and the
+answer. Stored, as Stripe does, is every answer of a request that reached its handler: success,
+and the engine's refusals (404, 409, 400 from a service). Not stored, so a retry can succeed:
+requests refused before the handler ran (authentication, JSON, schema, header checks), the
+database's 409 `conflict` (a race) and 503, and unexpected 500s. A replay is answered with
+`Idempotent-Replayed: true` and recorded in the audit log with error `idempotent_replay`, so it
+never reads as a second action.
 """
 
 from __future__ import annotations
@@ -10,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import sqlalchemy as sa
@@ -23,7 +33,7 @@ from starlette.routing import Route
 from flexearn.adapters.secrets import SecretBox
 from flexearn.api.admin import handlers, openapi
 from flexearn.api.admin.auth import AdminTokens
-from flexearn.api.admin.routes import ACTOR, PATH_PARAMETERS, ROUTES, AdminRoute
+from flexearn.api.admin.routes import ACTOR, IDEMPOTENCY_KEY, PATH_PARAMETERS, ROUTES, AdminRoute
 from flexearn.api.admin.schema import jsonable, validate
 from flexearn.bootstrap import Flexearn
 from flexearn.domain.catalog import NotEligible, ProductUnavailable
@@ -40,12 +50,15 @@ from flexearn.domain.errors import (
     UnsupportedCurrency,
 )
 from flexearn.observability import context
-from flexearn.services import audit
+from flexearn.services import audit, idempotency
+from flexearn.services.idempotency import Answer, KeyedRequest
 
 log = logging.getLogger("flexearn.admin")
 
 # Engine errors → HTTP status; the first class that matches wins.
 STATUS: tuple[tuple[type[FlexearnError], int], ...] = (
+    (idempotency.KeyReused, 422),
+    (idempotency.KeyInUse, 409),
     (NotFound, 404),
     (UnsupportedCurrency, 404),
     (AlreadyExists, 409),
@@ -58,6 +71,7 @@ STATUS: tuple[tuple[type[FlexearnError], int], ...] = (
     (FlexearnError, 400),
 )
 SECRET_FIELDS = {"passphrase", "secret", "secret_key", "token", "password"}
+REPLAYED = "Idempotent-Replayed"
 
 
 class AdminError(Exception):
@@ -71,11 +85,34 @@ def engine_error(error: FlexearnError) -> AdminError:
     return AdminError(status, error.code, error.message, error.param)
 
 
+def error_body(error: AdminError) -> dict[str, Any]:
+    return {"error": error.code, "message": error.message, "param": error.param}
+
+
 def error_response(error: AdminError) -> Response:
     context.note_code(error.code)
     headers = {"WWW-Authenticate": 'Bearer realm="flexearn-admin"'} if error.status == 401 else None
-    body = {"error": error.code, "message": error.message, "param": error.param}
-    return JSONResponse(body, status_code=error.status, headers=headers)
+    return JSONResponse(error_body(error), status_code=error.status, headers=headers)
+
+
+def json_text(value: Any) -> str:
+    """JSON as JSONResponse renders it: the text stored for a key is the text first sent."""
+    return json.dumps(value, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":"))
+
+
+def answer_response(answer: Answer) -> Response:
+    headers = {"Cache-Control": "no-store"}  # a new key's secret must not be kept by caches
+    if answer.replayed:
+        headers[REPLAYED] = "true"
+        if answer.status >= 400:
+            context.note_code(json.loads(answer.body).get("error", ""))
+    return Response(answer.body, answer.status, headers, media_type="application/json")
+
+
+def _idempotency_key(header: str | None) -> str | None:
+    if header is not None:
+        validate(header, IDEMPOTENCY_KEY["schema"], "Idempotency-Key")
+    return header
 
 
 def _actor(header: str | None, token: str) -> str:
@@ -140,8 +177,12 @@ class AdminApi:
             actor, body = token, None
             try:
                 actor = _actor(request.headers.get("x-admin-actor"), token)
-                body = _parse_body(await request.body()) if route.body is not None else {}
-                response = await run_in_threadpool(self._answer, route, request, body, actor)
+                raw = await request.body() if route.body is not None else None
+                body = _parse_body(raw) if raw is not None else {}
+                keyed = None
+                if route.changes_state:
+                    keyed = self._keyed(request, token, raw)
+                response = await run_in_threadpool(self._answer, route, request, body, actor, keyed)
             except AdminError as error:
                 response = error_response(error)
             except FlexearnError as error:
@@ -149,20 +190,36 @@ class AdminApi:
             except Exception:  # a bug: answered as JSON, logged with the request id
                 log.exception("admin: unexpected error in %s %s", route.method, route.path)
                 response = error_response(AdminError(500, "internal", "unexpected error; see the logs"))
-            if route.method != "GET":
+            if route.changes_state:
                 await run_in_threadpool(self._audit, request, route, body, actor, token, response)
             return response
 
         return endpoint
 
-    def _answer(self, route: AdminRoute, request: Request, body: Any, actor: str) -> Response:
+    @staticmethod
+    def _keyed(request: Request, token: str, raw: bytes | None) -> KeyedRequest | None:
+        key = _idempotency_key(request.headers.get("idempotency-key"))
+        if key is None:
+            return None
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        fingerprint = idempotency.fingerprint(request.method, target, raw)
+        return KeyedRequest(token, key, request.method, target, fingerprint)
+
+    def _answer(
+        self, route: AdminRoute, request: Request, body: Any, actor: str, keyed: KeyedRequest | None
+    ) -> Response:
         try:
             validate(body, route.body or {"type": "object"}, "body")
             path = dict(request.path_params)
             for name, value in path.items():
                 validate(value, PATH_PARAMETERS[name], name)
-            call = handlers.Call(self.app, self.box, path, _query(route, request.query_params), body, actor)
+            query = _query(route, request.query_params)
+            call = handlers.Call(self.app, self.box, path, query, body, actor, self.app.uow)
+            if keyed is not None:
+                return answer_response(self._once(route, call, keyed))
             result = route.handler(call)
+            if route.after is not None:
+                result = route.after(call)
         except FlexearnError as error:
             raise engine_error(error) from None
         except sa.exc.OperationalError:
@@ -171,13 +228,38 @@ class AdminApi:
         except (sa.exc.IntegrityError, sa.exc.DataError) as error:  # a race, or a value the database refused
             log.warning("admin: the database refused %s %s: %s", route.method, route.path, error.orig)
             raise AdminError(409, "conflict", "the database refused the change; nothing written") from None
-        headers = {"Cache-Control": "no-store"}  # a new key's secret must not be kept by caches
-        return JSONResponse(jsonable(result), status_code=route.status, headers=headers)
+        return answer_response(Answer(route.status, json_text(jsonable(result))))
+
+    def _once(self, route: AdminRoute, call: handlers.Call, keyed: KeyedRequest) -> Answer:
+        """The answer to a keyed request: run in the key's transaction, or replayed."""
+
+        def action(uow: idempotency.UnitsOfWork) -> Answer | None:
+            try:
+                result = route.handler(replace(call, uow=uow))
+            except FlexearnError as error:  # the engine refused: an answer to keep
+                refusal = engine_error(error)
+                context.note_code(refusal.code)
+                return Answer(refusal.status, json_text(error_body(refusal)))
+            if route.after is not None:
+                return None
+            return Answer(route.status, json_text(jsonable(result)))
+
+        after = route.after
+        if after is None:
+            return idempotency.run(self.app.engine, keyed, self.box, action)
+
+        def finish() -> Answer:  # after the key's transaction: units of work of its own
+            return Answer(route.status, json_text(jsonable(after(call))))
+
+        return idempotency.run(self.app.engine, keyed, self.box, action, finish)
 
     def _audit(
         self, request: Request, route: AdminRoute, body: Any, actor: str, token: str, response: Response
     ) -> None:
         info = context.current()
+        error = (info.code or "") if info else ""
+        if REPLAYED in response.headers:  # the action was recorded when it ran; this is its replay
+            error = "idempotent_replay"
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         try:
             audit.record(
@@ -188,7 +270,7 @@ class AdminApi:
                 path=target,
                 summary=json.dumps(redact(body), sort_keys=True, default=str) if body else "",
                 status=response.status_code,
-                error=(info.code or "") if info else "",
+                error=error,
                 request_id=info.request_id if info else "",
             )
         except Exception:  # the action stands; say loudly that its record is missing
