@@ -27,7 +27,6 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from flexearn.adapters import clock
 from flexearn.adapters import tables as t
 from flexearn.adapters.clock import wall_ms
 from flexearn.adapters.secrets import SecretBox
@@ -128,9 +127,6 @@ class NestedUnitOfWork(UnitOfWork):
         if self._savepoint is None:
             raise RuntimeError("the unit of work is not open")
         self._savepoint.commit()
-
-    def now(self) -> int:
-        return clock.business_now(self.conn)
 
 
 UnitsOfWork = Callable[[], UnitOfWork]
