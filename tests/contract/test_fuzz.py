@@ -1,21 +1,192 @@
-"""Nothing a client sends produces a server error: random signed bodies and queries, and garbage,
-on both façades."""
+"""Nothing a client sends produces a server error: random requests of every shape on both façades,
+signed and unsigned, against a running server on each backend; the ledger holds afterwards.
+
+The number of examples per test is FLEXEARN_FUZZ_EXAMPLES (default 100; the general test runs
+three times as many). Each backend's run ends with one summary line, `FUZZ <backend> requests=…`,
+printed to the terminal and recorded as the `fuzz` property of the ledger test (junit XML).
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from hypothesis import HealthCheck, given, settings
+import pytest
+import sqlalchemy as sa
+from hypothesis import HealthCheck, assume, given, note, settings
 from hypothesis import strategies as st
 
+from flexearn.adapters import tables as t
+from flexearn.bootstrap import Flexearn
+from flexearn.domain.ledger import AccountKind
 from tests.contract.bitget_http import BitgetHttp
-from tests.contract.conftest import World
+from tests.contract.conftest import World, _user
+from tests.contract.fuzz_requests import Attempt, Fuzzer, Tally, attempts, facade_of
 from tests.contract.okx_http import OkxHttp
 from tests.helpers import assert_ledger_ok
+
+EXAMPLES = int(os.environ.get("FLEXEARN_FUZZ_EXAMPLES", "100"))
+FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+KEYS = 4  # users, each with a key: the per-user limits (6/s per endpoint) rarely make one wait
+TALLIES: dict[str, Tally] = {}
+
+
+@dataclass
+class Target:
+    """The module's server, a pool of users with keys, and the tally of everything sent."""
+
+    app: Flexearn
+    users: list[World]
+    fuzzer: Fuzzer
+    tally: Tally
+    probe: Fuzzer  # for the single requests of the regression tests: not in the tally
+
+    def okx(self, signed: bool = True) -> OkxHttp:
+        return OkxHttp(self.users[0].base_url, self._next_key() if signed else None)
+
+    def bitget(self) -> BitgetHttp:
+        return BitgetHttp(self.users[0].base_url, self._next_key())
+
+    def _next_key(self) -> Any:
+        self.users.append(self.users.pop(0))
+        return self.users[0].key
+
+    def send(self, send: Callable[[], httpx.Response], signed: bool = True) -> httpx.Response:
+        """Send, waiting out 429s, so that every example reaches validation rather than the limiter."""
+        for _ in range(100):
+            response = send()
+            self.tally.record(response, signed=signed)
+            if response.status_code != 429:
+                return response
+            time.sleep(0.05)
+        raise AssertionError("still rate limited after 5 s")
+
+
+@pytest.fixture(scope="module")
+def target(shared_server: tuple[Flexearn, str, str], module_database_url: str) -> Iterator[Target]:
+    app, master, base = shared_server
+    users = [_user(app, master, base) for _ in range(KEYS)]
+    tally = TALLIES.setdefault(sa.make_url(module_database_url).get_backend_name(), Tally())
+    fuzzer = Fuzzer(base, [u.key for u in users], tally)
+    probe = Fuzzer(base, [u.key for u in users], Tally(), addresses=1)
+    try:
+        yield Target(app, users, fuzzer, tally, probe)
+    finally:
+        fuzzer.close()
+        probe.close()
+
+
+def assert_okx_answered(response: httpx.Response) -> None:
+    assert response.status_code < 500, response.text
+    payload = response.json()
+    assert set(payload) == {"code", "msg", "data"}, payload
+    assert isinstance(payload["code"], str), payload
+    assert isinstance(payload["msg"], str), payload
+    assert isinstance(payload["data"], list), payload
+    assert payload["code"] != "0" or (response.status_code, payload["msg"]) == (200, ""), payload
+
+
+def assert_bitget_answered(response: httpx.Response) -> None:
+    assert response.status_code < 500, response.text
+    payload = response.json()
+    assert set(payload) == {"code", "msg", "requestTime", "data"}, payload
+    assert isinstance(payload["code"], str), payload
+    assert isinstance(payload["requestTime"], int), payload
+    assert (payload["code"] == "00000") == (payload["msg"] == "success"), payload
+    assert (payload["code"] == "00000") == (response.status_code == 200), payload
+
+
+def assert_answered(response: httpx.Response) -> None:
+    """Below 500, in the envelope of the façade the path belongs to (HEAD: no body at all)."""
+    assert response.status_code < 500, f"{response.status_code} {response.text[:500]}"
+    if response.status_code == 307:  # known, see test_a_trailing_slash_is_not_found_in_the_envelope
+        assert response.request.url.path.endswith("/"), response.headers
+        assert httpx.URL(response.headers["location"]).path == response.request.url.path.rstrip("/")
+    elif response.request.method == "HEAD":
+        assert response.content == b""
+    elif facade_of(response.request.url.raw_path) == "okx":
+        assert_okx_answered(response)
+    else:
+        assert_bitget_answered(response)
+
+
+# --- the general fuzzer: any method, path, header, query and body ---------------------------------
+
+
+@settings(FUZZ, max_examples=3 * EXAMPLES)
+@given(attempt=attempts())
+def test_random_requests_are_answered_in_the_envelope(target: Target, attempt: Attempt) -> None:
+    note(repr(attempt)[:2000])
+    assume(not non_ascii_signature(attempt))  # a known server error, see its test below
+    assert_answered(target.fuzzer.send(attempt))
+
+
+def non_ascii_signature(attempt: Attempt) -> bool:
+    return attempt.signed and any(
+        name.endswith("ACCESS-SIGN") and not value.isascii() for name, value in attempt.extra
+    )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="api/auth.py Verifier.verify: hmac.compare_digest(str, str) raises TypeError when the "
+    "signature header has a non-ASCII character (after a valid key and passphrase): a 500; compare "
+    "bytes instead (sign(...).encode(), request.signature.encode()). Then drop the assume() above.",
+)
+@pytest.mark.parametrize("header", ["OK-ACCESS-SIGN", "ACCESS-SIGN"])
+def test_a_non_ascii_signature_is_refused_as_a_bad_signature(target: Target, header: str) -> None:
+    path = "/api/v5/finance/savings/balance" if header.startswith("OK-") else "/api/v2/earn/savings/account"
+    response = target.probe.send(Attempt("GET", path, "", b"", **spoiled(header, "é".encode())))
+    assert_answered(response)
+    assert response.json()["code"] in ("50113", "40009")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Starlette's router redirects a trailing slash (307, no envelope, Location from the "
+    "client's Host header); fix in api/app.py: app.router.redirect_slashes = False",
+)
+def test_a_trailing_slash_is_not_found_in_the_envelope(target: Target) -> None:
+    response = target.probe.send(Attempt("GET", "/api/v5/public/time/", "", b"", signed=False))
+    assert response.status_code == 404
+    assert_okx_answered(response)
+
+
+def spoiled(header: str, value: bytes) -> dict[str, Any]:
+    return {"signed": True, "extra": ((header, value),), "drop": (header,)}
+
+
+BALANCE, HISTORY = "/api/v5/finance/savings/balance", "/api/v5/finance/savings/lending-history"
+PURCHASE, PRODUCT = "/api/v5/finance/savings/purchase-redempt", "/api/v2/earn/savings/product"
+# Requests that answered 500 before the fix named, and the code each must get instead.
+ONCE_BROKEN = [
+    # params.integer: "²".isdigit() but int("²") raises; int() refuses over 4300 digits
+    (Attempt("GET", HISTORY, "after=%C2%B2", b"", signed=True), "51000"),
+    (Attempt("GET", HISTORY, "after=" + "0" * 4400 + "1", b"", signed=True), "51000"),
+    (Attempt("GET", "/api/v2/earn/savings/records", "periodType=fixed&limit=%C2%B9", b"", True), "40017"),
+    # params.json_object: json.loads raises RecursionError on deep nesting
+    (Attempt("POST", PURCHASE, "", b"[" * 50_000, signed=True), "50002"),
+    (Attempt("POST", "/api/v2/earn/savings/subscribe", "", b'{"a":' * 50_000, signed=True), "40017"),
+    # bitget.wire._ms_timestamp: the same isdigit() trap in ACCESS-TIMESTAMP
+    (Attempt("GET", PRODUCT, "", b"", **spoiled("ACCESS-TIMESTAMP", b"\xb2")), "40005"),
+]
+
+
+@pytest.mark.parametrize(("attempt", "code"), ONCE_BROKEN)
+def test_inputs_that_once_broke_the_server_get_the_exchange_error(
+    target: Target, attempt: Attempt, code: str
+) -> None:
+    response = target.probe.send(attempt)
+    assert_answered(response)
+    assert response.json()["code"] == code
+
+
+# --- focused: signed requests with plausible parameters, so that handlers' validation is reached --
 
 SAVINGS = "/api/v5/finance/savings/"
 POSTS = [SAVINGS + "purchase-redempt", SAVINGS + "set-lending-rate"]
@@ -48,41 +219,23 @@ queries = st.lists(
     ),
     max_size=4,
 )
-FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
-
-
-def past_the_limit(send: Callable[[], httpx.Response]) -> httpx.Response:
-    """Send, waiting out 429s, so that every example reaches validation rather than the limiter."""
-    for _ in range(50):
-        response = send()
-        if response.status_code != 429:
-            return response
-        time.sleep(0.05)
-    raise AssertionError("still rate limited after 2.5 s")
-
-
-def assert_answered(response: httpx.Response) -> None:
-    assert response.status_code < 500, response.text
-    payload = response.json()
-    assert set(payload) == {"code", "msg", "data"}
-    assert isinstance(payload["data"], list)
 
 
 @FUZZ
 @given(path=st.sampled_from(POSTS), body=bodies)
-def test_random_signed_bodies_never_break_the_server(user: World, path: str, body: dict[str, Any]) -> None:
-    client = OkxHttp(user.base_url, user.key)
-    assert_answered(past_the_limit(lambda: client.post(path, json.dumps(body, default=str))))
+def test_random_signed_bodies_never_break_the_server(target: Target, path: str, body: dict[str, Any]) -> None:
+    client = target.okx()
+    assert_okx_answered(target.send(lambda: client.post(path, json.dumps(body, default=str))))
 
 
 @FUZZ
 @given(path=st.sampled_from(GETS), query=queries)
 def test_random_signed_queries_never_break_the_server(
-    user: World, path: str, query: list[tuple[str, str]]
+    target: Target, path: str, query: list[tuple[str, str]]
 ) -> None:
-    client = OkxHttp(user.base_url, user.key)
-    target = path + ("?" + "&".join(f"{k}={v}" for k, v in query) if query else "")
-    assert_answered(past_the_limit(lambda: client.get(target.replace(" ", "%20"))))
+    client = target.okx()
+    query_text = path + ("?" + "&".join(f"{k}={v}" for k, v in query) if query else "")
+    assert_okx_answered(target.send(lambda: client.get(query_text.replace(" ", "%20"))))
 
 
 @FUZZ
@@ -96,10 +249,11 @@ def test_random_signed_queries_never_break_the_server(
     body=st.binary(max_size=64),
 )
 def test_garbage_requests_are_answered_in_the_envelope(
-    user: World, method: str, path: str, headers: dict[str, str], body: bytes
+    target: Target, method: str, path: str, headers: dict[str, str], body: bytes
 ) -> None:
-    client = OkxHttp(user.base_url).client
-    assert_answered(past_the_limit(lambda: client.request(method, path, headers=headers, content=body)))
+    client = target.okx(signed=False).client
+    garbage = lambda: client.request(method, path, headers=headers, content=body)  # noqa: E731
+    assert_okx_answered(target.send(garbage, signed=False))
 
 
 BITGET = "/api/v2/earn/savings/"
@@ -125,17 +279,8 @@ bitget_queries = st.lists(
     st.tuples(
         st.sampled_from(
             [
-                "productId",
-                "periodType",
-                "orderId",
-                "coin",
-                "filter",
-                "orderType",
-                "startTime",
-                "endTime",
-                "limit",
-                "idLessThan",
-                "assetType",
+                *("productId", "periodType", "orderId", "coin", "filter", "orderType"),
+                *("startTime", "endTime", "limit", "idLessThan", "assetType"),
             ]
         ),
         st.text(alphabet="0123456789flexibdUSTBC_-.,%", max_size=12),
@@ -147,28 +292,39 @@ bitget_queries = st.lists(
 @FUZZ
 @given(path=st.sampled_from(BITGET_POSTS), body=bitget_bodies)
 def test_random_signed_bitget_bodies_never_break_the_server(
-    user: World, path: str, body: dict[str, Any]
+    target: Target, path: str, body: dict[str, Any]
 ) -> None:
-    client = BitgetHttp(user.base_url, user.key)
-    assert_bitget_answered(past_the_limit(lambda: client.post(path, json.dumps(body, default=str))))
+    client = target.bitget()
+    assert_bitget_answered(target.send(lambda: client.post(path, json.dumps(body, default=str))))
 
 
 @FUZZ
 @given(path=st.sampled_from(BITGET_GETS), query=bitget_queries)
 def test_random_signed_bitget_queries_never_break_the_server(
-    user: World, path: str, query: list[tuple[str, str]]
+    target: Target, path: str, query: list[tuple[str, str]]
 ) -> None:
-    client = BitgetHttp(user.base_url, user.key)
-    target = path + ("?" + "&".join(f"{k}={v}" for k, v in query) if query else "")
-    assert_bitget_answered(past_the_limit(lambda: client.get(target)))
+    client = target.bitget()
+    query_text = path + ("?" + "&".join(f"{k}={v}" for k, v in query) if query else "")
+    assert_bitget_answered(target.send(lambda: client.get(query_text)))
 
 
-def assert_bitget_answered(response: httpx.Response) -> None:
-    assert response.status_code < 500, response.text
-    payload = response.json()
-    assert set(payload) == {"code", "msg", "requestTime", "data"}
-    assert (payload["code"] == "00000") == (payload["msg"] == "success")
+# --- afterwards ----------------------------------------------------------------------------------
 
 
-def test_the_ledger_is_intact_after_the_fuzzing(user: World) -> None:
-    assert_ledger_ok(user.app)
+def test_the_ledger_is_intact_after_the_fuzzing(
+    target: Target,
+    module_database_url: str,
+    capsys: pytest.CaptureFixture[str],
+    record_property: Callable[[str, object], None],
+) -> None:
+    assert_ledger_ok(target.app)
+    with target.app.uow() as uow:  # compared in Python: SQLite keeps amounts as text
+        balances = uow.conn.execute(sa.select(t.account.c.key, t.account.c.kind, t.account.c.balance))
+        negative = [row for row in balances if AccountKind(row.kind).user_owned and row.balance < 0]
+    assert negative == []
+    line = target.tally.line(sa.make_url(module_database_url).get_backend_name())
+    record_property("fuzz", line)
+    with capsys.disabled():
+        print(f"\n{line}")
+    assert not [status for status in target.tally.by_status if status >= 500]
+    assert target.fuzzer.tally.signed_reached_handler > 0, "no signed request got past authentication"

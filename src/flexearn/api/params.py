@@ -71,7 +71,9 @@ class Params:
         value = self.text(name)
         if value is None:
             return None
-        if not value.isdigit() or not low <= int(value) <= high:
+        # isdigit() alone admits "²" and "١٢", which int() refuses or reads; and int() refuses
+        # strings of over 4300 digits: both were server errors.
+        if not _is_digits(value) or not low <= int(value) <= high:
             raise self._invalid(name, f"{low} to {high}" if high < 10**16 else "")
         return int(value)
 
@@ -94,13 +96,20 @@ class Params:
         return value
 
 
+MAX_INTEGER_DIGITS = 32  # more than any limit here needs, far below int()'s 4300
+
+
+def _is_digits(value: str) -> bool:
+    return value.isascii() and value.isdigit() and len(value) <= MAX_INTEGER_DIGITS
+
+
 def json_object(raw: bytes, syntax_error: Exception) -> dict[str, Any]:
     """A JSON object body (empty: {}); numbers kept exact."""
     if not raw.strip():
         return {}
     try:
         body = json.loads(raw, parse_float=Decimal)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: "[[[[…" too deep
         raise syntax_error from None
     if not isinstance(body, dict):
         raise syntax_error

@@ -52,7 +52,7 @@ class BitgetDialect(TableDialect):
 
 
 def _ms_timestamp(text: str) -> int:
-    """Bitget's ACCESS-TIMESTAMP: epoch milliseconds."""
-    if not text.isdigit() or len(text) > 16:
+    """Bitget's ACCESS-TIMESTAMP: epoch milliseconds (ASCII digits: int() refuses "²")."""
+    if not (text.isascii() and text.isdigit()) or len(text) > 16:
         raise errors.INVALID_TIMESTAMP
     return int(text)
