@@ -36,7 +36,7 @@ from flexearn.services import accounts, catalog, keys, savings, scheduler
 from tests.conftest import postgres_database
 from tests.contract.okx_http import OkxHttp
 from tests.helpers import assert_ledger_ok, market_world
-from tests.server import running_server
+from tests.server import FLEXEARN, running_server
 
 pytestmark = pytest.mark.postgres
 
@@ -243,6 +243,11 @@ def test_a_dump_taken_during_trading_restores_a_consistent_ledger_at_head(
         assert_ledger_ok(app)
     finally:
         app.close()
+    # as the operator verifies a restore before serving it
+    check = subprocess.run(
+        [FLEXEARN, "ledger", "check", "--full", "--db", restored], capture_output=True, text=True, timeout=120
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
     assert during > 0, "the writer committed nothing while pg_dump ran"
     assert len(source_ids) > len(restored_ids), "no write came after the dump's snapshot"
 
