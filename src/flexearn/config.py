@@ -23,6 +23,13 @@ class Settings:
     demo: bool = False
     # Level of the JSON logs: DEBUG, INFO, WARNING, ERROR.
     log_level: str = "INFO"
+    # Backpressure of each API process (see api/admission.py): how many of its requests may be at
+    # the database at once; how many seconds a request waits for one of those slots; how many
+    # seconds a request's database work may take in all (its statements and lock waits get what is
+    # left) before it is answered "service unavailable" (OKX 50001, Bitget 40604; HTTP 503).
+    api_db_slots: int = 10
+    api_queue_timeout: float = 1.0
+    api_timeout: float = 3.0
     # Redis that every API process shares its rate limits and replay memory through (e.g.
     # redis://127.0.0.1:6379/0); empty: each process keeps its own (right for one process).
     redis_url: str = ""
@@ -37,5 +44,8 @@ class Settings:
             admin_token=env.get("FLEXEARN_ADMIN_TOKEN", ""),
             demo=env.get("FLEXEARN_DEMO", "") in ("1", "true", "yes"),
             log_level=env.get("FLEXEARN_LOG_LEVEL", "INFO").upper(),
+            api_db_slots=int(env.get("FLEXEARN_API_DB_SLOTS", "10")),
+            api_queue_timeout=float(env.get("FLEXEARN_API_QUEUE_TIMEOUT", "1.0")),
+            api_timeout=float(env.get("FLEXEARN_API_TIMEOUT", "3.0")),
             redis_url=env.get("FLEXEARN_REDIS_URL", ""),
         )

@@ -1,7 +1,17 @@
-"""Engines and migrations for SQLite (embedded, default) and PostgreSQL."""
+"""Engines and migrations for SQLite (embedded, default) and PostgreSQL.
+
+Also the database's side of backpressure: a request may carry a *deadline* (see `deadline`), and
+every transaction begun under one gets only the time left — PostgreSQL's `statement_timeout` and
+`lock_timeout`, SQLite's busy timeout — so an API request never waits on a slow or locked database
+longer than its budget. Work without a deadline (settlement, the CLI, the admin API) is unbounded.
+"""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +22,53 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import event
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+
+# Bounds that hold for every engine, API or worker: seconds to open a PostgreSQL connection (a
+# `connect_timeout` in the URL wins) and to wait for a pooled connection. A pool as large as a busy
+# API process needs (its request slots, FLEXEARN_API_DB_SLOTS, default 10, plus health checks and
+# admin calls), so that a connection is rarely opened per request.
+CONNECT_TIMEOUT_S = 3
+POOL_TIMEOUT_S = 3.0
+POOL_SIZE, POOL_OVERFLOW = 10, 20
+# SQLite's wait for the write lock when no deadline applies (a long settlement may hold it).
+SQLITE_BUSY_MS = 60_000
+
+_deadline: ContextVar[float | None] = ContextVar("flexearn_db_deadline", default=None)
+
+
+class DatabaseBusy(Exception):
+    """The request's time for the database ran out before the database answered (load shedding)."""
+
+
+@contextmanager
+def deadline(at: float) -> Iterator[None]:
+    """Bound the transactions begun inside (in this thread's context) by `at` (time.monotonic())."""
+    token = _deadline.set(at)
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
+
+
+def _remaining_ms() -> int | None:
+    at = _deadline.get()
+    if at is None:
+        return None
+    return max(1, int((at - time.monotonic()) * 1000))  # 0 would mean "no limit" to both databases
+
+
+def unavailable(error: BaseException) -> bool:
+    """Whether `error` means the database is unreachable, restarting or overloaded (answer 503).
+
+    That is: no connection (refused, closed, shutting down — `OperationalError`, or any error that
+    invalidated the connection), no pooled connection in time (`TimeoutError`), a statement or lock
+    wait cancelled by its timeout (`QueryCanceled`, `LockNotAvailable`: operational errors too),
+    SQLite's "database is locked", or no request slot in time (`DatabaseBusy`). Anything else —
+    a constraint refused, a bug — is not the database's unavailability.
+    """
+    if isinstance(error, DatabaseBusy | sa.exc.TimeoutError | sa.exc.OperationalError):
+        return True
+    return isinstance(error, sa.exc.DBAPIError) and error.connection_invalidated
 
 
 def normalise_url(url: str) -> str:
@@ -25,11 +82,34 @@ def normalise_url(url: str) -> str:
 def make_engine(url: str, **kwargs: Any) -> sa.Engine:
     url = normalise_url(url)
     if url.startswith("sqlite"):
-        engine = sa.create_engine(url, connect_args={"timeout": 60}, **kwargs)
+        engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_MS / 1000}, **kwargs)
         _sqlite_transactions(engine)
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
-    return sa.create_engine(url, **kwargs)
+    kwargs.setdefault("pool_pre_ping", True)  # a connection that died with the server is replaced
+    if "poolclass" not in kwargs:  # e.g. NullPool takes none of these
+        kwargs.setdefault("pool_timeout", POOL_TIMEOUT_S)
+        kwargs.setdefault("pool_size", POOL_SIZE)
+        kwargs.setdefault("max_overflow", POOL_OVERFLOW)
+    if "connect_timeout" not in sa.make_url(url).query:
+        kwargs.setdefault("connect_args", {}).setdefault("connect_timeout", CONNECT_TIMEOUT_S)
+    engine = sa.create_engine(url, **kwargs)
+    _postgres_deadlines(engine)
+    return engine
+
+
+def _postgres_deadlines(engine: sa.Engine) -> None:
+    """A transaction begun under a deadline may run each statement, or wait for a lock, only as long
+    as the deadline leaves (`SET LOCAL`: the bound ends with the transaction, the pooled connection
+    keeps no trace of it)."""
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection: sa.Connection) -> None:
+        ms = _remaining_ms()
+        if ms is not None:
+            connection.exec_driver_sql(
+                f"SELECT set_config('statement_timeout', '{ms}', true),"
+                f" set_config('lock_timeout', '{ms}', true)"
+            )
 
 
 def _sqlite_transactions(engine: sa.Engine) -> None:
@@ -46,11 +126,14 @@ def _sqlite_transactions(engine: sa.Engine) -> None:
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA synchronous = NORMAL")
-        cursor.execute("PRAGMA busy_timeout = 60000")
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def _begin(connection: sa.Connection) -> None:
+        # Under a deadline, wait for the write lock only as long as it leaves; else as long as the
+        # longest writer may need (a settlement). The pragma is the connection's: set every time.
+        ms = _remaining_ms()
+        connection.exec_driver_sql(f"PRAGMA busy_timeout = {SQLITE_BUSY_MS if ms is None else ms}")
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 

@@ -11,6 +11,7 @@ from flexearn.adapters.redis_store import SharedStore
 from flexearn.adapters.secrets import SecretBox
 from flexearn.api.admin.auth import parse_tokens
 from flexearn.api.admin.server import admin_app, admin_not_found
+from flexearn.api.admission import Admission
 from flexearn.api.auth import ReplayMemory, SharedReplayMemory, Verifier
 from flexearn.api.bitget.errors import BitgetError
 from flexearn.api.bitget.routes import ENDPOINTS as BITGET_ENDPOINTS
@@ -44,9 +45,10 @@ def create_app(settings: Settings, flexearn: Flexearn | None = None, *, demo: bo
     limiter, replays = _limits(settings)
     # One verifier for every façade: a key works on each, and a replayed signature is refused on all.
     verifier = Verifier(lambda api_key: keys.load_key(engine_app.uow(), box, api_key), replays=replays)
+    admission = Admission.from_settings(settings)  # the process's database slots, shared by all
     facades = [
-        Facade(OkxDialect(), OKX_ENDPOINTS, engine_app, limiter, verifier),
-        Facade(BitgetDialect(), BITGET_ENDPOINTS, engine_app, limiter, verifier),
+        Facade(OkxDialect(), OKX_ENDPOINTS, engine_app, limiter, verifier, admission),
+        Facade(BitgetDialect(), BITGET_ENDPOINTS, engine_app, limiter, verifier, admission),
     ]
 
     async def not_found(request: Request, exc: Exception) -> Response:
@@ -59,8 +61,9 @@ def create_app(settings: Settings, flexearn: Flexearn | None = None, *, demo: bo
         return JSONResponse(OkxDialect().failure(OkxError("404", "Not Found", 404)), status_code=404)
 
     routes: list[BaseRoute] = [route for facade in facades for route in facade.routes()]
-    routes += dashboard_routes(engine_app, admin_tokens)  # a user's data: as the admin API
-    routes += [*ops_routes(engine_app.engine), Mount("/admin/v1", admin_app(engine_app, box, admin_tokens))]
+    routes += dashboard_routes(engine_app, admin_tokens, admission)  # a user's data: as the admin API
+    routes += ops_routes(engine_app.engine, admission)
+    routes.append(Mount("/admin/v1", admin_app(engine_app, box, admin_tokens)))
     app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found})
     app.add_middleware(ObservabilityMiddleware)
     app.state.flexearn = engine_app

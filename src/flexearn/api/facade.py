@@ -1,8 +1,10 @@
 """What every exchange façade does around its handlers: limits, authentication, errors.
 
 A façade is a `Dialect` (its envelope, headers, parameters and error codes) and a table of
-`Endpoint`s. Handlers are plain functions run in the thread pool: they read parameters, call one
-service and shape the records; nothing a client sends can make them answer 500 or write half.
+`Endpoint`s. Handlers are plain functions run in one of the process's database slots
+(`Admission`): they read parameters, call one service and shape the records; nothing a client sends
+can make them answer 500 or write half. When the database is unreachable, restarting or too slow
+for the request's budget, the answer is the exchange's "service unavailable", within that budget.
 """
 
 from __future__ import annotations
@@ -12,13 +14,13 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import sqlalchemy as sa
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from flexearn.adapters import db
 from flexearn.adapters.clock import wall_ms
+from flexearn.api.admission import Admission
 from flexearn.api.auth import AuthFailure, Caller, SignedRequest, Verifier, raw_target
 from flexearn.api.params import Params, json_object
 from flexearn.api.ratelimit import RateLimiter
@@ -104,9 +106,10 @@ class Facade:
         app: Flexearn,
         limiter: RateLimiter,
         verifier: Verifier,
+        admission: Admission,
     ) -> None:
         self.dialect, self.endpoints, self.app = dialect, endpoints, app
-        self.limiter, self.verifier = limiter, verifier
+        self.limiter, self.verifier, self.admission = limiter, verifier, admission
 
     def routes(self) -> list[Route]:
         return [Route(e.path, self._endpoint(e), methods=[e.method]) for e in self.endpoints]
@@ -115,6 +118,7 @@ class Facade:
         dialect = self.dialect
 
         async def endpoint(request: Request) -> Response:
+            deadline = self.admission.budget()
             try:
                 body = await request.body()
                 ip = request.client.host if request.client else ""
@@ -122,19 +126,22 @@ class Facade:
                 if spec.permission is None:
                     await self._limit(spec, f"ip:{ip}")
                 else:
-                    caller = await run_in_threadpool(self._authenticate, request, body, ip, spec.permission)
+                    caller = await self.admission.run(
+                        deadline, self._authenticate, request, body, ip, spec.permission
+                    )
                     await self._limit(spec, f"user:{caller.user_id}")
                 values = dialect.body(body) if spec.method == "POST" else request.query_params
-                data = await run_in_threadpool(spec.handler, self.app, caller, dialect.params(values))
+                params = dialect.params(values)
+                data = await self.admission.run(deadline, spec.handler, self.app, caller, params)
                 return JSONResponse(dialect.success(data))
             except WireError as error:
                 return self.error(error)
             except FlexearnError as error:
                 return self.error(dialect.engine_error(error))
-            except sa.exc.OperationalError:
-                log.exception("database unavailable")
-                return self.error(dialect.unavailable)
-            except Exception:
+            except Exception as error:
+                if db.unavailable(error):  # expected while the database is down: one line, no trace
+                    log.warning("database unavailable: %s: %s", type(error).__name__, _first_line(error))
+                    return self.error(dialect.unavailable)
                 log.exception("unexpected error in %s %s", spec.method, spec.path)
                 return self.error(dialect.system_error)
 
@@ -156,6 +163,10 @@ class Facade:
             return self.verifier.verify(signed, wall_ms(), permission)
         except AuthFailure as failure:
             raise self.dialect.auth_error(failure) from None
+
+
+def _first_line(error: Exception) -> str:
+    return (str(error).splitlines() or [""])[0][:200]
 
 
 def user_of(caller: Caller | None) -> int:

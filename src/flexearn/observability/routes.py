@@ -1,21 +1,26 @@
-"""GET /metrics (Prometheus exposition) and GET /healthz (is the database answering?)."""
+"""GET /metrics (Prometheus exposition) and GET /healthz (is the database answering?).
+
+Both read the database within an API request's budget but without waiting for a request slot, so
+they answer — 503 when the database is unreachable or too slow — while the slots are full.
+"""
 
 from __future__ import annotations
 
 import logging
 
 import sqlalchemy as sa
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from flexearn.adapters import db
+from flexearn.api.admission import Admission
 from flexearn.observability.metrics import metrics
 
 log = logging.getLogger("flexearn.health")
 
 
-def ops_routes(engine: sa.Engine) -> list[Route]:
+def ops_routes(engine: sa.Engine, admission: Admission) -> list[Route]:
     def scrape() -> tuple[bytes, str]:
         from flexearn.observability import prometheus  # noqa: PLC0415  (imported lazily: see metrics)
 
@@ -23,9 +28,11 @@ def ops_routes(engine: sa.Engine) -> list[Route]:
 
     async def metrics_endpoint(request: Request) -> Response:
         try:
-            body, content_type = await run_in_threadpool(scrape)
-        except sa.exc.OperationalError:
-            log.exception("metrics: database unavailable")
+            body, content_type = await admission.unqueued(scrape)
+        except Exception as error:
+            if not db.unavailable(error):
+                raise
+            log.warning("metrics: database unavailable: %s", type(error).__name__)
             return Response("database unavailable\n", status_code=503, media_type="text/plain")
         return Response(body, media_type=content_type)
 
@@ -35,7 +42,7 @@ def ops_routes(engine: sa.Engine) -> list[Route]:
 
     async def healthz(request: Request) -> Response:
         try:
-            await run_in_threadpool(database_answers)
+            await admission.unqueued(database_answers)
         except Exception as error:  # any failure to reach the database is "unavailable"
             log.warning("healthz: database unavailable: %s", type(error).__name__)
             return JSONResponse({"status": "unavailable", "database": type(error).__name__}, 503)

@@ -36,7 +36,9 @@ def header_missing(header: str) -> BitgetError:
 INVALID_TIMESTAMP = BitgetError("40005", "Invalid ACCESS-TIMESTAMP", 400)
 JSON_SYNTAX = BitgetError("40017", "Parameter verification failed: the body is not a JSON object", 400)
 TOO_MANY = BitgetError("429", "Too Many Requests", 429)
-UNAVAILABLE = BitgetError("40010", "Request timed out", 503)
+# Bitget's "server is busy" (not 40010, which ccxt and typed-bitget read as a signature failure):
+# ccxt raises ExchangeNotAvailable for it, a retryable network error, as it does for OKX's 50001.
+UNAVAILABLE = BitgetError("40604", "Server is busy, please try again later", 503)
 SYSTEM_ERROR = BitgetError("40015", "System error", 500)
 
 FAILURES = {

@@ -1,0 +1,110 @@
+"""Load shedding: a few requests of a process at the database at once, each within a time budget.
+
+A request that needs the database gets a budget when it arrives (FLEXEARN_API_TIMEOUT). It waits
+for one of the process's database slots (FLEXEARN_API_DB_SLOTS) at most FLEXEARN_API_QUEUE_TIMEOUT,
+then runs in that slot's thread with the budget's deadline on every transaction it begins (see
+`adapters.db.deadline`: the database itself cancels a statement or a lock wait that outlives it).
+Whatever the database does, the request is answered when the budget is spent — by the caller, with
+the exchange's "service unavailable". A thread the database still holds keeps its slot until it is
+let go, so a stuck database fills the slots and further requests are shed at once instead of
+queueing behind it; when it answers again, the slots drain and requests pass without a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import time
+import weakref
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import ParamSpec, TypeVar
+
+from flexearn.adapters import db
+from flexearn.config import Settings
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+# How much longer than its budget a request waits for its thread: the database's own timeout, set
+# to the budget, usually answers first and more cleanly (its transaction rolled back, its
+# connection back in the pool).
+GRACE_S = 0.5
+
+
+class Admission:
+    def __init__(self, slots: int = 10, queue_timeout: float = 1.0, timeout: float = 3.0) -> None:
+        if slots < 1 or queue_timeout < 0 or timeout <= 0:
+            raise ValueError("slots must be at least 1, timeouts positive")
+        self.slots, self.queue_timeout, self.timeout = slots, queue_timeout, timeout
+        self._threads: ThreadPoolExecutor | None = None
+        # One gate per event loop (an asyncio semaphore belongs to one); a server runs one loop.
+        self._gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Admission:
+        return cls(settings.api_db_slots, settings.api_queue_timeout, settings.api_timeout)
+
+    def budget(self) -> float:
+        """The deadline, in `time.monotonic()` seconds, of a request arriving now."""
+        return time.monotonic() + self.timeout
+
+    async def run(self, deadline: float, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """`fn(*args, **kwargs)` in a database slot, bounded by `deadline`; `db.DatabaseBusy` when
+        no slot frees in time or the work outlives the deadline."""
+        loop = asyncio.get_running_loop()
+        gate = self._gates.setdefault(loop, asyncio.Semaphore(self.slots))
+        await self._enter(gate, deadline)
+        context = contextvars.copy_context()  # the request's id reaches the thread's log lines
+
+        def work() -> T:
+            with db.deadline(deadline):
+                return fn(*args, **kwargs)
+
+        try:
+            future = loop.run_in_executor(self._executor(), context.run, work)
+        except BaseException:
+            gate.release()
+            raise
+        future.add_done_callback(lambda _: gate.release())  # when the thread is done, not before
+        return await _within(future, deadline)
+
+    async def unqueued(self, fn: Callable[[], T]) -> T:
+        """`fn()` under a budget but without a slot: for the health check and the metrics, which
+        must answer while the slots are full (they get the pool's spare connections)."""
+        deadline = self.budget()
+        context = contextvars.copy_context()
+
+        def work() -> T:
+            with db.deadline(deadline):
+                return fn()
+
+        return await _within(asyncio.get_running_loop().run_in_executor(None, context.run, work), deadline)
+
+    async def _enter(self, gate: asyncio.Semaphore, deadline: float) -> None:
+        if not gate.locked():
+            await gate.acquire()  # free: taken at once, without yielding
+            return
+        wait = min(self.queue_timeout, deadline - time.monotonic())
+        try:
+            if wait <= 0:
+                raise TimeoutError
+            await asyncio.wait_for(gate.acquire(), wait)
+        except TimeoutError:
+            raise db.DatabaseBusy(f"all {self.slots} database slots stayed busy") from None
+
+    def _executor(self) -> ThreadPoolExecutor:  # made on first use: nothing starts at import
+        if self._threads is None:
+            self._threads = ThreadPoolExecutor(self.slots, thread_name_prefix="flexearn-db")
+        return self._threads
+
+
+async def _within(future: asyncio.Future[T], deadline: float) -> T:
+    """The thread's result, or `DatabaseBusy` once the deadline (and its grace) has passed; the
+    thread itself runs on until the database lets go of it."""
+    try:
+        return await asyncio.wait_for(asyncio.shield(future), deadline - time.monotonic() + GRACE_S)
+    except TimeoutError:
+        raise db.DatabaseBusy("the database did not answer within the request's budget") from None
