@@ -30,6 +30,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from flexearn.adapters import db
 from flexearn.adapters.secrets import SecretBox
 from flexearn.api.admin import handlers, openapi
 from flexearn.api.admin.auth import AdminTokens
@@ -222,12 +223,14 @@ class AdminApi:
                 result = route.after(call)
         except FlexearnError as error:
             raise engine_error(error) from None
-        except sa.exc.OperationalError:
-            log.exception("admin: database unavailable")
-            raise AdminError(503, "unavailable", "the database is unavailable") from None
         except (sa.exc.IntegrityError, sa.exc.DataError) as error:  # a race, or a value the database refused
             log.warning("admin: the database refused %s %s: %s", route.method, route.path, error.orig)
             raise AdminError(409, "conflict", "the database refused the change; nothing written") from None
+        except Exception as error:  # unreachable, restarting, pool exhausted: 503; anything else is a bug
+            if not db.unavailable(error):
+                raise
+            log.warning("admin: database unavailable: %s", type(error).__name__)
+            raise AdminError(503, "unavailable", "the database is unavailable") from None
         return answer_response(Answer(route.status, json_text(jsonable(result))))
 
     def _once(self, route: AdminRoute, call: handlers.Call, keyed: KeyedRequest) -> Answer:
