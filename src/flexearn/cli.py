@@ -6,9 +6,9 @@ import json
 import logging
 import multiprocessing
 import os
+import signal
 import sys
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import asdict, is_dataclass
 from datetime import UTC, datetime
@@ -20,7 +20,6 @@ import click
 from granian import Granian
 from granian.constants import Interfaces
 
-from flexearn.adapters import clock as clocks
 from flexearn.adapters.db import current_revision
 from flexearn.adapters.repository import user_id_by_name
 from flexearn.adapters.secrets import SecretBox, generate_master_key
@@ -33,7 +32,7 @@ from flexearn.domain.errors import FlexearnError
 from flexearn.domain.money import D, plain
 from flexearn.observability.logs import configure_logging
 from flexearn.observability.logs import dict_config as logs_dict_config
-from flexearn.observability.metrics import prepare_multiprocess, remove_multiprocess_dir
+from flexearn.observability.metrics import prepare_multiprocess, remove_multiprocess_dir, set_settler
 from flexearn.services import (
     accounts,
     catalog,
@@ -46,6 +45,7 @@ from flexearn.services import (
     settlement,
 )
 from flexearn.services import clock as clock_service
+from flexearn.services.leader import SETTLER, Lease
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -398,8 +398,21 @@ def ledger_check_cmd(ctx: click.Context, app: Flexearn) -> None:
 
 @command(main, "run")
 def run_cmd(ctx: click.Context, app: Flexearn) -> None:
-    """Run the scheduler: settle every hour as it becomes due, until interrupted."""
+    """Settle every hour as it becomes due, until interrupted (`flexearn worker` with the hours
+    printed here rather than logged; it takes the same settler lease)."""
     run_scheduler(app, ctx.obj["settings"].poll_seconds, lambda s: emit(ctx, s, _hour_line(s)))
+
+
+DEFAULT_LEASE_SECONDS = 10.0
+
+
+def maintenance_jobs() -> list[scheduler.Maintenance]:
+    """What the settler runs after each pass that settled something (and when it takes over).
+
+    The place for history retention and the pruning of old idempotency keys: each job takes the
+    engine, runs its own transactions, and may fail without stopping settlement.
+    """
+    return []
 
 
 def run_scheduler(
@@ -407,29 +420,81 @@ def run_scheduler(
     poll_seconds: float,
     report: Callable[[settlement.SettledHour], None],
     until: int | None = None,
+    *,
+    lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    stop: threading.Event | None = None,
 ) -> None:
-    """Settle due hours as they come, until interrupted (or business time `until`)."""
+    """Settle due periods as they come while this process holds the settler lease (or stand by
+    while another does), until `stop` is set, ^C, or business time `until`; then hand over."""
+    set_settler(False)  # the gauge reads 0 while standing by, not absent
+    lease = Lease(app.engine, SETTLER, lease_seconds, on_change=set_settler).start()
     try:
-        while True:
-            for settled in scheduler.settle_all_due(app.engine).hours:
-                report(settled)
-            with app.uow() as uow:
-                if until is not None and uow.now() >= until:
-                    return
-            time.sleep(_seconds_to_next_hour(app, poll_seconds))
+        scheduler.run_settler(
+            app.engine,
+            lease,
+            report,
+            poll_seconds=poll_seconds,
+            until=until,
+            maintenance=maintenance_jobs(),
+            stop=stop,
+        )
     except KeyboardInterrupt:
         pass
+    finally:
+        lease.close()
 
 
-def _seconds_to_next_hour(app: Flexearn, poll_seconds: float) -> float:
-    with app.engine.connect() as conn:
-        state = clocks.read(conn)
-    if state.mode == "simulated" and state.speed == 0:
-        return poll_seconds
-    now = state.now(clocks.wall_ms())
-    business_ms = clocks.floor_hour(now) + clocks.HOUR_MS - now
-    real_ms = business_ms / float(state.speed) if state.mode == "simulated" else business_ms
-    return min(poll_seconds, max(real_ms / 1000, 0.01))
+def _log_hour(settled: settlement.SettledHour) -> None:
+    logging.getLogger("flexearn.worker").info(
+        "settled %s %s",
+        settled.ccy,
+        iso(settled.hour),
+        extra={"ccy": settled.ccy, "hour": settled.hour, "positions": settled.positions_changed},
+    )
+
+
+lease_option = click.option(
+    "--lease-seconds",
+    type=click.FloatRange(min=0.5),
+    default=DEFAULT_LEASE_SECONDS,
+    show_default=True,
+    help="How long the settler lease lasts without renewal: a standby takes over this long after "
+    "the settler dies (renewed every fifth of it).",
+)
+
+
+@main.command("worker")
+@click.option("--db", "db_url", default=None, help="Database URL (default: FLEXEARN_DATABASE_URL).")
+@lease_option
+@click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    default=None,
+    help="Level of the JSON logs (default: FLEXEARN_LOG_LEVEL or INFO).",
+)
+def worker_cmd(db_url: str | None, lease_seconds: float, log_level: str | None) -> None:
+    """The settling worker: settle each market hour and catalog day as it falls due.
+
+    Run one or more (on any hosts) against the same database: the one holding the settler lease
+    settles, the others stand by and take over within --lease-seconds when it dies, catching up
+    missed periods oldest first. SIGTERM or ^C hands the lease over at once. `serve --scheduler`
+    takes the same lease, so servers and workers never settle at the same time. Logs are JSON
+    lines on stderr.
+    """
+    settings = Settings.from_env()
+    configure_logging(log_level.upper() if log_level else settings.log_level)
+    app = Flexearn(db_url or settings.database_url)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
+    logging.getLogger("flexearn.worker").info(
+        "flexearn worker started, database %s",
+        app.engine.url.render_as_string(hide_password=True),
+        extra={"pid": os.getpid(), "lease_seconds": lease_seconds},
+    )
+    try:
+        run_scheduler(app, settings.poll_seconds, _log_hour, lease_seconds=lease_seconds, stop=stop)
+    finally:
+        app.close()
 
 
 @main.group()
@@ -537,8 +602,10 @@ def key_generate_master() -> None:
     "--scheduler/--no-scheduler",
     default=True,
     show_default=True,
-    help="Also settle hours in this process (safe beside other settlers).",
+    help="Also settle in this process while it holds the settler lease (one settler among all "
+    "servers and workers).",
 )
+@lease_option
 @click.option(
     "--log-level",
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
@@ -546,7 +613,13 @@ def key_generate_master() -> None:
     help="Level of the JSON logs (default: FLEXEARN_LOG_LEVEL or INFO).",
 )
 def serve_cmd(
-    host: str, port: int, db_url: str | None, workers: int, scheduler: bool, log_level: str | None
+    host: str,
+    port: int,
+    db_url: str | None,
+    workers: int,
+    scheduler: bool,
+    lease_seconds: float,
+    log_level: str | None,
 ) -> None:
     """Serve the exchange façades, the admin API, /metrics and /healthz over HTTP (granian, ASGI).
 
@@ -566,10 +639,15 @@ def serve_cmd(
     configure_logging(level)
     metrics_dir = prepare_multiprocess()  # workers and the scheduler thread share their samples
     app = Flexearn(url)  # migrate once, before the workers start
-    if scheduler:
-        threading.Thread(
-            target=run_scheduler, args=(app, settings.poll_seconds, lambda s: None), daemon=True
-        ).start()
+    stop_settling = threading.Event()
+    settler = threading.Thread(
+        target=run_scheduler,
+        args=(app, settings.poll_seconds, _log_hour),
+        kwargs={"stop": stop_settling, "lease_seconds": lease_seconds},
+        daemon=True,
+    )
+    if scheduler:  # settles only while it holds the settler lease (see `flexearn worker`)
+        settler.start()
     # Workers start as fresh interpreters: a forked worker would inherit the scheduler thread's
     # open database connections (a fork while it holds SQLite's lock leaves the worker waiting
     # forever; a forked psycopg socket is shared with the parent), whenever granian (re)spawns it.
@@ -594,6 +672,9 @@ def serve_cmd(
     try:
         server.serve()
     finally:
+        if settler.is_alive():  # hand the lease over now rather than when it expires
+            stop_settling.set()
+            settler.join(timeout=30)
         remove_multiprocess_dir(metrics_dir)
 
 
@@ -653,6 +734,7 @@ def demo_cmd(
         history_hours=max(history_hours, 0),
     )
     demo_runner.run(db_url, Settings.from_env(), options, run_scheduler, click.echo)
+
 
 if __name__ == "__main__":
     main()

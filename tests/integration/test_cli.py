@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from alembic.script import ScriptDirectory
 
-from flexearn.adapters.db import MIGRATIONS
-from tests.server import free_port
+from flexearn.adapters import clock as clocks
+from flexearn.adapters import tables as t
+from flexearn.adapters.db import MIGRATIONS, make_engine
+from flexearn.adapters.secrets import generate_master_key
+from flexearn.services.leader import current_holder
+from tests.server import free_port, running_server
 
 FLEXEARN = shutil.which("flexearn", path=str(Path(sys.executable).parent)) or "flexearn"
 
@@ -85,4 +94,73 @@ def test_demo_runs_a_seeded_world_and_settles_hours(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "user       demo (id 41)" in proc.stdout
     assert len([line for line in proc.stdout.splitlines() if " USDT " in line and "%" in line]) >= 2
+    assert run(db, "ledger", "check")["ok"] is True
+
+
+def test_worker_help_documents_the_database_and_the_settler_lease() -> None:
+    proc = subprocess.run([FLEXEARN, "worker", "--help"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    for documented in ("--db", "--lease-seconds", "settler lease", "SIGTERM", "serve --scheduler"):
+        assert documented in proc.stdout
+
+
+@pytest.mark.slow
+def test_serve_and_a_worker_take_turns_as_the_one_settler(tmp_path: Path) -> None:
+    """`serve --scheduler` stands by while a worker settles, and settles itself once it stops."""
+    db = f"sqlite:///{tmp_path / 'flexearn.db'}"
+    run(db, "clock", "set-sim", "--speed", "0", "--start", "2026-01-01T00:30:00")
+    run(db, "currency", "add", "USDT")
+    run(db, "market", "set", "USDT", "--demand", "100")
+    engine = make_engine(db)
+
+    def holder_pid() -> int | None:
+        holder = current_holder(engine, "settler")
+        return None if holder is None else int(holder.rsplit(":", 2)[1])
+
+    def hours() -> int:
+        with engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(t.market_hour)).scalar_one())
+
+    def advance_an_hour() -> None:
+        with engine.begin() as conn:
+            clocks.advance(conn, clocks.HOUR_MS)
+
+    def eventually(probe: Any, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not probe():
+            assert time.monotonic() < deadline, "timed out"
+            time.sleep(0.05)
+
+    def settler_gauge(base: str) -> str:
+        with urllib.request.urlopen(f"{base}/metrics", timeout=10) as response:
+            return str(response.read().decode())
+
+    with (tmp_path / "worker.log").open("wb") as log:
+        worker = subprocess.Popen(
+            [FLEXEARN, "worker", "--db", db, "--lease-seconds", "3"], stdout=log, stderr=subprocess.STDOUT
+        )
+    try:
+        eventually(lambda: holder_pid() == worker.pid, 30)
+        advance_an_hour()  # the market's first hour falls due
+        eventually(lambda: hours() == 1, 10)
+        with running_server(db, generate_master_key(), "--scheduler", "--lease-seconds", "3") as base:
+            advance_an_hour()
+            eventually(lambda: hours() == 2, 10)
+            time.sleep(1.5)  # the server's settler has polled the lease by now, and stood by
+            assert holder_pid() == worker.pid
+            assert "flexearn_settler 0.0" in settler_gauge(base)
+            worker.send_signal(signal.SIGTERM)
+            assert worker.wait(timeout=10) == 0
+            eventually(lambda: holder_pid() not in (None, worker.pid), 2.5)  # before the 3 s lease expires
+            server_pid = holder_pid()
+            assert server_pid != os.getpid()
+            advance_an_hour()
+            eventually(lambda: hours() == 3, 10)
+            assert holder_pid() == server_pid
+            assert "flexearn_settler 1.0" in settler_gauge(base)
+        assert holder_pid() is None  # the server handed the lease back as it stopped
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        engine.dispose()
     assert run(db, "ledger", "check")["ok"] is True

@@ -78,3 +78,8 @@ def observe_settlement(kind: str, seconds: float, rows_per_period: Sequence[int]
     m.periods.labels(kind).inc(len(rows_per_period))
     for rows in rows_per_period:
         m.period_rows.labels(kind).observe(rows)
+
+
+def set_settler(held: bool) -> None:
+    """Whether this process holds the settler lease now (services/leader.py)."""
+    metrics().settler.set(1 if held else 0)

@@ -15,6 +15,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
@@ -85,6 +86,12 @@ class Metrics:
             "Rows a settled period touched: positions per market hour, holdings per catalog day",
             ["kind"],
             buckets=ROW_BUCKETS,
+            registry=r,
+        )
+        self.settler = Gauge(
+            "flexearn_settler",
+            "1 while this process holds the settler lease (settles), 0 while it stands by",
+            multiprocess_mode="livemax",
             registry=r,
         )
 

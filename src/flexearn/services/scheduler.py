@@ -1,18 +1,38 @@
-"""Everything that falls due on the business clock: market hours, catalog days, redemptions."""
+"""Everything that falls due on the business clock: market hours, catalog days, redemptions.
+
+`settle_all_due` settles what is due once; `run_settler` is the settling worker's loop: while
+this process holds the settler lease (services/leader.py) it settles each period as it falls due,
+catching up missed ones oldest first, and runs the periodic maintenance jobs after each pass.
+"""
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
+from flexearn.adapters import clock as clocks
 from flexearn.observability import context
 from flexearn.observability.metrics import CATALOG_DAY, MARKET_HOUR, observe_settlement
 from flexearn.services import catalog_settlement, settlement
+from flexearn.services.catalog import deliver_redemptions
+from flexearn.services.leader import Lease
+from flexearn.services.unit_of_work import UnitOfWork
 
 log = logging.getLogger("flexearn.settlement")
+
+# Asked before each period's transaction: False stops the pass (the settler lost its lease).
+KeepGoing = Callable[[], bool]
+# A periodic job the settler runs after a pass that settled something (history retention, …).
+Maintenance = Callable[[sa.Engine], object]
+
+
+def _always() -> bool:
+    return True
 
 
 @dataclass(frozen=True)
@@ -21,13 +41,17 @@ class Settled:
     days: list[catalog_settlement.SettledDay] = field(default_factory=list)
 
 
-def settle_all_due(engine: sa.Engine) -> Settled:
-    """Market hours first (hourly, oldest first), then catalog days and due redemptions."""
+def settle_all_due(engine: sa.Engine, keep_going: KeepGoing = _always) -> Settled:
+    """Market hours first (hourly, oldest first), then catalog days and due redemptions.
+
+    Each period is its own transaction; `keep_going` is asked before each, so a settler that lost
+    its lease stops after the transaction it is in.
+    """
     with context.ensure_request_scope():
         started = time.perf_counter()
-        hours = settlement.settle_due(engine)
+        hours = _settle_hours(engine, keep_going)
         middle = time.perf_counter()
-        days = catalog_settlement.settle_due_days(engine)
+        days = _settle_days(engine, keep_going)
         ended = time.perf_counter()
         if hours:
             observe_settlement(MARKET_HOUR, middle - started, [h.positions_changed for h in hours])
@@ -41,3 +65,110 @@ def settle_all_due(engine: sa.Engine) -> Settled:
                 extra={"hours": len(hours), "days": len(days), "seconds": round(ended - started, 6)},
             )
     return Settled(hours, days)
+
+
+def _settle_hours(engine: sa.Engine, keep_going: KeepGoing) -> list[settlement.SettledHour]:
+    """settlement.settle_due, asking `keep_going` before each (currency, hour)."""
+    due = sorted(
+        (hour, ccy) for ccy, hours in settlement.due_hours(UnitOfWork(engine)).items() for hour in hours
+    )
+    settled: list[settlement.SettledHour] = []
+    for hour, ccy in due:
+        if not keep_going():
+            break
+        result = settlement.settle_hour(UnitOfWork(engine), ccy, hour)
+        if result is not None:
+            settled.append(result)
+    return settled
+
+
+def _settle_days(engine: sa.Engine, keep_going: KeepGoing) -> list[catalog_settlement.SettledDay]:
+    """catalog_settlement.settle_due_days, asking `keep_going` before each (product, day)."""
+    due = sorted(
+        (day, pid) for pid, days in catalog_settlement.due_days(UnitOfWork(engine)).items() for day in days
+    )
+    settled: list[catalog_settlement.SettledDay] = []
+    for day, pid in due:
+        if not keep_going():
+            return settled
+        result = catalog_settlement.settle_day(UnitOfWork(engine), pid, day)
+        if result is not None:
+            settled.append(result)
+    if keep_going():
+        deliver_redemptions(UnitOfWork(engine))
+    return settled
+
+
+def run_settler(
+    engine: sa.Engine,
+    lease: Lease,
+    report: Callable[[settlement.SettledHour], None],
+    *,
+    poll_seconds: float,
+    until: int | None = None,
+    maintenance: Sequence[Maintenance] = (),
+    stop: threading.Event | None = None,
+) -> None:
+    """Settle periods as they fall due while `lease` is held, until `stop` is set (or business
+    time `until` is reached); wait as a standby while another process holds the lease.
+
+    A failed pass (the database restarting, say) is logged and tried again after `poll_seconds`:
+    the worker heals by itself. `lease` must be started; the caller closes it.
+    """
+    stop = stop or threading.Event()
+    held_before = False
+    while not stop.is_set():
+        held = lease.wait(poll_seconds)
+        if held:
+            settled_any = _settle_pass(engine, lease, stop, report)
+            if settled_any is None:  # failed: try again shortly
+                stop.wait(poll_seconds)
+                continue
+            if (settled_any or not held_before) and lease.held():
+                run_maintenance(engine, maintenance)
+        held_before = held
+        if until is not None and _business_now(engine) >= until:
+            return
+        if held:
+            stop.wait(seconds_to_next_period(engine, poll_seconds))
+
+
+def _settle_pass(
+    engine: sa.Engine, lease: Lease, stop: threading.Event, report: Callable[[settlement.SettledHour], None]
+) -> bool | None:
+    """One pass over everything due; whether it settled anything (None: it failed)."""
+    try:
+        done = settle_all_due(engine, lambda: lease.held() and not stop.is_set())
+    except Exception:  # the loop must outlive a database outage; the log says what happened
+        log.exception("settlement pass failed; trying again")
+        return None
+    for hour in done.hours:
+        report(hour)
+    return bool(done.hours or done.days)
+
+
+def run_maintenance(engine: sa.Engine, jobs: Sequence[Maintenance]) -> None:
+    """Each job in turn; one failing is logged and does not stop the others or the settler."""
+    for job in jobs:
+        try:
+            job(engine)
+        except Exception:  # a maintenance job never takes the settler down
+            log.exception("maintenance job %s failed", getattr(job, "__name__", job))
+
+
+def _business_now(engine: sa.Engine) -> int:
+    with UnitOfWork(engine) as uow:
+        return uow.now()
+
+
+def seconds_to_next_period(engine: sa.Engine, poll_seconds: float) -> float:
+    """Real seconds until the next business hour starts, at most `poll_seconds` (the clock may be
+    changed meanwhile), at least 10 ms."""
+    with engine.connect() as conn:
+        state = clocks.read(conn)
+    if state.mode == "simulated" and state.speed == 0:
+        return poll_seconds
+    now = state.now(clocks.wall_ms())
+    business_ms = clocks.floor_hour(now) + clocks.HOUR_MS - now
+    real_ms = business_ms / float(state.speed) if state.mode == "simulated" else business_ms
+    return min(poll_seconds, max(real_ms / 1000, 0.01))
