@@ -40,6 +40,7 @@ from flexearn.services import (
     keys,
     ledger_check,
     markets,
+    retention,
     savings,
     scheduler,
     settlement,
@@ -384,13 +385,30 @@ def ledger() -> None:
 
 
 @command(ledger, "check")
-def ledger_check_cmd(ctx: click.Context, app: Flexearn) -> None:
-    """Re-verify every ledger invariant; exit 1 and list violations if any."""
-    violations = ledger_check.check(app.uow())
+@click.option("--full", is_flag=True, help="Re-verify the whole journal, not what followed the checkpoint.")
+@click.option("--checkpoint", "write_checkpoint", is_flag=True, help="If green, save where the next begins.")
+def ledger_check_cmd(ctx: click.Context, app: Flexearn, full: bool, write_checkpoint: bool) -> None:
+    """Re-verify every ledger invariant; exit 1 and list violations if any.
+
+    By default only what came after the latest checkpoint is re-verified on top of its figures
+    (everything, when there is none); the balances, positions and control accounts as they stand
+    are checked whole either way.
+    """
+    report = ledger_check.run(app.engine, full=full, checkpoint=write_checkpoint)
+    violations = report.violations
+    base = "the whole journal" if report.journal_base is None else f"checkpoint {report.journal_base}"
+    written = "" if report.checkpoint is None else f"; checkpoint {report.checkpoint} written"
     emit(
         ctx,
-        {"ok": not violations, "violations": violations},
-        "ledger ok" if not violations else "\n".join(violations),
+        {
+            "ok": not violations,
+            "violations": violations,
+            "full": full,
+            "base": report.journal_base,
+            "history_base": report.history_base,
+            "checkpoint": report.checkpoint,
+        },
+        f"ledger ok (from {base}){written}" if not violations else "\n".join(violations),
     )
     if violations:
         sys.exit(1)
@@ -734,6 +752,47 @@ def demo_cmd(
         history_hours=max(history_hours, 0),
     )
     demo_runner.run(db_url, Settings.from_env(), options, run_scheduler, click.echo)
+
+
+@main.group()
+def history() -> None:
+    """History retention: lending history (FLEXEARN_LENDING_HISTORY_DAYS, default 30) and rate
+    history (FLEXEARN_RATE_HISTORY_DAYS, default 0: forever)."""
+
+
+@command(history, "prune")
+@click.option("--lending-days", type=int, default=None, help="FLEXEARN_LENDING_HISTORY_DAYS (0: forever).")
+@click.option("--rate-days", type=int, default=None, help="FLEXEARN_RATE_HISTORY_DAYS (0: forever).")
+def history_prune(ctx: click.Context, app: Flexearn, lending_days: int | None, rate_days: int | None) -> None:
+    """Drop history past its retention, behind the latest ledger checkpoint (exit 1 if none holds it).
+
+    On PostgreSQL also creates the lending-history partitions of the days ahead: run it daily
+    (the worker does).
+    """
+    try:
+        policy = retention.Retention.from_env(os.environ)
+        policy = retention.Retention(
+            policy.lending_history_days if lending_days is None else lending_days,
+            policy.rate_history_days if rate_days is None else rate_days,
+        )
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+    with app.uow() as uow:
+        now = uow.now()
+    try:
+        pruned = retention.prune(app.engine, policy, now)
+    except retention.PruneRefused as error:
+        emit(ctx, {"error": "refused", "message": str(error)}, f"refused: {error}")
+        sys.exit(1)
+    lending = "kept" if pruned.lending_before is None else f"before {iso(pruned.lending_before)} dropped"
+    rates = "kept" if pruned.rate_before is None else f"before {iso(pruned.rate_before)} dropped"
+    emit(
+        ctx,
+        pruned,
+        f"lending history {lending} ({len(pruned.partitions_dropped)} partitions, "
+        f"{pruned.lending_rows} rows); rate history {rates} ({pruned.rate_rows} rows); "
+        f"{len(pruned.partitions_created)} partitions created",
+    )
 
 
 if __name__ == "__main__":

@@ -171,6 +171,11 @@ market_hour = sa.Table(
     sa.CheckConstraint("hour = (hour / 3600000) * 3600000", name="on_the_hour"),
 )
 
+# The per-position split of each hour's interest (the subsidiary ledger's records), one row per
+# position per hour: by far the largest table. On PostgreSQL it is partitioned by range of `ts`, one
+# partition per UTC day plus a DEFAULT one (migration 0006, `services.retention`), so dropping a day
+# past the retention period is a DROP TABLE; the primary key there is (id, ts), as a partitioned
+# table's key must hold the partition key. SQLite keeps one table, pruned by DELETE.
 lending_history = sa.Table(
     "lending_history",
     metadata,
@@ -184,6 +189,8 @@ lending_history = sa.Table(
     sa.Column("rate", Amount, nullable=False),
 )
 sa.Index("ix_lending_history_user_ts", lending_history.c.user_id, lending_history.c.ts)
+# What the ledger check reads after its checkpoint: the last hour(s), not the whole table.
+sa.Index("ix_lending_history_ts", lending_history.c.ts)
 
 clock = sa.Table(
     "clock",
@@ -366,4 +373,38 @@ worker_lease = sa.Table(
     sa.Column("holder", sa.String(128), nullable=False),  # host:pid:random of the holder
     sa.Column("acquired_at", sa.BigInteger, nullable=False),  # real time, ms
     sa.Column("expires_at", sa.BigInteger, nullable=False),  # real time, ms
+)
+
+# --- data growth: ledger checkpoints, history retention -----------------------------------------
+
+ledger_checkpoint = sa.Table(
+    "ledger_checkpoint",
+    metadata,
+    # What a green ledger check verified, in the snapshot it verified: the next check verifies
+    # only what came after it. Each position's (amt, earnings) and each account's total are in the
+    # tables `ledger_checkpoint_positions_<id>` and `ledger_checkpoint_accounts_<id>`, created with
+    # it and dropped when superseded (`services.ledger_check`).
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    # Every journal entry with id <= entry_id, less `gaps`, is in the figures.
+    sa.Column("entry_id", sa.BigInteger, nullable=False),
+    # Comma-separated ids <= entry_id not committed then, whose transaction may still commit.
+    sa.Column("gaps", sa.Text, nullable=False, default=""),
+    # JSON {ccy: last settled hour}: lending history with ts < that hour is in the figures.
+    sa.Column("hours", sa.Text, nullable=False),
+    sa.Column("positions", sa.BigInteger, nullable=False),
+    sa.Column("accounts", sa.BigInteger, nullable=False),
+    sa.Column("business_at", sa.BigInteger, nullable=False),  # business time of the check
+    sa.Column("created_at", sa.BigInteger, nullable=False),  # real time, ms
+    sa.Column("dropped_at", sa.BigInteger, nullable=True),  # its figures' tables were dropped
+)
+
+history_horizon = sa.Table(
+    "history_horizon",
+    metadata,
+    # Per history table ("lending_history", "market_hour"): rows with ts/hour before `before` may
+    # have been pruned; `checkpoint_id` held their figures when they were (the full check's base).
+    sa.Column("name", sa.String(32), primary_key=True),
+    sa.Column("before", sa.BigInteger, nullable=False),
+    sa.Column("checkpoint_id", sa.BigInteger, sa.ForeignKey("ledger_checkpoint.id"), nullable=False),
+    sa.Column("pruned_at", sa.BigInteger, nullable=False),  # real time, ms
 )
