@@ -9,6 +9,8 @@ that it stops, restarts, kill -9s or locks; the machine's shared server is never
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sqlite3
 import subprocess
 import threading
@@ -296,8 +298,8 @@ def test_purchases_across_a_restart_and_a_kill9_of_the_database_are_each_booked_
 
 @pytest.mark.postgres
 def test_a_locked_table_is_answered_as_unavailable_within_the_budget_and_slots_shed_the_rest() -> None:
-    # Two slots and half a second of queueing: the requests beyond two are shed at once.
-    env = {"FLEXEARN_API_DB_SLOTS": "2", "FLEXEARN_API_QUEUE_TIMEOUT": "0.5"}
+    # Two slots, half a second of queueing, a 2 s budget: the requests beyond two are shed at once.
+    env = {"FLEXEARN_API_DB_SLOTS": "2", "FLEXEARN_API_QUEUE_TIMEOUT": "0.5", "FLEXEARN_API_TIMEOUT": "2"}
     with deployment(users=6, env=env) as d, httpx.Client(base_url=d.base, timeout=10) as client:
         blocked = [
             ("okx", "POST", PURCHASE, {"ccy": "USDT", "amt": "2", "side": "purchase"}),
@@ -305,6 +307,8 @@ def test_a_locked_table_is_answered_as_unavailable_within_the_budget_and_slots_s
             ("bitget", "GET", "/api/v2/earn/savings/product?coin=USDT", None),
         ]
         assert all(healthy(ask(client, d.keys[0], *probe)) for probe in blocked)
+        for key in d.keys:  # each key known to the server: the burst below waits on nothing but the lock
+            assert healthy(ask(client, key, "okx", "GET", "/api/v5/finance/savings/balance?ccy=USDT"))
 
         holder = make_engine(d.pg.url)
         conn = holder.connect()
@@ -313,7 +317,7 @@ def test_a_locked_table_is_answered_as_unavailable_within_the_budget_and_slots_s
             one_by_one = [ask(client, d.keys[0], *probe) for probe in blocked]
             assert all(unavailable(a) for a in one_by_one), one_by_one
             slowest = max(a.seconds for a in one_by_one)
-            assert 2.0 < slowest < BOUND_S  # the budget (3 s) was waited, not more
+            assert 1.8 < slowest < 3.5  # the budget (2 s) was waited, and its 0.5 s grace at most
 
             together: list[Answer] = []
             lock = threading.Lock()
@@ -333,7 +337,7 @@ def test_a_locked_table_is_answered_as_unavailable_within_the_budget_and_slots_s
                 thread.join(timeout=30)
             assert len(together) == len(d.keys)
             assert all(unavailable(a) for a in together), together
-            shed = [a for a in together if a.seconds < 2.0]
+            shed = [a for a in together if a.seconds < 1.5]
             assert len(shed) >= len(d.keys) - 2, sorted(a.seconds for a in together)  # only two had a slot
             assert httpx.get(f"{d.base}/healthz", timeout=10).status_code == 200  # SELECT 1 is not locked
         finally:
@@ -350,6 +354,57 @@ def test_a_locked_table_is_answered_as_unavailable_within_the_budget_and_slots_s
                 "shed": len(shed),
                 "shed_slowest_s": round(max(a.seconds for a in shed), 3),
                 "recovery_s": round(time.monotonic() - released, 2),
+            },
+        )
+
+
+@contextmanager
+def frozen(pg: PrivatePostgres) -> Iterator[None]:
+    """Every process of the cluster stopped (SIGSTOP): connections open but nothing ever answers,
+    as with a hung server or a network that drops packets; SIGCONT afterwards."""
+    postmaster = pg.pid()
+    children = subprocess.run(["pgrep", "-P", str(postmaster)], capture_output=True, text=True, check=True)
+    pids = [postmaster, *(int(pid) for pid in children.stdout.split())]
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+
+
+@pytest.mark.postgres
+def test_a_hung_database_is_answered_as_unavailable_within_the_budget_and_recovered_from() -> None:
+    """No server-side timeout can fire in a frozen server: the request's budget is enforced by
+    the API process itself, and the threads it left waiting hold their slots until it thaws.
+    The budget here is 2 s (FLEXEARN_API_TIMEOUT): the answer comes after it and its 0.5 s grace."""
+    with (
+        deployment(env={"FLEXEARN_API_TIMEOUT": "2"}) as d,
+        httpx.Client(base_url=d.base, timeout=10) as client,
+    ):
+        hung = [
+            ("okx", "GET", "/api/v5/finance/savings/balance?ccy=USDT", None),
+            ("bitget", "GET", "/api/v2/earn/savings/assets?periodType=flexible", None),
+        ]
+        assert all(healthy(ask(client, d.keys[0], *probe)) for probe in hung)
+        with frozen(d.pg):
+            answers = [ask(client, d.keys[0], *probe) for probe in hung]
+            assert all(unavailable(a) for a in answers), answers
+            slowest = max(a.seconds for a in answers)
+            assert 2.0 < slowest < 3.5
+            started = time.monotonic()
+            assert httpx.get(f"{d.base}/healthz", timeout=10).status_code == 503
+            health_seconds = time.monotonic() - started
+            assert health_seconds < 3.5
+        thawed = time.monotonic()
+        wait_until(lambda: all(healthy(ask(client, d.keys[0], *probe)) for probe in hung), RECOVERY_S)
+        report(
+            "hung",
+            {
+                "slowest_503_s": round(slowest, 3),
+                "healthz_503_s": round(health_seconds, 3),
+                "recovery_s": round(time.monotonic() - thawed, 2),
             },
         )
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
 import time
 import weakref
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from typing import ParamSpec, TypeVar
 from flexearn.adapters import db
 from flexearn.config import Settings
 
+log = logging.getLogger("flexearn.api")
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -104,7 +106,15 @@ class Admission:
 async def _within(future: asyncio.Future[T], deadline: float) -> T:
     """The thread's result, or `DatabaseBusy` once the deadline (and its grace) has passed; the
     thread itself runs on until the database lets go of it."""
+    future.add_done_callback(_settled)
     try:
         return await asyncio.wait_for(asyncio.shield(future), deadline - time.monotonic() + GRACE_S)
     except TimeoutError:
         raise db.DatabaseBusy("the database did not answer within the request's budget") from None
+
+
+def _settled(future: asyncio.Future[T]) -> None:
+    """Read the outcome of a thread nobody waits for any more (its request was answered): its
+    error, most often the database's own timeout, is then expected and not worth a traceback."""
+    if not future.cancelled() and future.exception() is not None:
+        log.debug("a database call answered after its request: %r", future.exception())
