@@ -33,6 +33,7 @@ from flexearn.services import ledger_check, scheduler
 from flexearn.services.leader import Lease, current_holder, release, try_acquire
 from flexearn.services.unit_of_work import UnitOfWork
 from tests.conftest import postgres_database
+from tests.deployment.services import private_postgres
 from tests.server import FLEXEARN
 
 HOUR = clocks.HOUR_MS
@@ -273,6 +274,32 @@ def test_one_worker_settles_a_standby_takes_over_on_kill_9_and_at_once_on_sigter
     assert workers.tracebacks() == []
     print(f"kill -9 takeover {took:.2f} s (lease {lease} s); SIGTERM handover {handover:.2f} s")
     engine.dispose()
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_a_worker_rides_out_a_postgres_outage_and_settles_when_it_returns(tmp_path: Path) -> None:
+    with private_postgres() as server:
+        engine = seeded(server.url, 100, hours_due=1)
+        workers = Workers(server.url, 2.0, tmp_path)
+        worker = workers.spawn()
+        try:
+            wait_for(lambda: settled(engine) == CURRENCIES, 30, "the due hour is settled")
+            engine.dispose()  # no pooled connection of ours outlives the server
+            server.stop()
+            time.sleep(3.0)  # longer than the lease: the worker must stop counting on it
+            server.start()
+            advance(engine, 1)
+            wait_for(lambda: settled(engine) == 2 * CURRENCIES, 20, "the worker settles after the outage")
+            assert holder_pid(engine) == worker.pid
+            assert worker.poll() is None
+            log = (tmp_path / "worker-0.log").read_text()
+            assert "could not renew the settler lease" in log
+            assert "lost the settler lease" in log  # it stopped believing it held the role
+            assert log.count("acquired the settler lease") == 2  # and took it again by itself
+        finally:
+            workers.stop_all()
+            engine.dispose()
 
 
 # --- kill -9 at random moments of a long settlement ----------------------------------------------

@@ -160,7 +160,7 @@ class Lease:
         if self._set(False, 0.0):
             try:
                 release(self.engine, self.name, self.holder)
-            except sa.exc.DBAPIError as error:  # it will expire by itself
+            except sa.exc.SQLAlchemyError as error:  # it will expire by itself
                 log.warning("could not release the %s lease: %s", self.name, error, extra=self._extra())
 
     def _run(self) -> None:
@@ -168,7 +168,7 @@ class Lease:
             started = time.monotonic()
             try:
                 ours = try_acquire(self.engine, self.name, self.holder, int(self.ttl * 1000))
-            except sa.exc.DBAPIError as error:
+            except Exception as error:  # the heartbeat must outlive any failure; the log says which
                 log.warning("could not renew the %s lease: %s", self.name, error, extra=self._extra())
                 with self._lock:  # still ours until what we last got runs out
                     valid_until = self._valid_until
