@@ -30,9 +30,11 @@ from redis.retry import Retry
 log = logging.getLogger("flexearn.redis")
 
 PREFIX = "flexearn:"
-# Loopback or LAN Redis answers in well under a millisecond: a quarter second means it is gone.
-TIMEOUT_SECONDS = 0.25
+# Loopback or LAN Redis answers in well under a millisecond: half a second means it is gone (or
+# this machine is too loaded to wait for it). Only the requests asking at that moment wait.
+TIMEOUT_SECONDS = 0.5
 RETRY_SECONDS = 3.0
+RECONNECT_ON = (redis.ConnectionError,)
 
 # A sliding-window log, atomically: drop the hits older than the window, refuse when `limit`
 # remain (a refused request is not counted), else record this hit. The clock is Redis's own
@@ -53,26 +55,33 @@ return 1
 
 
 class Breaker:
-    """Whether to try Redis now: always while it answers; once per `retry_seconds` after it failed."""
+    """Whether to try Redis now: always while it answers; once per `retry_seconds` after it failed.
+
+    `may_try` answers the moment the call starts (None: do not call). Only a call that started
+    after the last failure can close the breaker: one that was already under way when Redis
+    went away may still succeed, and proves nothing about now.
+    """
 
     def __init__(self, url: str, retry_seconds: float = RETRY_SECONDS) -> None:
         self._url, self._retry = url, retry_seconds
         self._down_until: float | None = None
+        self._failed_at = 0.0
         self._lock = threading.Lock()  # held for microseconds: safe in the event loop too
         self._now: Callable[[], float] = time.monotonic
 
-    def may_try(self) -> bool:
+    def may_try(self) -> float | None:
         with self._lock:
+            now = self._now()
             if self._down_until is None:
-                return True
-            if self._now() < self._down_until:
-                return False
-            self._down_until = self._now() + self._retry  # this caller probes; the others wait
-            return True
+                return now
+            if now < self._down_until:
+                return None
+            self._down_until = now + self._retry  # this caller probes; the others wait
+            return now
 
-    def succeeded(self) -> None:
+    def succeeded(self, started: float) -> None:
         with self._lock:
-            if self._down_until is None:
+            if self._down_until is None or started <= self._failed_at:
                 return
             self._down_until = None
         log.info("Redis at %s answers again: rate limits and replay memory are shared again", self._url)
@@ -80,7 +89,8 @@ class Breaker:
     def failed(self, error: Exception) -> None:
         with self._lock:
             was_up = self._down_until is None
-            self._down_until = self._now() + self._retry
+            self._failed_at = self._now()
+            self._down_until = self._failed_at + self._retry
         if was_up:
             log.warning(
                 "Redis at %s unreachable (%s: %s): rate limits and replay memory are per process "
@@ -97,15 +107,18 @@ class SharedStore:
     for the thread pool, where signatures are verified)."""
 
     def __init__(self, url: str) -> None:
-        self.url = _safe(url)
         self._url = url
-        self.breaker = Breaker(self.url)
+        self.breaker = Breaker(_safe(url))
         options: dict[str, Any] = {
             "socket_timeout": TIMEOUT_SECONDS,
             "socket_connect_timeout": TIMEOUT_SECONDS,
         }
-        self._sync = redis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), **options)
-        self._async_options = {**options, "retry": redis.asyncio.retry.Retry(NoBackoff(), 0)}
+        # One immediate retry on a broken connection, none on a timeout: a pooled connection to a
+        # Redis that restarted fails once and reconnects, a Redis that does not answer costs one
+        # timeout, not several.
+        self._sync = redis.Redis.from_url(url, retry=Retry(NoBackoff(), 1, RECONNECT_ON), **options)
+        retry = redis.asyncio.retry.Retry(NoBackoff(), 1, RECONNECT_ON)
+        self._async_options = {**options, "retry": retry}
         # An asyncio client belongs to the loop it first ran on; a new loop gets a client of its own.
         self._async: tuple[asyncio.AbstractEventLoop, Any] | None = None
         self._members = itertools.count()
@@ -114,7 +127,8 @@ class SharedStore:
     async def allow(self, bucket: str, who: str, limit: int, window_seconds: float) -> bool | None:
         """Record a hit in the shared window of (bucket, who) if fewer than `limit` are in it;
         None when Redis cannot say."""
-        if not self.breaker.may_try():
+        started = self.breaker.may_try()
+        if started is None:
             return None
         script = self._window_script()
         member = f"{self._me}-{next(self._members)}"
@@ -125,27 +139,29 @@ class SharedStore:
         except (redis.RedisError, OSError, TimeoutError) as error:
             self.breaker.failed(error)
             return None
-        self.breaker.succeeded()
+        self.breaker.succeeded(started)
         return bool(allowed)
 
     def claim(self, name: str, ttl_ms: int) -> bool | None:
         """Take `name` for `ttl_ms` (True), or find it already taken (False); None when Redis
         cannot say. SET NX is atomic: of two processes claiming at once, one wins."""
-        if not self.breaker.may_try():
+        started = self.breaker.may_try()
+        if started is None:
             return None
         try:
             taken = self._sync.set(f"{PREFIX}{name}", 1, nx=True, px=ttl_ms)
         except (redis.RedisError, OSError) as error:
             self.breaker.failed(error)
             return None
-        self.breaker.succeeded()
+        self.breaker.succeeded(started)
         return bool(taken)
 
     def claim_all(self, ttl_ms_by_name: Mapping[str, int]) -> bool:
         """Claim each name (one round trip); whether Redis took the whole batch."""
         if not ttl_ms_by_name:
             return True
-        if not self.breaker.may_try():
+        started = self.breaker.may_try()
+        if started is None:
             return False
         try:
             with self._sync.pipeline(transaction=False) as pipe:
@@ -155,7 +171,7 @@ class SharedStore:
         except (redis.RedisError, OSError) as error:
             self.breaker.failed(error)
             return False
-        self.breaker.succeeded()
+        self.breaker.succeeded(started)
         return True
 
     def _window_script(self) -> Any:
@@ -164,9 +180,6 @@ class SharedStore:
             client = redis.asyncio.Redis.from_url(self._url, **self._async_options)
             self._async = (loop, client.register_script(SLIDING_WINDOW))
         return self._async[1]
-
-    def close(self) -> None:
-        self._sync.close()
 
 
 def _safe(url: str) -> str:
