@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
+import ccxt
 import httpx
 import pytest
 import sqlalchemy as sa
@@ -167,6 +168,15 @@ def admin_and_health(base: str) -> tuple[int, int, float]:
     return admin.status_code, health.status_code, time.monotonic() - started
 
 
+def ccxt_clients(d: Deployment) -> tuple[ccxt.okx, ccxt.bitget]:
+    key = d.keys[0]
+    credentials = {"apiKey": key.api_key, "secret": key.secret_key, "password": key.passphrase}
+    okx, bitget = ccxt.okx(credentials), ccxt.bitget(credentials)
+    okx.urls["api"] = {"rest": d.base}
+    bitget.urls["api"] = dict.fromkeys(bitget.urls["api"], d.base)
+    return okx, bitget
+
+
 def report(label: str, figures: dict[str, object]) -> None:
     print(f"\n[backpressure] {label}: " + ", ".join(f"{k}={v}" for k, v in figures.items()))
 
@@ -184,6 +194,11 @@ def test_a_stopped_database_is_answered_as_unavailable_and_recovered_from_withou
         admin, health, admin_seconds = admin_and_health(d.base)
         assert (admin, health) == (503, 503)
         assert admin_seconds < BOUND_S
+        okx, bitget = ccxt_clients(d)  # the real clients read both answers as "retry later"
+        with pytest.raises(ccxt.ExchangeNotAvailable):
+            okx.private_get_finance_savings_balance({"ccy": "USDT"})
+        with pytest.raises(ccxt.ExchangeNotAvailable):
+            bitget.private_earn_get_v2_earn_savings_assets({"periodType": "flexible"})
 
         d.pg.start()
         recovery = wait_until(lambda: all(healthy(a) for a in ask_all(client, d)), RECOVERY_S)
