@@ -15,8 +15,13 @@ class UnitOfWork:
         self._conn: sa.Connection | None = None
 
     def __enter__(self) -> UnitOfWork:
-        self._conn = self.engine.connect()
-        self._conn.begin()
+        conn = self.engine.connect()
+        try:
+            conn.begin()  # may fail: e.g. SQLite's lock wait or a PostgreSQL timeout runs out
+        except BaseException:
+            conn.close()  # back to the pool now, not when garbage-collected
+            raise
+        self._conn = conn
         return self
 
     def __exit__(
