@@ -192,3 +192,20 @@ def history_rows(engine: sa.Engine) -> list[tuple[Any, ...]]:
     h = t.lending_history
     with engine.connect() as conn:
         return [tuple(r) for r in conn.execute(sa.select(h).order_by(h.c.id))]
+
+
+def test_the_workers_job_checks_writes_a_checkpoint_and_prunes_behind_it(lent: Flexearn) -> None:
+    job = retention.after_settlement(Retention())
+    first = job(lent.engine)
+    assert (first.check.violations, first.check.checkpoint) == ([], 1)
+    assert first.pruned is not None
+    assert first.pruned.checkpoint == 1
+    assert first.pruned.lending_before == T0 + 1 + HOURS * HOUR_MS - 30 * DAY_MS  # business now, less 30 days
+    advance(lent, 1)
+    assert job(lent.engine).check.journal_base == 1  # incremental from the last one
+    with lent.engine.begin() as conn:
+        conn.execute(sa.update(t.position).where(t.position.c.id == 1).values(amt=D(1000)))
+    red = job(lent.engine)
+    assert red.pruned is None
+    assert red.check.checkpoint is None
+    assert any("position 1: amt 1000 but" in v for v in red.check.violations)

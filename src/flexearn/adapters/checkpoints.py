@@ -39,12 +39,16 @@ class Checkpoint:
     gaps: tuple[int, ...] = ()
     hours: Mapping[str, int] = field(default_factory=dict)
 
+    # Both tables are keyed by their first column, unique as copied from a primary key. The key is
+    # indexed after the copy on SQLite, whose check joins through it; PostgreSQL's check hashes
+    # the whole table, so it gets statistics instead (see `write`).
+
     def positions(self) -> sa.Table:
         assert self.id is not None
         return sa.Table(
             POSITIONS.format(self.id),
             sa.MetaData(),
-            sa.Column("position_id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+            sa.Column("position_id", sa.BigInteger, nullable=False),
             sa.Column("amt", t.Amount, nullable=False),
             sa.Column("earnings", t.Amount, nullable=False),
         )
@@ -54,7 +58,7 @@ class Checkpoint:
         return sa.Table(
             ACCOUNTS.format(self.id),
             sa.MetaData(),
-            sa.Column("account_id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+            sa.Column("account_id", sa.BigInteger, nullable=False),
             sa.Column("total", t.Amount, nullable=False),
         )
 
@@ -106,8 +110,8 @@ def hour_cuts(conn: sa.Connection) -> dict[str, int]:
 
 def _gaps(conn: sa.Connection, last_id: int) -> tuple[int, ...]:
     e = t.journal_entry
-    settled = conn.execute(
-        sa.select(sa.func.max(e.c.id)).where(e.c.created_at < wall_ms() - IN_FLIGHT_MS)
+    settled = conn.execute(  # newest first: read back through the last IN_FLIGHT_MS only
+        sa.select(e.c.id).where(e.c.created_at < wall_ms() - IN_FLIGHT_MS).order_by(e.c.id.desc()).limit(1)
     ).scalar()
     start = int(settled or 0) + 1
     present = set(conn.execute(sa.select(e.c.id).where(e.c.id >= start, e.c.id <= last_id)).scalars())
@@ -157,6 +161,12 @@ def write(
     system = [{"account_id": account_id, "total": total} for account_id, total in system_totals]
     if system:
         conn.execute(sa.insert(accounts), system)
+    for table in (positions, accounts):
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql(f"ANALYZE {table.name}")  # a new table has no statistics yet
+        else:
+            key = table.c[0].name
+            conn.exec_driver_sql(f"CREATE UNIQUE INDEX ix_{table.name} ON {table.name} ({key})")
     conn.execute(
         sa.update(c).where(c.c.id == checkpoint_id).values(positions=copied, accounts=users + len(system))
     )

@@ -39,6 +39,7 @@ from flexearn.domain.money import ZERO
 from flexearn.services.unit_of_work import UnitOfWork
 
 LENDING_HISTORY, RATE_HISTORY = "lending_history", "market_hour"
+WORK_MEM = "256MB"  # PostgreSQL, for the check's own transaction
 
 
 def _sums(
@@ -79,9 +80,11 @@ def check(uow: UnitOfWork, *, full: bool = False, checkpoint: bool = False) -> l
 def run(engine: sa.Engine, *, full: bool = False, checkpoint: bool = False) -> Report:
     postgres = engine.dialect.name == "postgresql"
     options = {"isolation_level": "REPEATABLE READ"} if postgres else {}
-    with engine.connect().execution_options(**options) as conn, conn.begin():
+    with engine.connect().execution_options(**options) as conn, conn.begin():  # commits on the way out
         if postgres:  # before the snapshot is taken: no pruning runs while this check does
             conn.exec_driver_sql("LOCK TABLE history_horizon IN SHARE MODE")
+            # the per-position sums of a million positions hash in memory instead of spilling
+            conn.exec_driver_sql(f"SET LOCAL work_mem = '{WORK_MEM}'")
         latest = checkpoints.latest(conn)
         pruned = checkpoints.horizon(conn, LENDING_HISTORY)
         journal = EMPTY if full else latest
@@ -101,7 +104,6 @@ def run(engine: sa.Engine, *, full: bool = False, checkpoint: bool = False) -> R
             written = checkpoints.write(conn, totals, verified.cuts, business_now(conn))
             pinned = pruned[1].id if pruned else None  # the base of full checks: kept
             checkpoints.drop_superseded(conn, keep={written} if pinned is None else {written, pinned})
-            conn.commit()
     return Report(violations, journal.id, history.id, written)
 
 

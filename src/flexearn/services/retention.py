@@ -16,8 +16,9 @@ check takes the pruned rows' part (`history_horizon`).
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -27,13 +28,16 @@ from flexearn.adapters import checkpoints
 from flexearn.adapters import tables as t
 from flexearn.adapters.clock import wall_ms
 from flexearn.domain.catalog import DAY_MS
+from flexearn.services import ledger_check
 from flexearn.services.ledger_check import LENDING_HISTORY, RATE_HISTORY
+from flexearn.services.unit_of_work import UnitOfWork
 
 PROMISED_DAYS = 30  # OKX's lending-history endpoint answers the last month
 AHEAD_DAYS = 7  # partitions made ahead of business time
 BATCH = 10_000  # rows per DELETE (SQLite, and the PostgreSQL default partition)
 LOCK_TIMEOUT = "10s"  # how long pruning waits for a table lock before giving up until next time
 PARTITION = re.compile(r"^lending_history_d(\d{8})$")
+log = logging.getLogger("flexearn.retention")
 
 
 class PruneRefused(RuntimeError):
@@ -216,3 +220,37 @@ def _delete_in_batches(engine: sa.Engine, table: str, column: str, before: int) 
         deleted += count
         if count < BATCH:
             return deleted
+
+
+@dataclass(frozen=True)
+class Maintained:
+    check: ledger_check.Report
+    pruned: Pruned | None  # None: the ledger was red, or pruning was refused
+
+
+def after_settlement(retention: Retention) -> Callable[[sa.Engine], Maintained]:
+    """The worker's job after each settlement pass: the incremental ledger check, writing a
+    checkpoint when green (so the next one starts there), then pruning behind it.
+
+    A red ledger is logged at ERROR with its violations and nothing is pruned.
+    """
+
+    def maintain(engine: sa.Engine) -> Maintained:
+        report = ledger_check.run(engine, checkpoint=True)
+        if report.violations:
+            log.error(
+                "ledger check failed: %d violation(s)",
+                len(report.violations),
+                extra={"violations": report.violations[:20]},
+            )
+            return Maintained(report, None)
+        with UnitOfWork(engine) as uow:
+            now = uow.now()
+        try:
+            pruned = prune(engine, retention, now)
+        except PruneRefused as refused:
+            log.warning("history not pruned: %s", refused)
+            return Maintained(report, None)
+        return Maintained(report, pruned)
+
+    return maintain
