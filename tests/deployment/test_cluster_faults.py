@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
+import redis
 
 from flexearn.domain.money import D
 from tests.deployment.cluster import Cluster, Member, cluster
@@ -114,7 +115,7 @@ def wait_for(condition: Callable[[], bool], timeout: float) -> float:
 
 
 def test_kill_9_of_an_api_process_during_a_burst_of_purchases_loses_no_acknowledged_write() -> None:
-    kills, during = 0, []
+    kills, during, back = 0, [], []
     with traffic(BURST_MIX) as run:
         for i in range(3):
             time.sleep(1.5)
@@ -124,10 +125,15 @@ def test_kill_9_of_an_api_process_during_a_burst_of_purchases_loses_no_acknowled
             kills += 1
             time.sleep(1.5)
             during.append(run.acknowledged() - before)  # the other process served the clients
+            restarted = time.monotonic()
             victim.start()
             wait_for(lambda: answering(run, victim.url), 15)  # noqa: B023 - called at once
+            back.append(round(time.monotonic() - restarted, 1))
         time.sleep(2)
         writes = close(run, f"api_kill={kills}")
+        worker_alive = run.c.worker.alive()
+    print(f"acknowledged while one process was down (1.5 s each): {during}; restarts answered after {back} s")
+    assert worker_alive
     assert all(n > 0 for n in during), f"acknowledged while one process was down: {during}"
     assert writes.unknown + writes.unsent > 0, "the kills never hit a request: the test proved nothing"
     assert [api.starts for api in run.c.apis] == [3, 2]
@@ -166,10 +172,11 @@ def test_postgresql_restarts_during_traffic_are_survived_without_manual_steps() 
 
 
 def test_redis_outage_during_traffic_leaves_the_api_answering() -> None:
-    stops, during = 0, []
+    stops, during, keys = 0, [], []
     with traffic(LOAD_MIX) as run:
         for _ in range(2):
             time.sleep(3)
+            keys.append(redis.Redis.from_url(run.c.redis.url).dbsize())  # the API does use it
             before = run.acknowledged()
             since = dict(run.tally.answers)
             run.c.redis.stop()
@@ -177,9 +184,22 @@ def test_redis_outage_during_traffic_leaves_the_api_answering() -> None:
             time.sleep(3)
             during.append((run.acknowledged() - before, run.labels(since)))
             run.c.redis.start()
+        before = run.acknowledged()
         time.sleep(3)
-        writes = close(run, f"redis_stop={stops}")
-    print(f"while Redis was down (acknowledged writes, answers): {during}")
+        after = run.acknowledged() - before
+        keys.append(redis.Redis.from_url(run.c.redis.url).dbsize())  # written again once it is back
+        close(run, f"redis_stop={stops}")
+        alive = [p.alive() for p in run.c.apis]
+    print(f"while Redis was down (acknowledged writes, answers): {during}; keys in Redis: {keys}")
+    assert all(n > 0 for n in keys), "the API processes keep nothing in Redis: the outage proves nothing"
     assert all(acked > 0 for acked, _ in during), "the API stopped acknowledging writes without Redis"
+    assert after > 0, "the API did not come back with Redis"
+    assert alive == [True, True]
     assert [api.starts for api in run.c.apis] == [1, 1]
-    assert writes.unknown == 0, "Redis being away made requests fail on the server"
+    # Redis being away fails no request: at most the few that backpressure sheds under load.
+    for _, answers in during:
+        failed = [
+            label for _, label in answers if label != "ok" and (not label[0].isdigit() or label[0] == "5")
+        ]
+        shed = sum(n for (_, label), n in answers.items() if label in failed)
+        assert shed < sum(answers.values()) / 50, answers
