@@ -2,7 +2,7 @@
 
 `cluster()` starts a private PostgreSQL and Redis (`services.py`), migrates the database, puts the
 business clock on a simulated clock, and starts N `flexearn serve --no-scheduler` processes on
-free ports (FLEXEARN_REDIS_URL set) plus one settling worker. Every process runs in a session of
+free ports (FLEXEARN_REDIS_URL set) plus one `flexearn worker`. Every process runs in a session of
 its own, so `kill9()` takes a server's granian workers down with it, as losing a machine or a
 container would.
 
@@ -43,12 +43,6 @@ from tests.helpers import T0
 from tests.server import ADMIN_TOKEN, FLEXEARN, free_port
 
 CCY = "USDT"
-
-
-def worker_command() -> list[str]:
-    """`flexearn worker` once it exists (it holds the settler's lease); until then `flexearn run`."""
-    probe = subprocess.run([FLEXEARN, "worker", "--help"], capture_output=True, timeout=60)
-    return ["worker"] if probe.returncode == 0 else ["run"]
 
 
 class Process:
@@ -135,7 +129,7 @@ class Cluster:
             port = free_port()
             argv = [FLEXEARN, "serve", "--port", str(port), "--db", self.url, "--no-scheduler"]
             self.apis.append(Process(f"api{i}", argv, env, root / f"api{i}.log", port))
-        argv = [FLEXEARN, *worker_command(), "--db", self.url]
+        argv = [FLEXEARN, "worker", "--db", self.url]
         self.worker = Process("worker", argv, env, root / "worker.log", None)
 
     @property
