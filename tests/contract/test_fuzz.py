@@ -3,7 +3,7 @@ signed and unsigned, against a running server on each backend; the ledger holds 
 
 The number of examples per test is FLEXEARN_FUZZ_EXAMPLES (default 100; the general test runs
 three times as many). Each backend's run ends with one summary line, `FUZZ <backend> requests=…`,
-printed to the terminal and recorded as the `fuzz` property of the ledger test (junit XML).
+printed to the terminal and recorded as the test suite's `fuzz_<backend>` property (junit XML).
 """
 
 from __future__ import annotations
@@ -45,16 +45,19 @@ class Target:
     fuzzer: Fuzzer
     tally: Tally
     probe: Fuzzer  # for the single requests of the regression tests: not in the tally
+    clients: list[tuple[OkxHttp, BitgetHttp]]  # one pair per user's key
+    anonymous: OkxHttp
 
-    def okx(self, signed: bool = True) -> OkxHttp:
-        return OkxHttp(self.users[0].base_url, self._next_key() if signed else None)
+    def okx(self) -> OkxHttp:
+        return self._next()[0]
 
     def bitget(self) -> BitgetHttp:
-        return BitgetHttp(self.users[0].base_url, self._next_key())
+        return self._next()[1]
 
-    def _next_key(self) -> Any:
-        self.users.append(self.users.pop(0))
-        return self.users[0].key
+    def _next(self) -> tuple[OkxHttp, BitgetHttp]:
+        """The next user's clients: the per-user limits then rarely make an example wait."""
+        self.clients.append(self.clients.pop(0))
+        return self.clients[0]
 
     def send(self, send: Callable[[], httpx.Response], signed: bool = True) -> httpx.Response:
         """Send, waiting out 429s, so that every example reaches validation rather than the limiter."""
@@ -74,11 +77,15 @@ def target(shared_server: tuple[Flexearn, str, str], module_database_url: str) -
     tally = TALLIES.setdefault(sa.make_url(module_database_url).get_backend_name(), Tally())
     fuzzer = Fuzzer(base, [u.key for u in users], tally)
     probe = Fuzzer(base, [u.key for u in users], Tally(), addresses=1)
+    clients = [(OkxHttp(base, u.key), BitgetHttp(base, u.key)) for u in users]
+    anonymous = OkxHttp(base)
     try:
-        yield Target(app, users, fuzzer, tally, probe)
+        yield Target(app, users, fuzzer, tally, probe, clients, anonymous)
     finally:
         fuzzer.close()
         probe.close()
+        for http in [anonymous, *(c for pair in clients for c in pair)]:
+            http.client.close()
 
 
 def assert_okx_answered(response: httpx.Response) -> None:
@@ -251,7 +258,7 @@ def test_random_signed_queries_never_break_the_server(
 def test_garbage_requests_are_answered_in_the_envelope(
     target: Target, method: str, path: str, headers: dict[str, str], body: bytes
 ) -> None:
-    client = target.okx(signed=False).client
+    client = target.anonymous.client
     garbage = lambda: client.request(method, path, headers=headers, content=body)  # noqa: E731
     assert_okx_answered(target.send(garbage, signed=False))
 
@@ -315,15 +322,16 @@ def test_the_ledger_is_intact_after_the_fuzzing(
     target: Target,
     module_database_url: str,
     capsys: pytest.CaptureFixture[str],
-    record_property: Callable[[str, object], None],
+    record_testsuite_property: Callable[[str, object], None],
 ) -> None:
     assert_ledger_ok(target.app)
     with target.app.uow() as uow:  # compared in Python: SQLite keeps amounts as text
         balances = uow.conn.execute(sa.select(t.account.c.key, t.account.c.kind, t.account.c.balance))
         negative = [row for row in balances if AccountKind(row.kind).user_owned and row.balance < 0]
     assert negative == []
-    line = target.tally.line(sa.make_url(module_database_url).get_backend_name())
-    record_property("fuzz", line)
+    backend = sa.make_url(module_database_url).get_backend_name()
+    line = target.tally.line(backend)
+    record_testsuite_property(f"fuzz_{backend}", line)
     with capsys.disabled():
         print(f"\n{line}")
     assert not [status for status in target.tally.by_status if status >= 500]
