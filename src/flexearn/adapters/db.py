@@ -8,6 +8,7 @@ longer than its budget. Work without a deadline (settlement, the CLI, the admin 
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,17 +34,51 @@ POOL_SIZE, POOL_OVERFLOW = 10, 20
 # SQLite's wait for the write lock when no deadline applies (a long settlement may hold it).
 SQLITE_BUSY_MS = 60_000
 
-_deadline: ContextVar[float | None] = ContextVar("flexearn_db_deadline", default=None)
-
-
 class DatabaseBusy(Exception):
     """The request's time for the database ran out before the database answered (load shedding)."""
 
 
+class Deadline:
+    """A request's time for the database (`at`, in `time.monotonic()` seconds), and the promise
+    that goes with answering it "service unavailable": nothing it wrote was committed.
+
+    The request's answer may give up waiting (`give_up`) while its thread still runs; from then on
+    the thread may not COMMIT (`may_commit`, asked by the unit of work, raises `DatabaseBusy` and
+    its transaction rolls back). A thread that began its COMMIT first wins: then the answer must
+    wait for the thread's outcome instead of claiming nothing happened.
+    """
+
+    def __init__(self, at: float) -> None:
+        self.at = at
+        self._lock = threading.Lock()
+        self._given_up = False
+        self.committed = False  # a COMMIT was sent: the request's outcome is the thread's
+
+    def remaining_ms(self) -> int:
+        return max(1, int((self.at - time.monotonic()) * 1000))  # 0 would mean "no limit" to both
+
+    def give_up(self) -> bool:
+        """Stop waiting: True unless a COMMIT was already sent (then the caller must wait)."""
+        with self._lock:
+            if not self.committed:
+                self._given_up = True
+            return self._given_up
+
+    def may_commit(self) -> None:
+        with self._lock:
+            if self._given_up or time.monotonic() > self.at:
+                self._given_up = True
+                raise DatabaseBusy("the request's budget ran out before its COMMIT; rolled back")
+            self.committed = True
+
+
+_deadline: ContextVar[Deadline | None] = ContextVar("flexearn_db_deadline", default=None)
+
+
 @contextmanager
-def deadline(at: float) -> Iterator[None]:
-    """Bound the transactions begun inside (in this thread's context) by `at` (time.monotonic())."""
-    token = _deadline.set(at)
+def deadline(bound: Deadline) -> Iterator[None]:
+    """Bound the transactions begun inside (in this thread's context) by `bound`."""
+    token = _deadline.set(bound)
     try:
         yield
     finally:
@@ -51,10 +86,17 @@ def deadline(at: float) -> Iterator[None]:
 
 
 def _remaining_ms() -> int | None:
-    at = _deadline.get()
-    if at is None:
-        return None
-    return max(1, int((at - time.monotonic()) * 1000))  # 0 would mean "no limit" to both databases
+    bound = _deadline.get()
+    return None if bound is None else bound.remaining_ms()
+
+
+def may_commit() -> None:
+    """Refuse (`DatabaseBusy`) to COMMIT under a deadline that has passed, or whose request was
+    answered "unavailable"; called just before a unit of work commits, while it can still roll back.
+    """
+    bound = _deadline.get()
+    if bound is not None:
+        bound.may_commit()
 
 
 def unavailable(error: BaseException) -> bool:

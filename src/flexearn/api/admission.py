@@ -49,11 +49,11 @@ class Admission:
     def from_settings(cls, settings: Settings) -> Admission:
         return cls(settings.api_db_slots, settings.api_queue_timeout, settings.api_timeout)
 
-    def budget(self) -> float:
-        """The deadline, in `time.monotonic()` seconds, of a request arriving now."""
-        return time.monotonic() + self.timeout
+    def budget(self) -> db.Deadline:
+        """The deadline of a request arriving now."""
+        return db.Deadline(time.monotonic() + self.timeout)
 
-    async def run(self, deadline: float, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    async def run(self, deadline: db.Deadline, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """`fn(*args, **kwargs)` in a database slot, bounded by `deadline`; `db.DatabaseBusy` when
         no slot frees in time or the work outlives the deadline."""
         loop = asyncio.get_running_loop()
@@ -85,11 +85,11 @@ class Admission:
 
         return await _within(asyncio.get_running_loop().run_in_executor(None, context.run, work), deadline)
 
-    async def _enter(self, gate: asyncio.Semaphore, deadline: float) -> None:
+    async def _enter(self, gate: asyncio.Semaphore, deadline: db.Deadline) -> None:
         if not gate.locked():
             await gate.acquire()  # free: taken at once, without yielding
             return
-        wait = min(self.queue_timeout, deadline - time.monotonic())
+        wait = min(self.queue_timeout, deadline.at - time.monotonic())
         try:
             if wait <= 0:
                 raise TimeoutError
@@ -103,14 +103,26 @@ class Admission:
         return self._threads
 
 
-async def _within(future: asyncio.Future[T], deadline: float) -> T:
+async def _within(future: asyncio.Future[T], deadline: db.Deadline) -> T:
     """The thread's result, or `DatabaseBusy` once the deadline (and its grace) has passed; the
-    thread itself runs on until the database lets go of it."""
+    thread itself runs on until the database lets go of it, but may no longer commit.
+
+    "Service unavailable" promises that nothing was written, so a thread that already sent its
+    COMMIT is waited for, however long that takes: its outcome is the answer. If it then fails
+    with the database unavailable, what was committed is unknown: that is a system error (500).
+    """
     future.add_done_callback(_settled)
     try:
-        return await asyncio.wait_for(asyncio.shield(future), deadline - time.monotonic() + GRACE_S)
+        return await asyncio.wait_for(asyncio.shield(future), deadline.at - time.monotonic() + GRACE_S)
     except TimeoutError:
-        raise db.DatabaseBusy("the database did not answer within the request's budget") from None
+        if deadline.give_up():
+            raise db.DatabaseBusy("the database did not answer within the request's budget") from None
+    try:
+        return await future
+    except Exception as error:
+        if db.unavailable(error):
+            raise RuntimeError("the database failed after a COMMIT was sent: outcome unknown") from error
+        raise
 
 
 def _settled(future: asyncio.Future[T]) -> None:

@@ -6,7 +6,7 @@ from types import TracebackType
 
 import sqlalchemy as sa
 
-from flexearn.adapters import clock
+from flexearn.adapters import clock, db
 
 
 class UnitOfWork:
@@ -46,6 +46,7 @@ class UnitOfWork:
         return self._conn
 
     def commit(self) -> None:
+        db.may_commit()  # an API request past its budget rolls back rather than commit unseen
         self.conn.commit()
 
     def now(self) -> int:

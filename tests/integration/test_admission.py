@@ -1,0 +1,80 @@
+""""Service unavailable" means nothing was written: a request's late COMMIT is refused, and an
+answer waits for a COMMIT already sent instead of claiming nothing happened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import event
+
+from flexearn.adapters import db
+from flexearn.api.admission import GRACE_S, Admission
+from flexearn.services.unit_of_work import UnitOfWork
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[sa.Engine]:
+    engine = db.make_engine(database_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE written (n INTEGER)")
+    yield engine
+    engine.dispose()
+
+
+def _write(engine: sa.Engine, n: int, sleep_before_commit: float = 0.0) -> int:
+    with UnitOfWork(engine) as uow:
+        uow.conn.exec_driver_sql(f"INSERT INTO written VALUES ({n})")
+        time.sleep(sleep_before_commit)
+        uow.commit()
+    return n
+
+
+def _rows(engine: sa.Engine) -> list[int]:
+    with engine.connect() as conn:
+        return [row[0] for row in conn.exec_driver_sql("SELECT n FROM written ORDER BY n")]
+
+
+def test_a_commit_after_the_budget_is_refused_and_answered_unavailable(engine: sa.Engine) -> None:
+    admission = Admission(slots=2, queue_timeout=0.1, timeout=0.2)
+
+    async def request() -> int:
+        return await admission.run(admission.budget(), _write, engine, 1, 0.4)
+
+    with pytest.raises(db.DatabaseBusy):
+        asyncio.run(request())
+    assert _rows(engine) == []
+
+
+def test_an_answer_waits_for_a_commit_already_sent(engine: sa.Engine) -> None:
+    """A COMMIT that began inside the budget but ends long after it: the answer is its result."""
+    admission = Admission(slots=2, queue_timeout=0.1, timeout=0.2)
+    slow = 0.2 + GRACE_S + 0.5
+
+    @event.listens_for(engine, "commit")  # the unit of work was allowed to commit: it is on its way
+    def _slow_commit(connection: sa.Connection) -> None:
+        time.sleep(slow)
+
+    async def request() -> tuple[int, float]:
+        started = time.monotonic()
+        result = await admission.run(admission.budget(), _write, engine, 2)
+        return result, time.monotonic() - started
+
+    result, took = asyncio.run(request())
+    assert result == 2
+    assert took >= slow  # it waited past the budget and its grace, for the outcome
+    assert _rows(engine) == [2]
+
+
+def test_work_within_the_budget_commits(engine: sa.Engine) -> None:
+    admission = Admission(slots=2, queue_timeout=0.1, timeout=2.0)
+
+    async def request() -> int:
+        return await admission.run(admission.budget(), _write, engine, 3)
+
+    assert asyncio.run(request()) == 3
+    assert _rows(engine) == [3]
