@@ -65,6 +65,9 @@ def create_app(settings: Settings, flexearn: Flexearn | None = None, *, demo: bo
     routes += ops_routes(engine_app.engine, admission)
     routes.append(Mount("/admin/v1", admin_app(engine_app, box, admin_tokens)))
     app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found})
+    # No 307 to the path without its trailing slash: it has no envelope, and Starlette builds its
+    # Location from the client's Host header (an open redirect). Such a path is not found.
+    app.router.redirect_slashes = False
     app.add_middleware(ObservabilityMiddleware)
     app.state.flexearn = engine_app
     return app
