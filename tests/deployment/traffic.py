@@ -7,9 +7,10 @@ an amount no other write of that user and kind carries (`base + i × 1e-8`), so 
 which writes were applied, and how often. Each answer is recorded as
 
 - acknowledged: code 0 / 00000 — the write must be in the journal exactly once;
-- refused: an error code (including 429) — the write must not be there;
+- refused: an error code (including 429, and "service unavailable": 503 with OKX 50001 or Bitget
+  40604, which promises that nothing was written) — the write must not be there;
 - unsent: the connection was refused — the server never saw it, so it must not be there;
-- unknown: reset, timeout or 5xx — it may be there, at most once.
+- unknown: reset, timeout or another 5xx — it may be there, at most once.
 
 A client never resends a write whose answer was unknown (the exchanges' savings calls carry no
 client order id, so a resend could rightly apply twice): its next write has a fresh amount.
@@ -91,6 +92,9 @@ class Answer:
     label: str  # "ok", the exchange's error code, an HTTP status, or what went wrong on the wire
 
 
+UNAVAILABLE = {"50001", "40604"}  # OKX, Bitget: "service unavailable", nothing was written
+
+
 def classify(send: Callable[[], httpx.Response], ok_code: str) -> Answer:
     try:
         response = send()
@@ -105,7 +109,8 @@ def classify(send: Callable[[], httpx.Response], ok_code: str) -> Answer:
     except (ValueError, AttributeError):
         return Answer(Outcome.UNKNOWN, f"HTTP {response.status_code}, not JSON")
     if response.status_code >= 500:
-        return Answer(Outcome.UNKNOWN, f"{response.status_code} {code}")
+        unavailable = response.status_code == 503 and code in UNAVAILABLE  # nothing was written
+        return Answer(Outcome.REFUSED if unavailable else Outcome.UNKNOWN, f"{response.status_code} {code}")
     return Answer(Outcome.ACKNOWLEDGED, "ok") if code == ok_code else Answer(Outcome.REFUSED, code)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 import sqlalchemy as sa
@@ -78,3 +78,24 @@ def test_work_within_the_budget_commits(engine: sa.Engine) -> None:
 
     assert asyncio.run(request()) == 3
     assert _rows(engine) == [3]
+
+
+def test_a_database_failure_after_a_commit_is_an_unknown_outcome_not_unavailable(engine: sa.Engine) -> None:
+    """E.g. the connection dies during COMMIT: the write may be in; "unavailable" would deny it."""
+    admission = Admission(slots=2, queue_timeout=0.1, timeout=2.0)
+
+    def write_then_lose_the_database() -> None:
+        _write(engine, 4)
+        raise sa.exc.OperationalError("SELECT 1", {}, Exception("server closed the connection"))
+
+    def lose_the_database_before_any_commit() -> None:
+        raise sa.exc.OperationalError("SELECT 1", {}, Exception("server closed the connection"))
+
+    async def request(fn: Callable[[], None]) -> None:
+        await admission.run(admission.budget(), fn)
+
+    with pytest.raises(RuntimeError, match="outcome unknown"):
+        asyncio.run(request(write_then_lose_the_database))
+    with pytest.raises(sa.exc.OperationalError):  # nothing was committed: "unavailable" is true
+        asyncio.run(request(lose_the_database_before_any_commit))
+    assert _rows(engine) == [4]

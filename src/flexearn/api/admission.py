@@ -108,19 +108,20 @@ async def _within(future: asyncio.Future[T], deadline: db.Deadline) -> T:
     thread itself runs on until the database lets go of it, but may no longer commit.
 
     "Service unavailable" promises that nothing was written, so a thread that already sent its
-    COMMIT is waited for, however long that takes: its outcome is the answer. If it then fails
-    with the database unavailable, what was committed is unknown: that is a system error (500).
+    COMMIT is waited for, however long that takes: its outcome is the answer. If the database
+    fails after a COMMIT was sent (the connection lost mid-COMMIT), what was committed is unknown:
+    that is a system error (500), never "unavailable".
     """
     future.add_done_callback(_settled)
     try:
-        return await asyncio.wait_for(asyncio.shield(future), deadline.at - time.monotonic() + GRACE_S)
-    except TimeoutError:
-        if deadline.give_up():
-            raise db.DatabaseBusy("the database did not answer within the request's budget") from None
-    try:
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), deadline.at - time.monotonic() + GRACE_S)
+        except TimeoutError:
+            if deadline.give_up():
+                raise db.DatabaseBusy("the database did not answer within the request's budget") from None
         return await future
     except Exception as error:
-        if db.unavailable(error):
+        if deadline.committed and db.unavailable(error):  # e.g. the connection died during COMMIT
             raise RuntimeError("the database failed after a COMMIT was sent: outcome unknown") from error
         raise
 
