@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 
 from flexearn.adapters import clock as clocks
+from flexearn.adapters import db
 from flexearn.observability import context
 from flexearn.observability.metrics import CATALOG_DAY, MARKET_HOUR, observe_settlement
 from flexearn.services import catalog_settlement, settlement
@@ -130,7 +131,7 @@ def run_settler(
         if until is not None and _business_now(engine) >= until:
             return
         if held:
-            stop.wait(seconds_to_next_period(engine, poll_seconds))
+            stop.wait(_sleep_seconds(engine, poll_seconds))
 
 
 def _settle_pass(
@@ -139,8 +140,11 @@ def _settle_pass(
     """One pass over everything due; whether it settled anything (None: it failed)."""
     try:
         done = settle_all_due(engine, lambda: lease.held() and not stop.is_set())
-    except Exception:  # the loop must outlive a database outage; the log says what happened
-        log.exception("settlement pass failed; trying again")
+    except Exception as error:  # the loop must outlive a database outage; the log says what happened
+        if db.unavailable(error):  # expected while the database is down: one line, no trace
+            log.warning("settlement pass: database unavailable (%s); trying again", type(error).__name__)
+        else:
+            log.exception("settlement pass failed; trying again")
         return None
     for hour in done.hours:
         report(hour)
@@ -154,6 +158,15 @@ def run_maintenance(engine: sa.Engine, jobs: Sequence[Maintenance]) -> None:
             job(engine)
         except Exception:  # a maintenance job never takes the settler down
             log.exception("maintenance job %s failed", getattr(job, "__name__", job))
+
+
+def _sleep_seconds(engine: sa.Engine, poll_seconds: float) -> float:
+    try:
+        return seconds_to_next_period(engine, poll_seconds)
+    except Exception as error:  # the database went away since the pass: look again soon
+        if not db.unavailable(error):
+            log.exception("reading the clock failed")
+        return poll_seconds
 
 
 def _business_now(engine: sa.Engine) -> int:
