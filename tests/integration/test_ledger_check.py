@@ -189,11 +189,30 @@ def test_an_entry_committed_after_a_checkpoint_with_a_lower_id_is_still_verified
             uow.commit()
         assert late < later
         assert checkpoint.violations == []
+        assert ledger_check.check(app.uow()) == []  # the late deposit's legs are counted
         with app.engine.connect() as conn:
             gaps = conn.execute(sa.select(t.ledger_checkpoint.c.gaps)).scalar_one()
         assert gaps == str(late)
-        assert ledger_check.check(app.uow()) == []  # the late deposit's legs are counted
         forge(app, (account_id(app, "external:USDT"), D(3)), entry=late)  # and verified
         assert any(f"journal entry {late} does not balance" in v for v in ledger_check.check(app.uow()))
     finally:
         app.close()
+
+
+def test_lending_history_altered_or_duplicated_after_the_checkpoint_is_found(busy: Flexearn) -> None:
+    ledger_check.run(busy.engine, checkpoint=True)
+    advance(busy, 1)  # one hour of history after the checkpoint: PostgreSQL joins it row by row
+    h, last = t.lending_history, T0 + 3 * HOUR_MS
+    mine = sa.and_(h.c.ts == last, h.c.position_id == 1)
+    with busy.engine.begin() as conn:
+        earned = conn.execute(sa.select(h.c.earnings).where(mine)).scalar_one()
+        conn.execute(sa.update(h).where(mine).values(earnings=D(1)))
+    found = ledger_check.check(busy.uow())
+    assert any("position 1: earnings" in v and "lending history pays" in v for v in found)
+    assert any(f"USDT: hour {last + HOUR_MS} paid" in v for v in found)
+    copied = [c for c in h.c if c.name != "id"]
+    with busy.engine.begin() as conn:  # put back; then the row written twice
+        conn.execute(sa.update(h).where(mine).values(earnings=earned))
+        conn.execute(sa.insert(h).from_select([c.name for c in copied], sa.select(*copied).where(mine)))
+    found = ledger_check.check(busy.uow())
+    assert any(f"USDT: hour {last + HOUR_MS} paid" in v for v in found)

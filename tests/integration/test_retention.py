@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -209,3 +210,38 @@ def test_the_workers_job_checks_writes_a_checkpoint_and_prunes_behind_it(lent: F
     assert red.pruned is None
     assert red.check.checkpoint is None
     assert any("position 1: amt 1000 but" in v for v in red.check.violations)
+
+
+def test_the_cli_checks_with_a_checkpoint_and_prunes_behind_it(lent: Flexearn) -> None:
+    """`flexearn ledger check --checkpoint|--full` and `flexearn history prune`, as subprocesses."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    command = shutil.which("flexearn", path=str(Path(sys.executable).parent)) or "flexearn"
+    url = lent.engine.url.render_as_string(hide_password=False)
+
+    def flexearn(*args: str) -> tuple[int, Any]:
+        env = {**os.environ, "FLEXEARN_RATE_HISTORY_DAYS": "1"}
+        done = subprocess.run(
+            [command, *args, "--db", url, "--json"], capture_output=True, text=True, timeout=120, env=env
+        )
+        assert done.returncode < 2 or not done.stdout, done.stdout  # 2: refused by click, on stderr
+        return done.returncode, json.loads(done.stdout) if done.returncode < 2 else done.stderr
+
+    code, refused = flexearn("history", "prune")
+    assert (code, refused["error"]) == (1, "refused")
+    assert "no ledger checkpoint" in refused["message"]
+    code, checked = flexearn("ledger", "check", "--checkpoint")
+    assert (code, checked["ok"], checked["base"], checked["checkpoint"]) == (0, True, None, 1)
+    code, pruned = flexearn("history", "prune")
+    assert (code, pruned["checkpoint"]) == (0, 1)
+    assert pruned["rate_before"] == T0 + 1 + HOURS * HOUR_MS - DAY_MS  # a day before business now
+    assert pruned["rate_rows"] == 6  # T0 + 1h .. T0 + 6h
+    code, full = flexearn("ledger", "check", "--full")
+    assert (code, full["ok"], full["base"]) == (0, True, None)
+    code, error = flexearn("history", "prune", "--lending-days", "7")  # below the promised month
+    assert code == 2
+    assert "at least 30 days" in error

@@ -110,7 +110,12 @@ def run(engine: sa.Engine, *, full: bool = False, checkpoint: bool = False) -> R
 @dataclass(frozen=True)
 class _Total:
     """A figure per row: the signed columns `figure` of its row in `base` (a checkpoint's table,
-    keyed by its first column), plus the sum of `amount` over `source` where `where`, by `key`."""
+    keyed by its first column), plus the sum of `amount` over `source` where `where`, by `key`.
+
+    `single`: there is one such row per key at most, so PostgreSQL joins the rows instead of
+    summing them first: one hour of lending history, one row per position lent. (A duplicated row
+    would then pass for its position, but not in the hour's total, which `hours` sums.)
+    """
 
     base: sa.Table | None
     figure: tuple[tuple[int, str], ...]
@@ -118,6 +123,7 @@ class _Total:
     key: sa.ColumnElement[Any]
     source: sa.FromClause
     where: sa.ColumnElement[bool]
+    single: bool = False
 
 
 class _Verified:
@@ -189,14 +195,17 @@ class _Verified:
             leg,
             sa.and_(leg.c.position_id.is_not(None), self.new_legs),
         )
-        interest = _Total(history, ((1, "earnings"),), h.c.earnings, h.c.position_id, h, self.new_history)
+        one_hour = all(self.cuts[ccy] - start <= HOUR_MS for ccy, start in self.starts.items())
+        interest = _Total(
+            history, ((1, "earnings"),), h.c.earnings, h.c.position_id, h, self.new_history, one_hour
+        )
         rows = self._with_totals(
             sa.select(p.c.id, p.c.amt, p.c.loan, p.c.earnings),
             p.c.id,
             [legs, interest],
-            lambda trail, paid: sa.or_(
+            lambda trail, paid: sa.or_(  # with earnings = paid, amt = trail + paid is this:
                 p.c.earnings != paid,
-                p.c.amt != trail + paid,
+                p.c.amt - p.c.earnings != trail,
                 p.c.amt < ZERO,
                 p.c.loan < ZERO,
                 p.c.earnings < ZERO,
@@ -261,13 +270,12 @@ class _Verified:
             return
         expressions = []
         for i, x in enumerate(totals):
-            moved = (
-                sa.select(x.key.label("key"), sa.func.sum(x.amount).label("total"))
-                .select_from(x.source)
-                .where(x.where)
-                .group_by(x.key)
-                .subquery(f"moved{i}")
-            )
+            if x.single:
+                rows_after = sa.select(x.key.label("key"), x.amount.label("total")).where(x.where)
+            else:
+                summed = sa.select(x.key.label("key"), sa.func.sum(x.amount).label("total"))
+                rows_after = summed.select_from(x.source).where(x.where).group_by(x.key)
+            moved = rows_after.subquery(f"moved{i}")
             rows = rows.outerjoin(moved, moved.c.key == key)
             expression: sa.ColumnElement[Any] = sa.func.coalesce(moved.c.total, ZERO)
             if x.base is not None:
