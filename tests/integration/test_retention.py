@@ -105,6 +105,8 @@ def test_old_history_is_dropped_the_promised_month_kept_and_the_ledger_still_che
     assert ledger_check.run(lent.engine, checkpoint=True).violations == []
     assert ledger_check.run(lent.engine, checkpoint=True).violations == []  # supersedes the first
     assert ledger_check.run(lent.engine, full=True).violations == []  # its base was kept
+    retention.prune(lent.engine, Retention(lending_history_days=60, rate_history_days=60), NOW)
+    assert ledger_check.run(lent.engine, full=True).violations == []  # a longer retention brings nothing back
 
 
 def test_rate_history_is_kept_forever_by_default(lent: Flexearn) -> None:

@@ -187,10 +187,15 @@ def _covering(conn: sa.Connection, before: int) -> checkpoints.Checkpoint:
 
 
 def _record(conn: sa.Connection, name: str, before: int, checkpoint_id: int) -> None:
+    """Note that `name` may lack rows before `before`, whose figures `checkpoint_id` holds. The
+    horizon never moves back (a longer retention set later cannot bring pruned rows back)."""
     h = t.history_horizon
-    values = {"before": before, "checkpoint_id": checkpoint_id, "pruned_at": wall_ms()}
-    if conn.execute(sa.update(h).where(h.c.name == name).values(**values)).rowcount == 0:
+    known = conn.execute(sa.select(h.c.before).where(h.c.name == name)).scalar()
+    values = {"before": max(before, known or before), "checkpoint_id": checkpoint_id, "pruned_at": wall_ms()}
+    if known is None:
         conn.execute(sa.insert(h).values(name=name, **values))
+    else:
+        conn.execute(sa.update(h).where(h.c.name == name).values(**values))
 
 
 def _drop_partitions(conn: sa.Connection, before: int) -> list[str]:
