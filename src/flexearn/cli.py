@@ -37,6 +37,7 @@ from flexearn.services import (
     accounts,
     catalog,
     catalog_views,
+    idempotency,
     keys,
     ledger_check,
     markets,
@@ -424,13 +425,17 @@ def run_cmd(ctx: click.Context, app: Flexearn) -> None:
 DEFAULT_LEASE_SECONDS = 10.0
 
 
-def maintenance_jobs() -> list[scheduler.Maintenance]:
-    """What the settler runs after each pass that settled something (and when it takes over).
-
-    The place for history retention and the pruning of old idempotency keys: each job takes the
-    engine, runs its own transactions, and may fail without stopping settlement.
+def maintenance_jobs(settings: Settings) -> list[scheduler.Maintenance]:
+    """What the settler runs after each pass that settled something (and when it takes over):
+    the incremental ledger check, writing a checkpoint when green, then history retention behind
+    it; and the pruning of expired admin idempotency keys. Each job runs its own transactions and
+    may fail without stopping settlement.
     """
-    return []
+    try:
+        policy = retention.Retention.from_settings(settings)
+    except ValueError as error:
+        raise click.ClickException(f"history retention: {error}") from None
+    return [retention.after_settlement(policy), idempotency.prune]
 
 
 def run_scheduler(
@@ -453,7 +458,7 @@ def run_scheduler(
             report,
             poll_seconds=poll_seconds,
             until=until,
-            maintenance=maintenance_jobs(),
+            maintenance=maintenance_jobs(Settings.from_env()),
             stop=stop,
         )
     except KeyboardInterrupt:
@@ -770,7 +775,7 @@ def history_prune(ctx: click.Context, app: Flexearn, lending_days: int | None, r
     (the worker does).
     """
     try:
-        policy = retention.Retention.from_env(os.environ)
+        policy = retention.Retention.from_settings(ctx.obj["settings"])
         policy = retention.Retention(
             policy.lending_history_days if lending_days is None else lending_days,
             policy.rate_history_days if rate_days is None else rate_days,

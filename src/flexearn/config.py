@@ -33,6 +33,10 @@ class Settings:
     # Redis that every API process shares its rate limits and replay memory through (e.g.
     # redis://127.0.0.1:6379/0); empty: each process keeps its own (right for one process).
     redis_url: str = ""
+    # Days of history kept (0: forever). Lending history at least 30: OKX's lending-history
+    # endpoint promises the last month. Pruned by the settler behind a green ledger checkpoint.
+    lending_history_days: int = 30
+    rate_history_days: int = 0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -48,4 +52,6 @@ class Settings:
             api_queue_timeout=float(env.get("FLEXEARN_API_QUEUE_TIMEOUT", "1.0")),
             api_timeout=float(env.get("FLEXEARN_API_TIMEOUT", "3.0")),
             redis_url=env.get("FLEXEARN_REDIS_URL", ""),
+            lending_history_days=int(env.get("FLEXEARN_LENDING_HISTORY_DAYS", "30")),
+            rate_history_days=int(env.get("FLEXEARN_RATE_HISTORY_DAYS", "0")),
         )

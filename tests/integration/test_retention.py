@@ -111,13 +111,13 @@ def test_old_history_is_dropped_the_promised_month_kept_and_the_ledger_still_che
 
 def test_rate_history_is_kept_forever_by_default(lent: Flexearn) -> None:
     ledger_check.run(lent.engine, checkpoint=True)
-    pruned = retention.prune(lent.engine, Retention.from_env({}), NOW)
+    pruned = retention.prune(lent.engine, Retention.from_settings(Settings.from_env({})), NOW)
     assert (pruned.lending_before, pruned.rate_before) == (HORIZON, None)
     with lent.engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(t.market_hour)).scalar_one() == HOURS
     with pytest.raises(ValueError, match="at least 30 days"):
-        Retention.from_env({"FLEXEARN_LENDING_HISTORY_DAYS": "7"})
-    forever = Retention.from_env({"FLEXEARN_LENDING_HISTORY_DAYS": "0"})
+        Retention.from_settings(Settings.from_env({"FLEXEARN_LENDING_HISTORY_DAYS": "7"}))
+    forever = Retention.from_settings(Settings.from_env({"FLEXEARN_LENDING_HISTORY_DAYS": "0"}))
     assert retention.prune(lent.engine, forever, NOW) == retention.Pruned(None, None, None)
 
 

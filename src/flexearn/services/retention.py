@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -27,6 +27,7 @@ import sqlalchemy as sa
 from flexearn.adapters import checkpoints
 from flexearn.adapters import tables as t
 from flexearn.adapters.clock import wall_ms
+from flexearn.config import Settings
 from flexearn.domain.catalog import DAY_MS
 from flexearn.services import ledger_check
 from flexearn.services.ledger_check import LENDING_HISTORY, RATE_HISTORY
@@ -60,11 +61,8 @@ class Retention:
             raise ValueError("days of history are 0 (forever) or more")
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> Retention:
-        return cls(
-            lending_history_days=int(env.get("FLEXEARN_LENDING_HISTORY_DAYS", str(PROMISED_DAYS))),
-            rate_history_days=int(env.get("FLEXEARN_RATE_HISTORY_DAYS", "0")),
-        )
+    def from_settings(cls, settings: Settings) -> Retention:
+        return cls(settings.lending_history_days, settings.rate_history_days)
 
 
 @dataclass(frozen=True)
