@@ -21,7 +21,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import REQUIRE_POSTGRES
 from tests.server import free_port
+
+
+def _unavailable(reason: str) -> None:
+    """Skip, or fail where the deployment tests are required (CI: FLEXEARN_REQUIRE_POSTGRES=1)."""
+    if REQUIRE_POSTGRES:
+        pytest.fail(reason)
+    pytest.skip(reason)
 
 
 def _postgres_bin() -> Path | None:
@@ -38,7 +46,7 @@ class PrivatePostgres:
     def __init__(self, root: Path) -> None:
         bindir = _postgres_bin()
         if bindir is None:
-            pytest.skip("no PostgreSQL server binaries (pg_ctl) on this machine")
+            _unavailable("no PostgreSQL server binaries (pg_ctl) on this machine")
         self.bindir = bindir
         self.root = root
         self.data = root / "data"
@@ -109,7 +117,7 @@ class PrivateRedis:
     def __init__(self, root: Path) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
-            pytest.skip("no redis-server on this machine")
+            _unavailable("no redis-server on this machine")
         self.binary = binary
         self.root = root
         self.port = free_port()

@@ -33,7 +33,7 @@ from flexearn.bootstrap import Flexearn
 from flexearn.domain.errors import FlexearnError
 from flexearn.domain.money import D
 from flexearn.services import accounts, catalog, keys, savings, scheduler
-from tests.conftest import postgres_database
+from tests.conftest import REQUIRE_POSTGRES, postgres_database
 from tests.contract.okx_http import OkxHttp
 from tests.helpers import assert_ledger_ok, market_world
 from tests.server import FLEXEARN, running_server
@@ -80,7 +80,10 @@ def pg_tool(name: str, engine: sa.Engine) -> str:
             found = re.search(r"(\d+)\.\d+", version.stdout)
             if found and int(found.group(1)) >= major:
                 return candidate
-    pytest.skip(f"no {name} for PostgreSQL {major} on this machine")
+    reason = f"no {name} for PostgreSQL {major} on this machine"
+    if REQUIRE_POSTGRES:
+        pytest.fail(reason)
+    pytest.skip(reason)
 
 
 def settle(app: Flexearn, hours: int) -> scheduler.Settled:
