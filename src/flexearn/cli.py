@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, is_dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -419,7 +419,9 @@ def ledger_check_cmd(ctx: click.Context, app: Flexearn, full: bool, write_checkp
 def run_cmd(ctx: click.Context, app: Flexearn) -> None:
     """Settle every hour as it becomes due, until interrupted (`flexearn worker` with the hours
     printed here rather than logged; it takes the same settler lease)."""
-    run_scheduler(app, ctx.obj["settings"].poll_seconds, lambda s: emit(ctx, s, _hour_line(s)))
+    settings = ctx.obj["settings"]
+    jobs = maintenance_jobs(settings)
+    run_scheduler(app, settings.poll_seconds, lambda s: emit(ctx, s, _hour_line(s)), maintenance=jobs)
 
 
 DEFAULT_LEASE_SECONDS = 10.0
@@ -446,9 +448,15 @@ def run_scheduler(
     *,
     lease_seconds: float = DEFAULT_LEASE_SECONDS,
     stop: threading.Event | None = None,
+    maintenance: Sequence[scheduler.Maintenance] | None = None,
 ) -> None:
     """Settle due periods as they come while this process holds the settler lease (or stand by
-    while another does), until `stop` is set, ^C, or business time `until`; then hand over."""
+    while another does), until `stop` is set, ^C, or business time `until`; then hand over.
+
+    `maintenance`: the jobs after each pass (default: `maintenance_jobs` of the environment's
+    settings); build them before starting a thread, so that a bad setting stops the command."""
+    if maintenance is None:
+        maintenance = maintenance_jobs(Settings.from_env())
     set_settler(False)  # the gauge reads 0 while standing by, not absent
     lease = Lease(app.engine, SETTLER, lease_seconds, on_change=set_settler).start()
     try:
@@ -458,7 +466,7 @@ def run_scheduler(
             report,
             poll_seconds=poll_seconds,
             until=until,
-            maintenance=maintenance_jobs(Settings.from_env()),
+            maintenance=maintenance,
             stop=stop,
         )
     except KeyboardInterrupt:
@@ -505,6 +513,7 @@ def worker_cmd(db_url: str | None, lease_seconds: float, log_level: str | None) 
     lines on stderr.
     """
     settings = Settings.from_env()
+    jobs = maintenance_jobs(settings)  # a bad retention setting stops here, not in the loop
     configure_logging(log_level.upper() if log_level else settings.log_level)
     app = Flexearn(db_url or settings.database_url)
     stop = threading.Event()
@@ -515,7 +524,9 @@ def worker_cmd(db_url: str | None, lease_seconds: float, log_level: str | None) 
         extra={"pid": os.getpid(), "lease_seconds": lease_seconds},
     )
     try:
-        run_scheduler(app, settings.poll_seconds, _log_hour, lease_seconds=lease_seconds, stop=stop)
+        run_scheduler(
+            app, settings.poll_seconds, _log_hour, lease_seconds=lease_seconds, stop=stop, maintenance=jobs
+        )
     finally:
         app.close()
 
@@ -663,10 +674,11 @@ def serve_cmd(
     metrics_dir = prepare_multiprocess()  # workers and the scheduler thread share their samples
     app = Flexearn(url)  # migrate once, before the workers start
     stop_settling = threading.Event()
+    jobs = maintenance_jobs(settings)  # a bad retention setting stops serve, not its settler thread
     settler = threading.Thread(
         target=run_scheduler,
         args=(app, settings.poll_seconds, _log_hour),
-        kwargs={"stop": stop_settling, "lease_seconds": lease_seconds},
+        kwargs={"stop": stop_settling, "lease_seconds": lease_seconds, "maintenance": jobs},
         daemon=True,
     )
     if scheduler:  # settles only while it holds the settler lease (see `flexearn worker`)

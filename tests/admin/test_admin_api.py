@@ -72,6 +72,7 @@ def test_currencies_are_added_and_listed(admin: Admin) -> None:
     refused(c.post("/currencies", json={"ccy": "usdt!"}), 400, "invalid_parameter", "ccy")
     refused(c.post("/currencies", json={"precision": 2}), 400, "missing_parameter", "ccy")
     refused(c.post("/currencies", content=b"{not json"), 400, "invalid_json")
+    refused(c.post("/currencies", content=b"[" * 50_000), 400, "invalid_json")  # too deep for json
     assert ok(c.get("/currencies")) == [{"ccy": "USDC", "precision": 16}, {"ccy": "USDT", "precision": 8}]
 
 

@@ -21,14 +21,12 @@ from urllib.parse import unquote_to_bytes
 
 from flexearn.adapters.redis_store import SharedStore
 from flexearn.adapters.secrets import verify_passphrase
-from flexearn.api.ratelimit import RateLimiter
 from flexearn.observability.metrics import observe_redis_fallback
 from flexearn.services.keys import KeyRecord
 
 WINDOW_MS = 30_000
 KEY_CACHE_SECONDS = 5.0
 CACHE_LIMIT = 10_000
-SLOW_CHECKS_PER_KEY = (5, 10.0)  # passphrase hashes verified per API key and window (s), per process
 
 
 class Failure(Enum):
@@ -100,13 +98,11 @@ class Verifier:
         load_key: Callable[[str], KeyRecord | None],
         window_ms: int = WINDOW_MS,
         replays: ReplayMemory | None = None,
-        slow_checks_per_key: tuple[int, float] = SLOW_CHECKS_PER_KEY,
     ) -> None:
         self._load_key = load_key
         self._window_ms = window_ms
         self._keys: dict[str, tuple[float, KeyRecord | None]] = {}
         self._passphrases: set[tuple[str, str, bytes]] = set()  # verified (key, hash, sha256(passphrase))
-        self._slow_checks, self._slow_checks_per_key = RateLimiter(), slow_checks_per_key
         self._replays = replays or ReplayMemory()
 
     def verify(self, request: SignedRequest, now_ms: int, permission: str) -> Caller:
@@ -118,8 +114,9 @@ class Verifier:
         info = record.info
         if info.expires_at is not None and now_ms >= info.expires_at:
             raise AuthFailure(Failure.EXPIRED_KEY)
-        if not self._passphrase_ok(record, request.passphrase):
-            raise AuthFailure(Failure.BAD_PASSPHRASE)
+        # The signature first: it is cheap and proves the caller holds the secret, so only such a
+        # caller can make this process run the passphrase's slow hash (scrypt: ~0.1 s of CPU and
+        # 16 MB) — knowing an API key, which travels in headers and logs, is not enough.
         candidates = _signed_targets(request.target)
         if not any(
             hmac.compare_digest(  # as bytes: a str with non-ASCII characters would raise TypeError
@@ -129,6 +126,8 @@ class Verifier:
             for target in candidates
         ):
             raise AuthFailure(Failure.BAD_SIGNATURE)
+        if not self._passphrase_ok(record, request.passphrase):
+            raise AuthFailure(Failure.BAD_PASSPHRASE)
         if info.ip_allowlist and not _ip_allowed(request.client_ip, info.ip_allowlist):
             raise AuthFailure(Failure.IP_REFUSED, request.client_ip)
         if permission not in info.permissions:
@@ -152,10 +151,6 @@ class Verifier:
         token = (record.info.api_key, record.passphrase_hash, hashlib.sha256(passphrase.encode()).digest())
         if token in self._passphrases:
             return True
-        # scrypt costs ~0.1 s of CPU and 16 MB: a caller guessing passphrases for a known key gets a
-        # few slow checks per window, then "incorrect" at once (the right one, once seen, is cached).
-        if not self._slow_checks.allow_here("passphrase", record.info.api_key, *self._slow_checks_per_key):
-            return False
         if not verify_passphrase(passphrase, record.passphrase_hash):
             return False
         if len(self._passphrases) > CACHE_LIMIT:

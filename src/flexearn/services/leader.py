@@ -157,11 +157,11 @@ class Lease:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=max(self.ttl, 5.0))
-        if self._set(False, 0.0):
-            try:
-                release(self.engine, self.name, self.holder)
-            except sa.exc.SQLAlchemyError as error:  # it will expire by itself
-                log.warning("could not release the %s lease: %s", self.name, error, extra=self._extra())
+        self._set(False, 0.0)
+        try:  # whether or not we think we hold it: a renewal may have landed late (deletes only ours)
+            release(self.engine, self.name, self.holder)
+        except sa.exc.SQLAlchemyError as error:  # it will expire by itself
+            log.warning("could not release the %s lease: %s", self.name, error, extra=self._extra())
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -176,6 +176,8 @@ class Lease:
             else:
                 # The database set expires_at after `started`: counting from `started` errs early.
                 valid_until = started + self.ttl if ours else 0.0
+            if self._stop.is_set():  # closed while this attempt ran: `close` releases, announce nothing
+                break
             self._set(ours, valid_until)
             self._stop.wait(self.renew_every if ours else self.poll_every)
 

@@ -128,7 +128,7 @@ def run_settler(
             if (settled_any or not held_before) and lease.held():
                 run_maintenance(engine, maintenance)
         held_before = held
-        if until is not None and _business_now(engine) >= until:
+        if until is not None and _reached(engine, until):
             return
         if held:
             stop.wait(_sleep_seconds(engine, poll_seconds))
@@ -169,9 +169,14 @@ def _sleep_seconds(engine: sa.Engine, poll_seconds: float) -> float:
         return poll_seconds
 
 
-def _business_now(engine: sa.Engine) -> int:
-    with UnitOfWork(engine) as uow:
-        return uow.now()
+def _reached(engine: sa.Engine, until: int) -> bool:
+    try:
+        with UnitOfWork(engine) as uow:
+            return uow.now() >= until
+    except Exception as error:  # the database went away: not reached, look again after the sleep
+        if not db.unavailable(error):
+            raise
+        return False
 
 
 def seconds_to_next_period(engine: sa.Engine, poll_seconds: float) -> float:

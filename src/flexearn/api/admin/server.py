@@ -129,7 +129,7 @@ def _parse_body(raw: bytes) -> Any:
         raise MissingParameter("body")
     try:
         return json.loads(raw, parse_constant=_no_constant)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deep
         raise AdminError(400, "invalid_json", "the body is not JSON", "body") from None
 
 
