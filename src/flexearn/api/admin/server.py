@@ -1,7 +1,8 @@
 """The admin API as a Starlette application: bearer auth, validation, errors, the audit log.
 
 Errors are `{"error": code, "message": …, "param": …}` with the status of one table below; a
-failed request writes nothing (each service runs in one transaction). Every state-changing
+failed request writes nothing (each service runs in one transaction) — except 503
+`applied_settlement_pending`: a clock move committed, then settling what it made due failed. Every state-changing
 request that passed authentication is recorded in the audit log with how it was answered.
 
 A state-changing request with an `Idempotency-Key` runs through `services.idempotency`: its
@@ -220,7 +221,7 @@ class AdminApi:
                 return answer_response(self._once(route, call, keyed))
             result = route.handler(call)
             if route.after is not None:
-                result = route.after(call)
+                result = self._after(route, call)
         except FlexearnError as error:
             raise engine_error(error) from None
         except (sa.exc.IntegrityError, sa.exc.DataError) as error:  # a race, or a value the database refused
@@ -232,6 +233,24 @@ class AdminApi:
             log.warning("admin: database unavailable: %s", type(error).__name__)
             raise AdminError(503, "unavailable", "the database is unavailable") from None
         return answer_response(Answer(route.status, json_text(jsonable(result))))
+
+    @staticmethod
+    def _after(route: AdminRoute, call: handlers.Call) -> Any:
+        """What runs after the handler committed (e.g. settling what a clock move made due): if the
+        database fails now, the change stands, and the answer must not say nothing was written."""
+        assert route.after is not None
+        try:
+            return route.after(call)
+        except Exception as error:
+            if not db.unavailable(error):
+                raise
+            log.warning("admin: applied, then the database became unavailable: %s", type(error).__name__)
+            raise AdminError(
+                503,
+                "applied_settlement_pending",
+                "the change was applied; what it made due settles when the database returns (the "
+                "settler catches up); retry only with the same Idempotency-Key",
+            ) from None
 
     def _once(self, route: AdminRoute, call: handlers.Call, keyed: KeyedRequest) -> Answer:
         """The answer to a keyed request: run in the key's transaction, or replayed."""
