@@ -412,6 +412,9 @@ def test_stopping_redis_leaves_each_process_limiting_and_sharing_resumes_when_it
     assert float(fallbacks.group(1)) > 0
 
 
+PAUSE_SECONDS = 6.0
+
+
 def test_a_redis_that_stops_answering_costs_one_timeout_not_a_hang(
     setup: Setup, shared: Servers, redis: PrivateRedis
 ) -> None:
@@ -429,10 +432,10 @@ def test_a_redis_that_stops_answering_costs_one_timeout_not_a_hang(
         time.sleep(0.5)
         redis.proc.send_signal(signal.SIGSTOP)
         paused = time.monotonic()
-        time.sleep(2.0)
+        time.sleep(PAUSE_SECONDS)
         redis.proc.send_signal(signal.SIGCONT)
         # Each process probes RETRY_SECONDS after its timeout; traffic goes on until both shared again.
-        wait_until_shared_again(shared.logs, recoveries_before, paused + 3 * RETRY_SECONDS)
+        wait_until_shared_again(shared.logs, recoveries_before, paused + PAUSE_SECONDS + 3 * RETRY_SECONDS)
     finally:
         redis.proc.send_signal(signal.SIGCONT)
         traffic.stop.set()
@@ -440,11 +443,14 @@ def test_a_redis_that_stops_answering_costs_one_timeout_not_a_hang(
     statuses = Counter(answer.status for answer in traffic.answers)
     slowest = max(answer.seconds for answer in traffic.answers)
     print(
-        f"\nRedis paused for 2 s under {len(traffic.answers)} requests: statuses {dict(statuses)},"
+        f"\nRedis paused for {PAUSE_SECONDS:.0f} s under {len(traffic.answers)} requests:"
+        f" statuses {dict(statuses)},"
         f" slowest answer {slowest * 1000:.0f} ms (Redis timeout {TIMEOUT_SECONDS * 1000:.0f} ms)"
     )
     assert set(statuses) == {200, 429}
-    assert slowest < 3.0  # without the timeouts a request would wait as long as Redis sleeps
+    # Without the timeouts a request would wait as long as Redis sleeps (6 s); with them, one
+    # timeout (0.5 s) and a retry at most, plus this loaded machine's scheduling.
+    assert slowest < PAUSE_SECONDS - 2.5
     for log, warnings, recoveries in zip(logs, warnings_before, recoveries_before, strict=True):
         text = log.read_text()
         assert text.count("unreachable") == warnings + 1  # one warning for the pause
