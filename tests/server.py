@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -39,6 +41,20 @@ def running_server(
     `env` adds to (or overrides) the environment: FLEXEARN_ADMIN_TOKEN is ADMIN_TOKEN by default.
     `log` receives what the server writes (its JSON log lines); a temporary file by default.
     """
+    with server_process(database_url, master_key, *args, env=env, log=log) as (_, base):
+        yield base
+
+
+@contextmanager
+def server_process(
+    database_url: str,
+    master_key: str,
+    *args: str,
+    env: dict[str, str] | None = None,
+    log: IO[bytes] | None = None,
+) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """`running_server`, yielding the process too: it leads a session of its own (its granian
+    workers with it), so `os.killpg(proc.pid, SIGKILL)` takes the whole server down at once."""
     port = free_port()
     env = {
         **os.environ,
@@ -52,6 +68,7 @@ def running_server(
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -64,16 +81,24 @@ def running_server(
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"flexearn serve did not start:\n{_read(log)}") from None
                 time.sleep(0.1)
-        yield base
+        yield proc, base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        _stop(proc)
         output = _read(log)
         if "Traceback" in output:  # shown by pytest with the failing test
             print(f"--- flexearn serve on port {port} logged errors ---\n{output}")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the server's session, SIGKILL if it lingers (its workers too)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout=10)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def _read(log: Any) -> str:

@@ -14,12 +14,9 @@ import os
 import signal
 import subprocess
 import threading
-import time
-import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Any
 
 import httpx
@@ -31,7 +28,7 @@ from flexearn.adapters.secrets import generate_master_key
 from flexearn.bootstrap import Flexearn
 from flexearn.services import accounts, idempotency
 from tests.admin.conftest import PREFIX, Admin, admin_client
-from tests.server import ADMIN_TOKEN, FLEXEARN, free_port
+from tests.server import ADMIN_TOKEN, server_process
 
 REPLAYED = "idempotent-replayed"
 HOUR = 3_600_000
@@ -241,34 +238,12 @@ def test_the_openapi_document_declares_the_header_on_state_changing_operations(a
 # --- several requests at once, and a crash --------------------------------------------------------
 
 
-@contextmanager
-def serve(database_url: str, master_key: str, tokens: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+Server = AbstractContextManager[tuple[subprocess.Popen[bytes], str]]
+
+
+def serve(database_url: str, master_key: str, tokens: str) -> Server:
     """`flexearn serve` in a session of its own, so a kill -9 takes all of its processes."""
-    port = free_port()
-    env = {**os.environ, "FLEXEARN_MASTER_KEY": master_key, "FLEXEARN_ADMIN_TOKEN": tokens}
-    proc = subprocess.Popen(
-        [FLEXEARN, "serve", "--port", str(port), "--db", database_url, "--no-scheduler"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/healthz", timeout=1).read()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("flexearn serve did not start") from None
-                time.sleep(0.1)
-        yield proc, base
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=15)
+    return server_process(database_url, master_key, env={"FLEXEARN_ADMIN_TOKEN": tokens})
 
 
 def _world(database_url: str) -> tuple[Flexearn, int]:
