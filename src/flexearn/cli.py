@@ -32,7 +32,12 @@ from flexearn.domain.errors import FlexearnError
 from flexearn.domain.money import D, plain
 from flexearn.observability.logs import configure_logging
 from flexearn.observability.logs import dict_config as logs_dict_config
-from flexearn.observability.metrics import prepare_multiprocess, remove_multiprocess_dir, set_settler
+from flexearn.observability.metrics import (
+    prepare_multiprocess,
+    remove_multiprocess_dir,
+    serve_metrics,
+    set_settler,
+)
 from flexearn.services import (
     accounts,
     catalog,
@@ -503,7 +508,15 @@ lease_option = click.option(
     default=None,
     help="Level of the JSON logs (default: FLEXEARN_LOG_LEVEL or INFO).",
 )
-def worker_cmd(db_url: str | None, lease_seconds: float, log_level: str | None) -> None:
+@click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address of /metrics.")
+@click.option("--metrics-port", type=int, default=None, help="Serve GET /metrics on this port.")
+def worker_cmd(
+    db_url: str | None,
+    lease_seconds: float,
+    log_level: str | None,
+    metrics_host: str,
+    metrics_port: int | None,
+) -> None:
     """The settling worker: settle each market hour and catalog day as it falls due.
 
     Run one or more (on any hosts) against the same database: the one holding the settler lease
@@ -516,6 +529,8 @@ def worker_cmd(db_url: str | None, lease_seconds: float, log_level: str | None) 
     jobs = maintenance_jobs(settings)  # a bad retention setting stops here, not in the loop
     configure_logging(log_level.upper() if log_level else settings.log_level)
     app = Flexearn(db_url or settings.database_url)
+    if metrics_port is not None:  # settlement metrics and flexearn_settler, and the database gauges
+        serve_metrics(app.engine, metrics_host, metrics_port)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
     logging.getLogger("flexearn.worker").info(

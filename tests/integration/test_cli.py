@@ -135,14 +135,20 @@ def test_serve_and_a_worker_take_turns_as_the_one_settler(tmp_path: Path) -> Non
         with urllib.request.urlopen(f"{base}/metrics", timeout=10) as response:
             return str(response.read().decode())
 
+    metrics_port = free_port()
     with (tmp_path / "worker.log").open("wb") as log:
         worker = subprocess.Popen(
-            [FLEXEARN, "worker", "--db", db, "--lease-seconds", "3"], stdout=log, stderr=subprocess.STDOUT
+            [FLEXEARN, "worker", "--db", db, "--lease-seconds", "3", "--metrics-port", str(metrics_port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     try:
         eventually(lambda: holder_pid() == worker.pid, 30)
         advance_an_hour()  # the market's first hour falls due
         eventually(lambda: hours() == 1, 10)
+        worker_metrics = settler_gauge(f"http://127.0.0.1:{metrics_port}")  # the worker's own /metrics
+        assert "flexearn_settler 1.0" in worker_metrics
+        assert 'flexearn_settled_periods_total{kind="market_hour"} 1.0' in worker_metrics
         with running_server(db, generate_master_key(), "--scheduler", "--lease-seconds", "3") as base:
             advance_an_hour()
             eventually(lambda: hours() == 2, 10)

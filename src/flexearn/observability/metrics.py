@@ -12,9 +12,13 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 from collections.abc import Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
 
 if TYPE_CHECKING:
     from flexearn.observability.prometheus import Metrics
@@ -83,3 +87,32 @@ def observe_settlement(kind: str, seconds: float, rows_per_period: Sequence[int]
 def set_settler(held: bool) -> None:
     """Whether this process holds the settler lease now (services/leader.py)."""
     metrics().settler.set(1 if held else 0)
+
+
+def serve_metrics(engine: sa.Engine, host: str, port: int) -> ThreadingHTTPServer:
+    """`GET /metrics` of this process on `host:port`, from a daemon thread: for `flexearn worker`,
+    which serves no HTTP otherwise (its settlement metrics and `flexearn_settler` live here)."""
+    from flexearn.observability import prometheus  # noqa: PLC0415  (see the module docstring)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path.split("?", 1)[0] != "/metrics":
+                self.send_error(404)
+                return
+            try:
+                body, content_type = prometheus.render(metrics(), engine)
+            except sa.exc.SQLAlchemyError:  # the database gauges need it: say so, as /metrics does
+                self.send_error(503, "database unavailable")
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    threading.Thread(target=server.serve_forever, name="flexearn-metrics", daemon=True).start()
+    return server

@@ -2,8 +2,9 @@
 
 Errors are `{"error": code, "message": …, "param": …}` with the status of one table below; a
 failed request writes nothing (each service runs in one transaction) — except 503
-`applied_settlement_pending`: a clock move committed, then settling what it made due failed. Every state-changing
-request that passed authentication is recorded in the audit log with how it was answered.
+`applied_settlement_pending`: a clock move committed, then settling what it made due failed.
+Every state-changing request that passed authentication is recorded in the audit log with how it
+was answered.
 
 A state-changing request with an `Idempotency-Key` runs through `services.idempotency`: its
 handler's units of work become savepoints of one transaction that also stores the key and the
