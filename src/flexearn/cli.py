@@ -499,15 +499,18 @@ lease_option = click.option(
 )
 
 
-@main.command("worker")
-@click.option("--db", "db_url", default=None, help="Database URL (default: FLEXEARN_DATABASE_URL).")
-@lease_option
-@click.option(
+log_level_option = click.option(
     "--log-level",
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
     default=None,
     help="Level of the JSON logs (default: FLEXEARN_LOG_LEVEL or INFO).",
 )
+
+
+@main.command("worker")
+@click.option("--db", "db_url", default=None, help="Database URL (default: FLEXEARN_DATABASE_URL).")
+@lease_option
+@log_level_option
 @click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address of /metrics.")
 @click.option("--metrics-port", type=int, default=None, help="Serve GET /metrics on this port.")
 def worker_cmd(
@@ -655,12 +658,7 @@ def key_generate_master() -> None:
     "servers and workers).",
 )
 @lease_option
-@click.option(
-    "--log-level",
-    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
-    default=None,
-    help="Level of the JSON logs (default: FLEXEARN_LOG_LEVEL or INFO).",
-)
+@log_level_option
 def serve_cmd(
     host: str,
     port: int,
