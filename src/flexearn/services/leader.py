@@ -54,6 +54,9 @@ def _db_now_ms(dialect: str) -> sa.ColumnElement[int]:
     return sa.cast((sa.func.julianday("now") - 2440587.5) * 86_400_000, sa.BigInteger)
 
 
+RELEASE_TIMEOUT_MS = 2_000
+
+
 def try_acquire(engine: sa.Engine, name: str, holder: str, ttl_ms: int) -> bool:
     """Take the lease if it is free or expired, or extend it if `holder` has it; True if held now."""
     dialect = engine.dialect.name
@@ -75,12 +78,21 @@ def try_acquire(engine: sa.Engine, name: str, holder: str, ttl_ms: int) -> bool:
         .returning(lease.holder)
     )
     with engine.begin() as conn:
+        _bounded(conn, ttl_ms // 3)
         return conn.execute(statement).first() is not None
+
+
+def _bounded(conn: sa.Connection, ms: int) -> None:
+    """On PostgreSQL, give up a lease statement after `ms` (a hung server must not hold the
+    heartbeat — or a SIGTERM handover — for longer than the lease lasts)."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"SET LOCAL statement_timeout = {max(int(ms), 100)}")
 
 
 def release(engine: sa.Engine, name: str, holder: str) -> bool:
     """Give the lease up (only if `holder` has it), so that a standby takes it at its next poll."""
     with engine.begin() as conn:
+        _bounded(conn, RELEASE_TIMEOUT_MS)
         deleted = conn.execute(
             sa.delete(t.worker_lease).where(t.worker_lease.c.name == name, t.worker_lease.c.holder == holder)
         )
