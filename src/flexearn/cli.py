@@ -24,6 +24,7 @@ from flexearn.adapters.db import current_revision
 from flexearn.adapters.repository import user_id_by_name
 from flexearn.adapters.secrets import SecretBox, generate_master_key
 from flexearn.api.admin.auth import parse_tokens
+from flexearn.api.proxy import parse_networks
 from flexearn.bootstrap import Flexearn
 from flexearn.config import Settings
 from flexearn.demo import runner as demo_runner
@@ -681,8 +682,11 @@ def serve_cmd(
     try:  # refuse to start without a usable master key, or an admin token outside a demo
         SecretBox(settings.master_key)
         parse_tokens(settings.admin_token, demo=settings.demo)
+        parse_networks(settings.trusted_proxies)
     except FlexearnError as error:
         raise click.ClickException(error.message) from None
+    except ValueError as error:
+        raise click.ClickException(f"FLEXEARN_TRUSTED_PROXIES: {error}") from None
     configure_logging(level)
     metrics_dir = prepare_multiprocess()  # workers and the scheduler thread share their samples
     app = Flexearn(url)  # migrate once, before the workers start

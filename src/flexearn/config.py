@@ -37,6 +37,9 @@ class Settings:
     # endpoint promises the last month. Pruned by the settler behind a green ledger checkpoint.
     lending_history_days: int = 30
     rate_history_days: int = 0
+    # Addresses or networks of the HTTP proxies in front of the API (comma-separated): from them,
+    # the client is taken from X-Forwarded-For (see api/proxy.py); empty: the connecting address.
+    trusted_proxies: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -54,4 +57,5 @@ class Settings:
             redis_url=env.get("FLEXEARN_REDIS_URL", ""),
             lending_history_days=int(env.get("FLEXEARN_LENDING_HISTORY_DAYS", "30")),
             rate_history_days=int(env.get("FLEXEARN_RATE_HISTORY_DAYS", "0")),
+            trusted_proxies=env.get("FLEXEARN_TRUSTED_PROXIES", ""),
         )

@@ -21,6 +21,7 @@ from flexearn.api.facade import Facade
 from flexearn.api.okx.errors import OkxError
 from flexearn.api.okx.routes import ENDPOINTS as OKX_ENDPOINTS
 from flexearn.api.okx.wire import OkxDialect
+from flexearn.api.proxy import TrustedProxies, parse_networks
 from flexearn.api.ratelimit import RateLimiter, SharedRateLimiter
 from flexearn.bootstrap import Flexearn
 from flexearn.config import Settings
@@ -69,6 +70,9 @@ def create_app(settings: Settings, flexearn: Flexearn | None = None, *, demo: bo
     # Location from the client's Host header (an open redirect). Such a path is not found.
     app.router.redirect_slashes = False
     app.add_middleware(ObservabilityMiddleware)
+    proxies = parse_networks(settings.trusted_proxies)
+    if proxies:  # outermost: every layer, limits and allow-lists included, sees the real client
+        app.add_middleware(TrustedProxies, networks=proxies)
     app.state.flexearn = engine_app
     return app
 
