@@ -95,10 +95,14 @@ def test_settlements_move_the_settlement_metrics_and_the_database_gauges(
     assert before.value("flexearn_savings_pending", ccy="USDT") == 300
     assert not before.has("flexearn_borrow_rate", ccy="USDT")  # no hour settled yet
 
+    advanced_at = time.time()
     with app.uow() as uow:  # time passes; the scheduler of the main process settles what is due
         clock.advance(uow.conn, 24 * HOUR_MS)
         uow.commit()
     after = wait_for(base, "flexearn_settled_periods_total", 25)
+    # ... and then checks the ledger, green: a checkpoint newer than the settlement.
+    checked = wait_for(base, "flexearn_ledger_last_green_check_seconds", advanced_at)
+    assert checked.value("flexearn_ledger_last_green_check_seconds") >= advanced_at
     assert after.value("flexearn_settled_periods_total", kind="market_hour") == 24
     assert after.value("flexearn_settled_periods_total", kind="catalog_day") == 1
     assert after.value("flexearn_settlement_rows_count", kind="market_hour") == 24

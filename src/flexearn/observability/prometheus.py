@@ -127,6 +127,12 @@ class DatabaseCollector(Collector):
         now = GaugeMetricFamily("flexearn_business_time_seconds", "The business clock (epoch s)")
         now.add_metric([], snapshot.business_now / 1000)
         yield now
+        if snapshot.last_green_check is not None:  # a checkpoint is written only by a green check
+            checked = GaugeMetricFamily(
+                "flexearn_ledger_last_green_check_seconds", "When the ledger last checked green (epoch s)"
+            )
+            checked.add_metric([], snapshot.last_green_check / 1000)
+            yield checked
 
 
 def render(metrics: Metrics, engine: sa.Engine) -> tuple[bytes, str]:

@@ -32,6 +32,7 @@ class CurrencyStats:
 class Snapshot:
     business_now: int
     currencies: list[CurrencyStats]
+    last_green_check: int | None = None  # real time (ms) of the latest ledger checkpoint
 
 
 def snapshot(uow: UnitOfWork) -> Snapshot:
@@ -58,6 +59,7 @@ def snapshot(uow: UnitOfWork) -> Snapshot:
             )
         }
         now = uow.now()
+        checked = conn.execute(sa.select(sa.func.max(t.ledger_checkpoint.c.created_at))).scalar()
     stats = []
     for ccy in ccys:
         row = latest.get(ccy)
@@ -77,4 +79,4 @@ def snapshot(uow: UnitOfWork) -> Snapshot:
                 last_hour=None if row is None else int(row.hour),
             )
         )
-    return Snapshot(now, stats)
+    return Snapshot(now, stats, None if checked is None else int(checked))
