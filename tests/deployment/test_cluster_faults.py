@@ -198,8 +198,12 @@ def test_redis_outage_during_traffic_leaves_the_api_answering() -> None:
     assert [api.starts for api in run.c.apis] == [1, 1]
     # Redis being away fails no request: at most the few that backpressure sheds under load.
     for _, answers in during:
+        # A wire failure ("ReadError", "timeout"…) or a 5xx ("503 50001"); an exchange's refusal is
+        # its bare code ("50011", a 429: rate limits still apply without Redis, per process).
         failed = [
-            label for _, label in answers if label != "ok" and (not label[0].isdigit() or label[0] == "5")
+            label
+            for _, label in answers
+            if label != "ok" and (not label[0].isdigit() or (" " in label and label[0] == "5"))
         ]
         shed = sum(n for (_, label), n in answers.items() if label in failed)
         assert shed < sum(answers.values()) / 50, answers
