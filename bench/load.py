@@ -21,8 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import threading
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests package, run as a script
@@ -33,11 +31,8 @@ from tests.deployment.traffic import (
     BURST_MIX,
     LOAD_MIX,
     OKX,
-    Tally,
-    check_writes,
+    load_run,
     percentile,
-    report,
-    run_traders,
 )
 
 from flexearn.domain.money import D
@@ -51,23 +46,12 @@ def main() -> None:
     parser.add_argument("--speed", type=int, default=7200, help="business seconds per real second")
     parser.add_argument("--mix", choices=["load", "burst"], default="load")
     args = parser.parse_args()
+    mix = LOAD_MIX if args.mix == "load" else BURST_MIX
     with cluster(apis=args.apis) as c:
-        product_id = c.seed(D(args.speed))
-        members = c.members(args.traders)
-        tally, stop = Tally(), threading.Event()
-        started = time.monotonic()
-        mix = LOAD_MIX if args.mix == "load" else BURST_MIX
-        threads = run_traders(members, c.urls, product_id, tally, mix, stop)
-        time.sleep(args.seconds)
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=30)
-        elapsed = time.monotonic() - started
-        hours, days = c.verify()
-        writes = check_writes(c.app.engine, tally.writes, [m.user_id for m in members])
-    print(report(tally, elapsed))
-    print(f"WRITES: {writes.line()}\nSETTLED: hours={hours} days={days}")
-    writes.assert_held()
+        run = load_run(c, args.traders, D(args.speed), mix, args.seconds)
+    print(run.summary())
+    run.writes.assert_held()
+    tally, elapsed, writes = run.tally, run.seconds, run.writes
     result = {
         "seconds": round(elapsed, 1),
         "apis": args.apis,
@@ -89,8 +73,8 @@ def main() -> None:
         "refused": writes.refused,
         "unknown": writes.unknown,
         "applied_unknown": len(writes.applied_unknown),
-        "hours_settled": hours,
-        "days_settled": days,
+        "hours_settled": run.hours,
+        "days_settled": run.days,
     }
     print(json.dumps(result))
 

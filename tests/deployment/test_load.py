@@ -10,8 +10,6 @@ day is settled once, in order. Run with -s to see the throughput, latency and an
 from __future__ import annotations
 
 import os
-import threading
-import time
 
 import pytest
 
@@ -19,7 +17,7 @@ from flexearn.bootstrap import Flexearn
 from flexearn.domain.money import D
 from flexearn.services import accounts, savings
 from tests.deployment.cluster import CCY, cluster
-from tests.deployment.traffic import LOAD_MIX, Outcome, Tally, Write, check_writes, report, run_traders
+from tests.deployment.traffic import LOAD_MIX, Outcome, Write, check_writes, load_run
 from tests.helpers import market_world
 
 SECONDS = float(os.environ.get("FLEXEARN_LOAD_SECONDS", "40"))
@@ -30,21 +28,10 @@ SPEED = 7200  # business seconds per real second: an hour every half second
 @pytest.mark.postgres
 def test_every_acknowledged_write_is_in_the_ledger_once_after_a_load_run() -> None:
     with cluster(apis=2) as c:
-        product_id = c.seed(D(SPEED))
-        members = c.members(TRADERS)
-        tally, stop = Tally(), threading.Event()
-        started = time.monotonic()
-        threads = run_traders(members, c.urls, product_id, tally, LOAD_MIX, stop)
-        time.sleep(SECONDS)
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=30)
-        elapsed = time.monotonic() - started
-        hours, days = c.verify()
-        writes = check_writes(c.app.engine, tally.writes, [m.user_id for m in members])
-        print(f"\n{report(tally, elapsed)}\nWRITES: {writes.line()}\nSETTLED: hours={hours} days={days}")
-
+        run = load_run(c, TRADERS, D(SPEED), LOAD_MIX, SECONDS)
+        print(f"\n{run.summary()}")
         alive = [p.alive() for p in [*c.apis, c.worker]]
+    tally, writes, hours, days = run.tally, run.writes, run.hours, run.days
 
     writes.assert_held()
     # No fault was injected: no connection failed. A process out of database slots or time may

@@ -35,7 +35,7 @@ import sqlalchemy as sa
 from flexearn.adapters import tables as t
 from flexearn.services.keys import NewKey
 from tests.contract import bitget_http, okx_http
-from tests.deployment.cluster import CCY, Member
+from tests.deployment.cluster import CCY, Cluster, Member
 
 OKX, BITGET = "okx", "bitget"
 SAVINGS = "/api/v2/earn/savings"
@@ -260,6 +260,39 @@ def run_traders(
     for thread in threads:
         thread.start()
     return threads
+
+
+@dataclass(frozen=True)
+class LoadRun:
+    tally: Tally
+    seconds: float
+    hours: int  # currency-hours settled, once each, in order
+    days: int  # product-days likewise
+    writes: WriteCheck
+
+    def summary(self) -> str:
+        return (
+            f"{report(self.tally, self.seconds)}\nWRITES: {self.writes.line()}\n"
+            f"SETTLED: hours={self.hours} days={self.days}"
+        )
+
+
+def load_run(c: Cluster, traders: int, speed: Decimal, mix: Mapping[str, int], seconds: float) -> LoadRun:
+    """Seed `c`, let `traders` members trade `mix` for `seconds` while the clock runs `speed`
+    business seconds per real second, then verify the cluster and check every write."""
+    product_id = c.seed(speed)
+    members = c.members(traders)
+    tally, stop = Tally(), threading.Event()
+    started = time.monotonic()
+    threads = run_traders(members, c.urls, product_id, tally, mix, stop)
+    time.sleep(seconds)
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=30)
+    elapsed = time.monotonic() - started
+    hours, days = c.verify()
+    writes = check_writes(c.app.engine, tally.writes, [m.user_id for m in members])
+    return LoadRun(tally, elapsed, hours, days, writes)
 
 
 # --- the oracle -----------------------------------------------------------------------------------
