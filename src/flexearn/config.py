@@ -40,6 +40,10 @@ class Settings:
     # Addresses or networks of the HTTP proxies in front of the API (comma-separated): from them,
     # the client is taken from X-Forwarded-For (see api/proxy.py); empty: the connecting address.
     trusted_proxies: str = ""
+    # Ranges of user ids each period's settlement is shared in (services/range_settlement.py): 1
+    # settles a period in one transaction; N > 1 lets the standby workers apply ranges alongside
+    # the settler, each range in its own transaction, while trading in that currency waits.
+    settlement_ranges: int = 1
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -58,4 +62,15 @@ class Settings:
             lending_history_days=int(env.get("FLEXEARN_LENDING_HISTORY_DAYS", "30")),
             rate_history_days=int(env.get("FLEXEARN_RATE_HISTORY_DAYS", "0")),
             trusted_proxies=env.get("FLEXEARN_TRUSTED_PROXIES", ""),
+            settlement_ranges=_ranges(env.get("FLEXEARN_SETTLEMENT_RANGES", "1")),
         )
+
+
+MAX_SETTLEMENT_RANGES = 1024
+
+
+def _ranges(text: str) -> int:
+    ranges = int(text)
+    if not 1 <= ranges <= MAX_SETTLEMENT_RANGES:
+        raise ValueError(f"FLEXEARN_SETTLEMENT_RANGES: 1 to {MAX_SETTLEMENT_RANGES}, not {ranges}")
+    return ranges

@@ -34,6 +34,7 @@ POOL_SIZE, POOL_OVERFLOW = 10, 20
 # SQLite's wait for the write lock when no deadline applies (a long settlement may hold it).
 SQLITE_BUSY_MS = 60_000
 
+
 class DatabaseBusy(Exception):
     """The request's time for the database ran out before the database answered (load shedding)."""
 
@@ -88,6 +89,12 @@ def deadline(bound: Deadline) -> Iterator[None]:
 def _remaining_ms() -> int | None:
     bound = _deadline.get()
     return None if bound is None else bound.remaining_ms()
+
+
+def seconds_left() -> float | None:
+    """Seconds left of the current request's deadline (None: no deadline applies)."""
+    bound = _deadline.get()
+    return None if bound is None else bound.at - time.monotonic()
 
 
 def may_commit() -> None:

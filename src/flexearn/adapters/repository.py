@@ -165,8 +165,11 @@ def market_hour(conn: sa.Connection, ccy: str, hour: int) -> sa.Row[Any] | None:
     return conn.execute(query).first()
 
 
-def positions_for_settlement(conn: sa.Connection, ccy: str) -> list[PositionRow]:
-    """(id, user_id, amt, loan, earnings, rate, rate_seq) of every position in `ccy`.
+def positions_for_settlement(
+    conn: sa.Connection, ccy: str, *, users: tuple[int | None, int | None] = (None, None)
+) -> list[PositionRow]:
+    """(id, user_id, amt, loan, earnings, rate, rate_seq) of every position in `ccy` (of the users
+    with ids in [users[0], users[1]), a bound of None being open).
 
     Settlement's hot path reads through the driver's cursor, without SQLAlchemy's per-row and
     per-value processing: psycopg returns NUMERIC as Decimal, SQLite's canonical text is parsed
@@ -177,10 +180,15 @@ def positions_for_settlement(conn: sa.Connection, ccy: str) -> list[PositionRow]
     columns = "id, user_id, amt, loan, earnings, rate, rate_seq"
     cursor = dbapi.cursor()
     try:
+        mark = "%s" if conn.dialect.name == "postgresql" else "?"
+        where, values = f"ccy = {mark}", [ccy]
+        for op, bound in zip((">=", "<"), users, strict=True):
+            if bound is not None:
+                where += f" AND user_id {op} {mark}"
+                values.append(str(bound))
+        cursor.execute(f"SELECT {columns} FROM savings_position WHERE {where}", values)
         if conn.dialect.name == "postgresql":
-            cursor.execute(f"SELECT {columns} FROM savings_position WHERE ccy = %s", (ccy,))
             return list(map(PositionRow._make, cursor.fetchall()))
-        cursor.execute(f"SELECT {columns} FROM savings_position WHERE ccy = ?", (ccy,))
         dec, make = Decimal, PositionRow._make
         return [
             make((pid, uid, dec(amt), dec(loan), dec(earned), dec(rate), seq))

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
-from flexearn.domain.money import plain
+from flexearn.domain.money import ZERO, plain
 
 
 class Amount(TypeDecorator[Decimal]):
@@ -407,4 +407,42 @@ history_horizon = sa.Table(
     sa.Column("before", sa.BigInteger, nullable=False),
     sa.Column("checkpoint_id", sa.BigInteger, sa.ForeignKey("ledger_checkpoint.id"), nullable=False),
     sa.Column("pruned_at", sa.BigInteger, nullable=False),  # real time, ms
+)
+
+# Settlement of one period shared by user-id range (services/range_settlement.py). A period being
+# settled in ranges is *open*: its row here holds the plan every range applies (the hour's match
+# rule and figures), and trading in its currency or product waits until it is closed. Both tables
+# hold open periods only: closing a period writes its `market_hour`/`product_day` row (the
+# period's exactly-once key) and deletes these rows in the same transaction.
+settlement_open = sa.Table(
+    "settlement_open",
+    metadata,
+    sa.Column("kind", sa.String(8), primary_key=True),  # "hour" (a market) or "day" (a product)
+    sa.Column("key", sa.String(32), primary_key=True),  # the currency or the product id
+    sa.Column("period", sa.BigInteger, primary_key=True),
+    sa.Column("plan", sa.Text, nullable=False),  # JSON
+    sa.Column("opened_at", sa.BigInteger, nullable=False),  # real time, ms
+    sa.CheckConstraint("kind IN ('hour', 'day')", name="kind"),
+)
+
+settlement_range = sa.Table(
+    "settlement_range",
+    metadata,
+    sa.Column("kind", sa.String(8), primary_key=True),
+    sa.Column("key", sa.String(32), primary_key=True),
+    sa.Column("period", sa.BigInteger, primary_key=True),
+    sa.Column("range_no", sa.Integer, primary_key=True),
+    sa.Column("lo", sa.BigInteger, nullable=True),  # user ids >= lo (none: from the first)
+    sa.Column("hi", sa.BigInteger, nullable=True),  # user ids < hi (none: to the last)
+    # Set in the transaction that applies the range: what makes each range apply exactly once.
+    sa.Column("applied_at", sa.BigInteger, nullable=True),
+    sa.Column("applied_by", sa.String(128), nullable=False, default=""),
+    sa.Column("items", sa.Integer, nullable=False, default=0),  # positions or holdings paid
+    sa.Column("interest", Amount, nullable=False, default=ZERO),
+    sa.Column("lent", Amount, nullable=False, default=ZERO),  # hours: what its positions lend now
+    sa.Column("expired", sa.Integer, nullable=False, default=0),  # days: fixed holdings returned
+    sa.ForeignKeyConstraint(
+        ["kind", "key", "period"],
+        ["settlement_open.kind", "settlement_open.key", "settlement_open.period"],
+    ),
 )

@@ -6,14 +6,14 @@ into the position, then match the new amounts against the demand for [H, H+1).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, Context, Decimal
 from typing import NamedTuple
 
 from flexearn.domain.ledger import AccountKind, AccountRef, Entry, Leg, compound
 from flexearn.domain.market import Match, MatchingMode, OfferRow, match_auction_rows, match_pro_rata_rows
-from flexearn.domain.money import HOURS_PER_YEAR, ZERO, mul_div_down, mul_div_up
+from flexearn.domain.money import HOURS_PER_YEAR, ZERO, mul_div_down, mul_div_up, round_down
 
 
 @dataclass(frozen=True)
@@ -136,14 +136,7 @@ def plan_hour_rows(
 ) -> HourPlan:
     """`plan_hour` on positions as tuples: the same plan, in the same order, with the same sums."""
     places = terms.places
-    paid: dict[int, Decimal] = {}
-    lent_total = ZERO
-    if last is not None and last.lender_rate > 0:
-        lender_rate = last.lender_rate
-        for pid, _, _, loan, _, _, _ in positions:
-            if loan > ZERO:
-                lent_total += loan
-                paid[pid] = hour_interest(loan, lender_rate, places)
+    paid, lent_total = _interest(positions, last, places)
     interest_total = sum(paid.values(), ZERO)
     if lent_total > 0 and last is not None:
         borrower_paid = mul_div_up(lent_total, last.borrow_rate, HOURS_PER_YEAR, places)
@@ -162,16 +155,138 @@ def plan_hour_rows(
         match = match_auction_rows(offers, demand, terms.insurance_fee, places)
     else:
         match = match_pro_rata_rows(offers, demand, borrow_rate, terms.insurance_fee, places)
+    changes = _changes(positions, paid, match.lent.get)
+    return HourPlan(tuple(changes), match, interest_total, insurance, borrower_paid, rounding, lent_total)
 
-    get_lent = match.lent.get
+
+def _interest(
+    positions: Sequence[PositionRow], last: LastMatch | None, places: int
+) -> tuple[dict[int, Decimal], Decimal]:
+    """Each lent position's interest for the hour that ends (by id), and the total lent."""
+    paid: dict[int, Decimal] = {}
+    lent_total = ZERO
+    if last is not None and last.lender_rate > 0:
+        lender_rate = last.lender_rate
+        for pid, _, _, loan, _, _, _ in positions:
+            if loan > ZERO:
+                lent_total += loan
+                paid[pid] = hour_interest(loan, lender_rate, places)
+    return paid, lent_total
+
+
+def _changes(
+    positions: Sequence[PositionRow], paid: dict[int, Decimal], lent_of: Callable[[int, Decimal], Decimal]
+) -> list[PositionChange]:
+    """The positions whose row changes: interest compounded, the new hour's loan from `lent_of`."""
+    get_paid = paid.get
     changes = []
     for pid, user_id, amt, old_loan, earnings, _, _ in positions:
         interest = get_paid(pid, ZERO)
-        loan = get_lent(pid, ZERO)
+        loan = lent_of(pid, ZERO)
         if interest == ZERO and loan == old_loan:
             continue
         lent = old_loan if pid in paid else ZERO
         # positional, in field order: id, user_id, lent_last_hour, interest, amt, earnings, loan
         change = PositionChange(pid, user_id, lent, interest, amt + interest, earnings + interest, loan)
         changes.append(change)
-    return HourPlan(tuple(changes), match, interest_total, insurance, borrower_paid, rounding, lent_total)
+    return changes
+
+
+# --- settling an hour in ranges of positions ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LendingRule:
+    """What one position lends in the hour's match, decided from its own offer alone, so that a
+    range of positions settles without reading the others (`plan_range_rows`).
+
+    Auction: offers ordered before the *cut* — the last accepted offer, by (rate, seq) — lend in
+    full, the cut offer lends `cut_take` (possibly part of it), later ones nothing. Pro rata: offers
+    at or below `borrow_rate` lend `min(1, demand / eligible)` of themselves, rounded down. Either
+    way nothing is lent when `demand` is 0. The rule reproduces the match it was taken from
+    exactly (`tests/unit/test_range_settlement.py` holds it to that).
+    """
+
+    mode: MatchingMode
+    demand: Decimal  # rounded to the currency's places; 0: nothing lent
+    cut_rate: Decimal = ZERO
+    cut_seq: int = 0
+    cut_take: Decimal = ZERO
+    borrow_rate: Decimal = ZERO
+    eligible: Decimal = ZERO
+
+    @classmethod
+    def of(
+        cls, plan: HourPlan, positions: Sequence[PositionRow], terms: MarketTerms, demand: Decimal
+    ) -> LendingRule:
+        """The rule of `plan`'s match, made on `positions` against `demand`."""
+        match = plan.match
+        if not match.lent:
+            return cls(terms.mode, ZERO)
+        if terms.mode is MatchingMode.AUCTION:
+            order = {row.id: (row.rate, row.rate_seq) for row in positions if row.id in match.lent}
+            cut_id = max(order, key=order.__getitem__)
+            rate, seq = order[cut_id]
+            return cls(terms.mode, match.lent_total, rate, seq, match.lent[cut_id])
+        rounded = round_down(demand, terms.places)
+        return cls(terms.mode, rounded, borrow_rate=match.borrow_rate, eligible=match.eligible)
+
+    def lent(self, amount: Decimal, rate: Decimal, seq: int, places: int) -> Decimal:
+        if amount <= ZERO or self.demand <= ZERO:
+            return ZERO
+        if self.mode is MatchingMode.AUCTION:
+            key, cut = (rate, seq), (self.cut_rate, self.cut_seq)
+            return amount if key < cut else self.cut_take if key == cut else ZERO
+        if rate > self.borrow_rate:
+            return ZERO
+        return (
+            amount
+            if self.demand >= self.eligible
+            else mul_div_down(amount, self.demand, self.eligible, places)
+        )
+
+    def to_json(self) -> dict[str, str | int]:
+        return {
+            "mode": self.mode.value,
+            "demand": str(self.demand),
+            "cut_rate": str(self.cut_rate),
+            "cut_seq": self.cut_seq,
+            "cut_take": str(self.cut_take),
+            "borrow_rate": str(self.borrow_rate),
+            "eligible": str(self.eligible),
+        }
+
+    @classmethod
+    def from_json(cls, raw: dict[str, str | int]) -> LendingRule:
+        return cls(
+            MatchingMode(str(raw["mode"])),
+            Decimal(str(raw["demand"])),
+            Decimal(str(raw["cut_rate"])),
+            int(raw["cut_seq"]),
+            Decimal(str(raw["cut_take"])),
+            Decimal(str(raw["borrow_rate"])),
+            Decimal(str(raw["eligible"])),
+        )
+
+
+@dataclass(frozen=True)
+class RangePlan:
+    changes: tuple[PositionChange, ...]
+    interest_total: Decimal
+    lent_total: Decimal  # what the range's positions lend in the new hour
+
+
+def plan_range_rows(
+    positions: Sequence[PositionRow], last: LastMatch | None, places: int, rule: LendingRule
+) -> RangePlan:
+    """The part of the hour's plan that falls on `positions` (a range of them), given the match's
+    rule: the same changes `plan_hour_rows` makes for those positions."""
+    paid, _ = _interest(positions, last, places)
+    get_paid = paid.get
+    lent = {
+        pid: take
+        for pid, _, amt, _, _, rate, seq in positions
+        if (take := rule.lent(amt + get_paid(pid, ZERO), rate, seq, places)) > ZERO
+    }
+    changes = _changes(positions, paid, lent.get)
+    return RangePlan(tuple(changes), sum(paid.values(), ZERO), sum(lent.values(), ZERO))

@@ -32,6 +32,7 @@ from flexearn.domain.catalog import (
 from flexearn.domain.errors import InvalidParameter, MissingParameter, NotFound
 from flexearn.domain.ledger import AccountKind, AccountRef, Entry, leg, transfer
 from flexearn.domain.money import MAX_PRECISION, ZERO, D
+from flexearn.services import gate
 from flexearn.services.unit_of_work import UnitOfWork
 
 
@@ -42,11 +43,15 @@ def _system(kind: AccountKind, ccy: str) -> AccountRef:
 # --- the catalog --------------------------------------------------------------------------------
 
 
-def load_product(conn: sa.Connection, product_id: int, *, lock: bool = False) -> Product:
+def load_product(conn: sa.Connection, product_id: int, *, lock: bool = False, gated: bool = True) -> Product:
+    """The product; `lock`: locked to change it or its holdings, which waits while one of its days
+    is settled in ranges (`gate`) unless not `gated` (settlement itself)."""
     query = sa.select(t.product).where(t.product.c.id == product_id)
     row = conn.execute(query.with_for_update() if lock else query).first()
     if row is None:
         raise NotFound(f"no product {product_id}", param="productId")
+    if lock and gated:
+        gate.check(conn, gate.DAY, product_id)
     tiers = conn.execute(
         sa.select(t.product_tier)
         .where(t.product_tier.c.product_id == product_id)
@@ -225,6 +230,7 @@ def create_product(uow: UnitOfWork, spec: Mapping[str, Any]) -> Product:
     return product
 
 
+@gate.waits_for_settlement
 def update_product(uow: UnitOfWork, product_id: int, spec: Mapping[str, Any]) -> Product:
     """Change limits, times, status or tiers; the coin and the kind of product stay."""
     values, tiers = _parse_spec(spec)
@@ -361,6 +367,7 @@ def _order(conn: sa.Connection, **values: Any) -> Order:
     return Order(id=order_id, **values)
 
 
+@gate.waits_for_settlement
 def subscribe(uow: UnitOfWork, user_id: int, product_id: int, period_type: str, amount: Decimal) -> Order:
     """Funding → holding. Flexible subscriptions add to the user's one holding; fixed ones open their own."""
     with uow:
@@ -445,6 +452,7 @@ def _amount(conn: sa.Connection, holding_id: int) -> Decimal:
     return value
 
 
+@gate.waits_for_settlement
 def redeem(
     uow: UnitOfWork,
     user_id: int,

@@ -55,58 +55,75 @@ def settle_day(uow: UnitOfWork, product_id: int, day: int) -> SettledDay | None:
     """Settle the day ending at `day` (a 00:00) for one product; None if already settled."""
     with uow:
         conn = uow.conn
-        product = load_product(conn, product_id, lock=True)
-        last, first = _last_and_first(conn, product_id)
-        expected = first if last is None else last + DAY_MS
+        product = load_product(conn, product_id, lock=True, gated=False)
+        expected = next_day(conn, product_id)
         if day < expected:
             return None
         if day > expected:
             raise DayOutOfOrder(f"product {product_id}: day {day} is due only after {expected}")
-        h = t.holding
-        rows = conn.execute(
-            sa.select(
-                h.c.id,
-                h.c.user_id,
-                h.c.amount,
-                h.c.accrued,
-                h.c.total_profit,
-                h.c.interest_time,
-                h.c.expire_time,
-            ).where(h.c.product_id == product_id, h.c.open.is_(True))
-        ).all()
-        paid, updates, orders = _interest(product, rows, day)
+        paid, expired, entry_id = settle_users(conn, product, day, sa.true())
         total = sum(paid.values(), ZERO)
-        entry_id = _book_interest(conn, product, paid, total, rows, day)
-        bulk.update_many(
-            conn,
-            "earn_holding",
-            "id",
-            {"amount": "amount", "accrued": "amount", "total_profit": "amount", "last_profit": "amount"},
-            updates,
-            only=("product_id", product_id),
-        )
-        bulk.insert_many(conn, "earn_order", ORDER_COLUMNS, orders)
-        expired = _expire(conn, product, day)
-        conn.execute(
-            sa.insert(t.product_day).values(
-                product_id=product_id,
-                day=day,
-                holdings=len(paid),
-                interest=total,
-                entry_id=entry_id,
-                created_at=wall_ms(),
-            )
-        )
+        record_day(conn, product_id, day, len(paid), total, entry_id)
         uow.commit()
     return SettledDay(product_id, day, len(paid), total, expired)
 
 
-def _last_and_first(conn: sa.Connection, product_id: int) -> tuple[int | None, int]:
+def next_day(conn: sa.Connection, product_id: int) -> int:
+    """The product's first unsettled 00:00."""
     last = conn.execute(
         sa.select(sa.func.max(t.product_day.c.day)).where(t.product_day.c.product_id == product_id)
     ).scalar()
     first = conn.execute(sa.select(t.product.c.first_day).where(t.product.c.id == product_id)).scalar_one()
-    return last, first
+    return int(first if last is None else last + DAY_MS)
+
+
+def settle_users(
+    conn: sa.Connection, product: Product, day: int, users: sa.ColumnElement[bool], ref_suffix: str = ""
+) -> tuple[dict[int, Decimal], int, int | None]:
+    """The day's interest and expiries for the holdings of `users` (a condition on the holding
+    table): each holding's interest, how many fixed holdings expired, and the one journal entry of
+    the interest (referenced `product:<id>:day:<day><ref_suffix>`; None when nothing was paid)."""
+    h = t.holding
+    rows = conn.execute(
+        sa.select(
+            h.c.id,
+            h.c.user_id,
+            h.c.amount,
+            h.c.accrued,
+            h.c.total_profit,
+            h.c.interest_time,
+            h.c.expire_time,
+        ).where(h.c.product_id == product.id, h.c.open.is_(True), users)
+    ).all()
+    paid, updates, orders = _interest(product, rows, day)
+    ref = f"product:{product.id}:day:{day}{ref_suffix}"
+    entry_id = _book_interest(conn, product, paid, sum(paid.values(), ZERO), rows, ref, day)
+    bulk.update_many(
+        conn,
+        "earn_holding",
+        "id",
+        {"amount": "amount", "accrued": "amount", "total_profit": "amount", "last_profit": "amount"},
+        updates,
+        only=("product_id", product.id),
+    )
+    bulk.insert_many(conn, "earn_order", ORDER_COLUMNS, orders)
+    return paid, _expire(conn, product, day, users), entry_id
+
+
+def record_day(
+    conn: sa.Connection, product_id: int, day: int, holdings: int, interest: Decimal, entry_id: int | None
+) -> None:
+    """The (product, day) row: its primary key is what settles each day exactly once."""
+    conn.execute(
+        sa.insert(t.product_day).values(
+            product_id=product_id,
+            day=day,
+            holdings=holdings,
+            interest=interest,
+            entry_id=entry_id,
+            created_at=wall_ms(),
+        )
+    )
 
 
 def _interest(
@@ -151,6 +168,7 @@ def _book_interest(
     paid: dict[int, Decimal],
     total: Decimal,
     rows: Sequence[Any],
+    ref: str,
     day: int,
 ) -> int | None:
     if total == 0:
@@ -167,11 +185,11 @@ def _book_interest(
         for holding_id, interest in paid.items():
             per_user[owner[holding_id]] += interest
         legs += [leg(AccountRef.funding(user, coin), amount) for user, amount in sorted(per_user.items())]
-    return repo.post(conn, compound("catalog_interest", coin, legs, f"product:{product.id}:day:{day}"), day)
+    return repo.post(conn, compound("catalog_interest", coin, legs, ref), day)
 
 
-def _expire(conn: sa.Connection, product: Product, day: int) -> int:
-    """Fixed holdings reaching `expireTime`: principal and unpaid interest back to funding."""
+def _expire(conn: sa.Connection, product: Product, day: int, users: sa.ColumnElement[bool]) -> int:
+    """Fixed holdings (of `users`) reaching `expireTime`: principal and unpaid interest back to funding."""
     h = t.holding
     due = conn.execute(
         sa.select(h).where(
@@ -179,6 +197,7 @@ def _expire(conn: sa.Connection, product: Product, day: int) -> int:
             h.c.open.is_(True),
             h.c.expire_time.is_not(None),
             h.c.expire_time <= day,
+            users,
         )
     ).all()
     coin = product.coin

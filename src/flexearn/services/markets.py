@@ -16,6 +16,7 @@ from flexearn.domain.demand import HourDemand, SimulatedDemand, simulate_hour
 from flexearn.domain.errors import Conflict, InvalidParameter
 from flexearn.domain.market import DEFAULT_INSURANCE_FEE, DemandSource, MatchingMode, check_insurance_fee
 from flexearn.domain.money import ZERO, D, decimal_places, plain
+from flexearn.services import gate
 from flexearn.services.accounts import MAX_AMOUNT
 from flexearn.services.unit_of_work import UnitOfWork
 
@@ -162,6 +163,7 @@ def _post(conn: sa.Connection, ccy: str, hour: int) -> DemandPost | None:
     return None if row is None else DemandPost(*row)
 
 
+@gate.waits_for_settlement
 def post_demand(
     uow: UnitOfWork,
     ccy: str,
@@ -183,6 +185,7 @@ def post_demand(
         raise InvalidParameter("borrow_rate", f"0 to {MAX_BORROW_RATE}")
     with uow:
         market = settings_from_row(repo.market(uow.conn, ccy, lock="share"))
+        gate.check(uow.conn, gate.HOUR, ccy)  # an open hour's demand is in its plan already
         if decimal_places(demand) > repo.currency_precision(uow.conn, ccy):
             raise InvalidParameter("demand", "more decimal places than the currency has")
         if market.demand_source is not DemandSource.EXTERNAL:

@@ -13,6 +13,7 @@ from flexearn.domain.errors import AmountTooLarge
 from flexearn.domain.ledger import AccountKind, AccountRef, transfer
 from flexearn.domain.market import MIN_RATE, check_rate
 from flexearn.domain.money import ZERO, plain
+from flexearn.services import gate
 from flexearn.services.accounts import check_amount
 from flexearn.services.unit_of_work import UnitOfWork
 
@@ -28,6 +29,12 @@ class Position:
     @property
     def pending(self) -> Decimal:
         return self.amt - self.loan
+
+
+def _trading_lock(uow: UnitOfWork, ccy: str) -> None:
+    """Settlement of this currency waits for us; we wait while one of its hours is open."""
+    repo.market(uow.conn, ccy, lock="share")
+    gate.check(uow.conn, gate.HOUR, ccy)
 
 
 def _open_position(uow: UnitOfWork, user_id: int, ccy: str) -> sa.Row[object]:
@@ -56,6 +63,7 @@ def _open_position(uow: UnitOfWork, user_id: int, ccy: str) -> sa.Row[object]:
     return row
 
 
+@gate.waits_for_settlement
 def purchase(
     uow: UnitOfWork, user_id: int, ccy: str, amount: Decimal, rate: Decimal | None = None
 ) -> Position:
@@ -67,7 +75,7 @@ def purchase(
         check_rate(rate)
     with uow:
         check_amount(amount, repo.currency_precision(uow.conn, ccy))
-        repo.market(uow.conn, ccy, lock="share")  # settlement of this currency waits for us
+        _trading_lock(uow, ccy)
         row = _open_position(uow, user_id, ccy)
         if rate is not None:
             repo.record_rate(uow.conn, row.id, rate, uow.now())
@@ -88,6 +96,7 @@ def purchase(
     return result
 
 
+@gate.waits_for_settlement
 def redeem(uow: UnitOfWork, user_id: int, ccy: str, amount: Decimal) -> Position:
     """Return `amount` to funding at once, taken from pending first, then from what is lent.
 
@@ -95,7 +104,7 @@ def redeem(uow: UnitOfWork, user_id: int, ccy: str, amount: Decimal) -> Position
     """
     with uow:
         check_amount(amount, repo.currency_precision(uow.conn, ccy))
-        repo.market(uow.conn, ccy, lock="share")
+        _trading_lock(uow, ccy)
         row = repo.position(uow.conn, user_id, ccy, lock=True)
         held = row.amt if row is not None else ZERO
         if row is None or amount > held:
@@ -122,12 +131,13 @@ def redeem(uow: UnitOfWork, user_id: int, ccy: str, amount: Decimal) -> Position
     return result
 
 
+@gate.waits_for_settlement
 def set_rate(uow: UnitOfWork, user_id: int, ccy: str, rate: Decimal) -> Position:
     """Change the user's minimum lending rate; it applies from the next hourly match."""
     check_rate(rate)
     with uow:
         repo.currency_precision(uow.conn, ccy)
-        repo.market(uow.conn, ccy, lock="share")
+        _trading_lock(uow, ccy)
         row = _open_position(uow, user_id, ccy)
         repo.record_rate(uow.conn, row.id, rate, uow.now())
         result = _read(uow, user_id, ccy)

@@ -19,7 +19,7 @@ from flexearn.adapters import clock as clocks
 from flexearn.adapters import db
 from flexearn.observability import context
 from flexearn.observability.metrics import CATALOG_DAY, MARKET_HOUR, observe_settlement
-from flexearn.services import catalog_settlement, settlement
+from flexearn.services import catalog_settlement, range_settlement, settlement
 from flexearn.services.catalog import deliver_redemptions
 from flexearn.services.leader import Lease
 from flexearn.services.unit_of_work import UnitOfWork
@@ -42,17 +42,20 @@ class Settled:
     days: list[catalog_settlement.SettledDay] = field(default_factory=list)
 
 
-def settle_all_due(engine: sa.Engine, keep_going: KeepGoing = _always) -> Settled:
+def settle_all_due(
+    engine: sa.Engine, keep_going: KeepGoing = _always, *, ranges: int = 1, worker: str = ""
+) -> Settled:
     """Market hours first (hourly, oldest first), then catalog days and due redemptions.
 
-    Each period is its own transaction; `keep_going` is asked before each, so a settler that lost
-    its lease stops after the transaction it is in.
+    Each period is its own transaction, or with `ranges` > 1 shared by user-id range with whichever
+    workers help (services/range_settlement.py); `keep_going` is asked before each transaction, so
+    a settler that lost its lease stops after the one it is in.
     """
     with context.ensure_request_scope():
         started = time.perf_counter()
-        hours = _settle_hours(engine, keep_going)
+        hours = _settle_hours(engine, keep_going, ranges, worker)
         middle = time.perf_counter()
-        days = _settle_days(engine, keep_going)
+        days = _settle_days(engine, keep_going, ranges, worker)
         ended = time.perf_counter()
         if hours:
             observe_settlement(MARKET_HOUR, middle - started, [h.positions_changed for h in hours])
@@ -68,7 +71,9 @@ def settle_all_due(engine: sa.Engine, keep_going: KeepGoing = _always) -> Settle
     return Settled(hours, days)
 
 
-def _settle_hours(engine: sa.Engine, keep_going: KeepGoing) -> list[settlement.SettledHour]:
+def _settle_hours(
+    engine: sa.Engine, keep_going: KeepGoing, ranges: int, worker: str
+) -> list[settlement.SettledHour]:
     """settlement.settle_due, asking `keep_going` before each (currency, hour)."""
     due = sorted(
         (hour, ccy) for ccy, hours in settlement.due_hours(UnitOfWork(engine)).items() for hour in hours
@@ -77,13 +82,15 @@ def _settle_hours(engine: sa.Engine, keep_going: KeepGoing) -> list[settlement.S
     for hour, ccy in due:
         if not keep_going():
             break
-        result = settlement.settle_hour(UnitOfWork(engine), ccy, hour)
+        result = range_settlement.settle_hour(engine, ccy, hour, ranges, worker=worker, keep_going=keep_going)
         if result is not None:
             settled.append(result)
     return settled
 
 
-def _settle_days(engine: sa.Engine, keep_going: KeepGoing) -> list[catalog_settlement.SettledDay]:
+def _settle_days(
+    engine: sa.Engine, keep_going: KeepGoing, ranges: int, worker: str
+) -> list[catalog_settlement.SettledDay]:
     """catalog_settlement.settle_due_days, asking `keep_going` before each (product, day)."""
     due = sorted(
         (day, pid) for pid, days in catalog_settlement.due_days(UnitOfWork(engine)).items() for day in days
@@ -92,7 +99,7 @@ def _settle_days(engine: sa.Engine, keep_going: KeepGoing) -> list[catalog_settl
     for day, pid in due:
         if not keep_going():
             return settled
-        result = catalog_settlement.settle_day(UnitOfWork(engine), pid, day)
+        result = range_settlement.settle_day(engine, pid, day, ranges, worker=worker, keep_going=keep_going)
         if result is not None:
             settled.append(result)
     if keep_going():
@@ -109,9 +116,11 @@ def run_settler(
     until: int | None = None,
     maintenance: Sequence[Maintenance] = (),
     stop: threading.Event | None = None,
+    ranges: int = 1,
 ) -> None:
     """Settle periods as they fall due while `lease` is held, until `stop` is set (or business
-    time `until` is reached); wait as a standby while another process holds the lease.
+    time `until` is reached); wait as a standby while another process holds the lease, applying
+    ranges of the periods it settles in `ranges` ranges (`range_settlement.help_open_periods`).
 
     A failed pass (the database restarting, say) is logged and tried again after `poll_seconds`:
     the worker heals by itself. `lease` must be started; the caller closes it.
@@ -120,8 +129,10 @@ def run_settler(
     held_before = False
     while not stop.is_set():
         held = lease.wait(poll_seconds)
+        if not held:
+            _help(engine, lease, stop)
         if held:
-            settled_any = _settle_pass(engine, lease, stop, report)
+            settled_any = _settle_pass(engine, lease, stop, report, ranges)
             if settled_any is None:  # failed: try again shortly
                 stop.wait(poll_seconds)
                 continue
@@ -135,11 +146,17 @@ def run_settler(
 
 
 def _settle_pass(
-    engine: sa.Engine, lease: Lease, stop: threading.Event, report: Callable[[settlement.SettledHour], None]
+    engine: sa.Engine,
+    lease: Lease,
+    stop: threading.Event,
+    report: Callable[[settlement.SettledHour], None],
+    ranges: int,
 ) -> bool | None:
     """One pass over everything due; whether it settled anything (None: it failed)."""
     try:
-        done = settle_all_due(engine, lambda: lease.held() and not stop.is_set())
+        done = settle_all_due(
+            engine, lambda: lease.held() and not stop.is_set(), ranges=ranges, worker=lease.holder
+        )
     except Exception as error:  # the loop must outlive a database outage; the log says what happened
         if db.unavailable(error):  # expected while the database is down: one line, no trace
             log.warning("settlement pass: database unavailable (%s); trying again", type(error).__name__)
@@ -149,6 +166,19 @@ def _settle_pass(
     for hour in done.hours:
         report(hour)
     return bool(done.hours or done.days)
+
+
+def _help(engine: sa.Engine, lease: Lease, stop: threading.Event) -> None:
+    """A standby's turn: apply ranges of the open periods (until it becomes the settler)."""
+    try:
+        range_settlement.help_open_periods(
+            engine, worker=lease.holder, keep_going=lambda: not stop.is_set() and not lease.held()
+        )
+    except Exception as error:  # as a failed pass: the standby outlives it
+        if db.unavailable(error):
+            log.warning("helping settlement: database unavailable (%s)", type(error).__name__)
+        else:
+            log.exception("helping settlement failed")
 
 
 def run_maintenance(engine: sa.Engine, jobs: Sequence[Maintenance]) -> None:

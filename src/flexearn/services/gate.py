@@ -1,0 +1,64 @@
+"""Trading waits while a period of its currency or product is settled in ranges.
+
+A period settled by several workers (services/range_settlement.py) is *open* between the
+transaction that plans it and the one that closes it; the positions or holdings it was planned on
+must not change meanwhile. Trading use cases call `check` under their market's or product's lock
+before writing anything, and are wrapped in `waits_for_settlement`, which runs them again until
+the period has closed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from functools import wraps
+from typing import ParamSpec, TypeVar
+
+import sqlalchemy as sa
+
+from flexearn.adapters import db
+from flexearn.adapters import tables as t
+
+HOUR, DAY = "hour", "day"  # the kinds of period: a market's hour (key: currency), a product's day
+# How long a trade without a request deadline (CLI, admin API) waits for an open period to close.
+WAIT_S = 30.0
+_POLL_S = 0.02
+
+
+class PeriodOpen(db.DatabaseBusy):
+    """A period of this currency or product is being settled in ranges: trading waits for it.
+
+    A `DatabaseBusy`: a request whose budget runs out while it waits is answered "service
+    unavailable" (OKX 50001, Bitget 40604), and nothing of it was written.
+    """
+
+
+def check(conn: sa.Connection, kind: str, key: str | int) -> None:
+    """Refuse (`PeriodOpen`) while a period of `key` is open."""
+    o = t.settlement_open
+    found = conn.execute(sa.select(o.c.period).where(o.c.kind == kind, o.c.key == str(key)).limit(1)).scalar()
+    if found is not None:
+        raise PeriodOpen(f"{kind} {found} of {key} is being settled; try again shortly")
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def waits_for_settlement(use_case: Callable[P, R]) -> Callable[P, R]:
+    """Run `use_case` again (a new transaction each time) while it meets an open period, until the
+    request's deadline (or `WAIT_S` without one); then `PeriodOpen` goes up."""
+
+    @wraps(use_case)
+    def waiting(*args: P.args, **kwargs: P.kwargs) -> R:
+        give_up = time.monotonic() + WAIT_S
+        while True:
+            try:
+                return use_case(*args, **kwargs)
+            except PeriodOpen:
+                left = db.seconds_left()
+                if time.monotonic() + _POLL_S > give_up or (left is not None and left < 2 * _POLL_S):
+                    raise
+                time.sleep(_POLL_S)
+
+    return waiting

@@ -1,0 +1,275 @@
+"""Settling periods by user-id range gives what settling each in one transaction gives.
+
+Two databases of the same kind run the same two days of trading (two markets — auction and
+pro rata — and a flexible and a fixed catalog product, many users, trades every hour); one settles
+each period in one transaction, the other in ranges. Every position, lending-history row, hour,
+holding, order, product-day and account balance must come out the same, and the ledger check green
+on both. Then: a settler that dies with an hour half applied is finished by the next one; trading
+waits while an hour is open; a trade whose budget runs out meanwhile writes nothing.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+import threading
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from flexearn.adapters import clock, db
+from flexearn.adapters import tables as t
+from flexearn.adapters.clock import HOUR_MS
+from flexearn.bootstrap import Flexearn
+from flexearn.domain.catalog import DAY_MS
+from flexearn.domain.money import D
+from flexearn.services import (
+    accounts,
+    catalog,
+    gate,
+    ledger_check,
+    markets,
+    range_settlement,
+    savings,
+    scheduler,
+)
+from tests.conftest import _database
+from tests.helpers import T0, assert_ledger_ok, start_clock
+
+USERS = 24
+LADDER = [
+    {"rateLevel": "0", "minStepVal": "0", "maxStepVal": "200", "currentApy": "6.00"},
+    {"rateLevel": "1", "minStepVal": "200", "maxStepVal": "5000", "currentApy": "12.00"},
+]
+
+
+@pytest.fixture
+def twin(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flexearn]:
+    """A second, empty database of the same kind as `app`'s."""
+    kind = "postgresql" if database_url.startswith("postgresql") else "sqlite"
+    for url in _database(kind, tmp_path_factory):
+        instance = Flexearn(url)
+        yield instance
+        instance.close()
+
+
+def seed(app: Flexearn) -> tuple[list[int], list[int]]:
+    """Two markets, two products, USERS funded users saving in the flexible one (every third in the
+    fixed one too)."""
+    start_clock(app, T0 + HOUR_MS + 1)
+    accounts.add_currency(app.uow(), "USDT", 8)
+    accounts.add_currency(app.uow(), "BTC", 10)
+    markets.set_market(app.uow(), "USDT", mode="auction", demand=D(9000))
+    markets.set_market(app.uow(), "BTC", mode="pro_rata", demand=D("3.5"), borrow_rate=D("0.06"))
+    spec = {"coin": "USDT", "apyType": "ladder", "apyList": LADDER}
+    flexible = catalog.create_product(app.uow(), {**spec, "periodType": "flexible"}).id
+    fixed = catalog.create_product(
+        app.uow(), {**spec, "periodType": "fixed", "period": "1", "settleMethod": "daily"}
+    ).id
+    rng = random.Random(7)
+    users = []
+    for n in range(USERS):
+        user = accounts.create_user(app.uow(), f"user{n}")
+        accounts.deposit(app.uow(), user, "USDT", D(50_000))
+        accounts.deposit(app.uow(), user, "BTC", D(20))
+        users.append(user)
+        catalog.subscribe(app.uow(), user, flexible, "flexible", D(rng.randint(50, 3000)))
+        if n % 3 == 0:
+            catalog.subscribe(app.uow(), user, fixed, "fixed", D(rng.randint(100, 900)))
+    return users, [flexible, fixed]
+
+
+def trade(app: Flexearn, users: list[int], rng: random.Random) -> None:
+    """An hour's trading: purchases at a rate, redemptions, rate changes."""
+    for user in rng.sample(users, 8):
+        ccy, lot = rng.choice([("USDT", 1500), ("BTC", 1)])
+        rate = D(rng.choice(["0.01", "0.02", "0.04", "0.06", "0.09"]))
+        action = rng.random()
+        held = next((p.amt for p in savings.positions(app.uow(), user, ccy)), D(0))
+        if action < 0.6 or held == 0:
+            savings.purchase(app.uow(), user, ccy, D(rng.randint(1, 100)) * lot / 100, rate)
+        elif action < 0.85:
+            savings.redeem(app.uow(), user, ccy, (held / 3).quantize(D("0.0001"), rounding="ROUND_DOWN"))
+        else:
+            savings.set_rate(app.uow(), user, ccy, rate)
+
+
+def run(app: Flexearn, ranges: int, hours: int = 48) -> None:
+    users, _ = seed(app)
+    rng = random.Random(11)
+    for _ in range(hours):
+        trade(app, users, rng)
+        with app.uow() as uow:
+            clock.advance(uow.conn, HOUR_MS)
+            uow.commit()
+        scheduler.settle_all_due(app.engine, ranges=ranges)
+
+
+def snapshot(app: Flexearn) -> dict[str, Any]:
+    """Everything settlement writes, without ids and times that may differ."""
+    p, h, mh, ho = t.position, t.lending_history, t.market_hour, t.holding
+    o, pd = t.earn_order, t.product_day
+    with app.engine.connect() as conn:
+
+        def rows(query: sa.Select[Any]) -> list[tuple[Any, ...]]:
+            return [tuple(r) for r in conn.execute(query)]
+
+        return {
+            "positions": rows(sa.select(p.c.id, p.c.amt, p.c.loan, p.c.earnings, p.c.rate).order_by(p.c.id)),
+            "history": rows(
+                sa.select(h.c.position_id, h.c.ts, h.c.amt, h.c.earnings, h.c.rate).order_by(
+                    h.c.ts, h.c.position_id
+                )
+            ),
+            "hours": rows(
+                sa.select(*(c for c in mh.c if c.name not in ("entry_id", "created_at"))).order_by(
+                    mh.c.ccy, mh.c.hour
+                )
+            ),
+            "holdings": rows(
+                sa.select(ho.c.id, ho.c.amount, ho.c.accrued, ho.c.total_profit, ho.c.open).order_by(ho.c.id)
+            ),
+            "orders": sorted(
+                rows(sa.select(o.c.holding_id, o.c.order_type, o.c.amount, o.c.status, o.c.ts)), key=str
+            ),
+            "days": rows(
+                sa.select(pd.c.product_id, pd.c.day, pd.c.holdings, pd.c.interest).order_by(
+                    pd.c.product_id, pd.c.day
+                )
+            ),
+            "accounts": _balances(conn),
+        }
+
+
+def _balances(conn: sa.Connection) -> dict[str, Decimal]:
+    """Each account's sum of legs (in Python: SQLite sums text amounts as floats)."""
+    a, leg = t.account, t.journal_leg
+    totals: dict[str, Decimal] = defaultdict(Decimal)
+    for key, amount in conn.execute(sa.select(a.c.key, leg.c.amount).join(leg, leg.c.account_id == a.c.id)):
+        totals[key] += amount
+    return dict(totals)
+
+
+def test_two_days_settled_in_ranges_equal_them_settled_in_one_transaction_each(
+    app: Flexearn, twin: Flexearn
+) -> None:
+    run(app, ranges=1)
+    run(twin, ranges=5)
+    one, ranged = snapshot(app), snapshot(twin)
+    assert len(one["hours"]) == 2 * 48 and len(one["days"]) == 2 * 2  # 2 markets × 48 h, 2 products × 2 days
+    assert sum(r[3] for r in one["days"]) > 0 and len(one["history"]) > 100  # interest was paid both ways
+    for part in one:
+        assert ranged[part] == one[part], part
+    assert_ledger_ok(app)
+    assert_ledger_ok(twin)
+    with twin.engine.connect() as conn:  # the hours' interest came in one entry per range
+        refs = conn.execute(sa.select(t.journal_entry.c.ref).where(t.journal_entry.c.ref.like("hour:%:range:%")))
+        assert len(set(refs.scalars())) > 30
+        assert conn.execute(sa.select(sa.func.count()).select_from(t.settlement_open)).scalar() == 0
+
+
+def _open_hour_with_lenders(app: Flexearn) -> tuple[list[int], int]:
+    users, _ = seed(app)
+    rng = random.Random(3)
+    for _ in range(3):
+        trade(app, users, rng)
+        with app.uow() as uow:
+            clock.advance(uow.conn, HOUR_MS)
+            uow.commit()
+        scheduler.settle_all_due(app.engine, ranges=4)
+    with app.uow() as uow:
+        clock.advance(uow.conn, HOUR_MS)
+        hour = clock.floor_hour(uow.now())
+        uow.commit()
+    assert range_settlement.open_hour(app.uow(), "USDT", hour, 4)
+    return users, hour
+
+
+def test_a_settler_dying_with_the_hour_half_applied_is_finished_by_the_next(
+    app: Flexearn, twin: Flexearn
+) -> None:
+    _, hour = _open_hour_with_lenders(app)
+    assert range_settlement.apply_next(app.engine, gate.HOUR, "USDT", hour, worker="first")
+    assert range_settlement.apply_next(app.engine, gate.HOUR, "USDT", hour, worker="first")
+    # ... and it dies. The ledger holds meanwhile: each applied range is whole; but no checkpoint
+    # is written in the middle of an hour (its figures would count the applied ranges twice).
+    assert_ledger_ok(app)
+    report = ledger_check.run(app.engine, checkpoint=True)
+    assert (report.violations, report.checkpoint) == ([], None)
+    with app.engine.connect() as conn:
+        r = t.settlement_range
+        applied = conn.execute(sa.select(r.c.range_no).where(r.c.applied_at.is_not(None))).scalars().all()
+        assert sorted(applied) == [0, 1]
+    done = scheduler.settle_all_due(app.engine, ranges=1, worker="second")  # an open hour stays ranged
+    assert [(h.ccy, h.hour) for h in done.hours if h.ccy == "USDT"] == [("USDT", hour)]
+    assert range_settlement.close_hour(app.uow(), "USDT", hour) is None  # closed once only
+    assert ledger_check.run(app.engine, checkpoint=True).checkpoint is not None
+    assert ledger_check.run(app.engine).violations == []  # from that checkpoint
+    assert_ledger_ok(app)
+
+    _open_hour_with_lenders(twin)  # the same trading, settled without interruption
+    scheduler.settle_all_due(twin.engine, ranges=4)
+    assert snapshot(app) == snapshot(twin)
+
+
+def test_trading_waits_while_an_hour_is_open_and_is_applied_after_it(app: Flexearn) -> None:
+    users, hour = _open_hour_with_lenders(app)
+    lender = users[0]
+    before = sum((p.amt for p in savings.positions(app.uow(), lender, "USDT")), D(0))
+    done: list[savings.Position] = []
+    buyer = threading.Thread(target=lambda: done.append(savings.purchase(app.uow(), lender, "USDT", D(5))))
+    buyer.start()
+    time.sleep(0.3)
+    assert buyer.is_alive() and not done  # waiting for the hour to close
+    assert range_settlement.settle_hour(app.engine, "USDT", hour, 4) is not None
+    buyer.join(timeout=10)
+    (after,) = done
+    settled = next(p for p in savings.positions(app.uow(), lender, "USDT"))
+    assert after.amt == settled.amt
+    # the purchase came after the match: pending, on top of whatever the hour compounded
+    assert after.amt - after.loan >= D(5) and after.amt >= before + D(5)
+    assert_ledger_ok(app)
+
+
+def test_a_trade_whose_budget_runs_out_while_an_hour_is_open_writes_nothing(app: Flexearn) -> None:
+    users, hour = _open_hour_with_lenders(app)
+    lender = users[1]
+    balance = accounts.funding_balances(app.uow(), lender)
+    started = time.monotonic()
+    with db.deadline(db.Deadline(time.monotonic() + 0.3)), pytest.raises(gate.PeriodOpen):
+        savings.purchase(app.uow(), lender, "USDT", D(5))
+    assert 0.2 < time.monotonic() - started < 2
+    assert accounts.funding_balances(app.uow(), lender) == balance
+    with pytest.raises(gate.PeriodOpen):  # and a demand post for the open hour is too late
+        with db.deadline(db.Deadline(time.monotonic() + 0.1)):
+            markets.post_demand(app.uow(), "USDT", hour, D(1))
+    range_settlement.settle_hour(app.engine, "USDT", hour, 4)
+    savings.purchase(app.uow(), lender, "USDT", D(5))  # the gate opens with the close
+
+
+def test_catalog_subscriptions_wait_while_a_day_is_open(app: Flexearn) -> None:
+    users, (flexible, _) = seed(app)
+    with app.uow() as uow:
+        clock.advance(uow.conn, DAY_MS)
+        day = uow.now() // DAY_MS * DAY_MS
+        uow.commit()
+    assert range_settlement.open_day(app.uow(), flexible, day, 3)
+    with db.deadline(db.Deadline(time.monotonic() + 0.1)), pytest.raises(gate.PeriodOpen):
+        catalog.subscribe(app.uow(), users[1], flexible, "flexible", D(100))
+    settled = range_settlement.settle_day(app.engine, flexible, day, 3)
+    assert settled is not None and settled.day == day
+    assert catalog.subscribe(app.uow(), users[1], flexible, "flexible", D(100)).status == "success"
+    assert_ledger_ok(app)
+
+
+def test_user_ids_are_cut_into_ranges_that_cover_every_id() -> None:
+    assert range_settlement.split([], 4) == [(None, None)]
+    assert range_settlement.split([5, 9], 1) == [(None, None)]
+    assert range_settlement.split(range(1, 101), 4) == [(None, 26), (26, 51), (51, 76), (76, None)]
+    assert range_settlement.split([7], 3) == [(None, None)]  # one user: one range
+    cuts = range_settlement.split([1, 2, 3], 8)  # more ranges than ids: no empty duplicates
+    assert cuts == [(None, 2), (2, 3), (3, None)]
