@@ -11,9 +11,9 @@ waits while an hour is open; a trade whose budget runs out meanwhile writes noth
 from __future__ import annotations
 
 import random
-from collections import defaultdict
 import threading
 import time
+from collections import defaultdict
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -160,14 +160,18 @@ def test_two_days_settled_in_ranges_equal_them_settled_in_one_transaction_each(
     run(app, ranges=1)
     run(twin, ranges=5)
     one, ranged = snapshot(app), snapshot(twin)
-    assert len(one["hours"]) == 2 * 48 and len(one["days"]) == 2 * 2  # 2 markets × 48 h, 2 products × 2 days
-    assert sum(r[3] for r in one["days"]) > 0 and len(one["history"]) > 100  # interest was paid both ways
+    assert len(one["hours"]) == 2 * 48  # 2 markets × 48 hours
+    assert len(one["days"]) == 2 * 2  # 2 products × 2 days
+    assert sum(r[3] for r in one["days"]) > 0  # the products paid interest
+    assert len(one["history"]) > 100  # and lenders earned
     for part in one:
         assert ranged[part] == one[part], part
     assert_ledger_ok(app)
     assert_ledger_ok(twin)
     with twin.engine.connect() as conn:  # the hours' interest came in one entry per range
-        refs = conn.execute(sa.select(t.journal_entry.c.ref).where(t.journal_entry.c.ref.like("hour:%:range:%")))
+        refs = conn.execute(
+            sa.select(t.journal_entry.c.ref).where(t.journal_entry.c.ref.like("hour:%:range:%"))
+        )
         assert len(set(refs.scalars())) > 30
         assert conn.execute(sa.select(sa.func.count()).select_from(t.settlement_open)).scalar() == 0
 
@@ -224,14 +228,16 @@ def test_trading_waits_while_an_hour_is_open_and_is_applied_after_it(app: Flexea
     buyer = threading.Thread(target=lambda: done.append(savings.purchase(app.uow(), lender, "USDT", D(5))))
     buyer.start()
     time.sleep(0.3)
-    assert buyer.is_alive() and not done  # waiting for the hour to close
+    assert buyer.is_alive()  # waiting for the hour to close
+    assert not done
     assert range_settlement.settle_hour(app.engine, "USDT", hour, 4) is not None
     buyer.join(timeout=10)
     (after,) = done
     settled = next(p for p in savings.positions(app.uow(), lender, "USDT"))
     assert after.amt == settled.amt
     # the purchase came after the match: pending, on top of whatever the hour compounded
-    assert after.amt - after.loan >= D(5) and after.amt >= before + D(5)
+    assert after.amt - after.loan >= D(5)
+    assert after.amt >= before + D(5)
     assert_ledger_ok(app)
 
 
@@ -244,9 +250,9 @@ def test_a_trade_whose_budget_runs_out_while_an_hour_is_open_writes_nothing(app:
         savings.purchase(app.uow(), lender, "USDT", D(5))
     assert 0.2 < time.monotonic() - started < 2
     assert accounts.funding_balances(app.uow(), lender) == balance
-    with pytest.raises(gate.PeriodOpen):  # and a demand post for the open hour is too late
-        with db.deadline(db.Deadline(time.monotonic() + 0.1)):
-            markets.post_demand(app.uow(), "USDT", hour, D(1))
+    # and a demand post for the open hour is too late
+    with db.deadline(db.Deadline(time.monotonic() + 0.1)), pytest.raises(gate.PeriodOpen):
+        markets.post_demand(app.uow(), "USDT", hour, D(1))
     range_settlement.settle_hour(app.engine, "USDT", hour, 4)
     savings.purchase(app.uow(), lender, "USDT", D(5))  # the gate opens with the close
 
@@ -261,7 +267,8 @@ def test_catalog_subscriptions_wait_while_a_day_is_open(app: Flexearn) -> None:
     with db.deadline(db.Deadline(time.monotonic() + 0.1)), pytest.raises(gate.PeriodOpen):
         catalog.subscribe(app.uow(), users[1], flexible, "flexible", D(100))
     settled = range_settlement.settle_day(app.engine, flexible, day, 3)
-    assert settled is not None and settled.day == day
+    assert settled is not None
+    assert settled.day == day
     assert catalog.subscribe(app.uow(), users[1], flexible, "flexible", D(100)).status == "success"
     assert_ledger_ok(app)
 
@@ -273,3 +280,42 @@ def test_user_ids_are_cut_into_ranges_that_cover_every_id() -> None:
     assert range_settlement.split([7], 3) == [(None, None)]  # one user: one range
     cuts = range_settlement.split([1, 2, 3], 8)  # more ranges than ids: no empty duplicates
     assert cuts == [(None, 2), (2, 3), (3, None)]
+
+
+@pytest.mark.postgres
+def test_workers_share_an_hours_ranges_each_applied_once(postgres_url: str) -> None:
+    """Two workers apply an open hour's 16 ranges side by side (PostgreSQL: FOR UPDATE SKIP
+    LOCKED); each range is applied by one of them, once; the close then settles the hour."""
+    app = Flexearn(postgres_url)
+    try:
+        _, hour = _open_hour_with_lenders(app)
+        with app.uow() as uow:  # reopen the hour in 16 ranges, for more ranges than users
+            uow.conn.execute(sa.delete(t.settlement_range))
+            uow.conn.execute(sa.delete(t.settlement_open))
+            uow.commit()
+        assert range_settlement.open_hour(app.uow(), "USDT", hour, 16)
+        start = threading.Barrier(2)
+
+        def paced() -> bool:  # a range at a time, so that neither worker takes them all
+            time.sleep(0.01)
+            return True
+
+        def work(name: str) -> None:
+            start.wait()
+            range_settlement.help_open_periods(app.engine, worker=name, keep_going=paced)
+
+        threads = [threading.Thread(target=work, args=(name,)) for name in ("a", "b")]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        r = t.settlement_range
+        with app.engine.connect() as conn:
+            rows = conn.execute(sa.select(r.c.range_no, r.c.applied_by, r.c.applied_at)).all()
+        assert len(rows) == len({row.range_no for row in rows}) > 1
+        assert all(row.applied_at is not None for row in rows)
+        assert {row.applied_by for row in rows} == {"a", "b"}
+        assert range_settlement.close_hour(app.uow(), "USDT", hour) is not None
+        assert_ledger_ok(app)
+    finally:
+        app.close()

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -48,6 +49,8 @@ from flexearn.services.catalog import load_product
 from flexearn.services.gate import DAY, HOUR
 from flexearn.services.markets import hour_demand, settings_from_row
 from flexearn.services.unit_of_work import UnitOfWork
+
+log = logging.getLogger("flexearn.settlement")
 
 Bounds = tuple[int | None, int | None]
 
@@ -116,8 +119,8 @@ def _plan(conn: sa.Connection, kind: str, key: str, period: int) -> dict[str, An
 
 
 def is_open(engine: sa.Engine, kind: str, key: str | int, period: int) -> bool:
-    with UnitOfWork(engine) as uow:
-        return _plan(uow.conn, kind, str(key), period) is not None
+    with engine.connect() as conn:
+        return _plan(conn, kind, str(key), period) is not None
 
 
 def open_periods(engine: sa.Engine) -> list[tuple[str, str, int]]:
@@ -428,15 +431,29 @@ def _always() -> bool:
 def _apply_all(
     engine: sa.Engine, kind: str, key: str, period: int, worker: str, keep_going: KeepGoing
 ) -> bool:
-    """Apply the period's ranges — those no other worker holds, then (waiting for them) the rest;
-    False if `keep_going` said stop first."""
+    """Apply the period's ranges — those no other worker holds, then, waiting for those, the rest
+    (a worker that died holding one released it) — until none is left; False if `keep_going` said
+    stop first."""
     for wait in (False, True):
         while True:
             if not keep_going():
                 return False
-            if not apply_next(engine, kind, key, period, worker=worker, wait=wait):
+            if apply_next(engine, kind, key, period, worker=worker, wait=wait):
+                continue
+            # PostgreSQL's FOR UPDATE … LIMIT 1 may find nothing when the range it waited for was
+            # applied meanwhile, though others remain: look again while any is unapplied
+            if not wait or not _unapplied(engine, kind, key, period):
                 break
     return True
+
+
+def _unapplied(engine: sa.Engine, kind: str, key: str, period: int) -> bool:
+    r = t.settlement_range
+    with engine.connect() as conn:
+        query = sa.select(r.c.range_no).where(
+            r.c.kind == kind, r.c.key == key, r.c.period == period, r.c.applied_at.is_(None)
+        )
+        return conn.execute(query.limit(1)).first() is not None
 
 
 def settle_hour(
@@ -480,4 +497,6 @@ def help_open_periods(engine: sa.Engine, *, worker: str = "", keep_going: KeepGo
     for kind, key, period in open_periods(engine):
         while keep_going() and apply_next(engine, kind, key, period, worker=worker):
             applied += 1
+    if applied:
+        log.info("applied %d ranges of open periods", applied, extra={"ranges": applied, "worker": worker})
     return applied
