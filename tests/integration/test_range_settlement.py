@@ -36,6 +36,7 @@ from flexearn.services import (
     range_settlement,
     savings,
     scheduler,
+    stats,
 )
 from tests.conftest import _database
 from tests.helpers import T0, assert_ledger_ok, start_clock
@@ -199,6 +200,9 @@ def test_a_settler_dying_with_the_hour_half_applied_is_finished_by_the_next(
     _, hour = _open_hour_with_lenders(app)
     assert range_settlement.apply_next(app.engine, gate.HOUR, "USDT", hour, worker="first")
     assert range_settlement.apply_next(app.engine, gate.HOUR, "USDT", hour, worker="first")
+    opened = stats.snapshot(app.uow()).open_since  # what /metrics shows an operator
+    assert opened is not None
+    assert abs(opened - clock.wall_ms()) < 60_000
     # ... and it dies. The ledger holds meanwhile: each applied range is whole; but no checkpoint
     # is written in the middle of an hour (its figures would count the applied ranges twice).
     assert_ledger_ok(app)
@@ -211,6 +215,7 @@ def test_a_settler_dying_with_the_hour_half_applied_is_finished_by_the_next(
     done = scheduler.settle_all_due(app.engine, ranges=1, worker="second")  # an open hour stays ranged
     assert [(h.ccy, h.hour) for h in done.hours if h.ccy == "USDT"] == [("USDT", hour)]
     assert range_settlement.close_hour(app.uow(), "USDT", hour) is None  # closed once only
+    assert stats.snapshot(app.uow()).open_since is None
     assert ledger_check.run(app.engine, checkpoint=True).checkpoint is not None
     assert ledger_check.run(app.engine).violations == []  # from that checkpoint
     assert_ledger_ok(app)

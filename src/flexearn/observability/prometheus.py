@@ -133,6 +133,13 @@ class DatabaseCollector(Collector):
             )
             checked.add_metric([], snapshot.last_green_check / 1000)
             yield checked
+        if snapshot.open_since is not None:  # trading in its currency or product waits meanwhile
+            opened = GaugeMetricFamily(
+                "flexearn_settlement_open_since_seconds",
+                "When the oldest period being settled in ranges was opened (epoch s)",
+            )
+            opened.add_metric([], snapshot.open_since / 1000)
+            yield opened
 
 
 def render(metrics: Metrics, engine: sa.Engine) -> tuple[bytes, str]:

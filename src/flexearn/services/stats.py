@@ -33,6 +33,7 @@ class Snapshot:
     business_now: int
     currencies: list[CurrencyStats]
     last_green_check: int | None = None  # real time (ms) of the latest ledger checkpoint
+    open_since: int | None = None  # real time (ms) the oldest period settled in ranges was opened
 
 
 def snapshot(uow: UnitOfWork) -> Snapshot:
@@ -60,6 +61,7 @@ def snapshot(uow: UnitOfWork) -> Snapshot:
         }
         now = uow.now()
         checked = conn.execute(sa.select(sa.func.max(t.ledger_checkpoint.c.created_at))).scalar()
+        opened = conn.execute(sa.select(sa.func.min(t.settlement_open.c.opened_at))).scalar()
     stats = []
     for ccy in ccys:
         row = latest.get(ccy)
@@ -79,4 +81,6 @@ def snapshot(uow: UnitOfWork) -> Snapshot:
                 last_hour=None if row is None else int(row.hour),
             )
         )
-    return Snapshot(now, stats, None if checked is None else int(checked))
+    return Snapshot(
+        now, stats, None if checked is None else int(checked), None if opened is None else int(opened)
+    )
