@@ -24,6 +24,7 @@ from flexearn.adapters.clock import wall_ms
 from flexearn.domain.catalog import DAY_MS, PeriodType, Product, SettleMethod, day_interest
 from flexearn.domain.ledger import AccountKind, AccountRef, Entry, Leg, compound, leg
 from flexearn.domain.money import ZERO
+from flexearn.services import gate
 from flexearn.services.catalog import deliver_redemptions, load_product
 from flexearn.services.unit_of_work import UnitOfWork
 
@@ -52,10 +53,13 @@ class SettledDay:
 
 
 def settle_day(uow: UnitOfWork, product_id: int, day: int) -> SettledDay | None:
-    """Settle the day ending at `day` (a 00:00) for one product; None if already settled."""
+    """Settle the day ending at `day` (a 00:00) for one product; None if already settled, or being
+    settled in ranges (services/range_settlement.py)."""
     with uow:
         conn = uow.conn
         product = load_product(conn, product_id, lock=True, gated=False)
+        if gate.open_period(conn, gate.DAY, product_id) is not None:
+            return None
         expected = next_day(conn, product_id)
         if day < expected:
             return None

@@ -33,10 +33,16 @@ class PeriodOpen(db.DatabaseBusy):
     """
 
 
-def check(conn: sa.Connection, kind: str, key: str | int) -> None:
-    """Refuse (`PeriodOpen`) while a period of `key` is open."""
+def open_period(conn: sa.Connection, kind: str, key: str | int) -> int | None:
+    """The period of `key` being settled in ranges, if any."""
     o = t.settlement_open
     found = conn.execute(sa.select(o.c.period).where(o.c.kind == kind, o.c.key == str(key)).limit(1)).scalar()
+    return None if found is None else int(found)
+
+
+def check(conn: sa.Connection, kind: str, key: str | int) -> None:
+    """Refuse (`PeriodOpen`) while a period of `key` is open."""
+    found = open_period(conn, kind, key)
     if found is not None:
         raise PeriodOpen(f"{kind} {found} of {key} is being settled; try again shortly")
 

@@ -459,11 +459,14 @@ def _unapplied(engine: sa.Engine, kind: str, key: str, period: int) -> bool:
 def settle_hour(
     engine: sa.Engine, ccy: str, hour: int, ranges: int, *, worker: str = "", keep_going: KeepGoing = _always
 ) -> settlement.SettledHour | None:
-    """Settle `hour` of `ccy`: in one transaction when `ranges` is 1 (and it is not open already),
-    else open it, apply its ranges (with any other worker helping) and close it. None if it was
-    settled already (or `keep_going` stopped it: it stays open for the next settler)."""
-    if ranges <= 1 and not is_open(engine, HOUR, ccy, hour):
-        return settlement.settle_hour(UnitOfWork(engine), ccy, hour)
+    """Settle `hour` of `ccy`: in one transaction when `ranges` is 1 (unless another settler has
+    it open in ranges: then, as with more), else open it, apply its ranges (with any other worker
+    helping) and close it. None if it was settled already (or `keep_going` stopped it: it stays
+    open for the next settler)."""
+    if ranges <= 1:
+        settled = settlement.settle_hour(UnitOfWork(engine), ccy, hour)
+        if settled is not None or not is_open(engine, HOUR, ccy, hour):
+            return settled
     if not open_hour(UnitOfWork(engine), ccy, hour, ranges):
         return None
     if not _apply_all(engine, HOUR, ccy, hour, worker, keep_going):
@@ -481,8 +484,10 @@ def settle_day(
     keep_going: KeepGoing = _always,
 ) -> catalog_settlement.SettledDay | None:
     """`settle_hour` for a product's day."""
-    if ranges <= 1 and not is_open(engine, DAY, product_id, day):
-        return catalog_settlement.settle_day(UnitOfWork(engine), product_id, day)
+    if ranges <= 1:
+        settled = catalog_settlement.settle_day(UnitOfWork(engine), product_id, day)
+        if settled is not None or not is_open(engine, DAY, product_id, day):
+            return settled
     if not open_day(UnitOfWork(engine), product_id, day, ranges):
         return None
     if not _apply_all(engine, DAY, str(product_id), day, worker, keep_going):

@@ -16,6 +16,7 @@ from flexearn.adapters import repository as repo
 from flexearn.adapters import tables as t
 from flexearn.adapters.clock import HOUR_MS, floor_hour, wall_ms
 from flexearn.domain.settlement import LastMatch, MarketTerms, plan_hour_rows
+from flexearn.services import gate
 from flexearn.services.markets import hour_demand, settings_from_row
 from flexearn.services.unit_of_work import UnitOfWork
 
@@ -37,10 +38,13 @@ class SettledHour:
 
 
 def settle_hour(uow: UnitOfWork, ccy: str, hour: int) -> SettledHour | None:
-    """Settle `hour` for `ccy`; None if it was already settled. Hours settle strictly in order."""
+    """Settle `hour` for `ccy`; None if it was already settled, or is being settled in ranges
+    (services/range_settlement.py). Hours settle strictly in order."""
     with uow:
         conn = uow.conn
         market = settings_from_row(repo.market(conn, ccy, lock="update"))
+        if gate.open_period(conn, gate.HOUR, ccy) is not None:
+            return None
         last = repo.last_settled_hour(conn, ccy)
         expected = market.first_hour if last is None else last + HOUR_MS
         if hour < expected:
