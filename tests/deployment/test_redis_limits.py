@@ -25,14 +25,16 @@ from pathlib import Path
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
+from flexearn.adapters import tables as t
 from flexearn.adapters.redis_store import RETRY_SECONDS, TIMEOUT_SECONDS, SharedStore
 from flexearn.adapters.secrets import SecretBox, generate_master_key
 from flexearn.api.bitget.routes import USER_LIMIT as BITGET_LIMIT
 from flexearn.api.okx.routes import SAVINGS_LIMIT as OKX_LIMIT
 from flexearn.bootstrap import Flexearn
 from flexearn.domain.money import D
-from flexearn.services import accounts, keys
+from flexearn.services import accounts, keys, replays
 from tests import conftest
 from tests.contract import bitget_http, okx_http
 from tests.deployment.services import PrivateRedis, private_redis
@@ -332,10 +334,26 @@ def test_without_redis_each_process_allows_the_limit_on_its_own(setup: Setup) ->
 
 
 def test_a_signature_used_on_one_process_is_refused_on_the_other(setup: Setup, shared: Servers) -> None:
+    _refused_across(setup, shared.bases)
+
+
+def test_without_redis_the_database_keeps_the_replay_window_of_every_process(setup: Setup) -> None:
+    stack, bases = two_servers(setup, "")
+    with stack:
+        signatures = _refused_across(setup, bases)
+    s = t.seen_signature
+    with setup.app.engine.connect() as conn:  # kept as digests, not as signatures
+        seen = conn.execute(sa.select(s.c.digest).where(s.c.digest.in_(map(replays.digest, signatures))))
+        assert len(seen.all()) == 2
+
+
+def _refused_across(setup: Setup, bases: list[str]) -> list[str]:
+    """A signature accepted by one process is refused by the other, on both façades; the two."""
     key = setup.new_key()
-    a, b = (httpx.Client(base_url=base, timeout=10) for base in shared.bases)
+    a, b = (httpx.Client(base_url=base, timeout=10) for base in bases)
     body = '{"ccy":"USDT","amt":"1","side":"purchase"}'
     headers = okx_http.signed_headers(key, "POST", OKX_PURCHASE, body)
+    okx_signature = headers["OK-ACCESS-SIGN"]
     first = a.post(OKX_PURCHASE, content=body, headers=headers)
     assert (first.status_code, first.json()["code"]) == (200, "0")
     replay = b.post(OKX_PURCHASE, content=body, headers=headers)
@@ -347,6 +365,7 @@ def test_a_signature_used_on_one_process_is_refused_on_the_other(setup: Setup, s
     assert b.get(BITGET_ASSETS, headers=headers).json()["code"] == "00000"
     replay = a.get(BITGET_ASSETS, headers=headers)
     assert (replay.status_code, replay.json()["code"]) == (400, "40009")
+    return [okx_signature, headers["ACCESS-SIGN"]]
 
 
 def test_stopping_redis_leaves_each_process_limiting_and_sharing_resumes_when_it_returns(
@@ -367,6 +386,7 @@ def test_stopping_redis_leaves_each_process_limiting_and_sharing_resumes_when_it
         headers = okx_http.signed_headers(probe_key, "GET", OKX_BALANCE)
         assert a.get(OKX_BALANCE, headers=headers).json()["code"] == "0"
         assert a.get(OKX_BALANCE, headers=headers).json()["code"] == "50113"  # this process remembers
+        assert b.get(OKX_BALANCE, headers=headers).json()["code"] == "50113"  # the other: the database
         time.sleep(down + OUTAGE_SECONDS - time.monotonic())
         redis.start()
         # Each process failed at `down` and probes every RETRY_SECONDS: the second probe finds it.

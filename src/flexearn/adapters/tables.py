@@ -446,3 +446,13 @@ settlement_range = sa.Table(
         ["settlement_open.kind", "settlement_open.key", "settlement_open.period"],
     ),
 )
+
+# The replay window when no Redis is configured: the digest of every signature accepted by any API
+# process, until it could no longer verify (services/replays.py).
+seen_signature = sa.Table(
+    "seen_signature",
+    metadata,
+    sa.Column("digest", sa.String(64), primary_key=True),  # sha256 of the signature, hex
+    sa.Column("expires_at", sa.BigInteger, nullable=False),  # wall clock, ms
+)
+sa.Index("ix_seen_signature_expires_at", seen_signature.c.expires_at)

@@ -12,7 +12,7 @@ from flexearn.adapters.secrets import SecretBox
 from flexearn.api.admin.auth import parse_tokens
 from flexearn.api.admin.server import admin_app, admin_not_found
 from flexearn.api.admission import Admission
-from flexearn.api.auth import ReplayMemory, SharedReplayMemory, Verifier
+from flexearn.api.auth import DatabaseReplayMemory, ReplayMemory, SharedReplayMemory, Verifier
 from flexearn.api.bitget.errors import BitgetError
 from flexearn.api.bitget.routes import ENDPOINTS as BITGET_ENDPOINTS
 from flexearn.api.bitget.wire import BitgetDialect
@@ -28,7 +28,7 @@ from flexearn.config import Settings
 from flexearn.observability.logs import configure_logging
 from flexearn.observability.middleware import ObservabilityMiddleware
 from flexearn.observability.routes import ops_routes
-from flexearn.services import keys
+from flexearn.services import keys, replays
 
 
 def create_app(settings: Settings, flexearn: Flexearn | None = None, *, demo: bool = False) -> Starlette:
@@ -43,9 +43,9 @@ def create_app(settings: Settings, flexearn: Flexearn | None = None, *, demo: bo
     engine_app = flexearn or Flexearn(settings.database_url)
     box = SecretBox(settings.master_key)
     admin_tokens = parse_tokens(settings.admin_token, demo=demo or settings.demo)
-    limiter, replays = _limits(settings)
+    limiter, replay_window = _limits(settings, engine_app)
     # One verifier for every façade: a key works on each, and a replayed signature is refused on all.
-    verifier = Verifier(lambda api_key: keys.load_key(engine_app.uow(), box, api_key), replays=replays)
+    verifier = Verifier(lambda api_key: keys.load_key(engine_app.uow(), box, api_key), replays=replay_window)
     admission = Admission.from_settings(settings)  # the process's database slots, shared by all
     facades = [
         Facade(OkxDialect(), OKX_ENDPOINTS, engine_app, limiter, verifier, admission),
@@ -77,13 +77,19 @@ def create_app(settings: Settings, flexearn: Flexearn | None = None, *, demo: bo
     return app
 
 
-def _limits(settings: Settings) -> tuple[RateLimiter, ReplayMemory]:
+def _limits(settings: Settings, engine_app: Flexearn) -> tuple[RateLimiter, ReplayMemory]:
     """Rate limits and replay memory: shared through Redis when FLEXEARN_REDIS_URL names one
-    (several processes then hold one limit), else kept in this process."""
+    (several processes then hold one limit; the replay window falls back to the database while
+    Redis is away); else the limits are kept in this process and the replay window in the
+    database, which every process shares."""
+    in_database = DatabaseReplayMemory(
+        lambda signature, now_ms, ttl_ms: replays.first_use(engine_app.uow(), signature, now_ms, ttl_ms),
+        lambda now_ms: replays.prune(engine_app.uow(), now_ms),
+    )
     if not settings.redis_url:
-        return RateLimiter(), ReplayMemory()
+        return RateLimiter(), in_database
     store = SharedStore(settings.redis_url)
-    return SharedRateLimiter(store), SharedReplayMemory(store)
+    return SharedRateLimiter(store), SharedReplayMemory(store, fallback=in_database)
 
 
 def factory() -> Starlette:

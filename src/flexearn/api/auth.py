@@ -183,18 +183,42 @@ class ReplayMemory:
             return True
 
 
+class DatabaseReplayMemory(ReplayMemory):
+    """The signatures every process on the database has accepted (services/replays.py): the
+    replay window of API processes without Redis. This process's own are refused without asking
+    the database; expired ones are deleted every `PRUNE_MS`."""
+
+    PRUNE_MS = 10_000
+
+    def __init__(self, claim: Callable[[str, int, int], bool], prune: Callable[[int], object]) -> None:
+        super().__init__()
+        self._claim, self._prune = claim, prune
+        self._pruned_at = 0
+
+    def first_use(self, signature: str, now_ms: int, ttl_ms: int) -> bool:
+        return super().first_use(signature, now_ms, ttl_ms) and self.claim(signature, now_ms, ttl_ms)
+
+    def claim(self, signature: str, now_ms: int, ttl_ms: int) -> bool:
+        """The database's answer alone."""
+        if now_ms - self._pruned_at > self.PRUNE_MS:
+            self._pruned_at = now_ms
+            self._prune(now_ms)
+        return self._claim(signature, now_ms, ttl_ms)
+
+
 class SharedReplayMemory(ReplayMemory):
     """The signatures every process sharing `store` (Redis) has accepted.
 
     This process remembers its own as well: they are refused here even across a Redis restart
-    (Redis keeps nothing on disk). While Redis is unreachable only the local memory decides; the
-    signatures accepted meanwhile are written to Redis once it answers again, so from then on a
-    replay of one of them is refused by every process.
+    (Redis keeps nothing on disk). While Redis is unreachable the database decides (`fallback`,
+    shared by every process; without one, only the local memory); the signatures accepted
+    meanwhile are written to Redis once it answers again, so from then on a replay of one of them
+    is refused by every process.
     """
 
-    def __init__(self, store: SharedStore) -> None:
+    def __init__(self, store: SharedStore, fallback: DatabaseReplayMemory | None = None) -> None:
         super().__init__()
-        self.store = store
+        self.store, self.fallback = store, fallback
         self._unshared: dict[str, int] = {}  # accepted while Redis was away → forget at (ms)
         self._unshared_lock = threading.Lock()
 
@@ -204,6 +228,8 @@ class SharedReplayMemory(ReplayMemory):
         first = self.store.claim(f"replay:{signature}", ttl_ms)
         if first is None:
             observe_redis_fallback("replay")
+            if self.fallback is not None and not self.fallback.claim(signature, now_ms, ttl_ms):
+                return False
             with self._unshared_lock:
                 if len(self._unshared) < CACHE_LIMIT:
                     self._unshared[signature] = now_ms + ttl_ms
