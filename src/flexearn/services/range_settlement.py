@@ -43,11 +43,11 @@ from flexearn.adapters import tables as t
 from flexearn.adapters.clock import HOUR_MS, wall_ms
 from flexearn.domain.ledger import AccountKind, AccountRef, Leg, compound
 from flexearn.domain.money import ZERO
-from flexearn.domain.settlement import LastMatch, LendingRule, MarketTerms, plan_hour_rows, plan_range_rows
+from flexearn.domain.settlement import LastMatch, LendingRule, plan_range_rows
 from flexearn.services import catalog_settlement, settlement
 from flexearn.services.catalog import load_product
 from flexearn.services.gate import DAY, HOUR
-from flexearn.services.markets import hour_demand, settings_from_row
+from flexearn.services.markets import settings_from_row
 from flexearn.services.unit_of_work import UnitOfWork
 
 log = logging.getLogger("flexearn.settlement")
@@ -213,40 +213,18 @@ def open_hour(uow: UnitOfWork, ccy: str, hour: int, ranges: int) -> bool:
         market = settings_from_row(repo.market(conn, ccy, lock="update"))
         if _plan(conn, HOUR, ccy, hour) is not None:
             return True
-        last = repo.last_settled_hour(conn, ccy)
-        expected = market.first_hour if last is None else last + HOUR_MS
-        if hour < expected:
+        planned = settlement.plan_next(conn, market, hour)
+        if planned is None:
             return False
-        if hour > expected:
-            raise settlement.OutOfOrder(f"{ccy}: hour {hour} is due only after {expected}")
-        places = repo.currency_precision(conn, ccy)
-        previous = repo.market_hour(conn, ccy, hour - HOUR_MS)
-        last_match = LastMatch(previous.borrow_rate, previous.lender_rate) if previous else None
-        demand = hour_demand(market, hour, previous.demand_state if previous else "", places, conn)
-        terms = MarketTerms(market.mode, market.insurance_fee, places)
-        positions = repo.positions_for_settlement(conn, ccy)
-        plan = plan_hour_rows(positions, last_match, terms, demand.demand, demand.borrow_rate)
-        match = plan.match
-        figures = {
-            "demand": demand.demand,
-            "borrow_rate": match.borrow_rate,
-            "lender_rate": match.lender_rate,
-            "pool_rate": match.pool_rate,
-            "supply": match.supply,
-            "lent": match.lent_total,
-            "interest_paid": plan.interest_total,
-            "insurance_fee": plan.insurance_fee,
-            "borrower_paid": plan.borrower_paid,
-            "rounding": plan.rounding,
-        }
+        last_match, positions = planned.last_match, planned.positions
         document = {
-            "places": places,
+            "places": planned.places,
             "last": None
             if last_match is None
             else [str(last_match.borrow_rate), str(last_match.lender_rate)],
-            "rule": LendingRule.of(plan, positions, terms, demand.demand).to_json(),
-            "figures": {name: str(value) for name, value in figures.items()},
-            "demand_state": demand.state,
+            "rule": LendingRule.of(planned.plan, positions, planned.terms, planned.demand.demand).to_json(),
+            "figures": {name: str(value) for name, value in planned.figures().items()},
+            "demand_state": planned.demand.state,
         }
         _write_open(conn, HOUR, ccy, hour, document, split((p.user_id for p in positions), ranges))
         uow.commit()

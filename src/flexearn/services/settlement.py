@@ -15,9 +15,10 @@ import sqlalchemy as sa
 from flexearn.adapters import repository as repo
 from flexearn.adapters import tables as t
 from flexearn.adapters.clock import HOUR_MS, floor_hour, wall_ms
-from flexearn.domain.settlement import LastMatch, MarketTerms, plan_hour_rows
+from flexearn.domain.demand import HourDemand
+from flexearn.domain.settlement import HourPlan, LastMatch, MarketTerms, PositionRow, plan_hour_rows
 from flexearn.services import gate
-from flexearn.services.markets import hour_demand, settings_from_row
+from flexearn.services.markets import MarketSettings, hour_demand, settings_from_row
 from flexearn.services.unit_of_work import UnitOfWork
 
 
@@ -37,6 +38,56 @@ class SettledHour:
     positions_changed: int
 
 
+@dataclass(frozen=True)
+class PlannedHour:
+    """An hour's plan, and what it was made from."""
+
+    ccy: str
+    hour: int
+    places: int
+    demand: HourDemand
+    last_match: LastMatch | None
+    terms: MarketTerms
+    positions: list[PositionRow]
+    plan: HourPlan
+
+    def figures(self) -> dict[str, Decimal]:
+        """The hour's `market_hour` figures."""
+        plan, match = self.plan, self.plan.match
+        return {
+            "demand": self.demand.demand,
+            "borrow_rate": match.borrow_rate,
+            "lender_rate": match.lender_rate,
+            "pool_rate": match.pool_rate,
+            "supply": match.supply,
+            "lent": match.lent_total,
+            "interest_paid": plan.interest_total,
+            "insurance_fee": plan.insurance_fee,
+            "borrower_paid": plan.borrower_paid,
+            "rounding": plan.rounding,
+        }
+
+
+def plan_next(conn: sa.Connection, market: MarketSettings, hour: int) -> PlannedHour | None:
+    """The plan of `hour`, which must be the market's next to settle (`OutOfOrder` if it is not
+    yet); None if it is settled. Call under the market's settlement lock."""
+    ccy = market.ccy
+    last = repo.last_settled_hour(conn, ccy)
+    expected = market.first_hour if last is None else last + HOUR_MS
+    if hour < expected:
+        return None
+    if hour > expected:
+        raise OutOfOrder(f"{ccy}: hour {hour} is due only after {expected}")
+    places = repo.currency_precision(conn, ccy)
+    previous = repo.market_hour(conn, ccy, hour - HOUR_MS)
+    last_match = LastMatch(previous.borrow_rate, previous.lender_rate) if previous else None
+    demand = hour_demand(market, hour, previous.demand_state if previous else "", places, conn)
+    terms = MarketTerms(market.mode, market.insurance_fee, places)
+    positions = repo.positions_for_settlement(conn, ccy)
+    plan = plan_hour_rows(positions, last_match, terms, demand.demand, demand.borrow_rate)
+    return PlannedHour(ccy, hour, places, demand, last_match, terms, positions, plan)
+
+
 def settle_hour(uow: UnitOfWork, ccy: str, hour: int) -> SettledHour | None:
     """Settle `hour` for `ccy`; None if it was already settled, or is being settled in ranges
     (services/range_settlement.py). Hours settle strictly in order."""
@@ -45,20 +96,10 @@ def settle_hour(uow: UnitOfWork, ccy: str, hour: int) -> SettledHour | None:
         market = settings_from_row(repo.market(conn, ccy, lock="update"))
         if gate.open_period(conn, gate.HOUR, ccy) is not None:
             return None
-        last = repo.last_settled_hour(conn, ccy)
-        expected = market.first_hour if last is None else last + HOUR_MS
-        if hour < expected:
+        planned = plan_next(conn, market, hour)
+        if planned is None:
             return None
-        if hour > expected:
-            raise OutOfOrder(f"{ccy}: hour {hour} is due only after {expected}")
-        places = repo.currency_precision(conn, ccy)
-        previous = repo.market_hour(conn, ccy, hour - HOUR_MS)
-        last_match = LastMatch(previous.borrow_rate, previous.lender_rate) if previous else None
-        demand = hour_demand(market, hour, previous.demand_state if previous else "", places, conn)
-        terms = MarketTerms(market.mode, market.insurance_fee, places)
-        plan = plan_hour_rows(
-            repo.positions_for_settlement(conn, ccy), last_match, terms, demand.demand, demand.borrow_rate
-        )
+        plan, last_match = planned.plan, planned.last_match
         entry = plan.entry(ccy, ref=f"hour:{hour}")
         entry_id = repo.post(conn, entry, hour) if entry is not None else None
         changes = plan.changes
@@ -71,23 +112,13 @@ def settle_hour(uow: UnitOfWork, ccy: str, hour: int) -> SettledHour | None:
                 last_match.lender_rate,
                 [(c.user_id, c.id, c.lent_last_hour, c.interest) for c in changes if c.lent_last_hour > 0],
             )
-        match = plan.match
-        lent_total = match.lent_total
+        figures = planned.figures()
         conn.execute(
             sa.insert(t.market_hour).values(
                 ccy=ccy,
                 hour=hour,
-                demand=demand.demand,
-                borrow_rate=match.borrow_rate,
-                lender_rate=match.lender_rate,
-                pool_rate=match.pool_rate,
-                supply=match.supply,
-                lent=lent_total,
-                interest_paid=plan.interest_total,
-                insurance_fee=plan.insurance_fee,
-                borrower_paid=plan.borrower_paid,
-                rounding=plan.rounding,
-                demand_state=demand.state,
+                **figures,
+                demand_state=planned.demand.state,
                 entry_id=entry_id,
                 created_at=wall_ms(),
             )
@@ -96,11 +127,11 @@ def settle_hour(uow: UnitOfWork, ccy: str, hour: int) -> SettledHour | None:
     return SettledHour(
         ccy,
         hour,
-        demand.demand,
-        match.borrow_rate,
-        match.pool_rate,
-        lent_total,
-        plan.interest_total,
+        figures["demand"],
+        figures["borrow_rate"],
+        figures["pool_rate"],
+        figures["lent"],
+        figures["interest_paid"],
         len(changes),
     )
 
