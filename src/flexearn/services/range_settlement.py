@@ -307,28 +307,11 @@ def close_hour(uow: UnitOfWork, ccy: str, hour: int) -> settlement.SettledHour |
                 f"hour:{hour}",
             )
             entry_id = repo.post(conn, rest, hour)
-        conn.execute(
-            sa.insert(t.market_hour).values(
-                ccy=ccy,
-                hour=hour,
-                **figures,
-                demand_state=plan["demand_state"],
-                entry_id=entry_id,
-                created_at=wall_ms(),
-            )
-        )
+        changed = sum(r.items for r in ranges)
+        settled = settlement.record_hour(conn, ccy, hour, figures, plan["demand_state"], entry_id, changed)
         _delete_open(conn, HOUR, ccy, hour)
         uow.commit()
-    return settlement.SettledHour(
-        ccy,
-        hour,
-        figures["demand"],
-        figures["borrow_rate"],
-        figures["pool_rate"],
-        figures["lent"],
-        interest,
-        sum(r.items for r in ranges),
-    )
+    return settled
 
 
 # --- catalog days --------------------------------------------------------------------------------

@@ -112,18 +112,28 @@ def settle_hour(uow: UnitOfWork, ccy: str, hour: int) -> SettledHour | None:
                 last_match.lender_rate,
                 [(c.user_id, c.id, c.lent_last_hour, c.interest) for c in changes if c.lent_last_hour > 0],
             )
-        figures = planned.figures()
-        conn.execute(
-            sa.insert(t.market_hour).values(
-                ccy=ccy,
-                hour=hour,
-                **figures,
-                demand_state=planned.demand.state,
-                entry_id=entry_id,
-                created_at=wall_ms(),
-            )
+        settled = record_hour(
+            conn, ccy, hour, planned.figures(), planned.demand.state, entry_id, len(changes)
         )
         uow.commit()
+    return settled
+
+
+def record_hour(
+    conn: sa.Connection,
+    ccy: str,
+    hour: int,
+    figures: dict[str, Decimal],
+    demand_state: str,
+    entry_id: int | None,
+    positions_changed: int,
+) -> SettledHour:
+    """The hour's `market_hour` row: its primary key is what settles each hour exactly once."""
+    conn.execute(
+        sa.insert(t.market_hour).values(
+            ccy=ccy, hour=hour, **figures, demand_state=demand_state, entry_id=entry_id, created_at=wall_ms()
+        )
+    )
     return SettledHour(
         ccy,
         hour,
@@ -132,7 +142,7 @@ def settle_hour(uow: UnitOfWork, ccy: str, hour: int) -> SettledHour | None:
         figures["pool_rate"],
         figures["lent"],
         figures["interest_paid"],
-        len(changes),
+        positions_changed,
     )
 
 
