@@ -123,7 +123,7 @@ class NestedUnitOfWork(UnitOfWork):
             raise RuntimeError("the unit of work is not open")
         return self._outer
 
-    def commit(self) -> None:
+    def commit(self, *, outcome: bool = True) -> None:
         if self._savepoint is None:
             raise RuntimeError("the unit of work is not open")
         self._savepoint.commit()

@@ -29,7 +29,7 @@ def first_use(uow: UnitOfWork, signature: str, now_ms: int, ttl_ms: int) -> bool
             renew = sa.update(s).where(s.c.digest == key, s.c.expires_at < now_ms)
             renewed = conn.execute(renew.values(expires_at=now_ms + ttl_ms).returning(s.c.digest)).first()
             first = renewed is not None
-        uow.commit()
+        uow.commit(outcome=False)  # a request answered "unavailable" later has still used its signature
     return first
 
 
@@ -38,5 +38,5 @@ def prune(uow: UnitOfWork, now_ms: int) -> int:
     s = t.seen_signature
     with uow:
         removed = uow.conn.execute(sa.delete(s).where(s.c.expires_at < now_ms)).rowcount
-        uow.commit()
+        uow.commit(outcome=False)
     return int(removed)

@@ -45,8 +45,12 @@ class UnitOfWork:
             raise RuntimeError("the unit of work is not open")
         return self._conn
 
-    def commit(self) -> None:
-        db.may_commit()  # an API request past its budget rolls back rather than commit unseen
+    def commit(self, *, outcome: bool = True) -> None:
+        """Commit. An API request past its budget rolls back rather than commit unseen, and its
+        answer then waits for a COMMIT sent (`db.Deadline`) — unless not `outcome`: bookkeeping
+        the request's answer does not report (the replay window), committed regardless."""
+        if outcome:
+            db.may_commit()
         self.conn.commit()
 
     def now(self) -> int:
