@@ -138,7 +138,8 @@ position = sa.Table(
     sa.Column("rate_set_at", sa.BigInteger, nullable=False),
     sa.UniqueConstraint("user_id", "ccy", name="uq_savings_position_user_ccy"),
 )
-sa.Index("ix_savings_position_ccy", position.c.ccy)
+# (ccy, user_id): a currency's positions, and a range of its users' (range settlement)
+sa.Index("ix_savings_position_ccy_user", position.c.ccy, position.c.user_id)
 
 rate_setting = sa.Table(
     "rate_setting",
@@ -274,7 +275,7 @@ holding = sa.Table(
     sa.Column("expire_time", sa.BigInteger, nullable=True),
     sa.Column("open", sa.Boolean, nullable=False),
 )
-sa.Index("ix_earn_holding_product", holding.c.product_id, holding.c.open)
+sa.Index("ix_earn_holding_product_user", holding.c.product_id, holding.c.open, holding.c.user_id)
 sa.Index("ix_earn_holding_user", holding.c.user_id)
 
 earn_order = sa.Table(

@@ -133,8 +133,12 @@ def plan_hour_rows(
     terms: MarketTerms,
     demand: Decimal,
     borrow_rate: Decimal,
+    *,
+    with_changes: bool = True,
 ) -> HourPlan:
-    """`plan_hour` on positions as tuples: the same plan, in the same order, with the same sums."""
+    """`plan_hour` on positions as tuples: the same plan, in the same order, with the same sums
+    (without `changes` unless `with_changes`: the plan of an hour settled in ranges, which make
+    their own)."""
     places = terms.places
     paid, lent_total = _interest(positions, last, places)
     interest_total = sum(paid.values(), ZERO)
@@ -155,7 +159,7 @@ def plan_hour_rows(
         match = match_auction_rows(offers, demand, terms.insurance_fee, places)
     else:
         match = match_pro_rata_rows(offers, demand, borrow_rate, terms.insurance_fee, places)
-    changes = _changes(positions, paid, match.lent.get)
+    changes = _changes(positions, paid, match.lent.get) if with_changes else []
     return HourPlan(tuple(changes), match, interest_total, insurance, borrower_paid, rounding, lent_total)
 
 

@@ -213,7 +213,7 @@ def open_hour(uow: UnitOfWork, ccy: str, hour: int, ranges: int) -> bool:
         market = settings_from_row(repo.market(conn, ccy, lock="update"))
         if _plan(conn, HOUR, ccy, hour) is not None:
             return True
-        planned = settlement.plan_next(conn, market, hour)
+        planned = settlement.plan_next(conn, market, hour, with_changes=False)  # the ranges make them
         if planned is None:
             return False
         last_match, positions = planned.last_match, planned.positions

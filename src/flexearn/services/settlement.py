@@ -68,7 +68,9 @@ class PlannedHour:
         }
 
 
-def plan_next(conn: sa.Connection, market: MarketSettings, hour: int) -> PlannedHour | None:
+def plan_next(
+    conn: sa.Connection, market: MarketSettings, hour: int, *, with_changes: bool = True
+) -> PlannedHour | None:
     """The plan of `hour`, which must be the market's next to settle (`OutOfOrder` if it is not
     yet); None if it is settled. Call under the market's settlement lock."""
     ccy = market.ccy
@@ -84,7 +86,9 @@ def plan_next(conn: sa.Connection, market: MarketSettings, hour: int) -> Planned
     demand = hour_demand(market, hour, previous.demand_state if previous else "", places, conn)
     terms = MarketTerms(market.mode, market.insurance_fee, places)
     positions = repo.positions_for_settlement(conn, ccy)
-    plan = plan_hour_rows(positions, last_match, terms, demand.demand, demand.borrow_rate)
+    plan = plan_hour_rows(
+        positions, last_match, terms, demand.demand, demand.borrow_rate, with_changes=with_changes
+    )
     return PlannedHour(ccy, hour, places, demand, last_match, terms, positions, plan)
 
 
