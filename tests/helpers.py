@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 
+import sqlalchemy as sa
+
 from flexearn.adapters import clock
+from flexearn.adapters import tables as t
 from flexearn.adapters.clock import HOUR_MS
 from flexearn.bootstrap import Flexearn
 from flexearn.domain.money import D
@@ -12,6 +17,19 @@ from flexearn.services import accounts, ledger_check, markets, savings, settleme
 
 # 2026-01-01T00:00:00Z: tests start their business clock here, on the hour.
 T0 = 1_767_225_600_000
+
+
+@contextmanager
+def with_range_settlement_tables(engine: sa.Engine) -> Iterator[None]:
+    """Today's code on a database migrated to an older revision (to fill it before testing a later
+    migration): trading and settlement read the range-settlement tables of migration 0007, which it
+    lacks; they exist while the block runs and are dropped after it, before the upgrade."""
+    tables = [t.settlement_open, t.settlement_range]
+    t.metadata.create_all(engine, tables=tables)
+    try:
+        yield
+    finally:
+        t.metadata.drop_all(engine, tables=tables)
 
 
 def start_clock(app: Flexearn, at: int = T0) -> None:

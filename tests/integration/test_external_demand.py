@@ -16,7 +16,7 @@ from flexearn.bootstrap import Flexearn
 from flexearn.domain.errors import Conflict, InvalidParameter
 from flexearn.domain.money import D
 from flexearn.services import accounts, market_data, markets
-from tests.helpers import T0, advance, assert_ledger_ok, lender, market_world
+from tests.helpers import T0, advance, assert_ledger_ok, lender, market_world, with_range_settlement_tables
 from tests.integration.test_cli import FLEXEARN
 
 FIRST = T0 + HOUR_MS
@@ -79,17 +79,35 @@ def test_the_cli_posts_demand_through_the_same_service(database_url: str) -> Non
     app.close()
     proc = subprocess.run(
         [FLEXEARN, "market", "set", "USDT", "--demand-source", "external", "--db", database_url],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
     proc = subprocess.run(
-        [FLEXEARN, "market", "post-demand", "USDT", "2026-01-01T01:00:00", "75", "--db", database_url,
-         "--json"],
-        capture_output=True, text=True, timeout=60,
+        [
+            FLEXEARN,
+            "market",
+            "post-demand",
+            "USDT",
+            "2026-01-01T01:00:00",
+            "75",
+            "--db",
+            database_url,
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) | {"posted_at": 0} == {
-        "ccy": "USDT", "hour": FIRST, "demand": "75", "borrow_rate": "0", "posted_at": 0, "posted_by": "cli"
+        "ccy": "USDT",
+        "hour": FIRST,
+        "demand": "75",
+        "borrow_rate": "0",
+        "posted_at": 0,
+        "posted_by": "cli",
     }
 
 
@@ -99,9 +117,10 @@ def test_upgrading_a_database_with_markets_keeps_them_and_admits_the_external_so
     engine = make_engine(database_url)
     migrate(engine, "0003")
     app = Flexearn(database_url, migrate_schema=False)
-    accounts.add_currency(app.uow(), "USDT", 8)
-    markets.set_market(app.uow(), "USDT", demand=D(5))
-    lender(app, "a", "USDT", D(10))
+    with with_range_settlement_tables(engine):
+        accounts.add_currency(app.uow(), "USDT", 8)
+        markets.set_market(app.uow(), "USDT", demand=D(5))
+        lender(app, "a", "USDT", D(10))
     migrate(engine)  # 0004: on SQLite, the market table is referenced by positions
     markets.set_market(app.uow(), "USDT", demand_source="external")
     with engine.connect() as conn:
