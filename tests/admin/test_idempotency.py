@@ -132,6 +132,38 @@ def test_engine_refusals_are_kept_and_refusals_before_the_action_are_not(admin: 
     assert funding(c, uid) == "1100"
 
 
+def test_a_keyed_action_commits_with_its_audit_record_or_not_at_all(admin: Admin) -> None:
+    """The audit row of a keyed request is written in its action's transaction: when the audit log
+    refuses it, the deposit is not made either; the retry with the same key then acts once."""
+    c = admin.client
+    uid = c.post("/users", json={"name": "audited"}).json()["id"]  # its own: the others' sums hold
+    refuse = (
+        "CREATE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN RAISE EXCEPTION 'audit log refused'; END $$; "
+        "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log FOR EACH ROW EXECUTE FUNCTION refuse_audit()"
+        if admin.app.engine.dialect.name == "postgresql"
+        else "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'no'); END"
+    )
+    with admin.app.engine.begin() as conn:
+        conn.exec_driver_sql(refuse)
+    k = {"Idempotency-Key": key()}
+    try:
+        refused = c.post(f"/users/{uid}/deposits", json={"ccy": "USDT", "amount": "7"}, headers=k)
+    finally:
+        with admin.app.engine.begin() as conn:
+            conn.exec_driver_sql(
+                "DROP TRIGGER refuse_audit" + (" ON audit_log" if "FUNCTION" in refuse else "")
+            )
+    assert refused.status_code >= 400
+    assert (deposits(admin.app, uid), funding(c, uid)) == (0, "0")  # nothing half-written
+    assert stored_key(admin.app, "admin", k["Idempotency-Key"]) is None  # so the retry acts
+    done = c.post(f"/users/{uid}/deposits", json={"ccy": "USDT", "amount": "7"}, headers=k)
+    assert done.status_code == 201
+    assert (deposits(admin.app, uid), funding(c, uid)) == (1, "7")
+    (record,) = c.get("/audit", params={"limit": 1}).json()
+    assert (record["path"], record["status"], record["error"]) == (f"/admin/v1/users/{uid}/deposits", 201, "")
+
+
 def test_a_key_must_be_printable_ascii_of_at_most_255_characters(admin: Admin) -> None:
     c, uid = admin.client, user_id(admin)
     body = {"ccy": "USDT", "amount": "1"}

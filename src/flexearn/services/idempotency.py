@@ -141,12 +141,15 @@ def run(
     box: SecretBox,
     action: Action,
     finish: Callable[[], Answer] | None = None,
+    record: Callable[[UnitOfWork, Answer], object] | None = None,
 ) -> Answer:
     """Answer `request` once: run `action` (and `finish`), or replay the answer stored for its key.
 
     Answers are stored encrypted under the master key (a new API key's answer holds its secret).
     An exception from `action` or `finish` stores nothing: the action is rolled back and a retry
-    with the same key runs afresh (or, for a pending key, finishes afresh).
+    with the same key runs afresh (or, for a pending key, finishes afresh). `record` (the audit
+    log) is called with the action's answer in the action's transaction, so that an action is
+    never committed without its record; not for an answer left to `finish`.
     """
     with UnitOfWork(engine) as uow:
         _lock(uow.conn, request)
@@ -159,6 +162,8 @@ def run(
             if answer is None and finish is None:
                 raise TypeError("an action that leaves its answer to `finish` needs a `finish`")
             _insert(uow.conn, request, answer, box)
+            if answer is not None and record is not None:
+                record(NestedUnitOfWork(uow.conn), answer)
             uow.commit()
             if answer is not None:
                 return answer

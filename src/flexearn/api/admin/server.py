@@ -4,7 +4,7 @@ Errors are `{"error": code, "message": …, "param": …}` with the status of on
 failed request writes nothing (each service runs in one transaction) — except 503
 `applied_settlement_pending`: a clock move committed, then settling what it made due failed.
 Every state-changing request that passed authentication is recorded in the audit log with how it
-was answered.
+was answered: a keyed one in its action's transaction, any other just after its action.
 
 A state-changing request with an `Idempotency-Key` runs through `services.idempotency`: its
 handler's units of work become savepoints of one transaction that also stores the key and the
@@ -55,6 +55,7 @@ from flexearn.domain.errors import (
 from flexearn.observability import context
 from flexearn.services import audit, idempotency
 from flexearn.services.idempotency import Answer, KeyedRequest
+from flexearn.services.unit_of_work import UnitOfWork
 
 log = logging.getLogger("flexearn.admin")
 
@@ -185,7 +186,7 @@ class AdminApi:
                 keyed = None
                 if route.changes_state:
                     keyed = self._keyed(request, token, raw)
-                response = await run_in_threadpool(self._answer, route, request, body, actor, keyed)
+                response = await run_in_threadpool(self._answer, route, request, body, actor, keyed, token)
             except AdminError as error:
                 response = error_response(error)
             except FlexearnError as error:
@@ -193,8 +194,10 @@ class AdminApi:
             except Exception:  # a bug: answered as JSON, logged with the request id
                 log.exception("admin: unexpected error in %s %s", route.method, route.path)
                 response = error_response(AdminError(500, "internal", "unexpected error; see the logs"))
-            if route.changes_state:
-                await run_in_threadpool(self._audit, request, route, body, actor, token, response)
+            if route.changes_state and getattr(request.state, "audited", False):
+                self._log(request, actor, token, response.status_code)
+            elif route.changes_state:
+                await run_in_threadpool(self._audit, request, body, actor, token, response)
             return response
 
         return endpoint
@@ -209,7 +212,13 @@ class AdminApi:
         return KeyedRequest(token, key, request.method, target, fingerprint)
 
     def _answer(
-        self, route: AdminRoute, request: Request, body: Any, actor: str, keyed: KeyedRequest | None
+        self,
+        route: AdminRoute,
+        request: Request,
+        body: Any,
+        actor: str,
+        keyed: KeyedRequest | None,
+        token: str,
     ) -> Response:
         try:
             validate(body, route.body or {"type": "object"}, "body")
@@ -219,7 +228,15 @@ class AdminApi:
             query = _query(route, request.query_params)
             call = handlers.Call(self.app, self.box, path, query, body, actor, self.app.uow)
             if keyed is not None:
-                return answer_response(self._once(route, call, keyed))
+                recorded: list[bool] = []
+
+                def record(uow: UnitOfWork, answer: Answer) -> None:  # in the action's transaction
+                    audit.record(uow, **self._audit_values(request, body, actor, token, answer.status, False))
+                    recorded.append(True)
+
+                answer = self._once(route, call, keyed, record)
+                request.state.audited = bool(recorded)  # committed with the action (or not at all)
+                return answer_response(answer)
             result = route.handler(call)
             if route.after is not None:
                 result = self._after(route, call)
@@ -253,8 +270,15 @@ class AdminApi:
                 "settler catches up); retry only with the same Idempotency-Key",
             ) from None
 
-    def _once(self, route: AdminRoute, call: handlers.Call, keyed: KeyedRequest) -> Answer:
-        """The answer to a keyed request: run in the key's transaction, or replayed."""
+    def _once(
+        self,
+        route: AdminRoute,
+        call: handlers.Call,
+        keyed: KeyedRequest,
+        record: Callable[[UnitOfWork, Answer], None],
+    ) -> Answer:
+        """The answer to a keyed request: run in the key's transaction (with its audit `record`,
+        unless its answer comes after that transaction), or replayed."""
 
         def action(uow: idempotency.UnitsOfWork) -> Answer | None:
             try:
@@ -269,42 +293,51 @@ class AdminApi:
 
         after = route.after
         if after is None:
-            return idempotency.run(self.app.engine, keyed, self.box, action)
+            return idempotency.run(self.app.engine, keyed, self.box, action, record=record)
 
         def finish() -> Answer:  # after the key's transaction: units of work of its own
             return Answer(route.status, json_text(jsonable(after(call))))
 
         return idempotency.run(self.app.engine, keyed, self.box, action, finish)
 
-    def _audit(
-        self, request: Request, route: AdminRoute, body: Any, actor: str, token: str, response: Response
-    ) -> None:
+    def _audit(self, request: Request, body: Any, actor: str, token: str, response: Response) -> None:
+        values = self._audit_values(
+            request, body, actor, token, response.status_code, REPLAYED in response.headers
+        )
+        try:
+            audit.record(self.app.uow(), **values)
+        except Exception:  # the action stands; say loudly that its record is missing
+            log.exception("admin: could not write the audit log for %s %s", request.method, values["path"])
+            return
+        self._log(request, actor, token, response.status_code)
+
+    @staticmethod
+    def _audit_values(
+        request: Request, body: Any, actor: str, token: str, status: int, replayed: bool
+    ) -> dict[str, Any]:
         info = context.current()
         error = (info.code or "") if info else ""
-        if REPLAYED in response.headers:  # the action was recorded when it ran; this is its replay
+        if replayed:  # the action was recorded when it ran; this is its replay
             error = "idempotent_replay"
-        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        try:
-            audit.record(
-                self.app.uow(),
-                actor=actor,
-                token=token,
-                method=request.method,
-                path=target,
-                summary=json.dumps(redact(body), sort_keys=True, default=str) if body else "",
-                status=response.status_code,
-                error=error,
-                request_id=info.request_id if info else "",
-            )
-        except Exception:  # the action stands; say loudly that its record is missing
-            log.exception("admin: could not write the audit log for %s %s", request.method, target)
-            return
+        return {
+            "actor": actor,
+            "token": token,
+            "method": request.method,
+            "path": request.url.path + (f"?{request.url.query}" if request.url.query else ""),
+            "summary": json.dumps(redact(body), sort_keys=True, default=str) if body else "",
+            "status": status,
+            "error": error,
+            "request_id": info.request_id if info else "",
+        }
+
+    @staticmethod
+    def _log(request: Request, actor: str, token: str, status: int) -> None:
         log.info(
             "admin: %s %s by %s: %d",
             request.method,
-            target,
+            request.url.path + (f"?{request.url.query}" if request.url.query else ""),
             actor,
-            response.status_code,
+            status,
             extra={"actor": actor, "token": token},
         )
 
