@@ -110,7 +110,9 @@ class Member:
 
 
 class Cluster:
-    def __init__(self, pg: PrivatePostgres, redis: PrivateRedis, root: Path, apis: int) -> None:
+    def __init__(
+        self, pg: PrivatePostgres, redis: PrivateRedis, root: Path, apis: int, ranges: int = 1
+    ) -> None:
         self.pg, self.redis, self.root = pg, redis, root
         self.url = pg.url
         self.master_key = generate_master_key()
@@ -123,6 +125,7 @@ class Cluster:
             "FLEXEARN_REDIS_URL": redis.url,
             "FLEXEARN_LOG_LEVEL": "WARNING",  # access logs of thousands of requests cost CPU
             "FLEXEARN_POLL_SECONDS": "0.2",
+            "FLEXEARN_SETTLEMENT_RANGES": str(ranges),  # the worker's
         }
         self.apis = []
         for i in range(apis):
@@ -208,6 +211,7 @@ class Cluster:
         with self.app.engine.connect() as conn:
             # The worker checked the ledger after its settlements, green, and kept a checkpoint.
             assert conn.execute(sa.select(sa.func.count()).select_from(t.ledger_checkpoint)).scalar()
+            assert conn.execute(sa.select(sa.func.count()).select_from(t.settlement_open)).scalar() == 0
             negative = (
                 conn.execute(sa.select(t.account.c.key).where(t.account.c.balance < ZERO)).scalars().all()
             )
@@ -258,13 +262,14 @@ def _periods_settled_once(
 
 
 @contextmanager
-def cluster(apis: int = 2) -> Iterator[Cluster]:
-    """The whole deployment; everything is stopped and removed afterwards."""
+def cluster(apis: int = 2, ranges: int = 1) -> Iterator[Cluster]:
+    """The whole deployment, its worker settling each period in `ranges` ranges; everything is
+    stopped and removed afterwards."""
     with ExitStack() as stack:
         pg = stack.enter_context(private_postgres())
         redis = stack.enter_context(private_redis())
         root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="flexearn-cluster-")))
-        c = Cluster(pg, redis, root, apis)
+        c = Cluster(pg, redis, root, apis, ranges)
         stack.callback(c.app.close)
         for process in [*c.apis, c.worker]:
             stack.callback(_stop_and_report, process)

@@ -26,8 +26,11 @@ SPEED = 7200  # business seconds per real second: an hour every half second
 
 
 @pytest.mark.postgres
-def test_every_acknowledged_write_is_in_the_ledger_once_after_a_load_run() -> None:
-    with cluster(apis=2) as c:
+@pytest.mark.parametrize("ranges", [1, 4], ids=["one-transaction", "4-ranges"])
+def test_every_acknowledged_write_is_in_the_ledger_once_after_a_load_run(ranges: int) -> None:
+    """With 4 ranges, trading in a currency waits while its hour is open (or is answered 503 when
+    its budget runs out): the same promises hold."""
+    with cluster(apis=2, ranges=ranges) as c:
         run = load_run(c, TRADERS, D(SPEED), LOAD_MIX, SECONDS)
         print(f"\n{run.summary()}")
         alive = [p.alive() for p in [*c.apis, c.worker]]
