@@ -13,7 +13,7 @@ from flexearn.adapters import tables as t
 from flexearn.adapters.clock import HOUR_MS
 from flexearn.bootstrap import Flexearn
 from flexearn.domain.money import D
-from flexearn.services import accounts, ledger_check, markets, savings, settlement
+from flexearn.services import accounts, ledger_check, markets, savings, scheduler, settlement
 
 # 2026-01-01T00:00:00Z: tests start their business clock here, on the hour.
 T0 = 1_767_225_600_000
@@ -44,7 +44,7 @@ def advance(app: Flexearn, hours: float = 1) -> list[settlement.SettledHour]:
     with app.uow() as uow:
         clock.advance(uow.conn, int(hours * HOUR_MS))
         uow.commit()
-    return settlement.settle_due(app.engine)
+    return scheduler.settle_due_hours(app.engine)
 
 
 def market_world(

@@ -9,7 +9,7 @@ import ccxt
 import pytest
 from typed_bitget import Bitget
 
-from flexearn.services import catalog_settlement
+from flexearn.services import scheduler
 from tests.contract.conftest import FIXED_BTC, FLEXIBLE_USDT, World
 from tests.helpers import advance, assert_ledger_ok
 
@@ -38,7 +38,7 @@ def bitget_client(world: World) -> ccxt.bitget:
 
 def days(world: World, n: int) -> None:
     advance(world.app, 24 * n)
-    catalog_settlement.settle_due_days(world.app.engine)
+    scheduler.settle_due_days(world.app.engine)
 
 
 def data(response: dict[str, object]) -> object:

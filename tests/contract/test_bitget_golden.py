@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from flexearn.services import catalog_settlement
+from flexearn.services import scheduler
 from tests.contract.bitget_http import BitgetHttp
 from tests.contract.conftest import FLEXIBLE_USDT, World
 from tests.helpers import advance
@@ -30,7 +30,7 @@ def test_every_savings_endpoint_has_the_documented_shape(world: World) -> None:
         f"{S}/subscribe", {"productId": str(FLEXIBLE_USDT), "periodType": "flexible", "amount": "100"}
     ).json()
     advance(world.app, 48)
-    catalog_settlement.settle_due_days(world.app.engine)
+    scheduler.settle_due_days(world.app.engine)
     redeemed = client.post(
         f"{S}/redeem", {"productId": str(FLEXIBLE_USDT), "periodType": "flexible", "amount": "10"}
     ).json()

@@ -13,7 +13,7 @@ from flexearn.bootstrap import Flexearn
 from flexearn.domain.catalog import DAY_MS, NotEligible, ProductUnavailable
 from flexearn.domain.errors import InsufficientBalance, InvalidParameter
 from flexearn.domain.money import D
-from flexearn.services import accounts, catalog, catalog_settlement, catalog_views
+from flexearn.services import accounts, catalog, catalog_settlement, catalog_views, scheduler
 from tests.helpers import T0, assert_ledger_ok, start_clock
 from tests.helpers import advance as advance_hours
 
@@ -47,7 +47,7 @@ def funded_user(app: Flexearn, amount: Decimal = D(10_000), level: str = "normal
 
 def days(app: Flexearn, n: int) -> list[catalog_settlement.SettledDay]:
     advance_hours(app, 24 * n)
-    return catalog_settlement.settle_due_days(app.engine)
+    return scheduler.settle_due_days(app.engine)
 
 
 def holding(app: Flexearn, user_id: int) -> sa.Row[Any]:
@@ -252,7 +252,7 @@ def test_status_refusals_and_transitions(app: Flexearn) -> None:
 def test_each_product_day_settles_once(app: Flexearn) -> None:
     product = world(app)
     days(app, 3)
-    assert catalog_settlement.settle_due_days(app.engine) == []
+    assert scheduler.settle_due_days(app.engine) == []
     assert catalog_settlement.settle_day(app.uow(), product, T0 + DAY_MS) is None
     with app.engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(t.product_day)).scalar() == 3

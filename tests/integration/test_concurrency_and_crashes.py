@@ -43,7 +43,7 @@ from flexearn.domain.demand import SimulatedDemand
 from flexearn.domain.errors import AmountTooLarge, InsufficientBalance
 from flexearn.domain.ledger import AccountKind, AccountRef
 from flexearn.domain.money import D
-from flexearn.services import accounts, markets, savings, settlement
+from flexearn.services import accounts, markets, savings, scheduler, settlement
 from flexearn.services.unit_of_work import UnitOfWork
 from tests.helpers import T0, advance, assert_ledger_ok, lender, position, start_clock
 
@@ -334,7 +334,7 @@ def trade_while_settling(hammer: Hammer, hours: int, *, trade_for: float | None)
                 with UnitOfWork(hammer.engine) as uow:
                     clock.advance(uow.conn, HOUR_MS)
                     uow.commit()
-                run.settled.extend(settlement.settle_due(hammer.engine))
+                run.settled.extend(scheduler.settle_due_hours(hammer.engine))
         except Exception as error:
             hammer.unexpected.append(f"settlement: {type(error).__name__}: {error}")
         finally:
@@ -406,7 +406,7 @@ def test_settlers_racing_for_the_same_hours_settle_each_exactly_once_and_agree(
         def race(i: int, barrier: threading.Barrier = barrier) -> None:
             barrier.wait()
             try:
-                won[i].extend(settlement.settle_due(racers[i].engine))
+                won[i].extend(scheduler.settle_due_hours(racers[i].engine))
             except Exception as error:
                 errors.append(f"racer {i}: {type(error).__name__}: {error}")
 
@@ -422,7 +422,7 @@ def test_settlers_racing_for_the_same_hours_settle_each_exactly_once_and_agree(
     assert [by_hour(s) for s in claimed] == every_hour
     assert claimed == sorted(expected, key=by_hour)
     assert settled_hours(app.engine) == {"BTC": hour_range(24), "USDT": hour_range(24)}
-    assert settlement.settle_due(racers[0].engine) == []
+    assert scheduler.settle_due_hours(racers[0].engine) == []
     assert_same_state(snapshot(app.engine), snapshot(reference.engine))
     assert_ledger_ok(app)
     for instance in (app, reference, *racers):
@@ -632,7 +632,7 @@ def test_settlement_killed_at_random_moments_resumes_and_settles_every_hour_exac
     with cloned_database(database_url, tmp_path) as reference_url:  # an identical world, never killed
         reference = Flexearn(reference_url, migrate_schema=False)
         started = time.monotonic()
-        assert len(settlement.settle_due(reference.engine)) == total
+        assert len(scheduler.settle_due_hours(reference.engine)) == total
         seconds_per_hour = (time.monotonic() - started) / total
         expected = snapshot(reference.engine)
         reference.close()
@@ -718,9 +718,9 @@ def assert_nothing_of_btc_hour_3_written(app: Flexearn, btc_before: State) -> No
 
 
 def assert_retry_settles_the_rest_once(app: Flexearn, tmp_path: Path) -> None:
-    retried = {(s.ccy, s.hour) for s in settlement.settle_due(app.engine)}
+    retried = {(s.ccy, s.hour) for s in scheduler.settle_due_hours(app.engine)}
     assert {("BTC", hour) for hour in hour_range(5)[2:]} <= retried
-    assert settlement.settle_due(app.engine) == []
+    assert scheduler.settle_due_hours(app.engine) == []
     assert settled_hours(app.engine) == {"BTC": hour_range(5), "USDT": hour_range(5)}
     reference = Flexearn(f"sqlite:///{tmp_path / 'reference.db'}")  # the same world, never interrupted
     small_world(reference)
@@ -752,7 +752,7 @@ def test_hour_whose_transaction_fails_part_way_leaves_no_trace_and_settles_once_
     # the database's refusal, through SQLAlchemy or straight from the driver
     refusals = (sa.exc.DBAPIError, sqlite3.Error, psycopg.Error, RuntimeError)
     with pytest.raises(refusals, match="injected fault"):
-        settlement.settle_due(app.engine)
+        scheduler.settle_due_hours(app.engine)
 
     assert_nothing_of_btc_hour_3_written(app, btc_before)
     remove()
@@ -773,7 +773,7 @@ def test_settlement_whose_connection_the_server_terminates_mid_hour_leaves_no_tr
 
     def settle() -> None:
         try:
-            settlement.settle_due(app.engine)
+            scheduler.settle_due_hours(app.engine)
         except Exception as error:
             errors.append(error)
 

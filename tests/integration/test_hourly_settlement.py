@@ -10,7 +10,7 @@ from flexearn.adapters.clock import HOUR_MS
 from flexearn.bootstrap import Flexearn
 from flexearn.domain.errors import AmountTooLarge, InsufficientBalance, InvalidParameter
 from flexearn.domain.money import D
-from flexearn.services import accounts, markets, savings, settlement
+from flexearn.services import accounts, markets, savings, scheduler, settlement
 from tests.helpers import T0, advance, assert_ledger_ok, lender, market_world, position
 
 
@@ -128,7 +128,7 @@ def test_catch_up_settles_every_missed_hour_in_order_once(app: Flexearn) -> None
     lender(app, "A", "USDT", D(100), D("0.05"))
     settled = advance(app, 5.5)
     assert [s.hour for s in settled] == [T0 + n * HOUR_MS for n in range(1, 6)]
-    assert settlement.settle_due(app.engine) == []
+    assert scheduler.settle_due_hours(app.engine) == []
     assert settlement.settle_hour(app.uow(), "USDT", T0 + 3 * HOUR_MS) is None
     with pytest.raises(settlement.OutOfOrder):
         settlement.settle_hour(app.uow(), "USDT", T0 + 9 * HOUR_MS)

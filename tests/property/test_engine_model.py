@@ -33,7 +33,7 @@ from flexearn.adapters.clock import HOUR_MS, floor_hour
 from flexearn.bootstrap import Flexearn
 from flexearn.domain.errors import AmountTooLarge, InsufficientBalance, InvalidParameter, UnsupportedCurrency
 from flexearn.domain.money import HOURS_PER_YEAR, ZERO, D, round_down
-from flexearn.services import accounts, ledger_check, markets, savings, settlement
+from flexearn.services import accounts, ledger_check, markets, savings, scheduler
 from tests.helpers import T0, advance, market_world
 
 MIN_RATE, MAX_RATE, DEFAULT_FEE = D("0.01"), D("3.65"), D("0.15")
@@ -377,7 +377,7 @@ class SavingsEngineAgainstModel(RuleBasedStateMachine):
         for ccy in CURRENCIES:  # in order per currency; how currencies interleave is not specified
             assert [s.hour for s in settled if s.ccy == ccy] == due, ccy
         assert len(settled) == len(due) * len(CURRENCIES)
-        assert settlement.settle_due(self.app.engine) == [], "a second run settled an hour again"
+        assert scheduler.settle_due_hours(self.app.engine) == [], "a second run settled an hour again"
         if not due:
             return
         positions = self._engine_positions()

@@ -25,7 +25,7 @@ from flexearn.domain.catalog import DAY_MS, PeriodType, Product, SettleMethod, d
 from flexearn.domain.ledger import AccountKind, AccountRef, Entry, Leg, compound, leg
 from flexearn.domain.money import ZERO
 from flexearn.services import gate
-from flexearn.services.catalog import deliver_redemptions, load_product
+from flexearn.services.catalog import load_product
 from flexearn.services.unit_of_work import UnitOfWork
 
 ORDER_COLUMNS = {
@@ -238,15 +238,3 @@ def due_days(uow: UnitOfWork) -> dict[int, list[int]]:
         pid: list(range(first if last is None else last + DAY_MS, today + 1, DAY_MS))
         for pid, first, last in rows
     }
-
-
-def settle_due_days(engine: sa.Engine) -> list[SettledDay]:
-    """Every due (product, day), oldest day first, then the redemptions whose delay has passed."""
-    due = sorted((day, pid) for pid, days in due_days(UnitOfWork(engine)).items() for day in days)
-    settled = []
-    for day, pid in due:
-        result = settle_day(UnitOfWork(engine), pid, day)
-        if result is not None:
-            settled.append(result)
-    deliver_redemptions(UnitOfWork(engine))
-    return settled

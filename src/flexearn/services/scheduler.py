@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import sqlalchemy as sa
 
@@ -53,9 +54,9 @@ def settle_all_due(
     """
     with context.ensure_request_scope():
         started = time.perf_counter()
-        hours = _settle_hours(engine, keep_going, ranges, worker)
+        hours = settle_due_hours(engine, keep_going, ranges=ranges, worker=worker)
         middle = time.perf_counter()
-        days = _settle_days(engine, keep_going, ranges, worker)
+        days = settle_due_days(engine, keep_going, ranges=ranges, worker=worker)
         ended = time.perf_counter()
         if hours:
             observe_settlement(MARKET_HOUR, middle - started, [h.positions_changed for h in hours])
@@ -71,39 +72,50 @@ def settle_all_due(
     return Settled(hours, days)
 
 
-def _settle_hours(
-    engine: sa.Engine, keep_going: KeepGoing, ranges: int, worker: str
+def settle_due_hours(
+    engine: sa.Engine, keep_going: KeepGoing = _always, *, ranges: int = 1, worker: str = ""
 ) -> list[settlement.SettledHour]:
-    """settlement.settle_due, asking `keep_going` before each (currency, hour)."""
-    due = sorted(
-        (hour, ccy) for ccy, hours in settlement.due_hours(UnitOfWork(engine)).items() for hour in hours
-    )
-    settled: list[settlement.SettledHour] = []
-    for hour, ccy in due:
-        if not keep_going():
-            break
-        result = range_settlement.settle_hour(engine, ccy, hour, ranges, worker=worker, keep_going=keep_going)
-        if result is not None:
-            settled.append(result)
+    """Every due market hour, oldest first (catching up after downtime), currencies side by side;
+    `keep_going` is asked before each. Safe from several processes at once: each hour is settled
+    by whichever gets there first, the others skip it."""
+    due = settlement.due_hours(UnitOfWork(engine))
+
+    def settle(ccy: str, hour: int) -> settlement.SettledHour | None:
+        return range_settlement.settle_hour(engine, ccy, hour, ranges, worker=worker, keep_going=keep_going)
+
+    return _oldest_first(due, settle, keep_going)
+
+
+def settle_due_days(
+    engine: sa.Engine, keep_going: KeepGoing = _always, *, ranges: int = 1, worker: str = ""
+) -> list[catalog_settlement.SettledDay]:
+    """Every due (product, day), oldest day first, then the redemptions whose delay has passed."""
+    due = catalog_settlement.due_days(UnitOfWork(engine))
+
+    def settle(product: int, day: int) -> catalog_settlement.SettledDay | None:
+        return range_settlement.settle_day(engine, product, day, ranges, worker=worker, keep_going=keep_going)
+
+    settled = _oldest_first(due, settle, keep_going)
+    if keep_going():
+        deliver_redemptions(UnitOfWork(engine))
     return settled
 
 
-def _settle_days(
-    engine: sa.Engine, keep_going: KeepGoing, ranges: int, worker: str
-) -> list[catalog_settlement.SettledDay]:
-    """catalog_settlement.settle_due_days, asking `keep_going` before each (product, day)."""
-    due = sorted(
-        (day, pid) for pid, days in catalog_settlement.due_days(UnitOfWork(engine)).items() for day in days
-    )
-    settled: list[catalog_settlement.SettledDay] = []
-    for day, pid in due:
+K = TypeVar("K", str, int)
+R = TypeVar("R")
+
+
+def _oldest_first(
+    due: Mapping[K, list[int]], settle: Callable[[K, int], R | None], keep_going: KeepGoing
+) -> list[R]:
+    """`settle` each due (key, period), oldest period first, while `keep_going`; what it settled."""
+    settled: list[R] = []
+    for period, key in sorted((period, key) for key, periods in due.items() for period in periods):
         if not keep_going():
-            return settled
-        result = range_settlement.settle_day(engine, pid, day, ranges, worker=worker, keep_going=keep_going)
+            break
+        result = settle(key, period)
         if result is not None:
             settled.append(result)
-    if keep_going():
-        deliver_redemptions(UnitOfWork(engine))
     return settled
 
 

@@ -165,18 +165,3 @@ def due_hours(uow: UnitOfWork) -> dict[str, list[int]]:
         start = first_hour if last is None else last + HOUR_MS
         due[ccy] = list(range(start, now_hour + 1, HOUR_MS))
     return due
-
-
-def settle_due(engine: sa.Engine) -> list[SettledHour]:
-    """Settle every due hour, oldest first (catching up after downtime), currencies side by side.
-
-    Safe to run from several processes at once: each hour is settled by whichever gets there
-    first, and the others skip it.
-    """
-    due = sorted((hour, ccy) for ccy, hours in due_hours(UnitOfWork(engine)).items() for hour in hours)
-    settled: list[SettledHour] = []
-    for hour, ccy in due:
-        result = settle_hour(UnitOfWork(engine), ccy, hour)
-        if result is not None:
-            settled.append(result)
-    return settled
