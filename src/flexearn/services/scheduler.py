@@ -143,7 +143,7 @@ def run_settler(
         held = lease.wait(poll_seconds)
         if not held:
             _help(engine, lease, stop)
-        if held:
+        else:
             settled_any = _settle_pass(engine, lease, stop, report, ranges)
             if settled_any is None:  # failed: try again shortly
                 stop.wait(poll_seconds)
@@ -170,10 +170,7 @@ def _settle_pass(
             engine, lambda: lease.held() and not stop.is_set(), ranges=ranges, worker=lease.holder
         )
     except Exception as error:  # the loop must outlive a database outage; the log says what happened
-        if db.unavailable(error):  # expected while the database is down: one line, no trace
-            log.warning("settlement pass: database unavailable (%s); trying again", type(error).__name__)
-        else:
-            log.exception("settlement pass failed; trying again")
+        _log_failure("settlement pass", error)
         return None
     for hour in done.hours:
         report(hour)
@@ -187,10 +184,16 @@ def _help(engine: sa.Engine, lease: Lease, stop: threading.Event) -> None:
             engine, worker=lease.holder, keep_going=lambda: not stop.is_set() and not lease.held()
         )
     except Exception as error:  # as a failed pass: the standby outlives it
-        if db.unavailable(error):
-            log.warning("helping settlement: database unavailable (%s)", type(error).__name__)
-        else:
-            log.exception("helping settlement failed")
+        _log_failure("helping settlement", error)
+
+
+def _log_failure(what: str, error: Exception) -> None:
+    """A failure the worker outlives and tries again: one line while the database is down (it is
+    expected then), the traceback otherwise."""
+    if db.unavailable(error):
+        log.warning("%s: database unavailable (%s); trying again", what, type(error).__name__)
+    else:
+        log.exception("%s failed; trying again", what)
 
 
 def run_maintenance(engine: sa.Engine, jobs: Sequence[Maintenance]) -> None:
