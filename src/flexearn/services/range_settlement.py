@@ -40,7 +40,7 @@ import sqlalchemy as sa
 
 from flexearn.adapters import repository as repo
 from flexearn.adapters import tables as t
-from flexearn.adapters.clock import HOUR_MS, wall_ms
+from flexearn.adapters.clock import wall_ms
 from flexearn.domain.ledger import AccountKind, AccountRef, Leg, compound
 from flexearn.domain.money import ZERO
 from flexearn.domain.settlement import LastMatch, LendingRule, plan_range_rows
@@ -250,16 +250,7 @@ def _apply_hour_range(
             f"hour:{hour}:range:{claimed.number}",
         )
         repo.post(conn, entry, hour)
-    changes = part.changes
-    repo.update_positions(conn, [(c.id, c.amt, c.earnings, c.loan) for c in changes], ccy=ccy)
-    if last is not None:
-        repo.insert_lending_history(
-            conn,
-            ccy,
-            hour - HOUR_MS,
-            last.lender_rate,
-            [(c.user_id, c.id, c.lent_last_hour, c.interest) for c in changes if c.lent_last_hour > 0],
-        )
+    settlement.write_changes(conn, ccy, hour, last, part.changes)
     _mark_applied(
         conn,
         HOUR,
@@ -267,7 +258,7 @@ def _apply_hour_range(
         hour,
         claimed.number,
         worker,
-        items=len(changes),
+        items=len(part.changes),
         interest=part.interest_total,
         lent=part.lent_total,
     )

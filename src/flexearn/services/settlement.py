@@ -7,6 +7,7 @@ settlement either happened completely or not at all, and a second attempt is a n
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -16,7 +17,14 @@ from flexearn.adapters import repository as repo
 from flexearn.adapters import tables as t
 from flexearn.adapters.clock import HOUR_MS, floor_hour, wall_ms
 from flexearn.domain.demand import HourDemand
-from flexearn.domain.settlement import HourPlan, LastMatch, MarketTerms, PositionRow, plan_hour_rows
+from flexearn.domain.settlement import (
+    HourPlan,
+    LastMatch,
+    MarketTerms,
+    PositionChange,
+    PositionRow,
+    plan_hour_rows,
+)
 from flexearn.services import gate
 from flexearn.services.markets import MarketSettings, hour_demand, settings_from_row
 from flexearn.services.unit_of_work import UnitOfWork
@@ -106,21 +114,28 @@ def settle_hour(uow: UnitOfWork, ccy: str, hour: int) -> SettledHour | None:
         plan, last_match = planned.plan, planned.last_match
         entry = plan.entry(ccy, ref=f"hour:{hour}")
         entry_id = repo.post(conn, entry, hour) if entry is not None else None
-        changes = plan.changes
-        repo.update_positions(conn, [(c.id, c.amt, c.earnings, c.loan) for c in changes], ccy=ccy)
-        if last_match is not None:  # the history of the hour that ended: what each position lent and earned
-            repo.insert_lending_history(
-                conn,
-                ccy,
-                hour - HOUR_MS,
-                last_match.lender_rate,
-                [(c.user_id, c.id, c.lent_last_hour, c.interest) for c in changes if c.lent_last_hour > 0],
-            )
+        write_changes(conn, ccy, hour, last_match, plan.changes)
         settled = record_hour(
-            conn, ccy, hour, planned.figures(), planned.demand.state, entry_id, len(changes)
+            conn, ccy, hour, planned.figures(), planned.demand.state, entry_id, len(plan.changes)
         )
         uow.commit()
     return settled
+
+
+def write_changes(
+    conn: sa.Connection, ccy: str, hour: int, last_match: LastMatch | None, changes: Sequence[PositionChange]
+) -> None:
+    """The positions' new rows, and the history of the hour that ended: what each position lent
+    and earned at `last_match`'s rate (none before a currency's first match)."""
+    repo.update_positions(conn, [(c.id, c.amt, c.earnings, c.loan) for c in changes], ccy=ccy)
+    if last_match is not None:
+        repo.insert_lending_history(
+            conn,
+            ccy,
+            hour - HOUR_MS,
+            last_match.lender_rate,
+            [(c.user_id, c.id, c.lent_last_hour, c.interest) for c in changes if c.lent_last_hour > 0],
+        )
 
 
 def record_hour(
