@@ -89,22 +89,10 @@ def _write_open(
             kind=kind, key=key, period=period, plan=json.dumps(plan), opened_at=wall_ms()
         )
     )
-    conn.execute(
+    conn.execute(  # the figures are the columns' defaults until the range is applied
         sa.insert(t.settlement_range),
         [
-            {
-                "kind": kind,
-                "key": key,
-                "period": period,
-                "range_no": number,
-                "lo": lo,
-                "hi": hi,
-                "applied_by": "",
-                "items": 0,
-                "interest": ZERO,
-                "lent": ZERO,
-                "expired": 0,
-            }
+            {"kind": kind, "key": key, "period": period, "range_no": number, "lo": lo, "hi": hi}
             for number, (lo, hi) in enumerate(bounds)
         ],
     )
