@@ -455,18 +455,16 @@ def run_scheduler(
     lease_seconds: float = DEFAULT_LEASE_SECONDS,
     stop: threading.Event | None = None,
     maintenance: Sequence[scheduler.Maintenance] | None = None,
-    ranges: int | None = None,
 ) -> None:
     """Settle due periods as they come while this process holds the settler lease (or stand by
     while another does), until `stop` is set, ^C, or business time `until`; then hand over.
 
     `maintenance`: the jobs after each pass (default: `maintenance_jobs` of the environment's
     settings); build them before starting a thread, so that a bad setting stops the command.
-    `ranges`: of each period's settlement (default: FLEXEARN_SETTLEMENT_RANGES)."""
+    Each period is settled in FLEXEARN_SETTLEMENT_RANGES ranges."""
+    settings = Settings.from_env()
     if maintenance is None:
-        maintenance = maintenance_jobs(Settings.from_env())
-    if ranges is None:
-        ranges = Settings.from_env().settlement_ranges
+        maintenance = maintenance_jobs(settings)
     set_settler(False)  # the gauge reads 0 while standing by, not absent
     lease = Lease(app.engine, SETTLER, lease_seconds, on_change=set_settler).start()
     try:
@@ -478,7 +476,7 @@ def run_scheduler(
             until=until,
             maintenance=maintenance,
             stop=stop,
-            ranges=ranges,
+            ranges=settings.settlement_ranges,
         )
     except KeyboardInterrupt:
         pass
