@@ -12,11 +12,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from functools import wraps
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import sqlalchemy as sa
 
 from flexearn.adapters import db
+from flexearn.adapters import repository as repo
 from flexearn.adapters import tables as t
 
 HOUR, DAY = "hour", "day"  # the kinds of period: a market's hour (key: currency), a product's day
@@ -38,6 +39,14 @@ def open_period(conn: sa.Connection, kind: str, key: str | int) -> int | None:
     o = t.settlement_open
     found = conn.execute(sa.select(o.c.period).where(o.c.kind == kind, o.c.key == str(key)).limit(1)).scalar()
     return None if found is None else int(found)
+
+
+def lock_market(conn: sa.Connection, ccy: str) -> sa.Row[Any]:
+    """The market row under the trading lock (settlement of the currency waits for us), refused
+    (`PeriodOpen`) while one of its hours is open."""
+    row = repo.market(conn, ccy, lock="share")
+    check(conn, HOUR, ccy)
+    return row
 
 
 def check(conn: sa.Connection, kind: str, key: str | int) -> None:

@@ -184,8 +184,7 @@ def post_demand(
     if borrow_rate < 0 or borrow_rate > MAX_BORROW_RATE:
         raise InvalidParameter("borrow_rate", f"0 to {MAX_BORROW_RATE}")
     with uow:
-        market = settings_from_row(repo.market(uow.conn, ccy, lock="share"))
-        gate.check(uow.conn, gate.HOUR, ccy)  # an open hour's demand is in its plan already
+        market = settings_from_row(gate.lock_market(uow.conn, ccy))  # an open hour has its demand
         if decimal_places(demand) > repo.currency_precision(uow.conn, ccy):
             raise InvalidParameter("demand", "more decimal places than the currency has")
         if market.demand_source is not DemandSource.EXTERNAL:

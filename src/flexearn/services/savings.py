@@ -31,12 +31,6 @@ class Position:
         return self.amt - self.loan
 
 
-def _trading_lock(uow: UnitOfWork, ccy: str) -> None:
-    """Settlement of this currency waits for us; we wait while one of its hours is open."""
-    repo.market(uow.conn, ccy, lock="share")
-    gate.check(uow.conn, gate.HOUR, ccy)
-
-
 def _open_position(uow: UnitOfWork, user_id: int, ccy: str) -> sa.Row[object]:
     """The user's position, locked; created at the default minimum rate if they have none."""
     row = repo.position(uow.conn, user_id, ccy, lock=True)
@@ -75,7 +69,7 @@ def purchase(
         check_rate(rate)
     with uow:
         check_amount(amount, repo.currency_precision(uow.conn, ccy))
-        _trading_lock(uow, ccy)
+        gate.lock_market(uow.conn, ccy)
         row = _open_position(uow, user_id, ccy)
         if rate is not None:
             repo.record_rate(uow.conn, row.id, rate, uow.now())
@@ -104,7 +98,7 @@ def redeem(uow: UnitOfWork, user_id: int, ccy: str, amount: Decimal) -> Position
     """
     with uow:
         check_amount(amount, repo.currency_precision(uow.conn, ccy))
-        _trading_lock(uow, ccy)
+        gate.lock_market(uow.conn, ccy)
         row = repo.position(uow.conn, user_id, ccy, lock=True)
         held = row.amt if row is not None else ZERO
         if row is None or amount > held:
@@ -137,7 +131,7 @@ def set_rate(uow: UnitOfWork, user_id: int, ccy: str, rate: Decimal) -> Position
     check_rate(rate)
     with uow:
         repo.currency_precision(uow.conn, ccy)
-        _trading_lock(uow, ccy)
+        gate.lock_market(uow.conn, ccy)
         row = _open_position(uow, user_id, ccy)
         repo.record_rate(uow.conn, row.id, rate, uow.now())
         result = _read(uow, user_id, ccy)
