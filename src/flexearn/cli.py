@@ -30,7 +30,7 @@ from flexearn.config import Settings
 from flexearn.demo import runner as demo_runner
 from flexearn.domain.demand import SimulatedDemand
 from flexearn.domain.errors import FlexearnError
-from flexearn.domain.money import D, plain
+from flexearn.domain.money import AMOUNT_RULE, D, parse_amount, plain
 from flexearn.observability.logs import configure_logging
 from flexearn.observability.logs import dict_config as logs_dict_config
 from flexearn.observability.metrics import (
@@ -131,9 +131,9 @@ class DecimalType(click.ParamType[Decimal, Any]):
         if isinstance(value, Decimal):
             return value
         try:
-            return D(str(value))
+            return parse_amount(str(value))
         except FlexearnError:
-            self.fail(f"{value!r} is not a decimal number", param, ctx)
+            self.fail(f"{value!r} is not {AMOUNT_RULE}", param, ctx)
 
 
 DECIMAL = DecimalType()

@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from decimal import Decimal, localcontext
+from decimal import Decimal, Rounded, localcontext
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from flexearn.domain.errors import InvalidParameter
-from flexearn.domain.money import D, decimal_places, mul_div_down, mul_div_up, plain, round_down
+from flexearn.domain.money import (
+    D,
+    check_places,
+    decimal_places,
+    exact_add,
+    exact_sum,
+    mul_div_down,
+    mul_div_up,
+    parse_amount,
+    plain,
+    round_down,
+)
 
 
 def test_floats_never_become_money() -> None:
@@ -72,3 +83,80 @@ def test_sums_of_the_largest_amounts_are_exact_in_every_thread() -> None:
     with ThreadPoolExecutor(1) as pool:  # a thread started after flexearn was imported
         assert pool.submit(add).result() - big == tiny
     assert sum([big] * 1_000_000, D(0)) == big * 1_000_000
+
+
+# --- the grammar of amounts a client sends ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text", ["0", "1", "0.5", "200.000000", "00012.50", "9" * 20, "9" * 20 + "." + "9" * 18]
+)
+def test_plain_decimals_are_amounts(text: str) -> None:
+    assert parse_amount(text, param="amt") == Decimal(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        " 1",
+        "1 ",
+        "\t2",
+        "1\n",
+        "１",
+        "٣",
+        "1_0",
+        "+3",
+        "-3",
+        "1e2",
+        "1E-60",
+        "1E+999999999",
+        ".5",
+        "1.",
+        "1,5",
+        "NaN",
+        "0x10",
+        "1" * 21,
+        "1." + "0" * 19,
+    ],
+)
+def test_anything_else_is_refused_naming_the_parameter(text: str) -> None:
+    with pytest.raises(InvalidParameter, match="Parameter amt error: must be a plain decimal"):
+        parse_amount(text, param="amt")
+
+
+@given(st.text(alphabet=st.characters(), max_size=45))
+def test_an_accepted_amount_is_small_plain_and_reads_back_as_written(text: str) -> None:
+    try:
+        amount = parse_amount(text)
+    except InvalidParameter:
+        return
+    assert set(text) <= set("0123456789.")
+    sign, digits, exponent = amount.as_tuple()
+    assert (sign, isinstance(exponent, int)) == (0, True)
+    assert len(digits) <= 38
+    assert -18 <= int(exponent) <= 0
+    assert amount == Decimal(text)
+
+
+@given(st.from_regex(r"\A[0-9]{1,20}(\.[0-9]{1,18})?\Z"))
+def test_every_text_of_the_grammar_is_accepted(text: str) -> None:
+    assert parse_amount(text) == Decimal(text)
+
+
+def test_places_finer_than_allowed_are_refused_but_trailing_zeros_are_not() -> None:
+    assert check_places(Decimal("1.500000000"), 1) == Decimal("1.5")
+    with pytest.raises(InvalidParameter, match="at most 6 decimal places"):
+        check_places(Decimal("0.0000001"), 6)
+
+
+def test_a_balance_that_would_round_raises_rather_than_drift_from_its_legs() -> None:
+    # 9900 + 1E-60 needs 64 digits: the 60-digit context would give 9900 and the balance would no
+    # longer equal the sum of its legs (which the database adds exactly).
+    assert Decimal(9900) + Decimal("1E-60") == Decimal(9900)  # what used to happen
+    with pytest.raises(Rounded):
+        exact_add(Decimal(9900), Decimal("1E-60"))
+    with pytest.raises(Rounded):
+        exact_sum([Decimal(9900), Decimal("1E-60"), Decimal(-9900)])
+    big = Decimal("9" * 20 + "." + "9" * 18)
+    assert exact_sum([big] * 1000) == big * 1000  # every sum of real amounts is exact

@@ -19,7 +19,7 @@ from flexearn.adapters import tables as t
 from flexearn.adapters.clock import wall_ms
 from flexearn.domain.errors import InsufficientBalance, NotFound, UnsupportedCurrency
 from flexearn.domain.ledger import AccountRef, Entry
-from flexearn.domain.money import ZERO, plain
+from flexearn.domain.money import ZERO, exact_add, plain
 from flexearn.domain.settlement import PositionRow
 
 
@@ -91,7 +91,7 @@ def post(conn: sa.Connection, entry: Entry, ts: int) -> int:
         if not leg.account.kind.user_owned:
             continue
         current = balance(conn, leg.account, lock=True)
-        new = current + leg.amount
+        new = exact_add(current, leg.amount)  # as the ledger check sums the legs: exactly
         if new < 0:
             raise InsufficientBalance(f"{leg.account.kind.value} {current} {entry.ccy}, needs {-leg.amount}")
         conn.execute(sa.update(t.account).where(t.account.c.id == ids[leg.account.key]).values(balance=new))

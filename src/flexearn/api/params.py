@@ -2,6 +2,8 @@
 
 Each façade gives the two error factories: a parameter that is missing or empty, and one that
 is there but wrong. An empty string counts as absent (clients send "" for "not given").
+Amounts follow the one grammar of `domain.money.parse_amount`; integers are ASCII digits. Neither
+is stripped or otherwise tidied: " 1", "+3", "1_0" and "٣" are refused, not guessed at.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from flexearn.domain.errors import FlexearnError
-from flexearn.domain.money import D
+from flexearn.domain.money import ascii_digits, parse_amount
 
 
 class Params:
@@ -29,12 +31,17 @@ class Params:
         return self._invalid(name, detail)
 
     def text(self, name: str) -> str | None:
+        value = self.raw(name)
+        return None if value is None else value.strip()
+
+    def raw(self, name: str) -> str | None:
+        """The parameter's text exactly as sent (a JSON number as written); None if absent or empty."""
         value = self.values.get(name)
         if value is None or value == "":
             return None
         if isinstance(value, bool) or not isinstance(value, (str, int, Decimal)):
             raise self._invalid(name, "")
-        return str(value).strip()
+        return str(value)
 
     def required_text(self, name: str) -> str:
         value = self.text(name)
@@ -43,17 +50,20 @@ class Params:
         return value
 
     def decimal(self, name: str) -> Decimal | None:
-        value = self.text(name)
+        value = self.raw(name)
         return None if value is None else self._decimal(value, name)
 
     def required_decimal(self, name: str) -> Decimal:
-        return self._decimal(self.required_text(name), name)
+        value = self.raw(name)
+        if value is None:
+            raise self._missing(name)
+        return self._decimal(value, name)
 
     def _decimal(self, value: str, name: str) -> Decimal:
         try:
-            return D(value, param=name)
-        except FlexearnError:
-            raise self._invalid(name, "") from None
+            return parse_amount(value, param=name)
+        except FlexearnError as error:
+            raise self._invalid(name, error.message.partition(": ")[2]) from None
 
     def currency(self, name: str = "ccy") -> str | None:
         value = self.text(name)
@@ -68,12 +78,10 @@ class Params:
         return value.upper()
 
     def integer(self, name: str, *, low: int = 0, high: int = 10**16) -> int | None:
-        value = self.text(name)
+        value = self.raw(name)
         if value is None:
             return None
-        # isdigit() alone admits "²" and "١٢", which int() refuses or reads; and int() refuses
-        # strings of over 4300 digits: both were server errors.
-        if not _is_digits(value) or not low <= int(value) <= high:
+        if not ascii_digits(value) or not low <= int(value) <= high:
             raise self._invalid(name, f"{low} to {high}" if high < 10**16 else "")
         return int(value)
 
@@ -94,13 +102,6 @@ class Params:
         if value is None:
             raise self._missing(name)
         return value
-
-
-MAX_INTEGER_DIGITS = 32  # more than any limit here needs, far below int()'s 4300
-
-
-def _is_digits(value: str) -> bool:
-    return value.isascii() and value.isdigit() and len(value) <= MAX_INTEGER_DIGITS
 
 
 def json_object(raw: bytes, syntax_error: Exception) -> dict[str, Any]:

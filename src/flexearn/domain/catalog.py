@@ -133,6 +133,12 @@ class Product:
     start_time: int | None
     end_time: int | None
 
+    @property
+    def redemption_places(self) -> int:
+        """How finely a holding may be redeemed: as finely as it can grow, by subscriptions and by
+        compounded interest (so the whole of it can always be named), and no finer."""
+        return max(self.subscribe_precision, self.profit_precision)
+
     def status(self, now: int, held: Decimal) -> Status:
         """What the product is now, given how much of its quota is held."""
         if self.operator_status is Status.OFF_LINE:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 
-from flexearn.domain.money import ZERO
+from flexearn.domain.money import ZERO, exact_sum
 
 
 class AccountKind(StrEnum):
@@ -104,7 +104,7 @@ class Entry:
                 raise UnbalancedEntry(f"{self.kind}: leg in {leg.account.ccy} in a {self.ccy} entry")
             if leg.amount == ZERO:
                 raise UnbalancedEntry(f"{self.kind}: zero leg on {leg.account.key}")
-        total = sum((leg.amount for leg in self.legs), ZERO)
+        total = exact_sum(leg.amount for leg in self.legs)  # a rounded sum could pass as 0
         if total != ZERO:
             raise UnbalancedEntry(f"{self.kind}: legs sum to {total}, not 0")
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import decimal
-from decimal import ROUND_DOWN, ROUND_UP, Context, Decimal, InvalidOperation
+import re
+from collections.abc import Iterable
+from decimal import ROUND_DOWN, ROUND_UP, Context, Decimal, InvalidOperation, Rounded
 
 from flexearn.domain.errors import InvalidParameter
 
@@ -34,6 +36,68 @@ def D(value: str | int | Decimal, *, param: str = "amount") -> Decimal:
     if not number.is_finite():
         raise InvalidParameter(param)
     return number
+
+
+# The one grammar of an amount or rate a client sends (OKX, Bitget, the admin API, the CLI): ASCII
+# digits with at most one decimal point, at most 20 integer and 18 decimal digits. Both exchanges
+# document amounts as plain decimal strings ("0.1", "200.000000") and their SDKs send them so;
+# neither documents a sign (every amount is a quantity, its direction is the endpoint's `side`)
+# nor an exponent, so neither is legal here: "+3", "-3", "1e2" and "1E-60" are refused, and so
+# are spaces, "_" and digits of other scripts ("１", "٣") that Decimal() would read. Bounded
+# text means bounded numbers: no exponent can make arithmetic round, overflow or allocate.
+MAX_INTEGER_DIGITS = 20
+AMOUNT_PATTERN = rf"[0-9]{{1,{MAX_INTEGER_DIGITS}}}(?:\.[0-9]{{1,{MAX_PRECISION}}})?"
+_AMOUNT = re.compile(AMOUNT_PATTERN)
+AMOUNT_RULE = (
+    f"a plain decimal number (ASCII digits and at most one '.'; up to {MAX_INTEGER_DIGITS} integer"
+    f" and {MAX_PRECISION} decimal places)"
+)
+
+
+def parse_amount(text: object, *, param: str = "amount") -> Decimal:
+    """An amount or rate as a client sends it, read by the one grammar above (or InvalidParameter
+    naming `param`). Nothing is stripped: " 1" is refused, not read as 1."""
+    if not isinstance(text, str) or _AMOUNT.fullmatch(text) is None:
+        raise InvalidParameter(param, f"must be {AMOUNT_RULE}")
+    return Decimal(text)
+
+
+def check_places(amount: Decimal, places: int, param: str = "amount") -> Decimal:
+    """Refuse an amount written with more decimal places than `places` (trailing zeros are fine)."""
+    if decimal_places(amount) > places:
+        raise InvalidParameter(param, f"at most {places} decimal places")
+    return amount
+
+
+MAX_WHOLE_DIGITS = 32  # more than any integer parameter needs, far below int()'s 4300
+
+
+def ascii_digits(value: str, max_digits: int = MAX_WHOLE_DIGITS) -> bool:
+    """Whether `value` is a whole number in ASCII digits, short enough for int().
+
+    isdigit() alone admits "²" and "١٢", which int() refuses or reads as 12; and int() refuses
+    strings of over 4300 digits: each was a server error or a misread parameter."""
+    return value.isascii() and value.isdigit() and len(value) <= max_digits
+
+
+# Materialised balances (account balances, positions, holdings) are sums of journal legs, and the
+# ledger check compares them with the legs' sum the database computes exactly. So they are added
+# in a context that may not round: a sum that would need more than its digits raises instead of
+# silently differing from the legs' (a request then fails whole, and nothing is written).
+_NO_ROUNDING = Context(prec=ARITHMETIC_DIGITS, traps=[Rounded, InvalidOperation])
+
+
+def exact_add(a: Decimal, b: Decimal) -> Decimal:
+    """`a + b`, exactly, or `decimal.Rounded` raised."""
+    return _NO_ROUNDING.add(a, b)
+
+
+def exact_sum(values: Iterable[Decimal]) -> Decimal:
+    """The exact sum of `values`, or `decimal.Rounded` raised."""
+    total = ZERO
+    for value in values:
+        total = _NO_ROUNDING.add(total, value)
+    return total
 
 
 def decimal_places(value: Decimal) -> int:

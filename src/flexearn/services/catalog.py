@@ -31,7 +31,15 @@ from flexearn.domain.catalog import (
 )
 from flexearn.domain.errors import InvalidParameter, MissingParameter, NotFound
 from flexearn.domain.ledger import AccountKind, AccountRef, Entry, leg, transfer
-from flexearn.domain.money import MAX_PRECISION, ZERO, D
+from flexearn.domain.money import (
+    MAX_PRECISION,
+    ZERO,
+    D,
+    ascii_digits,
+    check_places,
+    exact_add,
+    parse_amount,
+)
 from flexearn.services import gate
 from flexearn.services.unit_of_work import UnitOfWork
 
@@ -120,12 +128,12 @@ def _parse_spec(spec: Mapping[str, Any]) -> tuple[dict[str, Any], list[Tier] | N
             values[_COLUMNS[name]] = _enum_value(kind, given[name], name)
     for name, column in _AMOUNTS.items():
         if name in given:
-            values[column] = D(str(given[name]), param=name)
+            values[column] = parse_amount(str(given[name]), param=name)
             if values[column] < 0:
                 raise InvalidParameter(name, "must not be negative")
     for name, column in _INTS.items():
         if name in given:
-            if not str(given[name]).isdigit():
+            if not ascii_digits(str(given[name])):
                 raise InvalidParameter(name, "a whole number")
             values[column] = int(str(given[name]))
     if "advanceRedeem" in given:
@@ -153,13 +161,13 @@ def _parse_tiers(raw: Any) -> list[Tier]:
         return [
             Tier(
                 int(r.get("rateLevel", i)),
-                D(str(r["minStepVal"])),
-                D(str(r["maxStepVal"])),
-                D(str(r["currentApy"])),
+                parse_amount(str(r["minStepVal"]), param="minStepVal"),
+                parse_amount(str(r["maxStepVal"]), param="maxStepVal"),
+                parse_amount(str(r["currentApy"]), param="currentApy"),
             )
             for i, r in enumerate(raw)
         ]
-    except (KeyError, TypeError, ValueError, AttributeError):
+    except (KeyError, TypeError, ValueError, AttributeError, InvalidParameter):
         raise InvalidParameter("apyList", "tiers need minStepVal, maxStepVal and currentApy") from None
 
 
@@ -374,6 +382,7 @@ def subscribe(uow: UnitOfWork, user_id: int, product_id: int, period_type: str, 
         conn, now = uow.conn, uow.now()
         product = load_product(conn, product_id, lock=True)  # serialises the quota
         _period(product, period_type)
+        check_places(amount, repo.currency_precision(conn, product.coin), "amount")
         level_row = conn.execute(
             sa.select(t.user.c.level).where(t.user.c.id == user_id).with_for_update()
         ).scalar()
@@ -426,7 +435,7 @@ def subscribe(uow: UnitOfWork, user_id: int, product_id: int, period_type: str, 
         conn.execute(
             sa.update(t.holding)
             .where(t.holding.c.id == holding_id)
-            .values(amount=_amount(conn, holding_id) + amount)
+            .values(amount=exact_add(_amount(conn, holding_id), amount))
         )
         if level_row == Level.BEGINNER.value:
             conn.execute(sa.update(t.user).where(t.user.c.id == user_id).values(level=Level.NORMAL.value))
@@ -470,6 +479,8 @@ def redeem(
         conn, now = uow.conn, uow.now()
         product = load_product(conn, product_id, lock=True)
         _period(product, period_type)
+        places = min(repo.currency_precision(conn, product.coin), product.redemption_places)
+        check_places(amount, places, "amount")
         h = t.holding
         query = sa.select(h).where(h.c.user_id == user_id, h.c.product_id == product_id, h.c.open.is_(True))
         if product.period_type is PeriodType.FIXED:

@@ -12,7 +12,7 @@ from flexearn.adapters import tables as t
 from flexearn.domain.errors import AmountTooLarge
 from flexearn.domain.ledger import AccountKind, AccountRef, transfer
 from flexearn.domain.market import MIN_RATE, check_rate
-from flexearn.domain.money import ZERO, plain
+from flexearn.domain.money import ZERO, exact_add, plain
 from flexearn.services import gate
 from flexearn.services.accounts import check_amount
 from flexearn.services.unit_of_work import UnitOfWork
@@ -84,7 +84,9 @@ def purchase(
             position_id=row.id,
         )
         repo.post(uow.conn, entry, uow.now())
-        uow.conn.execute(sa.update(t.position).where(t.position.c.id == row.id).values(amt=row.amt + amount))
+        uow.conn.execute(
+            sa.update(t.position).where(t.position.c.id == row.id).values(amt=exact_add(row.amt, amount))
+        )
         result = _read(uow, user_id, ccy)
         uow.commit()
     return result
@@ -118,7 +120,7 @@ def redeem(uow: UnitOfWork, user_id: int, ccy: str, amount: Decimal) -> Position
         uow.conn.execute(
             sa.update(t.position)
             .where(t.position.c.id == row.id)
-            .values(amt=row.amt - amount, loan=row.loan - from_loan)
+            .values(amt=exact_add(row.amt, -amount), loan=exact_add(row.loan, -from_loan))
         )
         result = _read(uow, user_id, ccy)
         uow.commit()

@@ -19,7 +19,7 @@ from flexearn.bootstrap import Flexearn
 from flexearn.domain.catalog import Product
 from flexearn.domain.demand import SimulatedDemand
 from flexearn.domain.errors import NotFound
-from flexearn.domain.money import ZERO, D
+from flexearn.domain.money import ZERO, parse_amount
 from flexearn.services import (
     accounts,
     audit,
@@ -48,7 +48,7 @@ class Call:
 
 def _decimal(call: Call, name: str, default: Decimal | None = None) -> Decimal | None:
     value = call.body.get(name)
-    return default if value is None else D(value, param=name)
+    return default if value is None else parse_amount(value, param=name)
 
 
 # --- results that are not a service's own ---------------------------------------------------------
@@ -132,7 +132,7 @@ def revoke_key(call: Call) -> keys.KeyInfo:
 
 def _move(call: Call, kind: str) -> Movement:
     user = accounts.get_user(call.uow(), call.path["user_id"])
-    ccy, amount = call.body["ccy"], D(call.body["amount"], param="amount")
+    ccy, amount = call.body["ccy"], parse_amount(call.body["amount"], param="amount")
     service = accounts.deposit if kind == "deposit" else accounts.withdraw
     return Movement(service(call.uow(), user.id, ccy, amount), user.id, ccy, amount, kind)
 
@@ -168,8 +168,8 @@ def set_market(call: Call) -> markets.MarketSettings:
     if raw is not None:
         floats = {k: float(v) for k, v in raw.items() if k not in ("mean", "base_rate", "seed")}
         simulation = SimulatedDemand(
-            mean=D(raw["mean"], param="simulation.mean"),
-            base_rate=D(raw.get("base_rate", "0.05"), param="simulation.base_rate"),
+            mean=parse_amount(raw["mean"], param="simulation.mean"),
+            base_rate=parse_amount(raw.get("base_rate", "0.05"), param="simulation.base_rate"),
             seed=raw.get("seed", 0),
             **floats,
         )
@@ -190,7 +190,7 @@ def post_demand(call: Call) -> markets.DemandPost:
         call.uow(),
         call.path["ccy"],
         call.body["hour"],
-        D(call.body["demand"], param="demand"),
+        parse_amount(call.body["demand"], param="demand"),
         _decimal(call, "borrow_rate", ZERO) or ZERO,
         posted_by=call.actor,
     )
@@ -221,7 +221,7 @@ def list_products(call: Call) -> list[catalog.ProductView]:
 
 def set_price(call: Call) -> catalog_views.Price:
     ccy = call.path["ccy"]
-    catalog_views.set_price(call.uow(), ccy, D(call.body["usdt"], param="usdt"))
+    catalog_views.set_price(call.uow(), ccy, parse_amount(call.body["usdt"], param="usdt"))
     found = [p for p in catalog_views.prices(call.uow()) if p.ccy == ccy]
     if not found:  # the currency was disabled in between
         raise NotFound(f"no price of {ccy}", param="ccy")
@@ -240,7 +240,7 @@ def show_clock(call: Call) -> clock_service.ClockView:
 
 
 def set_clock_speed(call: Call) -> clock_service.ClockView:
-    return clock_service.set_speed(call.uow(), D(call.body["speed"], param="speed"))
+    return clock_service.set_speed(call.uow(), parse_amount(call.body["speed"], param="speed"))
 
 
 # Settlement opens transactions of its own, so these routes run in two parts: the handler's change

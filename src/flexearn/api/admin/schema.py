@@ -17,11 +17,11 @@ from enum import Enum
 from typing import Any
 
 from flexearn.domain.errors import InvalidParameter, MissingParameter
-from flexearn.domain.money import plain
+from flexearn.domain.money import AMOUNT_PATTERN, plain
 
 Schema = dict[str, Any]
 
-DECIMAL_PATTERN = r"^[0-9]{1,20}(\.[0-9]{1,18})?$"
+DECIMAL_PATTERN = f"^{AMOUNT_PATTERN}$"  # the one grammar of money.parse_amount
 CCY_PATTERN = r"^[A-Z0-9]{1,16}$"
 MAX_MS = 4_102_444_800_000  # 2100-01-01: keeps times far inside a BIGINT
 

@@ -52,6 +52,7 @@ from flexearn.domain.errors import (
     NotFound,
     UnsupportedCurrency,
 )
+from flexearn.domain.money import ascii_digits
 from flexearn.observability import context
 from flexearn.services import audit, idempotency
 from flexearn.services.idempotency import Answer, KeyedRequest
@@ -148,7 +149,7 @@ def _query(route: AdminRoute, params: Mapping[str, str]) -> dict[str, Any]:
         if kind is None:
             raise InvalidParameter(name, "unknown query parameter")
         if kind == "integer":
-            if not raw.isdigit() or len(raw) > 20:
+            if not ascii_digits(raw, 20):
                 raise InvalidParameter(name, "a whole number")
             values[name] = int(raw)
         else:

@@ -10,7 +10,7 @@ from flexearn.adapters.clock import wall_ms
 from flexearn.api.auth import SignedRequest, read_signed_request
 from flexearn.api.bitget import errors
 from flexearn.api.facade import ErrorTable, TableDialect, WireError
-from flexearn.domain.money import plain
+from flexearn.domain.money import ascii_digits, plain
 
 HEADERS = ("ACCESS-KEY", "ACCESS-SIGN", "ACCESS-TIMESTAMP", "ACCESS-PASSPHRASE")
 
@@ -53,6 +53,6 @@ class BitgetDialect(TableDialect):
 
 def _ms_timestamp(text: str) -> int:
     """Bitget's ACCESS-TIMESTAMP: epoch milliseconds (ASCII digits: int() refuses "²")."""
-    if not (text.isascii() and text.isdigit()) or len(text) > 16:
+    if not ascii_digits(text, 16):
         raise errors.INVALID_TIMESTAMP
     return int(text)
