@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Mount
+from starlette.routing import BaseRoute, Mount, Router
 
 from flexearn.adapters.redis_store import SharedStore
 from flexearn.adapters.secrets import SecretBox
@@ -66,15 +68,28 @@ def create_app(settings: Settings, flexearn: Flexearn | None = None, *, demo: bo
     routes += ops_routes(engine_app.engine, admission)
     routes.append(Mount("/admin/v1", admin_app(engine_app, box, admin_tokens)))
     app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found})
-    # No 307 to the path without its trailing slash: it has no envelope, and Starlette builds its
-    # Location from the client's Host header (an open redirect). Such a path is not found.
-    app.router.redirect_slashes = False
+    # No 307 to the path without its trailing slash, in any router (the admin API is an app of its
+    # own): it has no envelope, and Starlette builds its Location from the client's Host header
+    # (an open redirect). Such a path is not found.
+    for router in _routers(app.router):
+        router.redirect_slashes = False
     app.add_middleware(ObservabilityMiddleware)
     proxies = parse_networks(settings.trusted_proxies)
     if proxies:  # outermost: every layer, limits and allow-lists included, sees the real client
         app.add_middleware(TrustedProxies, networks=proxies)
     app.state.flexearn = engine_app
     return app
+
+
+def _routers(router: Router) -> Iterator[Router]:
+    """`router` and every router mounted under it."""
+    yield router
+    for route in router.routes:
+        inner = route.app if isinstance(route, Mount) else None
+        if isinstance(inner, Starlette):
+            inner = inner.router
+        if isinstance(inner, Router):
+            yield from _routers(inner)
 
 
 def _limits(settings: Settings, engine_app: Flexearn) -> tuple[RateLimiter, ReplayMemory]:
