@@ -303,6 +303,16 @@ def test_the_shared_window_counts_accepted_hits_only_and_expires(redis: PrivateR
     time.sleep(0.35)
     assert asyncio.run(hits()) == [True, True, True, False, False, False]  # a window later: three again
 
+    async def looks(limit: int) -> list[bool | None]:  # whether a hit would pass, recording none
+        return [await first.allow("fail", "key:1", limit, 60, record=False) for _ in range(5)]
+
+    assert asyncio.run(looks(1)) == [True] * 5
+    assert client.zcard("flexearn:limit:fail:key:1") == 0
+    assert asyncio.run(second.allow("fail", "key:1", 1, 60)) is True  # a failure, recorded
+    assert asyncio.run(looks(1)) == [False] * 5  # seen by the other process
+    assert asyncio.run(looks(2)) == [True] * 5
+    assert client.zcard("flexearn:limit:fail:key:1") == 1
+
     assert first.claim("replay:sig", 500) is True
     assert second.claim("replay:sig", 500) is False
     assert 0 < client.pttl("flexearn:replay:sig") <= 500

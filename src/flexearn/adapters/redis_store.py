@@ -39,7 +39,8 @@ RECONNECT_ON = (redis.ConnectionError,)
 # A sliding-window log, atomically: drop the hits older than the window, refuse when `limit`
 # remain (a refused request is not counted), else record this hit. The clock is Redis's own
 # (TIME), so processes on machines whose clocks differ still share one window.
-# KEYS[1]: the window; ARGV: limit, window (µs), this hit's unique member.
+# KEYS[1]: the window; ARGV: limit, window (µs), this hit's unique member ("": only look, record
+# nothing).
 SLIDING_WINDOW = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -47,6 +48,9 @@ local window = tonumber(ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then
     return 0
+end
+if ARGV[3] == '' then
+    return 1
 end
 redis.call('ZADD', KEYS[1], now, ARGV[3])
 redis.call('PEXPIRE', KEYS[1], math.ceil(window / 1000) + 1000)
@@ -124,14 +128,16 @@ class SharedStore:
         self._members = itertools.count()
         self._me = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
-    async def allow(self, bucket: str, who: str, limit: int, window_seconds: float) -> bool | None:
-        """Record a hit in the shared window of (bucket, who) if fewer than `limit` are in it;
-        None when Redis cannot say."""
+    async def allow(
+        self, bucket: str, who: str, limit: int, window_seconds: float, *, record: bool = True
+    ) -> bool | None:
+        """Record a hit in the shared window of (bucket, who) if fewer than `limit` are in it (not
+        `record`: only say whether one would be); None when Redis cannot say."""
         started = self.breaker.may_try()
         if started is None:
             return None
         script = self._window_script()
-        member = f"{self._me}-{next(self._members)}"
+        member = f"{self._me}-{next(self._members)}" if record else ""
         key = f"{PREFIX}limit:{bucket}:{who}"
         try:
             async with asyncio.timeout(2 * TIMEOUT_SECONDS):  # connect + answer, at most

@@ -21,7 +21,7 @@ from starlette.routing import Route
 from flexearn.adapters import db
 from flexearn.adapters.clock import wall_ms
 from flexearn.api.admission import Admission
-from flexearn.api.auth import AuthFailure, Caller, SignedRequest, Verifier, raw_target
+from flexearn.api.auth import AuthFailure, Caller, Failure, SignedRequest, Verifier, raw_target
 from flexearn.api.params import Params, json_object
 from flexearn.api.ratelimit import RateLimiter
 from flexearn.bootstrap import Flexearn
@@ -88,6 +88,20 @@ class TableDialect:
 
 Handler = Callable[[Flexearn, Caller | None, Params], Any]
 
+# Guessing a passphrase (with a leaked secret) or a secret, throttled: after FAILURES_PER_ADDRESS
+# bad signatures or passphrases from one address, or FAILURES_PER_KEY from anywhere, within
+# FAILURE_WINDOW_S, the key's requests (from that address, or from all) are answered "too many
+# requests" unchecked until the window holds fewer. Refusals are not counted, so a lock lasts at
+# most the window; the per-address limit is the lower one so that someone who only knows the key
+# (it travels in headers and logs) cannot lock its owner out from one address.
+FAILURES_PER_ADDRESS, FAILURES_PER_KEY = 10, 100
+FAILURE_WINDOW_S = 60.0
+FAILURES_BUCKET = "auth-failures"
+COUNTED_FAILURES = frozenset({Failure.BAD_SIGNATURE, Failure.BAD_PASSPHRASE})
+TOO_MANY_FAILURES = (
+    f"Too many failed signatures or passphrases for this API key: try again within {FAILURE_WINDOW_S:.0f} s"
+)
+
 
 @dataclass(frozen=True)
 class Endpoint:
@@ -126,9 +140,7 @@ class Facade:
                 if spec.permission is None:
                     await self._limit(spec, f"ip:{ip}")
                 else:
-                    caller = await self.admission.run(
-                        deadline, self._authenticate, request, body, ip, spec.permission
-                    )
+                    caller = await self._authenticate(deadline, request, body, ip, spec.permission)
                     await self._limit(spec, f"user:{caller.user_id}")
                 values = dialect.body(body) if spec.method == "POST" else request.query_params
                 params = dialect.params(values)
@@ -155,14 +167,28 @@ class Facade:
         if not await self.limiter.allow(f"{self.dialect.name}:{spec.path}", who, spec.per_second):
             raise self.dialect.too_many
 
-    def _authenticate(self, request: Request, body: bytes, ip: str, permission: str) -> Caller:
+    async def _authenticate(
+        self, deadline: db.Deadline, request: Request, body: bytes, ip: str, permission: str
+    ) -> Caller:
+        """The caller, or the exchange's refusal; a key (and a key from one address) that failed
+        too often lately is refused before its signature is even checked (see `FAILURES_PER_KEY`)."""
         signed = self.dialect.signed_request(
             request.method, raw_target(request.scope), body, request.headers, ip
         )
+        counted = ((f"{signed.api_key}@{ip}", FAILURES_PER_ADDRESS), (signed.api_key, FAILURES_PER_KEY))
+        for who, limit in counted:
+            if not await self.limiter.allow(FAILURES_BUCKET, who, limit, FAILURE_WINDOW_S, record=False):
+                raise WireError(self.dialect.too_many.code, TOO_MANY_FAILURES, self.dialect.too_many.status)
         try:
-            return self.verifier.verify(signed, wall_ms(), permission)
+            return await self.admission.run(deadline, self._verify, signed, permission)
         except AuthFailure as failure:
+            if failure.failure in COUNTED_FAILURES:
+                for who, limit in counted:
+                    await self.limiter.allow(FAILURES_BUCKET, who, limit, FAILURE_WINDOW_S)
             raise self.dialect.auth_error(failure) from None
+
+    def _verify(self, signed: SignedRequest, permission: str) -> Caller:
+        return self.verifier.verify(signed, wall_ms(), permission)
 
 
 def _first_line(error: Exception) -> str:

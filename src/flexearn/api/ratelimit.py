@@ -1,6 +1,7 @@
 """Request rate limits: a sliding one-window log per (bucket, identity).
 
-Each façade asks `await allow(bucket, who, limit, per_seconds)`; a refused request is not counted.
+Each façade asks `await allow(bucket, who, limit, per_seconds)`; a refused request is not counted;
+`record=False` only asks whether a hit would be allowed (for limits on failures, counted apart).
 `RateLimiter` keeps the windows in this process: right for one process, but N processes would
 each allow the limit (N times it in all). `SharedRateLimiter` keeps them in Redis, so every
 process counts against one window, and falls back to its own windows while Redis is unreachable.
@@ -28,20 +29,28 @@ class RateLimiter:
         self._hits: dict[tuple[str, str], deque[float]] = {}
         self._lock = threading.Lock()
 
-    async def allow(self, bucket: str, who: str, limit: int, per_seconds: float = 1.0) -> bool:
-        return self.allow_here(bucket, who, limit, per_seconds)
+    async def allow(
+        self, bucket: str, who: str, limit: int, per_seconds: float = 1.0, *, record: bool = True
+    ) -> bool:
+        return self.allow_here(bucket, who, limit, per_seconds, record=record)
 
-    def allow_here(self, bucket: str, who: str, limit: int, per_seconds: float = 1.0) -> bool:
+    def allow_here(
+        self, bucket: str, who: str, limit: int, per_seconds: float = 1.0, *, record: bool = True
+    ) -> bool:
         now = self._now()
         key = (bucket, who)
         with self._lock:
             hits = self._hits.get(key)
             if hits is None:
+                if not record:
+                    return True
                 hits = self._hits[key] = deque()
             while hits and hits[0] <= now - per_seconds:
                 hits.popleft()
             if len(hits) >= limit:
                 return False
+            if not record:
+                return True
             hits.append(now)
             if len(self._hits) > 100_000:  # forget idle identities now and then
                 self._sweep(now)
@@ -59,9 +68,11 @@ class SharedRateLimiter(RateLimiter):
         super().__init__()
         self.store = store
 
-    async def allow(self, bucket: str, who: str, limit: int, per_seconds: float = 1.0) -> bool:
-        shared = await self.store.allow(bucket, who, limit, per_seconds)
+    async def allow(
+        self, bucket: str, who: str, limit: int, per_seconds: float = 1.0, *, record: bool = True
+    ) -> bool:
+        shared = await self.store.allow(bucket, who, limit, per_seconds, record=record)
         if shared is None:
             observe_redis_fallback("rate_limit")
-            return self.allow_here(bucket, who, limit, per_seconds)
+            return self.allow_here(bucket, who, limit, per_seconds, record=record)
         return shared
