@@ -184,7 +184,7 @@ def test_quota_sells_out_and_frees_again(app: Flexearn) -> None:
         app,
         quota="1000",
         apyType="single",
-        apyList=[{"minStepVal": "0", "maxStepVal": "1e9", "currentApy": "5"}],
+        apyList=[{"minStepVal": "0", "maxStepVal": "1000000000", "currentApy": "5"}],
     )
     alice, bob = funded_user(app), funded_user(app, D(5000))
     catalog.subscribe(app.uow(), alice, product, "flexible", D(700))

@@ -167,7 +167,9 @@ def _parse_tiers(raw: Any) -> list[Tier]:
             )
             for i, r in enumerate(raw)
         ]
-    except (KeyError, TypeError, ValueError, AttributeError, InvalidParameter):
+    except InvalidParameter:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError):
         raise InvalidParameter("apyList", "tiers need minStepVal, maxStepVal and currentApy") from None
 
 
