@@ -79,6 +79,11 @@ def test_refusals_exit_non_zero_with_the_reason(database_url: str) -> None:
     proc = flexearn(db, "clock", "advance", "--hours", "1")
     assert proc.returncode == 2
     assert "only a simulated clock" in json.loads(proc.stdout)["message"]
+    for amount in ("1E-60", " 1", "1_0", "１", "+3"):  # the façades' grammar: refused, not misread
+        proc = flexearn(db, "deposit", "dave", "BTC", amount)
+        assert proc.returncode == 2, amount
+        assert "is not a plain decimal number" in proc.stderr
+    assert run(db, "balance", "dave")["funding"] == []
 
 
 @pytest.mark.slow
