@@ -18,6 +18,7 @@ from flexearn.api.bitget.routes import ENDPOINTS as BITGET_ENDPOINTS
 from flexearn.api.bitget.wire import BitgetDialect
 from flexearn.api.dashboard import routes as dashboard_routes
 from flexearn.api.facade import Facade
+from flexearn.api.limits import BodyLimits
 from flexearn.api.okx.errors import OkxError
 from flexearn.api.okx.routes import ENDPOINTS as OKX_ENDPOINTS
 from flexearn.api.okx.wire import OkxDialect
@@ -69,6 +70,9 @@ def create_app(settings: Settings, flexearn: Flexearn | None = None, *, demo: bo
     # No 307 to the path without its trailing slash: it has no envelope, and Starlette builds its
     # Location from the client's Host header (an open redirect). Such a path is not found.
     app.router.redirect_slashes = False
+    # Inside the observability layer (a refusal is logged and counted), outside every route: a
+    # body is bounded before any handler or authentication reads it.
+    app.add_middleware(BodyLimits, max_bytes=settings.max_body_bytes, timeout=settings.body_timeout)
     app.add_middleware(ObservabilityMiddleware)
     proxies = parse_networks(settings.trusted_proxies)
     if proxies:  # outermost: every layer, limits and allow-lists included, sees the real client
