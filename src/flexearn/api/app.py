@@ -97,7 +97,12 @@ def _limits(settings: Settings, engine_app: Flexearn) -> tuple[RateLimiter, Repl
 
 
 def factory() -> Starlette:
-    """For ASGI servers: `granian --interface asgi --factory flexearn.api.app:factory`."""
+    """For ASGI servers: `granian --interface asgi --factory flexearn.api.app:factory`.
+
+    Bodies are bounded by the app itself; the connection limits `flexearn serve` sets
+    (`api/listener.py`) are then the server's flags: with granian `--http 1`,
+    `--http1-header-read-timeout`, `--http1-buffer-size`, `--backlog`, `--backpressure`.
+    """
     settings = Settings.from_env()
     configure_logging(settings.log_level)
     return create_app(settings)
