@@ -21,12 +21,13 @@ import resource
 import selectors
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 
@@ -47,12 +48,21 @@ JSON = "Content-Type: application/json"
 class Server:
     proc: subprocess.Popen[bytes]
     port: int
+    log: IO[bytes]  # what the server wrote: its JSON log lines
+
+    def access_lines(self, path: str) -> list[dict[str, Any]]:
+        self.log.seek(0)
+        lines = [json.loads(line) for line in self.log.read().splitlines() if line.startswith(b"{")]
+        return [line for line in lines if line.get("logger") == "flexearn.access" and line["path"] == path]
 
 
 @contextlib.contextmanager
 def serve(database_url: str, env: dict[str, str]) -> Iterator[Server]:
-    with server_process(database_url, generate_master_key(), env=env) as (proc, base):
-        yield Server(proc, int(base.rsplit(":", 1)[1]))
+    with (
+        tempfile.TemporaryFile() as log,
+        server_process(database_url, generate_master_key(), env=env, log=log) as (proc, base),
+    ):
+        yield Server(proc, int(base.rsplit(":", 1)[1]), log)
 
 
 @pytest.fixture(scope="module")
@@ -459,3 +469,16 @@ def test_an_idle_keep_alive_connection_is_closed_after_the_idle_timeout(server: 
         seconds = closed_after(sock, limit_s=3 * CUT_BY_S)  # … until it idles for the timeout
     assert seconds is not None, "an idle keep-alive connection was kept open"
     assert TIMEOUT_S - 0.5 <= seconds <= CUT_BY_S, seconds
+
+
+def test_a_client_leaving_mid_body_is_logged_499_not_as_a_server_error(server: Server) -> None:
+    path = "/api/v5/finance/savings/set-lending-rate"  # a path no other test here posts to
+    with connect(server.port) as sock:
+        sock.sendall(head("POST", path, "Content-Length: 1000", JSON) + b'{"ccy":')
+        time.sleep(0.3)
+    deadline = time.monotonic() + 10
+    while not (lines := server.access_lines(path)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert [(line["status"], line["code"]) for line in lines] == [(499, "client_disconnected")]
+    server.log.seek(0)
+    assert b"Traceback" not in server.log.read()

@@ -34,6 +34,7 @@ from flexearn.api.bitget.wire import BitgetDialect
 from flexearn.api.okx.errors import OkxError
 from flexearn.api.okx.wire import OkxDialect
 from flexearn.observability import context
+from flexearn.observability.middleware import CLIENT_CLOSED
 
 TOO_LARGE = 413
 TOO_SLOW = 408
@@ -76,7 +77,7 @@ class BodyLimits:
             if body:  # else the client went away: nobody to answer
                 await self._refuse(scope, send, body)
             else:
-                context.note_code("client_disconnected")
+                context.note_code(CLIENT_CLOSED)  # logged and counted as 499
             return
         replayed = False
 
