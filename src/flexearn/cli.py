@@ -23,6 +23,7 @@ from granian.constants import Interfaces
 from flexearn.adapters.db import current_revision
 from flexearn.adapters.repository import user_id_by_name
 from flexearn.adapters.secrets import SecretBox, generate_master_key
+from flexearn.api import listener
 from flexearn.api.admin.auth import parse_tokens
 from flexearn.api.proxy import parse_networks
 from flexearn.bootstrap import Flexearn
@@ -676,7 +677,10 @@ def serve_cmd(
 
     Needs FLEXEARN_MASTER_KEY, and FLEXEARN_ADMIN_TOKEN unless FLEXEARN_DEMO=1.
     """
-    settings = Settings.from_env()
+    try:  # a malformed or out-of-range setting stops serve here, not in each worker
+        settings = Settings.from_env()
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
     url = db_url or settings.database_url
     os.environ["FLEXEARN_DATABASE_URL"] = url  # the worker processes read their settings from here
     if log_level:
@@ -716,12 +720,14 @@ def serve_cmd(
         factory=True,
         log_access=False,
         log_dictconfig=logs_dict_config(level),
+        **listener.server_options(settings),  # idle or slow connections cannot lock clients out
     )
     logging.getLogger("flexearn.serve").info(
-        "flexearn serving on http://%s:%d (%d worker(s)), database %s",
+        "flexearn serving on http://%s:%d (%d worker(s), %d connections each), database %s",
         host,
         port,
         workers,
+        server.backpressure,
         app.engine.url.render_as_string(hide_password=True),
     )
     try:

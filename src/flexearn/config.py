@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 DEFAULT_DATABASE_URL = "sqlite:///flexearn.db"
 
@@ -44,6 +46,17 @@ class Settings:
     # settles a period in one transaction; N > 1 lets the standby workers apply ranges alongside
     # the settler, each range in its own transaction, while trading in that currency waits.
     settlement_ranges: int = 1
+    # What one client may make the HTTP server hold (api/limits.py, api/listener.py). The largest
+    # request body, in bytes, on every path (façades, admin API, dashboard): a larger one is
+    # refused with 413 before authentication, a declared one without reading it, a streamed one as
+    # soon as it passes the limit. Seconds a client has to send a request's headers, counted from
+    # the connection's opening or the previous answer (so also how long an idle keep-alive
+    # connection is kept), and to send its body once the headers are in (else 408). Connections
+    # each API process holds at once (more wait in the kernel's listen queue).
+    max_body_bytes: int = 65536
+    header_timeout: float = 10.0
+    body_timeout: float = 10.0
+    max_connections: int = 10000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -63,6 +76,10 @@ class Settings:
             rate_history_days=int(env.get("FLEXEARN_RATE_HISTORY_DAYS", "0")),
             trusted_proxies=env.get("FLEXEARN_TRUSTED_PROXIES", ""),
             settlement_ranges=_ranges(env.get("FLEXEARN_SETTLEMENT_RANGES", "1")),
+            max_body_bytes=_bounded(env, "FLEXEARN_MAX_BODY_BYTES", 65536, 1024, 64 * 1024 * 1024),
+            header_timeout=_bounded(env, "FLEXEARN_HEADER_TIMEOUT", 10.0, 1.0, 3600.0),
+            body_timeout=_bounded(env, "FLEXEARN_BODY_TIMEOUT", 10.0, 0.1, 3600.0),
+            max_connections=_bounded(env, "FLEXEARN_MAX_CONNECTIONS", 10000, 16, 1_000_000),
         )
 
 
@@ -74,3 +91,23 @@ def _ranges(text: str) -> int:
     if not 1 <= ranges <= MAX_SETTLEMENT_RANGES:
         raise ValueError(f"FLEXEARN_SETTLEMENT_RANGES: 1 to {MAX_SETTLEMENT_RANGES}, not {ranges}")
     return ranges
+
+
+_INTEGER = re.compile(r"[0-9]{1,12}")
+_DECIMAL = re.compile(r"[0-9]{1,12}(\.[0-9]{1,12})?")
+Number = TypeVar("Number", int, float)
+
+
+def _bounded(env: Mapping[str, str], name: str, default: Number, low: Number, high: Number) -> Number:
+    """`name` read as the type of `default`, from ASCII digits (and a decimal point for a float;
+    no sign, exponent, space or `_`), with low ≤ value ≤ high."""
+    text = env.get(name)
+    if text is None:
+        return default
+    grammar = _INTEGER if isinstance(default, int) else _DECIMAL
+    if not grammar.fullmatch(text):
+        raise ValueError(f"{name}: a number from {low} to {high}, not {text!r}")
+    value = type(default)(text)
+    if not low <= value <= high:
+        raise ValueError(f"{name}: {low} to {high}, not {text}")
+    return value

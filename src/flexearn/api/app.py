@@ -20,6 +20,7 @@ from flexearn.api.bitget.routes import ENDPOINTS as BITGET_ENDPOINTS
 from flexearn.api.bitget.wire import BitgetDialect
 from flexearn.api.dashboard import routes as dashboard_routes
 from flexearn.api.facade import Facade
+from flexearn.api.limits import BodyLimits
 from flexearn.api.okx.errors import OkxError
 from flexearn.api.okx.routes import ENDPOINTS as OKX_ENDPOINTS
 from flexearn.api.okx.wire import OkxDialect
@@ -73,6 +74,9 @@ def create_app(settings: Settings, flexearn: Flexearn | None = None, *, demo: bo
     # (an open redirect). Such a path is not found.
     for router in _routers(app.router):
         router.redirect_slashes = False
+    # Inside the observability layer (a refusal is logged and counted), outside every route: a
+    # body is bounded before any handler or authentication reads it.
+    app.add_middleware(BodyLimits, max_bytes=settings.max_body_bytes, timeout=settings.body_timeout)
     app.add_middleware(ObservabilityMiddleware)
     proxies = parse_networks(settings.trusted_proxies)
     if proxies:  # outermost: every layer, limits and allow-lists included, sees the real client
@@ -108,7 +112,12 @@ def _limits(settings: Settings, engine_app: Flexearn) -> tuple[RateLimiter, Repl
 
 
 def factory() -> Starlette:
-    """For ASGI servers: `granian --interface asgi --factory flexearn.api.app:factory`."""
+    """For ASGI servers: `granian --interface asgi --factory flexearn.api.app:factory`.
+
+    Bodies are bounded by the app itself; the connection limits `flexearn serve` sets
+    (`api/listener.py`) are then the server's flags: with granian `--http 1`,
+    `--http1-header-read-timeout`, `--http1-buffer-size`, `--backlog`, `--backpressure`.
+    """
     settings = Settings.from_env()
     configure_logging(settings.log_level)
     return create_app(settings)

@@ -18,6 +18,7 @@ from granian.log import LogLevels
 
 from flexearn.adapters.clock import HOUR_MS
 from flexearn.adapters.secrets import SecretBox, generate_master_key
+from flexearn.api import listener
 from flexearn.bootstrap import Flexearn
 from flexearn.config import Settings
 from flexearn.demo.banner import banner, hour_line
@@ -74,6 +75,7 @@ def run(
             factory=True,
             log_access=False,
             log_level=LogLevels.warning,  # the banner says where it serves
+            **listener.server_options(settings),
         )
         text = banner(
             base, database_url, world, seed=options.seed, speed=options.speed, history=options.history_hours

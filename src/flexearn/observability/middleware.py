@@ -15,6 +15,9 @@ from flexearn.observability.metrics import observe_request
 log = logging.getLogger("flexearn.access")
 _CONVERTOR = re.compile(r":\w+}")
 
+# The code of a request whose client went away before it could be answered (api/limits.py).
+CLIENT_CLOSED = "client_disconnected"
+
 # Which façade a path belongs to, by prefix (the first match wins).
 FACADES = (
     ("/api/v5/", "okx"),
@@ -68,6 +71,8 @@ class ObservabilityMiddleware:
             try:
                 await self.app(scope, receive, send_with_id)
             finally:
+                if info.code == CLIENT_CLOSED and status == 500:  # left before it was answered
+                    status = 499  # nginx's "client closed request": not a server error
                 self._record(scope, info, status, time.perf_counter() - started)
 
     def _record(self, scope: Scope, info: context.RequestInfo, status: int, seconds: float) -> None:
