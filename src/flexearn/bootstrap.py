@@ -19,5 +19,9 @@ class Flexearn:
     def uow(self) -> UnitOfWork:
         return UnitOfWork(self.engine)
 
+    def read_uow(self) -> UnitOfWork:
+        """A unit of work for a use case that only reads (see `UnitOfWork`)."""
+        return UnitOfWork(self.engine, read_only=True)
+
     def close(self) -> None:
         self.engine.dispose()

@@ -45,7 +45,9 @@ def create_app(settings: Settings, flexearn: Flexearn | None = None, *, demo: bo
     admin_tokens = parse_tokens(settings.admin_token, demo=demo or settings.demo)
     limiter, replay_window = _limits(settings, engine_app)
     # One verifier for every façade: a key works on each, and a replayed signature is refused on all.
-    verifier = Verifier(lambda api_key: keys.load_key(engine_app.uow(), box, api_key), replays=replay_window)
+    verifier = Verifier(
+        lambda api_key: keys.load_key(engine_app.read_uow(), box, api_key), replays=replay_window
+    )
     admission = Admission.from_settings(settings)  # the process's database slots, shared by all
     facades = [
         Facade(OkxDialect(), OKX_ENDPOINTS, engine_app, limiter, verifier, admission),

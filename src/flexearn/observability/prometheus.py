@@ -103,7 +103,7 @@ class DatabaseCollector(Collector):
         self.engine = engine
 
     def collect(self) -> Iterator[Metric]:
-        snapshot = stats.snapshot(UnitOfWork(self.engine))
+        snapshot = stats.snapshot(UnitOfWork(self.engine, read_only=True))
         families = {
             "savings": ("flexearn_savings_amount", "Market savings held, per currency"),
             "lent": ("flexearn_savings_lent", "Market savings lent in the current hour"),
