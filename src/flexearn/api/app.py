@@ -65,7 +65,7 @@ def create_app(settings: Settings, flexearn: Flexearn | None = None, *, demo: bo
 
     routes: list[BaseRoute] = [route for facade in facades for route in facade.routes()]
     routes += dashboard_routes(engine_app, admin_tokens, admission)  # a user's data: as the admin API
-    routes += ops_routes(engine_app.engine, admission)
+    routes += ops_routes(engine_app.engine, admission, engine_app.figures)
     routes.append(Mount("/admin/v1", admin_app(engine_app, box, admin_tokens)))
     app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found})
     # No 307 to the path without its trailing slash: it has no envelope, and Starlette builds its

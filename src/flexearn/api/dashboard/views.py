@@ -50,8 +50,8 @@ def _since(app: Flexearn, hours: int) -> int:
 def overview(app: Flexearn) -> dict[str, Any]:
     """The clock, and per market its rates now, what is lent and pending, and a day of borrow rates."""
     view = clock_service.show(app.read_uow())
-    summaries = {s.ccy: s for s in market_data.rate_summary(app.read_uow(), None)}
-    now = {s.ccy: s for s in stats.snapshot(app.read_uow()).currencies}
+    summaries = {s.ccy: s for s in market_data.rate_summary(app.read_uow(), None, app.figures)}
+    now = {s.ccy: s for s in stats.snapshot(app.read_uow(), app.figures).currencies}
     since = floor_hour(view.now) - 23 * HOUR_MS
     cards = []
     for market in markets.list_markets(app.read_uow()):
@@ -81,9 +81,9 @@ def market(app: Flexearn, ccy: str, window: str) -> dict[str, Any]:
     """One market: its supply curve with the current match, and its hours over the window."""
     if window not in WINDOWS:
         raise InvalidParameter("window", f"one of {', '.join(WINDOWS)}")
-    depth = operator_views.market_depth(app.read_uow(), ccy)
-    (summary,) = market_data.rate_summary(app.read_uow(), ccy)
-    (current,) = [s for s in stats.snapshot(app.read_uow()).currencies if s.ccy == ccy]
+    depth = operator_views.market_depth(app.read_uow(), ccy, app.figures)
+    (summary,) = market_data.rate_summary(app.read_uow(), ccy, app.figures)
+    (current,) = [s for s in stats.snapshot(app.read_uow(), app.figures).currencies if s.ccy == ccy]
     hours = operator_views.market_hours(app.read_uow(), ccy, _since(app, WINDOWS[window]))
     last = depth.last
     return {

@@ -92,7 +92,7 @@ def lending_rate_summary(app: Flexearn, caller: Caller | None, params: Params) -
             "preRate": wire.amount(s.pre_rate),
             "estRate": wire.amount(s.est_rate),
         }
-        for s in market_data.rate_summary(app.read_uow(), params.currency())
+        for s in market_data.rate_summary(app.read_uow(), params.currency(), app.figures)
     ]
 
 
