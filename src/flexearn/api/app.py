@@ -64,7 +64,8 @@ def create_app(settings: Settings, flexearn: Flexearn | None = None, *, demo: bo
         return JSONResponse(OkxDialect().failure(OkxError("404", "Not Found", 404)), status_code=404)
 
     routes: list[BaseRoute] = [route for facade in facades for route in facade.routes()]
-    routes += dashboard_routes(engine_app, admin_tokens, admission)  # a user's data: as the admin API
+    # a user's data: as the admin API; the public views limited per IP, as the façades' are
+    routes += dashboard_routes(engine_app, admin_tokens, admission, limiter)
     routes += ops_routes(engine_app.engine, admission, engine_app.figures)
     routes.append(Mount("/admin/v1", admin_app(engine_app, box, admin_tokens)))
     app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found})
