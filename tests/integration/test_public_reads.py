@@ -9,24 +9,31 @@ psycopg's cursors), so reads through a raw cursor count too.
 from __future__ import annotations
 
 import random
+import statistics
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import sqlalchemy as sa
 from sqlalchemy import event
 
 from flexearn.adapters import tables as t
-from flexearn.adapters.secrets import generate_master_key
+from flexearn.adapters.secrets import SecretBox, generate_master_key
 from flexearn.api.app import create_app
 from flexearn.bootstrap import Flexearn
 from flexearn.config import Settings
 from flexearn.domain.money import D, plain
-from flexearn.services import market_data, savings, stats
+from flexearn.services import keys, market_data, savings, stats
+from tests.contract.okx_http import OkxHttp
 from tests.helpers import T0, advance, lender, market_world
+from tests.server import running_server
 
 POSITIONS = 3_000  # more than FigureCache.exact_below: the slow path, recomputed at most 10× its cost
 SUMMARY = "/api/v5/finance/savings/lending-rate-summary?ccy=USDT"
@@ -156,3 +163,48 @@ def test_a_cached_figure_moves_after_a_purchase_and_a_settlement(crowded: Flexea
         assert D(pending_after) > D(pending_before)
         assert position_scans(sent) == 1
         assert pending_after == plain(stats.snapshot(crowded.uow()).currencies[0].pending)
+
+
+def test_an_anonymous_poller_does_not_starve_a_trader_on_sqlite(tmp_path: Path) -> None:
+    """The issue's finding, on a real server: a client polling the overview as fast as it can (four
+    connections) while a signed user trades; on SQLite each poll used to hold the write lock for
+    as long as it read every position, and the user's requests answered 503 after their budget."""
+    url = f"sqlite:///{tmp_path / 'busy.db'}"
+    app = Flexearn(url)
+    market_world(app, "USDT", demand=D(2_000_000))
+    many_lenders(app, 20_000)
+    trader = lender(app, "trader", "USDT", D(10), D("0.01"), deposit=D(1_000_000))
+    master = generate_master_key()
+    key = keys.create_key(app.uow(), SecretBox(master), trader, "read,trade")
+    app.close()
+    with running_server(url, master, env={"FLEXEARN_DEMO": "1"}) as base:
+        stop, polled = threading.Event(), Counter[int]()
+
+        def poll() -> None:
+            with httpx.Client(base_url=base, timeout=30) as http:
+                while not stop.is_set():
+                    polled[http.get("/dashboard/api/overview").status_code] += 1
+
+        pollers = [threading.Thread(target=poll) for _ in range(4)]
+        for thread in pollers:
+            thread.start()
+        okx, answers, seconds = OkxHttp(base, key), Counter[tuple[int, str]](), []
+        try:
+            time.sleep(1)  # the pollers are at it
+            for i in range(30):  # bounded: 30 purchases and balance reads, within the 6/s limits
+                started = time.monotonic()
+                if i % 2:
+                    answer = okx.get("/api/v5/finance/savings/balance?ccy=USDT")
+                else:
+                    body = {"ccy": "USDT", "amt": "1", "side": "purchase", "rate": "0.01"}
+                    answer = okx.post("/api/v5/finance/savings/purchase-redempt", body)
+                seconds.append(time.monotonic() - started)
+                answers[answer.status_code, answer.json()["code"]] += 1
+                time.sleep(0.2)
+        finally:
+            stop.set()
+            for thread in pollers:
+                thread.join(60)
+    assert answers == {(200, "0"): 30}, f"the trader got {dict(answers)} while the pollers got {dict(polled)}"
+    assert statistics.median(seconds) < 0.5
+    assert polled[200] > 0
