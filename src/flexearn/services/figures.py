@@ -73,8 +73,19 @@ class Totals:
 
 
 def read_book(conn: sa.Connection, ccy: str) -> Book:
-    """Every position of `ccy`, read and summed (amounts add up here: SQLite keeps them as text)."""
+    """Every position of `ccy`, summed: by PostgreSQL (exact NUMERIC sums, a row per rate), or here
+    on SQLite, which keeps amounts as text and may not add them up in SQL."""
     p = t.position
+    if conn.dialect.name == "postgresql":
+        offered = sa.func.sum(sa.case((p.c.amt > ZERO, p.c.amt)), type_=t.Amount)
+        query = sa.select(p.c.rate, offered, sa.func.sum(p.c.amt), sa.func.sum(p.c.loan), sa.func.count())
+        groups = conn.execute(query.where(p.c.ccy == ccy).group_by(p.c.rate).order_by(p.c.rate)).all()
+        return Book(
+            tuple((rate, amount) for rate, amount, *_ in groups if amount is not None),
+            sum((g[2] for g in groups), ZERO),
+            sum((g[3] for g in groups), ZERO),
+            sum(g[4] for g in groups),
+        )
     by_rate: dict[Decimal, Decimal] = {}
     amount = lent = ZERO
     rows = 0
