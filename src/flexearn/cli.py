@@ -181,7 +181,7 @@ def currency_add(ctx: click.Context, app: Flexearn, ccy: str, precision: int) ->
 
 
 def _user_id(app: Flexearn, name: str) -> int:
-    with app.uow() as uow:
+    with app.read_uow() as uow:
         return user_id_by_name(uow.conn, name)
 
 
@@ -221,8 +221,8 @@ def balance_cmd(ctx: click.Context, app: Flexearn, user_name: str) -> None:
     emit(
         ctx,
         {
-            "funding": accounts.funding_balances(app.uow(), user_id),
-            "savings": savings.positions(app.uow(), user_id),
+            "funding": accounts.funding_balances(app.read_uow(), user_id),
+            "savings": savings.positions(app.read_uow(), user_id),
         },
     )
 
@@ -271,7 +271,7 @@ def market_set(
 
 @command(market, "list")
 def market_list(ctx: click.Context, app: Flexearn) -> None:
-    emit(ctx, markets.list_markets(app.uow()))
+    emit(ctx, markets.list_markets(app.read_uow()))
 
 
 @command(market, "post-demand")
@@ -325,7 +325,7 @@ def clock() -> None:
 
 
 def _clock_view(app: Flexearn, view: clock_service.ClockView | None = None) -> dict[str, Any]:
-    view = view or clock_service.show(app.uow())
+    view = view or clock_service.show(app.read_uow())
     return {"mode": view.mode, "now": view.now, "iso": iso(view.now), "speed": view.speed}
 
 
@@ -593,7 +593,7 @@ def product_status(ctx: click.Context, app: Flexearn, product_id: int, status: s
 
 @command(product, "list")
 def product_list(ctx: click.Context, app: Flexearn) -> None:
-    emit(ctx, catalog.list_products(app.uow(), None, None, "all"))
+    emit(ctx, catalog.list_products(app.read_uow(), None, None, "all"))
 
 
 @main.group()
@@ -635,7 +635,7 @@ def key_create(
 @command(key, "list")
 @click.argument("user_name")
 def key_list(ctx: click.Context, app: Flexearn, user_name: str) -> None:
-    emit(ctx, keys.list_keys(app.uow(), _user_id(app, user_name)))
+    emit(ctx, keys.list_keys(app.read_uow(), _user_id(app, user_name)))
 
 
 @command(key, "revoke")
@@ -820,7 +820,7 @@ def history_prune(ctx: click.Context, app: Flexearn, lending_days: int | None, r
         )
     except ValueError as error:
         raise click.BadParameter(str(error)) from None
-    with app.uow() as uow:
+    with app.read_uow() as uow:
         now = uow.now()
     try:
         pruned = retention.prune(app.engine, policy, now)

@@ -48,7 +48,9 @@ def create_app(settings: Settings, flexearn: Flexearn | None = None, *, demo: bo
     admin_tokens = parse_tokens(settings.admin_token, demo=demo or settings.demo)
     limiter, replay_window = _limits(settings, engine_app)
     # One verifier for every façade: a key works on each, and a replayed signature is refused on all.
-    verifier = Verifier(lambda api_key: keys.load_key(engine_app.uow(), box, api_key), replays=replay_window)
+    verifier = Verifier(
+        lambda api_key: keys.load_key(engine_app.read_uow(), box, api_key), replays=replay_window
+    )
     admission = Admission.from_settings(settings)  # the process's database slots, shared by all
     facades = [
         Facade(OkxDialect(), OKX_ENDPOINTS, engine_app, limiter, verifier, admission),
@@ -65,8 +67,9 @@ def create_app(settings: Settings, flexearn: Flexearn | None = None, *, demo: bo
         return JSONResponse(OkxDialect().failure(OkxError("404", "Not Found", 404)), status_code=404)
 
     routes: list[BaseRoute] = [route for facade in facades for route in facade.routes()]
-    routes += dashboard_routes(engine_app, admin_tokens, admission)  # a user's data: as the admin API
-    routes += ops_routes(engine_app.engine, admission)
+    # a user's data: as the admin API; the public views limited per IP, as the façades' are
+    routes += dashboard_routes(engine_app, admin_tokens, admission, limiter)
+    routes += ops_routes(engine_app.engine, admission, engine_app.figures)
     routes.append(Mount("/admin/v1", admin_app(engine_app, box, admin_tokens)))
     app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found})
     # No 307 to the path without its trailing slash, in any router (the admin API is an app of its

@@ -23,7 +23,7 @@ PREFIX = "/api/v5"
 
 
 def balance(app: Flexearn, caller: Caller | None, params: Params) -> list[Any]:
-    positions = savings.positions(app.uow(), _user(caller), params.currency())
+    positions = savings.positions(app.read_uow(), _user(caller), params.currency())
     return [
         {
             "earnings": wire.amount(p.earnings),
@@ -69,7 +69,7 @@ def _page(params: Params) -> market_data.Page:
 
 
 def lending_history(app: Flexearn, caller: Caller | None, params: Params) -> list[Any]:
-    records = market_data.lending_history(app.uow(), _user(caller), params.currency(), _page(params))
+    records = market_data.lending_history(app.read_uow(), _user(caller), params.currency(), _page(params))
     return [
         {
             "ccy": r.ccy,
@@ -92,7 +92,7 @@ def lending_rate_summary(app: Flexearn, caller: Caller | None, params: Params) -
             "preRate": wire.amount(s.pre_rate),
             "estRate": wire.amount(s.est_rate),
         }
-        for s in market_data.rate_summary(app.uow(), params.currency())
+        for s in market_data.rate_summary(app.read_uow(), params.currency(), app.figures)
     ]
 
 
@@ -105,7 +105,7 @@ def lending_rate_history(app: Flexearn, caller: Caller | None, params: Params) -
             "lendingRate": wire.amount(r.lending_rate),
             "ts": str(r.ts),
         }
-        for r in market_data.rate_history(app.uow(), params.currency(), _page(params))
+        for r in market_data.rate_history(app.read_uow(), params.currency(), _page(params))
     ]
 
 
@@ -131,7 +131,7 @@ def asset_balances(app: Flexearn, caller: Caller | None, params: Params) -> list
             "ccy": b.ccy,
             "frozenBal": wire.amount(b.frozen),
         }
-        for b in accounts.funding_balances(app.uow(), _user(caller))
+        for b in accounts.funding_balances(app.read_uow(), _user(caller))
         if (ccys is None or b.ccy in ccys) and (b.available or b.frozen)
     ]
 
@@ -157,7 +157,7 @@ def asset_currencies(app: Flexearn, caller: Caller | None, params: Params) -> li
             "maxFee": "0",
             "mainNet": True,
         }
-        for c in accounts.list_currencies(app.uow())
+        for c in accounts.list_currencies(app.read_uow())
         if ccys is None or c.ccy in ccys
     ]
 
@@ -172,7 +172,7 @@ def public_instruments(app: Flexearn, caller: Caller | None, params: Params) -> 
         raise errors.invalid("instType", "SPOT, MARGIN, SWAP, FUTURES or OPTION")
     if inst_type != "SPOT":
         return []
-    currencies = accounts.list_currencies(app.uow())
+    currencies = accounts.list_currencies(app.read_uow())
     if QUOTE not in {c.ccy for c in currencies}:
         return []
     wanted = params.text("instId")
