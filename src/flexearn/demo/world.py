@@ -58,8 +58,9 @@ PRODUCTS: list[dict[str, Any]] = [
         "advanceRedeem": "Yes", "singleMinAmount": "0.001", "singleMaxAmount": "10", "quota": "40",
         "subscribePrecision": "8", "profitPrecision": "8",
     },
-    {
-        "coin": "USDC", "periodType": "flexible", "apyType": "single", "productLevel": "VIP",
+    {  # not VIP-only: Bitget documents the level as `VIP` and typed-bitget's product list admits
+       # only `vip` (its records and assets admit `VIP`), so a listed VIP product fails its validation
+        "coin": "USDC", "periodType": "flexible", "apyType": "single",
         "apyList": [{"minStepVal": "0", "maxStepVal": "1000000", "currentApy": "12"}],
         "singleMinAmount": "100", "singleMaxAmount": "100000", "quota": "1000000",
         "subscribePrecision": "6", "profitPrecision": "6",
