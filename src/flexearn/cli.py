@@ -28,6 +28,8 @@ from flexearn.api.admin.auth import parse_tokens
 from flexearn.api.proxy import parse_networks
 from flexearn.bootstrap import Flexearn
 from flexearn.config import Settings
+from flexearn.demo import keyfile as demo_keyfile
+from flexearn.demo import restart as demo_restart
 from flexearn.demo import runner as demo_runner
 from flexearn.domain.demand import SimulatedDemand
 from flexearn.domain.errors import FlexearnError
@@ -743,7 +745,14 @@ DEMO_DATABASE = "flexearn-demo.db"
 
 
 @main.command("demo")
-@click.option("--db", "db_url", default=None, help=f"Database URL (default: a fresh {DEMO_DATABASE}).")
+@click.option(
+    "--db", "db_url", default=None, help=f"Database URL (default: {DEMO_DATABASE}, built on first use)."
+)
+@click.option(
+    "--reset",
+    is_flag=True,
+    help="Delete the demo database (a SQLite file) and build the world afresh; the key file's key is kept.",
+)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8080, show_default=True)
 @click.option(
@@ -775,16 +784,25 @@ def demo_cmd(
     start: datetime | None,
     history_hours: int,
     hours: int | None,
+    reset: bool,
 ) -> None:
-    """A sandbox: seeded markets, products and a funded user with a key; HTTP, dashboard and a fast clock."""
+    """A sandbox: seeded markets, products and a funded user with a key; HTTP, dashboard and a fast clock.
+
+    The first start builds the world; later starts on the same database resume it (history,
+    positions, the key in the key file beside the database, the clock from where it stopped).
+    --seed, --start and --history shape a world being built.
+    """
     try:
         demo_runner.ensure_port_free(host, port)
     except demo_runner.PortInUse as error:
         raise click.ClickException(str(error)) from None
-    if db_url is None:
+    db_url = db_url or f"sqlite:///{DEMO_DATABASE}"
+    database = demo_keyfile.sqlite_file(db_url)
+    if reset:
+        if database is None:
+            raise click.ClickException("--reset deletes a SQLite file; drop another database yourself")
         for suffix in ("", "-wal", "-shm"):
-            Path(DEMO_DATABASE + suffix).unlink(missing_ok=True)
-        db_url = f"sqlite:///{DEMO_DATABASE}"
+            Path(f"{database}{suffix}").unlink(missing_ok=True)
     options = demo_runner.DemoOptions(
         host=host,
         port=port,
@@ -794,7 +812,12 @@ def demo_cmd(
         start=None if start is None else int(start.replace(tzinfo=UTC).timestamp() * 1000),
         history_hours=max(history_hours, 0),
     )
-    demo_runner.run(db_url, Settings.from_env(), options, run_scheduler, click.echo)
+    try:
+        demo_runner.run(
+            db_url, Settings.from_env(), options, run_scheduler, click.echo, demo_keyfile.path_for(db_url)
+        )
+    except (demo_restart.CannotResume, demo_keyfile.KeyFileError) as error:
+        raise click.ClickException(str(error)) from None
 
 
 @main.group()

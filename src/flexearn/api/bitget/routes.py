@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from flexearn.adapters.clock import wall_ms
 from flexearn.api.auth import Caller
 from flexearn.api.bitget import errors
 from flexearn.api.bitget.wire import amount, ms
@@ -14,7 +13,7 @@ from flexearn.api.facade import user_of as _user
 from flexearn.api.params import Params
 from flexearn.bootstrap import Flexearn
 from flexearn.domain.catalog import PeriodType, Product, Tier
-from flexearn.services import accounts, catalog, catalog_views
+from flexearn.services import accounts, catalog, catalog_views, clock
 
 USER_LIMIT = 10  # requests per second per user (SPEC §5)
 PUBLIC_LIMIT = 20  # per IP
@@ -217,7 +216,7 @@ def account(app: Flexearn, caller: Caller | None, params: Params) -> dict[str, s
 def spot_assets(app: Flexearn, caller: Caller | None, params: Params) -> list[dict[str, Any]]:
     coin = params.currency("coin")
     everything = params.choice("assetType", ("hold_only", "all")) == "all"
-    now = str(wall_ms())
+    now = str(clock.show(app.uow()).now)
     return [
         {
             "coin": b.ccy,
@@ -233,7 +232,8 @@ def spot_assets(app: Flexearn, caller: Caller | None, params: Params) -> list[di
 
 
 def public_time(app: Flexearn, caller: Caller | None, params: Params) -> dict[str, str]:
-    return {"serverTime": str(wall_ms())}
+    # Business time, the clock of every record: paging history by it works on a simulated clock.
+    return {"serverTime": str(clock.show(app.uow()).now)}
 
 
 def account_settings_v3(app: Flexearn, caller: Caller | None, params: Params) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from flexearn.adapters.clock import wall_ms
 from flexearn.api.auth import Caller
 from flexearn.api.facade import Endpoint
 from flexearn.api.facade import user_of as _user
@@ -13,7 +12,7 @@ from flexearn.api.okx import errors, wire
 from flexearn.api.params import Params
 from flexearn.bootstrap import Flexearn
 from flexearn.domain.market import check_rate
-from flexearn.services import accounts, market_data, savings
+from flexearn.services import accounts, clock, market_data, savings
 
 SAVINGS_LIMIT = 6  # requests per second per user (private) or IP (public), per endpoint
 PREFIX = "/api/v5"
@@ -113,7 +112,8 @@ def lending_rate_history(app: Flexearn, caller: Caller | None, params: Params) -
 
 
 def system_time(app: Flexearn, caller: Caller | None, params: Params) -> list[Any]:
-    return [{"ts": str(wall_ms())}]
+    # Business time, the clock of every record: paging history by it works on a simulated clock.
+    return [{"ts": str(clock.show(app.uow()).now)}]
 
 
 MAX_BALANCE_CCYS = 20
