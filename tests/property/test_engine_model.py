@@ -164,7 +164,9 @@ class SavingsEngineAgainstModel(RuleBasedStateMachine):
         for ccy, places in CURRENCIES.items():
             mode = data.draw(modes, label=f"{ccy} mode")
             market_world(self.app, ccy, precision=places, mode=mode, borrow_rate=D("0.05"))
-            self.markets[ccy] = MarketModel(places, mode=mode, borrow_rate=D("0.05"))
+            # created with its mode: the insurance fee defaults to the mode's (none for a pro-rata pool)
+            fee = D(0) if mode == "pro_rata" else DEFAULT_FEE
+            self.markets[ccy] = MarketModel(places, mode=mode, borrow_rate=D("0.05"), insurance_fee=fee)
         for name in USER_NAMES:
             user_id = accounts.create_user(self.app.uow(), name)
             self.users.append(user_id)

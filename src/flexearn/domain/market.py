@@ -25,6 +25,16 @@ class MatchingMode(StrEnum):
     PRO_RATA = "pro_rata"
 
 
+def default_insurance_fee(mode: MatchingMode) -> Decimal:
+    """The share of borrower interest kept by the insurance fund when the operator names none.
+
+    Auction markets: 15 %, OKX's long-standing cut. Pro-rata (stablecoin) pools: none — OKX's
+    13 Nov 2025 announcement of the pool model gives a 5 % borrow rate with 1,000 borrowed of
+    1,250 eligible as a 4 % lending rate (5 % × 1,000 / 1,250), with no cut taken.
+    """
+    return ZERO if mode is MatchingMode.PRO_RATA else DEFAULT_INSURANCE_FEE
+
+
 class DemandSource(StrEnum):
     STATIC = "static"
     SIMULATED = "simulated"

@@ -63,10 +63,8 @@ def _paged(
         query = query.where(ts < page.after)
     if page.before is not None:
         query = query.where(ts > page.before)
-    if page.before is not None and page.after is None:
-        # the records just newer than `before`, returned newest first like every page
-        inner = query.order_by(ts.asc(), tiebreak.asc()).limit(page.limit).subquery()
-        return sa.select(inner).order_by(inner.c[str(ts.key)].desc(), inner.c[str(tiebreak.key)].desc())
+    # `before` alone, as OKX pages: the newest records newer than it (a poller asking "what is new
+    # since my last record" gets the latest page), newest first like every page.
     return query.order_by(ts.desc(), tiebreak.desc()).limit(page.limit)
 
 

@@ -14,7 +14,7 @@ from flexearn.adapters import tables as t
 from flexearn.adapters.clock import HOUR_MS, ceil_hour, wall_ms
 from flexearn.domain.demand import HourDemand, SimulatedDemand, simulate_hour
 from flexearn.domain.errors import Conflict, InvalidParameter
-from flexearn.domain.market import DEFAULT_INSURANCE_FEE, DemandSource, MatchingMode, check_insurance_fee
+from flexearn.domain.market import DemandSource, MatchingMode, check_insurance_fee, default_insurance_fee
 from flexearn.domain.money import ZERO, D, decimal_places, plain
 from flexearn.services import gate
 from flexearn.services.accounts import MAX_AMOUNT
@@ -99,7 +99,7 @@ def set_market(
         else:
             defaults: dict[str, Any] = {
                 "mode": MatchingMode.AUCTION.value,
-                "insurance_fee": DEFAULT_INSURANCE_FEE,
+                "insurance_fee": default_insurance_fee(MatchingMode(changes.get("mode", "auction"))),
                 "demand_source": DemandSource.STATIC.value,
                 "demand": ZERO,
                 "borrow_rate": ZERO,

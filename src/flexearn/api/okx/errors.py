@@ -33,6 +33,7 @@ def header_missing(header: str) -> OkxError:
 
 TOO_MANY = OkxError("50011", "Too Many Requests", 429)
 JSON_SYNTAX = OkxError("50002", "JSON syntax error", 400)
+EMPTY_BODY = OkxError("50000", "Body for POST request cannot be empty.", 400)
 TIMESTAMP_EXPIRED = OkxError("50102", "Timestamp request expired", 401)
 PASSPHRASE_INCORRECT = OkxError("50105", 'Request header "OK-ACCESS-PASSPHRASE" incorrect', 401)
 INVALID_KEY = OkxError("50111", "Invalid OK-ACCESS-KEY", 401)

@@ -22,7 +22,10 @@ PREFIX = "/api/v5"
 
 
 def balance(app: Flexearn, caller: Caller | None, params: Params) -> list[Any]:
-    positions = savings.positions(app.read_uow(), _user(caller), params.currency())
+    # A position that never held anything (only a rate set ahead of a first purchase) is not shown.
+    positions = [
+        p for p in savings.positions(app.read_uow(), _user(caller), params.currency()) if p.amt or p.earnings
+    ]
     return [
         {
             "earnings": wire.amount(p.earnings),
@@ -101,7 +104,7 @@ def lending_rate_history(app: Flexearn, caller: Caller | None, params: Params) -
             "ccy": r.ccy,
             "amt": wire.amount(r.lent),
             "rate": wire.amount(r.borrow_rate),
-            "lendingRate": wire.amount(r.lending_rate),
+            "lendingRate": wire.public_rate(r.lending_rate),
             "ts": str(r.ts),
         }
         for r in market_data.rate_history(app.read_uow(), params.currency(), _page(params))
@@ -113,7 +116,7 @@ def lending_rate_history(app: Flexearn, caller: Caller | None, params: Params) -
 
 def system_time(app: Flexearn, caller: Caller | None, params: Params) -> list[Any]:
     # Business time, the clock of every record: paging history by it works on a simulated clock.
-    return [{"ts": str(clock.show(app.uow()).now)}]
+    return [{"ts": str(clock.show(app.read_uow()).now)}]
 
 
 MAX_BALANCE_CCYS = 20

@@ -9,11 +9,22 @@ from typing import Any
 from flexearn.api.auth import SignedRequest
 from flexearn.api.facade import ErrorTable, TableDialect, WireError
 from flexearn.api.okx import auth, errors
-from flexearn.domain.money import plain
+from flexearn.domain.money import plain, round_down
 
 
 def amount(value: Decimal) -> str:
     return plain(value)
+
+
+# OKX writes the public lending and borrow rates with 4 decimal places ("lendingRate": "0.0669",
+# "rate": "0.189" in its answers): a pro-rata pool's rate, borrow rate × borrowed / eligible, has
+# as many digits as the division gives, so it is cut, down (what a lender is shown never exceeds
+# what it earns).
+PUBLIC_RATE_PLACES = 4
+
+
+def public_rate(value: Decimal) -> str:
+    return plain(round_down(value, PUBLIC_RATE_PLACES))
 
 
 def rate(value: Decimal) -> str:
@@ -37,6 +48,11 @@ class OkxDialect(TableDialect):
 
     def failure(self, error: WireError) -> dict[str, Any]:
         return {"code": error.code, "msg": error.msg, "data": []}
+
+    def body(self, raw: bytes) -> Mapping[str, Any]:
+        if not raw.strip():  # OKX refuses a POST without a body before reading its parameters
+            raise errors.EMPTY_BODY
+        return super().body(raw)
 
     def signed_request(
         self, method: str, target: bytes, body: bytes, headers: Mapping[str, str], ip: str
