@@ -777,17 +777,25 @@ def target(args: argparse.Namespace, root: Path) -> Iterator[Target]:
 
 
 def logged_errors(log: str) -> tuple[Counter[str], dict[str, str]]:
-    """The server's logged exceptions: (count by last traceback line, that line by request id)."""
+    """The server's logged exceptions: (count by last traceback line, that line by request id).
+
+    flexearn logs a traceback in `exc`; granian logs the ones that escape the application (a
+    500 answered by Starlette itself) in `message`, without a request id."""
     found: Counter[str] = Counter()
     by_request: dict[str, str] = {}
     for line in log.splitlines():
-        if not line.startswith("{") or '"exc"' not in line:
+        if not line.startswith("{") or "Traceback" not in line:
             continue
         try:
             record = json.loads(line)
         except ValueError:
             continue
-        last = record["exc"].strip().splitlines()[-1][:200]
+        trace = record.get("exc") or record.get("message", "")
+        if "Traceback" not in trace:
+            continue
+        last = trace.strip().splitlines()[-1][:200]
+        if not record.get("exc"):
+            last += f" (logged by {record.get('logger')})"
         found[last] += 1
         if record.get("request_id"):
             by_request[record["request_id"]] = last
