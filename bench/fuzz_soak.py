@@ -617,6 +617,7 @@ class Report:
     tried: int = 0  # requests sent, re-sends after 429 included
     by_class: Counter[str] = field(default_factory=Counter)
     by_kind: Counter[str] = field(default_factory=Counter)
+    statuses: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))  # per kind
     errors: Counter[str] = field(default_factory=Counter)  # server errors by label
     error_samples: dict[str, list[Sample]] = field(default_factory=lambda: defaultdict(list))
     backpressure: int = 0
@@ -682,6 +683,7 @@ class Sender:
                     r.cases += 1
                     r.by_kind[case.kind] += 1
                     r.by_class["transport"] += 1
+                    r.statuses[case.kind][name] += 1
                     r.transport[f"{name}: {case.label}"] += 1
                     samples = r.transport_samples[name]
                     if len(samples) < 5:
@@ -698,6 +700,7 @@ class Sender:
             r.cases += 1
             r.by_kind[case.kind] += 1
             r.by_class[f"{status // 100}xx"] += 1
+            r.statuses[case.kind][str(status) if code is None else f"{status} {code}"] += 1
             if status >= 500:
                 if status == 503 and code in BACKPRESSURE:
                     r.backpressure += 1
@@ -972,6 +975,10 @@ def render(args: argparse.Namespace, backend: str, o: Outcome) -> tuple[list[str
     for (value, why), where in sorted(r.accepted.items(), key=lambda x: -x[1].total()):
         endpoints = ", ".join(f"{name} {n}" for name, n in where.most_common())
         out.append(f"  {where.total():6d}  {value} ({why}): {endpoints}")
+    out.append("ANSWERS TO THE BATTERY (status and code, by kind of case):")
+    for kind in ("integer", "slash_host", "bad_signature", "wrong_passphrase", "oversize"):
+        answers = ", ".join(f"{label} ×{n}" for label, n in r.statuses[kind].most_common(8))
+        out.append(f"  {kind}: {answers}")
     out.append(f"TRANSPORT ERRORS (no HTTP answer): {sum(r.transport.values())}")
     out += [f"  {n:6d}  {label}" for label, n in r.transport.most_common(15)]
     out.append(f"SERVER {'alive' if o.alive else 'DIED'} at the end; harness errors {r.harness_errors}")
