@@ -141,7 +141,7 @@ class Case:
     label: str  # what it tries, for the report
     attempt: Attempt
     pool: str = "trade"  # whose keys sign it: trade, fuzz, victim
-    hostile_amount: bool = False  # a battery amount outside the plain grammar: accepting it is news
+    hostile_amount: bool = False  # a battery amount or integer outside the grammar: accepting it is news
     why: str | None = None  # what is wrong with it
     where: str = ""  # amount cases: the endpoint and field
     value: str = ""  # amount cases: the value as shown
@@ -165,6 +165,18 @@ def lax(token: str, places: int) -> str | None:
         return "too long"
     if len(text.partition(".")[2]) > places:
         return f"more than {places} decimals"
+    return None
+
+
+def lax_integer(text: str) -> str | None:
+    """Why a query or path integer is outside issue 11's grammar (ASCII digits only; 19 at most,
+    a BIGINT), or None. Empty is absent: OKX's SDKs send `after=` for a parameter not given."""
+    if text == "":
+        return None
+    if not re.fullmatch(r"[0-9]+", text, re.ASCII):
+        return "not ASCII digits"
+    if len(text) > 19:
+        return "too long"
     return None
 
 
@@ -494,7 +506,8 @@ class Battery:
                 ("bitget product productId", "", f"productId={value}"),
             ]
         )
-        label = f"{where} {shown(json.dumps(raw, ensure_ascii=False))}"
+        value = shown(json.dumps(raw, ensure_ascii=False))
+        label = f"{where} {value}"
         if where.startswith("admin"):
             if where == "admin product id":
                 attempt = self._admin("PATCH", path, body=b'{"singleMinAmount":"10"}')
@@ -509,7 +522,10 @@ class Battery:
                 "bitget product": f"{BITGET_SAVINGS}/product",
             }[" ".join(where.split()[:2])]
             attempt = Attempt("GET", endpoint, query, b"", signed=True)
-        return Case("integer", label, attempt)
+        why = lax_integer(raw)
+        return Case(
+            "integer", label, attempt, hostile_amount=why is not None, why=why, where=where, value=value
+        )
 
     def slash_host(self) -> Case:
         r = self.rng
@@ -625,8 +641,10 @@ class Report:
     transport_samples: dict[str, list[Sample]] = field(default_factory=lambda: defaultdict(list))
     redirects: Counter[str] = field(default_factory=Counter)  # to a foreign host, by label
     redirect_samples: list[Sample] = field(default_factory=list)
-    # battery amounts acknowledged: (value, why) -> endpoints
-    accepted: dict[tuple[str, str], Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    # battery amounts and integers acknowledged: kind -> (value, why) -> endpoints
+    accepted: dict[str, dict[tuple[str, str], Counter[str]]] = field(
+        default_factory=lambda: defaultdict(lambda: defaultdict(Counter))
+    )
     harness_errors: int = 0  # exceptions in this script while sending (goal 0: else the run is void)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -727,7 +745,7 @@ class Sender:
                             Sample(case.label, str(status), describe(case.attempt), f"Location: {location}")
                         )
             if case.hostile_amount and succeeded(response):
-                r.accepted[case.value, case.why or ""][case.where] += 1
+                r.accepted[case.kind][case.value, case.why or ""][case.where] += 1
 
 
 # --- the server ------------------------------------------------------------------------------------
@@ -968,13 +986,13 @@ def render(args: argparse.Namespace, backend: str, o: Outcome) -> tuple[list[str
     out.append(f"REDIRECTS TO A FOREIGN HOST (goal 0): {redirects}")
     out += [f"  {n:6d}  {label}" for label, n in r.redirects.most_common()]
     out += [f"            {s.request} -> {s.status} {s.answer}" for s in r.redirect_samples[:3]]
-    out.append(
-        f"BATTERY AMOUNTS ACCEPTED (answered 0 / 00000 / admin 2xx; outside the plain grammar): "
-        f"{sum(n for where in r.accepted.values() for n in where.values())}"
-    )
-    for (value, why), where in sorted(r.accepted.items(), key=lambda x: -x[1].total()):
-        endpoints = ", ".join(f"{name} {n}" for name, n in where.most_common())
-        out.append(f"  {where.total():6d}  {value} ({why}): {endpoints}")
+    for kind, what in (("amount", "AMOUNTS"), ("integer", "INTEGERS")):
+        accepted = r.accepted[kind]
+        total = sum(n for where in accepted.values() for n in where.values())
+        out.append(f"BATTERY {what} ACCEPTED (answered 0 / 00000 / admin 2xx; outside the grammar): {total}")
+        for (value, why), where in sorted(accepted.items(), key=lambda x: -x[1].total()):
+            endpoints = ", ".join(f"{name} {n}" for name, n in where.most_common())
+            out.append(f"  {where.total():6d}  {value} ({why}): {endpoints}")
     out.append("ANSWERS TO THE BATTERY (status and code, by kind of case):")
     for kind in ("integer", "slash_host", "bad_signature", "wrong_passphrase", "oversize"):
         answers = ", ".join(f"{label} ×{n}" for label, n in r.statuses[kind].most_common(8))
