@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import signal
 import subprocess
 import sys
 import threading
@@ -384,6 +385,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.seed is None:
         args.seed = random.SystemRandom().randrange(2**32)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the cluster and clean up on TERM
     with suppress(KeyboardInterrupt):
         return run(args)
     return 130

@@ -43,6 +43,7 @@ import queue
 import random
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -604,7 +605,9 @@ def generate(count: int, seed: int, user_ids: list[int], amplifier_cap: int) -> 
 
 # --- sending and counting --------------------------------------------------------------------------
 
-BACKPRESSURE = {"50001", "40604", "unavailable"}  # OKX, Bitget, admin: nothing was written
+# OKX, Bitget, admin: the database is unavailable or too slow (nothing was written; or, for a clock
+# advance, the clock moved and settlement is left to the settler).
+BACKPRESSURE = {"50001", "40604", "unavailable", "applied_settlement_pending"}
 
 
 def code_of(response: httpx.Response) -> str | None:
@@ -814,13 +817,20 @@ def logged_errors(log: str) -> tuple[Counter[str], dict[str, str]]:
         trace = record.get("exc") or record.get("message", "")
         if "Traceback" not in trace:
             continue
-        last = trace.strip().splitlines()[-1][:200]
+        last = exception_line(trace)
         if not record.get("exc"):
             last += f" (logged by {record.get('logger')})"
         found[last] += 1
         if record.get("request_id"):
             by_request[record["request_id"]] = last
     return found, by_request
+
+
+def exception_line(trace: str) -> str:
+    """The `Type: message` line of a traceback (SQLAlchemy's end with `[SQL: …]` and a link)."""
+    lines = trace.strip().splitlines()
+    found = [line for line in lines if re.match(r"[A-Za-z_][\w.]*: ", line)]
+    return (found[-1] if found else lines[-1])[:200]
 
 
 def ledger_check(url: str) -> tuple[int, str, float]:
@@ -1028,7 +1038,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--amplifier-cap", type=int, default=3, help="sends per endpoint of 1E-999000 & co")
     parser.add_argument("--progress", type=float, default=30, help="seconds between progress lines (0: none)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, SQLite)")
-    return run(parser.parse_args(argv))
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the server and clean up on TERM
+    return run(args)
 
 
 if __name__ == "__main__":
