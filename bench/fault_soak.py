@@ -240,7 +240,7 @@ def run(args: argparse.Namespace) -> int:
             threads = run_traders(members, c.urls, product_id, tally, LOAD_MIX, stop, seed=args.seed)
             warm = wait_for(lambda: tally.outcomes()[Outcome.ACKNOWLEDGED] >= 2 * args.traders, 60)
             setup = time.monotonic() - started
-            print(f"  cluster up and trading after {setup:.1f} s (warm-up {warm} s)", flush=True)
+            print(f"  cluster up and trading after {setup:.1f} s (warm-up {warm or 0:.1f} s)", flush=True)
             storm_started = time.monotonic()
             kills = storm(c, workers, args, rng)
             storm_seconds = time.monotonic() - storm_started
