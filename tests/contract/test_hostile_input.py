@@ -212,3 +212,23 @@ def test_forged_signatures_count_too(user: World) -> None:
         assert forged.get(BALANCE).json()["code"] == "50113"
     assert forged.get(BALANCE).status_code == 429
     assert OkxHttp(user.base_url, user.key).get(BALANCE).status_code == 429
+
+
+def test_admin_ids_and_bodies_too_big_for_python_are_refused_as_json(user: World) -> None:
+    admin = httpx.Client(base_url=user.base_url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    for path in (f"/admin/v1/users/{'9' * 5000}", f"/admin/v1/users/{'1' * 19}/keys"):
+        response = admin.get(path)  # int() refuses 4,300+ digits: this was a plain-text 500
+        assert (response.status_code, response.json()["error"]) == (404, "not_found"), path[:40]
+    response = admin.patch(f"/admin/v1/products/{'9' * 5000}", json={"status": "paused"})
+    assert response.status_code == 404
+    for depth in (17, 600, 5000):  # validating and auditing walk the body: 600 deep was a 500
+        body = "[" * depth + "]" * depth
+        response = admin.post(
+            f"/admin/v1/users/{user.user_id}/deposits",
+            content=body,
+            headers={"Content-Type": "application/json"},
+        )
+        assert (response.status_code, response.json()["error"]) == (400, "invalid_json"), depth
+    nested = {"ccy": "USDT", "amount": "1", "x": [[[[[]]]]]}  # shallow: refused by the schema instead
+    response = admin.post(f"/admin/v1/users/{user.user_id}/deposits", json=nested)
+    assert (response.status_code, response.json()["error"]) == (400, "invalid_parameter")

@@ -172,7 +172,7 @@ ROUTES: tuple[AdminRoute, ...] = (
     ),
     AdminRoute(
         "GET",
-        "/users/{user_id:int}",
+        "/users/{user_id:id}",
         "getUser",
         "A user, funding balances and savings",
         h.get_user,
@@ -181,7 +181,7 @@ ROUTES: tuple[AdminRoute, ...] = (
     ),
     AdminRoute(
         "POST",
-        "/users/{user_id:int}/keys",
+        "/users/{user_id:id}/keys",
         "createKey",
         "Create an API key (secret shown once)",
         h.create_key,
@@ -200,7 +200,7 @@ ROUTES: tuple[AdminRoute, ...] = (
     ),
     AdminRoute(
         "GET",
-        "/users/{user_id:int}/keys",
+        "/users/{user_id:id}/keys",
         "listKeys",
         "A user's API keys (no secrets)",
         h.list_keys,
@@ -218,7 +218,7 @@ ROUTES: tuple[AdminRoute, ...] = (
     ),
     AdminRoute(
         "POST",
-        "/users/{user_id:int}/deposits",
+        "/users/{user_id:id}/deposits",
         "deposit",
         "Credit a funding account",
         h.deposit,
@@ -229,7 +229,7 @@ ROUTES: tuple[AdminRoute, ...] = (
     ),
     AdminRoute(
         "POST",
-        "/users/{user_id:int}/withdrawals",
+        "/users/{user_id:id}/withdrawals",
         "withdraw",
         "Debit a funding account",
         h.withdraw,
@@ -321,7 +321,7 @@ ROUTES: tuple[AdminRoute, ...] = (
     ),
     AdminRoute(
         "PATCH",
-        "/products/{product_id:int}",
+        "/products/{product_id:id}",
         "updateProduct",
         "Change a product's tiers, limits, times or status",
         h.update_product,
@@ -331,7 +331,7 @@ ROUTES: tuple[AdminRoute, ...] = (
     ),
     AdminRoute(
         "POST",
-        "/products/{product_id:int}/status",
+        "/products/{product_id:id}/status",
         "setProductStatus",
         "Start, pause or take a product offline",
         h.set_product_status,

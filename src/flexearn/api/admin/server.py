@@ -27,6 +27,7 @@ from typing import Any
 import sqlalchemy as sa
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.convertors import IntegerConvertor, register_url_convertor
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -128,13 +129,39 @@ def _actor(header: str | None, token: str) -> str:
     return header
 
 
+# No admin body is nested more than a few levels (a product spec's tiers: 3); validating, redacting
+# and auditing walk a body recursively, so a deeper one (Python's limit is ~1000) is refused here.
+MAX_BODY_DEPTH = 16
+
+
 def _parse_body(raw: bytes) -> Any:
     if not raw.strip():
         raise MissingParameter("body")
     try:
-        return json.loads(raw, parse_constant=_no_constant)
+        body = json.loads(raw, parse_constant=_no_constant)
     except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deep
         raise AdminError(400, "invalid_json", "the body is not JSON", "body") from None
+    if _depth(body) > MAX_BODY_DEPTH:
+        raise AdminError(400, "invalid_json", f"the body is nested more than {MAX_BODY_DEPTH} deep", "body")
+    return body
+
+
+def _depth(value: Any) -> int:
+    """How deeply `value`'s lists and objects nest (walked without recursion)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+class _IdConvertor(IntegerConvertor):
+    """A path's integer id: at most 18 digits (any id here is below 2⁶³), so that Starlette's int()
+    never sees the 4,300-digit strings it refuses with an error: a longer path is simply not found."""
+
+    regex = "[0-9]{1,18}"
 
 
 def _no_constant(name: str) -> Any:
@@ -355,6 +382,7 @@ class AdminApi:
 def admin_app(app: Flexearn, box: SecretBox, tokens: AdminTokens) -> Starlette:
     """The admin API, to mount at /admin/v1 (the OpenAPI document itself needs no token)."""
     api = AdminApi(app, box, tokens)
+    register_url_convertor("id", _IdConvertor())  # before the routes below compile their paths
     paths: dict[str, dict[str, AdminRoute]] = {}
     for route in ROUTES:
         paths.setdefault(route.path, {})[route.method] = route
