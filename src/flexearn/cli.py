@@ -28,6 +28,8 @@ from flexearn.api.admin.auth import parse_tokens
 from flexearn.api.proxy import parse_networks
 from flexearn.bootstrap import Flexearn
 from flexearn.config import Settings
+from flexearn.demo import keyfile as demo_keyfile
+from flexearn.demo import restart as demo_restart
 from flexearn.demo import runner as demo_runner
 from flexearn.domain.demand import SimulatedDemand
 from flexearn.domain.errors import FlexearnError
@@ -182,7 +184,7 @@ def currency_add(ctx: click.Context, app: Flexearn, ccy: str, precision: int) ->
 
 
 def _user_id(app: Flexearn, name: str) -> int:
-    with app.uow() as uow:
+    with app.read_uow() as uow:
         return user_id_by_name(uow.conn, name)
 
 
@@ -237,9 +239,9 @@ def balance_cmd(ctx: click.Context, app: Flexearn, user_name: str) -> None:
     emit(
         ctx,
         {
-            "funding": accounts.funding_balances(app.uow(), user_id),
-            "trading": accounts.trading_balances(app.uow(), user_id),
-            "savings": savings.positions(app.uow(), user_id),
+            "funding": accounts.funding_balances(app.read_uow(), user_id),
+            "trading": accounts.trading_balances(app.read_uow(), user_id),
+            "savings": savings.positions(app.read_uow(), user_id),
         },
     )
 
@@ -288,7 +290,7 @@ def market_set(
 
 @command(market, "list")
 def market_list(ctx: click.Context, app: Flexearn) -> None:
-    emit(ctx, markets.list_markets(app.uow()))
+    emit(ctx, markets.list_markets(app.read_uow()))
 
 
 @command(market, "post-demand")
@@ -342,7 +344,7 @@ def clock() -> None:
 
 
 def _clock_view(app: Flexearn, view: clock_service.ClockView | None = None) -> dict[str, Any]:
-    view = view or clock_service.show(app.uow())
+    view = view or clock_service.show(app.read_uow())
     return {"mode": view.mode, "now": view.now, "iso": iso(view.now), "speed": view.speed}
 
 
@@ -610,7 +612,7 @@ def product_status(ctx: click.Context, app: Flexearn, product_id: int, status: s
 
 @command(product, "list")
 def product_list(ctx: click.Context, app: Flexearn) -> None:
-    emit(ctx, catalog.list_products(app.uow(), None, None, "all"))
+    emit(ctx, catalog.list_products(app.read_uow(), None, None, "all"))
 
 
 @main.group()
@@ -652,7 +654,7 @@ def key_create(
 @command(key, "list")
 @click.argument("user_name")
 def key_list(ctx: click.Context, app: Flexearn, user_name: str) -> None:
-    emit(ctx, keys.list_keys(app.uow(), _user_id(app, user_name)))
+    emit(ctx, keys.list_keys(app.read_uow(), _user_id(app, user_name)))
 
 
 @command(key, "revoke")
@@ -760,7 +762,14 @@ DEMO_DATABASE = "flexearn-demo.db"
 
 
 @main.command("demo")
-@click.option("--db", "db_url", default=None, help=f"Database URL (default: a fresh {DEMO_DATABASE}).")
+@click.option(
+    "--db", "db_url", default=None, help=f"Database URL (default: {DEMO_DATABASE}, built on first use)."
+)
+@click.option(
+    "--reset",
+    is_flag=True,
+    help="Delete the demo database (a SQLite file) and build the world afresh; the key file's key is kept.",
+)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8080, show_default=True)
 @click.option(
@@ -792,16 +801,25 @@ def demo_cmd(
     start: datetime | None,
     history_hours: int,
     hours: int | None,
+    reset: bool,
 ) -> None:
-    """A sandbox: seeded markets, products and a funded user with a key; HTTP, dashboard and a fast clock."""
+    """A sandbox: seeded markets, products and a funded user with a key; HTTP, dashboard and a fast clock.
+
+    The first start builds the world; later starts on the same database resume it (history,
+    positions, the key in the key file beside the database, the clock from where it stopped).
+    --seed, --start and --history shape a world being built.
+    """
     try:
         demo_runner.ensure_port_free(host, port)
     except demo_runner.PortInUse as error:
         raise click.ClickException(str(error)) from None
-    if db_url is None:
+    db_url = db_url or f"sqlite:///{DEMO_DATABASE}"
+    database = demo_keyfile.sqlite_file(db_url)
+    if reset:
+        if database is None:
+            raise click.ClickException("--reset deletes a SQLite file; drop another database yourself")
         for suffix in ("", "-wal", "-shm"):
-            Path(DEMO_DATABASE + suffix).unlink(missing_ok=True)
-        db_url = f"sqlite:///{DEMO_DATABASE}"
+            Path(f"{database}{suffix}").unlink(missing_ok=True)
     options = demo_runner.DemoOptions(
         host=host,
         port=port,
@@ -811,7 +829,12 @@ def demo_cmd(
         start=None if start is None else int(start.replace(tzinfo=UTC).timestamp() * 1000),
         history_hours=max(history_hours, 0),
     )
-    demo_runner.run(db_url, Settings.from_env(), options, run_scheduler, click.echo)
+    try:
+        demo_runner.run(
+            db_url, Settings.from_env(), options, run_scheduler, click.echo, demo_keyfile.path_for(db_url)
+        )
+    except (demo_restart.CannotResume, demo_keyfile.KeyFileError) as error:
+        raise click.ClickException(str(error)) from None
 
 
 @main.group()
@@ -837,7 +860,7 @@ def history_prune(ctx: click.Context, app: Flexearn, lending_days: int | None, r
         )
     except ValueError as error:
         raise click.BadParameter(str(error)) from None
-    with app.uow() as uow:
+    with app.read_uow() as uow:
         now = uow.now()
     try:
         pruned = retention.prune(app.engine, policy, now)

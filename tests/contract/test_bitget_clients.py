@@ -9,7 +9,7 @@ import ccxt
 import pytest
 from typed_bitget import Bitget
 
-from flexearn.services import scheduler
+from flexearn.services import clock, scheduler
 from tests.contract.conftest import FIXED_BTC, FLEXIBLE_USDT, World
 from tests.helpers import advance, assert_ledger_ok
 
@@ -51,7 +51,8 @@ def test_ccxt_bitget_loads_markets_and_uses_all_nine_savings_endpoints(world: Wo
     markets = exchange.load_markets()  # coins, the v3 probe (refused: classic mode), symbols, margin, mix
     assert "BTC/USDT" in markets
     assert exchange.fetch_balance()["USDT"]["free"] == 1000.0
-    assert abs(exchange.fetch_time() - exchange.milliseconds()) < 5000
+    # the server's time is business time (here a simulated clock at T0), as every record's
+    assert abs(exchange.fetch_time() - clock.show(world.app.uow()).now) < 5000
 
     products = data(exchange.private_earn_get_v2_earn_savings_product({"coin": "USDT"}))
     assert [p["productId"] for p in products] == [str(FLEXIBLE_USDT)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ccxt
 import pytest
 
-from flexearn.adapters.clock import HOUR_MS, wall_ms
+from flexearn.adapters.clock import HOUR_MS
 from flexearn.domain.money import D
 from tests.contract.conftest import World
 from tests.helpers import T0, advance, assert_ledger_ok
@@ -24,7 +24,7 @@ def test_ccxt_loads_markets_and_drives_savings_end_to_end(world: World) -> None:
     assert "BTC/USDT" in markets
     assert markets["BTC/USDT"]["active"] is True
     assert {"BTC", "USDT"} <= set(exchange.currencies)
-    assert abs(exchange.fetch_time() - wall_ms()) < 5000
+    assert abs(exchange.fetch_time() - T0) < 5000  # business time: the clock of every record
 
     funding = exchange.fetch_balance({"type": "funding"})
     assert (funding["USDT"]["free"], funding["BTC"]["total"]) == (1000.0, 2.0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from okx import Funding, PublicData
 from okx.Finance import Savings
 
-from flexearn.adapters.clock import HOUR_MS, wall_ms
+from flexearn.adapters.clock import HOUR_MS
 from flexearn.domain.money import D
 from tests.contract.conftest import World
 from tests.helpers import T0, advance, assert_ledger_ok
@@ -26,7 +26,7 @@ def test_python_okx_purchase_settle_earn_set_rate_redeem(world: World) -> None:
     public = PublicData.PublicAPI(flag="1", domain=world.base_url, debug=False)
 
     (server_time,) = ok(public.get_system_time())
-    assert abs(int(server_time["ts"]) - wall_ms()) < 5000
+    assert abs(int(server_time["ts"]) - T0) < 5000  # business time: the clock of every record
     (usdt,) = ok(funding.get_balances(ccy="USDT"))
     assert usdt["availBal"] == "1000"
 

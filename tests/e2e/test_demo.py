@@ -125,3 +125,51 @@ def test_a_port_in_use_is_refused_before_anything_is_touched(tmp_path: Path) -> 
     assert proc.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in proc.stderr
     assert (tmp_path / "flexearn-demo.db").read_text() == "another demo's database"
+
+
+def test_a_stopped_demo_starts_again_with_its_world_clock_and_key(tmp_path: Path) -> None:
+    from okx.Finance import Savings
+
+    def savings_api(demo: Demo, key: tuple[str, str, str]) -> Any:
+        return Savings.SavingsAPI(*key, False, "1", domain=demo.base_url, debug=False)
+
+    with running_demo(tmp_path, "--history", "24") as first:
+        assert "built with seed 7, 24 hours of history" in first.output
+        key = (first.printed("apiKey"), first.printed("secretKey"), first.printed("passphrase"))
+        savings = savings_api(first, key)
+        assert savings.savings_purchase_redemption(ccy="USDT", amt="1000", side="purchase", rate="0.01")[
+            "code"
+        ] == "0"
+        earned = wait_for("USDT interest", lambda: savings.get_lending_history(ccy="USDT")["data"])
+        rates = savings.get_public_borrow_history(ccy="BTC", limit="100")["data"]
+    key_file = tmp_path / "flexearn-demo.key.json"
+    assert key_file.stat().st_mode & 0o777 == 0o600  # it holds the master key and the secret
+    assert json.loads(key_file.read_text())["apiKey"] == key[0]
+    shown = subprocess.run(
+        [FLEXEARN, "clock", "show", "--json", "--db", f"sqlite:///{tmp_path / 'flexearn-demo.db'}"],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    paused = json.loads(shown.stdout)
+    assert paused["speed"] == "0"  # stopped with the demo
+    assert int(paused["now"]) > max(int(r["ts"]) for r in earned)
+
+    with running_demo(tmp_path, speed="0") as again:  # a clock standing still: exact times
+        assert "resumed (built with seed 7" in again.output
+        assert again.printed("apiKey") == key[0]
+        savings = savings_api(again, key)  # the first run's key, unchanged
+        (position,) = savings.get_saving_balance(ccy="USDT")["data"]
+        assert Decimal(position["amt"]) > 1000
+        history = savings.get_lending_history(ccy="USDT", limit="100")["data"]
+        assert {r["ts"] for r in earned} <= {r["ts"] for r in history}
+        # The same public history up to the first run's newest hour (OKX's `after`: older than).
+        newest = int(rates[0]["ts"])
+        before_stop = savings.get_public_borrow_history(ccy="BTC", after=str(newest + 1), limit="100")
+        assert before_stop["data"] == rates
+        # The clock goes on from where it stopped, not from where the wall clock has gone since.
+        (now,) = get_json(again, "/api/v5/public/time")["data"]
+        assert int(now["ts"]) == paused["now"]
+
+    with running_demo(tmp_path, "--reset", "--history", "24") as fresh:
+        assert "built with seed 7" in fresh.output
+        assert fresh.printed("apiKey") == key[0]  # the key file's key, issued in the new world
+        assert savings_api(fresh, key).get_saving_balance(ccy="USDT")["data"] == []

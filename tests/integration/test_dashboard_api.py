@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 from flexearn.adapters.clock import HOUR_MS
 from flexearn.adapters.secrets import generate_master_key
 from flexearn.api.app import create_app
+from flexearn.api.dashboard import PER_SECOND
 from flexearn.bootstrap import Flexearn
 from flexearn.config import Settings
 from flexearn.domain.money import D
@@ -97,3 +99,30 @@ def test_unknown_markets_and_windows_are_refused(world: Flexearn) -> None:
     http = client(world, TOKEN)
     assert http.get("/dashboard/api/markets/DOGE").status_code == 404
     assert http.get("/dashboard/api/markets/USDT?window=1y").status_code == 400
+
+
+def test_the_public_views_are_limited_per_client_ip(world: Flexearn) -> None:
+    from starlette.testclient import TestClient  # imported here: it warns on import, filtered above
+
+    app = create_app(Settings(master_key=generate_master_key(), admin_token=TOKEN), world)
+    poller, neighbour = TestClient(app, client=("10.0.0.1", 4000)), TestClient(app, client=("10.0.0.2", 4000))
+    answers = [poller.get("/dashboard/api/overview") for _ in range(PER_SECOND + 5)]
+    refused = [a for a in answers if a.status_code == 429]
+    assert len(refused) >= 5
+    message = f"at most {PER_SECOND} requests a second"
+    assert refused[0].json() == {"error": "too_many_requests", "message": message}
+    assert refused[0].headers["Retry-After"] == "1"
+    assert all(a.status_code == 200 for a in answers[:PER_SECOND])
+    assert neighbour.get("/dashboard/api/overview").status_code == 200  # another address: its own limit
+    assert poller.get("/dashboard/api/products").status_code == 200  # each view: its own limit
+    time.sleep(1.05)
+    assert poller.get("/dashboard/api/overview").status_code == 200  # the window has passed
+
+
+def test_a_viewers_polls_and_clicks_stay_under_the_limit(world: Flexearn) -> None:
+    http = client(world, TOKEN)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    for _ in range(3):  # what the page asks per poll (every 2 s), here three polls at once (clicks)
+        for path in ("/overview", "/markets/USDT?window=7d", "/products"):
+            assert http.get(f"/dashboard/api{path}").status_code == 200
+        assert http.get("/dashboard/api/users/A", headers=auth).status_code == 200

@@ -101,3 +101,28 @@ def advance(conn: sa.Connection, ms: int) -> ClockState:
     state = ClockState("simulated", current.now(real) + ms, real, current.speed)
     _write(conn, state)
     return state
+
+
+class ClockCache:
+    """Business time for an API process without a query per answer: the clock's row, read again
+    when older than `max_age` seconds. `now()` never touches the database (it runs on the event
+    loop, e.g. for an envelope's time); `refresh()` does, so it runs where queries may (in a
+    database slot). After an operator moves the clock, answers may use the old row for up to
+    `max_age` seconds; the time endpoints read the row itself."""
+
+    def __init__(self, engine: sa.Engine, max_age: float = 1.0) -> None:
+        self._engine, self._max_age = engine, max_age
+        self._state, self._read_at = REAL, float("-inf")
+
+    def refresh(self) -> ClockState:
+        if time.monotonic() - self._read_at >= self._max_age:
+            with self._engine.connect() as conn:
+                self._state = read(conn)
+            self._read_at = time.monotonic()
+        return self._state
+
+    def state(self) -> ClockState:
+        return self._state
+
+    def now(self) -> int:
+        return self._state.now(wall_ms())

@@ -1,5 +1,11 @@
 """Engines and migrations for SQLite (embedded, default) and PostgreSQL.
 
+Read-only units of work (`read_only`) never take SQLite's write lock: they begin a deferred
+transaction (WAL: a reader neither waits for nor blocks the one writer) with `PRAGMA query_only`
+on, and on PostgreSQL a `READ ONLY` transaction in one snapshot (REPEATABLE READ). A write
+attempted in one is a bug, raised as `ReadOnlyViolation` (never mistaken for the database's
+unavailability).
+
 Also the database's side of backpressure: a request may carry a *deadline* (see `deadline`), and
 every transaction begun under one gets only the time left — PostgreSQL's `statement_timeout` and
 `lock_timeout`, SQLite's busy timeout — so an API request never waits on a slow or locked database
@@ -33,6 +39,24 @@ POOL_TIMEOUT_S = 3.0
 POOL_SIZE, POOL_OVERFLOW = 10, 20
 # SQLite's wait for the write lock when no deadline applies (a long settlement may hold it).
 SQLITE_BUSY_MS = 60_000
+SQLITE_READONLY = 8  # the primary result code of "attempt to write a readonly database"
+
+
+# The execution option that marks a connection's transactions read-only (see `read_only`).
+READ_ONLY = "flexearn_read_only"
+
+
+class ReadOnlyViolation(RuntimeError):
+    """A read-only unit of work tried to write: a use case labelled as a read that is not one."""
+
+
+def read_only(connection: sa.Connection) -> sa.Connection:
+    """Make the transactions `connection` begins read-only (call before it begins one)."""
+    return connection.execution_options(**{READ_ONLY: True})
+
+
+def _is_read_only(connection: sa.Connection | None) -> bool:
+    return connection is not None and bool(connection.get_execution_options().get(READ_ONLY))
 
 
 class DatabaseBusy(Exception):
@@ -133,6 +157,7 @@ def make_engine(url: str, **kwargs: Any) -> sa.Engine:
     if url.startswith("sqlite"):
         engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_MS / 1000}, **kwargs)
         _sqlite_transactions(engine)
+        _refuse_writes_loudly(engine)
         return engine
     kwargs.setdefault("pool_pre_ping", True)  # a connection that died with the server is replaced
     if "poolclass" not in kwargs:  # e.g. NullPool takes none of these
@@ -143,7 +168,24 @@ def make_engine(url: str, **kwargs: Any) -> sa.Engine:
         kwargs.setdefault("connect_args", {}).setdefault("connect_timeout", CONNECT_TIMEOUT_S)
     engine = sa.create_engine(url, **kwargs)
     _postgres_deadlines(engine)
+    _refuse_writes_loudly(engine)
     return engine
+
+
+def _refuse_writes_loudly(engine: sa.Engine) -> None:
+    """A write refused because its transaction is read-only raises `ReadOnlyViolation`: on SQLite
+    the refusal is an OperationalError, which would otherwise read as "database unavailable"."""
+
+    @event.listens_for(engine, "handle_error")
+    def _handle_error(context: sa.engine.ExceptionContext) -> None:
+        refused = context.original_exception
+        readonly = getattr(refused, "sqlstate", None) == "25006" or (  # read_only_sql_transaction
+            getattr(refused, "sqlite_errorcode", 0) & 0xFF == SQLITE_READONLY
+        )
+        if readonly and _is_read_only(context.connection):
+            raise ReadOnlyViolation(
+                f"a read-only unit of work tried to write: {context.statement}"
+            ) from context.sqlalchemy_exception
 
 
 def _postgres_deadlines(engine: sa.Engine) -> None:
@@ -153,6 +195,8 @@ def _postgres_deadlines(engine: sa.Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin(connection: sa.Connection) -> None:
+        if _is_read_only(connection):  # first in the transaction, as PostgreSQL requires
+            connection.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         ms = _remaining_ms()
         if ms is not None:
             connection.exec_driver_sql(
@@ -162,15 +206,19 @@ def _postgres_deadlines(engine: sa.Engine) -> None:
 
 
 def _sqlite_transactions(engine: sa.Engine) -> None:
-    """Take SQLite's write lock when a transaction begins, not at its first write.
+    """Take SQLite's write lock when a transaction begins, not at its first write — unless the
+    transaction only reads.
 
     A deferred transaction that reads and then writes can fail with "database is locked" when
-    another connection wrote in between; BEGIN IMMEDIATE serialises writers up front instead.
+    another connection wrote in between; BEGIN IMMEDIATE serialises writers up front instead. A
+    read-only one begins deferred: in WAL mode it reads one snapshot without any lock a writer
+    waits for, and `PRAGMA query_only` makes a write in it fail rather than take the lock.
     """
 
     @event.listens_for(engine, "connect")
-    def _connect(dbapi_connection: Any, _record: Any) -> None:
+    def _connect(dbapi_connection: Any, record: Any) -> None:
         dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
+        record.info["query_only"] = False  # SQLite's default, for each new connection
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.execute("PRAGMA journal_mode = WAL")
@@ -183,7 +231,12 @@ def _sqlite_transactions(engine: sa.Engine) -> None:
         # longest writer may need (a settlement). The pragma is the connection's: set every time.
         ms = _remaining_ms()
         connection.exec_driver_sql(f"PRAGMA busy_timeout = {SQLITE_BUSY_MS if ms is None else ms}")
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        reading = _is_read_only(connection)
+        info = connection.connection.info  # the pooled DBAPI connection's: it outlives this checkout
+        if info.get("query_only", False) != reading:
+            connection.exec_driver_sql(f"PRAGMA query_only = {int(reading)}")
+            info["query_only"] = reading
+        connection.exec_driver_sql("BEGIN" if reading else "BEGIN IMMEDIATE")
 
 
 def alembic_config(engine: sa.Engine) -> Config:

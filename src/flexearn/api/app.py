@@ -9,6 +9,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Router
 
+from flexearn.adapters import db
+from flexearn.adapters.clock import ClockCache
 from flexearn.adapters.redis_store import SharedStore
 from flexearn.adapters.secrets import SecretBox
 from flexearn.api.admin.auth import parse_tokens
@@ -48,11 +50,19 @@ def create_app(settings: Settings, flexearn: Flexearn | None = None, *, demo: bo
     admin_tokens = parse_tokens(settings.admin_token, demo=demo or settings.demo)
     limiter, replay_window = _limits(settings, engine_app)
     # One verifier for every façade: a key works on each, and a replayed signature is refused on all.
-    verifier = Verifier(lambda api_key: keys.load_key(engine_app.uow(), box, api_key), replays=replay_window)
+    # Business time, read again at most every second: what the answers' times say, and on a
+    # simulated clock also what a client that set its clock by ours signs with.
+    clock = _business_clock(engine_app)
+    verifier = Verifier(
+        lambda api_key: keys.load_key(engine_app.read_uow(), box, api_key),
+        replays=replay_window,
+        clock=clock.state,
+    )
     admission = Admission.from_settings(settings)  # the process's database slots, shared by all
+    bitget = BitgetDialect(clock.now)
     facades = [
-        Facade(OkxDialect(), OKX_ENDPOINTS, engine_app, limiter, verifier, admission),
-        Facade(BitgetDialect(), BITGET_ENDPOINTS, engine_app, limiter, verifier, admission),
+        Facade(OkxDialect(), OKX_ENDPOINTS, engine_app, limiter, verifier, admission, clock),
+        Facade(bitget, BITGET_ENDPOINTS, engine_app, limiter, verifier, admission, clock),
     ]
 
     async def not_found(request: Request, exc: Exception) -> Response:
@@ -60,13 +70,14 @@ def create_app(settings: Settings, flexearn: Flexearn | None = None, *, demo: bo
             return admin_not_found(request)
         if request.url.path.startswith(("/api/v2/", "/api/v3/")):
             return JSONResponse(
-                BitgetDialect().failure(BitgetError("40404", "Request URL NOT FOUND", 404)), 404
+                bitget.failure(BitgetError("40404", "Request URL NOT FOUND", 404)), 404
             )
         return JSONResponse(OkxDialect().failure(OkxError("404", "Not Found", 404)), status_code=404)
 
     routes: list[BaseRoute] = [route for facade in facades for route in facade.routes()]
-    routes += dashboard_routes(engine_app, admin_tokens, admission)  # a user's data: as the admin API
-    routes += ops_routes(engine_app.engine, admission)
+    # a user's data: as the admin API; the public views limited per IP, as the façades' are
+    routes += dashboard_routes(engine_app, admin_tokens, admission, limiter)
+    routes += ops_routes(engine_app.engine, admission, engine_app.figures)
     routes.append(Mount("/admin/v1", admin_app(engine_app, box, admin_tokens)))
     app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found})
     # No 307 to the path without its trailing slash, in any router (the admin API is an app of its
@@ -94,6 +105,16 @@ def _routers(router: Router) -> Iterator[Router]:
             inner = inner.router
         if isinstance(inner, Router):
             yield from _routers(inner)
+
+
+def _business_clock(engine_app: Flexearn) -> ClockCache:
+    clock = ClockCache(engine_app.engine)
+    try:
+        clock.refresh()
+    except Exception as error:  # the database away at start: the first request reads it
+        if not db.unavailable(error):
+            raise
+    return clock
 
 
 def _limits(settings: Settings, engine_app: Flexearn) -> tuple[RateLimiter, ReplayMemory]:

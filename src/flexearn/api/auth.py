@@ -19,12 +19,14 @@ from enum import Enum
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
+from flexearn.adapters.clock import REAL, ClockState
 from flexearn.adapters.redis_store import SharedStore
 from flexearn.adapters.secrets import verify_passphrase
 from flexearn.observability.metrics import observe_redis_fallback
 from flexearn.services.keys import KeyRecord
 
 WINDOW_MS = 30_000
+SYNCED_REPLAY_MS = 24 * 3_600_000  # the longest a signature is remembered (see `accepted_until`)
 KEY_CACHE_SECONDS = 5.0
 CACHE_LIMIT = 10_000
 
@@ -98,15 +100,18 @@ class Verifier:
         load_key: Callable[[str], KeyRecord | None],
         window_ms: int = WINDOW_MS,
         replays: ReplayMemory | None = None,
+        clock: Callable[[], ClockState] = lambda: REAL,
     ) -> None:
         self._load_key = load_key
+        self._clock = clock  # the business clock's state: a simulated one widens what is accepted
         self._window_ms = window_ms
         self._keys: dict[str, tuple[float, KeyRecord | None]] = {}
         self._passphrases: set[tuple[str, str, bytes]] = set()  # verified (key, hash, sha256(passphrase))
         self._replays = replays or ReplayMemory()
 
     def verify(self, request: SignedRequest, now_ms: int, permission: str) -> Caller:
-        if abs(now_ms - request.sent_ms) > self._window_ms:
+        until = accepted_until(self._clock(), request.sent_ms, now_ms, self._window_ms)
+        if until is None:
             raise AuthFailure(Failure.EXPIRED_TIMESTAMP)
         record = self._key(request.api_key)
         if record is None or record.info.revoked_at is not None:
@@ -132,7 +137,7 @@ class Verifier:
             raise AuthFailure(Failure.IP_REFUSED, request.client_ip)
         if permission not in info.permissions:
             raise AuthFailure(Failure.NO_PERMISSION)
-        self._refuse_replay(request.signature, now_ms)
+        self._refuse_replay(request.signature, now_ms, until)
         return Caller(info.user_id, request.api_key)
 
     def _key(self, api_key: str) -> KeyRecord | None:
@@ -158,10 +163,35 @@ class Verifier:
         self._passphrases.add(token)
         return True
 
-    def _refuse_replay(self, signature: str, now_ms: int) -> None:
-        # A signature is only valid inside the timestamp window on either side of now.
-        if not self._replays.first_use(signature, now_ms, 2 * self._window_ms):
+    def _refuse_replay(self, signature: str, now_ms: int, until_ms: int) -> None:
+        # Remembered for as long as its timestamp could still be accepted (at least the window on
+        # either side of now), at most SYNCED_REPLAY_MS.
+        ttl = min(max(until_ms - now_ms, 2 * self._window_ms), SYNCED_REPLAY_MS)
+        if not self._replays.first_use(signature, now_ms, ttl):
             raise AuthFailure(Failure.REPLAYED)
+
+
+def accepted_until(clock: ClockState, sent_ms: int, now_ms: int, window_ms: int) -> int | None:
+    """Whether a request signed at `sent_ms` is timely at wall time `now_ms`: None if not, else
+    the wall time until which that timestamp would still be accepted.
+
+    Clients sign with their own wall clock: within `window_ms` of ours. Some correct their clock by
+    the server's time once (ccxt's `adjustForTimeDifference`): they sign with the business time
+    they read plus the wall time elapsed since. With a simulated clock that is neither our wall
+    clock nor our business time, but lies between what a client that read the time when the clock
+    was last set would send and what one that read it just now would send; that band (and the
+    window around it) is accepted too. On a real clock the band is empty.
+    """
+    until = sent_ms + window_ms if abs(now_ms - sent_ms) <= window_ms else None
+    if clock.mode != "simulated":
+        return until
+    offset = clock.business_anchor - clock.real_anchor  # business − wall when the clock was set
+    earliest, latest = sorted((now_ms + offset, clock.now(now_ms)))
+    if not earliest - window_ms <= sent_ms <= latest + window_ms:
+        return until
+    if clock.speed >= 1:  # the band's lower edge moves at wall speed: past it after this long
+        return max(until or 0, sent_ms - offset + window_ms)
+    return now_ms + SYNCED_REPLAY_MS  # a slow clock's band can hold a timestamp for ever
 
 
 class ReplayMemory:

@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from flexearn.adapters import db
-from flexearn.adapters.clock import wall_ms
+from flexearn.adapters.clock import ClockCache, wall_ms
 from flexearn.api.admission import Admission
 from flexearn.api.auth import AuthFailure, Caller, Failure, SignedRequest, Verifier, raw_target
 from flexearn.api.params import Params, json_object
@@ -121,9 +121,12 @@ class Facade:
         limiter: RateLimiter,
         verifier: Verifier,
         admission: Admission,
+        clock: ClockCache | None = None,
     ) -> None:
         self.dialect, self.endpoints, self.app = dialect, endpoints, app
         self.limiter, self.verifier, self.admission = limiter, verifier, admission
+        # business time for the answers (and a simulated clock's signing band), read in a slot
+        self.clock = clock or ClockCache(app.engine)
 
     def routes(self) -> list[Route]:
         return [Route(e.path, self._endpoint(e), methods=[e.method]) for e in self.endpoints]
@@ -144,7 +147,7 @@ class Facade:
                     await self._limit(spec, f"user:{caller.user_id}")
                 values = dialect.body(body) if spec.method == "POST" else request.query_params
                 params = dialect.params(values)
-                data = await self.admission.run(deadline, spec.handler, self.app, caller, params)
+                data = await self.admission.run(deadline, self._handle, spec.handler, caller, params)
                 return JSONResponse(dialect.success(data))
             except WireError as error:
                 return self.error(error)
@@ -188,7 +191,12 @@ class Facade:
             raise self.dialect.auth_error(failure) from None
 
     def _verify(self, signed: SignedRequest, permission: str) -> Caller:
+        self.clock.refresh()
         return self.verifier.verify(signed, wall_ms(), permission)
+
+    def _handle(self, handler: Handler, caller: Caller | None, params: Params) -> Any:
+        self.clock.refresh()
+        return handler(self.app, caller, params)
 
 
 def _first_line(error: Exception) -> str:

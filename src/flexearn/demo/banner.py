@@ -6,7 +6,9 @@ go into a Python file or REPL as they are.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 
 from flexearn.demo.world import COINS, DEMO_USER, PRODUCTS, DemoWorld
 from flexearn.domain.money import plain
@@ -76,21 +78,27 @@ def _hour_every(speed: Decimal) -> str:
     return f"one business hour every {plain(round(seconds, 2))} s"
 
 
-def banner(base: str, database: str, world: DemoWorld, *, seed: int, speed: Decimal, history: int) -> str:
+def banner(base: str, database: str, world: DemoWorld, *, speed: Decimal, key_file: Path) -> str:
     k = world.key
     funded = ", ".join(f"{plain(coin.lot * 10)} {ccy}" for ccy, coin in COINS.items())
     products = ", ".join(
         f"{i} {p['coin']} {p['periodType']} ({p.get('productLevel', 'normal')})"
         for i, p in zip(world.product_ids, PRODUCTS, strict=True)
     )
+    when = datetime.fromtimestamp(world.now / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    if world.resumed:
+        story = f"resumed (built with seed {world.seed}; --reset rebuilds it)"
+    else:
+        story = f"built with seed {world.seed}, {world.history_hours} hours of history"
     lines = [
         "flexearn demo: a sandbox with simulated borrowers and a fast clock",
-        f"  database   {database} (seed {seed})",
-        f"  clock      simulated, {_hour_every(speed)} (--speed {plain(speed)}); {history} hours of history",
+        f"  database   {database}: {story}",
+        f"  clock      simulated, {_hour_every(speed)} (--speed {plain(speed)}), from {when} UTC",
         f"  base URL   {base}   (OKX v5 and Bitget v2 façades)",
         f"  dashboard  {base}/",
-        f"  user       {DEMO_USER} (id {world.user_id}), trading account: {funded}",
+        f"  user       {DEMO_USER} (id {world.user_id}), funded with {funded} in its trading account",
         f"  products   {products}",
+        f"  key file   {key_file} (the key below, kept for the next start)",
         f"  apiKey     {k.api_key}",
         f"  secretKey  {k.secret_key}",
         f"  passphrase {k.passphrase}",

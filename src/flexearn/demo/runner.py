@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 
 from granian import Granian
 from granian.constants import Interfaces
@@ -21,8 +22,10 @@ from flexearn.adapters.secrets import SecretBox, generate_master_key
 from flexearn.api import listener
 from flexearn.bootstrap import Flexearn
 from flexearn.config import Settings
+from flexearn.demo import keyfile, restart
 from flexearn.demo.banner import banner, hour_line
-from flexearn.demo.world import COINS, seed_world
+from flexearn.demo.world import COINS
+from flexearn.services import clock as clock_service
 from flexearn.services.settlement import SettledHour
 
 # cli.run_scheduler: settle hours as they come, reporting each, until a business time (or forever)
@@ -46,24 +49,34 @@ def run(
     options: DemoOptions,
     scheduler_loop: SchedulerLoop,
     echo: Callable[[str], None],
+    key_path: Path,
 ) -> None:
-    master_key = settings.master_key or generate_master_key()
+    saved = keyfile.read(key_path)
+    saved_master = saved.master_key if saved else None
+    master_key = settings.master_key or saved_master or generate_master_key()
+    # The first key encrypts; the key file's still decrypts the secret it encrypted.
+    master_keys = ",".join(dict.fromkeys(k for k in (master_key, saved_master) if k))
     # The server's worker process reads its settings from the environment, as `flexearn serve`'s do;
     # FLEXEARN_DEMO lets it start without an admin token (the admin API and user views are open).
     os.environ.update(
-        FLEXEARN_DATABASE_URL=database_url, FLEXEARN_MASTER_KEY=master_key, FLEXEARN_DEMO="1"
+        FLEXEARN_DATABASE_URL=database_url, FLEXEARN_MASTER_KEY=master_keys, FLEXEARN_DEMO="1"
     )
     os.environ.setdefault("FLEXEARN_LOG_LEVEL", "WARNING")  # the terminal is for the banner and hours
     app = Flexearn(database_url)
+    world = None
     try:
-        world = seed_world(
+        world = restart.open_world(
             app,
-            SecretBox(master_key),
+            SecretBox(master_keys),
+            saved.key if saved else None,
             seed=options.seed,
             speed=options.speed,
-            now=options.start,
+            start=options.start,
             history_hours=options.history_hours,
         )
+        # FLEXEARN_MASTER_KEY is never copied to disk; a master key the demo made is.
+        on_disk = saved_master if settings.master_key else master_key
+        keyfile.write(key_path, keyfile.KeyFile(world.key, on_disk))
         local = "127.0.0.1" if options.host in ("0.0.0.0", "::", "") else options.host
         base = f"http://{local}:{options.port}"
         server = Granian(
@@ -77,9 +90,7 @@ def run(
             log_level=LogLevels.warning,  # the banner says where it serves
             **listener.server_options(settings),
         )
-        text = banner(
-            base, database_url, world, seed=options.seed, speed=options.speed, history=options.history_hours
-        )
+        text = banner(base, database_url, world, speed=options.speed, key_file=key_path)
         until = None if options.hours is None else world.now + options.hours * HOUR_MS
 
         def settle() -> None:
@@ -92,6 +103,8 @@ def run(
         threading.Thread(target=settle, daemon=True).start()
         server.serve()
     finally:
+        if world is not None:  # the world waits, clock stopped, for the next start to resume it
+            clock_service.pause(app.uow())
         app.close()
 
 

@@ -155,3 +155,27 @@ def match_pro_rata_rows(
     lender_rate = borrow_rate * (1 - insurance_fee)
     share = min(Decimal(1), demand / eligible)
     return Match(borrow_rate, lender_rate, lender_rate * share, lent, supply, eligible)
+
+
+# --- the next match's rate, from the supply curve alone ------------------------------------------
+
+
+def auction_rate(supply: Sequence[tuple[Decimal, Decimal]], demand: Decimal, places: int) -> Decimal:
+    """The borrow rate `match_auction` would set, from the supply curve: (minimum rate, amount
+    offered at it) for each rate with something offered, cheapest first. Which offers of the
+    marginal rate fill first (their `seq`) changes who lends, never the rate."""
+    remaining = round_down(demand, places)
+    rate = ZERO
+    if remaining <= ZERO:
+        return rate
+    for rate, amount in supply:  # noqa: B007 - the rate the loop stops at is the answer
+        remaining -= amount
+        if remaining <= ZERO:
+            break
+    return rate
+
+
+def pro_rata_rate(demand: Decimal, borrow_rate: Decimal, places: int) -> Decimal:
+    """The borrow rate `match_pro_rata` would set: r_b, whatever is offered, unless nothing is
+    borrowed."""
+    return borrow_rate if round_down(demand, places) > ZERO and borrow_rate > ZERO else ZERO

@@ -93,6 +93,9 @@ def serve_metrics(engine: sa.Engine, host: str, port: int) -> ThreadingHTTPServe
     """`GET /metrics` of this process on `host:port`, from a daemon thread: for `flexearn worker`,
     which serves no HTTP otherwise (its settlement metrics and `flexearn_settler` live here)."""
     from flexearn.observability import prometheus  # noqa: PLC0415  (see the module docstring)
+    from flexearn.services.figures import FigureCache  # noqa: PLC0415  (with prometheus: lazily)
+
+    figures = FigureCache()  # this worker's, between scrapes
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -100,7 +103,7 @@ def serve_metrics(engine: sa.Engine, host: str, port: int) -> ThreadingHTTPServe
                 self.send_error(404)
                 return
             try:
-                body, content_type = prometheus.render(metrics(), engine)
+                body, content_type = prometheus.render(metrics(), engine, figures)
             except sa.exc.SQLAlchemyError:  # the database gauges need it: say so, as /metrics does
                 self.send_error(503, "database unavailable")
                 return

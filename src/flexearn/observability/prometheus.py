@@ -25,6 +25,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from flexearn.services import stats
+from flexearn.services.figures import FigureCache
 from flexearn.services.unit_of_work import UnitOfWork
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -97,13 +98,14 @@ class Metrics:
 
 
 class DatabaseCollector(Collector):
-    """Gauges computed from the database at scrape time."""
+    """Gauges computed from the database at scrape time (the sums over every position and settled
+    period from `figures` between changes: see `services.figures`)."""
 
-    def __init__(self, engine: sa.Engine) -> None:
-        self.engine = engine
+    def __init__(self, engine: sa.Engine, figures: FigureCache | None = None) -> None:
+        self.engine, self.figures = engine, figures
 
     def collect(self) -> Iterator[Metric]:
-        snapshot = stats.snapshot(UnitOfWork(self.engine))
+        snapshot = stats.snapshot(UnitOfWork(self.engine, read_only=True), self.figures)
         families = {
             "savings": ("flexearn_savings_amount", "Market savings held, per currency"),
             "lent": ("flexearn_savings_lent", "Market savings lent in the current hour"),
@@ -142,14 +144,14 @@ class DatabaseCollector(Collector):
             yield opened
 
 
-def render(metrics: Metrics, engine: sa.Engine) -> tuple[bytes, str]:
+def render(metrics: Metrics, engine: sa.Engine, figures: FigureCache | None = None) -> tuple[bytes, str]:
     """The exposition text: this process's (or every worker's) metrics and the database gauges."""
     registry = CollectorRegistry(auto_describe=False)
     if multiprocess_active():
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     else:
         registry.register(_Forward(metrics.registry))
-    registry.register(DatabaseCollector(engine))
+    registry.register(DatabaseCollector(engine, figures))
     return generate_latest(registry), CONTENT_TYPE_LATEST
 
 

@@ -16,15 +16,16 @@ from starlette.routing import Route
 from flexearn.adapters import db
 from flexearn.api.admission import Admission
 from flexearn.observability.metrics import metrics
+from flexearn.services.figures import FigureCache
 
 log = logging.getLogger("flexearn.health")
 
 
-def ops_routes(engine: sa.Engine, admission: Admission) -> list[Route]:
+def ops_routes(engine: sa.Engine, admission: Admission, figures: FigureCache | None = None) -> list[Route]:
     def scrape() -> tuple[bytes, str]:
         from flexearn.observability import prometheus  # noqa: PLC0415  (imported lazily: see metrics)
 
-        return prometheus.render(metrics(), engine)
+        return prometheus.render(metrics(), engine, figures)
 
     async def metrics_endpoint(request: Request) -> Response:
         try:
@@ -37,7 +38,7 @@ def ops_routes(engine: sa.Engine, admission: Admission) -> list[Route]:
         return Response(body, media_type=content_type)
 
     def database_answers() -> None:
-        with engine.connect() as conn:
+        with db.read_only(engine.connect()) as conn:  # never waits for SQLite's write lock
             conn.execute(sa.text("SELECT 1"))
 
     async def healthz(request: Request) -> Response:

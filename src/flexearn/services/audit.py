@@ -67,3 +67,12 @@ def entries(uow: UnitOfWork, *, limit: int = 100, before_id: int | None = None) 
     with uow:
         rows = uow.conn.execute(query).all()
     return [AuditEntry(*row) for row in rows]
+
+
+def latest(uow: UnitOfWork, method: str, path: str) -> AuditEntry | None:
+    """The newest entry of an action, e.g. the sandbox's record that it built its world."""
+    a = t.audit_log
+    query = sa.select(a).where(a.c.method == method, a.c.path == path).order_by(a.c.id.desc()).limit(1)
+    with uow:
+        row = uow.conn.execute(query).first()
+    return None if row is None else AuditEntry(*row)

@@ -8,7 +8,9 @@ from decimal import Decimal
 import sqlalchemy as sa
 
 from flexearn.adapters import clock as clocks
+from flexearn.adapters import tables as t
 from flexearn.domain.errors import ClockError
+from flexearn.domain.money import D
 from flexearn.services import scheduler
 from flexearn.services.unit_of_work import UnitOfWork
 
@@ -67,3 +69,31 @@ def advance(engine: sa.Engine, hours: int) -> Advanced:
         uow.commit()
     settled = scheduler.settle_all_due(engine)
     return Advanced(show(UnitOfWork(engine)), settled)
+
+
+def pause(uow: UnitOfWork) -> ClockView:
+    """Stop a simulated clock where it is (a sandbox stopping: its world waits for it)."""
+    with uow:
+        if clocks.read(uow.conn, lock=True).mode != "simulated":
+            raise ClockError("only a simulated clock can be paused")
+        state = clocks.set_simulated(uow.conn, D(0))
+        uow.commit()
+    return _view(state)
+
+
+def resume(uow: UnitOfWork, speed: Decimal) -> ClockView:
+    """Run a simulated clock again at `speed` from where it stopped: where it was paused, or, if
+    it was not (its process was killed), from the latest business time the database recorded —
+    a settled hour or a journal entry — rather than jumping by the wall time missed."""
+    with uow:
+        state = clocks.read(uow.conn, lock=True)
+        if state.mode == "simulated" and state.speed == 0:
+            start = state.business_anchor
+        else:
+            hour = uow.conn.execute(sa.select(sa.func.max(t.market_hour.c.hour))).scalar()
+            entry = uow.conn.execute(sa.select(sa.func.max(t.journal_entry.c.ts))).scalar()
+            recorded = [int(v) for v in (hour, entry) if v is not None]
+            start = max(recorded) if recorded else state.now(clocks.wall_ms())
+        state = clocks.set_simulated(uow.conn, speed, start)
+        uow.commit()
+    return _view(state)

@@ -73,11 +73,15 @@ def create_key(
     ips: str = "",
     expires_days: int | None = None,
     passphrase: str | None = None,
+    reissue: NewKey | None = None,
 ) -> NewKey:
+    """A new key; or `reissue`, a key issued before (e.g. the sandbox's, kept in its key file)."""
     perms, allow = parse_permissions(permissions), parse_ips(ips)
     if expires_days is not None and expires_days <= 0:
         raise InvalidParameter("expires", "a positive number of days")
-    new = NewKey(str(uuid.uuid4()), secrets.token_hex(16).upper(), passphrase or secrets.token_urlsafe(12))
+    new = reissue or NewKey(
+        str(uuid.uuid4()), secrets.token_hex(16).upper(), passphrase or secrets.token_urlsafe(12)
+    )
     now = wall_ms()
     with uow:
         if uow.conn.execute(sa.select(t.user.c.id).where(t.user.c.id == user_id)).first() is None:

@@ -35,6 +35,7 @@ from collections.abc import Callable
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from flexearn.adapters import db
 from flexearn.adapters import tables as t
 
 log = logging.getLogger("flexearn.worker")
@@ -102,7 +103,7 @@ def release(engine: sa.Engine, name: str, holder: str) -> bool:
 def current_holder(engine: sa.Engine, name: str) -> str | None:
     """Who holds the lease now (None when nobody does, or the last holder's lease has expired)."""
     lease = t.worker_lease.c
-    with engine.connect() as conn:
+    with db.read_only(engine.connect()) as conn:
         return conn.execute(
             sa.select(lease.holder).where(
                 lease.name == name, lease.expires_at > _db_now_ms(engine.dialect.name)

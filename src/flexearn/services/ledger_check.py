@@ -29,7 +29,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from flexearn.adapters import checkpoints
+from flexearn.adapters import checkpoints, db
 from flexearn.adapters import tables as t
 from flexearn.adapters.checkpoints import EMPTY, Checkpoint
 from flexearn.adapters.clock import HOUR_MS, business_now, ceil_hour
@@ -80,7 +80,10 @@ def check(uow: UnitOfWork, *, full: bool = False, checkpoint: bool = False) -> l
 def run(engine: sa.Engine, *, full: bool = False, checkpoint: bool = False) -> Report:
     postgres = engine.dialect.name == "postgresql"
     options = {"isolation_level": "REPEATABLE READ"} if postgres else {}
-    with engine.connect().execution_options(**options) as conn, conn.begin():  # commits on the way out
+    connection = engine.connect().execution_options(**options)
+    if not postgres and not checkpoint:  # SQLite: a check that writes nothing reads without the write
+        db.read_only(connection)  # lock (PostgreSQL's SHARE lock below needs a read-write transaction)
+    with connection as conn, conn.begin():  # commits on the way out
         if postgres:  # before the snapshot is taken: no pruning runs while this check does
             conn.exec_driver_sql("LOCK TABLE history_horizon IN SHARE MODE")
             # the per-position sums of a million positions hash in memory instead of spilling

@@ -11,8 +11,9 @@ import sqlalchemy as sa
 from flexearn.adapters import repository as repo
 from flexearn.adapters import tables as t
 from flexearn.adapters.clock import HOUR_MS, floor_hour
-from flexearn.domain.market import MatchingMode, Offer, match_auction, match_pro_rata
+from flexearn.domain.market import MatchingMode, auction_rate, pro_rata_rate
 from flexearn.domain.money import ZERO, round_down
+from flexearn.services.figures import FigureCache, Figures
 from flexearn.services.markets import hour_demand, settings_from_row
 from flexearn.services.unit_of_work import UnitOfWork
 
@@ -102,10 +103,12 @@ def rate_history(uow: UnitOfWork, ccy: str | None, page: Page) -> list[RateRecor
     return [RateRecord(r.ccy, r.lent, r.borrow_rate, r.pool_rate, r.hour) for r in rows]
 
 
-def rate_summary(uow: UnitOfWork, ccy: str | None) -> list[RateSummary]:
-    """Per market: the 24-hour average and last borrow rate, and the rate the next match would set."""
+def rate_summary(uow: UnitOfWork, ccy: str | None, cache: FigureCache | None = None) -> list[RateSummary]:
+    """Per market: the 24-hour average and last borrow rate, and the rate the next match would set
+    (an auction's from the supply curve, kept in `cache` between changes: see `figures`)."""
     summaries = []
     with uow:
+        figures = Figures(uow.conn, cache)
         query = sa.select(t.market).order_by(t.market.c.ccy)
         if ccy is not None:
             query = query.where(t.market.c.ccy == ccy)
@@ -126,21 +129,17 @@ def rate_summary(uow: UnitOfWork, ccy: str | None) -> list[RateSummary]:
             demand = hour_demand(
                 market, next_hour, recent[0].demand_state if recent else "", places, uow.conn
             )
-            rows = repo.positions_for_settlement(uow.conn, market.ccy)
-            offers = [Offer(pid, amt, rate, seq) for pid, _user, amt, _loan, _earned, rate, seq in rows]
             if market.mode is MatchingMode.AUCTION:
-                estimate = match_auction(offers, demand.demand, market.insurance_fee, places)
-            else:
-                estimate = match_pro_rata(
-                    offers, demand.demand, demand.borrow_rate, market.insurance_fee, places
-                )
+                estimate = auction_rate(figures.book(market.ccy).supply, demand.demand, places)
+            else:  # r_b, whatever is offered: nothing to read
+                estimate = pro_rata_rate(demand.demand, demand.borrow_rate, places)
             summaries.append(
                 RateSummary(
                     market.ccy,
                     round_down(avg_lent, places),
                     round_down(avg_rate, 8),
                     recent[0].borrow_rate if recent else ZERO,
-                    estimate.borrow_rate,
+                    estimate,
                 )
             )
     return summaries

@@ -11,6 +11,7 @@ from flexearn.adapters import repository as repo
 from flexearn.adapters import tables as t
 from flexearn.domain.money import ZERO
 from flexearn.services import accounts
+from flexearn.services.figures import FigureCache, Figures
 from flexearn.services.markets import settings_from_row
 from flexearn.services.unit_of_work import UnitOfWork
 
@@ -50,23 +51,20 @@ class MarketDepth:
     last: MarketHour | None  # the current hour's match (its demand and clearing rate)
 
 
-def market_depth(uow: UnitOfWork, ccy: str) -> MarketDepth:
-    """The current supply curve (minimum rate against cumulative amount) and the hour's match."""
-    p = t.position
+def market_depth(uow: UnitOfWork, ccy: str, cache: FigureCache | None = None) -> MarketDepth:
+    """The current supply curve (minimum rate against cumulative amount) and the hour's match; the
+    curve comes from `cache` between changes (see `figures`)."""
     with uow:
+        figures = Figures(uow.conn, cache)
         market = settings_from_row(repo.market(uow.conn, ccy))
         precision = repo.currency_precision(uow.conn, ccy)
-        rows = uow.conn.execute(sa.select(p.c.rate, p.c.amt).where(p.c.ccy == ccy)).all()
+        book = figures.book(ccy)
         last_hour = repo.last_settled_hour(uow.conn, ccy)
         last = _hours(uow.conn, ccy, last_hour, last_hour) if last_hour is not None else []
-    by_rate: dict[Decimal, Decimal] = {}
-    for row in rows:  # amounts add up here: SQLite keeps them as text, never summed in SQL
-        if row.amt > 0:
-            by_rate[row.rate] = by_rate.get(row.rate, ZERO) + row.amt
     steps, total = [], ZERO
-    for rate in sorted(by_rate):
-        total += by_rate[rate]
-        steps.append(SupplyStep(rate, by_rate[rate], total))
+    for rate, amount in book.supply:
+        total += amount
+        steps.append(SupplyStep(rate, amount, total))
     return MarketDepth(ccy, market.mode.value, precision, steps, last[0] if last else None)
 
 

@@ -38,6 +38,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from flexearn.adapters import db
 from flexearn.adapters import repository as repo
 from flexearn.adapters import tables as t
 from flexearn.adapters.clock import wall_ms
@@ -107,13 +108,13 @@ def _plan(conn: sa.Connection, kind: str, key: str, period: int) -> dict[str, An
 
 
 def is_open(engine: sa.Engine, kind: str, key: str | int, period: int) -> bool:
-    with engine.connect() as conn:
+    with db.read_only(engine.connect()) as conn:
         return _plan(conn, kind, str(key), period) is not None
 
 
 def open_periods(engine: sa.Engine) -> list[tuple[str, str, int]]:
     o = t.settlement_open
-    with engine.connect() as conn:
+    with db.read_only(engine.connect()) as conn:
         rows = conn.execute(sa.select(o.c.kind, o.c.key, o.c.period).order_by(o.c.period, o.c.kind, o.c.key))
         return [(kind, key, int(period)) for kind, key, period in rows]
 

@@ -78,7 +78,7 @@ def settle_due_hours(
     """Every due market hour, oldest first (catching up after downtime), currencies side by side;
     `keep_going` is asked before each. Safe from several processes at once: each hour is settled
     by whichever gets there first, the others skip it."""
-    due = settlement.due_hours(UnitOfWork(engine))
+    due = settlement.due_hours(UnitOfWork(engine, read_only=True))
 
     def settle(ccy: str, hour: int) -> settlement.SettledHour | None:
         return range_settlement.settle_hour(engine, ccy, hour, ranges, worker=worker, keep_going=keep_going)
@@ -90,7 +90,7 @@ def settle_due_days(
     engine: sa.Engine, keep_going: KeepGoing = _always, *, ranges: int = 1, worker: str = ""
 ) -> list[catalog_settlement.SettledDay]:
     """Every due (product, day), oldest day first, then the redemptions whose delay has passed."""
-    due = catalog_settlement.due_days(UnitOfWork(engine))
+    due = catalog_settlement.due_days(UnitOfWork(engine, read_only=True))
 
     def settle(product: int, day: int) -> catalog_settlement.SettledDay | None:
         return range_settlement.settle_day(engine, product, day, ranges, worker=worker, keep_going=keep_going)
@@ -216,7 +216,7 @@ def _sleep_seconds(engine: sa.Engine, poll_seconds: float) -> float:
 
 def _reached(engine: sa.Engine, until: int) -> bool:
     try:
-        with UnitOfWork(engine) as uow:
+        with UnitOfWork(engine, read_only=True) as uow:
             return uow.now() >= until
     except Exception as error:  # the database went away: not reached, look again after the sleep
         if not db.unavailable(error):
@@ -227,7 +227,7 @@ def _reached(engine: sa.Engine, until: int) -> bool:
 def seconds_to_next_period(engine: sa.Engine, poll_seconds: float) -> float:
     """Real seconds until the next business hour starts, at most `poll_seconds` (the clock may be
     changed meanwhile), at least 10 ms."""
-    with engine.connect() as conn:
+    with db.read_only(engine.connect()) as conn:
         state = clocks.read(conn)
     if state.mode == "simulated" and state.speed == 0:
         return poll_seconds

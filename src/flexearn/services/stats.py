@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from flexearn.adapters import tables as t
 from flexearn.domain.money import ZERO
-from flexearn.services.ledger_check import _sums as exact_sums
+from flexearn.services.figures import FigureCache, Figures
 from flexearn.services.unit_of_work import UnitOfWork
 
 
@@ -36,18 +36,15 @@ class Snapshot:
     open_since: int | None = None  # real time (ms) the oldest period settled in ranges was opened
 
 
-def snapshot(uow: UnitOfWork) -> Snapshot:
-    p, m, h = t.position, t.market_hour, t.holding
+def snapshot(uow: UnitOfWork, cache: FigureCache | None = None) -> Snapshot:
+    """The sums over positions and history come from `cache` between changes (see `figures`)."""
+    m = t.market_hour
     with uow:
         conn = uow.conn
+        figures = Figures(conn, cache)
         ccys = list(conn.execute(sa.select(t.currency.c.ccy).order_by(t.currency.c.ccy)).scalars())
-        amt = exact_sums(conn, p.c.amt, [p.c.ccy], p)
-        loan = exact_sums(conn, p.c.loan, [p.c.ccy], p)
-        paid = exact_sums(conn, m.c.interest_paid, [m.c.ccy], m)
-        joined = h.join(t.product, t.product.c.id == h.c.product_id)
-        held = exact_sums(conn, h.c.amount, [t.product.c.coin], joined, h.c.open.is_(True))
-        days = t.product_day.join(t.product, t.product.c.id == t.product_day.c.product_id)
-        catalog_paid = exact_sums(conn, t.product_day.c.interest, [t.product.c.coin], days)
+        books = {ccy: figures.book(ccy) for ccy in ccys}
+        totals = figures.totals()
         last = (
             sa.select(m.c.ccy, sa.func.max(m.c.hour).label("hour")).group_by(m.c.ccy).subquery()
         )
@@ -64,17 +61,16 @@ def snapshot(uow: UnitOfWork) -> Snapshot:
         opened = conn.execute(sa.select(sa.func.min(t.settlement_open.c.opened_at))).scalar()
     stats = []
     for ccy in ccys:
-        row = latest.get(ccy)
-        total, lent = amt.get(ccy, ZERO), loan.get(ccy, ZERO)
+        row, book = latest.get(ccy), books[ccy]
         stats.append(
             CurrencyStats(
                 ccy=ccy,
-                savings=total,
-                lent=lent,
-                pending=total - lent,
-                interest_paid=paid.get(ccy, ZERO),
-                catalog_held=held.get(ccy, ZERO),
-                catalog_interest_paid=catalog_paid.get(ccy, ZERO),
+                savings=book.amount,
+                lent=book.lent,
+                pending=book.amount - book.lent,
+                interest_paid=totals.interest_paid.get(ccy, ZERO),
+                catalog_held=totals.catalog_held.get(ccy, ZERO),
+                catalog_interest_paid=totals.catalog_interest_paid.get(ccy, ZERO),
                 borrow_rate=None if row is None else row.borrow_rate,
                 lending_rate=None if row is None else row.pool_rate,
                 demand=None if row is None else row.demand,

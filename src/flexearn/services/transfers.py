@@ -99,8 +99,8 @@ def bills(
     """The user's `account` bills, newest first: with `before_ts`, those older than it; with
     `after_ts` alone, the newest `limit` newer than it.
 
-    The balance after each bill is the account's balance now less every later leg: the account's
-    row is read FOR SHARE first, so no entry on it commits while the legs are read."""
+    The balance after each bill is the account's balance now less every later leg, read in one
+    snapshot: give a read-only unit of work (one snapshot on both databases)."""
     a, leg, entry = t.account, t.journal_leg, t.journal_entry
     with uow:
         owned = sa.select(a.c.id, a.c.ccy, a.c.balance).where(
@@ -108,8 +108,7 @@ def bills(
         )
         if ccy is not None:
             owned = owned.where(a.c.ccy == ccy)
-        rows_owned = uow.conn.execute(owned.with_for_update(read=True))
-        accounts = {row.id: (row.ccy, row.balance) for row in rows_owned}
+        accounts = {row.id: (row.ccy, row.balance) for row in uow.conn.execute(owned)}
         if not accounts:
             return []
         query = (

@@ -1,4 +1,10 @@
-"""A database transaction that rolls back unless the use case commits it."""
+"""A database transaction that rolls back unless the use case commits it.
+
+A read-only unit of work (`read_only=True`) is for use cases that only read: it never takes
+SQLite's write lock (a deferred transaction in WAL mode: readers and the writer do not wait for
+each other), reads one snapshot on both databases, and refuses every write loudly
+(`db.ReadOnlyViolation`), so a use case labelled as a read cannot quietly write.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +16,16 @@ from flexearn.adapters import clock, db
 
 
 class UnitOfWork:
-    def __init__(self, engine: sa.Engine) -> None:
+    def __init__(self, engine: sa.Engine, *, read_only: bool = False) -> None:
         self.engine = engine
+        self.read_only = read_only
         self._conn: sa.Connection | None = None
 
     def __enter__(self) -> UnitOfWork:
         conn = self.engine.connect()
         try:
+            if self.read_only:
+                db.read_only(conn)
             conn.begin()  # may fail: e.g. SQLite's lock wait or a PostgreSQL timeout runs out
         except BaseException:
             conn.close()  # back to the pool now, not when garbage-collected
@@ -49,6 +58,8 @@ class UnitOfWork:
         """Commit. An API request past its budget rolls back rather than commit unseen, and its
         answer then waits for a COMMIT sent (`db.Deadline`) — unless not `outcome`: bookkeeping
         the request's answer does not report (the replay window), committed regardless."""
+        if self.read_only:
+            raise db.ReadOnlyViolation("a read-only unit of work has nothing to commit")
         if outcome:
             db.may_commit()
         self.conn.commit()

@@ -227,7 +227,8 @@ class AdminApi:
             for name, value in path.items():
                 validate(value, PATH_PARAMETERS[name], name)
             query = _query(route, request.query_params)
-            call = handlers.Call(self.app, self.box, path, query, body, actor, self.app.uow)
+            units = self.app.uow if route.changes_state else self.app.read_uow  # GET: reads only
+            call = handlers.Call(self.app, self.box, path, query, body, actor, units)
             if keyed is not None:
                 recorded: list[bool] = []
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from flexearn.adapters.clock import wall_ms
 from flexearn.api.auth import Caller
 from flexearn.api.bitget import errors, wallet
 from flexearn.api.bitget.wire import amount, ms
@@ -14,7 +13,7 @@ from flexearn.api.facade import user_of as _user
 from flexearn.api.params import Params
 from flexearn.bootstrap import Flexearn
 from flexearn.domain.catalog import PeriodType, Product, Tier
-from flexearn.services import accounts, catalog, catalog_views
+from flexearn.services import accounts, catalog, catalog_views, clock
 
 USER_LIMIT = 10  # requests per second per user (SPEC §5)
 PUBLIC_LIMIT = 20  # per IP
@@ -45,7 +44,7 @@ def _fixed(product: Product, value: str) -> str:
 
 def product(app: Flexearn, caller: Caller | None, params: Params) -> list[dict[str, Any]]:
     filter_ = params.choice("filter", catalog.FILTERS) or "available"
-    views = catalog.list_products(app.uow(), _user(caller), params.currency("coin"), filter_)
+    views = catalog.list_products(app.read_uow(), _user(caller), params.currency("coin"), filter_)
     return [
         {
             "productId": str(v.product.id),
@@ -65,7 +64,7 @@ def product(app: Flexearn, caller: Caller | None, params: Params) -> list[dict[s
 
 def subscribe_info(app: Flexearn, caller: Caller | None, params: Params) -> dict[str, Any]:
     info = catalog.subscribe_info(
-        app.uow(), _product_id(params), params.required_choice("periodType", PERIOD_TYPES)
+        app.read_uow(), _product_id(params), params.required_choice("periodType", PERIOD_TYPES)
     )
     p, s, places = info.product, info.schedule, info.product.subscribe_precision
     # Without a quota, a subscription is limited only by singleMaxAmount.
@@ -89,7 +88,7 @@ def subscribe_info(app: Flexearn, caller: Caller | None, params: Params) -> dict
 
 def records(app: Flexearn, caller: Caller | None, params: Params) -> dict[str, Any]:
     found, end_id = catalog_views.records(
-        app.uow(),
+        app.read_uow(),
         _user(caller),
         params.required_choice("periodType", PERIOD_TYPES),
         params.choice("orderType", catalog_views.ORDER_TYPES),
@@ -130,7 +129,8 @@ def subscribe(app: Flexearn, caller: Caller | None, params: Params) -> dict[str,
 
 
 def subscribe_result(app: Flexearn, caller: Caller | None, params: Params) -> dict[str, str]:
-    order = catalog.order_of(app.uow(), _user(caller), params.required_integer("orderId", low=1), "subscribe")
+    order_id = params.required_integer("orderId", low=1)
+    order = catalog.order_of(app.read_uow(), _user(caller), order_id, "subscribe")
     return {"result": "success" if order.status == "success" else "fail", "msg": ""}
 
 
@@ -147,7 +147,8 @@ def redeem(app: Flexearn, caller: Caller | None, params: Params) -> dict[str, st
 
 
 def redeem_result(app: Flexearn, caller: Caller | None, params: Params) -> dict[str, str]:
-    order = catalog.order_of(app.uow(), _user(caller), params.required_integer("orderId", low=1), "redeem")
+    order_id = params.required_integer("orderId", low=1)
+    order = catalog.order_of(app.read_uow(), _user(caller), order_id, "redeem")
     # The redemption was accepted; while its delay runs, `msg` says when the funds arrive.
     waiting = f"processing: the funds arrive at {order.arrive_at}" if order.status == "processing" else ""
     return {"result": "fail" if order.status == "fail" else "success", "msg": waiting}
@@ -159,7 +160,7 @@ def assets(app: Flexearn, caller: Caller | None, params: Params) -> dict[str, An
     before = params.integer("idLessThan")
     held = [
         a
-        for a in catalog_views.assets(app.uow(), _user(caller), period)
+        for a in catalog_views.assets(app.read_uow(), _user(caller), period)
         if before is None or a.holding_id < before
     ]
     page = sorted(held, key=lambda a: a.holding_id, reverse=True)[:limit]
@@ -201,7 +202,7 @@ def _asset_apy(tiers: tuple[Tier, ...]) -> list[dict[str, str]]:
 
 
 def account(app: Flexearn, caller: Caller | None, params: Params) -> dict[str, str]:
-    totals = catalog_views.account(app.uow(), _user(caller))
+    totals = catalog_views.account(app.read_uow(), _user(caller))
     return {
         "btcAmount": amount(totals.btc_amount),
         "usdtAmount": amount(totals.usdt_amount),
@@ -215,7 +216,7 @@ def account(app: Flexearn, caller: Caller | None, params: Params) -> dict[str, s
 def spot_assets(app: Flexearn, caller: Caller | None, params: Params) -> list[dict[str, Any]]:
     coin = params.currency("coin")
     everything = params.choice("assetType", ("hold_only", "all")) == "all"
-    now = str(wall_ms())
+    now = str(clock.show(app.uow()).now)
     return [
         {
             "coin": b.ccy,
@@ -225,13 +226,14 @@ def spot_assets(app: Flexearn, caller: Caller | None, params: Params) -> list[di
             "limitAvailable": "0",
             "uTime": now,
         }
-        for b in accounts.funding_balances(app.uow(), _user(caller))
+        for b in accounts.funding_balances(app.read_uow(), _user(caller))
         if (coin is None or b.ccy == coin) and (everything or b.available or b.frozen)
     ]
 
 
 def public_time(app: Flexearn, caller: Caller | None, params: Params) -> dict[str, str]:
-    return {"serverTime": str(wall_ms())}
+    # Business time, the clock of every record: paging history by it works on a simulated clock.
+    return {"serverTime": str(clock.show(app.uow()).now)}
 
 
 def account_settings_v3(app: Flexearn, caller: Caller | None, params: Params) -> None:
@@ -267,7 +269,7 @@ def spot_coins(app: Flexearn, caller: Caller | None, params: Params) -> list[dic
                 }
             ],
         }
-        for i, c in enumerate(accounts.list_currencies(app.uow()))
+        for i, c in enumerate(accounts.list_currencies(app.read_uow()))
         if wanted is None or c.ccy == wanted
     ]
 
@@ -276,7 +278,7 @@ QUOTE = "USDT"
 
 
 def spot_symbols(app: Flexearn, caller: Caller | None, params: Params) -> list[dict[str, str]]:
-    currencies = accounts.list_currencies(app.uow())
+    currencies = accounts.list_currencies(app.read_uow())
     if QUOTE not in {c.ccy for c in currencies}:
         return []
     wanted = params.text("symbol")

@@ -65,7 +65,7 @@ def _round(value: Decimal) -> str:
 def all_account_balance(app: Flexearn, caller: Caller | None, params: Params) -> list[dict[str, str]]:
     """Each account's value in USDT at the operator's reference prices; `earn` is every savings
     holding (Earn catalog and Simple Earn positions alike)."""
-    held = valuation.holdings(app.uow(), _user(caller))
+    held = valuation.holdings(app.read_uow(), _user(caller))
     values = {
         "spot": valuation.in_usdt(held.funding, held.prices),
         "futures": valuation.in_usdt(held.trading, held.prices),
@@ -88,7 +88,7 @@ def futures_accounts(app: Flexearn, caller: Caller | None, params: Params) -> li
     the coin- and USDC-M accounts are empty."""
     if params.required_choice("productType", PRODUCT_TYPES) != "USDT-FUTURES":
         return []
-    held = valuation.holdings(app.uow(), _user(caller))
+    held = valuation.holdings(app.read_uow(), _user(caller))
     btc = held.prices.get("BTC")
     rows = []
     for coin, balance in sorted(held.trading.items()):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -31,17 +31,18 @@ class BitgetDialect(TableDialect):
     unavailable: WireError = errors.UNAVAILABLE
     system_error: WireError = errors.SYSTEM_ERROR
 
-    def __init__(self) -> None:
+    def __init__(self, now: Callable[[], int] = wall_ms) -> None:
         super().__init__(
             ErrorTable(errors.empty, errors.invalid, errors.JSON_SYNTAX, errors.from_engine, errors.from_auth)
         )
+        self.now = now  # `requestTime`: business time, as every other timestamp a client reads
 
     def success(self, data: Any) -> dict[str, Any]:
         # ccxt raises on any other non-empty `msg`
-        return {"code": "00000", "msg": "success", "requestTime": wall_ms(), "data": data}
+        return {"code": "00000", "msg": "success", "requestTime": self.now(), "data": data}
 
     def failure(self, error: WireError) -> dict[str, Any]:
-        return {"code": error.code, "msg": error.msg, "requestTime": wall_ms(), "data": None}
+        return {"code": error.code, "msg": error.msg, "requestTime": self.now(), "data": None}
 
     def signed_request(
         self, method: str, target: bytes, body: bytes, headers: Mapping[str, str], ip: str

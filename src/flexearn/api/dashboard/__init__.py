@@ -3,8 +3,10 @@
 The page needs no build step: plain HTML, CSS and JavaScript shipped in `static/`, charts drawn as
 SVG by `static/charts.js`. A user's data (`/dashboard/api/users/…`) needs an admin bearer token,
 exactly as the admin API does (open only in a demo started without one); the market and
-catalog views are public, as the exchanges' are. Its JSON is read in the API's database slots
-and budget, and answers 503 when the database is unavailable, as the façades do.
+catalog views are public, as the exchanges' are, and limited per client IP as the façades' public
+endpoints are (429 beyond `PER_SECOND`). Its JSON is read in the API's database slots and budget
+(the sums over every position from memory between changes: `services.figures`), and answers 503
+when the database is unavailable, as the façades do.
 """
 
 from __future__ import annotations
@@ -23,16 +25,36 @@ from flexearn.adapters import db
 from flexearn.api.admin.auth import AdminTokens
 from flexearn.api.admission import Admission
 from flexearn.api.dashboard import views
+from flexearn.api.ratelimit import RateLimiter
 from flexearn.bootstrap import Flexearn
 from flexearn.domain.errors import FlexearnError, NotFound, UnsupportedCurrency
+from flexearn.observability import context
 
 STATIC = Path(__file__).with_name("static")
 NO_CACHE = {"Cache-Control": "no-store"}
+# Requests per second per client IP, for each public JSON view. The page asks each view once per
+# poll (every 2 s) and once more on a click; a test page polling every 0.5 s while a script reads
+# the same view 4 times a second stays under it too.
+PER_SECOND = 10
 log = logging.getLogger("flexearn.dashboard")
 
 
-def routes(app: Flexearn, admin_tokens: AdminTokens, admission: Admission) -> list[BaseRoute]:
-    """The page, its files and its JSON; a user's data is for the holders of `admin_tokens`."""
+def routes(
+    app: Flexearn, admin_tokens: AdminTokens, admission: Admission, limiter: RateLimiter
+) -> list[BaseRoute]:
+    """The page, its files and its JSON; a user's data is for the holders of `admin_tokens`; the
+    public views are limited per client IP by `limiter` (shared through Redis when configured)."""
+
+    async def _public(request: Request, view: str, produce: Callable[[], Any]) -> Response:
+        ip = request.client.host if request.client else ""
+        if not await limiter.allow(f"dashboard:{view}", f"ip:{ip}", PER_SECOND):
+            context.note_code("too_many_requests")  # for the request metrics and the access log
+            return JSONResponse(
+                {"error": "too_many_requests", "message": f"at most {PER_SECOND} requests a second"},
+                429,
+                headers={"Retry-After": "1", **NO_CACHE},
+            )
+        return await _json(produce)
 
     async def _json(produce: Callable[[], Any]) -> Response:
         try:
@@ -51,14 +73,15 @@ def routes(app: Flexearn, admin_tokens: AdminTokens, admission: Admission) -> li
         return FileResponse(STATIC / "index.html", headers=NO_CACHE)
 
     async def overview(request: Request) -> Response:
-        return await _json(lambda: views.overview(app))
+        return await _public(request, "overview", lambda: views.overview(app))
 
     async def market(request: Request) -> Response:
         window = request.query_params.get("window", "24h")
-        return await _json(lambda: views.market(app, request.path_params["ccy"].upper(), window))
+        ccy = request.path_params["ccy"].upper()
+        return await _public(request, "markets", lambda: views.market(app, ccy, window))
 
     async def products(request: Request) -> Response:
-        return await _json(lambda: views.products(app))
+        return await _public(request, "products", lambda: views.products(app))
 
     async def user(request: Request) -> Response:
         if admin_tokens.identify(request.headers.get("authorization")) is None:

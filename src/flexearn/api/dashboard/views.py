@@ -43,18 +43,18 @@ def _hour(h: operator_views.MarketHour) -> dict[str, Any]:
 
 
 def _since(app: Flexearn, hours: int) -> int:
-    now = clock_service.show(app.uow()).now
+    now = clock_service.show(app.read_uow()).now
     return floor_hour(now) - (hours - 1) * HOUR_MS
 
 
 def overview(app: Flexearn) -> dict[str, Any]:
     """The clock, and per market its rates now, what is lent and pending, and a day of borrow rates."""
-    view = clock_service.show(app.uow())
-    summaries = {s.ccy: s for s in market_data.rate_summary(app.uow(), None)}
-    now = {s.ccy: s for s in stats.snapshot(app.uow()).currencies}
+    view = clock_service.show(app.read_uow())
+    summaries = {s.ccy: s for s in market_data.rate_summary(app.read_uow(), None, app.figures)}
+    now = {s.ccy: s for s in stats.snapshot(app.read_uow(), app.figures).currencies}
     since = floor_hour(view.now) - 23 * HOUR_MS
     cards = []
-    for market in markets.list_markets(app.uow()):
+    for market in markets.list_markets(app.read_uow()):
         summary, current = summaries[market.ccy], now[market.ccy]
         cards.append(
             {
@@ -69,7 +69,7 @@ def overview(app: Flexearn) -> dict[str, Any]:
                 "pending": plain(current.pending),
                 "spark": [
                     [h.hour, plain(h.borrow_rate)]
-                    for h in operator_views.market_hours(app.uow(), market.ccy, since)
+                    for h in operator_views.market_hours(app.read_uow(), market.ccy, since)
                 ],
             }
         )
@@ -81,10 +81,10 @@ def market(app: Flexearn, ccy: str, window: str) -> dict[str, Any]:
     """One market: its supply curve with the current match, and its hours over the window."""
     if window not in WINDOWS:
         raise InvalidParameter("window", f"one of {', '.join(WINDOWS)}")
-    depth = operator_views.market_depth(app.uow(), ccy)
-    (summary,) = market_data.rate_summary(app.uow(), ccy)
-    (current,) = [s for s in stats.snapshot(app.uow()).currencies if s.ccy == ccy]
-    hours = operator_views.market_hours(app.uow(), ccy, _since(app, WINDOWS[window]))
+    depth = operator_views.market_depth(app.read_uow(), ccy, app.figures)
+    (summary,) = market_data.rate_summary(app.read_uow(), ccy, app.figures)
+    (current,) = [s for s in stats.snapshot(app.read_uow(), app.figures).currencies if s.ccy == ccy]
+    hours = operator_views.market_hours(app.read_uow(), ccy, _since(app, WINDOWS[window]))
     last = depth.last
     return {
         "ccy": ccy,
@@ -106,7 +106,7 @@ def market(app: Flexearn, ccy: str, window: str) -> dict[str, Any]:
 def products(app: Flexearn) -> list[dict[str, Any]]:
     """Every catalog product with its tiers, limits, quota used and status."""
     out = []
-    for view in catalog.list_products(app.uow(), None, None, "all"):
+    for view in catalog.list_products(app.read_uow(), None, None, "all"):
         p = view.product
         used = None if p.quota is None or view.remaining is None else p.quota - view.remaining
         out.append(
@@ -133,20 +133,21 @@ def products(app: Flexearn) -> list[dict[str, Any]]:
 
 def user(app: Flexearn, ref: str) -> dict[str, Any]:
     """A user's funding and trading balances, savings positions, catalog holdings and recent records."""
-    info = operator_views.find_user(app.uow(), ref)
+    info = operator_views.find_user(app.read_uow(), ref)
     uid = info.id
-    holdings = [a for kind in ("flexible", "fixed") for a in catalog_views.assets(app.uow(), uid, kind)]
-    orders = [r for kind in ("flexible", "fixed") for r in catalog_views.records(app.uow(), uid, kind)[0]]
-    lending = market_data.lending_history(app.uow(), uid, None, market_data.Page(limit=RECENT))
+    kinds = ("flexible", "fixed")
+    holdings = [a for kind in kinds for a in catalog_views.assets(app.read_uow(), uid, kind)]
+    orders = [r for kind in kinds for r in catalog_views.records(app.read_uow(), uid, kind)[0]]
+    lending = market_data.lending_history(app.read_uow(), uid, None, market_data.Page(limit=RECENT))
     return {
         "user": {"id": uid, "name": info.name, "level": info.level},
         "funding": [
             {"ccy": b.ccy, "available": plain(b.available), "frozen": plain(b.frozen)}
-            for b in accounts.funding_balances(app.uow(), uid)
+            for b in accounts.funding_balances(app.read_uow(), uid)
         ],
         "trading": [
             {"ccy": b.ccy, "balance": plain(b.balance)}
-            for b in accounts.trading_balances(app.uow(), uid)
+            for b in accounts.trading_balances(app.read_uow(), uid)
             if b.balance
         ],
         "positions": [
@@ -158,7 +159,7 @@ def user(app: Flexearn, ref: str) -> dict[str, Any]:
                 "earnings": plain(p.earnings),
                 "rate": plain(p.rate),
             }
-            for p in savings.positions(app.uow(), uid)
+            for p in savings.positions(app.read_uow(), uid)
         ],
         "holdings": [
             {

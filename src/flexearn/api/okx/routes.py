@@ -5,7 +5,6 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from flexearn.adapters.clock import wall_ms
 from flexearn.api.auth import Caller
 from flexearn.api.facade import Endpoint
 from flexearn.api.facade import user_of as _user
@@ -13,7 +12,7 @@ from flexearn.api.okx import errors, wallet, wire
 from flexearn.api.params import Params
 from flexearn.bootstrap import Flexearn
 from flexearn.domain.market import check_rate
-from flexearn.services import accounts, market_data, savings
+from flexearn.services import accounts, clock, market_data, savings
 
 SAVINGS_LIMIT = 6  # requests per second per user (private) or IP (public), per endpoint
 PREFIX = "/api/v5"
@@ -23,7 +22,7 @@ PREFIX = "/api/v5"
 
 
 def balance(app: Flexearn, caller: Caller | None, params: Params) -> list[Any]:
-    positions = savings.positions(app.uow(), _user(caller), params.currency())
+    positions = savings.positions(app.read_uow(), _user(caller), params.currency())
     return [
         {
             "earnings": wire.amount(p.earnings),
@@ -69,7 +68,7 @@ def _page(params: Params) -> market_data.Page:
 
 
 def lending_history(app: Flexearn, caller: Caller | None, params: Params) -> list[Any]:
-    records = market_data.lending_history(app.uow(), _user(caller), params.currency(), _page(params))
+    records = market_data.lending_history(app.read_uow(), _user(caller), params.currency(), _page(params))
     return [
         {
             "ccy": r.ccy,
@@ -92,7 +91,7 @@ def lending_rate_summary(app: Flexearn, caller: Caller | None, params: Params) -
             "preRate": wire.amount(s.pre_rate),
             "estRate": wire.amount(s.est_rate),
         }
-        for s in market_data.rate_summary(app.uow(), params.currency())
+        for s in market_data.rate_summary(app.read_uow(), params.currency(), app.figures)
     ]
 
 
@@ -105,7 +104,7 @@ def lending_rate_history(app: Flexearn, caller: Caller | None, params: Params) -
             "lendingRate": wire.amount(r.lending_rate),
             "ts": str(r.ts),
         }
-        for r in market_data.rate_history(app.uow(), params.currency(), _page(params))
+        for r in market_data.rate_history(app.read_uow(), params.currency(), _page(params))
     ]
 
 
@@ -113,7 +112,8 @@ def lending_rate_history(app: Flexearn, caller: Caller | None, params: Params) -
 
 
 def system_time(app: Flexearn, caller: Caller | None, params: Params) -> list[Any]:
-    return [{"ts": str(wall_ms())}]
+    # Business time, the clock of every record: paging history by it works on a simulated clock.
+    return [{"ts": str(clock.show(app.uow()).now)}]
 
 
 MAX_BALANCE_CCYS = 20
@@ -131,7 +131,7 @@ def asset_balances(app: Flexearn, caller: Caller | None, params: Params) -> list
             "ccy": b.ccy,
             "frozenBal": wire.amount(b.frozen),
         }
-        for b in accounts.funding_balances(app.uow(), _user(caller))
+        for b in accounts.funding_balances(app.read_uow(), _user(caller))
         if (ccys is None or b.ccy in ccys) and (b.available or b.frozen)
     ]
 
@@ -157,7 +157,7 @@ def asset_currencies(app: Flexearn, caller: Caller | None, params: Params) -> li
             "maxFee": "0",
             "mainNet": True,
         }
-        for c in accounts.list_currencies(app.uow())
+        for c in accounts.list_currencies(app.read_uow())
         if ccys is None or c.ccy in ccys
     ]
 
@@ -172,7 +172,7 @@ def public_instruments(app: Flexearn, caller: Caller | None, params: Params) -> 
         raise errors.invalid("instType", "SPOT, MARGIN, SWAP, FUTURES or OPTION")
     if inst_type != "SPOT":
         return []
-    currencies = accounts.list_currencies(app.uow())
+    currencies = accounts.list_currencies(app.read_uow())
     if QUOTE not in {c.ccy for c in currencies}:
         return []
     wanted = params.text("instId")

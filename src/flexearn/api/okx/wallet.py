@@ -56,7 +56,7 @@ def account_balance(app: Flexearn, caller: Caller | None, params: Params) -> lis
     """The trading account in OKX's shape (spot mode: cash only, no liabilities or positions);
     USD values at the operator's reference prices, USDT counted as one dollar."""
     ccys = _ccys(params)
-    held = valuation.holdings(app.uow(), _user(caller))
+    held = valuation.holdings(app.read_uow(), _user(caller))
     now = str(held.now)
     details = [
         {
@@ -146,7 +146,7 @@ def asset_bills(app: Flexearn, caller: Caller | None, params: Params) -> list[An
     limit = params.integer("limit", low=1, high=100) or 100
     wanted = params.text("type")
     found = transfers.bills(
-        app.uow(),
+        app.read_uow(),
         _user(caller),
         AccountKind.FUNDING,
         params.currency(),
@@ -173,7 +173,7 @@ def asset_valuation(app: Flexearn, caller: Caller | None, params: Params) -> lis
     """Every account valued in `ccy` (default BTC, as on OKX): a currency with a reference
     price, USDT, or USD (taken as USDT)."""
     unit = params.currency() or "BTC"
-    held = valuation.holdings(app.uow(), _user(caller))
+    held = valuation.holdings(app.read_uow(), _user(caller))
     price = Decimal(1) if unit == "USD" else held.prices.get(unit)
     if price is None:
         raise errors.invalid("ccy", f"no reference price for {unit}")
