@@ -33,6 +33,7 @@ from flexearn.demo import restart as demo_restart
 from flexearn.demo import runner as demo_runner
 from flexearn.domain.demand import SimulatedDemand
 from flexearn.domain.errors import FlexearnError
+from flexearn.domain.ledger import WALLETS, AccountKind
 from flexearn.domain.money import AMOUNT_RULE, D, parse_amount, plain
 from flexearn.observability.logs import configure_logging
 from flexearn.observability.logs import dict_config as logs_dict_config
@@ -187,17 +188,29 @@ def _user_id(app: Flexearn, name: str) -> int:
         return user_id_by_name(uow.conn, name)
 
 
+ACCOUNT = click.option(
+    "--account",
+    type=click.Choice([k.value for k in WALLETS]),
+    default=AccountKind.FUNDING.value,
+    show_default=True,
+    help="The user's account: funding (where savings are bought from) or trading.",
+)
+
+
 @command(main, "deposit")
 @click.argument("user_name")
 @click.argument("ccy")
 @click.argument("amount", type=DECIMAL)
-def deposit_cmd(ctx: click.Context, app: Flexearn, user_name: str, ccy: str, amount: Decimal) -> None:
-    """Credit a user's funding account from outside."""
-    entry = accounts.deposit(app.uow(), _user_id(app, user_name), ccy, amount)
+@ACCOUNT
+def deposit_cmd(
+    ctx: click.Context, app: Flexearn, user_name: str, ccy: str, amount: Decimal, account: str
+) -> None:
+    """Credit a user's funding (or trading) account from outside."""
+    entry = accounts.deposit(app.uow(), _user_id(app, user_name), ccy, amount, AccountKind(account))
     emit(
         ctx,
-        {"entry": entry, "user": user_name, "ccy": ccy, "amount": amount},
-        f"deposited {plain(amount)} {ccy}",
+        {"entry": entry, "user": user_name, "ccy": ccy, "amount": amount, "account": account},
+        f"deposited {plain(amount)} {ccy} to {account}",
     )
 
 
@@ -205,25 +218,29 @@ def deposit_cmd(ctx: click.Context, app: Flexearn, user_name: str, ccy: str, amo
 @click.argument("user_name")
 @click.argument("ccy")
 @click.argument("amount", type=DECIMAL)
-def withdraw_cmd(ctx: click.Context, app: Flexearn, user_name: str, ccy: str, amount: Decimal) -> None:
-    """Debit a user's funding account to outside."""
-    entry = accounts.withdraw(app.uow(), _user_id(app, user_name), ccy, amount)
+@ACCOUNT
+def withdraw_cmd(
+    ctx: click.Context, app: Flexearn, user_name: str, ccy: str, amount: Decimal, account: str
+) -> None:
+    """Debit a user's funding (or trading) account to outside."""
+    entry = accounts.withdraw(app.uow(), _user_id(app, user_name), ccy, amount, AccountKind(account))
     emit(
         ctx,
-        {"entry": entry, "user": user_name, "ccy": ccy, "amount": amount},
-        f"withdrew {plain(amount)} {ccy}",
+        {"entry": entry, "user": user_name, "ccy": ccy, "amount": amount, "account": account},
+        f"withdrew {plain(amount)} {ccy} from {account}",
     )
 
 
 @command(main, "balance")
 @click.argument("user_name")
 def balance_cmd(ctx: click.Context, app: Flexearn, user_name: str) -> None:
-    """A user's funding balances and savings positions."""
+    """A user's funding and trading balances and savings positions."""
     user_id = _user_id(app, user_name)
     emit(
         ctx,
         {
             "funding": accounts.funding_balances(app.read_uow(), user_id),
+            "trading": accounts.trading_balances(app.read_uow(), user_id),
             "savings": savings.positions(app.read_uow(), user_id),
         },
     )

@@ -90,7 +90,7 @@ def test_users_are_created_listed_and_shown(admin: Admin) -> None:
     refused(c.get("/users", params={"limit": 0}), 400, "invalid_parameter", "limit")
     refused(c.get("/users", params={"bogus": 1}), 400, "invalid_parameter", "bogus")
     shown = ok(c.get(f"/users/{vip['id']}"))
-    assert shown == {"user": vip, "funding": [], "savings": []}
+    assert shown == {"user": vip, "funding": [], "trading": [], "savings": []}
     refused(c.get("/users/999999"), 404, "not_found")
 
 
@@ -113,6 +113,23 @@ def test_deposits_and_withdrawals_move_funding_balances(admin: Admin) -> None:
             "invalid_parameter", "amount")  # amounts are decimal strings, never JSON numbers
     funding = ok(c.get(f"/users/{user_id}"))["funding"]
     assert funding == [{"ccy": "USDT", "available": "899.5", "frozen": "0"}]  # refusals wrote nothing
+
+
+def test_deposits_land_in_funding_unless_the_trading_account_is_named(admin: Admin) -> None:
+    c = admin.client
+    user_id = ok(c.post("/users", json={"name": "tina"}), 201)["id"]
+    moved = ok(c.post(f"/users/{user_id}/deposits", json={"ccy": "USDT", "amount": "10"}), 201)
+    assert moved["account"] == "funding"
+    to_trading = {"ccy": "USDT", "amount": "250", "account": "trading"}
+    assert ok(c.post(f"/users/{user_id}/deposits", json=to_trading), 201)["account"] == "trading"
+    ok(c.post(f"/users/{user_id}/withdrawals", json={**to_trading, "amount": "50"}), 201)
+    refused(c.post(f"/users/{user_id}/withdrawals", json={**to_trading, "amount": "201"}), 409,
+            "insufficient_balance")
+    refused(c.post(f"/users/{user_id}/deposits", json={**to_trading, "account": "savings"}), 400,
+            "invalid_parameter", "account")
+    shown = ok(c.get(f"/users/{user_id}"))
+    assert shown["funding"] == [{"ccy": "USDT", "available": "10", "frozen": "0"}]
+    assert shown["trading"] == [{"ccy": "USDT", "balance": "200"}]
 
 
 def test_api_keys_are_created_once_listed_without_secrets_and_revoked(admin: Admin) -> None:

@@ -128,6 +128,7 @@ def test_a_port_in_use_is_refused_before_anything_is_touched(tmp_path: Path) -> 
 
 
 def test_a_stopped_demo_starts_again_with_its_world_clock_and_key(tmp_path: Path) -> None:
+    from okx import Funding
     from okx.Finance import Savings
 
     def savings_api(demo: Demo, key: tuple[str, str, str]) -> Any:
@@ -137,6 +138,9 @@ def test_a_stopped_demo_starts_again_with_its_world_clock_and_key(tmp_path: Path
         assert "built with seed 7, 24 hours of history" in first.output
         key = (first.printed("apiKey"), first.printed("secretKey"), first.printed("passphrase"))
         savings = savings_api(first, key)
+        funding = Funding.FundingAPI(*key, False, "1", domain=first.base_url, debug=False)
+        # the demo user's money starts in its trading account: savings are bought from funding
+        assert funding.funds_transfer(ccy="USDT", amt="1000", from_="18", to="6")["code"] == "0"
         assert savings.savings_purchase_redemption(ccy="USDT", amt="1000", side="purchase", rate="0.01")[
             "code"
         ] == "0"

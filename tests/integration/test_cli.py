@@ -84,6 +84,12 @@ def test_refusals_exit_non_zero_with_the_reason(database_url: str) -> None:
         assert proc.returncode == 2, amount
         assert "is not a plain decimal number" in proc.stderr
     assert run(db, "balance", "dave")["funding"] == []
+    moved = run(db, "deposit", "dave", "BTC", "0.25", "--account", "trading")
+    assert (moved["account"], moved["amount"]) == ("trading", "0.25")
+    shown = run(db, "balance", "dave")
+    assert (shown["funding"], shown["trading"]) == ([], [{"ccy": "BTC", "balance": "0.25"}])
+    proc = flexearn(db, "savings", "purchase", "dave", "BTC", "0.1")  # savings come from funding only
+    assert json.loads(proc.stdout)["error"] == "insufficient_balance"
 
 
 @pytest.mark.slow

@@ -13,7 +13,7 @@ from flexearn.adapters.repository import post
 from flexearn.bootstrap import Flexearn
 from flexearn.domain.ledger import AccountKind, AccountRef, transfer
 from flexearn.domain.money import D
-from flexearn.services import accounts, catalog, ledger_check
+from flexearn.services import accounts, catalog, ledger_check, transfers
 from tests.helpers import T0, advance, lender, market_world
 
 
@@ -42,6 +42,18 @@ def damage(app: Flexearn, statement: sa.Executable) -> list[str]:
 def test_a_changed_user_balance_is_found(busy: Flexearn) -> None:
     found = damage(busy, sa.update(t.account).where(t.account.c.kind == "funding").values(balance=D(7)))
     assert any("balance 7 but its legs sum" in v for v in found)
+
+
+def test_a_changed_trading_balance_is_found_and_a_negative_one_refused(busy: Flexearn) -> None:
+    user = accounts.create_user(busy.uow(), "T")
+    accounts.deposit(busy.uow(), user, "USDT", D(40), AccountKind.TRADING)
+    transfers.transfer(busy.uow(), user, "USDT", D(15), AccountKind.TRADING, AccountKind.FUNDING)
+    assert ledger_check.check(busy.uow()) == []  # a transfer is a balanced entry of the user's two accounts
+    trading = sa.update(t.account).where(t.account.c.key == AccountRef.trading(user, "USDT").key)
+    found = damage(busy, trading.values(balance=D(26)))
+    assert f"account trading:{user}:USDT: balance 26 but its legs sum to 25" in found
+    with pytest.raises(sa.exc.IntegrityError, match="balance_not_negative"):  # the database's own CHECK
+        damage(busy, trading.values(balance=D(-1)))
 
 
 def test_a_changed_position_is_found(busy: Flexearn) -> None:

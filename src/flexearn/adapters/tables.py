@@ -81,7 +81,8 @@ account = sa.Table(
     # Materialised for user accounts only; system balances are the sum of their legs, so hot
     # system accounts are never a row every transaction has to lock.
     sa.Column("balance", Amount, nullable=True),
-    sa.CheckConstraint("(user_id IS NULL) = (kind NOT IN ('funding', 'frozen'))", name="owner"),
+    # User accounts (domain.ledger.USER_KINDS) are owned by a user; system accounts by none.
+    sa.CheckConstraint("(user_id IS NULL) = (kind NOT IN ('funding', 'frozen', 'trading'))", name="owner"),
     sa.CheckConstraint("(balance IS NULL) = (user_id IS NULL)", name="materialised"),
 )
 sa.Index("ix_ledger_account_user", account.c.user_id, account.c.ccy)

@@ -25,6 +25,7 @@ from okx.Finance import Savings
 keys = dict(api_key="{k.api_key}", api_secret_key="{k.secret_key}", passphrase="{k.passphrase}")
 savings = Savings.SavingsAPI(**keys, flag="1", domain="{base}")
 funding = Funding.FundingAPI(**keys, flag="1", domain="{base}")
+print(funding.funds_transfer(ccy="USDT", amt="1000", from_="18", to="6"))  # trading -> funding
 print(funding.get_balances(ccy="USDT")["data"])
 print(savings.savings_purchase_redemption(ccy="USDT", amt="1000", side="purchase", rate="0.01"))
 print(savings.get_saving_balance(ccy="USDT")["data"])  # pending now, lent at the next hour
@@ -40,6 +41,7 @@ import ccxt
 okx = ccxt.okx({{"apiKey": "{k.api_key}", "secret": "{k.secret_key}", "password": "{k.passphrase}"}})
 okx.urls["api"] = {{"rest": "{base}"}}
 print(okx.fetch_borrow_rate_history("BTC", limit=3))
+print(okx.transfer("BTC", 0.5, "trading", "funding"))  # savings are bought from funding
 order = {{"ccy": "BTC", "amt": "0.5", "side": "purchase", "rate": "0.01"}}
 print(okx.private_post_finance_savings_purchase_redempt(order))
 print(okx.private_get_finance_savings_balance({{"ccy": "BTC"}})["data"])
@@ -55,6 +57,7 @@ import ccxt
 bitget = ccxt.bitget({{"apiKey": "{k.api_key}", "secret": "{k.secret_key}", "password": "{k.passphrase}"}})
 bitget.urls["api"] = dict.fromkeys(bitget.urls["api"], "{base}")
 print(bitget.private_earn_get_v2_earn_savings_product({{"coin": "USDT"}})["data"])
+print(bitget.transfer("USDT", 100, "swap", "spot"))  # USDT-M futures -> spot, where Earn buys from
 order = {{"productId": "{flexible}", "periodType": "flexible", "amount": "100"}}
 print(bitget.private_earn_post_v2_earn_savings_subscribe(order))
 print(bitget.private_earn_get_v2_earn_savings_assets({{"periodType": "flexible"}})["data"])
@@ -93,7 +96,7 @@ def banner(base: str, database: str, world: DemoWorld, *, speed: Decimal, key_fi
         f"  clock      simulated, {_hour_every(speed)} (--speed {plain(speed)}), from {when} UTC",
         f"  base URL   {base}   (OKX v5 and Bitget v2 façades)",
         f"  dashboard  {base}/",
-        f"  user       {DEMO_USER} (id {world.user_id}), funded with {funded}",
+        f"  user       {DEMO_USER} (id {world.user_id}), funded with {funded} in its trading account",
         f"  products   {products}",
         f"  key file   {key_file} (the key below, kept for the next start)",
         f"  apiKey     {k.api_key}",

@@ -1,4 +1,5 @@
-"""The sandbox world: currencies, markets, lenders, catalog products, a funded user with a key.
+"""The sandbox world: currencies, markets, lenders, catalog products, a user with a key whose money
+is in its trading account (as a real user's is: savings are bought from funding, after a transfer).
 
 Everything random is drawn from one generator seeded by `--seed`; the simulated demand is seeded
 by (seed, currency, hour), so the same seed and the same start hour give the same world.
@@ -16,6 +17,7 @@ from flexearn.adapters.secrets import SecretBox
 from flexearn.bootstrap import Flexearn
 from flexearn.domain.demand import SimulatedDemand
 from flexearn.domain.errors import FlexearnError
+from flexearn.domain.ledger import AccountKind
 from flexearn.domain.money import D
 from flexearn.services import accounts, catalog, catalog_views, keys, markets, savings, scheduler
 
@@ -120,8 +122,8 @@ def seed_world(
     for user_id in rng.sample(lenders, 12):
         _subscribe_somewhere(app, rng, user_id, product_ids)
     user_id = accounts.create_user(app.uow(), DEMO_USER)
-    for ccy, coin in COINS.items():
-        accounts.deposit(app.uow(), user_id, ccy, coin.lot * 10)
+    for ccy, coin in COINS.items():  # where a real user's money starts: a transfer to funding comes first
+        accounts.deposit(app.uow(), user_id, ccy, coin.lot * 10, AccountKind.TRADING)
     key = keys.create_key(app.uow(), box, user_id, "read,trade", reissue=key)
     for _ in range(history_hours):
         with app.uow() as uow:

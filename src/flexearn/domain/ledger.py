@@ -1,7 +1,15 @@
 """Double-entry journal entries: every balance change is a set of legs summing to zero.
 
-Accounts are named by a key. User accounts (`funding` and `frozen` per user and currency) carry a
-materialised balance that may never go negative. System accounts are per currency:
+Accounts are named by a key. User accounts (`funding`, `frozen` and `trading` per user and
+currency) carry a materialised balance that may never go negative:
+
+- `funding`   where savings are bought from and redeemed to: OKX's funding account ("6"), Bitget's
+              spot account (Bitget Earn subscribes from spot)
+- `frozen`    funds held back from `funding`
+- `trading`   what the user trades from: OKX's trading account ("18"), Bitget's USDT-M futures
+              account (`usdt_futures`); money reaches savings only by a transfer to `funding`
+
+System accounts are per currency:
 
 - `external`  money that entered or left the system (deposits, withdrawals); goes negative
 - `borrowers` interest paid by margin borrowers; goes negative
@@ -28,6 +36,7 @@ from flexearn.domain.money import ZERO, exact_sum
 class AccountKind(StrEnum):
     FUNDING = "funding"
     FROZEN = "frozen"
+    TRADING = "trading"
     EXTERNAL = "external"
     BORROWERS = "borrowers"
     SAVINGS = "savings"
@@ -40,11 +49,16 @@ class AccountKind(StrEnum):
 
     @property
     def user_owned(self) -> bool:
-        return self in (AccountKind.FUNDING, AccountKind.FROZEN)
+        return self in USER_KINDS
 
     @property
     def may_go_negative(self) -> bool:
         return self in (AccountKind.EXTERNAL, AccountKind.BORROWERS, AccountKind.INTEREST_EXPENSE)
+
+
+USER_KINDS = frozenset({AccountKind.FUNDING, AccountKind.FROZEN, AccountKind.TRADING})
+# The accounts a user moves money between by transfer (OKX asset/transfer, Bitget wallet/transfer).
+WALLETS = (AccountKind.FUNDING, AccountKind.TRADING)
 
 
 @dataclass(frozen=True)
@@ -67,6 +81,10 @@ class AccountRef:
     @classmethod
     def funding(cls, user_id: int, ccy: str) -> AccountRef:
         return cls(AccountKind.FUNDING, ccy, user_id)
+
+    @classmethod
+    def trading(cls, user_id: int, ccy: str) -> AccountRef:
+        return cls(AccountKind.TRADING, ccy, user_id)
 
     @classmethod
     def system(cls, kind: AccountKind, ccy: str) -> AccountRef:

@@ -1,4 +1,4 @@
-"""Currencies, users and the funding accounts: deposits and withdrawals."""
+"""Currencies, users and their accounts: deposits and withdrawals, balances."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from flexearn.adapters import repository as repo
 from flexearn.adapters import tables as t
 from flexearn.adapters.clock import wall_ms
 from flexearn.domain.errors import AlreadyExists, InvalidParameter, NotFound
-from flexearn.domain.ledger import AccountKind, AccountRef, transfer
+from flexearn.domain.ledger import WALLETS, AccountKind, AccountRef, transfer
 from flexearn.domain.money import MAX_PRECISION, decimal_places
 from flexearn.services.unit_of_work import UnitOfWork
 
@@ -58,22 +58,30 @@ def check_amount(amount: Decimal, precision: int, param: str = "amt") -> Decimal
     return amount
 
 
-def deposit(uow: UnitOfWork, user_id: int, ccy: str, amount: Decimal) -> int:
-    """Money arriving from outside into the user's funding account."""
-    return _external_move(uow, user_id, ccy, amount, "deposit")
+def deposit(
+    uow: UnitOfWork, user_id: int, ccy: str, amount: Decimal, account: AccountKind = AccountKind.FUNDING
+) -> int:
+    """Money arriving from outside into one of the user's accounts (funding unless told)."""
+    return _external_move(uow, user_id, ccy, amount, "deposit", account)
 
 
-def withdraw(uow: UnitOfWork, user_id: int, ccy: str, amount: Decimal) -> int:
-    """Money leaving from the user's funding account."""
-    return _external_move(uow, user_id, ccy, amount, "withdrawal")
+def withdraw(
+    uow: UnitOfWork, user_id: int, ccy: str, amount: Decimal, account: AccountKind = AccountKind.FUNDING
+) -> int:
+    """Money leaving from one of the user's accounts (funding unless told)."""
+    return _external_move(uow, user_id, ccy, amount, "withdrawal", account)
 
 
-def _external_move(uow: UnitOfWork, user_id: int, ccy: str, amount: Decimal, kind: str) -> int:
+def _external_move(
+    uow: UnitOfWork, user_id: int, ccy: str, amount: Decimal, kind: str, account: AccountKind
+) -> int:
+    if account not in WALLETS:
+        raise InvalidParameter("account", " or ".join(k.value for k in WALLETS))
     with uow:
         check_amount(amount, repo.currency_precision(uow.conn, ccy), "amount")
-        funding = AccountRef.funding(user_id, ccy)
+        own = AccountRef(account, ccy, user_id)
         external = AccountRef.system(AccountKind.EXTERNAL, ccy)
-        source, target = (external, funding) if kind == "deposit" else (funding, external)
+        source, target = (external, own) if kind == "deposit" else (own, external)
         entry_id = repo.post(
             uow.conn, transfer(kind, ccy, source, target, amount, ref=f"user:{user_id}"), uow.now()
         )
@@ -105,23 +113,40 @@ class FundingBalance:
 
 
 def funding_balances(uow: UnitOfWork, user_id: int) -> list[FundingBalance]:
+    """The user's funding accounts: available (`funding`) and `frozen`, by currency."""
+    kinds = (AccountKind.FUNDING.value, AccountKind.FROZEN.value)
+    by_ccy: dict[str, dict[str, Decimal]] = {}
+    for ccy, kind, balance in _balances(uow, user_id, kinds):
+        by_ccy.setdefault(ccy, {})[kind] = balance
+    return [
+        FundingBalance(ccy, found.get(kinds[0], Decimal(0)), found.get(kinds[1], Decimal(0)))
+        for ccy, found in by_ccy.items()
+    ]
+
+
+@dataclass(frozen=True)
+class TradingBalance:
+    ccy: str
+    balance: Decimal
+
+
+def trading_balances(uow: UnitOfWork, user_id: int) -> list[TradingBalance]:
+    """The user's trading accounts (OKX's trading account, Bitget's USDT-M futures), by currency."""
+    return [
+        TradingBalance(ccy, balance)
+        for ccy, _kind, balance in _balances(uow, user_id, (AccountKind.TRADING.value,))
+    ]
+
+
+def _balances(uow: UnitOfWork, user_id: int, kinds: tuple[str, ...]) -> list[tuple[str, str, Decimal]]:
+    a = t.account
     with uow:
         rows = uow.conn.execute(
-            sa.select(t.account.c.ccy, t.account.c.kind, t.account.c.balance)
-            .where(t.account.c.user_id == user_id)
-            .order_by(t.account.c.ccy)
+            sa.select(a.c.ccy, a.c.kind, a.c.balance)
+            .where(a.c.user_id == user_id, a.c.kind.in_(kinds))
+            .order_by(a.c.ccy)
         ).all()
-    by_ccy: dict[str, dict[str, Decimal]] = {}
-    for row in rows:
-        by_ccy.setdefault(row.ccy, {})[row.kind] = row.balance
-    return [
-        FundingBalance(
-            ccy,
-            kinds.get(AccountKind.FUNDING.value, Decimal(0)),
-            kinds.get(AccountKind.FROZEN.value, Decimal(0)),
-        )
-        for ccy, kinds in by_ccy.items()
-    ]
+    return [(row.ccy, row.kind, row.balance) for row in rows]
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from flexearn.bootstrap import Flexearn
 from flexearn.domain.catalog import Product
 from flexearn.domain.demand import SimulatedDemand
 from flexearn.domain.errors import NotFound
+from flexearn.domain.ledger import AccountKind
 from flexearn.domain.money import ZERO, parse_amount
 from flexearn.services import (
     accounts,
@@ -58,6 +59,7 @@ def _decimal(call: Call, name: str, default: Decimal | None = None) -> Decimal |
 class UserDetail:
     user: accounts.User
     funding: list[accounts.FundingBalance]
+    trading: list[accounts.TradingBalance]
     savings: list[savings.Position]
 
 
@@ -78,6 +80,7 @@ class Movement:
     ccy: str
     amount: Decimal
     kind: str  # deposit or withdrawal
+    account: str  # funding or trading
 
 
 @dataclass(frozen=True)
@@ -103,7 +106,8 @@ def list_users(call: Call) -> list[accounts.User]:
 def get_user(call: Call) -> UserDetail:
     user = accounts.get_user(call.uow(), call.path["user_id"])
     funding = accounts.funding_balances(call.uow(), user.id)
-    return UserDetail(user, funding, savings.positions(call.uow(), user.id))
+    trading = accounts.trading_balances(call.uow(), user.id)
+    return UserDetail(user, funding, trading, savings.positions(call.uow(), user.id))
 
 
 def create_key(call: Call) -> CreatedKey:
@@ -133,8 +137,10 @@ def revoke_key(call: Call) -> keys.KeyInfo:
 def _move(call: Call, kind: str) -> Movement:
     user = accounts.get_user(call.uow(), call.path["user_id"])
     ccy, amount = call.body["ccy"], parse_amount(call.body["amount"], param="amount")
+    account = AccountKind(call.body.get("account", AccountKind.FUNDING.value))
     service = accounts.deposit if kind == "deposit" else accounts.withdraw
-    return Movement(service(call.uow(), user.id, ccy, amount), user.id, ccy, amount, kind)
+    entry_id = service(call.uow(), user.id, ccy, amount, account)
+    return Movement(entry_id, user.id, ccy, amount, kind, account.value)
 
 
 def deposit(call: Call) -> Movement:

@@ -86,7 +86,12 @@ IDEMPOTENCY_KEY: dict[str, Any] = {
 NAME = text(1, 64, r"^[^\x00-\x1f\x7f]+$", examples=["alice"])
 LEVEL = choice(*accounts.LEVELS)
 AMOUNT = obj(
-    {"ccy": CCY, "amount": decimal("positive, at most the currency's decimals", "100")}, ("ccy", "amount")
+    {
+        "ccy": CCY,
+        "amount": decimal("positive, at most the currency's decimals", "100"),
+        "account": choice("funding", "trading", description="the user's account (default funding)"),
+    },
+    ("ccy", "amount"),
 )
 RATE = {"type": "string", "pattern": DECIMAL_PATTERN}
 SIMULATION = obj(
@@ -174,7 +179,7 @@ ROUTES: tuple[AdminRoute, ...] = (
         "GET",
         "/users/{user_id:id}",
         "getUser",
-        "A user, funding balances and savings",
+        "A user, funding and trading balances and savings",
         h.get_user,
         h.UserDetail,
         errors=(404,),
@@ -220,7 +225,7 @@ ROUTES: tuple[AdminRoute, ...] = (
         "POST",
         "/users/{user_id:id}/deposits",
         "deposit",
-        "Credit a funding account",
+        "Credit a funding (or trading) account",
         h.deposit,
         h.Movement,
         201,
@@ -231,7 +236,7 @@ ROUTES: tuple[AdminRoute, ...] = (
         "POST",
         "/users/{user_id:id}/withdrawals",
         "withdraw",
-        "Debit a funding account",
+        "Debit a funding (or trading) account",
         h.withdraw,
         h.Movement,
         201,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from flexearn.api.auth import Caller
-from flexearn.api.bitget import errors
+from flexearn.api.bitget import errors, wallet
 from flexearn.api.bitget.wire import amount, ms
 from flexearn.api.facade import Endpoint
 from flexearn.api.facade import user_of as _user
@@ -335,4 +335,9 @@ ENDPOINTS = [
     _public("/api/v2/spot/public/symbols", spot_symbols),
     _public("/api/v2/margin/currencies", nothing),
     _public("/api/v2/mix/market/contracts", nothing),
+    # the accounts around Earn (api/bitget/wallet.py), limited per user as Bitget documents them
+    _private("POST", "/api/v2/spot/wallet/transfer", wallet.wallet_transfer, "trade"),
+    Endpoint("GET", "/api/v2/account/all-account-balance", wallet.all_account_balance, "read", 1),
+    _private("GET", "/api/v2/account/funding-assets", wallet.funding_assets),
+    _private("GET", "/api/v2/mix/account/accounts", wallet.futures_accounts),
 ]

@@ -132,7 +132,7 @@ def products(app: Flexearn) -> list[dict[str, Any]]:
 
 
 def user(app: Flexearn, ref: str) -> dict[str, Any]:
-    """A user's funding balances, savings positions, catalog holdings and recent records."""
+    """A user's funding and trading balances, savings positions, catalog holdings and recent records."""
     info = operator_views.find_user(app.read_uow(), ref)
     uid = info.id
     kinds = ("flexible", "fixed")
@@ -144,6 +144,11 @@ def user(app: Flexearn, ref: str) -> dict[str, Any]:
         "funding": [
             {"ccy": b.ccy, "available": plain(b.available), "frozen": plain(b.frozen)}
             for b in accounts.funding_balances(app.read_uow(), uid)
+        ],
+        "trading": [
+            {"ccy": b.ccy, "balance": plain(b.balance)}
+            for b in accounts.trading_balances(app.read_uow(), uid)
+            if b.balance
         ],
         "positions": [
             {

@@ -8,7 +8,7 @@ from typing import Any
 from flexearn.api.auth import Caller
 from flexearn.api.facade import Endpoint
 from flexearn.api.facade import user_of as _user
-from flexearn.api.okx import errors, wire
+from flexearn.api.okx import errors, wallet, wire
 from flexearn.api.params import Params
 from flexearn.bootstrap import Flexearn
 from flexearn.domain.market import check_rate
@@ -219,4 +219,9 @@ ENDPOINTS = [
     Endpoint("GET", f"{PREFIX}/asset/balances", asset_balances, "read", SAVINGS_LIMIT),
     Endpoint("GET", f"{PREFIX}/asset/currencies", asset_currencies, "read", SAVINGS_LIMIT),
     Endpoint("GET", f"{PREFIX}/public/instruments", public_instruments, None, 10),
+    # the accounts around Simple Earn (api/okx/wallet.py), limited per user as OKX documents them
+    Endpoint("GET", f"{PREFIX}/account/balance", wallet.account_balance, "read", 5),
+    Endpoint("POST", f"{PREFIX}/asset/transfer", wallet.funds_transfer, "trade", 2),
+    Endpoint("GET", f"{PREFIX}/asset/bills", wallet.asset_bills, "read", 6),
+    Endpoint("GET", f"{PREFIX}/asset/asset-valuation", wallet.asset_valuation, "read", 1),
 ]

@@ -136,6 +136,7 @@
     const n = "num";
     $("user").innerHTML = `<p><b>${esc(u.user.name)}</b> · id ${u.user.id} · level ${esc(u.user.level)}</p><div class="user-grid"><div>${
       table("Funding balances", [["ccy", (r) => esc(r.ccy)], ["available", (r) => esc(r.available), n], ["frozen", (r) => esc(r.frozen), n]], u.funding)
+    }${table("Trading balances", [["ccy", (r) => esc(r.ccy)], ["balance", (r) => esc(r.balance), n]], u.trading || [])
     }${table("Savings positions", [["ccy", (r) => esc(r.ccy)], ["amount", (r) => esc(r.amt), n], ["lent", (r) => esc(r.lent), n],
       ["pending", (r) => esc(r.pending), n], ["earnings", (r) => esc(r.earnings), n], ["min rate", (r) => pct(num(r.rate)), n]], u.positions)
     }${table("Catalog holdings", [["product", (r) => r.productId], ["coin", (r) => esc(r.coin)], ["term", (r) => esc(r.periodType)],
