@@ -130,8 +130,21 @@ def subscribe(app: Flexearn, caller: Caller | None, params: Params) -> dict[str,
 
 
 def subscribe_result(app: Flexearn, caller: Caller | None, params: Params) -> dict[str, str]:
-    order = catalog.order_of(app.uow(), _user(caller), params.required_integer("orderId", low=1), "subscribe")
-    return {"result": "success" if order.status == "success" else "fail", "msg": ""}
+    order = catalog_views.subscription(
+        app.uow(),
+        _user(caller),
+        params.required_choice("periodType", PERIOD_TYPES),
+        params.integer("orderId", low=1),
+        params.integer("productId", low=1),
+    )
+    return _result(order.status)
+
+
+def _result(status: str) -> dict[str, str]:
+    """An accepted order (even one whose funds are still on their way) succeeded; `msg` is only
+    for a failure ("There will only be a message when it fails")."""
+    failed = status == "fail"
+    return {"result": "fail" if failed else "success", "msg": "the order failed" if failed else ""}
 
 
 def redeem(app: Flexearn, caller: Caller | None, params: Params) -> dict[str, str]:
@@ -147,10 +160,13 @@ def redeem(app: Flexearn, caller: Caller | None, params: Params) -> dict[str, st
 
 
 def redeem_result(app: Flexearn, caller: Caller | None, params: Params) -> dict[str, str]:
-    order = catalog.order_of(app.uow(), _user(caller), params.required_integer("orderId", low=1), "redeem")
-    # The redemption was accepted; while its delay runs, `msg` says when the funds arrive.
-    waiting = f"processing: the funds arrive at {order.arrive_at}" if order.status == "processing" else ""
-    return {"result": "fail" if order.status == "fail" else "success", "msg": waiting}
+    order = catalog_views.redemption(
+        app.uow(),
+        _user(caller),
+        params.required_choice("periodType", PERIOD_TYPES),
+        params.required_integer("orderId", low=1),
+    )
+    return _result(order.status)
 
 
 def assets(app: Flexearn, caller: Caller | None, params: Params) -> dict[str, Any]:
