@@ -9,7 +9,7 @@ from flexearn.domain.errors import FlexearnError, InsufficientBalance, MissingPa
 
 
 class NoSuchProduct(NotFound):
-    code = "no_such_product"
+    """Still `not_found` to the admin API and the logs; Bitget answers it with its own code."""
 
     def __init__(self, product_id: int) -> None:
         super().__init__(f"no product {product_id}", param="productId")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flexearn.api.auth import AuthFailure, Failure
 from flexearn.api.facade import WireError
-from flexearn.domain.catalog_errors import BelowMinimum, QuotaExceeded, TooPrecise
+from flexearn.domain.catalog_errors import BelowMinimum, NoSuchProduct, QuotaExceeded, TooPrecise
 from flexearn.domain.errors import FlexearnError
 from flexearn.domain.money import plain
 
@@ -69,7 +69,7 @@ def from_auth(failure: AuthFailure) -> BitgetError:
 # bitget knows none of them (its `exceptions` map has no 59xxx code and none of these messages),
 # so it raises its base ExchangeError for each: the exchange refused, neither an authentication
 # failure nor a retryable network error.
-TABLE: dict[str, tuple[str, str]] = {
+TABLE: dict[str, tuple[str, str]] = {  # keyed by engine error code (`_detail` refines a few)
     "insufficient_balance": ("43012", "Insufficient balance"),  # SPEC §5; ccxt: InsufficientFunds
     "no_such_product": ("59049", "Product does not exist"),
     "product_not_started": ("59003", "This product is not available for purchase yet"),
@@ -101,6 +101,8 @@ TABLE: dict[str, tuple[str, str]] = {
 
 def _detail(error: FlexearnError) -> tuple[str, str]:
     """The row's key, and what fills its "{0}"."""
+    if isinstance(error, NoSuchProduct):
+        return "no_such_product", ""
     if isinstance(error, TooPrecise):
         return f"{error.behavior}_precision", str(error.places)
     if isinstance(error, BelowMinimum):
