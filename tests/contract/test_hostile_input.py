@@ -119,10 +119,15 @@ def test_the_bitget_battery_is_refused_with_40017_and_writes_nothing(user: World
             assert "amount" in payload["msg"], payload
     # Redemptions are checked against the product's places and the currency's as subscriptions
     # are (the product: 6 places to subscribe, 6 of profit; USDT: 16): this was the ledger's hole.
-    for path, amount in ((REDEEM, "0.0000001"), (REDEEM, "0.000000001"), (SUBSCRIBE, "10.0000001")):
+    # Bitget's Earn codes say so: 59034 for a redemption, 59010 for a subscription.
+    for path, amount, code in (
+        (REDEEM, "0.0000001", "59034"),
+        (REDEEM, "0.000000001", "59034"),
+        (SUBSCRIBE, "10.0000001", "59010"),
+    ):
         payload = paced(bitget.post, path, {**product, "amount": amount}).json()
-        assert payload["code"] == "40017", (path, amount)
-        assert "at most 6 decimal places" in payload["msg"]
+        assert payload["code"] == code, (path, amount)
+        assert "cannot exceed 6 digits" in payload["msg"]
     with user.app.uow() as uow:
         assert uow.conn.exec_driver_sql("SELECT count(*) FROM journal_entry").scalar() == entries
     redeemed = paced(bitget.post, REDEEM, {**product, "amount": "0.000001"}).json()

@@ -10,13 +10,29 @@ import sqlalchemy as sa
 
 from flexearn.adapters import tables as t
 from flexearn.bootstrap import Flexearn
-from flexearn.domain.catalog import DAY_MS, NotEligible, ProductUnavailable
-from flexearn.domain.errors import InsufficientBalance, InvalidParameter
+from flexearn.domain.catalog import DAY_MS, REDEEM_INTERVAL_MS
+from flexearn.domain.catalog_errors import (
+    AboveMaximum,
+    BeginnersOnly,
+    BelowMinimum,
+    NotEligible,
+    ProductNotStarted,
+    ProductUnavailable,
+    QuotaExceeded,
+    RedemptionRefused,
+    SubscriptionUnfunded,
+    TooFrequent,
+    TooPrecise,
+)
+from flexearn.domain.errors import InvalidParameter, MissingParameter, NotFound
 from flexearn.domain.money import D
 from flexearn.services import accounts, catalog, catalog_settlement, catalog_views, scheduler
 from tests.helpers import T0, assert_ledger_ok, start_clock
 from tests.helpers import advance as advance_hours
 
+# The world's clock starts at T0 + 1 h (2026-01-01T01:00Z): its first Bitget day starts at 00:00
+# UTC+8 that day, 16:00 UTC, and every day starts 24 h after the one before.
+DAY1 = T0 + 16 * 3_600_000
 LADDER = [
     {"rateLevel": "0", "minStepVal": "0", "maxStepVal": "200", "currentApy": "6.00"},
     {"rateLevel": "1", "minStepVal": "200", "maxStepVal": "5000", "currentApy": "50.00"},
@@ -24,7 +40,7 @@ LADDER = [
 
 
 def world(app: Flexearn, **product: Any) -> int:
-    """USDT; the clock at T0 + 1 h (a Thursday's 01:00 UTC); one product."""
+    """USDT; the clock at T0 + 1 h (a Thursday's 01:00 UTC, 09:00 UTC+8); one product."""
     start_clock(app, T0 + 3_600_000)
     accounts.add_currency(app.uow(), "USDT", 6)
     spec = {
@@ -65,23 +81,38 @@ def test_ladder_worked_example_1000_earns_1_128767_for_a_day(app: Flexearn) -> N
     order = catalog.subscribe(app.uow(), alice, product, "flexible", D(1000))
     assert (order.order_type, order.status) == ("subscribe", "success")
     first, second = days(app, 2)
-    assert (first.day, first.interest) == (T0 + DAY_MS, D(0))  # interest starts at the next 00:00
-    assert (second.day, second.interest) == (T0 + 2 * DAY_MS, D("1.128767"))
-    assert holding(app, alice).amount == D("1001.128767")
+    # interest starts at the next 00:00 UTC+8, 16:00 UTC, and is paid a day later
+    assert (first.day, first.interest) == (DAY1, D(0))
+    assert (second.day, second.interest) == (DAY1 + DAY_MS, D("1.128767"))
+    assert funding(app, alice) == D("9001.128767")
     assert_ledger_ok(app)
 
 
-def test_flexible_interest_compounds_day_after_day(app: Flexearn) -> None:
+def test_a_subscription_earns_from_the_next_16_00_utc_as_in_bitgets_example(app: Flexearn) -> None:
+    """The seed's subscribe-info: subscribed 07:51:59Z, interest from 16:00Z, first paid a day later."""
+    product = world(app)
+    advance_hours(app, 6.8664)  # 2026-01-01T07:51:59Z
+    info = catalog.subscribe_info(app.uow(), product, "flexible")
+    s = info.schedule
+    assert (s.interest_time, s.settle_time) == (DAY1, DAY1 + DAY_MS)
+    alice = funded_user(app)
+    catalog.subscribe(app.uow(), alice, product, "flexible", D(1000))
+    assert holding(app, alice).interest_time == DAY1
+    advance_hours(app, 9)  # 16:51Z: a minute after 16:00Z, subscriptions wait for the next day
+    assert catalog.subscribe_info(app.uow(), product, "flexible").schedule.interest_time == DAY1 + DAY_MS
+
+
+def test_flexible_interest_is_paid_to_funding_every_day_on_the_principal(app: Flexearn) -> None:
+    """Bitget pays flexible interest daily to the spot account: the holding stays what was bought."""
     product = world(app)
     alice = funded_user(app)
     catalog.subscribe(app.uow(), alice, product, "flexible", D(1000))
-    days(app, 5)
-    amount = D(1000)
-    for _ in range(4):  # four full days earned
-        amount += ((D(200) * 6 + (amount - 200) * 50) / 100 / 365).quantize(D("1e-6"), rounding="ROUND_DOWN")
+    days(app, 5)  # five day starts; four full days earned, the same each day
     row = holding(app, alice)
-    assert row.amount == amount
-    assert row.total_profit == amount - 1000
+    assert (row.amount, row.total_profit, row.last_profit) == (D(1000), D("4.515068"), D("1.128767"))
+    assert funding(app, alice) == D(9000) + D("4.515068")
+    paid = [r.amount for r in catalog_views.records(app.uow(), alice, "flexible", "pay_interest")[0]]
+    assert paid == [D("1.128767")] * 4
     assert_ledger_ok(app)
 
 
@@ -99,7 +130,7 @@ def test_fixed_daily_pays_funding_and_returns_principal_at_expiry(app: Flexearn)
     assert funding(app, alice) == 0
     days(app, 2)
     assert funding(app, alice) == D("1")  # 1000 × 36.5% / 365 for the one day earned so far
-    days(app, 3)  # interest T0+1d … T0+4d, expiry at T0+4d
+    days(app, 3)  # interest for the days ending DAY1+2d and DAY1+3d, expiry at DAY1+3d
     assert funding(app, alice) == D(1003)
     assert holding(app, alice).open is False
     assert_ledger_ok(app)
@@ -160,7 +191,7 @@ def test_fixed_without_early_redemption_refuses(app: Flexearn) -> None:
     )
     alice = funded_user(app)
     order = catalog.subscribe(app.uow(), alice, product, "fixed", D(100))
-    with pytest.raises(ProductUnavailable):
+    with pytest.raises(RedemptionRefused):
         catalog.redeem(app.uow(), alice, product, "fixed", D(100), order.id)
 
 
@@ -175,7 +206,8 @@ def test_redemption_is_processing_until_its_delay_passes(app: Flexearn) -> None:
     assert funding(app, alice) == 0
     days(app, 1)
     assert catalog.order_of(app.uow(), alice, order.id, "redeem").status == "success"
-    assert funding(app, alice) == D(400)
+    # the 400 arrived; the 600 left earned a day, paid to funding: (200 × 6% + 400 × 50%) / 365
+    assert funding(app, alice) == D(400) + D("0.580821")
     assert_ledger_ok(app)
 
 
@@ -188,7 +220,7 @@ def test_quota_sells_out_and_frees_again(app: Flexearn) -> None:
     )
     alice, bob = funded_user(app), funded_user(app, D(5000))
     catalog.subscribe(app.uow(), alice, product, "flexible", D(700))
-    with pytest.raises(InvalidParameter, match="only 300"):
+    with pytest.raises(QuotaExceeded, match="only 300"):
         catalog.subscribe(app.uow(), bob, product, "flexible", D(301))
     catalog.subscribe(app.uow(), bob, product, "flexible", D(300))
     (view,) = catalog.list_products(app.uow(), None, "USDT", "all")
@@ -207,7 +239,7 @@ def test_levels_beginner_once_and_vip_only(app: Flexearn) -> None:
     ).id
     newcomer = funded_user(app, level="beginner")
     catalog.subscribe(app.uow(), newcomer, beginner_product, "flexible", D(10))
-    with pytest.raises(NotEligible, match="never subscribed"):
+    with pytest.raises(BeginnersOnly, match="never subscribed"):
         catalog.subscribe(app.uow(), newcomer, beginner_product, "flexible", D(10))
     with pytest.raises(NotEligible, match="VIP"):
         catalog.subscribe(app.uow(), newcomer, vip_product, "flexible", D(10))
@@ -218,10 +250,12 @@ def test_levels_beginner_once_and_vip_only(app: Flexearn) -> None:
 def test_limits_precision_and_funds_are_checked(app: Flexearn) -> None:
     product = world(app, singleMinAmount="10", singleMaxAmount="500", subscribePrecision="2")
     alice = funded_user(app, D(100))
-    for amount, match in ((D(9), "between"), (D(501), "between"), (D("10.001"), "decimal places")):
-        with pytest.raises(InvalidParameter, match=match):
+    for amount, error in ((D(9), BelowMinimum), (D(0), BelowMinimum), (D(501), AboveMaximum)):
+        with pytest.raises(error):
             catalog.subscribe(app.uow(), alice, product, "flexible", amount)
-    with pytest.raises(InsufficientBalance):
+    with pytest.raises(TooPrecise, match="at most 2 decimal places"):
+        catalog.subscribe(app.uow(), alice, product, "flexible", D("10.001"))
+    with pytest.raises(SubscriptionUnfunded):
         catalog.subscribe(app.uow(), alice, product, "flexible", D(200))
     with pytest.raises(InvalidParameter, match="periodType"):
         catalog.subscribe(app.uow(), alice, product, "fixed", D(20))
@@ -232,7 +266,7 @@ def test_limits_precision_and_funds_are_checked(app: Flexearn) -> None:
 def test_status_refusals_and_transitions(app: Flexearn) -> None:
     product = world(app, startTime=str(T0 + DAY_MS), endTime=str(T0 + 3 * DAY_MS))
     alice = funded_user(app)
-    with pytest.raises(ProductUnavailable, match="not_started"):
+    with pytest.raises(ProductNotStarted, match="not_started"):
         catalog.subscribe(app.uow(), alice, product, "flexible", D(10))
     days(app, 1)
     catalog.subscribe(app.uow(), alice, product, "flexible", D(10))
@@ -253,6 +287,66 @@ def test_each_product_day_settles_once(app: Flexearn) -> None:
     product = world(app)
     days(app, 3)
     assert scheduler.settle_due_days(app.engine) == []
-    assert catalog_settlement.settle_day(app.uow(), product, T0 + DAY_MS) is None
+    assert catalog_settlement.settle_day(app.uow(), product, DAY1) is None
     with app.engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(t.product_day)).scalar() == 3
+
+
+def test_a_users_redemptions_are_more_than_a_minute_apart_on_the_wall_clock(app: Flexearn) -> None:
+    """Bitget: "The interval of each redeem should be more than 1min, or it would return error"."""
+    product = world(app)
+    single = [LADDER[0] | {"maxStepVal": "1000000000"}]
+    other = catalog.create_product(app.uow(), {"coin": "USDT", "apyType": "single", "apyList": single}).id
+    alice, bob = funded_user(app), funded_user(app, D(5000))
+    for user in (alice, bob):
+        catalog.subscribe(app.uow(), user, product, "flexible", D(1000))
+    catalog.subscribe(app.uow(), alice, other, "flexible", D(1000))
+    at = 1_800_000_000_000
+    catalog.redeem(app.uow(), alice, product, "flexible", D(100), at=at)
+    for product_id, later in ((product, 400), (other, REDEEM_INTERVAL_MS)):  # per user, any product
+        with pytest.raises(TooFrequent):
+            catalog.redeem(app.uow(), alice, product_id, "flexible", D(100), at=at + later)
+    catalog.redeem(app.uow(), bob, product, "flexible", D(100), at=at + 400)  # another user's own
+    with pytest.raises(BelowMinimum):  # a refused redemption does not start the minute
+        catalog.redeem(app.uow(), alice, other, "flexible", D(0), at=at + REDEEM_INTERVAL_MS + 1)
+    catalog.redeem(app.uow(), alice, other, "flexible", D(100), at=at + REDEEM_INTERVAL_MS + 1)
+    with pytest.raises(TooFrequent):
+        catalog.redeem(app.uow(), alice, product, "flexible", D(100), at=at + REDEEM_INTERVAL_MS + 2)
+    assert (holding_of(app, alice, product), holding_of(app, alice, other)) == (D(900), D(900))
+    assert_ledger_ok(app)
+
+
+def holding_of(app: Flexearn, user_id: int, product_id: int) -> Decimal:
+    with app.engine.connect() as conn:
+        h = t.holding
+        amount: Decimal = conn.execute(
+            sa.select(h.c.amount).where(h.c.user_id == user_id, h.c.product_id == product_id)
+        ).scalar_one()
+    return amount
+
+
+def test_the_results_name_an_order_or_the_latest_of_a_product(app: Flexearn) -> None:
+    """subscribe-result documents productId and periodType (its example sends orderId); redeem-result
+    an orderId described as the "subscription order ID"."""
+    product = world(app)
+    alice, bob = funded_user(app), funded_user(app, D(5000))
+    first = catalog.subscribe(app.uow(), alice, product, "flexible", D(100))
+    second = catalog.subscribe(app.uow(), alice, product, "flexible", D(200))
+    theirs = catalog.subscribe(app.uow(), bob, product, "flexible", D(300))
+    assert catalog_views.subscription(app.uow(), alice, "flexible", None, product).id == second.id
+    assert catalog_views.subscription(app.uow(), alice, "flexible", first.id, product).id == first.id
+    assert catalog_views.subscription(app.uow(), alice, "flexible", first.id, None).id == first.id
+    for order_id, product_id in ((theirs.id, None), (first.id, product + 1), (None, product + 1)):
+        with pytest.raises(NotFound):
+            catalog_views.subscription(app.uow(), alice, "flexible", order_id, product_id)
+    with pytest.raises(MissingParameter, match="productId"):
+        catalog_views.subscription(app.uow(), alice, "flexible", None, None)
+    with pytest.raises(InvalidParameter, match="periodType"):
+        catalog_views.subscription(app.uow(), alice, "fixed", first.id, None)
+    with pytest.raises(NotFound):  # nothing redeemed yet
+        catalog_views.redemption(app.uow(), alice, "flexible", first.id)
+    redeemed = catalog.redeem(app.uow(), alice, product, "flexible", D(50))
+    for named in (redeemed.id, first.id, second.id):  # the holding's latest redemption
+        assert catalog_views.redemption(app.uow(), alice, "flexible", named).id == redeemed.id
+    with pytest.raises(NotFound):
+        catalog_views.redemption(app.uow(), bob, "flexible", redeemed.id)

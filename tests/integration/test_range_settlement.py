@@ -25,7 +25,7 @@ from flexearn.adapters import clock, db
 from flexearn.adapters import tables as t
 from flexearn.adapters.clock import HOUR_MS
 from flexearn.bootstrap import Flexearn
-from flexearn.domain.catalog import DAY_MS
+from flexearn.domain.catalog import DAY_MS, day_start
 from flexearn.domain.money import D
 from flexearn.services import (
     accounts,
@@ -270,7 +270,7 @@ def test_catalog_subscriptions_wait_while_a_day_is_open(app: Flexearn) -> None:
     users, (flexible, _) = seed(app)
     with app.uow() as uow:
         clock.advance(uow.conn, DAY_MS)
-        day = uow.now() // DAY_MS * DAY_MS
+        day = day_start(uow.now())  # the start of Bitget's day: 16:00 UTC
         uow.commit()
     assert range_settlement.open_day(app.uow(), flexible, day, 3)
     with db.deadline(db.Deadline(time.monotonic() + 0.1)), pytest.raises(gate.PeriodOpen):

@@ -67,6 +67,8 @@ user = sa.Table(
     sa.Column("name", sa.String(64), nullable=False, unique=True),
     sa.Column("level", sa.String(16), nullable=False),
     sa.Column("created_at", sa.BigInteger, nullable=False),
+    # Wall-clock ms of the last accepted catalog redemption: Bitget's are a minute apart.
+    sa.Column("last_redeem_at", sa.BigInteger, nullable=True),
     sa.CheckConstraint("level IN ('beginner', 'normal', 'VIP')", name="level"),
 )
 
@@ -242,7 +244,7 @@ product = sa.Table(
     sa.Column("redeem_delay_days", sa.Integer, nullable=False),
     sa.Column("start_time", sa.BigInteger, nullable=True),
     sa.Column("end_time", sa.BigInteger, nullable=True),
-    sa.Column("first_day", sa.BigInteger, nullable=False),  # first 00:00 settled
+    sa.Column("first_day", sa.BigInteger, nullable=False),  # first day start (16:00 UTC) settled
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.CheckConstraint("period_type IN ('flexible', 'fixed')", name="period_type"),
     sa.CheckConstraint("apy_type IN ('single', 'ladder')", name="apy_type"),
@@ -267,7 +269,7 @@ holding = sa.Table(
     sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
     sa.Column("user_id", sa.BigInteger, sa.ForeignKey("user_account.id"), nullable=False),
     sa.Column("product_id", sa.BigInteger, sa.ForeignKey("earn_product.id"), nullable=False),
-    sa.Column("amount", Amount, nullable=False),  # principal (+ compounded interest, flexible)
+    sa.Column("amount", Amount, nullable=False),  # principal (interest is paid out, or accrued)
     sa.Column("accrued", Amount, nullable=False),  # maturity interest not yet paid
     sa.Column("total_profit", Amount, nullable=False),
     sa.Column("last_profit", Amount, nullable=False),

@@ -1,7 +1,8 @@
 """Catalog savings products (the Bitget Earn model, SPEC §3): tiers, statuses, schedules, interest.
 
-APYs are percentages as the wire writes them (`6.00` is 6% a year). Days are UTC days of the
-business clock; times are epoch milliseconds.
+APYs are percentages as the wire writes them (`6.00` is 6% a year). Days are Bitget's days of the
+business clock, which turn at 00:00 UTC+8 (16:00 UTC) for every product; times are epoch
+milliseconds.
 """
 
 from __future__ import annotations
@@ -12,11 +13,28 @@ from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 
-from flexearn.domain.errors import FlexearnError, InvalidParameter
-from flexearn.domain.money import ZERO, decimal_places, round_down
+from flexearn.domain.catalog_errors import (
+    AboveMaximum,
+    BeginnersOnly,
+    BelowMinimum,
+    NotEligible,
+    ProductNotStarted,
+    ProductUnavailable,
+    QuotaExceeded,
+    TooFrequent,
+    TooPrecise,
+)
+from flexearn.domain.errors import AmountTooLarge, InvalidParameter
+from flexearn.domain.money import ZERO, decimal_places, plain, round_down
 
 DAY_MS = 86_400_000
 DAYS_PER_YEAR = 365
+# Bitget's day turns at 00:00 UTC+8: its own example subscribes at 07:51:59Z with `interestTime`
+# 16:00Z the same day and `settleTime` a day later (seeds/bitget-savings-subscribe-info.txt).
+DAY_START_MS = 16 * 3_600_000  # after 00:00 UTC
+# "The interval of each redeem should be more than 1min, or it would return error" (Bitget's
+# Redeem Savings): per user, whatever the product; wall-clock time, as for any request limit.
+REDEEM_INTERVAL_MS = 60_000
 
 
 class PeriodType(StrEnum):
@@ -53,17 +71,20 @@ class Level(StrEnum):
     VIP = "VIP"
 
 
-class ProductUnavailable(FlexearnError):
-    code = "product_unavailable"
+def day_start(ms: int) -> int:
+    """The start (16:00 UTC) of the Bitget day that `ms` falls in."""
+    return ms - (ms - DAY_START_MS) % DAY_MS
 
 
-class NotEligible(FlexearnError):
-    code = "not_eligible"
+def next_day_start(ms: int) -> int:
+    """The first start of a Bitget day (16:00 UTC) strictly after `ms`."""
+    return day_start(ms) + DAY_MS
 
 
-def next_midnight(ms: int) -> int:
-    """The first 00:00 UTC strictly after `ms`."""
-    return ms - ms % DAY_MS + DAY_MS
+def check_redemption_pace(last: int | None, now: int) -> None:
+    """Refuse a redemption at wall-clock `now` within a minute of the user's last, at `last`."""
+    if last is not None and now - last <= REDEEM_INTERVAL_MS:
+        raise TooFrequent(last + REDEEM_INTERVAL_MS - now + 1)
 
 
 @dataclass(frozen=True)
@@ -135,8 +156,9 @@ class Product:
 
     @property
     def redemption_places(self) -> int:
-        """How finely a holding may be redeemed: as finely as it can grow, by subscriptions and by
-        compounded interest (so the whole of it can always be named), and no finer."""
+        """How finely a holding may be redeemed: as finely as it was made — by subscriptions, and,
+        in a database from before interest was paid out daily, by compounded interest (so the
+        whole of it can always be named) — and no finer."""
         return max(self.subscribe_precision, self.profit_precision)
 
     def status(self, now: int, held: Decimal) -> Status:
@@ -156,27 +178,44 @@ class Product:
     def remaining(self, held: Decimal) -> Decimal | None:
         return None if self.quota is None else max(ZERO, self.quota - held)
 
-    def check_subscription(self, amount: Decimal, now: int, held: Decimal, user_level: Level) -> None:
-        """Refuse a subscription that the product does not take now; the reason names the rule."""
+    def check_subscription(
+        self, amount: Decimal, now: int, held: Decimal, user_level: Level, currency_places: int
+    ) -> None:
+        """Refuse a subscription that the product does not take now; each rule its own error."""
         status = self.status(now, held)
+        if status is Status.NOT_STARTED:
+            raise ProductNotStarted(f"product {self.id} is {status.value}", param="productId")
         if status is not Status.IN_PROGRESS:
             raise ProductUnavailable(f"product {self.id} is {status.value}", param="productId")
         if self.level is Level.BEGINNER and user_level is not Level.BEGINNER:
-            raise NotEligible("beginner products are for users who have never subscribed", param="productId")
+            raise BeginnersOnly(
+                "beginner products are for users who have never subscribed", param="productId"
+            )
         if self.level is Level.VIP and user_level is not Level.VIP:
             raise NotEligible("VIP products are for VIP users", param="productId")
-        if amount <= 0 or decimal_places(amount) > self.subscribe_precision:
-            raise InvalidParameter("amount", f"positive, at most {self.subscribe_precision} decimal places")
-        if amount < self.single_min or amount > self.single_max:
-            raise InvalidParameter(
-                "amount", f"between {self.single_min} and {self.single_max} per subscription"
-            )
+        places = min(self.subscribe_precision, currency_places)
+        if decimal_places(amount) > places:
+            raise TooPrecise("subscription", places)
+        if amount <= 0 or amount < self.single_min:
+            raise BelowMinimum("subscription", self.single_min)
+        if amount > self.single_max:
+            raise AboveMaximum(self.single_max)
         remaining = self.remaining(held)
         if remaining is not None and amount > remaining:
-            raise InvalidParameter("amount", f"only {remaining} of the quota remains")
+            raise QuotaExceeded(remaining)
+
+    def check_redemption(self, amount: Decimal, held: Decimal, currency_places: int) -> None:
+        """Refuse a redemption of `amount` out of a holding of `held`."""
+        places = min(self.redemption_places, currency_places)
+        if decimal_places(amount) > places:
+            raise TooPrecise("redemption", places)
+        if amount <= 0:
+            raise BelowMinimum("redemption", ZERO)
+        if amount > held:
+            raise AmountTooLarge("redemption", plain(held))
 
     def schedule(self, now: int) -> Schedule:
-        interest = next_midnight(now)
+        interest = next_day_start(now)
         expire = (
             interest + self.period_days * DAY_MS
             if self.period_type is PeriodType.FIXED and self.period_days

@@ -22,21 +22,26 @@ from flexearn.domain.catalog import (
     Level,
     PeriodType,
     Product,
-    ProductUnavailable,
     SettleMethod,
     Status,
     Tier,
+    check_redemption_pace,
     check_tiers,
-    next_midnight,
+    next_day_start,
 )
-from flexearn.domain.errors import InvalidParameter, MissingParameter, NotFound
+from flexearn.domain.catalog_errors import (
+    NoSuchProduct,
+    OrderIdRequired,
+    RedemptionRefused,
+    SubscriptionUnfunded,
+)
+from flexearn.domain.errors import InsufficientBalance, InvalidParameter, MissingParameter, NotFound
 from flexearn.domain.ledger import AccountKind, AccountRef, Entry, leg, transfer
 from flexearn.domain.money import (
     MAX_PRECISION,
     ZERO,
     D,
     ascii_digits,
-    check_places,
     exact_add,
     parse_amount,
 )
@@ -57,7 +62,7 @@ def load_product(conn: sa.Connection, product_id: int, *, lock: bool = False, ga
     query = sa.select(t.product).where(t.product.c.id == product_id)
     row = conn.execute(query.with_for_update() if lock else query).first()
     if row is None:
-        raise NotFound(f"no product {product_id}", param="productId")
+        raise NoSuchProduct(product_id)
     if lock and gated:
         gate.check(conn, gate.DAY, product_id)
     tiers = conn.execute(
@@ -229,7 +234,7 @@ def create_product(uow: UnitOfWork, spec: Mapping[str, Any]) -> Product:
         raise MissingParameter("apyList")
     with uow:
         repo.currency_precision(uow.conn, values["coin"])
-        row = {**DEFAULTS, **values, "first_day": next_midnight(uow.now()), "created_at": wall_ms()}
+        row = {**DEFAULTS, **values, "first_day": next_day_start(uow.now()), "created_at": wall_ms()}
         product_id = uow.conn.execute(
             sa.insert(t.product).values(**row).returning(t.product.c.id)
         ).scalar_one()
@@ -384,13 +389,14 @@ def subscribe(uow: UnitOfWork, user_id: int, product_id: int, period_type: str, 
         conn, now = uow.conn, uow.now()
         product = load_product(conn, product_id, lock=True)  # serialises the quota
         _period(product, period_type)
-        check_places(amount, repo.currency_precision(conn, product.coin), "amount")
         level_row = conn.execute(
             sa.select(t.user.c.level).where(t.user.c.id == user_id).with_for_update()
         ).scalar()
         if level_row is None:
             raise NotFound(f"no user {user_id}", param="user")
-        product.check_subscription(amount, now, held(conn, product_id), Level(level_row))
+        product.check_subscription(
+            amount, now, held(conn, product_id), Level(level_row), repo.currency_precision(conn, product.coin)
+        )
         schedule = product.schedule(now)
         holding_id = None
         if product.period_type is PeriodType.FLEXIBLE:
@@ -421,19 +427,22 @@ def subscribe(uow: UnitOfWork, user_id: int, product_id: int, period_type: str, 
                 .returning(t.holding.c.id)
             ).scalar_one()
         earn = _system(AccountKind.EARN, product.coin)
-        repo.post(
-            conn,
-            transfer(
-                "subscribe",
-                product.coin,
-                AccountRef.funding(user_id, product.coin),
-                earn,
-                amount,
-                ref=f"product:{product_id}",
-                holding_id=holding_id,
-            ),
-            now,
-        )
+        try:
+            repo.post(
+                conn,
+                transfer(
+                    "subscribe",
+                    product.coin,
+                    AccountRef.funding(user_id, product.coin),
+                    earn,
+                    amount,
+                    ref=f"product:{product_id}",
+                    holding_id=holding_id,
+                ),
+                now,
+            )
+        except InsufficientBalance as short:
+            raise SubscriptionUnfunded(short.message.partition(": ")[2]) from None
         conn.execute(
             sa.update(t.holding)
             .where(t.holding.c.id == holding_id)
@@ -471,23 +480,30 @@ def redeem(
     period_type: str,
     amount: Decimal,
     order_id: int | None = None,
+    *,
+    at: int | None = None,
 ) -> Order:
     """Holding → funding, after the product's redemption delay (processing until then).
 
-    A fixed holding (named by its subscription `orderId`) is redeemed whole, only where early
-    redemption is allowed; interest already paid comes back out of the principal as a deduction.
+    A user's redemptions are more than a minute apart on the wall clock (`at`, now by default),
+    whatever the product. A fixed holding (named by its subscription `orderId`) is redeemed whole,
+    only where early redemption is allowed; interest already paid comes back out of the principal
+    as a deduction.
     """
     with uow:
         conn, now = uow.conn, uow.now()
         product = load_product(conn, product_id, lock=True)
         _period(product, period_type)
-        places = min(repo.currency_precision(conn, product.coin), product.redemption_places)
-        check_places(amount, places, "amount")
+        wall = wall_ms() if at is None else at
+        last = conn.execute(
+            sa.select(t.user.c.last_redeem_at).where(t.user.c.id == user_id).with_for_update()
+        ).scalar()
+        check_redemption_pace(last, wall)
         h = t.holding
         query = sa.select(h).where(h.c.user_id == user_id, h.c.product_id == product_id, h.c.open.is_(True))
         if product.period_type is PeriodType.FIXED:
             if order_id is None:
-                raise MissingParameter("orderId")
+                raise OrderIdRequired()
             holding_of = sa.select(t.earn_order.c.holding_id).where(
                 t.earn_order.c.id == order_id,
                 t.earn_order.c.user_id == user_id,
@@ -495,14 +511,15 @@ def redeem(
             )
             query = query.where(h.c.id.in_(holding_of.scalar_subquery()))
         row = conn.execute(query.with_for_update()).first()
+        currency_places = repo.currency_precision(conn, product.coin)
         if row is None:
+            product.check_redemption(amount, amount, currency_places)  # a malformed amount first
             raise NotFound("no holding to redeem", param="orderId" if order_id else "productId")
-        if amount <= 0 or amount > row.amount:
-            raise InvalidParameter("amount", f"positive, at most the {row.amount} held")
+        product.check_redemption(amount, row.amount, currency_places)
         deduction = accrued = ZERO
         if product.period_type is PeriodType.FIXED:
             if not product.advance_redeem:
-                raise ProductUnavailable(
+                raise RedemptionRefused(
                     "this fixed product cannot be redeemed before it expires", param="productId"
                 )
             if amount != row.amount:
@@ -510,6 +527,7 @@ def redeem(
             deduction = min(row.total_profit - row.accrued, amount)  # paid out already
             accrued = row.accrued  # earned, never paid: forfeited
         order = _release(conn, product, row, amount, deduction, accrued, now, user_id)
+        conn.execute(sa.update(t.user).where(t.user.c.id == user_id).values(last_redeem_at=wall))
         uow.commit()
     return order
 

@@ -1,9 +1,12 @@
-"""Daily settlement of catalog products at 00:00 UTC of the business clock (SPEC §3).
+"""Daily settlement of catalog products at the start of Bitget's day, 00:00 UTC+8 = 16:00 UTC of the
+business clock (SPEC §3).
 
 Each (product, day) settles once, in one transaction: interest for the day that just ended on
 every holding that earns (from its `interestTime`), then the fixed holdings that expire now.
-The day's interest is one journal entry (interest expense → the holdings' control accounts, or
-the users' funding accounts for fixed `daily` products); the split per holding is its
+The day's interest is one journal entry: interest expense → the users' funding (Bitget's spot)
+accounts for `daily` products, flexible or fixed, as Bitget pays them ("interest ... will be
+issued to the spot account daily", its Flexible Savings launch notice); → the accrued control
+account for `maturity` products, paid with the principal at expiry. The split per holding is its
 `pay_interest` order.
 """
 
@@ -21,7 +24,7 @@ from flexearn.adapters import bulk
 from flexearn.adapters import repository as repo
 from flexearn.adapters import tables as t
 from flexearn.adapters.clock import wall_ms
-from flexearn.domain.catalog import DAY_MS, PeriodType, Product, SettleMethod, day_interest
+from flexearn.domain.catalog import DAY_MS, Product, SettleMethod, day_interest, next_day_start
 from flexearn.domain.ledger import AccountKind, AccountRef, Entry, Leg, compound, leg
 from flexearn.domain.money import ZERO
 from flexearn.services import gate
@@ -53,8 +56,8 @@ class SettledDay:
 
 
 def settle_day(uow: UnitOfWork, product_id: int, day: int) -> SettledDay | None:
-    """Settle the day ending at `day` (a 00:00) for one product; None if already settled, or being
-    settled in ranges (services/range_settlement.py)."""
+    """Settle the day ending at `day` (a day start, 16:00 UTC) for one product; None if already
+    settled, or being settled in ranges (services/range_settlement.py)."""
     with uow:
         conn = uow.conn
         product = load_product(conn, product_id, lock=True, gated=False)
@@ -73,12 +76,13 @@ def settle_day(uow: UnitOfWork, product_id: int, day: int) -> SettledDay | None:
 
 
 def next_day(conn: sa.Connection, product_id: int) -> int:
-    """The product's first unsettled 00:00."""
+    """The product's first unsettled day start: the one after the last settled (which, in a database
+    from before days turned at 16:00 UTC, may be a 00:00 UTC: then the next is 16 hours later)."""
     last = conn.execute(
         sa.select(sa.func.max(t.product_day.c.day)).where(t.product_day.c.product_id == product_id)
     ).scalar()
     first = conn.execute(sa.select(t.product.c.first_day).where(t.product.c.id == product_id)).scalar_one()
-    return int(first if last is None else last + DAY_MS)
+    return int(first if last is None else next_day_start(last))
 
 
 def settle_users(
@@ -138,7 +142,6 @@ def _interest(
     `rows` are (id, user_id, amount, accrued, total_profit, interest_time, expire_time), as
     `settle_day` selects them; the loop runs once per holding, so it unpacks plain values.
     """
-    compounding = product.period_type is PeriodType.FLEXIBLE
     accruing = product.settle_method is SettleMethod.MATURITY
     tiers, places, product_id = product.tiers, product.profit_precision, product.id
     day_start = day - DAY_MS
@@ -155,7 +158,7 @@ def _interest(
         updates.append(
             (
                 holding_id,
-                amount + interest if compounding else amount,
+                amount,
                 accrued + interest if accruing else accrued,
                 total_profit + interest,
                 interest,
@@ -179,11 +182,9 @@ def _book_interest(
         return None
     coin = product.coin
     legs: list[Leg] = [leg(AccountRef.system(AccountKind.INTEREST_EXPENSE, coin), -total)]
-    if product.period_type is PeriodType.FLEXIBLE:
-        legs.append(leg(AccountRef.system(AccountKind.EARN, coin), total))
-    elif product.settle_method is SettleMethod.MATURITY:
+    if product.settle_method is SettleMethod.MATURITY:
         legs.append(leg(AccountRef.system(AccountKind.ACCRUED, coin), total))
-    else:  # fixed, daily: straight to each user's funding account
+    else:  # daily, flexible or fixed: straight to each user's funding account
         per_user: dict[int, Decimal] = defaultdict(Decimal)
         owner = {r.id: r.user_id for r in rows}
         for holding_id, interest in paid.items():
@@ -224,10 +225,9 @@ def _expire(conn: sa.Connection, product: Product, day: int, users: sa.ColumnEle
 
 
 def due_days(uow: UnitOfWork) -> dict[int, list[int]]:
-    """Per product, the 00:00s that have passed on the business clock and are unsettled."""
+    """Per product, the day starts that have passed on the business clock and are unsettled."""
     with uow:
         now = uow.now()
-        today = now - now % DAY_MS
         rows = uow.conn.execute(
             sa.select(t.product.c.id, t.product.c.first_day, sa.func.max(t.product_day.c.day))
             .select_from(t.product.outerjoin(t.product_day, t.product_day.c.product_id == t.product.c.id))
@@ -235,6 +235,6 @@ def due_days(uow: UnitOfWork) -> dict[int, list[int]]:
             .order_by(t.product.c.id)
         ).all()
     return {
-        pid: list(range(first if last is None else last + DAY_MS, today + 1, DAY_MS))
+        pid: list(range(first if last is None else next_day_start(last), now + 1, DAY_MS))
         for pid, first, last in rows
     }

@@ -1,4 +1,4 @@
-"""Read models of catalog holdings: records, assets, account totals, reference prices."""
+"""Read models of catalog holdings: records, order results, assets, account totals, reference prices."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from flexearn.adapters import repository as repo
 from flexearn.adapters import tables as t
 from flexearn.adapters.clock import wall_ms
 from flexearn.domain.catalog import DAY_MS, PeriodType, Product
-from flexearn.domain.errors import InvalidParameter
+from flexearn.domain.errors import InvalidParameter, MissingParameter, NotFound
 from flexearn.domain.money import ZERO, round_down
-from flexearn.services.catalog import load_product
+from flexearn.services.catalog import Order, load_product
 from flexearn.services.unit_of_work import UnitOfWork
 
 ORDER_TYPES = ("subscribe", "redeem", "pay_interest", "deduction")
@@ -70,6 +70,53 @@ def records(
         products = {pid: load_product(uow.conn, pid) for pid in {r.product_id for r in rows}}
     result = [Record(r.id, products[r.product_id], r.order_type, r.amount, r.status, r.ts) for r in rows]
     return result, (result[-1].order_id if result else None)
+
+
+def subscription(
+    uow: UnitOfWork, user_id: int, period_type: str, order_id: int | None, product_id: int | None
+) -> Order:
+    """What `subscribe-result` reports on. Bitget documents `productId` and `periodType` as its
+    parameters (and its own example sends `orderId`): the subscription `order_id` (of `product_id`
+    when both are given), else the user's latest subscription to `product_id`."""
+    if order_id is None and product_id is None:
+        raise MissingParameter("productId")
+    o = t.earn_order
+    where = [o.c.user_id == user_id, o.c.order_type == "subscribe"]
+    where += [] if order_id is None else [o.c.id == order_id]
+    where += [] if product_id is None else [o.c.product_id == product_id]
+    with uow:
+        row = uow.conn.execute(sa.select(o).where(*where).order_by(o.c.id.desc()).limit(1)).first()
+        if row is None:
+            named = f"order {order_id}" if order_id is not None else f"to product {product_id}"
+            raise NotFound(f"no subscription {named}", param="orderId" if order_id else "productId")
+        return _of_period(uow.conn, Order(**row._mapping), period_type)
+
+
+def redemption(uow: UnitOfWork, user_id: int, period_type: str, order_id: int) -> Order:
+    """What `redeem-result` reports on: the redemption `order_id`; or, since Bitget describes the
+    parameter as the "subscription order ID", the latest redemption of the holding that the
+    subscription `order_id` opened."""
+    o = t.earn_order
+    with uow:
+        named = uow.conn.execute(sa.select(o).where(o.c.id == order_id, o.c.user_id == user_id)).first()
+        row = named if named is not None and named.order_type == "redeem" else None
+        if named is not None and named.order_type == "subscribe":
+            row = uow.conn.execute(
+                sa.select(o)
+                .where(o.c.holding_id == named.holding_id, o.c.order_type == "redeem")
+                .order_by(o.c.id.desc())
+                .limit(1)
+            ).first()
+        if row is None:
+            raise NotFound(f"no redemption of order {order_id}", param="orderId")
+        return _of_period(uow.conn, Order(**row._mapping), period_type)
+
+
+def _of_period(conn: sa.Connection, order: Order, period_type: str) -> Order:
+    product = load_product(conn, order.product_id)
+    if product.period_type.value != period_type:
+        raise InvalidParameter("periodType", f"order {order.id} is {product.period_type.value}")
+    return order
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from flexearn.adapters import checkpoints, db
 from flexearn.adapters import tables as t
 from flexearn.adapters.checkpoints import EMPTY, Checkpoint
 from flexearn.adapters.clock import HOUR_MS, business_now, ceil_hour
-from flexearn.domain.catalog import DAY_MS
+from flexearn.domain.catalog import next_day_start
 from flexearn.domain.ledger import AccountKind
 from flexearn.domain.money import ZERO
 from flexearn.services.unit_of_work import UnitOfWork
@@ -382,4 +382,4 @@ def _catalog_violations(conn: sa.Connection, system: Mapping[tuple[int, str, str
         expected_day = want.get(product_id, firsts.get(product_id, day))
         if day != expected_day:
             yield f"product {product_id}: day {day} settled but {expected_day} is missing before it"
-        want[product_id] = day + DAY_MS
+        want[product_id] = next_day_start(day)

@@ -40,7 +40,7 @@ from flexearn.api.admin.auth import AdminTokens
 from flexearn.api.admin.routes import ACTOR, IDEMPOTENCY_KEY, PATH_PARAMETERS, ROUTES, AdminRoute
 from flexearn.api.admin.schema import jsonable, validate
 from flexearn.bootstrap import Flexearn
-from flexearn.domain.catalog import NotEligible, ProductUnavailable
+from flexearn.domain.catalog_errors import NotEligible, ProductUnavailable
 from flexearn.domain.errors import (
     AlreadyExists,
     AmountTooLarge,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from flexearn.api.auth import AuthFailure, Failure
 from flexearn.api.facade import WireError
+from flexearn.domain.catalog_errors import BelowMinimum, NoSuchProduct, QuotaExceeded, TooPrecise
 from flexearn.domain.errors import FlexearnError
+from flexearn.domain.money import plain
 
 
 class BitgetError(WireError):
@@ -60,14 +62,64 @@ def from_auth(failure: AuthFailure) -> BitgetError:
     return FAILURES[failure.failure]
 
 
+# Engine error code → Bitget's code and message. Bitget's Earn codes (the 59xxx family) where their
+# meaning matches: source of each, unless its row says otherwise, Bitget's REST API error-code
+# table, https://www.bitget.com/api-doc/spot/error-code/restapi (as captured in
+# rosssaunders/coincise, docs/bitget/error_codes.md); "{0}" is filled in by `_detail`. ccxt's
+# bitget knows none of them (its `exceptions` map has no 59xxx code and none of these messages),
+# so it raises its base ExchangeError for each: the exchange refused, neither an authentication
+# failure nor a retryable network error.
+TABLE: dict[str, tuple[str, str]] = {  # keyed by engine error code (`_detail` refines a few)
+    "insufficient_balance": ("43012", "Insufficient balance"),  # SPEC §5; ccxt: InsufficientFunds
+    "no_such_product": ("59049", "Product does not exist"),
+    "product_not_started": ("59003", "This product is not available for purchase yet"),
+    # paused, sold out, ended, offline; a VIP product for a user who is not
+    "product_unavailable": ("59029", "Product cannot be subscribe"),
+    "not_eligible": ("59029", "Product cannot be subscribe"),
+    "beginners_only": (
+        "59027",
+        "This product is a novice product. You are not a novice user. Please choose another product.",
+    ),
+    "subscription_precision": ("59010", "The precision of the subscription amount cannot exceed {0} digits"),
+    "redemption_precision": ("59034", "The redemption amount accuracy cannot exceed {0} digits"),
+    "subscription_minimum": ("59020", "Minimum limit for single subscription"),
+    "redemption_minimum": ("59035", "The redemption amount must be greater than the minimum limit"),
+    "above_maximum": ("59030", "Exceeding the max amount for once subscribe"),
+    "quota_exceeded": ("59023", "Insufficient product remaining quota, remaining {0}"),
+    # 59011 and 59022 read alike; each sits among the codes of its operation (59007-59010
+    # subscription limits; 59021 redemption suspended, 59024/59025 redemption parameters)
+    "subscription_unfunded": ("59011", "Insufficient balance"),
+    "amount_too_large": ("59022", "Insufficient balance"),  # a redemption of more than is held
+    "order_id_required": ("59025", "orderId cannot be empty when redeeming regular financial management"),
+    "redemption_refused": ("59031", "Cannot perform redemption operation"),
+    # Bitget's Redeem Savings: "The interval of each redeem should be more than 1min, or it would
+    # return error"
+    "too_frequent": ("59044", "Operations are frequent, please try again later."),
+    "conflict": ("59046", "Transaction failed"),  # the state refuses a well-formed request
+}
+
+
+def _detail(error: FlexearnError) -> tuple[str, str]:
+    """The row's key, and what fills its "{0}"."""
+    if isinstance(error, NoSuchProduct):
+        return "no_such_product", ""
+    if isinstance(error, TooPrecise):
+        return f"{error.behavior}_precision", str(error.places)
+    if isinstance(error, BelowMinimum):
+        return f"{error.behavior}_minimum", ""
+    if isinstance(error, QuotaExceeded):
+        return error.code, plain(error.remaining)
+    return error.code, ""
+
+
 def from_engine(error: FlexearnError) -> BitgetError:
-    param = error.param or "request"
-    match error.code:
-        case "missing_parameter":
-            return empty(param)
-        case "insufficient_balance":
-            return BitgetError("43012", "Insufficient balance", 400)
-        case "not_found":
-            return BitgetError("40034", f"Parameter does not exist: {error.message}", 400)
-        case _:
-            return BitgetError("40017", f"Parameter verification failed: {error.message}", 400)
+    """The engine error in Bitget's words: `TABLE`, else SPEC §5's parameter codes."""
+    key, detail = _detail(error)
+    if key in TABLE:
+        code, msg = TABLE[key]
+        return BitgetError(code, msg.replace("{0}", detail), 400)
+    if error.code == "missing_parameter":
+        return empty(error.param or "request")
+    if error.code == "not_found":  # "Parameter {0} does not exist"
+        return BitgetError("40034", f"Parameter does not exist: {error.message}", 400)
+    return BitgetError("40017", f"Parameter verification failed: {error.message}", 400)

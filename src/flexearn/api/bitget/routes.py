@@ -129,9 +129,21 @@ def subscribe(app: Flexearn, caller: Caller | None, params: Params) -> dict[str,
 
 
 def subscribe_result(app: Flexearn, caller: Caller | None, params: Params) -> dict[str, str]:
-    order_id = params.required_integer("orderId", low=1)
-    order = catalog.order_of(app.read_uow(), _user(caller), order_id, "subscribe")
-    return {"result": "success" if order.status == "success" else "fail", "msg": ""}
+    order = catalog_views.subscription(
+        app.read_uow(),
+        _user(caller),
+        params.required_choice("periodType", PERIOD_TYPES),
+        params.integer("orderId", low=1),
+        params.integer("productId", low=1),
+    )
+    return _result(order.status)
+
+
+def _result(status: str) -> dict[str, str]:
+    """An accepted order (even one whose funds are still on their way) succeeded; `msg` is only
+    for a failure ("There will only be a message when it fails")."""
+    failed = status == "fail"
+    return {"result": "fail" if failed else "success", "msg": "the order failed" if failed else ""}
 
 
 def redeem(app: Flexearn, caller: Caller | None, params: Params) -> dict[str, str]:
@@ -147,11 +159,13 @@ def redeem(app: Flexearn, caller: Caller | None, params: Params) -> dict[str, st
 
 
 def redeem_result(app: Flexearn, caller: Caller | None, params: Params) -> dict[str, str]:
-    order_id = params.required_integer("orderId", low=1)
-    order = catalog.order_of(app.read_uow(), _user(caller), order_id, "redeem")
-    # The redemption was accepted; while its delay runs, `msg` says when the funds arrive.
-    waiting = f"processing: the funds arrive at {order.arrive_at}" if order.status == "processing" else ""
-    return {"result": "fail" if order.status == "fail" else "success", "msg": waiting}
+    order = catalog_views.redemption(
+        app.read_uow(),
+        _user(caller),
+        params.required_choice("periodType", PERIOD_TYPES),
+        params.required_integer("orderId", low=1),
+    )
+    return _result(order.status)
 
 
 def assets(app: Flexearn, caller: Caller | None, params: Params) -> dict[str, Any]:
@@ -216,7 +230,7 @@ def account(app: Flexearn, caller: Caller | None, params: Params) -> dict[str, s
 def spot_assets(app: Flexearn, caller: Caller | None, params: Params) -> list[dict[str, Any]]:
     coin = params.currency("coin")
     everything = params.choice("assetType", ("hold_only", "all")) == "all"
-    now = str(clock.show(app.uow()).now)
+    now = str(clock.show(app.read_uow()).now)
     return [
         {
             "coin": b.ccy,
@@ -233,7 +247,7 @@ def spot_assets(app: Flexearn, caller: Caller | None, params: Params) -> list[di
 
 def public_time(app: Flexearn, caller: Caller | None, params: Params) -> dict[str, str]:
     # Business time, the clock of every record: paging history by it works on a simulated clock.
-    return {"serverTime": str(clock.show(app.uow()).now)}
+    return {"serverTime": str(clock.show(app.read_uow()).now)}
 
 
 def account_settings_v3(app: Flexearn, caller: Caller | None, params: Params) -> None:
