@@ -35,7 +35,9 @@ BILL_TYPES = {
     "redeem": "76",
     "redeem_arrival": "76",
     "expiry": "76",
-    "catalog_interest": "126",  # interest deposit (fixed catalog products paying daily)
+    # catalog interest paid to funding: OKX's table has no flexible-product interest to funding;
+    # its nearest is "343: [Simple Earn Fixed] Interest" (OKX's docs as captured Nov 2025)
+    "catalog_interest": "343",
 }
 FROM_TRADING, TO_TRADING = "130", "131"  # "Transferred from / to Trading account"
 
