@@ -1,4 +1,4 @@
-"""Migration 0009 on a database whose catalog days turned at 00:00 UTC: each date is paid once."""
+"""Migration 0010 on a database whose catalog days turned at 00:00 UTC: each date is paid once."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ SINGLE = {
 
 
 def _old_grid(engine: sa.Engine, product_id: int, first_day: int, interest: int, expire: int | None) -> None:
-    """What the code before 0009 stored: boundaries at 00:00 UTC."""
+    """What the code before 0010 stored: boundaries at 00:00 UTC."""
     with engine.begin() as conn:
         conn.execute(sa.update(t.product).where(t.product.c.id == product_id).values(first_day=first_day))
         conn.execute(
@@ -46,7 +46,7 @@ def _boundaries(engine: sa.Engine) -> dict[int, tuple[Any, ...]]:
 
 def test_upgrading_moves_what_is_ahead_to_00_00_utc8_and_pays_each_date_once(database_url: str) -> None:
     engine = make_engine(database_url)
-    migrate(engine, "0008")
+    migrate(engine, "0009")
     app = Flexearn(database_url, migrate_schema=False)
     start_clock(app, T0 + HOUR)  # 2026-01-01T01:00Z
     accounts.add_currency(app.uow(), "USDT", 6)
@@ -73,7 +73,7 @@ def test_upgrading_moves_what_is_ahead_to_00_00_utc8_and_pays_each_date_once(dat
         waiting: (T0 + 2 * DAY_MS - eight, T0 + 2 * DAY_MS - eight, None),
         fixed: (T0 + DAY_MS - eight, T0 + DAY_MS - eight, T0 + 3 * DAY_MS - eight),
     }
-    command.downgrade(alembic_config(engine), "0008")
+    command.downgrade(alembic_config(engine), "0009")
     assert _boundaries(engine) == before
     migrate(engine)
 

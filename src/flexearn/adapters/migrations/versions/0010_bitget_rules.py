@@ -1,7 +1,7 @@
 """Bitget's rules: catalog days turn at 00:00 UTC+8 (16:00 UTC); redemptions a minute apart
 
-Revision ID: 0009
-Revises: 0008
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-12-01
 
 Catalog days used to turn at 00:00 UTC. Bitget's turn at 00:00 UTC+8, eight hours earlier: every
@@ -19,8 +19,8 @@ redemption; Bitget refuses one within a minute of the last.
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0009'
-down_revision = '0008'
+revision = '0010'
+down_revision = '0009'
 branch_labels = None
 depends_on = None
 
