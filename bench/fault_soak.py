@@ -65,7 +65,7 @@ from tests.server import FLEXEARN
 
 from flexearn.adapters import tables as t
 from flexearn.adapters.clock import HOUR_MS, floor_hour
-from flexearn.domain.catalog import DAY_MS
+from flexearn.domain.catalog import DAY_MS, day_start
 from flexearn.domain.money import D
 from flexearn.services.catalog_settlement import due_days
 from flexearn.services.leader import current_holder
@@ -186,7 +186,7 @@ def settled(c: Cluster) -> Settled:
         for product, first in conn.execute(sa.select(t.product.c.id, t.product.c.first_day)).all():
             have = set(conn.execute(sa.select(pd.day).where(pd.product_id == product)).scalars())
             days += len(have)
-            want = set(range(first, now - now % DAY_MS + 1, DAY_MS))
+            want = set(range(first, day_start(now) + 1, DAY_MS))
             missing += [f"product {product} day {x}" for x in sorted(want - have)]
     return Settled(
         hours,

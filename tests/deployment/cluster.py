@@ -31,7 +31,7 @@ from flexearn.adapters import tables as t
 from flexearn.adapters.clock import HOUR_MS, floor_hour
 from flexearn.adapters.secrets import SecretBox, generate_master_key
 from flexearn.bootstrap import Flexearn
-from flexearn.domain.catalog import DAY_MS
+from flexearn.domain.catalog import DAY_MS, day_start
 from flexearn.domain.money import ZERO, D
 from flexearn.services import accounts, catalog, keys, ledger_check, markets
 from flexearn.services import clock as clock_service
@@ -233,7 +233,7 @@ class Cluster:
                 t.product_day.c.product_id,
                 t.product_day.c.day,
                 {r.id: r.first_day for r in conn.execute(sa.select(t.product.c.id, t.product.c.first_day))},
-                now - now % DAY_MS,
+                day_start(now),
                 DAY_MS,
             )
         return hours, days

@@ -12,7 +12,7 @@ from typing import Any
 
 import ccxt
 import pytest
-from okx import PublicData
+from okx import Funding, PublicData
 from okx.Finance import Savings
 from typed_bitget import Bitget
 
@@ -25,6 +25,12 @@ HOUR_MS = 3_600_000
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     with running_demo(tmp_path_factory.mktemp("demo"), "--history", "24") as running:
+        # The demo user's money starts in its trading account: a bot moves some to funding (spot
+        # on Bitget) before it buys savings, as on the exchanges.
+        api_key, secret, passphrase = key(running)
+        funding = Funding.FundingAPI(api_key, secret, passphrase, False, "1", domain=running.base_url)
+        for ccy, amt in (("USDT", "5000"), ("BTC", "1")):
+            assert funding.funds_transfer(ccy=ccy, amt=amt, from_="18", to="6")["code"] == "0"
         yield running
 
 
