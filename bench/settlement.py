@@ -71,7 +71,7 @@ import sqlalchemy as sa
 from flexearn.adapters import tables as t
 from flexearn.adapters.clock import HOUR_MS
 from flexearn.adapters.db import make_engine, migrate, normalise_url
-from flexearn.domain.catalog import DAY_MS
+from flexearn.domain.catalog import DAY_MS, day_start
 from flexearn.domain.money import plain
 from flexearn.services import catalog_settlement, ledger_check, settlement
 from flexearn.services.unit_of_work import UnitOfWork
@@ -90,7 +90,9 @@ KINDS = ("market", "catalog")
 # Catalog: product i + 1 is in the i-th coin of CURRENCIES; every holding earns from T0.
 LADDER = ((Decimal(0), Decimal(200), Decimal("6.00")), (Decimal(200), Decimal(5000), Decimal("50.00")))
 TOP_TIER = (Decimal(5000), Decimal(1_000_000), Decimal("2.00"))  # on every other product
-DAY1 = T0 + DAY_MS  # the products' first day: settled in setup
+# the products' first day, settled in setup: Bitget's days start at 16:00 UTC, and this is the first
+# whole one after T0 (2026-01-02T16:00Z), so that every holding earns on it
+DAY1 = day_start(T0) + 2 * DAY_MS
 DAY2 = DAY1 + DAY_MS  # the timed day: interest on every holding, one pay_interest order each
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from flexearn.adapters import repository as repo
 from flexearn.adapters import tables as t
 from flexearn.bootstrap import Flexearn
 from flexearn.domain.catalog import DAY_MS, REDEEM_INTERVAL_MS
@@ -24,7 +25,8 @@ from flexearn.domain.catalog_errors import (
     TooFrequent,
     TooPrecise,
 )
-from flexearn.domain.errors import InvalidParameter, MissingParameter, NotFound
+from flexearn.domain.errors import InsufficientBalance, InvalidParameter, MissingParameter, NotFound
+from flexearn.domain.ledger import AccountKind, AccountRef, compound, leg
 from flexearn.domain.money import D
 from flexearn.services import accounts, catalog, catalog_settlement, catalog_views, scheduler
 from tests.helpers import T0, assert_ledger_ok, start_clock
@@ -350,3 +352,30 @@ def test_the_results_name_an_order_or_the_latest_of_a_product(app: Flexearn) -> 
         assert catalog_views.redemption(app.uow(), alice, "flexible", named).id == redeemed.id
     with pytest.raises(NotFound):
         catalog_views.redemption(app.uow(), bob, "flexible", redeemed.id)
+
+
+def test_a_day_paid_to_many_funding_accounts_is_posted_in_entries_of_a_hundred_users(app: Flexearn) -> None:
+    """PostgreSQL checks each entry's balance once per leg: a day of interest for every holder goes
+    out in entries of at most `USERS_PER_ENTRY` users, their balances moved set-based."""
+    single = [{"minStepVal": "0", "maxStepVal": "1000000", "currentApy": "36.5"}]
+    product = world(app, apyType="single", apyList=single)
+    users = [accounts.create_user(app.uow(), f"many-{i}", "normal") for i in range(150)]
+    for user in users:
+        accounts.deposit(app.uow(), user, "USDT", D(100))
+        catalog.subscribe(app.uow(), user, product, "flexible", D(100))
+    first, second = days(app, 2)
+    assert (first.holdings, second.holdings, second.interest) == (0, 150, D(15))  # 0.1 each
+    with app.engine.connect() as conn:
+        refs = conn.execute(
+            sa.select(t.journal_entry.c.ref).where(t.journal_entry.c.kind == "catalog_interest")
+        ).scalars()
+        day = f"product:{product}:day:{second.day}"
+        assert sorted(refs) == [day, f"{day}:part:2"]
+    assert {funding(app, user) for user in users} == {D("0.1")}
+    assert_ledger_ok(app)
+    debits = [leg(AccountRef.funding(user, "USDT"), D("-0.1")) for user in users[:99]]
+    overdraw = [*debits, leg(AccountRef.funding(users[99], "USDT"), D("-0.2"))]
+    external = leg(AccountRef.system(AccountKind.EXTERNAL, "USDT"), D("10.1"))
+    with app.uow() as uow, pytest.raises(InsufficientBalance):  # the set-based path refuses as well
+        repo.post(uow.conn, compound("test", "USDT", [*overdraw, external], "t"), 0)
+    assert {funding(app, user) for user in users} == {D("0.1")}

@@ -18,7 +18,7 @@ from flexearn.adapters import bulk
 from flexearn.adapters import tables as t
 from flexearn.adapters.clock import wall_ms
 from flexearn.domain.errors import InsufficientBalance, NotFound, UnsupportedCurrency
-from flexearn.domain.ledger import AccountRef, Entry
+from flexearn.domain.ledger import AccountRef, Entry, Leg
 from flexearn.domain.money import ZERO, exact_add, plain
 from flexearn.domain.settlement import PositionRow
 
@@ -76,6 +76,12 @@ def balance(conn: sa.Connection, ref: AccountRef, *, lock: bool = False) -> Deci
     return value if value is not None else ZERO
 
 
+# An entry moving more user balances than this (a day of catalog interest paid to every holder's
+# funding account) reads and writes them set-based, a chunk of keys at a time.
+MANY_USER_LEGS = 64
+KEY_CHUNK = 500  # keys per SELECT … IN (…): under SQLite's limit on bound parameters
+
+
 def post(conn: sa.Connection, entry: Entry, ts: int) -> int:
     """Write a balanced entry and move the materialised balances of the user accounts it touches.
 
@@ -86,15 +92,20 @@ def post(conn: sa.Connection, entry: Entry, ts: int) -> int:
         .values(ccy=entry.ccy, kind=entry.kind, ref=entry.ref, ts=ts, created_at=wall_ms())
         .returning(t.journal_entry.c.id)
     ).scalar_one()
-    ids = {leg.account.key: account_id(conn, leg.account) for leg in entry.legs}
-    for leg in sorted(entry.legs, key=lambda leg: leg.account.key):
-        if not leg.account.kind.user_owned:
-            continue
-        current = balance(conn, leg.account, lock=True)
-        new = exact_add(current, leg.amount)  # as the ledger check sums the legs: exactly
-        if new < 0:
-            raise InsufficientBalance(f"{leg.account.kind.value} {current} {entry.ccy}, needs {-leg.amount}")
-        conn.execute(sa.update(t.account).where(t.account.c.id == ids[leg.account.key]).values(balance=new))
+    user_legs = [leg for leg in entry.legs if leg.account.kind.user_owned]
+    if len(user_legs) > MANY_USER_LEGS:
+        ids = _move_many(conn, entry.ccy, user_legs)
+        for leg in entry.legs:
+            if leg.account.key not in ids:
+                ids[leg.account.key] = account_id(conn, leg.account)
+    else:
+        ids = {leg.account.key: account_id(conn, leg.account) for leg in entry.legs}
+        for leg in sorted(user_legs, key=lambda leg: leg.account.key):
+            current = balance(conn, leg.account, lock=True)
+            _refuse_negative(leg.account, current, leg.amount, entry.ccy)
+            new = exact_add(current, leg.amount)  # as the ledger check sums the legs: exactly
+            mine = t.account.c.id == ids[leg.account.key]
+            conn.execute(sa.update(t.account).where(mine).values(balance=new))
     conn.execute(
         sa.insert(t.journal_leg),
         [
@@ -110,6 +121,42 @@ def post(conn: sa.Connection, entry: Entry, ts: int) -> int:
         ],
     )
     return int(entry_id)
+
+
+def _refuse_negative(account: AccountRef, current: Decimal, amount: Decimal, ccy: str) -> None:
+    if exact_add(current, amount) < 0:
+        raise InsufficientBalance(f"{account.kind.value} {current} {ccy}, needs {-amount}")
+
+
+def _move_many(conn: sa.Connection, ccy: str, legs: Sequence[Leg]) -> dict[str, int]:
+    """`post` for many user legs: their accounts locked in key order a chunk at a time (made if
+    missing), their new balances written in one statement. The accounts' ids, by key."""
+    moves: dict[str, Decimal] = {}
+    refs: dict[str, AccountRef] = {}
+    for leg in legs:
+        moves[leg.account.key] = exact_add(moves.get(leg.account.key, ZERO), leg.amount)
+        refs[leg.account.key] = leg.account
+    keys = sorted(moves)
+    a = t.account
+    found: dict[str, tuple[int, Decimal]] = {}
+    for start in range(0, len(keys), KEY_CHUNK):
+        chunk = keys[start : start + KEY_CHUNK]
+        query = sa.select(a.c.id, a.c.key, a.c.balance).where(a.c.key.in_(chunk)).order_by(a.c.key)
+        rows = conn.execute(query.with_for_update())
+        found |= {row.key: (row.id, row.balance) for row in rows}
+    for key in keys:
+        if key not in found:  # a user's first balance in this currency
+            found[key] = (account_id(conn, refs[key]), balance(conn, refs[key], lock=True))
+    for key in keys:
+        _refuse_negative(refs[key], found[key][1], moves[key], ccy)
+    bulk.update_many(
+        conn,
+        "ledger_account",
+        "id",
+        {"balance": "amount"},
+        [(found[key][0], exact_add(found[key][1], moves[key])) for key in keys],
+    )
+    return {key: found[key][0] for key in keys}
 
 
 # --- markets and positions ---------------------------------------------------------------------

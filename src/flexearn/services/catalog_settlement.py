@@ -169,6 +169,12 @@ def _interest(
     return paid, updates, orders
 
 
+# Users paid per journal entry of a day's interest to funding accounts. PostgreSQL checks at commit
+# that each entry balances, once per leg over all the entry's legs: one entry of a million legs
+# would cost a million times a million; entries of a hundred users keep it linear.
+USERS_PER_ENTRY = 100
+
+
 def _book_interest(
     conn: sa.Connection,
     product: Product,
@@ -178,19 +184,29 @@ def _book_interest(
     ref: str,
     day: int,
 ) -> int | None:
+    """Post the day's interest; the id of its (first) journal entry."""
     if total == 0:
         return None
     coin = product.coin
-    legs: list[Leg] = [leg(AccountRef.system(AccountKind.INTEREST_EXPENSE, coin), -total)]
+    expense = AccountRef.system(AccountKind.INTEREST_EXPENSE, coin)
     if product.settle_method is SettleMethod.MATURITY:
-        legs.append(leg(AccountRef.system(AccountKind.ACCRUED, coin), total))
-    else:  # daily, flexible or fixed: straight to each user's funding account
-        per_user: dict[int, Decimal] = defaultdict(Decimal)
-        owner = {r.id: r.user_id for r in rows}
-        for holding_id, interest in paid.items():
-            per_user[owner[holding_id]] += interest
-        legs += [leg(AccountRef.funding(user, coin), amount) for user, amount in sorted(per_user.items())]
-    return repo.post(conn, compound("catalog_interest", coin, legs, ref), day)
+        legs = [leg(expense, -total), leg(AccountRef.system(AccountKind.ACCRUED, coin), total)]
+        return repo.post(conn, compound("catalog_interest", coin, legs, ref), day)
+    # daily, flexible or fixed: straight to each user's funding account
+    per_user: dict[int, Decimal] = defaultdict(Decimal)
+    owner = {r.id: r.user_id for r in rows}
+    for holding_id, interest in paid.items():
+        per_user[owner[holding_id]] += interest
+    users = sorted(per_user.items())
+    first: int | None = None
+    for part, start in enumerate(range(0, len(users), USERS_PER_ENTRY)):
+        chunk = users[start : start + USERS_PER_ENTRY]
+        credits: list[Leg] = [leg(AccountRef.funding(user, coin), amount) for user, amount in chunk]
+        legs = [leg(expense, -sum((amount for _, amount in chunk), ZERO)), *credits]
+        named = ref if part == 0 else f"{ref}:part:{part + 1}"
+        entry_id = repo.post(conn, compound("catalog_interest", coin, legs, named), day)
+        first = entry_id if first is None else first
+    return first
 
 
 def _expire(conn: sa.Connection, product: Product, day: int, users: sa.ColumnElement[bool]) -> int:
