@@ -56,8 +56,9 @@ BATTERY = [
     "1" * 21,  # more integer digits than any amount has
     "1." + "0" * 19,  # more decimal places than any currency has
 ]
-# JSON numbers the body may carry instead of strings: read as written, so by the same grammar.
-JSON_NUMBERS = ["1e2", "1E-60", "1E+999999999", "-5"]
+# JSON numbers the body may carry instead of strings: read by their value, which must fit the same
+# grammar (1e-7 is 0.0000001, as JSON encoders write it; 1E-60 has too many places).
+JSON_NUMBERS = ["1E-60", "1E+999999999", "-5", "1e-19", "1e20"]
 
 
 def battery_bodies(template: dict[str, Any], field: str) -> list[str]:
@@ -237,3 +238,14 @@ def test_admin_ids_and_bodies_too_big_for_python_are_refused_as_json(user: World
     nested = {"ccy": "USDT", "amount": "1", "x": [[[[[]]]]]}  # shallow: refused by the schema instead
     response = admin.post(f"/admin/v1/users/{user.user_id}/deposits", json=nested)
     assert (response.status_code, response.json()["error"]) == (400, "invalid_parameter")
+
+
+def test_a_json_number_is_read_by_its_value_as_encoders_write_small_ones(user: World) -> None:
+    """ccxt sends some amounts as JSON numbers, and Python's encoder writes 0.00001 as 1e-05."""
+    okx = OkxHttp(user.base_url, user.key)
+    body = '{"ccy": "BTC", "amt": 1e-05, "side": "purchase", "rate": ""}'
+    bought = paced(okx.post, PURCHASE, body).json()
+    assert (bought["code"], bought["data"][0]["amt"]) == ("0", "0.00001"), bought
+    body = '{"ccy": "BTC", "amt": 1e-09, "side": "purchase", "rate": ""}'  # finer than BTC's 8 places
+    assert paced(okx.post, PURCHASE, body).json()["msg"] == "Parameter amt error: at most 8 decimal places"
+    assert ledger_check.check(user.app.uow()) == []

@@ -3,7 +3,8 @@
 Each façade gives the two error factories: a parameter that is missing or empty, and one that
 is there but wrong. An empty string counts as absent (clients send "" for "not given").
 Amounts follow the one grammar of `domain.money.parse_amount`; integers are ASCII digits. Neither
-is stripped or otherwise tidied: " 1", "+3", "1_0" and "٣" are refused, not guessed at.
+is stripped or otherwise tidied: " 1", "+3", "1_0" and "٣" are refused, not guessed at. A JSON
+number (rather than a string) is read by its value.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from flexearn.domain.errors import FlexearnError
-from flexearn.domain.money import ascii_digits, parse_amount
+from flexearn.domain.money import MAX_INTEGER_DIGITS, MAX_PRECISION, ascii_digits, parse_amount
 
 
 class Params:
@@ -41,7 +42,7 @@ class Params:
             return None
         if isinstance(value, bool) or not isinstance(value, (str, int, Decimal)):
             raise self._invalid(name, "")
-        return str(value)
+        return _number_text(value) if isinstance(value, Decimal) else str(value)
 
     def required_text(self, name: str) -> str:
         value = self.text(name)
@@ -102,6 +103,17 @@ class Params:
         if value is None:
             raise self._missing(name)
         return value
+
+
+def _number_text(value: Decimal) -> str:
+    """A JSON number (not a string) by its value, written plainly when an amount could be that
+    small or large: JSON encoders write 0.0000001 as 1e-07 (ccxt sends some amounts as numbers), so
+    the text as written would not do. Past the amount grammar's reach it stays as written, for the
+    grammar to refuse (formatting 1E+999999999 plainly would take a billion digits)."""
+    exponent = value.as_tuple().exponent
+    if isinstance(exponent, int) and exponent >= -MAX_PRECISION and value.adjusted() < MAX_INTEGER_DIGITS:
+        return format(value, "f")
+    return str(value)
 
 
 def json_object(raw: bytes, syntax_error: Exception) -> dict[str, Any]:
