@@ -12,7 +12,7 @@ from flexearn.adapters import tables as t
 from flexearn.adapters.clock import wall_ms
 from flexearn.domain.errors import AlreadyExists, InvalidParameter, NotFound
 from flexearn.domain.ledger import WALLETS, AccountKind, AccountRef, transfer
-from flexearn.domain.money import MAX_PRECISION, decimal_places
+from flexearn.domain.money import MAX_PRECISION, check_places
 from flexearn.services.unit_of_work import UnitOfWork
 
 LEVELS = ("beginner", "normal", "VIP")
@@ -53,9 +53,7 @@ def check_amount(amount: Decimal, precision: int, param: str = "amt") -> Decimal
         raise InvalidParameter(param, "must be positive")
     if amount >= MAX_AMOUNT:
         raise InvalidParameter(param, f"must be below {MAX_AMOUNT:,}")
-    if decimal_places(amount) > precision:
-        raise InvalidParameter(param, f"at most {precision} decimal places")
-    return amount
+    return check_places(amount, precision, param)
 
 
 def deposit(
