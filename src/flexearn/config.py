@@ -57,6 +57,10 @@ class Settings:
     header_timeout: float = 10.0
     body_timeout: float = 10.0
     max_connections: int = 10000
+    # For benchmarks and load tests only: every façade's per-second request limit multiplied by
+    # this (the failure throttle on bad signatures is not), so that one load generator on one
+    # address can drive a process. Never set in production.
+    rate_limit_scale: int = 1
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -80,6 +84,7 @@ class Settings:
             header_timeout=_bounded(env, "FLEXEARN_HEADER_TIMEOUT", 10.0, 1.0, 3600.0),
             body_timeout=_bounded(env, "FLEXEARN_BODY_TIMEOUT", 10.0, 0.1, 3600.0),
             max_connections=_bounded(env, "FLEXEARN_MAX_CONNECTIONS", 10000, 16, 1_000_000),
+            rate_limit_scale=_bounded(env, "FLEXEARN_RATE_LIMIT_SCALE", 1, 1, 1_000_000_000),
         )
 
 

@@ -61,8 +61,8 @@ def create_app(settings: Settings, flexearn: Flexearn | None = None, *, demo: bo
     admission = Admission.from_settings(settings)  # the process's database slots, shared by all
     bitget = BitgetDialect(clock.now)
     facades = [
-        Facade(OkxDialect(), OKX_ENDPOINTS, engine_app, limiter, verifier, admission, clock),
-        Facade(bitget, BITGET_ENDPOINTS, engine_app, limiter, verifier, admission, clock),
+        Facade(dialect, endpoints, engine_app, limiter, verifier, admission, clock, settings.rate_limit_scale)
+        for dialect, endpoints in ((OkxDialect(), OKX_ENDPOINTS), (bitget, BITGET_ENDPOINTS))
     ]
 
     async def not_found(request: Request, exc: Exception) -> Response:
