@@ -368,6 +368,7 @@ def purchase_floor(url: str, seconds: float) -> float:
         "CREATE TABLE IF NOT EXISTS floor_journal (id INTEGER PRIMARY KEY, user_id INTEGER,"
         " amount NUMERIC(38, 18), at BIGINT)"
     )
+    conn.execute("DELETE FROM floor_journal")
     for table in ("floor_funding", "floor_position"):
         conn.execute(f"DELETE FROM {table}")
         for u in range(1, KEYS + 1):
@@ -385,7 +386,7 @@ def purchase_floor(url: str, seconds: float) -> float:
         )
         conn.execute(
             f"INSERT INTO floor_journal (id, user_id, amount, at) VALUES ({mark}, {mark}, {mark}, {mark})",
-            (done + 1 + int(started * 1e6) % 10**12 * 1000, u, str(amount), int(time.time() * 1000)),
+            (done + 1, u, str(amount), int(time.time() * 1000)),
         )
         conn.execute("COMMIT")
         done += 1

@@ -124,5 +124,9 @@ class ClockCache:
     def state(self) -> ClockState:
         return self._state
 
+    def fresh(self) -> bool:
+        """Whether `refresh()` would not query (the row read within `max_age`)."""
+        return time.monotonic() - self._read_at < self._max_age
+
     def now(self) -> int:
         return self._state.now(wall_ms())

@@ -14,6 +14,9 @@ longer than its budget. Work without a deadline (settlement, the CLI, the admin 
 
 from __future__ import annotations
 
+import functools
+import re
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -22,6 +25,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
@@ -51,7 +55,15 @@ class ReadOnlyViolation(RuntimeError):
 
 
 def read_only(connection: sa.Connection) -> sa.Connection:
-    """Make the transactions `connection` begins read-only (call before it begins one)."""
+    """Make the transactions `connection` begins read-only (call before it begins one).
+
+    On PostgreSQL the driver then begins them `BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY`:
+    one statement, no `SET TRANSACTION` round trip after it (the pool restores the connection's
+    defaults when it is returned)."""
+    if connection.dialect.name == "postgresql":
+        return connection.execution_options(
+            **{READ_ONLY: True}, isolation_level="REPEATABLE READ", postgresql_readonly=True
+        )
     return connection.execution_options(**{READ_ONLY: True})
 
 
@@ -130,6 +142,57 @@ def may_commit() -> None:
         bound.may_commit()
 
 
+def alone(engine: sa.Engine, sql: str, params: dict[str, Any]) -> list[Any]:
+    """Run one statement in a transaction of its own, straight through the driver on a pooled
+    connection, and return its rows: for bookkeeping on the request path (the replay window) that
+    needs neither SQLAlchemy's statement machinery nor a unit of work. `sql` uses the `:name`
+    parameter style; it is written for both databases.
+
+    Under a deadline it is bounded as a unit of work is (SQLite's busy timeout; PostgreSQL's
+    statement and lock timeouts, sent with BEGIN, the statement and COMMIT in one pipeline: one
+    round trip). A driver error that means the database is away is raised as it is (`unavailable`
+    knows it) and the connection is not put back in the pool.
+    """
+    ms = _remaining_ms()
+    pooled = engine.raw_connection()
+    driver: Any = pooled.driver_connection
+    try:
+        if engine.dialect.name == "sqlite":
+            driver.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_MS if ms is None else ms}")
+            if pooled.info.get("query_only", False):
+                driver.execute("PRAGMA query_only = 0")
+                pooled.info["query_only"] = False
+            return list(driver.execute(sql, params).fetchall())  # autocommit: its own transaction
+        driver.autocommit = True  # BEGIN and COMMIT are ours, in the pipeline
+        try:
+            with driver.pipeline():
+                driver.execute("BEGIN")
+                if ms is not None:
+                    driver.execute(
+                        "SELECT set_config('statement_timeout', %(ms)s, true),"
+                        " set_config('lock_timeout', %(ms)s, true)",
+                        {"ms": str(ms)},
+                    )
+                cursor = driver.execute(_pyformat(sql), params)
+                driver.execute("COMMIT")
+            return list(cursor.fetchall())
+        finally:
+            if not driver.closed:
+                driver.autocommit = False
+    except Exception as error:
+        if unavailable(error):
+            pooled.invalidate(error)
+        raise
+    finally:
+        pooled.close()
+
+
+@functools.cache
+def _pyformat(sql: str) -> str:
+    """`:name` parameters as psycopg's `%(name)s`."""
+    return re.sub(r"(?<!:):(\w+)", r"%(\1)s", sql)
+
+
 def unavailable(error: BaseException) -> bool:
     """Whether `error` means the database is unreachable, restarting or overloaded (answer 503).
 
@@ -140,6 +203,8 @@ def unavailable(error: BaseException) -> bool:
     a constraint refused, a bug — is not the database's unavailability.
     """
     if isinstance(error, DatabaseBusy | sa.exc.TimeoutError | sa.exc.OperationalError):
+        return True
+    if isinstance(error, sqlite3.OperationalError | psycopg.OperationalError):  # from `alone`
         return True
     return isinstance(error, sa.exc.DBAPIError) and error.connection_invalidated
 
@@ -195,8 +260,6 @@ def _postgres_deadlines(engine: sa.Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin(connection: sa.Connection) -> None:
-        if _is_read_only(connection):  # first in the transaction, as PostgreSQL requires
-            connection.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         ms = _remaining_ms()
         if ms is not None:
             connection.exec_driver_sql(
@@ -229,13 +292,17 @@ def _sqlite_transactions(engine: sa.Engine) -> None:
     def _begin(connection: sa.Connection) -> None:
         # Under a deadline, wait for the write lock only as long as it leaves; else as long as the
         # longest writer may need (a settlement). The pragma is the connection's: set every time.
+        # The pragmas go to the driver directly (they cannot fail, and need none of SQLAlchemy's
+        # statement machinery); BEGIN, which can ("database is locked"), goes through SQLAlchemy.
         ms = _remaining_ms()
-        connection.exec_driver_sql(f"PRAGMA busy_timeout = {SQLITE_BUSY_MS if ms is None else ms}")
+        pooled = connection.connection  # the pooled DBAPI connection: it outlives this checkout
+        driver = pooled.driver_connection
+        assert driver is not None
+        driver.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_MS if ms is None else ms}")
         reading = _is_read_only(connection)
-        info = connection.connection.info  # the pooled DBAPI connection's: it outlives this checkout
-        if info.get("query_only", False) != reading:
-            connection.exec_driver_sql(f"PRAGMA query_only = {int(reading)}")
-            info["query_only"] = reading
+        if pooled.info.get("query_only", False) != reading:
+            driver.execute(f"PRAGMA query_only = {int(reading)}")
+            pooled.info["query_only"] = reading
         connection.exec_driver_sql("BEGIN" if reading else "BEGIN IMMEDIATE")
 
 

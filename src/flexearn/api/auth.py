@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import heapq
 import hmac
 import ipaddress
 import threading
@@ -110,6 +111,22 @@ class Verifier:
         self._replays = replays or ReplayMemory()
 
     def verify(self, request: SignedRequest, now_ms: int, permission: str) -> Caller:
+        caller, until = self.check(request, now_ms, permission)
+        self.refuse_replay(request.signature, now_ms, until)
+        return caller
+
+    def ready(self, api_key: str, passphrase: str) -> bool:
+        """Whether `check` can run without a query or a slow hash: the key is cached and fresh,
+        and this passphrase was verified for it (then it may run on the event loop)."""
+        cached = self._keys.get(api_key)
+        if cached is None or cached[0] <= time.monotonic() or cached[1] is None:
+            return False
+        record = cached[1]
+        return self._passphrase_token(record, passphrase) in self._passphrases
+
+    def check(self, request: SignedRequest, now_ms: int, permission: str) -> tuple[Caller, int]:
+        """Everything `verify` checks but the replay: the caller, and until when (wall ms) the
+        request's timestamp could still be accepted (`refuse_replay` needs it)."""
         until = accepted_until(self._clock(), request.sent_ms, now_ms, self._window_ms)
         if until is None:
             raise AuthFailure(Failure.EXPIRED_TIMESTAMP)
@@ -137,8 +154,7 @@ class Verifier:
             raise AuthFailure(Failure.IP_REFUSED, request.client_ip)
         if permission not in info.permissions:
             raise AuthFailure(Failure.NO_PERMISSION)
-        self._refuse_replay(request.signature, now_ms, until)
-        return Caller(info.user_id, request.api_key)
+        return Caller(info.user_id, request.api_key), until
 
     def _key(self, api_key: str) -> KeyRecord | None:
         now = time.monotonic()
@@ -151,9 +167,13 @@ class Verifier:
         self._keys[api_key] = (now + KEY_CACHE_SECONDS, record)
         return record
 
+    @staticmethod
+    def _passphrase_token(record: KeyRecord, passphrase: str) -> tuple[str, str, bytes]:
+        return record.info.api_key, record.passphrase_hash, hashlib.sha256(passphrase.encode()).digest()
+
     def _passphrase_ok(self, record: KeyRecord, passphrase: str) -> bool:
         # The slow hash is verified once per process and passphrase, not on every request.
-        token = (record.info.api_key, record.passphrase_hash, hashlib.sha256(passphrase.encode()).digest())
+        token = self._passphrase_token(record, passphrase)
         if token in self._passphrases:
             return True
         if not verify_passphrase(passphrase, record.passphrase_hash):
@@ -163,7 +183,8 @@ class Verifier:
         self._passphrases.add(token)
         return True
 
-    def _refuse_replay(self, signature: str, now_ms: int, until_ms: int) -> None:
+    def refuse_replay(self, signature: str, now_ms: int, until_ms: int) -> None:
+        """Refuse a signature already used (`Failure.REPLAYED`), else remember it: may query."""
         # Remembered for as long as its timestamp could still be accepted (at least the window on
         # either side of now), at most SYNCED_REPLAY_MS.
         ttl = min(max(until_ms - now_ms, 2 * self._window_ms), SYNCED_REPLAY_MS)
@@ -195,21 +216,29 @@ def accepted_until(clock: ClockState, sent_ms: int, now_ms: int, window_ms: int)
 
 
 class ReplayMemory:
-    """The signatures this process has accepted, each until it could no longer verify."""
+    """The signatures this process has accepted, each until it could no longer verify.
+
+    Forgetting is ordered by time (a heap of expiries): each new signature pops the ones whose time
+    has passed, so a request costs O(log n) however many are remembered, never a scan of them all.
+    """
 
     def __init__(self) -> None:
         self._seen: dict[str, int] = {}  # signature → when it may be forgotten (ms)
+        self._expiries: list[tuple[int, str]] = []  # (when, signature): a heap, soonest first
         self._lock = threading.Lock()
 
     def first_use(self, signature: str, now_ms: int, ttl_ms: int) -> bool:
         """Remember `signature` for `ttl_ms`; False if it was already remembered."""
         with self._lock:
+            expiries = self._expiries
+            while expiries and expiries[0][0] < now_ms:
+                until, old = heapq.heappop(expiries)
+                if self._seen.get(old) == until:
+                    del self._seen[old]
             if signature in self._seen:
                 return False
             self._seen[signature] = now_ms + ttl_ms
-            if len(self._seen) > CACHE_LIMIT:
-                for old in [s for s, until in self._seen.items() if until < now_ms]:
-                    del self._seen[old]
+            heapq.heappush(expiries, (now_ms + ttl_ms, signature))
             return True
 
 

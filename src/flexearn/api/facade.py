@@ -141,16 +141,21 @@ class Facade:
             try:
                 body = await request.body()
                 ip = request.client.host if request.client else ""
-                caller = None
+                caller = signed = None
                 if spec.permission is None:
                     await self._limit(spec, f"ip:{ip}")
                 else:
-                    caller = await self._authenticate(deadline, request, body, ip, spec.permission)
+                    signed, caller, until = await self._authenticate(
+                        deadline, request, body, ip, spec.permission
+                    )
                     await self._limit(spec, f"user:{caller.user_id}")
                 values = dialect.body(body) if spec.method == "POST" else request.query_params
                 params = dialect.params(values)
-                data = await self.admission.run(deadline, self._handle, spec.handler, caller, params)
+                claim = None if signed is None else (signed.signature, until)
+                data = await self.admission.run(deadline, self._handle, spec.handler, caller, params, claim)
                 return JSONResponse(dialect.success(data))
+            except AuthFailure as failure:  # a replay, found in the handler's slot
+                return self.error(dialect.auth_error(failure))
             except WireError as error:
                 return self.error(error)
             except FlexearnError as error:
@@ -175,9 +180,14 @@ class Facade:
 
     async def _authenticate(
         self, deadline: db.Deadline, request: Request, body: bytes, ip: str, permission: str
-    ) -> Caller:
-        """The caller, or the exchange's refusal; a key (and a key from one address) that failed
-        too often lately is refused before its signature is even checked (see `FAILURES_PER_KEY`)."""
+    ) -> tuple[SignedRequest, Caller, int]:
+        """The signed request, its caller and until when its timestamp holds (for the replay
+        check, made with the handler: `_handle`), or the exchange's refusal. A key (and a key from
+        one address) that failed too often lately is refused before its signature is even checked
+        (see `FAILURES_PER_KEY`).
+
+        With the key, its passphrase and the business clock already in memory, nothing here waits:
+        the signature is checked on the event loop; else in a database slot, which loads them."""
         signed = self.dialect.signed_request(
             request.method, raw_target(request.scope), body, request.headers, ip
         )
@@ -186,19 +196,29 @@ class Facade:
             if not await self.limiter.allow(FAILURES_BUCKET, who, limit, FAILURE_WINDOW_S, record=False):
                 raise WireError(self.dialect.too_many.code, TOO_MANY_FAILURES, self.dialect.too_many.status)
         try:
-            return await self.admission.run(deadline, self._verify, signed, permission)
+            if self.clock.fresh() and self.verifier.ready(signed.api_key, signed.passphrase):
+                caller, until = self.verifier.check(signed, wall_ms(), permission)
+            else:
+                caller, until = await self.admission.run(deadline, self._check, signed, permission)
         except AuthFailure as failure:
             if failure.failure in COUNTED_FAILURES:
                 for who, limit in counted:
                     await self.limiter.allow(FAILURES_BUCKET, who, limit, FAILURE_WINDOW_S)
             raise self.dialect.auth_error(failure) from None
+        return signed, caller, until
 
-    def _verify(self, signed: SignedRequest, permission: str) -> Caller:
+    def _check(self, signed: SignedRequest, permission: str) -> tuple[Caller, int]:
         self.clock.refresh()
-        return self.verifier.verify(signed, wall_ms(), permission)
+        return self.verifier.check(signed, wall_ms(), permission)
 
-    def _handle(self, handler: Handler, caller: Caller | None, params: Params) -> Any:
+    def _handle(
+        self, handler: Handler, caller: Caller | None, params: Params, claim: tuple[str, int] | None
+    ) -> Any:
+        """The handler, in a database slot; a signed request's signature first claimed (refused
+        if any process used it before: `AuthFailure`)."""
         self.clock.refresh()
+        if claim is not None:
+            self.verifier.refuse_replay(claim[0], wall_ms(), claim[1])
         return handler(self.app, caller, params)
 
 

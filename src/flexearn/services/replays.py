@@ -6,8 +6,8 @@ from __future__ import annotations
 import hashlib
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
+from flexearn.adapters import db
 from flexearn.adapters import tables as t
 from flexearn.services.unit_of_work import UnitOfWork
 
@@ -16,21 +16,21 @@ def digest(signature: str) -> str:
     return hashlib.sha256(signature.encode("utf-8", "surrogateescape")).hexdigest()
 
 
-def first_use(uow: UnitOfWork, signature: str, now_ms: int, ttl_ms: int) -> bool:
-    """Remember `signature` until `now_ms + ttl_ms`; False if a process remembers it already."""
-    s = t.seen_signature
-    key = digest(signature)
-    with uow:
-        conn = uow.conn
-        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-        insert = dialect.insert(s).values(digest=key, expires_at=now_ms + ttl_ms).on_conflict_do_nothing()
-        first = conn.execute(insert.returning(s.c.digest)).first() is not None  # (rowcount: -1 here)
-        if not first:  # seen: a replay, unless its time ran out (then it is new again)
-            renew = sa.update(s).where(s.c.digest == key, s.c.expires_at < now_ms)
-            renewed = conn.execute(renew.values(expires_at=now_ms + ttl_ms).returning(s.c.digest)).first()
-            first = renewed is not None
-        uow.commit(outcome=False)  # a request answered "unavailable" later has still used its signature
-    return first
+# New, or remembered but expired (then new again): either way a row comes back; a replay, none.
+CLAIM = (
+    "INSERT INTO seen_signature (digest, expires_at) VALUES (:digest, :until)"
+    " ON CONFLICT (digest) DO UPDATE SET expires_at = excluded.expires_at"
+    " WHERE seen_signature.expires_at < :now RETURNING digest"
+)
+
+
+def first_use(engine: sa.Engine, signature: str, now_ms: int, ttl_ms: int) -> bool:
+    """Remember `signature` until `now_ms + ttl_ms`; False if a process remembers it already.
+
+    One statement, committed on its own whatever the request's outcome (a request answered
+    "unavailable" later has still used its signature)."""
+    params = {"digest": digest(signature), "until": now_ms + ttl_ms, "now": now_ms}
+    return bool(db.alone(engine, CLAIM, params))
 
 
 def prune(uow: UnitOfWork, now_ms: int) -> int:
