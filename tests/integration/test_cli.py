@@ -70,6 +70,7 @@ def test_a_lender_earns_through_the_cli(database_url: str) -> None:
 
 def test_refusals_exit_non_zero_with_the_reason(database_url: str) -> None:
     db = database_url
+    run(db, "migrate")
     run(db, "currency", "add", "BTC")
     run(db, "market", "set", "BTC")
     run(db, "user", "create", "dave")
@@ -119,6 +120,7 @@ def test_worker_help_documents_the_database_and_the_settler_lease() -> None:
 def test_serve_and_a_worker_take_turns_as_the_one_settler(tmp_path: Path) -> None:
     """`serve --scheduler` stands by while a worker settles, and settles itself once it stops."""
     db = f"sqlite:///{tmp_path / 'flexearn.db'}"
+    run(db, "migrate")
     run(db, "clock", "set-sim", "--speed", "0", "--start", "2026-01-01T00:30:00")
     run(db, "currency", "add", "USDT")
     run(db, "market", "set", "USDT", "--demand", "100")
