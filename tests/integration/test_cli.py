@@ -105,6 +105,7 @@ def test_demo_runs_a_seeded_world_and_settles_hours(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "user       demo (id 41)" in proc.stdout
+    assert "building 6 hours of history" in proc.stderr  # the progress bar's label, off a terminal
     assert len([line for line in proc.stdout.splitlines() if " USDT " in line and "%" in line]) >= 2
     assert run(db, "ledger", "check")["ok"] is True
 
