@@ -670,8 +670,8 @@ def worker_cmd(
     """
     settings = settings_from_env()
     jobs = maintenance_jobs(settings)  # a bad retention setting stops here, not in the loop
-    configure_logging(log_level.upper() if log_level else settings.log_level)
     app = open_app(db_url, settings)
+    configure_logging(log_level.upper() if log_level else settings.log_level)
     if metrics_port is not None:  # settlement metrics and flexearn_settler, and the database gauges
         serve_metrics(app.engine, metrics_host, metrics_port)
     stop = threading.Event()

@@ -173,6 +173,8 @@ def test_an_old_schema_is_refused_by_every_command_but_migrate(tmp_path: Path) -
             f"Error: the database schema is at revision 0009, this flexearn needs {head_revision()}: "
             "back the database up, then upgrade it with `flexearn migrate`"
         )
+    worker = CliRunner().invoke(main, ["worker", "--db", url], env=cli.env)
+    assert "upgrade it with `flexearn migrate`" in refused(worker)
     serve = CliRunner().invoke(
         main, ["serve", "--db", url], env={**cli.env, "FLEXEARN_ADMIN_TOKEN": "t" * 32}
     )
