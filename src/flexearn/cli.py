@@ -720,6 +720,7 @@ def spec_options(help_text: str) -> Callable[[F], F]:
         return click.option(
             "--spec-file",
             type=click.File("r"),
+            metavar="FILE",
             help="The same as a JSON file ('-': standard input).",
         )(func)
 
@@ -751,10 +752,11 @@ def _product_rows(views: Sequence[catalog.ProductView]) -> str:
 def product_create(ctx: click.Context, app: Flexearn, spec: str | None, spec_file: IO[str] | None) -> None:
     """Create a product from its Bitget fields.
 
-    Give them as --spec JSON or --spec-file FILE.
+    Give them as --spec JSON or --spec-file FILE, for example:
 
-    For example: --spec '{"coin":"USDT","periodType":"flexible","apyType":"single",
-    "apyList":[{"minStepVal":"0","maxStepVal":"1000000","currentApy":"5"}]}'
+    \b
+    flexearn product create --spec '{"coin":"USDT","periodType":"flexible","apyType":"single",
+      "apyList":[{"minStepVal":"0","maxStepVal":"1000000","currentApy":"5"}]}'
     """
     emit(ctx, catalog.create_product(app.uow(), _product_spec(spec, spec_file)))
 
