@@ -64,7 +64,7 @@ def server_process(
     }
     log = log or tempfile.TemporaryFile()  # noqa: SIM115 - read back in the finally below
     proc = subprocess.Popen(
-        [FLEXEARN, "serve", "--port", str(port), "--db", database_url, "--no-scheduler", *args],
+        [FLEXEARN, "serve", "--port", str(port), "--db", database_url, "--no-scheduler", "--migrate", *args],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,

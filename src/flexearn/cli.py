@@ -10,31 +10,34 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, is_dataclass
-from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, NoReturn, TypeVar
 
 import click
+import sqlalchemy as sa
 from granian import Granian
 from granian.constants import Interfaces
 
-from flexearn.adapters.db import current_revision
-from flexearn.adapters.repository import user_id_by_name
+from flexearn.adapters.db import current_revision, migrate
+from flexearn.adapters.repository import currency_precision, user_id_by_name
 from flexearn.adapters.secrets import SecretBox, generate_master_key
 from flexearn.api import listener
 from flexearn.api.admin.auth import parse_tokens
 from flexearn.api.proxy import parse_networks
 from flexearn.bootstrap import Flexearn
 from flexearn.config import Settings
+from flexearn.console import errors as cli_errors
+from flexearn.console.errors import CommandError
+from flexearn.console.output import Progress, as_json, iso, render, table
+from flexearn.console.params import CURRENCY, DECIMAL, TIME, Group
 from flexearn.demo import keyfile as demo_keyfile
 from flexearn.demo import restart as demo_restart
 from flexearn.demo import runner as demo_runner
 from flexearn.domain.demand import SimulatedDemand
-from flexearn.domain.errors import FlexearnError
+from flexearn.domain.errors import AmountTooLarge, FlexearnError, NotFound, UnsupportedCurrency
 from flexearn.domain.ledger import WALLETS, AccountKind
-from flexearn.domain.money import AMOUNT_RULE, D, parse_amount, plain
+from flexearn.domain.money import D, plain
 from flexearn.observability.logs import configure_logging
 from flexearn.observability.logs import dict_config as logs_dict_config
 from flexearn.observability.metrics import (
@@ -62,51 +65,82 @@ from flexearn.services.leader import SETTLER, Lease
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return plain(value)
-    if is_dataclass(value) and not isinstance(value, type):
-        return {k: _jsonable(v) for k, v in asdict(value).items()}
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if hasattr(value, "value") and isinstance(value.value, str):  # enums
-        return value.value
-    return value
-
-
-def iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def emit(ctx: click.Context, value: Any, text: str | None = None) -> None:
-    if ctx.obj["json"] or text is None:
-        click.echo(json.dumps(_jsonable(value), indent=None if ctx.obj["json"] else 2))
+    """Print `value`: as JSON with --json, else `text`, or `value` as a table or key-value lines."""
+    if ctx.obj["json"]:
+        click.echo(as_json(value))
     else:
-        click.echo(text)
+        click.echo(render(value) if text is None else text)
 
 
-def command(group: click.Group, name: str, *, json_flag: bool = True, **kwargs: Any) -> Callable[[F], F]:
-    """A subcommand taking --db and --json, with engine errors reported cleanly.
+def settings_from_env() -> Settings:
+    """The settings, or a one-line error naming the variable that is wrong."""
+    try:
+        return Settings.from_env()
+    except ValueError as error:
+        raise CommandError(f"bad setting {error}") from None
 
-    Without `json_flag` the command owns `--json` (a JSON argument) and always prints JSON.
-    """
+
+def open_app(db_url: str | None, settings: Settings, *, migrate_schema: bool = False) -> Flexearn:
+    """The engine on `--db` (or FLEXEARN_DATABASE_URL): migrated if asked, else refused unless its
+    schema is the one this flexearn writes. A malformed URL, a missing SQLite file or a database
+    out of reach is a one-line error."""
+    url = db_url or settings.database_url
+    cli_errors.check_database_url(url, "--db" if db_url else "FLEXEARN_DATABASE_URL")
+    database = demo_keyfile.sqlite_file(url)
+    if not migrate_schema and database is not None and not database.exists():
+        raise CommandError(f"no database at {database}: create it with `flexearn migrate --db {url}`")
+    app = Flexearn(url, migrate_schema=False)
+    try:
+        if migrate_schema:
+            migrate(app.engine)
+        else:
+            cli_errors.require_schema(app.engine)
+    except sa.exc.DBAPIError as error:
+        app.close()
+        raise cli_errors.unreachable(app.engine, error) from None
+    except CommandError:
+        app.close()
+        raise
+    return app
+
+
+def _known_currency(app: Flexearn, ccy: str) -> bool:
+    try:
+        with app.read_uow() as uow:
+            currency_precision(uow.conn, ccy)
+    except UnsupportedCurrency:
+        return False
+    return True
+
+
+def refuse(ctx: click.Context, error: FlexearnError) -> NoReturn:
+    """Exit 2 with the engine's refusal: a JSON object on stdout with --json, else one line."""
+    if ctx.obj["json"]:
+        click.echo(as_json({"error": error.code, "message": error.message, "param": error.param}))
+        ctx.exit(cli_errors.USAGE)
+    raise CommandError(error.message)
+
+
+def command(
+    group: click.Group, name: str, *, migrates: bool = False, **kwargs: Any
+) -> Callable[[F], F]:
+    """A subcommand taking --db and --json, on a database whose schema is current (`migrates`:
+    the command brings it there), with engine refusals told in one line, exit status 2."""
 
     def wrap(func: F) -> F:
-        def run(ctx: click.Context, /, db_url: str | None, as_json: bool = True, **params: Any) -> Any:
-            settings = Settings.from_env()
+        def run(ctx: click.Context, /, db_url: str | None, as_json: bool, **params: Any) -> Any:
+            settings = settings_from_env()
             ctx.obj = {"json": as_json, "settings": settings}
-            app = Flexearn(db_url or settings.database_url)
+            app = open_app(db_url, settings, migrate_schema=migrates)
             try:
                 return func(ctx, app, **params)
+            except UnsupportedCurrency as error:
+                refuse(ctx, cli_errors.in_context(error, _known_currency(app, error.ccy)))
             except FlexearnError as error:
-                emit(
-                    ctx,
-                    {"error": error.code, "message": error.message, "param": error.param},
-                    f"error: {error.message}",
-                )
-                sys.exit(2)
+                refuse(ctx, error)
+            except sa.exc.OperationalError as error:
+                raise cli_errors.unreachable(app.engine, error) from None
             finally:
                 app.close()
 
@@ -116,76 +150,88 @@ def command(group: click.Group, name: str, *, json_flag: bool = True, **kwargs: 
             "--db",
             "db_url",
             default=None,
-            help="Database URL (default: FLEXEARN_DATABASE_URL or sqlite:///flexearn.db).",
+            metavar="URL",
+            help="Database URL, sqlite:///FILE or postgresql://USER@HOST/DB "
+            "(default: FLEXEARN_DATABASE_URL or sqlite:///flexearn.db).",
         )
-        json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-        options = click.pass_context(run)
-        if json_flag:
-            options = json_option(options)
-        group.command(name, **kwargs)(db_option(options))
+        json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+        group.command(name, **kwargs)(db_option(json_option(click.pass_context(run))))
         return func
 
     return wrap
 
 
-class DecimalType(click.ParamType[Decimal, Any]):
-    name = "decimal"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Decimal:
-        if isinstance(value, Decimal):
-            return value
-        try:
-            return parse_amount(str(value))
-        except FlexearnError:
-            self.fail(f"{value!r} is not {AMOUNT_RULE}", param, ctx)
-
-
-DECIMAL = DecimalType()
-
-
-@click.group()
+@click.group(cls=Group)
 @click.version_option(package_name="flexearn")
 def main() -> None:
-    """flexearn: a self-hosted Simple Earn (flexible savings) engine."""
+    """flexearn: a self-hosted Simple Earn (flexible savings) engine.
+
+    Every command takes --db URL (default: FLEXEARN_DATABASE_URL or sqlite:///flexearn.db) and
+    --json (JSON output instead of text). Mistakes exit with status 2 and a one-line message.
+    """
 
 
-@command(main, "migrate")
+@command(main, "migrate", migrates=True)
 def migrate_cmd(ctx: click.Context, app: Flexearn) -> None:
-    """Create or upgrade the database schema (every command also does this first)."""
-    emit(
-        ctx, {"revision": current_revision(app.engine)}, f"schema at revision {current_revision(app.engine)}"
-    )
+    """Create or upgrade the database schema.
+
+    The only command that changes a schema (besides `demo` and `serve --migrate`): every other
+    one refuses a database whose schema is not this version's. Back a database up first.
+    """
+    revision = current_revision(app.engine)
+    emit(ctx, {"revision": revision}, f"schema at revision {revision}")
 
 
 @main.group()
 def user() -> None:
-    """Users."""
+    """Users: the lenders whose money flexearn holds."""
 
 
 @command(user, "create")
 @click.argument("name")
-@click.option("--level", type=click.Choice(accounts.LEVELS), default="beginner")
+@click.option(
+    "--level",
+    type=click.Choice(accounts.LEVELS),
+    default="beginner",
+    show_default=True,
+    help="Which catalog products the user may buy (Bitget's beginner or normal products).",
+)
 def user_create(ctx: click.Context, app: Flexearn, name: str, level: str) -> None:
+    """Create a user NAME.
+
+    Then `deposit` money for it and `key create` an API key."""
     user_id = accounts.create_user(app.uow(), name, level)
     emit(ctx, {"id": user_id, "name": name, "level": level}, f"user {name} created with id {user_id}")
 
 
 @main.group()
 def currency() -> None:
-    """Currencies."""
+    """Currencies users may hold and save."""
 
 
 @command(currency, "add")
-@click.argument("ccy")
-@click.option("--precision", type=int, default=accounts.DEFAULT_PRECISION, show_default=True)
+@click.argument("ccy", type=CURRENCY)
+@click.option(
+    "--precision",
+    type=click.IntRange(0),
+    default=accounts.DEFAULT_PRECISION,
+    show_default=True,
+    help="Decimal places of its amounts.",
+)
 def currency_add(ctx: click.Context, app: Flexearn, ccy: str, precision: int) -> None:
+    """Add currency CCY (e.g. USDT); `market set CCY` then opens its lending market."""
     accounts.add_currency(app.uow(), ccy, precision)
     emit(ctx, {"ccy": ccy, "precision": precision}, f"currency {ccy} added with precision {precision}")
 
 
 def _user_id(app: Flexearn, name: str) -> int:
-    with app.read_uow() as uow:
-        return user_id_by_name(uow.conn, name)
+    try:
+        with app.read_uow() as uow:
+            return user_id_by_name(uow.conn, name)
+    except NotFound as error:
+        raise cli_errors.retold(
+            error, f"no user named {name!r}: create it with `flexearn user create {name}`"
+        ) from None
 
 
 ACCOUNT = click.option(
@@ -198,41 +244,47 @@ ACCOUNT = click.option(
 
 
 @command(main, "deposit")
-@click.argument("user_name")
-@click.argument("ccy")
+@click.argument("user_name", metavar="USER")
+@click.argument("ccy", type=CURRENCY)
 @click.argument("amount", type=DECIMAL)
 @ACCOUNT
 def deposit_cmd(
     ctx: click.Context, app: Flexearn, user_name: str, ccy: str, amount: Decimal, account: str
 ) -> None:
-    """Credit a user's funding (or trading) account from outside."""
+    """Credit a user's account from outside.
+
+    AMOUNT of CCY goes to the funding account (where savings are bought from), or --account trading.
+    """
     entry = accounts.deposit(app.uow(), _user_id(app, user_name), ccy, amount, AccountKind(account))
     emit(
         ctx,
         {"entry": entry, "user": user_name, "ccy": ccy, "amount": amount, "account": account},
-        f"deposited {plain(amount)} {ccy} to {account}",
+        f"deposited {plain(amount)} {ccy} to {user_name}'s {account} account",
     )
 
 
 @command(main, "withdraw")
-@click.argument("user_name")
-@click.argument("ccy")
+@click.argument("user_name", metavar="USER")
+@click.argument("ccy", type=CURRENCY)
 @click.argument("amount", type=DECIMAL)
 @ACCOUNT
 def withdraw_cmd(
     ctx: click.Context, app: Flexearn, user_name: str, ccy: str, amount: Decimal, account: str
 ) -> None:
-    """Debit a user's funding (or trading) account to outside."""
+    """Debit a user's account to outside.
+
+    AMOUNT of CCY leaves the funding account, or --account trading.
+    """
     entry = accounts.withdraw(app.uow(), _user_id(app, user_name), ccy, amount, AccountKind(account))
     emit(
         ctx,
         {"entry": entry, "user": user_name, "ccy": ccy, "amount": amount, "account": account},
-        f"withdrew {plain(amount)} {ccy} from {account}",
+        f"withdrew {plain(amount)} {ccy} from {user_name}'s {account} account",
     )
 
 
 @command(main, "balance")
-@click.argument("user_name")
+@click.argument("user_name", metavar="USER")
 def balance_cmd(ctx: click.Context, app: Flexearn, user_name: str) -> None:
     """A user's funding and trading balances and savings positions."""
     user_id = _user_id(app, user_name)
@@ -248,16 +300,24 @@ def balance_cmd(ctx: click.Context, app: Flexearn, user_name: str) -> None:
 
 @main.group()
 def market() -> None:
-    """Market lending settings per currency."""
+    """Lending markets: how each currency's savings are lent each hour."""
 
 
 @command(market, "set")
-@click.argument("ccy")
-@click.option("--mode", type=click.Choice(["auction", "pro_rata"]))
+@click.argument("ccy", type=CURRENCY)
+@click.option(
+    "--mode",
+    type=click.Choice(["auction", "pro_rata"]),
+    help="auction: lenders' minimum rates clear against demand; pro_rata: all share one borrow rate.",
+)
 @click.option("--demand", type=DECIMAL, help="Static borrow demand per hour.")
 @click.option("--borrow-rate", type=DECIMAL, help="Static borrow rate r_b (pro rata), e.g. 0.05.")
 @click.option("--insurance-fee", type=DECIMAL, help="Share of borrower interest kept by the insurance fund.")
-@click.option("--demand-source", type=click.Choice(["static", "simulated", "external"]))
+@click.option(
+    "--demand-source",
+    type=click.Choice(["static", "simulated", "external"]),
+    help="Where each hour's demand comes from: these settings, a seeded simulation, or post-demand.",
+)
 @click.option("--seed", type=int, help="Seed of the simulated demand.")
 def market_set(
     ctx: click.Context,
@@ -270,6 +330,9 @@ def market_set(
     demand_source: str | None,
     seed: int | None,
 ) -> None:
+    """Open or change the lending market of CCY.
+
+    Options left out keep their value."""
     simulation = None
     if seed is not None or demand_source == "simulated":
         simulation = SimulatedDemand(
@@ -290,51 +353,70 @@ def market_set(
 
 @command(market, "list")
 def market_list(ctx: click.Context, app: Flexearn) -> None:
+    """Every lending market and its settings."""
     emit(ctx, markets.list_markets(app.read_uow()))
 
 
 @command(market, "post-demand")
-@click.argument("ccy")
-@click.argument("hour", type=click.DateTime())
+@click.argument("ccy", type=CURRENCY)
+@click.argument("hour", type=TIME, metavar="HOUR")
 @click.argument("demand", type=DECIMAL)
 @click.option("--borrow-rate", type=DECIMAL, default=D(0), help="The hour's borrow rate r_b (pro rata).")
 def market_post_demand(
-    ctx: click.Context, app: Flexearn, ccy: str, hour: datetime, demand: Decimal, borrow_rate: Decimal
+    ctx: click.Context, app: Flexearn, ccy: str, hour: int, demand: Decimal, borrow_rate: Decimal
 ) -> None:
-    """What borrowers take in the hour starting at HOUR (UTC), for a market with external demand."""
-    hour_ms = int(hour.replace(tzinfo=UTC).timestamp() * 1000)
-    emit(ctx, markets.post_demand(app.uow(), ccy, hour_ms, demand, borrow_rate, posted_by="cli"))
+    """Post an hour's borrow demand (external demand).
+
+    DEMAND is what borrowers take in the hour starting at HOUR.
+
+    HOUR is an ISO time, UTC unless it names its offset: 2026-12-01T20:00.
+    """
+    emit(ctx, markets.post_demand(app.uow(), ccy, hour, demand, borrow_rate, posted_by="cli"))
 
 
 @main.group("savings")
 def savings_group() -> None:
-    """Market savings (what the OKX façade serves)."""
+    """Market savings (what the OKX façade serves).
+
+    Buy, redeem, and set the minimum rate a user lends at."""
 
 
 @command(savings_group, "purchase")
-@click.argument("user_name")
-@click.argument("ccy")
+@click.argument("user_name", metavar="USER")
+@click.argument("ccy", type=CURRENCY)
 @click.argument("amount", type=DECIMAL)
 @click.option("--rate", type=DECIMAL, help="Minimum annual lending rate, e.g. 0.02 for 2%.")
 def savings_purchase(
     ctx: click.Context, app: Flexearn, user_name: str, ccy: str, amount: Decimal, rate: Decimal | None
 ) -> None:
+    """Buy savings from the funding account.
+
+    AMOUNT of CCY is pending until the next hour's match and earns from the hour after it."""
     emit(ctx, savings.purchase(app.uow(), _user_id(app, user_name), ccy, amount, rate))
 
 
 @command(savings_group, "redeem")
-@click.argument("user_name")
-@click.argument("ccy")
+@click.argument("user_name", metavar="USER")
+@click.argument("ccy", type=CURRENCY)
 @click.argument("amount", type=DECIMAL)
 def savings_redeem(ctx: click.Context, app: Flexearn, user_name: str, ccy: str, amount: Decimal) -> None:
-    emit(ctx, savings.redeem(app.uow(), _user_id(app, user_name), ccy, amount))
+    """Move savings back to the funding account.
+
+    AMOUNT of CCY, from what the user lends (or waits to lend)."""
+    user_id = _user_id(app, user_name)
+    try:
+        redeemed = savings.redeem(app.uow(), user_id, ccy, amount)
+    except AmountTooLarge as error:
+        raise cli_errors.nothing_to_redeem(error, user_name, ccy) from None
+    emit(ctx, redeemed)
 
 
 @command(savings_group, "set-rate")
-@click.argument("user_name")
-@click.argument("ccy")
+@click.argument("user_name", metavar="USER")
+@click.argument("ccy", type=CURRENCY)
 @click.argument("rate", type=DECIMAL)
 def savings_set_rate(ctx: click.Context, app: Flexearn, user_name: str, ccy: str, rate: Decimal) -> None:
+    """Set the minimum annual RATE a user lends CCY at, e.g. 0.02 for 2%."""
     emit(ctx, savings.set_rate(app.uow(), _user_id(app, user_name), ccy, rate))
 
 
@@ -348,10 +430,15 @@ def _clock_view(app: Flexearn, view: clock_service.ClockView | None = None) -> d
     return {"mode": view.mode, "now": view.now, "iso": iso(view.now), "speed": view.speed}
 
 
+def _clock_line(view: dict[str, Any]) -> str:
+    return f"{view['mode']} clock: {view['iso']} (speed {plain(view['speed'])})"
+
+
 @command(clock, "show")
 def clock_show(ctx: click.Context, app: Flexearn) -> None:
+    """The business clock: its mode, time and speed."""
     view = _clock_view(app)
-    emit(ctx, view, f"{view['mode']} clock: {view['iso']} (speed {plain(view['speed'])})")
+    emit(ctx, view, _clock_line(view))
 
 
 @command(clock, "set-sim")
@@ -362,22 +449,30 @@ def clock_show(ctx: click.Context, app: Flexearn) -> None:
     show_default=True,
     help="Business seconds per real second; 0 stands still until advanced.",
 )
-@click.option("--start", type=click.DateTime(), default=None, help="Business time to start from (UTC).")
-def clock_set_sim(ctx: click.Context, app: Flexearn, speed: Decimal, start: datetime | None) -> None:
-    start_ms = None if start is None else int(start.replace(tzinfo=UTC).timestamp() * 1000)
-    emit(ctx, _clock_view(app, clock_service.set_simulated(app.uow(), speed, start_ms)))
+@click.option("--start", type=TIME, default=None, help="Business time to start from (UTC).")
+def clock_set_sim(ctx: click.Context, app: Flexearn, speed: Decimal, start: int | None) -> None:
+    """Run a simulated clock (faster, or still).
+
+    Faster than real time (--speed), or standing still until advanced (--speed 0)."""
+    view = _clock_view(app, clock_service.set_simulated(app.uow(), speed, start))
+    emit(ctx, view, _clock_line(view))
 
 
 @command(clock, "set-real")
 def clock_set_real(ctx: click.Context, app: Flexearn) -> None:
-    emit(ctx, _clock_view(app, clock_service.set_real(app.uow())))
+    """Go back to the wall clock."""
+    view = _clock_view(app, clock_service.set_real(app.uow()))
+    emit(ctx, view, _clock_line(view))
 
 
 @command(clock, "advance")
-@click.option("--hours", type=int, required=True)
+@click.option("--hours", type=click.IntRange(1), required=True, help="Business hours to move forward.")
 def clock_advance(ctx: click.Context, app: Flexearn, hours: int) -> None:
-    """Move a simulated clock forward and settle every hour that becomes due."""
-    advanced = clock_service.advance(app.engine, hours)
+    """Move a simulated clock forward, settling.
+
+    Every hour and day that becomes due is settled, with a progress bar on a terminal."""
+    with Progress("settling") as progress:
+        advanced = clock_service.advance(app.engine, hours, progress=progress)
     view, done = _clock_view(app, advanced.clock), advanced.settled
     emit(
         ctx,
@@ -388,8 +483,14 @@ def clock_advance(ctx: click.Context, app: Flexearn, hours: int) -> None:
 
 @command(main, "settle")
 def settle_cmd(ctx: click.Context, app: Flexearn) -> None:
-    """Settle every due hour, oldest first (in FLEXEARN_SETTLEMENT_RANGES ranges each)."""
-    done = scheduler.settle_all_due(app.engine, ranges=ctx.obj["settings"].settlement_ranges)
+    """Settle every due hour and day, oldest first.
+
+    Catches up after downtime (in FLEXEARN_SETTLEMENT_RANGES ranges each), with a progress bar on
+    a terminal."""
+    with Progress("settling") as progress:
+        done = scheduler.settle_all_due(
+            app.engine, ranges=ctx.obj["settings"].settlement_ranges, progress=progress
+        )
     settled = done.hours
     emit(
         ctx,
@@ -443,8 +544,10 @@ def ledger_check_cmd(ctx: click.Context, app: Flexearn, full: bool, write_checkp
 
 @command(main, "run")
 def run_cmd(ctx: click.Context, app: Flexearn) -> None:
-    """Settle every hour as it becomes due, until interrupted (`flexearn worker` with the hours
-    printed here rather than logged; it takes the same settler lease)."""
+    """Settle each hour as it falls due, printing it.
+
+    Runs until interrupted: `flexearn worker` with the hours printed here rather than logged (it
+    takes the same settler lease)."""
     settings = ctx.obj["settings"]
     jobs = maintenance_jobs(settings)
     run_scheduler(app, settings.poll_seconds, lambda s: emit(ctx, s, _hour_line(s)), maintenance=jobs)
@@ -513,6 +616,15 @@ def _log_hour(settled: settlement.SettledHour) -> None:
     )
 
 
+HOST = click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+PORT = click.option(
+    "--port", type=click.IntRange(1, 65535), default=8080, show_default=True, help="HTTP port."
+)
+DB = click.option(
+    "--db", "db_url", default=None, metavar="URL", help="Database URL (default: FLEXEARN_DATABASE_URL)."
+)
+
+
 lease_option = click.option(
     "--lease-seconds",
     type=click.FloatRange(min=0.5),
@@ -532,11 +644,13 @@ log_level_option = click.option(
 
 
 @main.command("worker")
-@click.option("--db", "db_url", default=None, help="Database URL (default: FLEXEARN_DATABASE_URL).")
+@DB
 @lease_option
 @log_level_option
 @click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address of /metrics.")
-@click.option("--metrics-port", type=int, default=None, help="Serve GET /metrics on this port.")
+@click.option(
+    "--metrics-port", type=click.IntRange(1, 65535), default=None, help="Serve GET /metrics on this port."
+)
 def worker_cmd(
     db_url: str | None,
     lease_seconds: float,
@@ -544,7 +658,9 @@ def worker_cmd(
     metrics_host: str,
     metrics_port: int | None,
 ) -> None:
-    """The settling worker: settle each market hour and catalog day as it falls due.
+    """The settling worker: one settles, the others stand by.
+
+    Settles each market hour and catalog day as it falls due.
 
     Run one or more (on any hosts) against the same database: the one holding the settler lease
     settles, the others stand by and take over within --lease-seconds when it dies, catching up
@@ -552,10 +668,10 @@ def worker_cmd(
     takes the same lease, so servers and workers never settle at the same time. Logs are JSON
     lines on stderr.
     """
-    settings = Settings.from_env()
+    settings = settings_from_env()
     jobs = maintenance_jobs(settings)  # a bad retention setting stops here, not in the loop
+    app = open_app(db_url, settings)
     configure_logging(log_level.upper() if log_level else settings.log_level)
-    app = Flexearn(db_url or settings.database_url)
     if metrics_port is not None:  # settlement metrics and flexearn_settler, and the database gauges
         serve_metrics(app.engine, metrics_host, metrics_port)
     stop = threading.Event()
@@ -578,41 +694,98 @@ def product() -> None:
     """Catalog savings products (what the Bitget façade serves)."""
 
 
-def _json_arg(text: str) -> dict[str, Any]:
+MAX_SPEC_BYTES = 65536  # a product spec is a few hundred bytes; a file this large is a mistake
+
+
+def _product_spec(spec: str | None, spec_file: IO[str] | None) -> dict[str, Any]:
+    """The product fields of --spec or --spec-file (exactly one), as a JSON object."""
+    if (spec is None) == (spec_file is None):
+        raise click.UsageError("give the product fields as --spec JSON or --spec-file FILE (one of them)")
+    text = spec if spec is not None else spec_file.read(MAX_SPEC_BYTES + 1)  # type: ignore[union-attr]
+    name = "--spec" if spec is not None else "--spec-file"
+    if len(text) > MAX_SPEC_BYTES:
+        raise click.BadParameter(f"larger than {MAX_SPEC_BYTES} bytes", param_hint=name)
     try:
         value = json.loads(text)
     except ValueError as error:
-        raise click.BadParameter(f"not JSON: {error}") from None
+        raise click.BadParameter(f"not JSON: {error}", param_hint=name) from None
     if not isinstance(value, dict):
-        raise click.BadParameter("a JSON object of product fields")
+        raise click.BadParameter("a JSON object of product fields", param_hint=name)
     return value
 
 
-@command(product, "create", json_flag=False)
-@click.option("--json", "spec", required=True, help="Bitget product fields plus limits, as a JSON object.")
-def product_create(ctx: click.Context, app: Flexearn, spec: str) -> None:
-    """Create a product, e.g. --json '{"coin":"USDT","periodType":"flexible","apyType":"single",
-    "apyList":[{"minStepVal":"0","maxStepVal":"1000000","currentApy":"5"}]}'."""
-    emit(ctx, catalog.create_product(app.uow(), _json_arg(spec)))
+def spec_options(help_text: str) -> Callable[[F], F]:
+    def wrap(func: F) -> F:
+        func = click.option("--spec", metavar="JSON", help=help_text)(func)
+        return click.option(
+            "--spec-file",
+            type=click.File("r"),
+            metavar="FILE",
+            help="The same as a JSON file ('-': standard input).",
+        )(func)
+
+    return wrap
 
 
-@command(product, "update", json_flag=False)
+def _product_rows(views: Sequence[catalog.ProductView]) -> str:
+    rows = [
+        {
+            "id": v.product.id,
+            "coin": v.product.coin,
+            "term": v.product.period_type
+            + ("" if v.product.period_days is None else f" {v.product.period_days}d"),
+            "apy %": ", ".join(
+                f"{plain(t.min_step)}-{plain(t.max_step)}: {plain(t.apy)}" for t in v.product.tiers
+            ),
+            "level": v.product.level,
+            "status": v.status,
+            "remaining": v.remaining,
+            "quota": v.product.quota,
+        }
+        for v in views
+    ]
+    return table(rows) if rows else "(no products)"
+
+
+@command(product, "create")
+@spec_options("Bitget product fields plus limits, as a JSON object.")
+def product_create(ctx: click.Context, app: Flexearn, spec: str | None, spec_file: IO[str] | None) -> None:
+    """Create a product from its Bitget fields.
+
+    Give them as --spec JSON or --spec-file FILE, for example:
+
+    \b
+    flexearn product create --spec '{"coin":"USDT","periodType":"flexible","apyType":"single",
+      "apyList":[{"minStepVal":"0","maxStepVal":"1000000","currentApy":"5"}]}'
+    """
+    emit(ctx, catalog.create_product(app.uow(), _product_spec(spec, spec_file)))
+
+
+@command(product, "update")
 @click.argument("product_id", type=int)
-@click.option("--json", "spec", required=True, help="The fields to change (tiers, limits, times, status).")
-def product_update(ctx: click.Context, app: Flexearn, product_id: int, spec: str) -> None:
-    emit(ctx, catalog.update_product(app.uow(), product_id, _json_arg(spec)))
+@spec_options("The fields to change (tiers, limits, times, status), as a JSON object.")
+def product_update(
+    ctx: click.Context, app: Flexearn, product_id: int, spec: str | None, spec_file: IO[str] | None
+) -> None:
+    """Change a product's tiers, limits, times or status.
+
+    Give the fields to change as --spec JSON or --spec-file FILE."""
+    emit(ctx, catalog.update_product(app.uow(), product_id, _product_spec(spec, spec_file)))
 
 
 @command(product, "status")
 @click.argument("product_id", type=int)
 @click.argument("status", type=click.Choice(["in_progress", "paused", "off_line"]))
 def product_status(ctx: click.Context, app: Flexearn, product_id: int, status: str) -> None:
+    """Open (in_progress), pause or take a product off line."""
     emit(ctx, catalog.set_status(app.uow(), product_id, status))
 
 
 @command(product, "list")
 def product_list(ctx: click.Context, app: Flexearn) -> None:
-    emit(ctx, catalog.list_products(app.read_uow(), None, None, "all"))
+    """Every product, with its tiers, status and remaining quota."""
+    views = catalog.list_products(app.read_uow(), None, None, "all")
+    emit(ctx, views, _product_rows(views))
 
 
 @main.group()
@@ -621,9 +794,10 @@ def price() -> None:
 
 
 @command(price, "set")
-@click.argument("ccy")
-@click.argument("usdt_price", type=DECIMAL)
+@click.argument("ccy", type=CURRENCY)
+@click.argument("usdt_price", type=DECIMAL, metavar="PRICE")
 def price_set(ctx: click.Context, app: Flexearn, ccy: str, usdt_price: Decimal) -> None:
+    """Set the price of CCY in USDT, e.g. `price set BTC 95000`."""
     catalog_views.set_price(app.uow(), ccy, usdt_price)
     emit(ctx, {"ccy": ccy, "usdt": usdt_price}, f"{ccy} = {plain(usdt_price)} USDT")
 
@@ -634,14 +808,18 @@ def key() -> None:
 
 
 @command(key, "create")
-@click.argument("user_name")
+@click.argument("user_name", metavar="USER")
 @click.option("--perm", default="read", show_default=True, help="read, or read,trade")
 @click.option("--ip", default="", help="Comma-separated IP addresses or networks allowed (default: any).")
-@click.option("--expires", type=int, default=None, help="Days until the key expires (default: never).")
+@click.option(
+    "--expires", type=click.IntRange(1), default=None, help="Days until the key expires (default: never)."
+)
 def key_create(
     ctx: click.Context, app: Flexearn, user_name: str, perm: str, ip: str, expires: int | None
 ) -> None:
-    """Create a key; the secret and passphrase are shown only now."""
+    """Create a key for a user.
+
+    The secret and passphrase are shown only now."""
     box = SecretBox(ctx.obj["settings"].master_key)
     new = keys.create_key(app.uow(), box, _user_id(app, user_name), perm, ip, expires)
     emit(
@@ -652,14 +830,18 @@ def key_create(
 
 
 @command(key, "list")
-@click.argument("user_name")
+@click.argument("user_name", metavar="USER")
 def key_list(ctx: click.Context, app: Flexearn, user_name: str) -> None:
+    """A user's keys (never their secrets).
+
+    Permissions, IP allowlist, expiry, creation and revocation times."""
     emit(ctx, keys.list_keys(app.read_uow(), _user_id(app, user_name)))
 
 
 @command(key, "revoke")
 @click.argument("api_key")
 def key_revoke(ctx: click.Context, app: Flexearn, api_key: str) -> None:
+    """Revoke a key: it stops working at once, on every façade."""
     emit(ctx, keys.revoke_key(app.uow(), api_key), f"revoked {api_key}")
 
 
@@ -670,16 +852,22 @@ def key_generate_master() -> None:
 
 
 @main.command("serve")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=8080, show_default=True)
-@click.option("--db", "db_url", default=None, help="Database URL (default: FLEXEARN_DATABASE_URL).")
-@click.option("--workers", type=int, default=1, show_default=True, help="API processes.")
+@HOST
+@PORT
+@DB
+@click.option("--workers", type=click.IntRange(1), default=1, show_default=True, help="API processes.")
 @click.option(
     "--scheduler/--no-scheduler",
     default=True,
     show_default=True,
     help="Also settle in this process while it holds the settler lease (one settler among all "
     "servers and workers).",
+)
+@click.option(
+    "--migrate",
+    "migrate_schema",
+    is_flag=True,
+    help="Create or upgrade the database schema first (else a schema not this version's is refused).",
 )
 @lease_option
 @log_level_option
@@ -689,17 +877,19 @@ def serve_cmd(
     db_url: str | None,
     workers: int,
     scheduler: bool,
+    migrate_schema: bool,
     lease_seconds: float,
     log_level: str | None,
 ) -> None:
-    """Serve the exchange façades, the admin API, /metrics and /healthz over HTTP (granian, ASGI).
+    """Serve the façades, admin API and dashboard over HTTP.
+
+    The OKX and Bitget façades, the admin API and its reference (/admin/v1/docs), the dashboard,
+    /metrics and /healthz (granian, ASGI). Refuses a database whose schema is not this version's
+    unless --migrate.
 
     Needs FLEXEARN_MASTER_KEY, and FLEXEARN_ADMIN_TOKEN unless FLEXEARN_DEMO=1.
     """
-    try:  # a malformed or out-of-range setting stops serve here, not in each worker
-        settings = Settings.from_env()
-    except ValueError as error:
-        raise click.ClickException(str(error)) from None
+    settings = settings_from_env()  # a malformed or out-of-range setting stops serve here
     url = db_url or settings.database_url
     os.environ["FLEXEARN_DATABASE_URL"] = url  # the worker processes read their settings from here
     if log_level:
@@ -710,12 +900,12 @@ def serve_cmd(
         parse_tokens(settings.admin_token, demo=settings.demo)
         parse_networks(settings.trusted_proxies)
     except FlexearnError as error:
-        raise click.ClickException(error.message) from None
+        raise CommandError(error.message) from None
     except ValueError as error:
-        raise click.ClickException(f"FLEXEARN_TRUSTED_PROXIES: {error}") from None
+        raise CommandError(f"bad setting FLEXEARN_TRUSTED_PROXIES: {error}") from None
+    app = open_app(db_url, settings, migrate_schema=migrate_schema)  # once, before the workers start
     configure_logging(level)
     metrics_dir = prepare_multiprocess()  # workers and the scheduler thread share their samples
-    app = Flexearn(url)  # migrate once, before the workers start
     stop_settling = threading.Event()
     jobs = maintenance_jobs(settings)  # a bad retention setting stops serve, not its settler thread
     settler = threading.Thread(
@@ -759,19 +949,24 @@ def serve_cmd(
 
 
 DEMO_DATABASE = "flexearn-demo.db"
+MAX_HISTORY_HOURS = 10 * 365 * 24  # ten years of hours (some 40 s per thousand to build)
 
 
 @main.command("demo")
 @click.option(
-    "--db", "db_url", default=None, help=f"Database URL (default: {DEMO_DATABASE}, built on first use)."
+    "--db",
+    "db_url",
+    default=None,
+    metavar="URL",
+    help=f"Database URL (default: sqlite:///{DEMO_DATABASE}, built on first use).",
 )
 @click.option(
     "--reset",
     is_flag=True,
     help="Delete the demo database (a SQLite file) and build the world afresh; the key file's key is kept.",
 )
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=8080, show_default=True)
+@HOST
+@PORT
 @click.option(
     "--speed",
     type=DECIMAL,
@@ -782,15 +977,23 @@ DEMO_DATABASE = "flexearn-demo.db"
 @click.option("--seed", type=int, default=7, show_default=True, help="Makes the whole world reproducible.")
 @click.option(
     "--start",
-    type=click.DateTime(),
+    type=TIME,
     default=None,
     help="Business time (UTC) the clock starts at (default: the current hour); with --seed, the same world.",
 )
 @click.option(
-    "--history", "history_hours", type=int, default=7 * 24, show_default=True, help="Hours of history."
+    "--history",
+    "history_hours",
+    type=click.IntRange(0, MAX_HISTORY_HOURS),
+    default=7 * 24,
+    show_default=True,
+    help="Hours of settled history a new world starts with.",
 )
 @click.option(
-    "--hours", type=int, default=None, help="Stop after this many business hours (default: run until ^C)."
+    "--hours",
+    type=click.IntRange(1),
+    default=None,
+    help="Stop after this many business hours (default: run until ^C).",
 )
 def demo_cmd(
     db_url: str | None,
@@ -798,26 +1001,29 @@ def demo_cmd(
     port: int,
     speed: Decimal,
     seed: int,
-    start: datetime | None,
+    start: int | None,
     history_hours: int,
     hours: int | None,
     reset: bool,
 ) -> None:
-    """A sandbox: seeded markets, products and a funded user with a key; HTTP, dashboard and a fast clock.
+    """A sandbox with a fast clock, served over HTTP.
 
-    The first start builds the world; later starts on the same database resume it (history,
-    positions, the key in the key file beside the database, the clock from where it stopped).
-    --seed, --start and --history shape a world being built.
+    Seeded markets and products and a funded user with a key; HTTP and the dashboard. The first
+    start builds the world; later starts on the same database resume it (history, positions, the
+    key in the key file beside the database, the clock from where it stopped). --seed, --start
+    and --history shape a world being built.
     """
+    settings = settings_from_env()
+    db_url = db_url or f"sqlite:///{DEMO_DATABASE}"
+    cli_errors.check_database_url(db_url, "--db")
     try:
         demo_runner.ensure_port_free(host, port)
     except demo_runner.PortInUse as error:
-        raise click.ClickException(str(error)) from None
-    db_url = db_url or f"sqlite:///{DEMO_DATABASE}"
+        raise CommandError(str(error)) from None
     database = demo_keyfile.sqlite_file(db_url)
     if reset:
         if database is None:
-            raise click.ClickException("--reset deletes a SQLite file; drop another database yourself")
+            raise CommandError("--reset deletes a SQLite file; drop another database yourself")
         for suffix in ("", "-wal", "-shm"):
             Path(f"{database}{suffix}").unlink(missing_ok=True)
     options = demo_runner.DemoOptions(
@@ -826,28 +1032,41 @@ def demo_cmd(
         speed=speed,
         seed=seed,
         hours=hours,
-        start=None if start is None else int(start.replace(tzinfo=UTC).timestamp() * 1000),
-        history_hours=max(history_hours, 0),
+        start=start,
+        history_hours=history_hours,
     )
     try:
-        demo_runner.run(
-            db_url, Settings.from_env(), options, run_scheduler, click.echo, demo_keyfile.path_for(db_url)
-        )
+        with Progress(f"building {history_hours} hours of history") as progress:
+            demo_runner.run(
+                db_url,
+                settings,
+                options,
+                run_scheduler,
+                click.echo,
+                demo_keyfile.path_for(db_url),
+                progress=progress,
+            )
     except (demo_restart.CannotResume, demo_keyfile.KeyFileError) as error:
-        raise click.ClickException(str(error)) from None
+        raise CommandError(str(error)) from None
+    except sa.exc.OperationalError as error:
+        raise CommandError(f"cannot use the database {db_url}: {error.orig}") from None
 
 
 @main.group()
 def history() -> None:
-    """History retention: lending history (FLEXEARN_LENDING_HISTORY_DAYS, default 30) and rate
-    history (FLEXEARN_RATE_HISTORY_DAYS, default 0: forever)."""
+    """History retention: what is kept, and pruning the rest.
+
+    Lending history is kept FLEXEARN_LENDING_HISTORY_DAYS (default 30), rate history
+    FLEXEARN_RATE_HISTORY_DAYS (default 0: forever)."""
 
 
 @command(history, "prune")
 @click.option("--lending-days", type=int, default=None, help="FLEXEARN_LENDING_HISTORY_DAYS (0: forever).")
 @click.option("--rate-days", type=int, default=None, help="FLEXEARN_RATE_HISTORY_DAYS (0: forever).")
 def history_prune(ctx: click.Context, app: Flexearn, lending_days: int | None, rate_days: int | None) -> None:
-    """Drop history past its retention, behind the latest ledger checkpoint (exit 1 if none holds it).
+    """Drop history past its retention.
+
+    Only behind the latest ledger checkpoint (exit 1 if none holds it).
 
     On PostgreSQL also creates the lending-history partitions of the days ahead: run it daily
     (the worker does).

@@ -67,19 +67,19 @@ class Settings:
         env = os.environ if env is None else env
         return cls(
             database_url=env.get("FLEXEARN_DATABASE_URL", DEFAULT_DATABASE_URL),
-            poll_seconds=float(env.get("FLEXEARN_POLL_SECONDS", "1.0")),
+            poll_seconds=_number(env, "FLEXEARN_POLL_SECONDS", 1.0),
             master_key=env.get("FLEXEARN_MASTER_KEY", ""),
             admin_token=env.get("FLEXEARN_ADMIN_TOKEN", ""),
             demo=env.get("FLEXEARN_DEMO", "") in ("1", "true", "yes"),
             log_level=env.get("FLEXEARN_LOG_LEVEL", "INFO").upper(),
-            api_db_slots=int(env.get("FLEXEARN_API_DB_SLOTS", "10")),
-            api_queue_timeout=float(env.get("FLEXEARN_API_QUEUE_TIMEOUT", "1.0")),
-            api_timeout=float(env.get("FLEXEARN_API_TIMEOUT", "3.0")),
+            api_db_slots=_number(env, "FLEXEARN_API_DB_SLOTS", 10),
+            api_queue_timeout=_number(env, "FLEXEARN_API_QUEUE_TIMEOUT", 1.0),
+            api_timeout=_number(env, "FLEXEARN_API_TIMEOUT", 3.0),
             redis_url=env.get("FLEXEARN_REDIS_URL", ""),
-            lending_history_days=int(env.get("FLEXEARN_LENDING_HISTORY_DAYS", "30")),
-            rate_history_days=int(env.get("FLEXEARN_RATE_HISTORY_DAYS", "0")),
+            lending_history_days=_number(env, "FLEXEARN_LENDING_HISTORY_DAYS", 30),
+            rate_history_days=_number(env, "FLEXEARN_RATE_HISTORY_DAYS", 0),
             trusted_proxies=env.get("FLEXEARN_TRUSTED_PROXIES", ""),
-            settlement_ranges=_ranges(env.get("FLEXEARN_SETTLEMENT_RANGES", "1")),
+            settlement_ranges=_ranges(_number(env, "FLEXEARN_SETTLEMENT_RANGES", 1)),
             max_body_bytes=_bounded(env, "FLEXEARN_MAX_BODY_BYTES", 65536, 1024, 64 * 1024 * 1024),
             header_timeout=_bounded(env, "FLEXEARN_HEADER_TIMEOUT", 10.0, 1.0, 3600.0),
             body_timeout=_bounded(env, "FLEXEARN_BODY_TIMEOUT", 10.0, 0.1, 3600.0),
@@ -91,8 +91,7 @@ class Settings:
 MAX_SETTLEMENT_RANGES = 1024
 
 
-def _ranges(text: str) -> int:
-    ranges = int(text)
+def _ranges(ranges: int) -> int:
     if not 1 <= ranges <= MAX_SETTLEMENT_RANGES:
         raise ValueError(f"FLEXEARN_SETTLEMENT_RANGES: 1 to {MAX_SETTLEMENT_RANGES}, not {ranges}")
     return ranges
@@ -101,6 +100,18 @@ def _ranges(text: str) -> int:
 _INTEGER = re.compile(r"[0-9]{1,12}")
 _DECIMAL = re.compile(r"[0-9]{1,12}(\.[0-9]{1,12})?")
 Number = TypeVar("Number", int, float)
+
+
+def _number(env: Mapping[str, str], name: str, default: Number) -> Number:
+    """`name` read as the type of `default` (Python's own grammar), or an error naming it."""
+    text = env.get(name)
+    if text is None:
+        return default
+    try:
+        return type(default)(text)
+    except ValueError:
+        kind = "a whole number" if isinstance(default, int) else "a number"
+        raise ValueError(f"{name}: {kind}, not {text!r}") from None
 
 
 def _bounded(env: Mapping[str, str], name: str, default: Number, low: Number, high: Number) -> Number:

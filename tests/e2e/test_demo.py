@@ -122,7 +122,7 @@ def test_a_port_in_use_is_refused_before_anything_is_touched(tmp_path: Path) -> 
         proc = subprocess.run(
             [FLEXEARN, "demo", "--port", port], cwd=tmp_path, capture_output=True, text=True, timeout=60
         )
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert f"cannot listen on 127.0.0.1:{port}" in proc.stderr
     assert (tmp_path / "flexearn-demo.db").read_text() == "another demo's database"
 

@@ -70,6 +70,7 @@ def test_a_lender_earns_through_the_cli(database_url: str) -> None:
 
 def test_refusals_exit_non_zero_with_the_reason(database_url: str) -> None:
     db = database_url
+    run(db, "migrate")
     run(db, "currency", "add", "BTC")
     run(db, "market", "set", "BTC")
     run(db, "user", "create", "dave")
@@ -104,6 +105,7 @@ def test_demo_runs_a_seeded_world_and_settles_hours(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "user       demo (id 41)" in proc.stdout
+    assert "building 6 hours of history" in proc.stderr  # the progress bar's label, off a terminal
     assert len([line for line in proc.stdout.splitlines() if " USDT " in line and "%" in line]) >= 2
     assert run(db, "ledger", "check")["ok"] is True
 
@@ -119,6 +121,7 @@ def test_worker_help_documents_the_database_and_the_settler_lease() -> None:
 def test_serve_and_a_worker_take_turns_as_the_one_settler(tmp_path: Path) -> None:
     """`serve --scheduler` stands by while a worker settles, and settles itself once it stops."""
     db = f"sqlite:///{tmp_path / 'flexearn.db'}"
+    run(db, "migrate")
     run(db, "clock", "set-sim", "--speed", "0", "--start", "2026-01-01T00:30:00")
     run(db, "currency", "add", "USDT")
     run(db, "market", "set", "USDT", "--demand", "100")

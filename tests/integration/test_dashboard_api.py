@@ -23,7 +23,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.te
 
 @pytest.fixture
 def world(database_url: str) -> Iterator[Flexearn]:
-    """USDT, auction, demand 150: A 100 @ 2%, B 100 @ 5%, C 100 @ 10% (the README's example)."""
+    """USDT, auction, demand 150: A 100 @ 2%, B 100 @ 5%, C 100 @ 10% (docs/engine.md's worked example)."""
     app = Flexearn(database_url)
     market_world(app, "USDT", demand=D(150))
     lender(app, "A", "USDT", D(100), D("0.02"))

@@ -59,7 +59,7 @@ def test_malformed_or_out_of_range_values_are_refused(name: str, text: str) -> N
 
 def test_serve_refuses_a_bad_limit_before_starting() -> None:
     result = CliRunner().invoke(main, ["serve"], env={"FLEXEARN_MAX_BODY_BYTES": "10"})
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "FLEXEARN_MAX_BODY_BYTES: 1024 to 67108864, not 10" in result.output
 
 

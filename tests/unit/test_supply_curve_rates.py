@@ -46,7 +46,7 @@ def test_the_pro_rata_rate_needs_no_offer(offers: list[Offer], demand: Decimal, 
     assert pro_rata_rate(demand, borrow_rate, PLACES) == expected
 
 
-def test_the_readmes_example_clears_at_five_percent() -> None:
+def test_the_worked_example_of_docs_engine_clears_at_five_percent() -> None:
     curve = [(D("0.02"), D(100)), (D("0.05"), D(100)), (D("0.10"), D(100))]
     assert auction_rate(curve, D(150), 16) == D("0.05")
     assert auction_rate(curve, D(1000), 16) == D("0.10")  # short of demand: the highest offer

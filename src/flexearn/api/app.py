@@ -45,7 +45,7 @@ def create_app(settings: Settings, flexearn: Flexearn | None = None, *, demo: bo
     sandbox starts with its admin API open (every action audited as "demo"); a token, if given,
     is still required. Logging is the caller's: `observability.logs.configure_logging()`.
     """
-    engine_app = flexearn or Flexearn(settings.database_url)
+    engine_app = flexearn or Flexearn(settings.database_url, migrate_schema=False)  # serve migrated
     box = SecretBox(settings.master_key)
     admin_tokens = parse_tokens(settings.admin_token, demo=demo or settings.demo)
     limiter, replay_window = _limits(settings, engine_app)

@@ -18,6 +18,7 @@ from flexearn.bootstrap import Flexearn
 from flexearn.demo.world import DEMO_USER, DemoWorld, seed_world
 from flexearn.services import accounts, audit, keys
 from flexearn.services import clock as clock_service
+from flexearn.services.scheduler import Progress
 
 BUILT = ("DEMO", "flexearn demo")  # the audit entry's method and path
 
@@ -43,9 +44,11 @@ def open_world(
     speed: Decimal,
     start: int | None,
     history_hours: int,
+    progress: Progress | None = None,
 ) -> DemoWorld:
     """The demo world on `app`'s database: resumed if a run built it, else built afresh (with
-    `key` for the demo user if given). A database holding something else is refused."""
+    `key` for the demo user if given; `progress` told the history hours built). A database
+    holding something else is refused."""
     found = built(app)
     if found is not None:
         return _resume(app, box, found, key, speed)
@@ -54,7 +57,9 @@ def open_world(
             "the database holds something other than a finished demo world (or its building was "
             "interrupted); use --reset to rebuild it, or --db for another database"
         )
-    world = seed_world(app, box, seed=seed, speed=speed, now=start, history_hours=history_hours, key=key)
+    world = seed_world(
+        app, box, seed=seed, speed=speed, now=start, history_hours=history_hours, key=key, progress=progress
+    )
     _record_built(app, world)
     return world
 

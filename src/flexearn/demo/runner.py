@@ -26,6 +26,7 @@ from flexearn.demo import keyfile, restart
 from flexearn.demo.banner import banner, hour_line
 from flexearn.demo.world import COINS
 from flexearn.services import clock as clock_service
+from flexearn.services import scheduler
 from flexearn.services.settlement import SettledHour
 
 # cli.run_scheduler: settle hours as they come, reporting each, until a business time (or forever)
@@ -50,6 +51,8 @@ def run(
     scheduler_loop: SchedulerLoop,
     echo: Callable[[str], None],
     key_path: Path,
+    *,
+    progress: scheduler.Progress | None = None,
 ) -> None:
     saved = keyfile.read(key_path)
     saved_master = saved.master_key if saved else None
@@ -73,6 +76,7 @@ def run(
             speed=options.speed,
             start=options.start,
             history_hours=options.history_hours,
+            progress=progress,
         )
         # FLEXEARN_MASTER_KEY is never copied to disk; a master key the demo made is.
         on_disk = saved_master if settings.master_key else master_key

@@ -97,10 +97,12 @@ def seed_world(
     now: int | None = None,
     history_hours: int = HISTORY_HOURS,
     key: keys.NewKey | None = None,
+    progress: scheduler.Progress | None = None,
 ) -> DemoWorld:
     """Build the world on an empty database `history_hours` before `now`, settle up to `now`,
-    then start the simulated clock there at `speed`. The demo user gets `key` if given (the key
-    file's: a rebuilt world keeps a bot's key), else a new one."""
+    then start the simulated clock there at `speed` (`progress`: told each history hour built).
+    The demo user gets `key` if given (the key file's: a rebuilt world keeps a bot's key), else a
+    new one."""
     rng = random.Random(seed)
     now = clock.floor_hour(clock.wall_ms() if now is None else now)
     _set_clock(app, D(0), now - history_hours * clock.HOUR_MS)
@@ -125,12 +127,14 @@ def seed_world(
     for ccy, coin in COINS.items():  # where a real user's money starts: a transfer to funding comes first
         accounts.deposit(app.uow(), user_id, ccy, coin.lot * 10, AccountKind.TRADING)
     key = keys.create_key(app.uow(), box, user_id, "read,trade", reissue=key)
-    for _ in range(history_hours):
+    for hour in range(history_hours):
         with app.uow() as uow:
             clock.advance(uow.conn, clock.HOUR_MS)
             uow.commit()
         scheduler.settle_all_due(app.engine)
         _market_activity(app, rng, lenders)
+        if progress is not None:
+            progress(hour + 1, history_hours)
     _set_clock(app, speed, now)
     scheduler.settle_all_due(app.engine)
     return DemoWorld(user_id, key, now, product_ids, seed, history_hours)

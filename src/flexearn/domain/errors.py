@@ -48,6 +48,7 @@ class UnsupportedCurrency(FlexearnError):
 
     def __init__(self, ccy: str) -> None:
         super().__init__(f"Savings does not support this currency type: {ccy}", param="ccy")
+        self.ccy = ccy
 
 
 class InsufficientBalance(FlexearnError):

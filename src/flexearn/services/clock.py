@@ -62,12 +62,12 @@ class Advanced:
     settled: scheduler.Settled
 
 
-def advance(engine: sa.Engine, hours: int) -> Advanced:
+def advance(engine: sa.Engine, hours: int, progress: scheduler.Progress | None = None) -> Advanced:
     """Move a simulated clock forward, then settle every hour and day that became due."""
     with UnitOfWork(engine) as uow:
         clocks.advance(uow.conn, hours * clocks.HOUR_MS)
         uow.commit()
-    settled = scheduler.settle_all_due(engine)
+    settled = scheduler.settle_all_due(engine, progress=progress)
     return Advanced(show(UnitOfWork(engine)), settled)
 
 

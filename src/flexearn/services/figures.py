@@ -10,7 +10,7 @@ holding moves one of them: purchases, redemptions, subscriptions and interest po
 entry, a rate change writes a rate setting, a settled hour writes its market hour (even one with
 no interest, which moves the loans). An unchanged version serves the figure from memory.
 
-How stale a figure may be (what the README promises):
+How stale a figure may be (what docs/dashboard.md promises):
 - a figure of fewer than `exact_below` rows (a sandbox-sized market) is recomputed as soon as the
   version moves: it is exact;
 - a larger one is recomputed when the version moved but at most once per `1 / cpu_share` times

@@ -29,6 +29,9 @@ log = logging.getLogger("flexearn.settlement")
 
 # Asked before each period's transaction: False stops the pass (the settler lost its lease).
 KeepGoing = Callable[[], bool]
+# Told (periods done, periods due) as settlement goes: a progress bar on a long catch-up.
+Progress = Callable[[int, int], None]
+
 # A periodic job the settler runs after a pass that settled something (history retention, …).
 Maintenance = Callable[[sa.Engine], object]
 
@@ -44,19 +47,25 @@ class Settled:
 
 
 def settle_all_due(
-    engine: sa.Engine, keep_going: KeepGoing = _always, *, ranges: int = 1, worker: str = ""
+    engine: sa.Engine,
+    keep_going: KeepGoing = _always,
+    *,
+    ranges: int = 1,
+    worker: str = "",
+    progress: Progress | None = None,
 ) -> Settled:
     """Market hours first (hourly, oldest first), then catalog days and due redemptions.
 
     Each period is its own transaction, or with `ranges` > 1 shared by user-id range with whichever
     workers help (services/range_settlement.py); `keep_going` is asked before each transaction, so
-    a settler that lost its lease stops after the one it is in.
+    a settler that lost its lease stops after the one it is in. `progress` is told (done, total)
+    after each period, hours and days each counted from 0.
     """
     with context.ensure_request_scope():
         started = time.perf_counter()
-        hours = settle_due_hours(engine, keep_going, ranges=ranges, worker=worker)
+        hours = settle_due_hours(engine, keep_going, ranges=ranges, worker=worker, progress=progress)
         middle = time.perf_counter()
-        days = settle_due_days(engine, keep_going, ranges=ranges, worker=worker)
+        days = settle_due_days(engine, keep_going, ranges=ranges, worker=worker, progress=progress)
         ended = time.perf_counter()
         if hours:
             observe_settlement(MARKET_HOUR, middle - started, [h.positions_changed for h in hours])
@@ -73,7 +82,12 @@ def settle_all_due(
 
 
 def settle_due_hours(
-    engine: sa.Engine, keep_going: KeepGoing = _always, *, ranges: int = 1, worker: str = ""
+    engine: sa.Engine,
+    keep_going: KeepGoing = _always,
+    *,
+    ranges: int = 1,
+    worker: str = "",
+    progress: Progress | None = None,
 ) -> list[settlement.SettledHour]:
     """Every due market hour, oldest first (catching up after downtime), currencies side by side;
     `keep_going` is asked before each. Safe from several processes at once: each hour is settled
@@ -83,11 +97,16 @@ def settle_due_hours(
     def settle(ccy: str, hour: int) -> settlement.SettledHour | None:
         return range_settlement.settle_hour(engine, ccy, hour, ranges, worker=worker, keep_going=keep_going)
 
-    return _oldest_first(due, settle, keep_going)
+    return _oldest_first(due, settle, keep_going, progress)
 
 
 def settle_due_days(
-    engine: sa.Engine, keep_going: KeepGoing = _always, *, ranges: int = 1, worker: str = ""
+    engine: sa.Engine,
+    keep_going: KeepGoing = _always,
+    *,
+    ranges: int = 1,
+    worker: str = "",
+    progress: Progress | None = None,
 ) -> list[catalog_settlement.SettledDay]:
     """Every due (product, day), oldest day first, then the redemptions whose delay has passed."""
     due = catalog_settlement.due_days(UnitOfWork(engine, read_only=True))
@@ -95,7 +114,7 @@ def settle_due_days(
     def settle(product: int, day: int) -> catalog_settlement.SettledDay | None:
         return range_settlement.settle_day(engine, product, day, ranges, worker=worker, keep_going=keep_going)
 
-    settled = _oldest_first(due, settle, keep_going)
+    settled = _oldest_first(due, settle, keep_going, progress)
     if keep_going():
         deliver_redemptions(UnitOfWork(engine))
     return settled
@@ -106,16 +125,22 @@ R = TypeVar("R")
 
 
 def _oldest_first(
-    due: Mapping[K, list[int]], settle: Callable[[K, int], R | None], keep_going: KeepGoing
+    due: Mapping[K, list[int]],
+    settle: Callable[[K, int], R | None],
+    keep_going: KeepGoing,
+    progress: Progress | None = None,
 ) -> list[R]:
     """`settle` each due (key, period), oldest period first, while `keep_going`; what it settled."""
     settled: list[R] = []
-    for period, key in sorted((period, key) for key, periods in due.items() for period in periods):
+    work = sorted((period, key) for key, periods in due.items() for period in periods)
+    for done, (period, key) in enumerate(work, 1):
         if not keep_going():
             break
         result = settle(key, period)
         if result is not None:
             settled.append(result)
+        if progress is not None:
+            progress(done, len(work))
     return settled
 
 

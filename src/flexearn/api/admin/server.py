@@ -30,12 +30,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.convertors import IntegerConvertor, register_url_convertor
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from flexearn.adapters import db
 from flexearn.adapters.secrets import SecretBox
-from flexearn.api.admin import handlers, openapi
+from flexearn.api.admin import handlers, openapi, reference
 from flexearn.api.admin.auth import AdminTokens
 from flexearn.api.admin.routes import ACTOR, IDEMPOTENCY_KEY, PATH_PARAMETERS, ROUTES, AdminRoute
 from flexearn.api.admin.schema import jsonable, validate
@@ -378,9 +378,19 @@ class AdminApi:
 
         return endpoint
 
+    def reference(self) -> Callable[[Request], Awaitable[Response]]:
+        """The reference page, rendered once from the same document."""
+        text = reference.page(openapi.document(ROUTES), f"{openapi.PREFIX}/openapi.json")
+
+        async def endpoint(request: Request) -> Response:
+            return HTMLResponse(text)
+
+        return endpoint
+
 
 def admin_app(app: Flexearn, box: SecretBox, tokens: AdminTokens) -> Starlette:
-    """The admin API, to mount at /admin/v1 (the OpenAPI document itself needs no token)."""
+    """The admin API, to mount at /admin/v1 (the OpenAPI document and its rendering as a
+    reference page, /docs, need no token)."""
     api = AdminApi(app, box, tokens)
     register_url_convertor("id", _IdConvertor())  # before the routes below compile their paths
     paths: dict[str, dict[str, AdminRoute]] = {}
@@ -388,6 +398,7 @@ def admin_app(app: Flexearn, box: SecretBox, tokens: AdminTokens) -> Starlette:
         paths.setdefault(route.path, {})[route.method] = route
     routes = [Route(path, api.endpoint(methods), methods=list(methods)) for path, methods in paths.items()]
     routes.append(Route("/openapi.json", api.openapi(), methods=["GET"]))
+    routes.append(Route("/docs", api.reference(), methods=["GET"]))
 
     async def not_found(request: Request, exc: Exception) -> Response:
         return admin_not_found(request)
