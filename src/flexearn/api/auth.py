@@ -25,6 +25,7 @@ from flexearn.adapters.redis_store import SharedStore
 from flexearn.adapters.secrets import verify_passphrase
 from flexearn.observability.metrics import observe_redis_fallback
 from flexearn.services.keys import KeyRecord
+from flexearn.services.replays import Claim
 
 WINDOW_MS = 30_000
 SYNCED_REPLAY_MS = 24 * 3_600_000  # the longest a signature is remembered (see `accepted_until`)
@@ -185,11 +186,20 @@ class Verifier:
 
     def refuse_replay(self, signature: str, now_ms: int, until_ms: int) -> None:
         """Refuse a signature already used (`Failure.REPLAYED`), else remember it: may query."""
+        claim = self.claim_replay(signature, now_ms, until_ms)
+        if claim is not None and not claim.alone():
+            raise AuthFailure(Failure.REPLAYED)
+
+    def claim_replay(self, signature: str, now_ms: int, until_ms: int) -> Claim | None:
+        """Refuse a signature this process (or Redis) knows was used (`Failure.REPLAYED`), else
+        remember it; the claim left to make in the database (a replay if it is not first), if any."""
         # Remembered for as long as its timestamp could still be accepted (at least the window on
         # either side of now), at most SYNCED_REPLAY_MS.
         ttl = min(max(until_ms - now_ms, 2 * self._window_ms), SYNCED_REPLAY_MS)
-        if not self._replays.first_use(signature, now_ms, ttl):
+        first, claim = self._replays.deferred(signature, now_ms, ttl)
+        if not first:
             raise AuthFailure(Failure.REPLAYED)
+        return claim
 
 
 def accepted_until(clock: ClockState, sent_ms: int, now_ms: int, window_ms: int) -> int | None:
@@ -227,6 +237,11 @@ class ReplayMemory:
         self._expiries: list[tuple[int, str]] = []  # (when, signature): a heap, soonest first
         self._lock = threading.Lock()
 
+    def deferred(self, signature: str, now_ms: int, ttl_ms: int) -> tuple[bool, Claim | None]:
+        """`first_use`, but what only the database can answer is left to the caller: the claim
+        to make (in the request's own transaction or alone), or None if nothing is left."""
+        return self.first_use(signature, now_ms, ttl_ms), None
+
     def first_use(self, signature: str, now_ms: int, ttl_ms: int) -> bool:
         """Remember `signature` for `ttl_ms`; False if it was already remembered."""
         with self._lock:
@@ -249,7 +264,7 @@ class DatabaseReplayMemory(ReplayMemory):
 
     PRUNE_MS = 10_000
 
-    def __init__(self, claim: Callable[[str, int, int], bool], prune: Callable[[int], object]) -> None:
+    def __init__(self, claim: Callable[[str, int, int], Claim], prune: Callable[[int], object]) -> None:
         super().__init__()
         self._claim, self._prune = claim, prune
         self._pruned_at = 0
@@ -257,12 +272,21 @@ class DatabaseReplayMemory(ReplayMemory):
     def first_use(self, signature: str, now_ms: int, ttl_ms: int) -> bool:
         return super().first_use(signature, now_ms, ttl_ms) and self.claim(signature, now_ms, ttl_ms)
 
+    def deferred(self, signature: str, now_ms: int, ttl_ms: int) -> tuple[bool, Claim | None]:
+        if not ReplayMemory.first_use(self, signature, now_ms, ttl_ms):
+            return False, None
+        self._prune_now_and_then(now_ms)
+        return True, self._claim(signature, now_ms, ttl_ms)
+
     def claim(self, signature: str, now_ms: int, ttl_ms: int) -> bool:
         """The database's answer alone."""
+        self._prune_now_and_then(now_ms)
+        return self._claim(signature, now_ms, ttl_ms).alone()
+
+    def _prune_now_and_then(self, now_ms: int) -> None:
         if now_ms - self._pruned_at > self.PRUNE_MS:
             self._pruned_at = now_ms
             self._prune(now_ms)
-        return self._claim(signature, now_ms, ttl_ms)
 
 
 class SharedReplayMemory(ReplayMemory):

@@ -27,6 +27,7 @@ from flexearn.api.ratelimit import RateLimiter
 from flexearn.bootstrap import Flexearn
 from flexearn.domain.errors import FlexearnError
 from flexearn.observability import context
+from flexearn.services.unit_of_work import joining_first_commit
 
 log = logging.getLogger("flexearn.api")
 
@@ -151,8 +152,8 @@ class Facade:
                     await self._limit(spec, f"user:{caller.user_id}")
                 values = dialect.body(body) if spec.method == "POST" else request.query_params
                 params = dialect.params(values)
-                claim = None if signed is None else (signed.signature, until)
-                data = await self.admission.run(deadline, self._handle, spec.handler, caller, params, claim)
+                replay = None if signed is None else (signed.signature, until)
+                data = await self.admission.run(deadline, self._handle, spec.handler, caller, params, replay)
                 return JSONResponse(dialect.success(data))
             except AuthFailure as failure:  # a replay, found in the handler's slot
                 return self.error(dialect.auth_error(failure))
@@ -212,14 +213,26 @@ class Facade:
         return self.verifier.check(signed, wall_ms(), permission)
 
     def _handle(
-        self, handler: Handler, caller: Caller | None, params: Params, claim: tuple[str, int] | None
+        self, handler: Handler, caller: Caller | None, params: Params, signed: tuple[str, int] | None
     ) -> Any:
-        """The handler, in a database slot; a signed request's signature first claimed (refused
-        if any process used it before: `AuthFailure`)."""
+        """The handler, in a database slot. A signed request's signature is claimed with it: in
+        the handler's first write transaction if it writes (one COMMIT for both: a replay found
+        there rolls the write back), else on its own afterwards, whatever the handler's outcome."""
         self.clock.refresh()
-        if claim is not None:
-            self.verifier.refuse_replay(claim[0], wall_ms(), claim[1])
-        return handler(self.app, caller, params)
+        claim = None if signed is None else self.verifier.claim_replay(signed[0], wall_ms(), signed[1])
+        if claim is None:
+            return handler(self.app, caller, params)
+
+        def within(conn: Any) -> None:
+            if not claim.within(conn):
+                raise AuthFailure(Failure.REPLAYED)
+
+        with joining_first_commit(within) as joining:
+            try:
+                return handler(self.app, caller, params)
+            finally:
+                if not joining.committed and not claim.alone():
+                    raise AuthFailure(Failure.REPLAYED)  # a replay's refusal wins over its outcome
 
 
 def _first_line(error: Exception) -> str:

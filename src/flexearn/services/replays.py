@@ -4,6 +4,8 @@ that any of them accepted (api/auth.py `DatabaseReplayMemory`)."""
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -24,13 +26,35 @@ CLAIM = (
 )
 
 
-def first_use(engine: sa.Engine, signature: str, now_ms: int, ttl_ms: int) -> bool:
-    """Remember `signature` until `now_ms + ttl_ms`; False if a process remembers it already.
+@dataclass(frozen=True)
+class Claim:
+    """A signature to remember until `until_ms` (wall ms): made in a transaction of its own
+    (`alone`), or in the request's own write transaction (`within`: one COMMIT for both)."""
 
-    One statement, committed on its own whatever the request's outcome (a request answered
-    "unavailable" later has still used its signature)."""
-    params = {"digest": digest(signature), "until": now_ms + ttl_ms, "now": now_ms}
-    return bool(db.alone(engine, CLAIM, params))
+    engine: sa.Engine
+    signature: str
+    now_ms: int
+    until_ms: int
+
+    def _params(self) -> dict[str, Any]:
+        return {"digest": digest(self.signature), "until": self.until_ms, "now": self.now_ms}
+
+    def alone(self) -> bool:
+        """True if first: one statement, committed whatever the request's outcome (a request
+        answered "unavailable" later has still used its signature)."""
+        return bool(db.alone(self.engine, CLAIM, self._params()))
+
+    def within(self, conn: sa.Connection) -> bool:
+        """True if first; committed (or rolled back) with `conn`'s transaction."""
+        return conn.execute(_CLAIM, self._params()).first() is not None
+
+
+_CLAIM = sa.text(CLAIM)
+
+
+def first_use(engine: sa.Engine, signature: str, now_ms: int, ttl_ms: int) -> bool:
+    """Remember `signature` until `now_ms + ttl_ms`; False if a process remembers it already."""
+    return Claim(engine, signature, now_ms, now_ms + ttl_ms).alone()
 
 
 def prune(uow: UnitOfWork, now_ms: int) -> int:

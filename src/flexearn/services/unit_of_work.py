@@ -8,11 +8,42 @@ each other), reads one snapshot on both databases, and refuses every write loudl
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from types import TracebackType
 
 import sqlalchemy as sa
 
 from flexearn.adapters import clock, db
+
+
+@dataclass
+class Joining:
+    """A step that joins the first write a context commits (see `joining_first_commit`)."""
+
+    step: Callable[[sa.Connection], None]
+    taken: bool = False  # a unit of work ran the step in its transaction
+    committed: bool = False  # and that transaction committed
+
+
+_joining: ContextVar[Joining | None] = ContextVar("flexearn_joining_first_commit", default=None)
+
+
+@contextmanager
+def joining_first_commit(step: Callable[[sa.Connection], None]) -> Iterator[Joining]:
+    """Run `step` in the first unit of work of this context (this thread's request) that commits
+    its outcome, just before its COMMIT: the request's own bookkeeping (its signature's claim in the
+    replay window) and its write then cost one transaction and one COMMIT. If `step` raises, that
+    transaction rolls back. Afterwards `committed` says whether it happened; if not (the request
+    only read, failed or was refused its COMMIT), the caller does the step on its own."""
+    joining = Joining(step)
+    token = _joining.set(joining)
+    try:
+        yield joining
+    finally:
+        _joining.reset(token)
 
 
 class UnitOfWork:
@@ -60,9 +91,17 @@ class UnitOfWork:
         the request's answer does not report (the replay window), committed regardless."""
         if self.read_only:
             raise db.ReadOnlyViolation("a read-only unit of work has nothing to commit")
+        joining = _joining.get() if outcome else None
+        if joining is not None and not joining.taken:
+            joining.taken = True
+            joining.step(self.conn)
+        else:
+            joining = None
         if outcome:
             db.may_commit()
         self.conn.commit()
+        if joining is not None:
+            joining.committed = True
 
     def now(self) -> int:
         """Business time, read inside this transaction."""
