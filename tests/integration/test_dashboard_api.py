@@ -14,7 +14,8 @@ from flexearn.api.app import create_app
 from flexearn.api.dashboard import PER_SECOND
 from flexearn.bootstrap import Flexearn
 from flexearn.config import Settings
-from flexearn.domain.money import D
+from flexearn.domain.money import HOURS_PER_YEAR, D
+from flexearn.services import catalog
 from tests.helpers import T0, advance, lender, market_world
 
 TOKEN = "dashboard-test-token-0123456789"
@@ -87,6 +88,32 @@ def test_a_users_data_needs_the_admin_token_when_one_is_configured(world: Flexea
     assert [r["earnings"] for r in user["lending"]] == ["0.0004851598173515"]
     auth = {"Authorization": f"Bearer {TOKEN}"}
     assert http.get(f"/dashboard/api/users/{user['user']['id']}", headers=auth).json()["user"]["name"] == "A"
+
+
+def test_a_users_earnings_are_its_lending_history_by_hour_with_the_realised_apy(world: Flexearn) -> None:
+    advance(world, 3)  # A lends 100 (and its interest) at the clearing 5%, less the 15% fee
+    user = client(world, demo=True).get("/dashboard/api/users/A").json()
+    (usdt,) = user["earnings"]
+    history = sorted(user["lending"], key=lambda r: r["ts"])
+    assert usdt["ccy"] == "USDT"
+    assert usdt["hours"] == [[r["ts"], r["amt"], r["earnings"]] for r in history]
+    assert len(usdt["hours"]) == 4
+    earned = sum(D(r["earnings"]) for r in history)
+    lent = sum(D(r["amt"]) for r in history)
+    assert D(usdt["total"]) == earned
+    apy = D(usdt["realisedApy"])
+    assert apy == (earned * HOURS_PER_YEAR / lent).quantize(D("1E-8"), rounding="ROUND_DOWN")
+    assert D("0.0424") < apy <= D("0.0425")  # the lender rate, less what each hour's rounding kept
+    assert client(world, demo=True).get("/dashboard/api/users/C").json()["earnings"] == []  # 10%: never lent
+
+
+def test_a_product_without_an_order_maximum_shows_none_not_the_internal_bound(world: Flexearn) -> None:
+    tiers = [{"minStepVal": "0", "maxStepVal": "1000", "currentApy": "5"}]
+    spec = {"coin": "USDT", "periodType": "flexible", "apyType": "single", "apyList": tiers}
+    catalog.create_product(world.uow(), spec)
+    (product,) = client(world, TOKEN).get("/dashboard/api/products").json()
+    assert (product["singleMin"], product["singleMax"]) == ("0", None)
+    assert product["tiers"] == [{"min": "0", "max": "1000", "apy": "5"}]
 
 
 def test_a_demo_without_a_token_shows_users_to_anyone(world: Flexearn) -> None:

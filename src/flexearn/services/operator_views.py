@@ -1,4 +1,5 @@
-"""Read models for operators (the dashboard): a market's supply curve and its settled hours."""
+"""Read models for operators (the dashboard): a market's supply curve and its settled hours, and
+what a user's savings earned hour by hour."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import sqlalchemy as sa
 
 from flexearn.adapters import repository as repo
 from flexearn.adapters import tables as t
-from flexearn.domain.money import ZERO
+from flexearn.domain.money import HOURS_PER_YEAR, ZERO, mul_div_down
 from flexearn.services import accounts
 from flexearn.services.figures import FigureCache, Figures
 from flexearn.services.markets import settings_from_row
@@ -84,6 +85,54 @@ def _hours(conn: sa.Connection, ccy: str, since: int, until: int | None = None) 
         query = query.where(m.c.hour <= until)
     rows = conn.execute(query.order_by(m.c.hour)).all()
     return [MarketHour(*row) for row in rows]
+
+
+@dataclass(frozen=True)
+class EarnedHour:
+    """What a user's savings in one currency lent during one hour, and the interest it earned."""
+
+    hour: int
+    lent: Decimal
+    earned: Decimal
+
+
+@dataclass(frozen=True)
+class Earnings:
+    """A user's market interest in one currency over the retained lending history."""
+
+    ccy: str
+    hours: list[EarnedHour]  # oldest first; only the hours something was lent
+    total: Decimal
+    realised_apy: Decimal  # interest ÷ amount lent per hour, annualised (RATE_PLACES, cut down)
+
+
+RATE_PLACES = 8
+
+
+def user_earnings(uow: UnitOfWork, user_id: int, since: int) -> list[Earnings]:
+    """Per currency, the hours from `since` on the user lent something: summed over its positions
+    (amounts are summed here, exactly: SQLite keeps them as text). Bounded by the history's
+    retention: at most a month of hours per position."""
+    h = t.lending_history
+    with uow:
+        rows = uow.conn.execute(
+            sa.select(h.c.ccy, h.c.ts, h.c.amt, h.c.earnings)
+            .where(h.c.user_id == user_id, h.c.ts >= since)
+            .order_by(h.c.ccy, h.c.ts)
+        ).all()
+    by_ccy: dict[str, dict[int, tuple[Decimal, Decimal]]] = {}
+    for ccy, ts, amt, earned in rows:
+        hours = by_ccy.setdefault(ccy, {})
+        lent, paid = hours.get(ts, (ZERO, ZERO))
+        hours[ts] = (lent + amt, paid + earned)
+    out = []
+    for ccy, hours in by_ccy.items():
+        series = [EarnedHour(ts, lent, earned) for ts, (lent, earned) in hours.items()]
+        total = sum((e.earned for e in series), ZERO)
+        lent_hours = sum((e.lent for e in series), ZERO)
+        apy = mul_div_down(total, Decimal(HOURS_PER_YEAR), lent_hours, RATE_PLACES) if lent_hours else ZERO
+        out.append(Earnings(ccy, series, total, apy))
+    return out
 
 
 def find_user(uow: UnitOfWork, ref: str) -> accounts.User:
