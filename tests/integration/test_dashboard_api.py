@@ -92,19 +92,30 @@ def test_a_users_data_needs_the_admin_token_when_one_is_configured(world: Flexea
 
 def test_a_users_earnings_are_its_lending_history_by_hour_with_the_realised_apy(world: Flexearn) -> None:
     advance(world, 3)  # A lends 100 (and its interest) at the clearing 5%, less the 15% fee
-    user = client(world, demo=True).get("/dashboard/api/users/A").json()
+    http = client(world, demo=True)
+    user = http.get("/dashboard/api/users/A").json()
     (usdt,) = user["earnings"]
     history = sorted(user["lending"], key=lambda r: r["ts"])
-    assert usdt["ccy"] == "USDT"
-    assert usdt["hours"] == [[r["ts"], r["amt"], r["earnings"]] for r in history]
-    assert len(usdt["hours"]) == 4
-    earned = sum(D(r["earnings"]) for r in history)
-    lent = sum(D(r["amt"]) for r in history)
-    assert D(usdt["total"]) == earned
+    assert len(history) == 4
+    lent = {ts: (held, amt, earned) for ts, held, amt, earned in usdt["hours"] if amt != "0"}
+    assert lent == {r["ts"]: (r["amt"], r["amt"], r["earnings"]) for r in history}  # all of it lent
+    ((last, held, _, earned),) = usdt["hours"][-1:]
+    assert last == history[-1]["ts"]
+    (position,) = user["positions"]
+    assert D(held) + D(earned) == D(position["amt"])  # its interest compounds at the next hour
+    earned_total = sum(D(r["earnings"]) for r in history)
+    assert D(usdt["total"]) == earned_total
+    held_hours = sum(D(h[1]) for h in usdt["hours"])
     apy = D(usdt["realisedApy"])
-    assert apy == (earned * HOURS_PER_YEAR / lent).quantize(D("1E-8"), rounding="ROUND_DOWN")
-    assert D("0.0424") < apy <= D("0.0425")  # the lender rate, less what each hour's rounding kept
-    assert client(world, demo=True).get("/dashboard/api/users/C").json()["earnings"] == []  # 10%: never lent
+    assert apy == (earned_total * HOURS_PER_YEAR / held_hours).quantize(D("1E-8"), rounding="ROUND_DOWN")
+    assert D("0.03") < apy <= D("0.0425")  # the lender rate, less the hour it waited unlent
+
+
+def test_money_that_never_lends_earns_a_realised_apy_of_zero(world: Flexearn) -> None:
+    advance(world, 3)
+    (usdt,) = client(world, demo=True).get("/dashboard/api/users/C").json()["earnings"]  # 10%: above
+    assert {(held, lent, earned) for _, held, lent, earned in usdt["hours"]} == {("100", "0", "0")}
+    assert (usdt["total"], usdt["realisedApy"]) == ("0", "0")
 
 
 def test_a_product_without_an_order_maximum_shows_none_not_the_internal_bound(world: Flexearn) -> None:

@@ -197,7 +197,7 @@ def user(app: Flexearn, ref: str) -> dict[str, Any]:
                 "ccy": e.ccy,
                 "total": plain(e.total),
                 "realisedApy": plain(e.realised_apy),
-                "hours": [[h.hour, plain(h.lent), plain(h.earned)] for h in e.hours],
+                "hours": [[h.hour, plain(h.held), plain(h.lent), plain(h.earned)] for h in e.hours],
             }
             for e in earnings
         ],
