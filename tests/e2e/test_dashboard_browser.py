@@ -256,6 +256,9 @@ def test_the_dashboard_draws_live_data_and_follows_the_clock(tmp_path: Path) -> 
         )
         assert [ccy for ccy, _ in cards] == [m["ccy"] for m in overview["markets"]]
         assert all(points >= 23 for _, points in cards)  # a day of borrow rates per market
+        engine = wait_for("the engine line", lambda: _text(driver, "engine"))
+        assert engine.startswith("settler ")  # the demo's settling thread holds the lease
+        assert "every market settled up to" in engine
         products = get_json(demo, "/dashboard/api/products")
         rows = driver.execute_script(
             "return [...document.querySelectorAll('#products tbody tr')].map(r => r.innerText)"
@@ -354,6 +357,9 @@ def test_a_fresh_install_shows_honest_empty_states(tmp_path: Path) -> None:
         ((card_width, card_text),) = cards
         assert card_width < 400  # one market is one card, not the width of the page
         assert "0.00%" in card_text
+        engine = _text(driver, "engine")  # `serve --no-scheduler`, and no worker
+        assert engine.startswith("no settler holds the lease: nothing settles the hours")
+        assert "every market settled up to Jan 1 03:00 UTC" in engine
 
         # no offers: said so, not an empty 0–1 axis with a demand line at 0
         empty = driver.execute_script(

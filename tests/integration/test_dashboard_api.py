@@ -15,7 +15,7 @@ from flexearn.api.dashboard import PER_SECOND
 from flexearn.bootstrap import Flexearn
 from flexearn.config import Settings
 from flexearn.domain.money import HOURS_PER_YEAR, D
-from flexearn.services import catalog
+from flexearn.services import catalog, leader
 from tests.helpers import T0, advance, lender, market_world
 
 TOKEN = "dashboard-test-token-0123456789"
@@ -74,6 +74,17 @@ def test_the_overview_and_the_products(world: Flexearn) -> None:
     assert page.status_code == 200
     assert "flexearn" in page.text
     assert http.get("/dashboard/static/charts.js").status_code == 200
+
+
+def test_the_overview_says_who_settles_and_how_far(world: Flexearn) -> None:
+    http = client(world, TOKEN)
+    engine = http.get("/dashboard/api/overview").json()["engine"]
+    assert (engine["settler"], engine["lastSettledHour"]) == (None, T0 + 2 * HOUR_MS)
+    assert (engine["ledgerCheckedAt"], engine["settlingSince"]) == (None, None)
+    assert leader.try_acquire(world.engine, leader.SETTLER, "box:4242:cafe", 10_000)
+    assert http.get("/dashboard/api/overview").json()["engine"]["settler"] == "box:4242:cafe"
+    leader.release(world.engine, leader.SETTLER, "box:4242:cafe")
+    assert http.get("/dashboard/api/overview").json()["engine"]["settler"] is None
 
 
 def test_a_users_data_needs_the_admin_token_when_one_is_configured(world: Flexearn) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from flexearn.adapters.clock import HOUR_MS, floor_hour
+from flexearn.adapters.clock import HOUR_MS, floor_hour, wall_ms
 from flexearn.bootstrap import Flexearn
 from flexearn.domain.errors import InvalidParameter
 from flexearn.domain.money import plain
@@ -13,6 +13,7 @@ from flexearn.services import (
     accounts,
     catalog,
     catalog_views,
+    leader,
     market_data,
     markets,
     operator_views,
@@ -58,7 +59,8 @@ def overview(app: Flexearn) -> dict[str, Any]:
     """The clock, and per market its rates now, what is lent and pending, and a day of borrow rates."""
     view = clock_service.show(app.read_uow())
     summaries = {s.ccy: s for s in market_data.rate_summary(app.read_uow(), None, app.figures)}
-    now = {s.ccy: s for s in stats.snapshot(app.read_uow(), app.figures).currencies}
+    snapshot = stats.snapshot(app.read_uow(), app.figures)
+    now = {s.ccy: s for s in snapshot.currencies}
     since = floor_hour(view.now) - 23 * HOUR_MS
     cards = []
     for market in markets.list_markets(app.read_uow()):
@@ -81,7 +83,20 @@ def overview(app: Flexearn) -> dict[str, Any]:
             }
         )
     clock = {"mode": view.mode, "now": view.now, "speed": plain(view.speed)}
-    return {"clock": clock, "markets": cards}
+    return {"clock": clock, "markets": cards, "engine": _engine(app, snapshot)}
+
+
+def _engine(app: Flexearn, snapshot: stats.Snapshot) -> dict[str, Any]:
+    """What the engine is doing: who settles, how far settlement has come, when the ledger last
+    checked green (real time), and since when a period is open (settled in ranges)."""
+    hours = [c.last_hour for c in snapshot.currencies if c.last_hour is not None]
+    return {
+        "settler": leader.current_holder(app.engine, leader.SETTLER),
+        "lastSettledHour": min(hours) if hours else None,  # every market has settled up to here
+        "ledgerCheckedAt": snapshot.last_green_check,
+        "settlingSince": snapshot.open_since,
+        "wallNow": wall_ms(),
+    }
 
 
 def market(app: Flexearn, ccy: str, window: str) -> dict[str, Any]:

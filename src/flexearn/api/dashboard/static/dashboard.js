@@ -73,6 +73,29 @@
     }));
   }
 
+  function ago(ms) {
+    const s = Math.max(0, Math.round(ms / 1000));
+    return s < 120 ? `${s} s` : s < 7200 ? `${Math.round(s / 60)} min` : `${Math.round(s / 3600)} h`;
+  }
+
+  // Who settles, how far settlement has come, and the ledger's last green check.
+  function drawEngine(e, clock) {
+    const parts = [e.settler
+      ? `<span>settler <b>${esc(e.settler.split(":").slice(0, 2).join(" pid "))}</b></span>`
+      : `<span class="warn">no settler holds the lease: nothing settles the hours (flexearn serve settles, or flexearn worker)</span>`];
+    if (e.lastSettledHour !== null) {
+      const behind = Math.floor((clock.now - e.lastSettledHour) / 3600e3);
+      parts.push(`<span>every market settled up to <b>${formatTime(e.lastSettledHour, true)} UTC</b>${
+        behind > 0 ? ` <span class="warn">${behind} h behind the clock</span>` : ""}</span>`);
+    }
+    parts.push(e.ledgerCheckedAt === null ? "<span>ledger not checked yet</span>"
+      : `<span>ledger checked green <b>${ago(e.wallNow - e.ledgerCheckedAt)}</b> ago</span>`);
+    if (e.settlingSince !== null) {
+      parts.push(`<span class="warn">a period has been settling in ranges for ${ago(e.wallNow - e.settlingSince)} (its trading waits)</span>`);
+    }
+    $("engine").innerHTML = parts.join("");
+  }
+
   function explain(m) {
     const match = m.match;
     const borrow = match ? ` (${pct(num(match.rate))})` : "", lending = match ? `, ${pct(num(match.lendingRate))}` : "";
@@ -257,6 +280,7 @@
     try {
       const overview = state.data.overview = await get("/overview");
       drawCards(overview);
+      drawEngine(overview.engine, overview.clock);
       $("market").hidden = !state.ccy;
       if (state.ccy) drawMarket(state.data.market = await get(`/markets/${state.ccy}?window=${state.window}`));
       drawProducts(state.data.products = await get("/products"));
