@@ -7,7 +7,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
+from flexearn.adapters import tables as t
 from flexearn.adapters.clock import HOUR_MS
 from flexearn.adapters.secrets import generate_master_key
 from flexearn.api.app import create_app
@@ -127,6 +129,17 @@ def test_money_that_never_lends_earns_a_realised_apy_of_zero(world: Flexearn) ->
     (usdt,) = client(world, demo=True).get("/dashboard/api/users/C").json()["earnings"]  # 10%: above
     assert {(held, lent, earned) for _, held, lent, earned in usdt["hours"]} == {("100", "0", "0")}
     assert (usdt["total"], usdt["realisedApy"]) == ("0", "0")
+
+
+def test_hours_whose_history_was_pruned_are_left_out_not_counted_as_earning_nothing(world: Flexearn) -> None:
+    advance(world, 3)
+    before = client(world, demo=True).get("/dashboard/api/users/A").json()["earnings"][0]["hours"]
+    first = min(ts for ts, _, lent, _ in before if lent != "0")
+    with world.uow() as uow:  # what retention does to the oldest hours (behind a checkpoint)
+        uow.conn.execute(sa.delete(t.lending_history).where(t.lending_history.c.ts <= first))
+        uow.commit()
+    (usdt,) = client(world, demo=True).get("/dashboard/api/users/A").json()["earnings"]
+    assert usdt["hours"] == [h for h in before if h[0] > first]
 
 
 def test_a_product_without_an_order_maximum_shows_none_not_the_internal_bound(world: Flexearn) -> None:

@@ -117,7 +117,7 @@ def user_earnings(uow: UnitOfWork, user_id: int, since: int) -> list[Earnings]:
     The amount held is not stored per hour: it is today's, less what came in after the hour (the
     position's purchases and redemptions in the ledger, the interest of that hour and later ones
     from the lending history, which compounds at the next settlement). Bounded by the lending
-    history's retention (a month of hours) and the user's own movements in that time.
+    history's retention (at most a month of hours) and the user's own movements in that time.
     """
     h, p, leg, entry = t.lending_history, t.position, t.journal_leg, t.journal_entry
     with uow:
@@ -135,6 +135,9 @@ def user_earnings(uow: UnitOfWork, user_id: int, since: int) -> list[Earnings]:
             .where(leg.c.position_id.in_(ids), entry.c.ts > since)
         ).all()
         last = {row.ccy: repo.last_settled_hour(conn, row.ccy) for row in positions}
+        # history pruned by retention (FLEXEARN_LENDING_HISTORY_DAYS) is unknown, not interest-free
+        oldest = conn.execute(sa.select(sa.func.min(h.c.ts))).scalar()
+    since = max(since, int(oldest)) if oldest is not None else since
     out = []
     for pid, ccy, amt in sorted(positions, key=lambda row: row.ccy):
         settled = last[ccy]
