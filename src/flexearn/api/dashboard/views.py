@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from flexearn.adapters.clock import HOUR_MS, floor_hour, wall_ms
+from flexearn.adapters.clock import HOUR_MS, floor_hour
 from flexearn.bootstrap import Flexearn
 from flexearn.domain.errors import InvalidParameter
 from flexearn.domain.money import plain
@@ -95,7 +95,6 @@ def _engine(app: Flexearn, snapshot: stats.Snapshot) -> dict[str, Any]:
         "lastSettledHour": min(hours) if hours else None,  # every market has settled up to here
         "ledgerCheckedAt": snapshot.last_green_check,
         "settlingSince": snapshot.open_since,
-        "wallNow": wall_ms(),
     }
 
 

@@ -78,7 +78,8 @@
     return s < 120 ? `${s} s` : s < 7200 ? `${Math.round(s / 60)} min` : `${Math.round(s / 3600)} h`;
   }
 
-  // Who settles, how far settlement has come, and the ledger's last green check.
+  // Who settles, how far settlement has come, and the ledger's last green check (real times, told
+  // against this browser's clock: the overview carries no wall time, so it reads the same until something changes).
   function drawEngine(e, clock) {
     const parts = [e.settler
       ? `<span>settler <b>${esc(e.settler.split(":").slice(0, 2).join(" pid "))}</b></span>`
@@ -89,9 +90,9 @@
         behind > 0 ? ` <span class="warn">${behind} h behind the clock</span>` : ""}</span>`);
     }
     parts.push(e.ledgerCheckedAt === null ? "<span>ledger not checked yet</span>"
-      : `<span>ledger checked green <b>${ago(e.wallNow - e.ledgerCheckedAt)}</b> ago</span>`);
+      : `<span>ledger checked green <b>${ago(Date.now() - e.ledgerCheckedAt)}</b> ago</span>`);
     if (e.settlingSince !== null) {
-      parts.push(`<span class="warn">a period has been settling in ranges for ${ago(e.wallNow - e.settlingSince)} (its trading waits)</span>`);
+      parts.push(`<span class="warn">a period has been settling in ranges for ${ago(Date.now() - e.settlingSince)} (its trading waits)</span>`);
     }
     $("engine").innerHTML = parts.join("");
   }
