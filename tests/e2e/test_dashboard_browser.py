@@ -218,6 +218,21 @@ def check_earnings(demo: Demo, driver: Any, name: str) -> None:
     assert 0 < float(earnings["realisedApy"]) < 1
 
 
+def check_legend_switches(driver: Any) -> None:
+    """A series' legend entry hides it and fits the scale to the rest; a second click shows it."""
+    button = "#chart-amounts .legend button[data-series=pending]"
+    shown = read_charts(driver)["amounts"]
+    driver.find_element("css selector", button).click()
+    hidden = wait_for(
+        "pending hidden", lambda: "pending" not in (c := read_charts(driver)["amounts"]).series and c
+    )
+    assert {"lent", "demand"} <= hidden.series.keys()
+    assert hidden.y_domain[1] < shown.y_domain[1]  # lent + pending no longer sets the top
+    assert driver.find_element("css selector", button).get_attribute("aria-pressed") == "false"
+    driver.find_element("css selector", button).click()
+    wait_for("pending shown again", lambda: "pending" in read_charts(driver)["amounts"].series)
+
+
 def check_tooltip_survives_redraws(driver: Any, chart: str, redrawn: Callable[[], Any]) -> Any:
     """A tooltip shown by the pointer resting on `chart` is there again after the chart is redrawn
     with new data (`redrawn` waits for that), for the hour under the pointer."""
@@ -248,6 +263,7 @@ def test_the_dashboard_draws_live_data_and_follows_the_clock(tmp_path: Path) -> 
         check_rate_history(demo, charts["rates"])
         check_amounts(demo, charts["amounts"])
         check_supply_curve(demo, driver)
+        check_legend_switches(driver)
 
         overview = get_json(demo, "/dashboard/api/overview")
         cards = driver.execute_script(

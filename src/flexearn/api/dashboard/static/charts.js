@@ -86,10 +86,12 @@ const FlexCharts = (() => {
   // the pointer rests on each chart (so a redraw with new data shows the tooltip again there).
   const drawn = new WeakMap();
   const pointers = new Map();
+  const hidden = new Set(); // "chart/series" the viewer switched off in a legend
 
   function render(container, spec) {
     const width = Math.max(container.clientWidth, 240);
-    const key = `${width} ${JSON.stringify(spec)}`;
+    const off = spec.series.filter((s) => hidden.has(`${spec.id}/${s.id}`)).map((s) => s.id);
+    const key = `${width} ${off} ${JSON.stringify(spec)}`;
     if (drawn.get(container) === key) return;
     drawn.set(container, key);
     const marked = (spec.vlines || []).length + (spec.hlines || []).length;
@@ -102,7 +104,7 @@ const FlexCharts = (() => {
       return;
     }
     const height = spec.height || 260;
-    const series = stackSeries(spec.series);
+    const series = stackSeries(spec.series.filter((s) => !off.includes(s.id))); // the scale fits what is shown
     const xs = series.flatMap((s) => s.points.map((p) => p[0])).concat((spec.vlines || []).map((l) => l.x));
     const ys = series.flatMap((s) => s.points.map((p) => p[1])).concat((spec.hlines || []).map((l) => l.y));
     let [x0, x1] = spec.x.min !== undefined ? [spec.x.min, spec.x.max] : extent(xs, [0, 1]);
@@ -158,7 +160,7 @@ const FlexCharts = (() => {
     }
     for (const l of spec.hlines || []) marker(svg, l, `M ${box.left} ${sy(l.y).toFixed(2)} L ${box.right} ${sy(l.y).toFixed(2)}`, box.right - 4, sy(l.y) - 5, "end");
     hover(svg, container, series, box, sx, isTime, fmtY, spec);
-    container.replaceChildren(svg, legend(spec));
+    container.replaceChildren(svg, legend(container, spec, off));
   }
 
   function marker(svg, l, d, tx, ty, anchor) {
@@ -167,13 +169,26 @@ const FlexCharts = (() => {
     text.textContent = l.label;
   }
 
-  function legend(spec) {
+  // A series' legend entry is a switch: off, the series is not drawn and the scale fits the rest.
+  function legend(container, spec, off) {
     const box = document.createElement("div");
     box.className = "legend";
     for (const s of [...spec.series, ...(spec.vlines || []), ...(spec.hlines || [])]) {
-      const item = document.createElement("span");
+      const isSeries = spec.series.includes(s) && spec.series.length > 1;
+      const item = document.createElement(isSeries ? "button" : "span");
       item.innerHTML = `<i style="background:${s.color}"></i>`;
       item.append(s.legend || s.label);
+      if (isSeries) {
+        item.type = "button";
+        item.dataset.series = s.id;
+        item.setAttribute("aria-pressed", String(!off.includes(s.id)));
+        item.title = off.includes(s.id) ? "show" : "hide";
+        item.addEventListener("click", () => {
+          const k = `${spec.id}/${s.id}`;
+          if (!hidden.delete(k)) hidden.add(k);
+          render(container, spec);
+        });
+      }
       box.appendChild(item);
     }
     return box;
