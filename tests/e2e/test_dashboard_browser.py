@@ -233,6 +233,31 @@ def check_legend_switches(driver: Any) -> None:
     wait_for("pending shown again", lambda: "pending" in read_charts(driver)["amounts"].series)
 
 
+def check_zoom(demo: Demo, driver: Any) -> None:
+    """Dragging across the rate history zooms in on those hours, drawn as published; a
+    double-click shows the whole window again."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    whole = read_charts(driver)["rates"]
+    svg = driver.find_element("css selector", "svg[data-chart=rates]")
+    quarter = svg.size["width"] // 4
+    drag = ActionChains(driver).move_to_element_with_offset(svg, -quarter, 0).click_and_hold()
+    drag.move_by_offset(quarter, 0).move_by_offset(quarter, 0).release().perform()
+    zoomed = wait_for(
+        "the zoom", lambda: (c := read_charts(driver)["rates"]).x_domain != whole.x_domain and c
+    )
+    span, whole_span = (d[1] - d[0] for d in (zoomed.x_domain, whole.x_domain))
+    assert 0.35 * whole_span < span < 0.65 * whole_span  # half the chart's width, dragged
+    hours = by_hour(zoomed, "rate")
+    assert all(zoomed.x_domain[0] <= ts <= zoomed.x_domain[1] for ts in hours)
+    check_rate_history(demo, zoomed)
+    assert driver.find_elements("css selector", "#chart-rates .reset-zoom")
+    chart = driver.find_element("css selector", "svg[data-chart=rates]")
+    ActionChains(driver).double_click(chart).perform()
+    wait_for("the whole window", lambda: not driver.find_elements("css selector", "#chart-rates .reset-zoom"))
+    assert len(by_hour(read_charts(driver)["rates"], "rate")) >= len(by_hour(whole, "rate"))
+
+
 def check_tooltip_survives_redraws(driver: Any, chart: str, redrawn: Callable[[], Any]) -> Any:
     """A tooltip shown by the pointer resting on `chart` is there again after the chart is redrawn
     with new data (`redrawn` waits for that), for the hour under the pointer."""
@@ -264,6 +289,7 @@ def test_the_dashboard_draws_live_data_and_follows_the_clock(tmp_path: Path) -> 
         check_amounts(demo, charts["amounts"])
         check_supply_curve(demo, driver)
         check_legend_switches(driver)
+        check_zoom(demo, driver)
 
         overview = get_json(demo, "/dashboard/api/overview")
         cards = driver.execute_script(

@@ -87,11 +87,15 @@ const FlexCharts = (() => {
   const drawn = new WeakMap();
   const pointers = new Map();
   const hidden = new Set(); // "chart/series" the viewer switched off in a legend
+  const zooms = new Map(); // chart id → { range: [from, to], key } dragged out on a time chart
 
   function render(container, spec) {
     const width = Math.max(container.clientWidth, 240);
     const off = spec.series.filter((s) => hidden.has(`${spec.id}/${s.id}`)).map((s) => s.id);
-    const key = `${width} ${off} ${JSON.stringify(spec)}`;
+    const zoomed = zooms.get(spec.id);
+    if (zoomed && zoomed.key !== spec.x.zoomKey) zooms.delete(spec.id); // another window or currency
+    const zoom = zooms.has(spec.id) ? zoomed.range : null;
+    const key = `${width} ${off} ${zoom} ${JSON.stringify(spec)}`;
     if (drawn.get(container) === key) return;
     drawn.set(container, key);
     const marked = (spec.vlines || []).length + (spec.hlines || []).length;
@@ -104,10 +108,11 @@ const FlexCharts = (() => {
       return;
     }
     const height = spec.height || 260;
-    const series = stackSeries(spec.series.filter((s) => !off.includes(s.id))); // the scale fits what is shown
+    const inZoom = (s) => (zoom ? { ...s, points: s.points.filter(([x]) => x >= zoom[0] && x <= zoom[1]) } : s);
+    const series = stackSeries(spec.series.filter((s) => !off.includes(s.id)).map(inZoom)); // the scale fits what is shown
     const xs = series.flatMap((s) => s.points.map((p) => p[0])).concat((spec.vlines || []).map((l) => l.x));
     const ys = series.flatMap((s) => s.points.map((p) => p[1])).concat((spec.hlines || []).map((l) => l.y));
-    let [x0, x1] = spec.x.min !== undefined ? [spec.x.min, spec.x.max] : extent(xs, [0, 1]);
+    let [x0, x1] = zoom || (spec.x.min !== undefined ? [spec.x.min, spec.x.max] : extent(xs, [0, 1]));
     if (x1 <= x0) x1 = x0 + (spec.x.kind === "time" ? HOUR : 1);
     // all zero (a market nobody borrows from yet): a scale near zero, not 0–150 %
     const yTop = extent(ys, [0, 0])[1] || (spec.y.format === "pct" ? 0.01 : 1);
@@ -160,7 +165,8 @@ const FlexCharts = (() => {
     }
     for (const l of spec.hlines || []) marker(svg, l, `M ${box.left} ${sy(l.y).toFixed(2)} L ${box.right} ${sy(l.y).toFixed(2)}`, box.right - 4, sy(l.y) - 5, "end");
     hover(svg, container, series, box, sx, isTime, fmtY, spec);
-    container.replaceChildren(svg, legend(container, spec, off));
+    if (isTime) zoomer(svg, container, spec, box, (px) => x0 + ((px - box.left) / (box.right - box.left)) * (x1 - x0));
+    container.replaceChildren(svg, legend(container, spec, off, zoom));
   }
 
   function marker(svg, l, d, tx, ty, anchor) {
@@ -170,7 +176,7 @@ const FlexCharts = (() => {
   }
 
   // A series' legend entry is a switch: off, the series is not drawn and the scale fits the rest.
-  function legend(container, spec, off) {
+  function legend(container, spec, off, zoom) {
     const box = document.createElement("div");
     box.className = "legend";
     for (const s of [...spec.series, ...(spec.vlines || []), ...(spec.hlines || [])]) {
@@ -191,7 +197,47 @@ const FlexCharts = (() => {
       }
       box.appendChild(item);
     }
+    if (zoom) {
+      const reset = document.createElement("button");
+      reset.type = "button";
+      reset.className = "reset-zoom";
+      reset.textContent = "show all (or double-click)";
+      reset.addEventListener("click", () => { zooms.delete(spec.id); render(container, spec); });
+      box.appendChild(reset);
+    }
     return box;
+  }
+
+  // Drag across a time chart (with a mouse) to zoom in on those hours; double-click to zoom out.
+  // The zoom stays across redraws until the chart's zoomKey (its window, its currency) changes.
+  function zoomer(svg, container, spec, box, xAt) {
+    let start = null;
+    const band = el("rect", { y: box.top, height: box.bottom - box.top, class: "selection", visibility: "hidden" }, svg);
+    const at = (event) => Math.min(box.right, Math.max(box.left, event.clientX - svg.getBoundingClientRect().left));
+    svg.addEventListener("pointerdown", (event) => {
+      if (event.pointerType !== "mouse" || event.button !== 0) return;
+      start = at(event);
+      svg.setPointerCapture(event.pointerId);
+    });
+    svg.addEventListener("pointermove", (event) => {
+      if (start === null) return;
+      const px = at(event);
+      band.setAttribute("x", Math.min(start, px));
+      band.setAttribute("width", Math.abs(px - start));
+      band.setAttribute("visibility", "visible");
+    });
+    svg.addEventListener("pointerup", (event) => {
+      if (start === null) return;
+      const [a, b] = [start, at(event)].sort((p, q) => p - q);
+      start = null;
+      band.setAttribute("visibility", "hidden");
+      if (b - a < 8) return; // a click, not a drag
+      zooms.set(spec.id, { range: [xAt(a), xAt(b)], key: spec.x.zoomKey });
+      render(container, spec);
+    });
+    svg.addEventListener("dblclick", () => {
+      if (zooms.delete(spec.id)) render(container, spec);
+    });
   }
 
   // A crosshair with the nearest point's values; it follows the pointer (mouse, pen or touch) and

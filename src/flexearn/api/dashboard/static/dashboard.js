@@ -141,7 +141,8 @@
     const hours = m.hours;
     const none = "No settled hours yet: the settler (flexearn serve, or flexearn worker) settles each hour as it ends.";
     // the window's hours that exist (a young market has fewer than 30 days)
-    const x = hours.length ? { kind: "time", min: hours[0].ts, max: hours[hours.length - 1].ts } : { kind: "time" };
+    const zoomKey = `${m.ccy} ${m.window}`; // a zoom holds until another market or window is shown
+    const x = hours.length ? { kind: "time", min: hours[0].ts, max: hours[hours.length - 1].ts, zoomKey } : { kind: "time", zoomKey };
     render($("chart-rates"), {
       id: "rates", x, y: { format: "pct" }, empty: none,
       series: [
@@ -249,7 +250,7 @@
     const cumulative = e.hours.map(([ts, , , earned]) => [ts, (total += num(earned))]);
     const realised = e.hours.map(([ts, held, , earned]) => [ts, num(held) > 0 ? (num(earned) / num(held)) * HOURS_PER_YEAR : 0]);
     $("earned-caption").textContent = `cumulative interest: ${e.total} ${e.ccy} in ${e.hours.length} hours held`;
-    const x = { kind: "time", min: e.hours[0][0], max: e.hours[e.hours.length - 1][0] };
+    const x = { kind: "time", min: e.hours[0][0], max: e.hours[e.hours.length - 1][0], zoomKey: `${state.user} ${e.ccy}` };
     render($("chart-earned"), {
       id: "earned", height: 200, x, y: { format: "amount" },
       series: [{ id: "earned", label: `earned (${e.ccy})`, color: COLORS.earned, fill: true, points: cumulative }],
