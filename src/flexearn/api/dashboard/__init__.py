@@ -12,10 +12,11 @@ Why hand-written SVG rather than a chart library: uPlot 1.6.32 (the best-kept sm
 measured against it on the 30-day rate and amount charts (720 hours, 5 series; median of 41
 draws, headless Chromium on the shared 2-core build machine): 13-40 ms here, 10-47 ms for uPlot
 over four runs, the same within that machine's noise. It would add 51 KB (22 KB gzipped) of
-script to a page of 40 KB (13 KB gzipped) in all, draw on a canvas (the browser test maps each
+script to a page of 46 KB (15 KB gzipped) in all, draw on a canvas (the browser test maps each
 SVG vertex back to the value it was drawn from, against the APIs' numbers), and still leave the
-stacked areas, the supply staircase and the markers to write here. Its tooltip and legend were
-the draw: the tooltip here now survives the redraws, which was the fault.
+stacked areas, the supply staircase and the markers to write here. Its tooltip, legend and zoom
+were the draw: here the tooltip survives the redraws (the fault found), a legend entry switches
+its series off and on, and a drag across a time chart zooms in on it.
 """
 
 from __future__ import annotations
