@@ -13,14 +13,20 @@ from typing import Any
 
 import pytest
 
+from flexearn.adapters.secrets import generate_master_key
+from flexearn.bootstrap import Flexearn
+from flexearn.services import catalog
 from tests.e2e.browser import Chart, chromium, read_charts
 from tests.e2e.demo_process import Demo, running_demo
+from tests.helpers import advance, market_world
+from tests.server import running_server
 
 pytestmark = pytest.mark.slow
 
 ARTIFACTS = Path(__file__).with_name("artifacts")
 README_SCREENSHOT = Path(__file__).parents[2] / "docs" / "dashboard.png"
 HOUR = 3_600_000
+PHONE = 420  # px: the narrowest layout the dashboard is made for
 
 
 def get_json(demo: Demo, path: str) -> Any:
@@ -122,6 +128,157 @@ def check_supply_curve(demo: Demo, driver: Any) -> None:
     assert_close(clearing_y, float(market["match"]["rate"]), y_tol, "clearing rate line")
 
 
+def screenshot(driver: Any, name: str) -> Path:
+    """The whole page as `tests/e2e/artifacts/<name>` (git-ignored), its path printed."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / name
+    height = driver.execute_script("return document.body.offsetHeight")  # the content, not the window
+    width = driver.execute_script("return window.innerWidth")
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width <= PHONE},
+    )
+    time.sleep(0.3)  # the layout settles (a resize redraws the charts after 150 ms)
+    assert driver.save_screenshot(str(shot))
+    print(f"screenshot: {shot}")
+    return shot
+
+
+def use_width(driver: Any, width: int) -> None:
+    """Lay the page out `width` CSS pixels wide, as a phone (or a desktop) shows it."""
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": width, "height": 2400, "deviceScaleFactor": 1, "mobile": width <= PHONE},
+    )
+    wait_for(f"a {width} px layout", lambda: driver.execute_script("return window.innerWidth") == width)
+    time.sleep(0.5)  # the charts are redrawn 150 ms after the resize
+
+
+# Everything drawn or written must lie inside the page's width and each label inside its chart.
+LAYOUT = """
+const width = document.documentElement.clientWidth; // the window less a scroll bar
+const out = {
+  window: innerWidth, width, scrollWidth: document.documentElement.scrollWidth,
+  header: document.querySelector("header").offsetHeight, outside: [],
+};
+for (const el of document.querySelectorAll("main > section, figure, .chart-box > svg, .card")) {
+  const r = el.getBoundingClientRect();
+  if (r.width && (r.left < -0.5 || r.right > width + 0.5)) out.outside.push(`${el.tagName} ${r.right}`);
+}
+for (const svg of document.querySelectorAll("svg[data-chart]")) {
+  const box = svg.getBoundingClientRect();
+  for (const text of svg.querySelectorAll("text")) {
+    const r = text.getBoundingClientRect();
+    const inside = (a, b) => a >= b - 0.5;
+    const fits = inside(r.left, box.left) && inside(box.right, r.right);
+    if (!fits || !inside(r.top, box.top) || !inside(box.bottom, r.bottom))
+      out.outside.push(`label "${text.textContent}" of ${svg.dataset.chart}`);
+  }
+}
+return out;
+"""
+
+
+def check_layout(driver: Any, width: int) -> None:
+    """Nothing wider than the page, no label cut by its chart, and a header of at most two lines."""
+    layout = driver.execute_script(LAYOUT)
+    assert layout["window"] == width
+    assert layout["scrollWidth"] <= layout["width"], f"it scrolls sideways: {layout['scrollWidth']} px"
+    assert layout["outside"] == []
+    assert layout["header"] <= 80, f"the header is {layout['header']} px high"
+
+
+def check_earnings(demo: Demo, driver: Any, name: str) -> None:
+    """The user's cumulative earnings and realised APY per hour, drawn from the API's hours."""
+
+    def agreeing() -> tuple[dict[str, Chart], dict[str, Any]] | None:
+        charts = read_charts(driver)
+        ccy = driver.execute_script("return window.flexearnDashboard.earning")
+        if not {"earned", "realised"} <= charts.keys() or not ccy:
+            return None
+        user = get_json(demo, f"/dashboard/api/users/{name}")
+        (earnings,) = [e for e in user["earnings"] if e["ccy"] == ccy]
+        drawn = by_hour(charts["earned"], "earned")
+        return (charts, earnings) if max(drawn) == earnings["hours"][-1][0] else None
+
+    charts, earnings = wait_for("the earnings charts and the API on the same hour", agreeing)
+    hours = earnings["hours"]
+    assert len(hours) > 24 * 6  # the week of history the demo built, and the hours since
+    earned, realised = by_hour(charts["earned"], "earned"), by_hour(charts["realised"], "realised")
+    assert list(earned) == list(realised) == [h[0] for h in hours]
+    total = 0.0
+    for ts, held, _, interest in hours:
+        total += float(interest)
+        assert_close(earned[ts], total, charts["earned"].y_per_pixel * 0.05, f"earned by {ts}")
+        apy = float(interest) / float(held) * 24 * 365
+        assert_close(realised[ts], apy, charts["realised"].y_per_pixel * 0.05, f"realised APY at {ts}")
+    assert_close(total, float(earnings["total"]), 1e-9 * max(total, 1), "total earned")
+    ((_, month), _) = charts["realised"].series["realisedApy"]
+    assert_close(month, float(earnings["realisedApy"]), charts["realised"].y_per_pixel * 0.05, "month's APY")
+    assert 0 < float(earnings["realisedApy"]) < 1
+
+
+def check_legend_switches(driver: Any) -> None:
+    """A series' legend entry hides it and fits the scale to the rest; a second click shows it."""
+    button = "#chart-amounts .legend button[data-series=pending]"
+    shown = read_charts(driver)["amounts"]
+    driver.find_element("css selector", button).click()
+    hidden = wait_for(
+        "pending hidden", lambda: "pending" not in (c := read_charts(driver)["amounts"]).series and c
+    )
+    assert {"lent", "demand"} <= hidden.series.keys()
+    assert hidden.y_domain[1] < shown.y_domain[1]  # lent + pending no longer sets the top
+    assert driver.find_element("css selector", button).get_attribute("aria-pressed") == "false"
+    driver.find_element("css selector", button).click()
+    wait_for("pending shown again", lambda: "pending" in read_charts(driver)["amounts"].series)
+
+
+def check_zoom(demo: Demo, driver: Any) -> None:
+    """Dragging across the rate history zooms in on those hours, drawn as published; a
+    double-click shows the whole window again."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    whole = read_charts(driver)["rates"]
+    svg = driver.find_element("css selector", "svg[data-chart=rates]")
+    quarter = svg.size["width"] // 4
+    drag = ActionChains(driver).move_to_element_with_offset(svg, -quarter, 0).click_and_hold()
+    drag.move_by_offset(quarter, 0).move_by_offset(quarter, 0).release().perform()
+    zoomed = wait_for(
+        "the zoom", lambda: (c := read_charts(driver)["rates"]).x_domain != whole.x_domain and c
+    )
+    span, whole_span = (d[1] - d[0] for d in (zoomed.x_domain, whole.x_domain))
+    assert 0.35 * whole_span < span < 0.65 * whole_span  # half the chart's width, dragged
+    hours = by_hour(zoomed, "rate")
+    assert all(zoomed.x_domain[0] <= ts <= zoomed.x_domain[1] for ts in hours)
+    check_rate_history(demo, zoomed)
+    assert driver.find_elements("css selector", "#chart-rates .reset-zoom")
+    chart = driver.find_element("css selector", "svg[data-chart=rates]")
+    ActionChains(driver).double_click(chart).perform()
+    wait_for("the whole window", lambda: not driver.find_elements("css selector", "#chart-rates .reset-zoom"))
+    assert len(by_hour(read_charts(driver)["rates"], "rate")) >= len(by_hour(whole, "rate"))
+
+
+def check_tooltip_survives_redraws(driver: Any, chart: str, redrawn: Callable[[], Any]) -> Any:
+    """A tooltip shown by the pointer resting on `chart` is there again after the chart is redrawn
+    with new data (`redrawn` waits for that), for the hour under the pointer."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    svg = driver.find_element("css selector", f"svg[data-chart={chart}]")
+    width, height = svg.size["width"], svg.size["height"]
+    ActionChains(driver).move_to_element_with_offset(svg, width // 4, 0).perform()
+    tip = f"return document.querySelector('[data-tooltip={chart}]')?.innerText || ''"
+    before = wait_for("the tooltip", lambda: driver.execute_script(tip))
+    driver.execute_script("window.hovered = arguments[0]", svg)
+    result = redrawn()
+    assert not driver.execute_script("return window.hovered.isConnected")  # a new chart was drawn
+    after = wait_for("the tooltip after the redraw", lambda: driver.execute_script(tip))
+    assert after.splitlines()[0].endswith("UTC")
+    assert len(after.splitlines()) == len(before.splitlines())
+    ActionChains(driver).move_by_offset(0, -height).perform()  # off the chart: it goes
+    wait_for("the tooltip to go", lambda: not driver.execute_script(tip))
+    return result
+
+
 def test_the_dashboard_draws_live_data_and_follows_the_clock(tmp_path: Path) -> None:
     with chromium() as driver, running_demo(tmp_path, speed="720") as demo:
         driver.get(f"{demo.base_url}/?poll=500#ccy=USDT&window=30d")
@@ -131,6 +288,8 @@ def test_the_dashboard_draws_live_data_and_follows_the_clock(tmp_path: Path) -> 
         check_rate_history(demo, charts["rates"])
         check_amounts(demo, charts["amounts"])
         check_supply_curve(demo, driver)
+        check_legend_switches(driver)
+        check_zoom(demo, driver)
 
         overview = get_json(demo, "/dashboard/api/overview")
         cards = driver.execute_script(
@@ -139,6 +298,9 @@ def test_the_dashboard_draws_live_data_and_follows_the_clock(tmp_path: Path) -> 
         )
         assert [ccy for ccy, _ in cards] == [m["ccy"] for m in overview["markets"]]
         assert all(points >= 23 for _, points in cards)  # a day of borrow rates per market
+        engine = wait_for("the engine line", lambda: _text(driver, "engine"))
+        assert engine.startswith("settler ")  # the demo's settling thread holds the lease
+        assert "every market settled up to" in engine
         products = get_json(demo, "/dashboard/api/products")
         rows = driver.execute_script(
             "return [...document.querySelectorAll('#products tbody tr')].map(r => r.innerText)"
@@ -172,15 +334,16 @@ def test_the_dashboard_draws_live_data_and_follows_the_clock(tmp_path: Path) -> 
         funding = [[b["ccy"], b["available"], b["frozen"]] for b in user["funding"]]
         assert tables["Funding balances"] == funding
 
-        ARTIFACTS.mkdir(exist_ok=True)
-        shot = ARTIFACTS / "dashboard.png"
-        driver.execute_script("window.scrollTo(0, 0)")
-        assert driver.save_screenshot(str(shot))
+        check_earnings(demo, driver, "lender03")
+        check_layout(driver, 1400)
+
+        shot = screenshot(driver, "dashboard.png")
         if os.environ.get("FLEXEARN_UPDATE_SCREENSHOT") == "1":
             README_SCREENSHOT.parent.mkdir(exist_ok=True)
             shutil.copyfile(shot, README_SCREENSHOT)
+        use_width(driver, 1400)
 
-        # As the clock runs, the rate history grows by the hours that settle.
+        # As the clock runs, the rate history grows by the hours that settle; a tooltip stays.
         before = read_charts(driver)["rates"]
         first_hours = by_hour(before, "rate")
 
@@ -188,13 +351,82 @@ def test_the_dashboard_draws_live_data_and_follows_the_clock(tmp_path: Path) -> 
             after = read_charts(driver)["rates"]
             return after if max(by_hour(after, "rate")) > max(first_hours) else None
 
-        after = wait_for("a new hour on the rate chart", grown)
+        after = check_tooltip_survives_redraws(
+            driver, "rates", lambda: wait_for("a new hour on the rate chart", grown)
+        )
         hours = by_hour(after, "rate")
         assert len(hours) > len(first_hours)
         assert set(first_hours) <= set(hours)
         check_rate_history(demo, after)
+
+        # A phone: one column, nothing wider than the screen, the same numbers drawn.
+        use_width(driver, PHONE)
+        check_layout(driver, PHONE)
+        check_rate_history(demo, read_charts(driver)["rates"])
+        check_earnings(demo, driver, "lender03")
+        screenshot(driver, f"dashboard-{PHONE}.png")
     assert "Traceback" not in demo.output
 
 
 def _text(driver: Any, element_id: str = "user") -> str:
     return str(driver.find_element("id", element_id).text)
+
+
+def fresh_install(url: str) -> None:
+    """An operator's first hours: one currency, its pro-rata market with nobody lending or
+    borrowing yet (three hours settled, all at 0 %), and a product without a per-order maximum."""
+    app = Flexearn(url)
+    try:
+        market_world(app, "USDT", mode="pro_rata")
+        tiers = [{"minStepVal": "0", "maxStepVal": "1000000", "currentApy": "5"}]
+        catalog.create_product(
+            app.uow(), {"coin": "USDT", "periodType": "flexible", "apyType": "single", "apyList": tiers}
+        )
+        advance(app, 3)
+    finally:
+        app.close()
+
+
+def test_a_fresh_install_shows_honest_empty_states(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    fresh_install(url)
+    with chromium() as driver, running_server(url, generate_master_key()) as base:
+        driver.get(f"{base}/?poll=500#ccy=USDT&window=24h")
+        wait_for("the rate chart", lambda: "rates" in read_charts(driver))
+        cards = driver.execute_script(
+            "return [...document.querySelectorAll('.card')].map(c => [c.offsetWidth, c.innerText])"
+        )
+        ((card_width, card_text),) = cards
+        assert card_width < 400  # one market is one card, not the width of the page
+        assert "0.00%" in card_text
+        engine = _text(driver, "engine")  # `serve --no-scheduler`, and no worker
+        assert engine.startswith("no settler holds the lease: nothing settles the hours")
+        assert "every market settled up to Jan 1 03:00 UTC" in engine
+
+        # no offers: said so, not an empty 0–1 axis with a demand line at 0
+        empty = driver.execute_script(
+            "return Object.fromEntries([...document.querySelectorAll('[data-empty-chart]')]"
+            ".map(e => [e.dataset.emptyChart, e.innerText]))"
+        )
+        no_offers = "No offers yet: savings bought in USDT appear here, by the minimum rate each accepts."
+        assert empty == {"supply": no_offers}
+        charts = read_charts(driver)
+        rates = by_hour(charts["rates"], "rate")
+        assert len(rates) == 3
+        assert set(rates.values()) == {0.0}
+        assert charts["rates"].y_domain == (0.0, 0.015)  # 0–1.5 %, not 0–150 %
+        assert "pro-rata market" in _text(driver, "market-explain")
+
+        row = driver.execute_script("return document.querySelector('#products tbody tr').innerText")
+        assert row.split("\t")[5] == "any amount"  # not 0–1000B
+        tiers = read_charts(driver)["tiers-1"]
+        assert tiers.y_domain[1] < 0.1  # 5 %: a scale up to 6 %
+        ((x0, apy0), (x1, _)) = tiers.series["apy"]
+        assert (round(x0), round(x1)) == (0, 1_000_000)
+        assert_close(apy0, 0.05, tiers.y_per_pixel * 0.05, "tier APY")
+        check_layout(driver, 1400)
+        screenshot(driver, "fresh-install.png")
+
+        use_width(driver, PHONE)
+        check_layout(driver, PHONE)
+        screenshot(driver, f"fresh-install-{PHONE}.png")

@@ -177,3 +177,26 @@ def test_a_stopped_demo_starts_again_with_its_world_clock_and_key(tmp_path: Path
         assert "built with seed 7" in fresh.output
         assert fresh.printed("apiKey") == key[0]  # the key file's key, issued in the new world
         assert savings_api(fresh, key).get_saving_balance(ccy="USDT")["data"] == []
+
+
+def metric(text: str, name: str) -> float | None:
+    """A sample's value in Prometheus exposition text, e.g. `flexearn_settler`."""
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    return None
+
+
+def test_the_metrics_say_the_demo_settles(tmp_path: Path) -> None:
+    """The demo settles in its own process and serves /metrics from the server's worker: the
+    settler lease and the settled hours are visible there, as under `flexearn serve`."""
+    with running_demo(tmp_path, "--history", "2", speed="3600") as demo:
+
+        def settled() -> str | None:
+            with urllib.request.urlopen(demo.base_url + "/metrics", timeout=10) as response:
+                text = response.read().decode()
+            hours = metric(text, 'flexearn_settled_periods_total{kind="market_hour"}')
+            return text if hours and metric(text, "flexearn_settler") == 1 else None
+
+        text = wait_for("the settler and a settled hour in /metrics", settled, timeout=30)
+        assert metric(text, 'flexearn_settlement_run_seconds_count{kind="market_hour"}')

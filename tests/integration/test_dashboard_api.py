@@ -7,14 +7,17 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
+from flexearn.adapters import tables as t
 from flexearn.adapters.clock import HOUR_MS
 from flexearn.adapters.secrets import generate_master_key
 from flexearn.api.app import create_app
 from flexearn.api.dashboard import PER_SECOND
 from flexearn.bootstrap import Flexearn
 from flexearn.config import Settings
-from flexearn.domain.money import D
+from flexearn.domain.money import HOURS_PER_YEAR, D
+from flexearn.services import catalog, leader
 from tests.helpers import T0, advance, lender, market_world
 
 TOKEN = "dashboard-test-token-0123456789"
@@ -75,6 +78,17 @@ def test_the_overview_and_the_products(world: Flexearn) -> None:
     assert http.get("/dashboard/static/charts.js").status_code == 200
 
 
+def test_the_overview_says_who_settles_and_how_far(world: Flexearn) -> None:
+    http = client(world, TOKEN)
+    engine = http.get("/dashboard/api/overview").json()["engine"]
+    assert (engine["settler"], engine["lastSettledHour"]) == (None, T0 + 2 * HOUR_MS)
+    assert (engine["ledgerCheckedAt"], engine["settlingSince"]) == (None, None)
+    assert leader.try_acquire(world.engine, leader.SETTLER, "box:4242:cafe", 10_000)
+    assert http.get("/dashboard/api/overview").json()["engine"]["settler"] == "box:4242:cafe"
+    leader.release(world.engine, leader.SETTLER, "box:4242:cafe")
+    assert http.get("/dashboard/api/overview").json()["engine"]["settler"] is None
+
+
 def test_a_users_data_needs_the_admin_token_when_one_is_configured(world: Flexearn) -> None:
     http = client(world, TOKEN)
     assert http.get("/dashboard/api/users/A").status_code == 401
@@ -87,6 +101,54 @@ def test_a_users_data_needs_the_admin_token_when_one_is_configured(world: Flexea
     assert [r["earnings"] for r in user["lending"]] == ["0.0004851598173515"]
     auth = {"Authorization": f"Bearer {TOKEN}"}
     assert http.get(f"/dashboard/api/users/{user['user']['id']}", headers=auth).json()["user"]["name"] == "A"
+
+
+def test_a_users_earnings_are_its_lending_history_by_hour_with_the_realised_apy(world: Flexearn) -> None:
+    advance(world, 3)  # A lends 100 (and its interest) at the clearing 5%, less the 15% fee
+    http = client(world, demo=True)
+    user = http.get("/dashboard/api/users/A").json()
+    (usdt,) = user["earnings"]
+    history = sorted(user["lending"], key=lambda r: r["ts"])
+    assert len(history) == 4
+    lent = {ts: (held, amt, earned) for ts, held, amt, earned in usdt["hours"] if amt != "0"}
+    assert lent == {r["ts"]: (r["amt"], r["amt"], r["earnings"]) for r in history}  # all of it lent
+    ((last, held, _, earned),) = usdt["hours"][-1:]
+    assert last == history[-1]["ts"]
+    (position,) = user["positions"]
+    assert D(held) + D(earned) == D(position["amt"])  # its interest compounds at the next hour
+    earned_total = sum(D(r["earnings"]) for r in history)
+    assert D(usdt["total"]) == earned_total
+    held_hours = sum(D(h[1]) for h in usdt["hours"])
+    apy = D(usdt["realisedApy"])
+    assert apy == (earned_total * HOURS_PER_YEAR / held_hours).quantize(D("1E-8"), rounding="ROUND_DOWN")
+    assert D("0.03") < apy <= D("0.0425")  # the lender rate, less the hour it waited unlent
+
+
+def test_money_that_never_lends_earns_a_realised_apy_of_zero(world: Flexearn) -> None:
+    advance(world, 3)
+    (usdt,) = client(world, demo=True).get("/dashboard/api/users/C").json()["earnings"]  # 10%: above
+    assert {(held, lent, earned) for _, held, lent, earned in usdt["hours"]} == {("100", "0", "0")}
+    assert (usdt["total"], usdt["realisedApy"]) == ("0", "0")
+
+
+def test_hours_whose_history_was_pruned_are_left_out_not_counted_as_earning_nothing(world: Flexearn) -> None:
+    advance(world, 3)
+    before = client(world, demo=True).get("/dashboard/api/users/A").json()["earnings"][0]["hours"]
+    first = min(ts for ts, _, lent, _ in before if lent != "0")
+    with world.uow() as uow:  # what retention does to the oldest hours (behind a checkpoint)
+        uow.conn.execute(sa.delete(t.lending_history).where(t.lending_history.c.ts <= first))
+        uow.commit()
+    (usdt,) = client(world, demo=True).get("/dashboard/api/users/A").json()["earnings"]
+    assert usdt["hours"] == [h for h in before if h[0] > first]
+
+
+def test_a_product_without_an_order_maximum_shows_none_not_the_internal_bound(world: Flexearn) -> None:
+    tiers = [{"minStepVal": "0", "maxStepVal": "1000", "currentApy": "5"}]
+    spec = {"coin": "USDT", "periodType": "flexible", "apyType": "single", "apyList": tiers}
+    catalog.create_product(world.uow(), spec)
+    (product,) = client(world, TOKEN).get("/dashboard/api/products").json()
+    assert (product["singleMin"], product["singleMax"]) == ("0", None)
+    assert product["tiers"] == [{"min": "0", "max": "1000", "apy": "5"}]
 
 
 def test_a_demo_without_a_token_shows_users_to_anyone(world: Flexearn) -> None:

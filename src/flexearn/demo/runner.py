@@ -25,6 +25,7 @@ from flexearn.config import Settings
 from flexearn.demo import keyfile, restart
 from flexearn.demo.banner import banner, hour_line
 from flexearn.demo.world import COINS
+from flexearn.observability.metrics import prepare_multiprocess, remove_multiprocess_dir
 from flexearn.services import clock as clock_service
 from flexearn.services import scheduler
 from flexearn.services.settlement import SettledHour
@@ -65,6 +66,9 @@ def run(
         FLEXEARN_DATABASE_URL=database_url, FLEXEARN_MASTER_KEY=master_keys, FLEXEARN_DEMO="1"
     )
     os.environ.setdefault("FLEXEARN_LOG_LEVEL", "WARNING")  # the terminal is for the banner and hours
+    # The settler thread records its metrics (flexearn_settler, the settled periods) here and the
+    # server's worker process answers /metrics: they share samples as `flexearn serve`'s do.
+    metrics_dir = prepare_multiprocess()
     app = Flexearn(database_url)
     world = None
     try:
@@ -110,6 +114,7 @@ def run(
         if world is not None:  # the world waits, clock stopped, for the next start to resume it
             clock_service.pause(app.uow())
         app.close()
+        remove_multiprocess_dir(metrics_dir)
 
 
 class PortInUse(RuntimeError):

@@ -1,4 +1,5 @@
-"""Read models for operators (the dashboard): a market's supply curve and its settled hours."""
+"""Read models for operators (the dashboard): a market's supply curve and its settled hours, and
+what a user's savings earned hour by hour."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import sqlalchemy as sa
 
 from flexearn.adapters import repository as repo
 from flexearn.adapters import tables as t
-from flexearn.domain.money import ZERO
+from flexearn.adapters.clock import HOUR_MS
+from flexearn.domain.money import HOURS_PER_YEAR, ZERO, exact_add, mul_div_down
 from flexearn.services import accounts
 from flexearn.services.figures import FigureCache, Figures
 from flexearn.services.markets import settings_from_row
@@ -84,6 +86,83 @@ def _hours(conn: sa.Connection, ccy: str, since: int, until: int | None = None) 
         query = query.where(m.c.hour <= until)
     rows = conn.execute(query.order_by(m.c.hour)).all()
     return [MarketHour(*row) for row in rows]
+
+
+@dataclass(frozen=True)
+class EarnedHour:
+    """One hour of a user's savings in one currency: what they held, lent and earned."""
+
+    hour: int
+    held: Decimal
+    lent: Decimal
+    earned: Decimal
+
+
+@dataclass(frozen=True)
+class Earnings:
+    """A user's market interest in one currency over the retained lending history."""
+
+    ccy: str
+    hours: list[EarnedHour]  # oldest first: every settled hour something was held
+    total: Decimal
+    realised_apy: Decimal  # interest ÷ amount held, per hour, annualised (RATE_PLACES, cut down)
+
+
+RATE_PLACES = 8
+
+
+def user_earnings(uow: UnitOfWork, user_id: int, since: int) -> list[Earnings]:
+    """Per savings position, each settled hour from `since` on: the amount held, lent and earned.
+
+    The amount held is not stored per hour: it is today's, less what came in after the hour (the
+    position's purchases and redemptions in the ledger, the interest of that hour and later ones
+    from the lending history, which compounds at the next settlement). Bounded by the lending
+    history's retention (at most a month of hours) and the user's own movements in that time.
+    """
+    h, p, leg, entry = t.lending_history, t.position, t.journal_leg, t.journal_entry
+    with uow:
+        conn = uow.conn
+        positions = conn.execute(sa.select(p.c.id, p.c.ccy, p.c.amt).where(p.c.user_id == user_id)).all()
+        ids = [row.id for row in positions]
+        records = conn.execute(
+            sa.select(h.c.position_id, h.c.ts, h.c.amt, h.c.earnings).where(
+                h.c.user_id == user_id, h.c.ts >= since
+            )
+        ).all()
+        moves = conn.execute(
+            sa.select(leg.c.position_id, entry.c.ts, leg.c.amount)
+            .join(entry, entry.c.id == leg.c.entry_id)
+            .where(leg.c.position_id.in_(ids), entry.c.ts > since)
+        ).all()
+        last = {row.ccy: repo.last_settled_hour(conn, row.ccy) for row in positions}
+        # history pruned by retention (FLEXEARN_LENDING_HISTORY_DAYS) is unknown, not interest-free
+        oldest = conn.execute(sa.select(sa.func.min(h.c.ts))).scalar()
+    since = max(since, int(oldest)) if oldest is not None else since
+    out = []
+    for pid, ccy, amt in sorted(positions, key=lambda row: row.ccy):
+        settled = last[ccy]
+        if settled is None:
+            continue
+        lent = {r.ts: (r.amt, r.earnings) for r in records if r.position_id == pid}
+        came_in = sorted(((int(m.ts), m.amount) for m in moves if m.position_id == pid), reverse=True)
+        hours, held, i = [], amt, 0
+        # the last hour whose interest is known: the one the last settlement closed
+        for hour in range(settled - HOUR_MS, since - 1, -HOUR_MS):
+            while i < len(came_in) and came_in[i][0] > hour:
+                held = exact_add(held, -came_in[i][1])
+                i += 1
+            loan, earned = lent.get(hour, (ZERO, ZERO))
+            held = exact_add(held, -earned)  # compounded at the next settlement, after this hour
+            if held > 0 or loan > 0:
+                hours.append(EarnedHour(hour, held, loan, earned))
+        if not hours:
+            continue
+        hours.reverse()
+        total = sum((e.earned for e in hours), ZERO)
+        held_hours = sum((e.held for e in hours), ZERO)
+        apy = mul_div_down(total, Decimal(HOURS_PER_YEAR), held_hours, RATE_PLACES) if held_hours else ZERO
+        out.append(Earnings(ccy, hours, total, apy))
+    return out
 
 
 def find_user(uow: UnitOfWork, ref: str) -> accounts.User:

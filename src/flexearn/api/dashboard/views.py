@@ -13,6 +13,7 @@ from flexearn.services import (
     accounts,
     catalog,
     catalog_views,
+    leader,
     market_data,
     markets,
     operator_views,
@@ -23,10 +24,17 @@ from flexearn.services import clock as clock_service
 
 WINDOWS = {"24h": 24, "7d": 7 * 24, "30d": 30 * 24}
 RECENT = 50  # rows of a user's histories shown
+EARNINGS_HOURS = 30 * 24  # a user's earnings over the lending history's month
+# A product created without a per-order maximum has this one (catalog.DEFAULTS): shown as none.
+NO_LIMIT = catalog.DEFAULTS["single_max"]
 
 
 def _text(value: Decimal | None) -> str | None:
     return None if value is None else plain(value)
+
+
+def _limit(value: Decimal) -> str | None:
+    return None if value >= NO_LIMIT else plain(value)
 
 
 def _hour(h: operator_views.MarketHour) -> dict[str, Any]:
@@ -51,7 +59,8 @@ def overview(app: Flexearn) -> dict[str, Any]:
     """The clock, and per market its rates now, what is lent and pending, and a day of borrow rates."""
     view = clock_service.show(app.read_uow())
     summaries = {s.ccy: s for s in market_data.rate_summary(app.read_uow(), None, app.figures)}
-    now = {s.ccy: s for s in stats.snapshot(app.read_uow(), app.figures).currencies}
+    snapshot = stats.snapshot(app.read_uow(), app.figures)
+    now = {s.ccy: s for s in snapshot.currencies}
     since = floor_hour(view.now) - 23 * HOUR_MS
     cards = []
     for market in markets.list_markets(app.read_uow()):
@@ -74,7 +83,19 @@ def overview(app: Flexearn) -> dict[str, Any]:
             }
         )
     clock = {"mode": view.mode, "now": view.now, "speed": plain(view.speed)}
-    return {"clock": clock, "markets": cards}
+    return {"clock": clock, "markets": cards, "engine": _engine(app, snapshot)}
+
+
+def _engine(app: Flexearn, snapshot: stats.Snapshot) -> dict[str, Any]:
+    """What the engine is doing: who settles, how far settlement has come, when the ledger last
+    checked green (real time), and since when a period is open (settled in ranges)."""
+    hours = [c.last_hour for c in snapshot.currencies if c.last_hour is not None]
+    return {
+        "settler": leader.current_holder(app.engine, leader.SETTLER),
+        "lastSettledHour": min(hours) if hours else None,  # every market has settled up to here
+        "ledgerCheckedAt": snapshot.last_green_check,
+        "settlingSince": snapshot.open_since,
+    }
 
 
 def market(app: Flexearn, ccy: str, window: str) -> dict[str, Any]:
@@ -117,11 +138,12 @@ def products(app: Flexearn) -> list[dict[str, Any]]:
                 "periodDays": p.period_days,
                 "apyType": p.apy_type.value,
                 "tiers": [
-                    {"min": plain(x.min_step), "max": plain(x.max_step), "apy": plain(x.apy)} for x in p.tiers
+                    {"min": plain(x.min_step), "max": _limit(x.max_step), "apy": plain(x.apy)}
+                    for x in p.tiers
                 ],
                 "level": p.level.value,
                 "singleMin": plain(p.single_min),
-                "singleMax": plain(p.single_max),
+                "singleMax": _limit(p.single_max),
                 "quota": _text(p.quota),
                 "quotaUsed": _text(used),
                 "redeemDelayDays": p.redeem_delay_days,
@@ -139,6 +161,7 @@ def user(app: Flexearn, ref: str) -> dict[str, Any]:
     holdings = [a for kind in kinds for a in catalog_views.assets(app.read_uow(), uid, kind)]
     orders = [r for kind in kinds for r in catalog_views.records(app.read_uow(), uid, kind)[0]]
     lending = market_data.lending_history(app.read_uow(), uid, None, market_data.Page(limit=RECENT))
+    earnings = operator_views.user_earnings(app.read_uow(), uid, _since(app, EARNINGS_HOURS))
     return {
         "user": {"id": uid, "name": info.name, "level": info.level},
         "funding": [
@@ -182,6 +205,15 @@ def user(app: Flexearn, ref: str) -> dict[str, Any]:
                 "ts": r.ts,
             }
             for r in lending
+        ],
+        "earnings": [
+            {
+                "ccy": e.ccy,
+                "total": plain(e.total),
+                "realisedApy": plain(e.realised_apy),
+                "hours": [[h.hour, plain(h.held), plain(h.lent), plain(h.earned)] for h in e.hours],
+            }
+            for e in earnings
         ],
         "orders": [
             {

@@ -1,4 +1,5 @@
-// SVG charts for the flexearn dashboard: line, step and stacked-area series on linear axes.
+// SVG charts for the flexearn dashboard: line, step and stacked-area series on linear axes, with a
+// tooltip that survives the page's redraws, and a message instead of empty axes when there is no data.
 //
 // Every drawn series is a <path data-series="id"> of absolute "M x y L x y …" vertices, and the
 // <svg> carries its scales (data-x-domain, data-x-range, data-y-domain, data-y-range), so a test
@@ -33,9 +34,9 @@ const FlexCharts = (() => {
     return ticks;
   }
 
-  function timeTicks(min, max) {
+  function timeTicks(min, max, count) {
     const steps = [HOUR, 2 * HOUR, 3 * HOUR, 6 * HOUR, 12 * HOUR, DAY, 2 * DAY, 7 * DAY];
-    const step = steps.find((s) => (max - min) / s <= 7) || 7 * DAY;
+    const step = steps.find((s) => (max - min) / s <= count) || 7 * DAY;
     const ticks = [];
     for (let v = Math.ceil(min / step) * step; v <= max; v += step) ticks.push(v);
     return ticks;
@@ -81,18 +82,43 @@ const FlexCharts = (() => {
     return finite.length ? [Math.min(...finite), Math.max(...finite)] : fallback;
   }
 
+  // What each container last drew (so a poll bringing the same data redraws nothing), and where
+  // the pointer rests on each chart (so a redraw with new data shows the tooltip again there).
+  const drawn = new WeakMap();
+  const pointers = new Map();
+  const hidden = new Set(); // "chart/series" the viewer switched off in a legend
+  const zooms = new Map(); // chart id → { range: [from, to], key } dragged out on a time chart
+
   function render(container, spec) {
-    const width = Math.max(container.clientWidth, 320);
+    const width = Math.max(container.clientWidth, 240);
+    const off = spec.series.filter((s) => hidden.has(`${spec.id}/${s.id}`)).map((s) => s.id);
+    const zoomed = zooms.get(spec.id);
+    if (zoomed && zoomed.key !== spec.x.zoomKey) zooms.delete(spec.id); // another window or currency
+    const zoom = zooms.has(spec.id) ? zoomed.range : null;
+    const key = `${width} ${off} ${zoom} ${JSON.stringify(spec)}`;
+    if (drawn.get(container) === key) return;
+    drawn.set(container, key);
+    const marked = (spec.vlines || []).length + (spec.hlines || []).length;
+    if (!marked && !spec.series.some((s) => s.points.length)) {
+      const empty = document.createElement("div");
+      empty.className = "empty";
+      empty.dataset.emptyChart = spec.id;
+      empty.textContent = spec.empty || "No data yet.";
+      container.replaceChildren(empty);
+      return;
+    }
     const height = spec.height || 260;
-    const series = stackSeries(spec.series);
+    const inZoom = (s) => (zoom ? { ...s, points: s.points.filter(([x]) => x >= zoom[0] && x <= zoom[1]) } : s);
+    const series = stackSeries(spec.series.filter((s) => !off.includes(s.id)).map(inZoom)); // the scale fits what is shown
     const xs = series.flatMap((s) => s.points.map((p) => p[0])).concat((spec.vlines || []).map((l) => l.x));
     const ys = series.flatMap((s) => s.points.map((p) => p[1])).concat((spec.hlines || []).map((l) => l.y));
-    let [x0, x1] = spec.x.min !== undefined ? [spec.x.min, spec.x.max] : extent(xs, [0, 1]);
+    let [x0, x1] = zoom || (spec.x.min !== undefined ? [spec.x.min, spec.x.max] : extent(xs, [0, 1]));
     if (x1 <= x0) x1 = x0 + (spec.x.kind === "time" ? HOUR : 1);
-    const yTop = extent(ys, [0, 1])[1];
+    // all zero (a market nobody borrows from yet): a scale near zero, not 0–150 %
+    const yTop = extent(ys, [0, 0])[1] || (spec.y.format === "pct" ? 0.01 : 1);
     const y0 = 0;
-    const yStep = niceStep((yTop || 1) * 1.05, 5);
-    const y1 = Math.ceil(((yTop || 1) * 1.05) / yStep) * yStep; // the top tick above every value
+    const yStep = niceStep(yTop * 1.05, 5);
+    const y1 = Math.ceil((yTop * 1.05) / yStep) * yStep; // the top tick above every value
     const box = { left: MARGIN.left, right: width - MARGIN.right, top: MARGIN.top, bottom: height - MARGIN.bottom };
     const sx = (x) => box.left + ((x - x0) / (x1 - x0)) * (box.right - box.left);
     const sy = (y) => box.bottom - ((y - y0) / (y1 - y0)) * (box.bottom - box.top);
@@ -109,7 +135,7 @@ const FlexCharts = (() => {
       el("text", { x: box.left - 6, y: sy(t) + 4, "text-anchor": "end" }, axis).textContent = fmtY(t);
     }
     const isTime = spec.x.kind === "time";
-    const xTicks = isTime ? timeTicks(x0, x1) : linearTicks(x0, x1, Math.floor(width / 110));
+    const xTicks = isTime ? timeTicks(x0, x1, Math.min(7, Math.floor(width / 75))) : linearTicks(x0, x1, Math.floor(width / 110));
     const daily = isTime && xTicks.length > 1 && xTicks[1] - xTicks[0] >= DAY;
     for (const t of xTicks) {
       el("line", { x1: sx(t), x2: sx(t), y1: box.bottom, y2: box.bottom + 4, class: "tick" }, axis);
@@ -133,10 +159,14 @@ const FlexCharts = (() => {
         "data-count": s.points.length,
       }, svg);
     }
-    for (const l of spec.vlines || []) marker(svg, l, `M ${sx(l.x).toFixed(2)} ${box.bottom} L ${sx(l.x).toFixed(2)} ${box.top}`, sx(l.x) + 4, box.top + 12);
+    for (const l of spec.vlines || []) {
+      const x = sx(l.x), right = x > (box.left + box.right) / 2; // the label on the side with room
+      marker(svg, l, `M ${x.toFixed(2)} ${box.bottom} L ${x.toFixed(2)} ${box.top}`, right ? x - 4 : x + 4, box.top + 12, right ? "end" : "start");
+    }
     for (const l of spec.hlines || []) marker(svg, l, `M ${box.left} ${sy(l.y).toFixed(2)} L ${box.right} ${sy(l.y).toFixed(2)}`, box.right - 4, sy(l.y) - 5, "end");
     hover(svg, container, series, box, sx, isTime, fmtY, spec);
-    container.replaceChildren(svg, legend(spec));
+    if (isTime) zoomer(svg, container, spec, box, (px) => x0 + ((px - box.left) / (box.right - box.left)) * (x1 - x0));
+    container.replaceChildren(svg, legend(container, spec, off, zoom));
   }
 
   function marker(svg, l, d, tx, ty, anchor) {
@@ -145,29 +175,82 @@ const FlexCharts = (() => {
     text.textContent = l.label;
   }
 
-  function legend(spec) {
+  // A series' legend entry is a switch: off, the series is not drawn and the scale fits the rest.
+  function legend(container, spec, off, zoom) {
     const box = document.createElement("div");
     box.className = "legend";
     for (const s of [...spec.series, ...(spec.vlines || []), ...(spec.hlines || [])]) {
-      const item = document.createElement("span");
+      const isSeries = spec.series.includes(s) && spec.series.length > 1;
+      const item = document.createElement(isSeries ? "button" : "span");
       item.innerHTML = `<i style="background:${s.color}"></i>`;
       item.append(s.legend || s.label);
+      if (isSeries) {
+        item.type = "button";
+        item.dataset.series = s.id;
+        item.setAttribute("aria-pressed", String(!off.includes(s.id)));
+        item.title = off.includes(s.id) ? "show" : "hide";
+        item.addEventListener("click", () => {
+          const k = `${spec.id}/${s.id}`;
+          if (!hidden.delete(k)) hidden.add(k);
+          render(container, spec);
+        });
+      }
       box.appendChild(item);
+    }
+    if (zoom) {
+      const reset = document.createElement("button");
+      reset.type = "button";
+      reset.className = "reset-zoom";
+      reset.textContent = "show all (or double-click)";
+      reset.addEventListener("click", () => { zooms.delete(spec.id); render(container, spec); });
+      box.appendChild(reset);
     }
     return box;
   }
 
-  // A crosshair with the nearest point's values.
+  // Drag across a time chart (with a mouse) to zoom in on those hours; double-click to zoom out.
+  // The zoom stays across redraws until the chart's zoomKey (its window, its currency) changes.
+  function zoomer(svg, container, spec, box, xAt) {
+    let start = null;
+    const band = el("rect", { y: box.top, height: box.bottom - box.top, class: "selection", visibility: "hidden" }, svg);
+    const at = (event) => Math.min(box.right, Math.max(box.left, event.clientX - svg.getBoundingClientRect().left));
+    svg.addEventListener("pointerdown", (event) => {
+      if (event.pointerType !== "mouse" || event.button !== 0) return;
+      start = at(event);
+      svg.setPointerCapture(event.pointerId);
+    });
+    svg.addEventListener("pointermove", (event) => {
+      if (start === null) return;
+      const px = at(event);
+      band.setAttribute("x", Math.min(start, px));
+      band.setAttribute("width", Math.abs(px - start));
+      band.setAttribute("visibility", "visible");
+    });
+    svg.addEventListener("pointerup", (event) => {
+      if (start === null) return;
+      const [a, b] = [start, at(event)].sort((p, q) => p - q);
+      start = null;
+      band.setAttribute("visibility", "hidden");
+      if (b - a < 8) return; // a click, not a drag
+      zooms.set(spec.id, { range: [xAt(a), xAt(b)], key: spec.x.zoomKey });
+      render(container, spec);
+    });
+    svg.addEventListener("dblclick", () => {
+      if (zooms.delete(spec.id)) render(container, spec);
+    });
+  }
+
+  // A crosshair with the nearest point's values; it follows the pointer (mouse, pen or touch) and
+  // comes back after a redraw while the pointer is still on the chart.
   function hover(svg, container, series, box, sx, isTime, fmtY, spec) {
     const ref = series.find((s) => s.points.length);
     if (!ref) return;
     const cursor = el("line", { y1: box.top, y2: box.bottom, class: "cursor", visibility: "hidden" }, svg);
     const tip = document.createElement("div");
     tip.className = "tooltip";
+    tip.dataset.tooltip = spec.id;
     container.style.position = "relative";
-    svg.addEventListener("mousemove", (event) => {
-      const rect = svg.getBoundingClientRect();
-      const px = event.clientX - rect.left;
+    const show = (px) => {
       let best = 0;
       ref.points.forEach((p, i) => { if (Math.abs(sx(p[0]) - px) < Math.abs(sx(ref.points[best][0]) - px)) best = i; });
       const x = ref.points[best][0];
@@ -180,11 +263,22 @@ const FlexCharts = (() => {
         return `<div><i style="background:${s.color}"></i>${s.label}: <b>${fmtY(value)}</b></div>`;
       });
       tip.innerHTML = `<div class="tip-head">${head}</div>${rows.join("")}`;
-      tip.style.left = `${Math.min(sx(x) + 12, box.right - 170)}px`;
-      tip.style.top = `${box.top + 4}px`;
       if (!tip.isConnected) container.appendChild(tip);
+      const room = sx(x) + 12 + tip.offsetWidth <= box.right; // else on the cursor's left
+      tip.style.left = `${Math.max(0, room ? sx(x) + 12 : sx(x) - 12 - tip.offsetWidth)}px`;
+      tip.style.top = `${box.top + 4}px`;
+    };
+    svg.addEventListener("pointermove", (event) => {
+      const px = event.clientX - svg.getBoundingClientRect().left;
+      pointers.set(spec.id, px);
+      show(px);
     });
-    svg.addEventListener("mouseleave", () => { cursor.setAttribute("visibility", "hidden"); tip.remove(); });
+    svg.addEventListener("pointerleave", () => {
+      pointers.delete(spec.id);
+      cursor.setAttribute("visibility", "hidden");
+      tip.remove();
+    });
+    if (pointers.has(spec.id)) queueMicrotask(() => svg.isConnected && show(pointers.get(spec.id)));
   }
 
   // A tiny line without axes, for the market cards.
@@ -202,5 +296,8 @@ const FlexCharts = (() => {
     container.replaceChildren(svg);
   }
 
-  return { render, spark, formatPct, formatAmount, formatTime };
+  // Levels [from, to, y] as a staircase: (from1, y1) → (to1, y1), (from2, y2) → (to2, y2) …
+  const staircase = (levels) => levels.flatMap(([from, to, y]) => [[from, y], [to, y]]);
+
+  return { render, spark, staircase, formatPct, formatAmount, formatTime };
 })();
