@@ -313,7 +313,6 @@ def server_env(url: str, master_key: str) -> dict[str, str]:
         "FLEXEARN_ADMIN_TOKEN": "bench-admin-token-0123456789",
         "FLEXEARN_TRUSTED_PROXIES": "127.0.0.1/32",
         "FLEXEARN_RATE_LIMIT_SCALE": "1000000",
-        "FLEXEARN_LOG_LEVEL": "WARNING",
     }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import time
@@ -39,8 +40,12 @@ def endpoint_of(scope: Scope) -> str:
     template = getattr(route, "path", None)
     if not isinstance(template, str):
         return "unmatched"
-    mounted = str(scope.get("root_path", ""))  # a mounted sub-application's prefix
-    full = template if template.startswith(mounted) else mounted + template
+    return _endpoint(template, str(scope.get("root_path", "")))
+
+
+@functools.lru_cache(maxsize=1024)  # one entry per route (and mount): a bounded set
+def _endpoint(template: str, mounted: str) -> str:
+    full = template if template.startswith(mounted) else mounted + template  # mounted: its prefix
     return _CONVERTOR.sub("}", full)  # `{user_id:int}` → `{user_id}`, as in the OpenAPI document
 
 
@@ -52,8 +57,9 @@ class ObservabilityMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        info = context.RequestInfo(context.accept_request_id(headers.get("x-request-id")))
+        given = next((v for k, v in scope["headers"] if k == b"x-request-id"), None)  # names: lower case
+        request_id = context.accept_request_id(None if given is None else given.decode("latin-1"))
+        info = context.RequestInfo(request_id)
         status = 500
         started = time.perf_counter()
 
@@ -80,6 +86,8 @@ class ObservabilityMiddleware:
         facade, endpoint = facade_of(path), endpoint_of(scope)
         method = str(scope.get("method", ""))
         observe_request(facade, endpoint, method, status, info.code, seconds)
+        if not log.isEnabledFor(logging.INFO):
+            return
         fields: dict[str, Any] = {
             "method": method,
             "path": path,
