@@ -71,8 +71,9 @@ def purchase(
         check_amount(amount, repo.currency_precision(uow.conn, ccy))
         gate.lock_market(uow.conn, ccy)
         row = _open_position(uow, user_id, ccy)
+        now = uow.now()
         if rate is not None:
-            repo.record_rate(uow.conn, row.id, rate, uow.now())
+            repo.record_rate(uow.conn, row.id, rate, now)
         savings = AccountRef.system(AccountKind.SAVINGS, ccy)
         entry = transfer(
             "purchase",
@@ -83,11 +84,8 @@ def purchase(
             ref=f"position:{row.id}",
             position_id=row.id,
         )
-        repo.post(uow.conn, entry, uow.now())
-        uow.conn.execute(
-            sa.update(t.position).where(t.position.c.id == row.id).values(amt=exact_add(row.amt, amount))
-        )
-        result = _read(uow, user_id, ccy)
+        repo.post(uow.conn, entry, now)
+        result = _update(uow, row.id, amt=exact_add(row.amt, amount))
         uow.commit()
     return result
 
@@ -117,12 +115,7 @@ def redeem(uow: UnitOfWork, user_id: int, ccy: str, amount: Decimal) -> Position
             position_id=row.id,
         )
         repo.post(uow.conn, entry, uow.now())
-        uow.conn.execute(
-            sa.update(t.position)
-            .where(t.position.c.id == row.id)
-            .values(amt=exact_add(row.amt, -amount), loan=exact_add(row.loan, -from_loan))
-        )
-        result = _read(uow, user_id, ccy)
+        result = _update(uow, row.id, amt=exact_add(row.amt, -amount), loan=exact_add(row.loan, -from_loan))
         uow.commit()
     return result
 
@@ -139,6 +132,14 @@ def set_rate(uow: UnitOfWork, user_id: int, ccy: str, rate: Decimal) -> Position
         result = _read(uow, user_id, ccy)
         uow.commit()
     return result
+
+
+def _update(uow: UnitOfWork, position_id: int, **values: Decimal) -> Position:
+    """Set `values` on the position; the position as it now is (RETURNING: no second read)."""
+    p = t.position
+    update = sa.update(p).where(p.c.id == position_id).values(**values)
+    row = uow.conn.execute(update.returning(p.c.ccy, p.c.amt, p.c.loan, p.c.earnings, p.c.rate)).one()
+    return Position(row.ccy, row.amt, row.loan, row.earnings, row.rate)
 
 
 def _read(uow: UnitOfWork, user_id: int, ccy: str) -> Position:
