@@ -9,10 +9,11 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, is_dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -31,10 +32,13 @@ from flexearn.config import Settings
 from flexearn.demo import keyfile as demo_keyfile
 from flexearn.demo import restart as demo_restart
 from flexearn.demo import runner as demo_runner
+from flexearn.domain.catalog import OPERATOR_STATUSES, Level
 from flexearn.domain.demand import SimulatedDemand
 from flexearn.domain.errors import FlexearnError
 from flexearn.domain.ledger import WALLETS, AccountKind
+from flexearn.domain.market import DemandSource, MatchingMode
 from flexearn.domain.money import AMOUNT_RULE, D, parse_amount, plain
+from flexearn.domain.vocabulary import values
 from flexearn.observability.logs import configure_logging
 from flexearn.observability.logs import dict_config as logs_dict_config
 from flexearn.observability.metrics import (
@@ -78,6 +82,11 @@ def _jsonable(value: Any) -> Any:
 
 def iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def choice(members: Iterable[StrEnum]) -> click.Choice[str]:
+    """A choice among a domain vocabulary's values (click would offer an enum's member names)."""
+    return click.Choice(values(members))
 
 
 def emit(ctx: click.Context, value: Any, text: str | None = None) -> None:
@@ -164,7 +173,7 @@ def user() -> None:
 
 @command(user, "create")
 @click.argument("name")
-@click.option("--level", type=click.Choice(accounts.LEVELS), default="beginner")
+@click.option("--level", type=choice(Level), default="beginner")
 def user_create(ctx: click.Context, app: Flexearn, name: str, level: str) -> None:
     user_id = accounts.create_user(app.uow(), name, level)
     emit(ctx, {"id": user_id, "name": name, "level": level}, f"user {name} created with id {user_id}")
@@ -190,7 +199,7 @@ def _user_id(app: Flexearn, name: str) -> int:
 
 ACCOUNT = click.option(
     "--account",
-    type=click.Choice([k.value for k in WALLETS]),
+    type=choice(WALLETS),
     default=AccountKind.FUNDING.value,
     show_default=True,
     help="The user's account: funding (where savings are bought from) or trading.",
@@ -253,11 +262,11 @@ def market() -> None:
 
 @command(market, "set")
 @click.argument("ccy")
-@click.option("--mode", type=click.Choice(["auction", "pro_rata"]))
+@click.option("--mode", type=choice(MatchingMode))
 @click.option("--demand", type=DECIMAL, help="Static borrow demand per hour.")
 @click.option("--borrow-rate", type=DECIMAL, help="Static borrow rate r_b (pro rata), e.g. 0.05.")
 @click.option("--insurance-fee", type=DECIMAL, help="Share of borrower interest kept by the insurance fund.")
-@click.option("--demand-source", type=click.Choice(["static", "simulated", "external"]))
+@click.option("--demand-source", type=choice(DemandSource))
 @click.option("--seed", type=int, help="Seed of the simulated demand.")
 def market_set(
     ctx: click.Context,
@@ -605,7 +614,7 @@ def product_update(ctx: click.Context, app: Flexearn, product_id: int, spec: str
 
 @command(product, "status")
 @click.argument("product_id", type=int)
-@click.argument("status", type=click.Choice(["in_progress", "paused", "off_line"]))
+@click.argument("status", type=choice(OPERATOR_STATUSES))
 def product_status(ctx: click.Context, app: Flexearn, product_id: int, status: str) -> None:
     emit(ctx, catalog.set_status(app.uow(), product_id, status))
 

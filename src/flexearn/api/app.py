@@ -69,9 +69,7 @@ def create_app(settings: Settings, flexearn: Flexearn | None = None, *, demo: bo
         if request.url.path.startswith("/admin/"):  # e.g. a path the admin mount cannot match
             return admin_not_found(request)
         if request.url.path.startswith(("/api/v2/", "/api/v3/")):
-            return JSONResponse(
-                bitget.failure(BitgetError("40404", "Request URL NOT FOUND", 404)), 404
-            )
+            return JSONResponse(bitget.failure(BitgetError("40404", "Request URL NOT FOUND", 404)), 404)
         return JSONResponse(OkxDialect().failure(OkxError("404", "Not Found", 404)), status_code=404)
 
     routes: list[BaseRoute] = [route for facade in facades for route in facade.routes()]

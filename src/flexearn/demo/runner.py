@@ -58,9 +58,7 @@ def run(
     master_keys = ",".join(dict.fromkeys(k for k in (master_key, saved_master) if k))
     # The server's worker process reads its settings from the environment, as `flexearn serve`'s do;
     # FLEXEARN_DEMO lets it start without an admin token (the admin API and user views are open).
-    os.environ.update(
-        FLEXEARN_DATABASE_URL=database_url, FLEXEARN_MASTER_KEY=master_keys, FLEXEARN_DEMO="1"
-    )
+    os.environ.update(FLEXEARN_DATABASE_URL=database_url, FLEXEARN_MASTER_KEY=master_keys, FLEXEARN_DEMO="1")
     os.environ.setdefault("FLEXEARN_LOG_LEVEL", "WARNING")  # the terminal is for the banner and hours
     app = Flexearn(database_url)
     world = None
