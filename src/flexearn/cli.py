@@ -10,7 +10,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, is_dataclass
+from dataclasses import asdict, is_dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -59,8 +59,10 @@ from flexearn.services import (
     savings,
     scheduler,
     settlement,
+    stats,
 )
 from flexearn.services import clock as clock_service
+from flexearn.services.figures import FigureCache
 from flexearn.services.leader import SETTLER, Lease
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -566,7 +568,7 @@ def worker_cmd(
     configure_logging(log_level.upper() if log_level else settings.log_level)
     app = Flexearn(db_url or settings.database_url)
     if metrics_port is not None:  # settlement metrics and flexearn_settler, and the database gauges
-        serve_metrics(app.engine, metrics_host, metrics_port)
+        serve_metrics(stats.reader(app.engine, FigureCache()), metrics_host, metrics_port)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
     logging.getLogger("flexearn.worker").info(
@@ -709,11 +711,8 @@ def serve_cmd(
         settings = Settings.from_env()
     except ValueError as error:
         raise click.ClickException(str(error)) from None
-    url = db_url or settings.database_url
-    os.environ["FLEXEARN_DATABASE_URL"] = url  # the worker processes read their settings from here
-    if log_level:
-        os.environ["FLEXEARN_LOG_LEVEL"] = log_level.upper()
     level = log_level.upper() if log_level else settings.log_level
+    settings = replace(settings, database_url=db_url or settings.database_url, log_level=level)
     try:  # refuse to start without a usable master key, or an admin token outside a demo
         SecretBox(settings.master_key)
         parse_tokens(settings.admin_token, demo=settings.demo)
@@ -723,8 +722,12 @@ def serve_cmd(
     except ValueError as error:
         raise click.ClickException(f"FLEXEARN_TRUSTED_PROXIES: {error}") from None
     configure_logging(level)
-    metrics_dir = prepare_multiprocess()  # workers and the scheduler thread share their samples
-    app = Flexearn(url)  # migrate once, before the workers start
+    shared, metrics_dir = prepare_multiprocess(settings.metrics_dir)  # workers and the settler share samples
+    settings = replace(settings, metrics_dir=shared)
+    # The one hand-over of the settings: granian's workers are fresh interpreters that read them
+    # back (`api.app.factory`), and prometheus_client reads its directory at its import, here too.
+    os.environ.update(settings.to_env())
+    app = Flexearn(settings.database_url)  # migrate once, before the workers start
     stop_settling = threading.Event()
     jobs = maintenance_jobs(settings)  # a bad retention setting stops serve, not its settler thread
     settler = threading.Thread(
@@ -840,7 +843,13 @@ def demo_cmd(
     )
     try:
         demo_runner.run(
-            db_url, Settings.from_env(), options, run_scheduler, click.echo, demo_keyfile.path_for(db_url)
+            db_url,
+            # the terminal is for the banner and the hours, unless FLEXEARN_LOG_LEVEL says otherwise
+            Settings.from_env(defaults={"FLEXEARN_LOG_LEVEL": "WARNING"}),
+            options,
+            run_scheduler,
+            click.echo,
+            demo_keyfile.path_for(db_url),
         )
     except (demo_restart.CannotResume, demo_keyfile.KeyFileError) as error:
         raise click.ClickException(str(error)) from None

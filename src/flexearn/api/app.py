@@ -26,13 +26,13 @@ from flexearn.api.limits import BodyLimits
 from flexearn.api.okx import errors as okx_errors
 from flexearn.api.okx.routes import ENDPOINTS as OKX_ENDPOINTS
 from flexearn.api.okx.wire import OkxDialect
+from flexearn.api.ops import ops_routes
 from flexearn.api.proxy import TrustedProxies, parse_networks
 from flexearn.api.ratelimit import RateLimiter, SharedRateLimiter
 from flexearn.bootstrap import Flexearn
 from flexearn.config import Settings
 from flexearn.observability.logs import configure_logging
 from flexearn.observability.middleware import ObservabilityMiddleware
-from flexearn.observability.routes import ops_routes
 from flexearn.services import keys, replays
 
 

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from flexearn.adapters import clock as clocks
 from flexearn.adapters.secrets import SecretBox
 from flexearn.bootstrap import Flexearn
 from flexearn.domain.catalog import Product
@@ -255,9 +254,7 @@ def set_clock_speed(call: Call) -> clock_service.ClockView:
 
 def move_clock(call: Call) -> None:
     """What `clock_service.advance` does first, in the request's transaction."""
-    with call.uow() as uow:
-        clocks.advance(uow.conn, call.body["hours"] * clocks.HOUR_MS)
-        uow.commit()
+    clock_service.move(call.uow(), call.body["hours"])
 
 
 def settle_and_show_clock(call: Call) -> clock_service.Advanced:
