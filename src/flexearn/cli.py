@@ -175,7 +175,7 @@ def user() -> None:
 
 @command(user, "create")
 @click.argument("name")
-@click.option("--level", type=choice(Level), default="beginner")
+@click.option("--level", type=choice(Level), default=Level.BEGINNER.value)
 def user_create(ctx: click.Context, app: Flexearn, name: str, level: str) -> None:
     user_id = accounts.create_user(app.uow(), name, level)
     emit(ctx, {"id": user_id, "name": name, "level": level}, f"user {name} created with id {user_id}")

@@ -34,7 +34,7 @@ def add_currency(uow: UnitOfWork, ccy: str, precision: int = DEFAULT_PRECISION) 
         uow.commit()
 
 
-def create_user(uow: UnitOfWork, name: str, level: str = "beginner") -> int:
+def create_user(uow: UnitOfWork, name: str, level: str = Level.BEGINNER.value) -> int:
     if level not in LEVELS:
         raise InvalidParameter("level", f"one of {', '.join(LEVELS)}")
     if not name or len(name) > 64:

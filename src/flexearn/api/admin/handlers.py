@@ -15,7 +15,7 @@ from typing import Any
 
 from flexearn.adapters.secrets import SecretBox
 from flexearn.bootstrap import Flexearn
-from flexearn.domain.catalog import Product
+from flexearn.domain.catalog import Level, Product
 from flexearn.domain.demand import SimulatedDemand
 from flexearn.domain.errors import NotFound
 from flexearn.domain.ledger import AccountKind
@@ -92,7 +92,9 @@ class LedgerReport:
 
 
 def create_user(call: Call) -> accounts.User:
-    user_id = accounts.create_user(call.uow(), call.body["name"], call.body.get("level", "beginner"))
+    user_id = accounts.create_user(
+        call.uow(), call.body["name"], call.body.get("level", Level.BEGINNER.value)
+    )
     return accounts.get_user(call.uow(), user_id)
 
 
