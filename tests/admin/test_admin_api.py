@@ -102,27 +102,15 @@ def test_deposits_and_withdrawals_move_funding_balances(admin: Admin) -> None:
     assert moved["amount"] == "1000"
     assert moved["entry_id"] > 0
     ok(c.post(f"/users/{user_id}/withdrawals", json={"ccy": "USDT", "amount": "100.5"}), 201)
-    refused(
-        c.post(f"/users/{user_id}/withdrawals", json={"ccy": "USDT", "amount": "5000"}),
-        409,
-        "insufficient_balance",
-    )
-    refused(
-        c.post(f"/users/{user_id}/deposits", json={"ccy": "USDT", "amount": "0.000000001"}),
-        400,
-        "invalid_parameter",
-        "amount",
-    )  # more decimals than USDT's 8
-    refused(
-        c.post(f"/users/{user_id}/deposits", json={"ccy": "DOGE", "amount": "1"}), 404, "unsupported_currency"
-    )
+    refused(c.post(f"/users/{user_id}/withdrawals", json={"ccy": "USDT", "amount": "5000"}), 409,
+            "insufficient_balance")
+    refused(c.post(f"/users/{user_id}/deposits", json={"ccy": "USDT", "amount": "0.000000001"}), 400,
+            "invalid_parameter", "amount")  # more decimals than USDT's 8
+    refused(c.post(f"/users/{user_id}/deposits", json={"ccy": "DOGE", "amount": "1"}), 404,
+            "unsupported_currency")
     refused(c.post("/users/999999/deposits", json={"ccy": "USDT", "amount": "1"}), 404, "not_found")
-    refused(
-        c.post(f"/users/{user_id}/deposits", json={"ccy": "USDT", "amount": 5}),
-        400,
-        "invalid_parameter",
-        "amount",
-    )  # amounts are decimal strings, never JSON numbers
+    refused(c.post(f"/users/{user_id}/deposits", json={"ccy": "USDT", "amount": 5}), 400,
+            "invalid_parameter", "amount")  # amounts are decimal strings, never JSON numbers
     funding = ok(c.get(f"/users/{user_id}"))["funding"]
     assert funding == [{"ccy": "USDT", "available": "899.5", "frozen": "0"}]  # refusals wrote nothing
 
@@ -135,17 +123,10 @@ def test_deposits_land_in_funding_unless_the_trading_account_is_named(admin: Adm
     to_trading = {"ccy": "USDT", "amount": "250", "account": "trading"}
     assert ok(c.post(f"/users/{user_id}/deposits", json=to_trading), 201)["account"] == "trading"
     ok(c.post(f"/users/{user_id}/withdrawals", json={**to_trading, "amount": "50"}), 201)
-    refused(
-        c.post(f"/users/{user_id}/withdrawals", json={**to_trading, "amount": "201"}),
-        409,
-        "insufficient_balance",
-    )
-    refused(
-        c.post(f"/users/{user_id}/deposits", json={**to_trading, "account": "savings"}),
-        400,
-        "invalid_parameter",
-        "account",
-    )
+    refused(c.post(f"/users/{user_id}/withdrawals", json={**to_trading, "amount": "201"}), 409,
+            "insufficient_balance")
+    refused(c.post(f"/users/{user_id}/deposits", json={**to_trading, "account": "savings"}), 400,
+            "invalid_parameter", "account")
     shown = ok(c.get(f"/users/{user_id}"))
     assert shown["funding"] == [{"ccy": "USDT", "available": "10", "frozen": "0"}]
     assert shown["trading"] == [{"ccy": "USDT", "balance": "200"}]
@@ -168,11 +149,8 @@ def test_api_keys_are_created_once_listed_without_secrets_and_revoked(admin: Adm
     assert "secret_key" not in listed[0]
     assert "passphrase" not in listed[0]
     refused(c.post(f"/users/{user_id}/keys", json={"permissions": ["admin"]}), 400, "invalid_parameter")
-    refused(
-        c.post(f"/users/{user_id}/keys", json={"permissions": ["read"], "ips": ["nope"]}),
-        400,
-        "invalid_parameter",
-    )
+    refused(c.post(f"/users/{user_id}/keys", json={"permissions": ["read"], "ips": ["nope"]}), 400,
+            "invalid_parameter")
     refused(c.post("/users/999999/keys", json={"permissions": ["read"]}), 404, "not_found")
 
     revoked = ok(c.post(f"/keys/{key.api_key}/revoke"))
@@ -190,27 +168,17 @@ def test_markets_are_created_changed_and_listed(admin: Admin) -> None:
     assert market["demand_source"] == "static"
     assert market["demand"] == "150"
     assert market["first_hour"] == T0 + HOUR
-    simulated = ok(
-        c.put(
-            "/markets/USDC",
-            json={
-                "mode": "pro_rata",
-                "demand_source": "simulated",
-                "simulation": {"mean": "500", "base_rate": "0.04", "seed": 3, "volatility": 0.1},
-            },
-        )
-    )
+    simulated = ok(c.put("/markets/USDC", json={
+        "mode": "pro_rata", "demand_source": "simulated",
+        "simulation": {"mean": "500", "base_rate": "0.04", "seed": 3, "volatility": 0.1},
+    }))
     assert simulated["simulation"]["mean"] == "500"
     assert simulated["simulation"]["volatility"] == 0.1
     refused(c.put("/markets/USDT", json={"mode": "lottery"}), 400, "invalid_parameter", "mode")
     refused(c.put("/markets/USDT", json={"insurance_fee": "1.5"}), 400, "invalid_parameter", "insurance_fee")
     refused(c.put("/markets/DOGE", json={"mode": "auction"}), 404, "unsupported_currency", "ccy")
-    refused(
-        c.put("/markets/USDT", json={"simulation": {"mean": "1", "reversion": 7}}),
-        400,
-        "invalid_parameter",
-        "simulation.reversion",
-    )
+    refused(c.put("/markets/USDT", json={"simulation": {"mean": "1", "reversion": 7}}), 400,
+            "invalid_parameter", "simulation.reversion")
     assert [m["ccy"] for m in ok(c.get("/markets"))] == ["USDC", "USDT"]
     assert ok(c.get("/markets"))[1]["mode"] == "auction"  # the refused changes wrote nothing
 
@@ -240,33 +208,20 @@ def test_external_demand_is_posted_per_hour_and_lent(admin: Admin) -> None:
     c = admin.client
     now = ok(c.get("/clock"))["now"]
     next_hour = now - now % HOUR + HOUR
-    refused(
-        c.post("/markets/USDT/demand", json={"hour": next_hour, "demand": "10"}),
-        409,
-        "conflict",
-        "demand_source",
-    )  # USDT's demand is static
+    refused(c.post("/markets/USDT/demand", json={"hour": next_hour, "demand": "10"}), 409, "conflict",
+            "demand_source")  # USDT's demand is static
     ok(c.put("/markets/USDT", json={"demand_source": "external"}))
     post = {"hour": next_hour, "demand": "120", "borrow_rate": "0.07"}
     margin = {"X-Admin-Actor": "margin"}
     ok(c.post("/markets/USDT/demand", json={**post, "demand": "999"}, headers=margin), 201)
     posted = ok(c.post("/markets/USDT/demand", json=post, headers=margin), 201)
     assert posted == {**post, "ccy": "USDT", "posted_at": posted["posted_at"], "posted_by": "margin"}
-    refused(
-        c.post("/markets/USDT/demand", json={"hour": next_hour - HOUR, "demand": "1"}),
-        409,
-        "conflict",
-        "hour",
-    )  # already settled
-    refused(
-        c.post("/markets/USDT/demand", json={"hour": next_hour + 1, "demand": "1"}),
-        400,
-        "invalid_parameter",
-        "hour",
-    )  # not on the hour
-    refused(
-        c.post("/markets/DOGE/demand", json={"hour": next_hour, "demand": "1"}), 404, "unsupported_currency"
-    )
+    refused(c.post("/markets/USDT/demand", json={"hour": next_hour - HOUR, "demand": "1"}), 409,
+            "conflict", "hour")  # already settled
+    refused(c.post("/markets/USDT/demand", json={"hour": next_hour + 1, "demand": "1"}), 400,
+            "invalid_parameter", "hour")  # not on the hour
+    refused(c.post("/markets/DOGE/demand", json={"hour": next_hour, "demand": "1"}), 404,
+            "unsupported_currency")
 
     settled = ok(c.post("/clock/advance", json={"hours": 2}))["settled"]["hours"]
     hours = [h for h in settled if h["ccy"] == "USDT"]
@@ -297,35 +252,21 @@ def test_catalog_products_are_created_updated_paused_and_listed(admin: Admin) ->
     product = ok(c.post("/products", json=PRODUCT), 201)
     assert product["apy_type"] == "ladder"
     assert [t["apy"] for t in product["tiers"]] == ["6", "3"]
-    changed = ok(
-        c.patch(
-            f"/products/{product['id']}",
-            json={
-                "apyList": [{"minStepVal": "0", "maxStepVal": "5000", "currentApy": "4.5"}],
-                "apyType": "single",
-                "quota": "10000",
-            },
-        )
-    )
+    changed = ok(c.patch(f"/products/{product['id']}", json={
+        "apyList": [{"minStepVal": "0", "maxStepVal": "5000", "currentApy": "4.5"}], "apyType": "single",
+        "quota": "10000",
+    }))
     assert [t["apy"] for t in changed["tiers"]] == ["4.5"]
     assert changed["quota"] == "10000"
     paused = ok(c.post(f"/products/{product['id']}/status", json={"status": "paused"}))
     assert paused["operator_status"] == "paused"
     refused(c.patch(f"/products/{product['id']}", json={"coin": "BTC"}), 400, "invalid_parameter", "coin")
-    refused(
-        c.patch(
-            f"/products/{product['id']}",
-            json={"apyList": [{"minStepVal": "5", "maxStepVal": "10", "currentApy": "1"}]},
-        ),
-        400,
-        "invalid_parameter",
-        "apyList",
-    )
+    refused(c.patch(f"/products/{product['id']}", json={"apyList": [
+        {"minStepVal": "5", "maxStepVal": "10", "currentApy": "1"}]}), 400, "invalid_parameter", "apyList")
     refused(c.post("/products/999999/status", json={"status": "paused"}), 404, "not_found")
     refused(c.post("/products", json={**PRODUCT, "coin": "DOGE"}), 404, "unsupported_currency")
-    refused(
-        c.post(f"/products/{product['id']}/status", json={"status": "sold_out"}), 400, "invalid_parameter"
-    )
+    refused(c.post(f"/products/{product['id']}/status", json={"status": "sold_out"}), 400,
+            "invalid_parameter")
     listed = ok(c.get("/products", params={"coin": "USDT"}))
     assert [(v["product"]["id"], v["status"], v["remaining"]) for v in listed] == [
         (product["id"], "paused", "10000")
@@ -352,11 +293,7 @@ def test_the_audit_log_records_every_state_change_with_who_what_and_how(admin: A
     refused(c.post("/users", json={"name": "audited"}), 409, "already_exists")
     newest, refusal = ok(c.get("/audit", params={"limit": 2}))[::-1]
     assert (newest["actor"], newest["token"], newest["method"], newest["path"], newest["status"]) == (
-        "carol@ops",
-        "admin",
-        "POST",
-        "/admin/v1/users",
-        201,
+        "carol@ops", "admin", "POST", "/admin/v1/users", 201
     )
     assert newest["summary"] == '{"name": "audited"}'
     assert newest["error"] == ""

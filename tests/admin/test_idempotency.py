@@ -241,11 +241,8 @@ def test_expired_keys_act_afresh_and_are_pruned(admin: Admin) -> None:
     count = deposits(admin.app, uid)
     day_ago = wall_ms() - idempotency.KEY_TTL_MS - 1
     with admin.app.uow() as uow:  # the key was first used a day ago
-        uow.conn.execute(
-            sa.update(t.idempotency_key)
-            .where(t.idempotency_key.c.key == k["Idempotency-Key"])
-            .values(created_at=day_ago)
-        )
+        uow.conn.execute(sa.update(t.idempotency_key).where(t.idempotency_key.c.key == k["Idempotency-Key"])
+                         .values(created_at=day_ago))
         uow.commit()
     afresh = c.post(f"/users/{uid}/deposits", json=body, headers=k)
     assert afresh.status_code == 201

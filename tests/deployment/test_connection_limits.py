@@ -205,20 +205,15 @@ def tree_sockets(pid: int) -> int:
 
 ENVELOPES = {
     OKX_PURCHASE: lambda p: set(p) == {"code", "msg", "data"} and p["code"] == "51000" and p["data"] == [],
-    BITGET_SUBSCRIBE: lambda p: (
-        set(p) == {"code", "msg", "requestTime", "data"}
-        and p["code"] == "40017"
-        and isinstance(p["requestTime"], int)
-        and p["data"] is None
-    ),
-    ADMIN_USERS: lambda p: (
-        p
-        == {
-            "error": "body_too_large",
-            "message": f"the body is larger than {LIMIT} bytes",
-            "param": "body",
-        }
-    ),
+    BITGET_SUBSCRIBE: lambda p: set(p) == {"code", "msg", "requestTime", "data"}
+    and p["code"] == "40017"
+    and isinstance(p["requestTime"], int)
+    and p["data"] is None,
+    ADMIN_USERS: lambda p: p == {
+        "error": "body_too_large",
+        "message": f"the body is larger than {LIMIT} bytes",
+        "param": "body",
+    },
 }
 # Credentials that are present but wrong: without the limit these would be 401s.
 BOGUS_AUTH = {

@@ -141,10 +141,9 @@ def test_a_stopped_demo_starts_again_with_its_world_clock_and_key(tmp_path: Path
         funding = Funding.FundingAPI(*key, False, "1", domain=first.base_url, debug=False)
         # the demo user's money starts in its trading account: savings are bought from funding
         assert funding.funds_transfer(ccy="USDT", amt="1000", from_="18", to="6")["code"] == "0"
-        assert (
-            savings.savings_purchase_redemption(ccy="USDT", amt="1000", side="purchase", rate="0.01")["code"]
-            == "0"
-        )
+        assert savings.savings_purchase_redemption(ccy="USDT", amt="1000", side="purchase", rate="0.01")[
+            "code"
+        ] == "0"
         earned = wait_for("USDT interest", lambda: savings.get_lending_history(ccy="USDT")["data"])
         rates = savings.get_public_borrow_history(ccy="BTC", limit="100")["data"]
     key_file = tmp_path / "flexearn-demo.key.json"

@@ -1,4 +1,4 @@
-""" "Service unavailable" means nothing was written: a request's late COMMIT is refused, and an
+""""Service unavailable" means nothing was written: a request's late COMMIT is refused, and an
 answer waits for a COMMIT already sent instead of claiming nothing happened.
 """
 

@@ -109,15 +109,8 @@ def snapshot(engine: sa.Engine) -> State:
         return {
             "positions": rows(p.ccy, p.id, p.user_id, p.amt, p.loan, p.earnings, p.rate, p.rate_seq),
             "market hours": rows(*(c for c in hours.c if c.name not in ("created_at", "entry_id"))),
-            "lending history": rows(
-                history.ccy,
-                history.position_id,
-                history.ts,
-                history.user_id,
-                history.amt,
-                history.earnings,
-                history.rate,
-            ),
+            "lending history": rows(history.ccy, history.position_id, history.ts, history.user_id,
+                                    history.amt, history.earnings, history.rate),
             "journal entries": rows(entry.ccy, entry.kind, entry.ref, entry.ts),
             "account legs": sorted((*key, total) for key, total in leg_sums.items()),
             "user balances": [row for row in rows(acc.ccy, acc.key, acc.balance) if row[2] is not None],
@@ -134,9 +127,8 @@ def assert_same_state(actual: State, expected: State) -> None:
         got = actual[name]
         if got == rows:
             continue
-        first = next(
-            (i for i, (a, b) in enumerate(zip(got, rows, strict=False)) if a != b), min(len(got), len(rows))
-        )
+        first = next((i for i, (a, b) in enumerate(zip(got, rows, strict=False)) if a != b),
+                     min(len(got), len(rows)))
         pytest.fail(
             f"{name}: {len(got)} rows, {len(rows)} expected; first difference at row {first}: "
             f"{got[first] if first < len(got) else None} != {rows[first] if first < len(rows) else None}"
@@ -154,15 +146,9 @@ def small_world(app: Flexearn, lenders: int = 12) -> None:
     accounts.add_currency(app.uow(), "USDT", 6)
     markets.set_market(app.uow(), "BTC", mode="auction", demand=D(30))
     mean, base_rate = D(50_000), D("0.06")
-    markets.set_market(
-        app.uow(),
-        "USDT",
-        mode="pro_rata",
-        demand_source="simulated",
-        demand=mean,
-        borrow_rate=base_rate,
-        simulation=SimulatedDemand(mean=mean, base_rate=base_rate, seed=3),
-    )
+    markets.set_market(app.uow(), "USDT", mode="pro_rata", demand_source="simulated", demand=mean,
+                       borrow_rate=base_rate,
+                       simulation=SimulatedDemand(mean=mean, base_rate=base_rate, seed=3))
     rng = random.Random(7)
     for n in range(lenders):
         user_id = accounts.create_user(app.uow(), f"lender{n}")
@@ -191,9 +177,8 @@ REFUSALS: dict[str, type[Exception] | tuple[type[Exception], ...]] = {
 def random_operation(rng: random.Random) -> tuple[str, Decimal]:
     """Mostly purchases and redemptions of up to 300 against 1000; a few deposits and withdrawals."""
     roll = rng.random()
-    kind = (
-        "purchase" if roll < 0.42 else "redeem" if roll < 0.84 else "deposit" if roll < 0.92 else "withdraw"
-    )
+    kind = ("purchase" if roll < 0.42 else "redeem" if roll < 0.84
+            else "deposit" if roll < 0.92 else "withdraw")
     return kind, D(rng.randint(1, (50 if kind == "deposit" else 300) * 100)) / 100
 
 
@@ -261,11 +246,9 @@ def savings_trail(engine: sa.Engine, position_id: int) -> list[Decimal]:
     """
     leg = t.journal_leg.c
     with engine.connect() as conn:
-        amounts = (
-            conn.execute(sa.select(leg.amount).where(leg.position_id == position_id).order_by(leg.entry_id))
-            .scalars()
-            .all()
-        )
+        amounts = conn.execute(
+            sa.select(leg.amount).where(leg.position_id == position_id).order_by(leg.entry_id)
+        ).scalars().all()
     trail, running = [], ZERO
     for amount in amounts:
         running += amount
@@ -472,15 +455,11 @@ def bulk_lenders(conn: sa.Connection, users: int, rng: random.Random, now: int) 
     whose savings leg is tagged with the position, the position and its rate setting.
     """
     places = {"BTC": 8, "USDT": 6}
-    system = {
-        (kind, ccy): repo.account_id(conn, AccountRef.system(kind, ccy))
-        for kind in (AccountKind.EXTERNAL, AccountKind.SAVINGS)
-        for ccy in places
-    }
+    system = {(kind, ccy): repo.account_id(conn, AccountRef.system(kind, ccy))
+              for kind in (AccountKind.EXTERNAL, AccountKind.SAVINGS) for ccy in places}
     tables = (t.user, t.account, t.position, t.rate_setting, t.journal_entry, t.journal_leg)
-    next_id = {
-        table.name: (conn.execute(sa.select(sa.func.max(table.c.id))).scalar() or 0) + 1 for table in tables
-    }
+    next_id = {table.name: (conn.execute(sa.select(sa.func.max(table.c.id))).scalar() or 0) + 1
+               for table in tables}
     rows: dict[str, list[dict[str, Any]]] = {table.name: [] for table in tables}
 
     def new(table: sa.Table, **values: Any) -> int:
@@ -492,14 +471,8 @@ def bulk_lenders(conn: sa.Connection, users: int, rng: random.Random, now: int) 
     def entry(kind: str, ccy: str, ref: str, *legs: tuple[int, Decimal, int | None]) -> None:
         entry_id = new(t.journal_entry, ccy=ccy, kind=kind, ref=ref, ts=now, created_at=now)
         for account_id, amount, position_id in legs:
-            new(
-                t.journal_leg,
-                entry_id=entry_id,
-                account_id=account_id,
-                ccy=ccy,
-                amount=amount,
-                position_id=position_id,
-            )
+            new(t.journal_leg, entry_id=entry_id, account_id=account_id, ccy=ccy, amount=amount,
+                position_id=position_id)
 
     for _ in range(users):
         user_id = new(t.user, name=f"bulk{next_id[t.user.name]}", level="normal", created_at=now)
@@ -508,50 +481,21 @@ def bulk_lenders(conn: sa.Connection, users: int, rng: random.Random, now: int) 
             amt = (D(rng.randint(1, 10**6)) / (1000 if ccy == "BTC" else 1)).quantize(quantum)
             change = (D(rng.randint(1, 1000)) / 100).quantize(quantum)
             rate = D(rng.randint(100, 2000)) / 10_000
-            funding = new(
-                t.account,
-                key=AccountRef.funding(user_id, ccy).key,
-                kind="funding",
-                ccy=ccy,
-                user_id=user_id,
-                balance=change,
-            )
-            position_id = new(
-                t.position,
-                user_id=user_id,
-                ccy=ccy,
-                amt=amt,
-                loan=ZERO,
-                earnings=ZERO,
-                rate=rate,
-                rate_seq=next_id[t.rate_setting.name],
-                rate_set_at=now,
-            )
+            funding = new(t.account, key=AccountRef.funding(user_id, ccy).key, kind="funding", ccy=ccy,
+                          user_id=user_id, balance=change)
+            position_id = new(t.position, user_id=user_id, ccy=ccy, amt=amt, loan=ZERO, earnings=ZERO,
+                              rate=rate, rate_seq=next_id[t.rate_setting.name], rate_set_at=now)
             new(t.rate_setting, position_id=position_id, rate=rate, ts=now)
-            entry(
-                "deposit",
-                ccy,
-                f"user:{user_id}",
-                (system[AccountKind.EXTERNAL, ccy], -(amt + change), None),
-                (funding, amt + change, None),
-            )
-            entry(
-                "purchase",
-                ccy,
-                f"position:{position_id}",
-                (funding, -amt, None),
-                (system[AccountKind.SAVINGS, ccy], amt, position_id),
-            )
+            entry("deposit", ccy, f"user:{user_id}",
+                  (system[AccountKind.EXTERNAL, ccy], -(amt + change), None), (funding, amt + change, None))
+            entry("purchase", ccy, f"position:{position_id}",
+                  (funding, -amt, None), (system[AccountKind.SAVINGS, ccy], amt, position_id))
     for table in tables:
         bulk_insert(conn, table, rows[table.name])
     if conn.dialect.name == "postgresql":  # the ids above were given, not drawn from the sequences
         for table in tables:
-            conn.execute(
-                sa.text(
-                    f"SELECT setval(pg_get_serial_sequence('{table.name}', 'id'), "
-                    f"(SELECT max(id) FROM {table.name}))"
-                )
-            )
+            conn.execute(sa.text(f"SELECT setval(pg_get_serial_sequence('{table.name}', 'id'), "
+                                 f"(SELECT max(id) FROM {table.name}))"))
 
 
 def big_world(url: str, seed: int) -> None:
@@ -563,15 +507,9 @@ def big_world(url: str, seed: int) -> None:
         accounts.add_currency(app.uow(), "USDT", 6)
         markets.set_market(app.uow(), "BTC", mode="auction", demand=D(BIG_USERS * 200))  # 40% of supply
         mean, base_rate = D(BIG_USERS * 200_000), D("0.06")
-        markets.set_market(
-            app.uow(),
-            "USDT",
-            mode="pro_rata",
-            demand_source="simulated",
-            demand=mean,
-            borrow_rate=base_rate,
-            simulation=SimulatedDemand(mean=mean, base_rate=base_rate, seed=seed),
-        )
+        markets.set_market(app.uow(), "USDT", mode="pro_rata", demand_source="simulated", demand=mean,
+                           borrow_rate=base_rate,
+                           simulation=SimulatedDemand(mean=mean, base_rate=base_rate, seed=seed))
         with app.uow() as uow:
             bulk_lenders(uow.conn, BIG_USERS, random.Random(seed), uow.now())
             uow.commit()
@@ -587,17 +525,14 @@ def cloned_database(url: str, tmp_path: Path) -> Iterator[str]:
     source = sa.make_url(normalise_url(url))
     if source.get_backend_name() == "sqlite":
         target = tmp_path / "clone.db"
-        with (
-            contextlib.closing(sqlite3.connect(str(source.database))) as original,
-            contextlib.closing(sqlite3.connect(target)) as copy,
-        ):
+        with contextlib.closing(sqlite3.connect(str(source.database))) as original, \
+                contextlib.closing(sqlite3.connect(target)) as copy:
             original.backup(copy)
         yield f"sqlite:///{target}"
         return
     name = f"{source.database}_clone"
-    admin = make_engine(
-        source.set(database="postgres").render_as_string(hide_password=False), isolation_level="AUTOCOMMIT"
-    )
+    admin = make_engine(source.set(database="postgres").render_as_string(hide_password=False),
+                        isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
             conn.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE "{source.database}"'))
@@ -655,14 +590,9 @@ def writer_in_transaction(url: str, engine: sa.Engine) -> bool:
             probe.execute("ROLLBACK")
             return False
     with engine.connect() as conn:
-        return bool(
-            conn.execute(
-                sa.text(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND pid <> pg_backend_pid() AND backend_xid IS NOT NULL"
-                )
-            ).scalar()
-        )
+        return bool(conn.execute(sa.text(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND backend_xid IS NOT NULL")).scalar())
 
 
 def kill_mid_settlement(url: str, watch: sa.Engine, rng: random.Random, seconds_per_hour: float) -> bool:
@@ -712,15 +642,12 @@ def test_settlement_killed_at_random_moments_resumes_and_settles_every_hour_exac
     for _ in range(KILLS):
         inside += kill_mid_settlement(database_url, watch, rng, seconds_per_hour)
         settled_at_kill.append(assert_no_partial_hour(watch))  # whatever the moment, nothing half-done
-    print(
-        f"hours settled when each kill struck: {settled_at_kill} of {total}; "
-        f"{inside} of {KILLS} kills struck inside a write transaction"
-    )
+    print(f"hours settled when each kill struck: {settled_at_kill} of {total}; "
+          f"{inside} of {KILLS} kills struck inside a write transaction")
     assert settled_at_kill[-1] < total  # the last kill, too, struck with work left
 
-    finished = subprocess.run(
-        settle_command(database_url), capture_output=True, text=True, timeout=300, check=False
-    )
+    finished = subprocess.run(settle_command(database_url), capture_output=True, text=True, timeout=300,
+                              check=False)
     assert finished.returncode == 0, finished.stderr
     assert len(json.loads(finished.stdout)["settled"]) == total - settled_at_kill[-1]
     assert settled_hours(watch) == {"BTC": hour_range(BIG_HOURS), "USDT": hour_range(BIG_HOURS)}
@@ -750,14 +677,10 @@ def install_trigger(engine: sa.Engine, name: str, when: str, condition: str, bod
     postgres = engine.dialect.name == "postgresql"
     with engine.begin() as conn:
         if postgres:
-            conn.execute(
-                sa.text(f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ {body} $$")
-            )
-            conn.execute(
-                sa.text(
-                    f"CREATE TRIGGER {name} {when} FOR EACH ROW WHEN ({condition}) EXECUTE FUNCTION {name}()"
-                )
-            )
+            conn.execute(sa.text(f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql "
+                                 f"AS $$ {body} $$"))
+            conn.execute(sa.text(f"CREATE TRIGGER {name} {when} FOR EACH ROW WHEN ({condition}) "
+                                 f"EXECUTE FUNCTION {name}()"))
         else:
             conn.execute(sa.text(f"CREATE TRIGGER {name} {when} FOR EACH ROW WHEN {condition} {body}"))
 
@@ -814,7 +737,6 @@ def test_hour_whose_transaction_fails_part_way_leaves_no_trace_and_settles_once_
     app, btc_before = world_with_hours_due(database_url)
     trigger = FAULTS[fault]
     if trigger is None:
-
         def failing_commit(uow: UnitOfWork) -> None:
             raise RuntimeError("injected fault")
 
@@ -822,11 +744,8 @@ def test_hour_whose_transaction_fails_part_way_leaves_no_trace_and_settles_once_
         remove = monkeypatch.undo
     else:
         when, condition = trigger
-        body = (
-            "BEGIN RAISE EXCEPTION 'injected fault'; END;"
-            if app.engine.dialect.name == "postgresql"
-            else "BEGIN SELECT RAISE(ABORT, 'injected fault'); END"
-        )
+        body = ("BEGIN RAISE EXCEPTION 'injected fault'; END;" if app.engine.dialect.name == "postgresql"
+                else "BEGIN SELECT RAISE(ABORT, 'injected fault'); END")
         condition = condition.format(pid=middle_lent_position(app.engine, "BTC"))
         remove = install_trigger(app.engine, "inject_fault", when, condition, body)
 
@@ -848,13 +767,8 @@ def test_settlement_whose_connection_the_server_terminates_mid_hour_leaves_no_tr
     app, btc_before = world_with_hours_due(postgres_url)
     # BTC's settlement waits for an advisory lock we hold as it writes its lending history, after
     # it updated the positions and posted the interest; the server terminates it there.
-    remove = install_trigger(
-        app.engine,
-        "pause_settlement",
-        "BEFORE INSERT ON lending_history",
-        "NEW.ccy = 'BTC'",
-        "BEGIN PERFORM pg_advisory_xact_lock(4242); RETURN NEW; END;",
-    )
+    remove = install_trigger(app.engine, "pause_settlement", "BEFORE INSERT ON lending_history",
+                             "NEW.ccy = 'BTC'", "BEGIN PERFORM pg_advisory_xact_lock(4242); RETURN NEW; END;")
     errors: list[BaseException] = []
 
     def settle() -> None:
@@ -868,10 +782,8 @@ def test_settlement_whose_connection_the_server_terminates_mid_hour_leaves_no_tr
         holder.commit()
         thread = threading.Thread(target=settle, daemon=True)
         thread.start()
-        waiting = sa.text(
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-            "AND wait_event_type = 'Lock' AND wait_event = 'advisory'"
-        )
+        waiting = sa.text("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                          "AND wait_event_type = 'Lock' AND wait_event = 'advisory'")
         deadline = time.monotonic() + 30
         while (pid := holder.execute(waiting).scalar()) is None:
             holder.commit()
@@ -880,8 +792,7 @@ def test_settlement_whose_connection_the_server_terminates_mid_hour_leaves_no_tr
         wrote = sa.text(
             "SELECT count(*) FROM pg_locks JOIN pg_class ON pg_class.oid = pg_locks.relation "
             "WHERE pid = :pid AND mode = 'RowExclusiveLock' "
-            "AND relname IN ('savings_position', 'journal_leg')"
-        )
+            "AND relname IN ('savings_position', 'journal_leg')")
         assert holder.execute(wrote, {"pid": pid}).scalar() >= 1  # the hour's first writes are in flight
         assert holder.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar() is True
         holder.execute(sa.text("SELECT pg_advisory_unlock(4242)"))

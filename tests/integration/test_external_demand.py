@@ -79,35 +79,17 @@ def test_the_cli_posts_demand_through_the_same_service(database_url: str) -> Non
     app.close()
     proc = subprocess.run(
         [FLEXEARN, "market", "set", "USDT", "--demand-source", "external", "--db", database_url],
-        capture_output=True,
-        text=True,
-        timeout=60,
+        capture_output=True, text=True, timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
     proc = subprocess.run(
-        [
-            FLEXEARN,
-            "market",
-            "post-demand",
-            "USDT",
-            "2026-01-01T01:00:00",
-            "75",
-            "--db",
-            database_url,
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
+        [FLEXEARN, "market", "post-demand", "USDT", "2026-01-01T01:00:00", "75", "--db", database_url,
+         "--json"],
+        capture_output=True, text=True, timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) | {"posted_at": 0} == {
-        "ccy": "USDT",
-        "hour": FIRST,
-        "demand": "75",
-        "borrow_rate": "0",
-        "posted_at": 0,
-        "posted_by": "cli",
+        "ccy": "USDT", "hour": FIRST, "demand": "75", "borrow_rate": "0", "posted_at": 0, "posted_by": "cli"
     }
 
 

@@ -118,7 +118,9 @@ def test_pro_rata_lends_the_same_share_of_every_eligible_offer(app: Flexearn) ->
     # a pro-rata pool takes no insurance cut unless the operator sets one (OKX's pool example)
     assert hour.lending_rate == D("0.08") * D(150) / D(300)
     advance(app)
-    assert position(app, a).earnings == (D(50) * D("0.08") / 8760).quantize(D("1e-16"), rounding="ROUND_DOWN")
+    assert position(app, a).earnings == (D(50) * D("0.08") / 8760).quantize(
+        D("1e-16"), rounding="ROUND_DOWN"
+    )
     assert_ledger_ok(app)
 
 

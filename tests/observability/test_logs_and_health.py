@@ -56,10 +56,7 @@ def test_every_log_line_is_json_and_those_of_a_request_carry_its_id(
         by_id.setdefault(record["request_id"], []).append(record)
     (access,) = by_id["trace-42.abc"]
     assert (access["logger"], access["path"], access["status"], access["facade"]) == (
-        "flexearn.access",
-        "/healthz",
-        200,
-        "ops",
+        "flexearn.access", "/healthz", 200, "ops"
     )
     assert [(r["logger"], r["level"]) for r in by_id[made]] == [
         ("flexearn.admin", "WARNING"),

@@ -73,11 +73,9 @@ def test_requests_are_counted_by_facade_endpoint_and_code_across_workers(
     for _ in range(3):  # whichever worker answers the scrape, it counts every worker's requests
         after = Scrape(base)
         requests = "flexearn_http_requests_total"
-        assert (
-            after.value(requests, **okx_time, code="ok", status="200")
-            - before.value(requests, **okx_time, code="ok", status="200")
-            == 5
-        )
+        assert after.value(requests, **okx_time, code="ok", status="200") - before.value(
+            requests, **okx_time, code="ok", status="200"
+        ) == 5
         assert after.value(requests, facade="okx", endpoint="/api/v5/asset/balances", code="50103") == 1
         assert after.value(requests, facade="bitget", endpoint="/api/v2/public/time") == 1
         refusals = {"facade": "okx", "endpoint": "/api/v5/finance/savings/lending-rate-summary"}

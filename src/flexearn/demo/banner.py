@@ -115,6 +115,7 @@ def banner(base: str, database: str, world: DemoWorld, *, speed: Decimal, key_fi
     return "\n".join(lines)
 
 
+
 def hour_line(hour: str, rates: dict[str, Decimal]) -> str:
     """One settled business hour: each currency's borrow rate."""
     return f"{hour}  " + "  ".join(f"{ccy} {rate * 100:.2f}%" for ccy, rate in rates.items())

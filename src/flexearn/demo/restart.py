@@ -106,4 +106,6 @@ def _resume(
                 "delete the key file for a new key, or use --reset"
             )
     view = clock_service.resume(app.uow(), speed)
-    return DemoWorld(user_id, key, view.now, found.product_ids, found.seed, found.history_hours, resumed=True)
+    return DemoWorld(
+        user_id, key, view.now, found.product_ids, found.seed, found.history_hours, resumed=True
+    )

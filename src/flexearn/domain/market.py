@@ -94,7 +94,9 @@ def _no_match(supply: Decimal, borrow_rate: Decimal = ZERO, eligible: Decimal = 
     return Match(borrow_rate, ZERO, ZERO, {}, supply, eligible)
 
 
-def match_auction(offers: Sequence[Offer], demand: Decimal, insurance_fee: Decimal, places: int) -> Match:
+def match_auction(
+    offers: Sequence[Offer], demand: Decimal, insurance_fee: Decimal, places: int
+) -> Match:
     """Cheapest offers first (ties: first set, first served) until demand is met.
 
     The highest accepted minimum rate is the borrow rate r*; every accepted offer lends at r*, the

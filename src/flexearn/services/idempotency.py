@@ -231,9 +231,9 @@ def _record(engine: sa.Engine, request: KeyedRequest, answer: Answer, box: Secre
     mine = sa.and_(k.c.token == request.token, k.c.key == request.key)
     with UnitOfWork(engine) as uow:
         stored = uow.conn.execute(
-            sa.update(k)
-            .where(mine, k.c.status == PENDING)
-            .values(status=answer.status, response=box.encrypt(answer.body))
+            sa.update(k).where(mine, k.c.status == PENDING).values(
+                status=answer.status, response=box.encrypt(answer.body)
+            )
         ).rowcount
         row = None if stored else uow.conn.execute(sa.select(k.c.status, k.c.response).where(mine)).first()
         uow.commit()

@@ -51,7 +51,9 @@ def snapshot(uow: UnitOfWork, cache: FigureCache | None = None) -> Snapshot:
         ccys = list(conn.execute(sa.select(t.currency.c.ccy).order_by(t.currency.c.ccy)).scalars())
         books = {ccy: figures.book(ccy) for ccy in ccys}
         totals = figures.totals()
-        last = sa.select(m.c.ccy, sa.func.max(m.c.hour).label("hour")).group_by(m.c.ccy).subquery()
+        last = (
+            sa.select(m.c.ccy, sa.func.max(m.c.hour).label("hour")).group_by(m.c.ccy).subquery()
+        )
         latest = {
             row.ccy: row
             for row in conn.execute(

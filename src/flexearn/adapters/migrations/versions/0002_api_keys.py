@@ -26,9 +26,7 @@ def upgrade() -> None:
         sa.Column("expires_at", sa.BigInteger(), nullable=True),
         sa.Column("created_at", sa.BigInteger(), nullable=False),
         sa.Column("revoked_at", sa.BigInteger(), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["user_id"], ["user_account.id"], name=op.f("fk_api_key_user_id_user_account")
-        ),
+        sa.ForeignKeyConstraint(["user_id"], ["user_account.id"], name=op.f("fk_api_key_user_id_user_account")),
         sa.PrimaryKeyConstraint("key", name=op.f("pk_api_key")),
     )
     op.create_index(op.f("ix_api_key_user_id"), "api_key", ["user_id"], unique=False)

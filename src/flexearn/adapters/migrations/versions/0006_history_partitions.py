@@ -17,8 +17,8 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006"
-down_revision = "0005"
+revision = '0006'
+down_revision = '0005'
 branch_labels = None
 depends_on = None
 
@@ -32,34 +32,29 @@ def _partition(day: int) -> str:
 
 
 def upgrade() -> None:
-    op.create_table(
-        "ledger_checkpoint",
-        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column("entry_id", sa.BigInteger(), nullable=False),
-        sa.Column("gaps", sa.Text(), nullable=False),
-        sa.Column("hours", sa.Text(), nullable=False),
-        sa.Column("positions", sa.BigInteger(), nullable=False),
-        sa.Column("accounts", sa.BigInteger(), nullable=False),
-        sa.Column("business_at", sa.BigInteger(), nullable=False),
-        sa.Column("created_at", sa.BigInteger(), nullable=False),
-        sa.Column("dropped_at", sa.BigInteger(), nullable=True),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_ledger_checkpoint")),
+    op.create_table('ledger_checkpoint',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('entry_id', sa.BigInteger(), nullable=False),
+    sa.Column('gaps', sa.Text(), nullable=False),
+    sa.Column('hours', sa.Text(), nullable=False),
+    sa.Column('positions', sa.BigInteger(), nullable=False),
+    sa.Column('accounts', sa.BigInteger(), nullable=False),
+    sa.Column('business_at', sa.BigInteger(), nullable=False),
+    sa.Column('created_at', sa.BigInteger(), nullable=False),
+    sa.Column('dropped_at', sa.BigInteger(), nullable=True),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_ledger_checkpoint'))
     )
-    op.create_table(
-        "history_horizon",
-        sa.Column("name", sa.String(length=32), nullable=False),
-        sa.Column("before", sa.BigInteger(), nullable=False),
-        sa.Column("checkpoint_id", sa.BigInteger(), nullable=False),
-        sa.Column("pruned_at", sa.BigInteger(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["checkpoint_id"],
-            ["ledger_checkpoint.id"],
-            name=op.f("fk_history_horizon_checkpoint_id_ledger_checkpoint"),
-        ),
-        sa.PrimaryKeyConstraint("name", name=op.f("pk_history_horizon")),
+    op.create_table('history_horizon',
+    sa.Column('name', sa.String(length=32), nullable=False),
+    sa.Column('before', sa.BigInteger(), nullable=False),
+    sa.Column('checkpoint_id', sa.BigInteger(), nullable=False),
+    sa.Column('pruned_at', sa.BigInteger(), nullable=False),
+    sa.ForeignKeyConstraint(['checkpoint_id'], ['ledger_checkpoint.id'],
+                            name=op.f('fk_history_horizon_checkpoint_id_ledger_checkpoint')),
+    sa.PrimaryKeyConstraint('name', name=op.f('pk_history_horizon'))
     )
     if op.get_bind().dialect.name != "postgresql":
-        op.create_index("ix_lending_history_ts", "lending_history", ["ts"], unique=False)
+        op.create_index('ix_lending_history_ts', 'lending_history', ['ts'], unique=False)
         return
     conn = op.get_bind()
     op.execute("ALTER TABLE lending_history RENAME TO lending_history_0005")
@@ -123,12 +118,12 @@ def downgrade() -> None:
         op.execute("ALTER SEQUENCE lending_history_id_seq OWNED BY lending_history.id")
         op.execute("DROP TABLE lending_history_0006")  # its partitions with it
     else:
-        op.drop_index("ix_lending_history_ts", table_name="lending_history")
-    tables = (
-        op.get_bind().exec_driver_sql("SELECT id FROM ledger_checkpoint WHERE dropped_at IS NULL").scalars()
-    )
+        op.drop_index('ix_lending_history_ts', table_name='lending_history')
+    tables = op.get_bind().exec_driver_sql(
+        "SELECT id FROM ledger_checkpoint WHERE dropped_at IS NULL"
+    ).scalars()
     for checkpoint_id in list(tables):
         op.execute(f"DROP TABLE IF EXISTS ledger_checkpoint_positions_{checkpoint_id}")
         op.execute(f"DROP TABLE IF EXISTS ledger_checkpoint_accounts_{checkpoint_id}")
-    op.drop_table("history_horizon")
-    op.drop_table("ledger_checkpoint")
+    op.drop_table('history_horizon')
+    op.drop_table('ledger_checkpoint')

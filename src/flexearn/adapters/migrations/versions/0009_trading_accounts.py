@@ -12,8 +12,8 @@ already has (`balance_not_negative`, migration 0001).
 
 from alembic import op
 
-revision = "0009"
-down_revision = "0008"
+revision = '0009'
+down_revision = '0008'
 branch_labels = None
 depends_on = None
 
@@ -42,8 +42,8 @@ def _owner_rule(old: str, new: str) -> None:
     """
     bind = op.get_bind()
     if bind.dialect.name != "sqlite":
-        op.drop_constraint(op.f("ck_ledger_account_owner"), "ledger_account", type_="check")
-        op.create_check_constraint(op.f("ck_ledger_account_owner"), "ledger_account", new)
+        op.drop_constraint(op.f('ck_ledger_account_owner'), 'ledger_account', type_='check')
+        op.create_check_constraint(op.f('ck_ledger_account_owner'), 'ledger_account', new)
         return
     version = bind.exec_driver_sql("PRAGMA schema_version").scalar_one()
     bind.exec_driver_sql("PRAGMA writable_schema = ON")

@@ -19,8 +19,8 @@ redemption; Bitget refuses one within a minute of the last.
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0010"
-down_revision = "0009"
+revision = '0010'
+down_revision = '0009'
 branch_labels = None
 depends_on = None
 
@@ -28,13 +28,13 @@ DAY_MS = 86_400_000
 SHIFT_MS = 8 * 3_600_000  # 00:00 UTC → 00:00 UTC+8 of the same date
 
 holding = sa.table(
-    "earn_holding",
-    sa.column("open", sa.Boolean),
-    sa.column("interest_time", sa.BigInteger),
-    sa.column("expire_time", sa.BigInteger),
+    'earn_holding',
+    sa.column('open', sa.Boolean),
+    sa.column('interest_time', sa.BigInteger),
+    sa.column('expire_time', sa.BigInteger),
 )
-product = sa.table("earn_product", sa.column("id", sa.BigInteger), sa.column("first_day", sa.BigInteger))
-product_day = sa.table("earn_product_day", sa.column("product_id", sa.BigInteger))
+product = sa.table('earn_product', sa.column('id', sa.BigInteger), sa.column('first_day', sa.BigInteger))
+product_day = sa.table('earn_product_day', sa.column('product_id', sa.BigInteger))
 
 
 def _shift(by: int, on_grid: int) -> None:
@@ -54,10 +54,10 @@ def _shift(by: int, on_grid: int) -> None:
 
 
 def upgrade() -> None:
-    op.add_column("user_account", sa.Column("last_redeem_at", sa.BigInteger(), nullable=True))
+    op.add_column('user_account', sa.Column('last_redeem_at', sa.BigInteger(), nullable=True))
     _shift(-SHIFT_MS, 0)
 
 
 def downgrade() -> None:
     _shift(SHIFT_MS, DAY_MS - SHIFT_MS)
-    op.drop_column("user_account", "last_redeem_at")  # SQLite 3.35+ drops it in place, as 0003 does
+    op.drop_column('user_account', 'last_redeem_at')  # SQLite 3.35+ drops it in place, as 0003 does
