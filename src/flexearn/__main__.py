@@ -2,4 +2,5 @@
 
 from flexearn.cli import main
 
-main(prog_name="flexearn")
+if __name__ == "__main__":  # not when imported (a test walking every module imports this one)
+    main(prog_name="flexearn")

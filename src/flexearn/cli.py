@@ -9,7 +9,8 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any, NoReturn, TypeVar
@@ -30,13 +31,15 @@ from flexearn.config import Settings
 from flexearn.console import errors as cli_errors
 from flexearn.console.errors import CommandError
 from flexearn.console.output import Progress, as_json, iso, render, table
-from flexearn.console.params import CURRENCY, DECIMAL, TIME, Group
+from flexearn.console.params import CURRENCY, DECIMAL, TIME, Group, choice
 from flexearn.demo import keyfile as demo_keyfile
 from flexearn.demo import restart as demo_restart
 from flexearn.demo import runner as demo_runner
+from flexearn.domain.catalog import OPERATOR_STATUSES, Level
 from flexearn.domain.demand import SimulatedDemand
 from flexearn.domain.errors import AmountTooLarge, FlexearnError, NotFound, UnsupportedCurrency
 from flexearn.domain.ledger import WALLETS, AccountKind
+from flexearn.domain.market import DemandSource, MatchingMode
 from flexearn.domain.money import D, plain
 from flexearn.observability.logs import configure_logging
 from flexearn.observability.logs import dict_config as logs_dict_config
@@ -58,8 +61,10 @@ from flexearn.services import (
     savings,
     scheduler,
     settlement,
+    stats,
 )
 from flexearn.services import clock as clock_service
+from flexearn.services.figures import FigureCache
 from flexearn.services.leader import SETTLER, Lease
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -73,10 +78,11 @@ def emit(ctx: click.Context, value: Any, text: str | None = None) -> None:
         click.echo(render(value) if text is None else text)
 
 
-def settings_from_env() -> Settings:
-    """The settings, or a one-line error naming the variable that is wrong."""
+def settings_from_env(defaults: Mapping[str, str] | None = None) -> Settings:
+    """The settings (`defaults` filling in the variables the environment does not set), or a
+    one-line error naming the variable that is wrong."""
     try:
-        return Settings.from_env()
+        return Settings.from_env(defaults=defaults)
     except ValueError as error:
         raise CommandError(f"bad setting {error}") from None
 
@@ -191,8 +197,8 @@ def user() -> None:
 @click.argument("name")
 @click.option(
     "--level",
-    type=click.Choice(accounts.LEVELS),
-    default="beginner",
+    type=choice(Level),
+    default=Level.BEGINNER.value,
     show_default=True,
     help="Which catalog products the user may buy (Bitget's beginner or normal products).",
 )
@@ -236,7 +242,7 @@ def _user_id(app: Flexearn, name: str) -> int:
 
 ACCOUNT = click.option(
     "--account",
-    type=click.Choice([k.value for k in WALLETS]),
+    type=choice(WALLETS),
     default=AccountKind.FUNDING.value,
     show_default=True,
     help="The user's account: funding (where savings are bought from) or trading.",
@@ -307,7 +313,7 @@ def market() -> None:
 @click.argument("ccy", type=CURRENCY)
 @click.option(
     "--mode",
-    type=click.Choice(["auction", "pro_rata"]),
+    type=choice(MatchingMode),
     help="auction: lenders' minimum rates clear against demand; pro_rata: all share one borrow rate.",
 )
 @click.option("--demand", type=DECIMAL, help="Static borrow demand per hour.")
@@ -315,7 +321,7 @@ def market() -> None:
 @click.option("--insurance-fee", type=DECIMAL, help="Share of borrower interest kept by the insurance fund.")
 @click.option(
     "--demand-source",
-    type=click.Choice(["static", "simulated", "external"]),
+    type=choice(DemandSource),
     help="Where each hour's demand comes from: these settings, a seeded simulation, or post-demand.",
 )
 @click.option("--seed", type=int, help="Seed of the simulated demand.")
@@ -673,7 +679,7 @@ def worker_cmd(
     app = open_app(db_url, settings)
     configure_logging(log_level.upper() if log_level else settings.log_level)
     if metrics_port is not None:  # settlement metrics and flexearn_settler, and the database gauges
-        serve_metrics(app.engine, metrics_host, metrics_port)
+        serve_metrics(stats.reader(app.engine, FigureCache()), metrics_host, metrics_port)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
     logging.getLogger("flexearn.worker").info(
@@ -775,7 +781,7 @@ def product_update(
 
 @command(product, "status")
 @click.argument("product_id", type=int)
-@click.argument("status", type=click.Choice(["in_progress", "paused", "off_line"]))
+@click.argument("status", type=choice(OPERATOR_STATUSES))
 def product_status(ctx: click.Context, app: Flexearn, product_id: int, status: str) -> None:
     """Open (in_progress), pause or take a product off line."""
     emit(ctx, catalog.set_status(app.uow(), product_id, status))
@@ -890,11 +896,8 @@ def serve_cmd(
     Needs FLEXEARN_MASTER_KEY, and FLEXEARN_ADMIN_TOKEN unless FLEXEARN_DEMO=1.
     """
     settings = settings_from_env()  # a malformed or out-of-range setting stops serve here
-    url = db_url or settings.database_url
-    os.environ["FLEXEARN_DATABASE_URL"] = url  # the worker processes read their settings from here
-    if log_level:
-        os.environ["FLEXEARN_LOG_LEVEL"] = log_level.upper()
     level = log_level.upper() if log_level else settings.log_level
+    settings = replace(settings, database_url=db_url or settings.database_url, log_level=level)
     try:  # refuse to start without a usable master key, or an admin token outside a demo
         SecretBox(settings.master_key)
         parse_tokens(settings.admin_token, demo=settings.demo)
@@ -905,7 +908,11 @@ def serve_cmd(
         raise CommandError(f"bad setting FLEXEARN_TRUSTED_PROXIES: {error}") from None
     app = open_app(db_url, settings, migrate_schema=migrate_schema)  # once, before the workers start
     configure_logging(level)
-    metrics_dir = prepare_multiprocess()  # workers and the scheduler thread share their samples
+    shared, metrics_dir = prepare_multiprocess(settings.metrics_dir)  # workers and the settler share samples
+    settings = replace(settings, metrics_dir=shared)
+    # The one hand-over of the settings: granian's workers are fresh interpreters that read them
+    # back (`api.app.factory`), and prometheus_client reads its directory at its import, here too.
+    os.environ.update(settings.to_env())
     stop_settling = threading.Event()
     jobs = maintenance_jobs(settings)  # a bad retention setting stops serve, not its settler thread
     settler = threading.Thread(
@@ -1013,7 +1020,8 @@ def demo_cmd(
     key in the key file beside the database, the clock from where it stopped). --seed, --start
     and --history shape a world being built.
     """
-    settings = settings_from_env()
+    # the terminal is for the banner and the hours, unless FLEXEARN_LOG_LEVEL says otherwise
+    settings = settings_from_env(defaults={"FLEXEARN_LOG_LEVEL": "WARNING"})
     db_url = db_url or f"sqlite:///{DEMO_DATABASE}"
     cli_errors.check_database_url(db_url, "--db")
     try:

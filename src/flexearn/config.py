@@ -1,4 +1,9 @@
-"""Settings, read from the environment once and passed down (nothing reads os.environ later)."""
+"""Settings, read from the environment once and passed down (nothing reads os.environ later).
+
+A server's worker processes are fresh interpreters that granian starts with no arguments
+(`api.app.factory`): `flexearn serve` and `flexearn demo` hand them the settings they resolved
+through their environment, in one step (`Settings.to_env`, which `from_env` reads back as it was).
+"""
 
 from __future__ import annotations
 
@@ -61,10 +66,17 @@ class Settings:
     # this (the failure throttle on bad signatures is not), so that one load generator on one
     # address can drive a process. Never set in production.
     rate_limit_scale: int = 1
+    # Where the processes of one server share their Prometheus samples (PROMETHEUS_MULTIPROC_DIR,
+    # prometheus_client's own variable); empty: `flexearn serve` makes a temporary one.
+    metrics_dir: str = ""
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if env is None else env
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, defaults: Mapping[str, str] | None = None
+    ) -> Settings:
+        """The settings `env` (default: this process's environment) gives, `defaults` filling in
+        the variables it does not set."""
+        env = {**(defaults or {}), **(os.environ if env is None else env)}
         return cls(
             database_url=env.get("FLEXEARN_DATABASE_URL", DEFAULT_DATABASE_URL),
             poll_seconds=_number(env, "FLEXEARN_POLL_SECONDS", 1.0),
@@ -85,7 +97,35 @@ class Settings:
             body_timeout=_bounded(env, "FLEXEARN_BODY_TIMEOUT", 10.0, 0.1, 3600.0),
             max_connections=_bounded(env, "FLEXEARN_MAX_CONNECTIONS", 10000, 16, 1_000_000),
             rate_limit_scale=_bounded(env, "FLEXEARN_RATE_LIMIT_SCALE", 1, 1, 1_000_000_000),
+            metrics_dir=env.get("PROMETHEUS_MULTIPROC_DIR", ""),
         )
+
+    def to_env(self) -> dict[str, str]:
+        """The environment `from_env` reads these settings back from: what `serve` and `demo`
+        hand to their worker processes (an empty text is left out: it is the default)."""
+        variables = {
+            "FLEXEARN_DATABASE_URL": self.database_url,
+            "FLEXEARN_POLL_SECONDS": repr(self.poll_seconds),
+            "FLEXEARN_MASTER_KEY": self.master_key,
+            "FLEXEARN_ADMIN_TOKEN": self.admin_token,
+            "FLEXEARN_DEMO": "1" if self.demo else "",
+            "FLEXEARN_LOG_LEVEL": self.log_level,
+            "FLEXEARN_API_DB_SLOTS": str(self.api_db_slots),
+            "FLEXEARN_API_QUEUE_TIMEOUT": repr(self.api_queue_timeout),
+            "FLEXEARN_API_TIMEOUT": repr(self.api_timeout),
+            "FLEXEARN_REDIS_URL": self.redis_url,
+            "FLEXEARN_LENDING_HISTORY_DAYS": str(self.lending_history_days),
+            "FLEXEARN_RATE_HISTORY_DAYS": str(self.rate_history_days),
+            "FLEXEARN_TRUSTED_PROXIES": self.trusted_proxies,
+            "FLEXEARN_SETTLEMENT_RANGES": str(self.settlement_ranges),
+            "FLEXEARN_MAX_BODY_BYTES": str(self.max_body_bytes),
+            "FLEXEARN_HEADER_TIMEOUT": repr(self.header_timeout),
+            "FLEXEARN_BODY_TIMEOUT": repr(self.body_timeout),
+            "FLEXEARN_MAX_CONNECTIONS": str(self.max_connections),
+            "FLEXEARN_RATE_LIMIT_SCALE": str(self.rate_limit_scale),
+            "PROMETHEUS_MULTIPROC_DIR": self.metrics_dir,
+        }
+        return {name: text for name, text in variables.items() if text}
 
 
 MAX_SETTLEMENT_RANGES = 1024

@@ -91,3 +91,30 @@ def test_the_open_files_limit_is_raised_to_the_hard_limit() -> None:
         "assert raised == resource.getrlimit(resource.RLIMIT_NOFILE)[0] > 256, raised\n"
     )
     subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
+
+
+def test_the_settings_handed_to_worker_processes_read_back_as_they_were() -> None:
+    given = Settings.from_env(
+        {
+            "FLEXEARN_DATABASE_URL": "postgresql://flexearn@db/flexearn",
+            "FLEXEARN_POLL_SECONDS": "0.25",
+            "FLEXEARN_DEMO": "yes",
+            "FLEXEARN_LOG_LEVEL": "debug",
+            "FLEXEARN_API_TIMEOUT": "2",
+            "FLEXEARN_SETTLEMENT_RANGES": "8",
+            "FLEXEARN_HEADER_TIMEOUT": "2.5",
+            "FLEXEARN_MAX_CONNECTIONS": "50000",
+            "FLEXEARN_RATE_LIMIT_SCALE": "100",
+            "PROMETHEUS_MULTIPROC_DIR": "/tmp/metrics",
+        }
+    )
+    assert (given.demo, given.log_level, given.metrics_dir) == (True, "DEBUG", "/tmp/metrics")
+    assert given.rate_limit_scale == 100
+    assert Settings.from_env(given.to_env()) == given
+    assert Settings.from_env(Settings().to_env()) == Settings()
+
+
+def test_defaults_fill_in_only_what_the_environment_does_not_set() -> None:
+    quiet = {"FLEXEARN_LOG_LEVEL": "WARNING"}
+    assert Settings.from_env({}, defaults=quiet).log_level == "WARNING"
+    assert Settings.from_env({"FLEXEARN_LOG_LEVEL": "debug"}, defaults=quiet).log_level == "DEBUG"

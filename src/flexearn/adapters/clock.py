@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from flexearn.adapters.tables import clock
 from flexearn.domain.errors import ClockError, InvalidParameter
 from flexearn.domain.money import D
+from flexearn.domain.periods import ClockMode
 
 HOUR_MS = 3_600_000
 
@@ -34,19 +35,19 @@ def ceil_hour(ms: int) -> int:
 
 @dataclass(frozen=True)
 class ClockState:
-    mode: str  # "real" or "simulated"
+    mode: str  # a ClockMode
     business_anchor: int
     real_anchor: int
     speed: Decimal
 
     def now(self, real_ms: int) -> int:
-        if self.mode == "real":
+        if self.mode == ClockMode.REAL:
             return real_ms
         elapsed = Decimal(real_ms - self.real_anchor) * self.speed
         return self.business_anchor + int(elapsed.to_integral_value(rounding=ROUND_DOWN))
 
 
-REAL = ClockState("real", 0, 0, D(1))
+REAL = ClockState(ClockMode.REAL.value, 0, 0, D(1))
 
 
 def read(conn: sa.Connection, *, lock: bool = False) -> ClockState:
@@ -78,14 +79,14 @@ def set_simulated(conn: sa.Connection, speed: Decimal, start_ms: int | None = No
         raise InvalidParameter("speed", "must not be negative")
     real = wall_ms()
     start = read(conn, lock=True).now(real) if start_ms is None else start_ms
-    state = ClockState("simulated", start, real, speed)
+    state = ClockState(ClockMode.SIMULATED.value, start, real, speed)
     _write(conn, state)
     return state
 
 
 def set_real(conn: sa.Connection) -> ClockState:
     current = read(conn)
-    if current.mode == "simulated" and current.now(wall_ms()) > wall_ms():
+    if current.mode == ClockMode.SIMULATED and current.now(wall_ms()) > wall_ms():
         raise ClockError("the simulated clock is ahead of real time; business time cannot go back")
     _write(conn, REAL)
     return REAL
@@ -93,12 +94,12 @@ def set_real(conn: sa.Connection) -> ClockState:
 
 def advance(conn: sa.Connection, ms: int) -> ClockState:
     current = read(conn, lock=True)
-    if current.mode != "simulated":
+    if current.mode != ClockMode.SIMULATED:
         raise ClockError("only a simulated clock can be advanced")
     if ms < 0:
         raise InvalidParameter("hours", "the clock only moves forward")
     real = wall_ms()
-    state = ClockState("simulated", current.now(real) + ms, real, current.speed)
+    state = ClockState(ClockMode.SIMULATED.value, current.now(real) + ms, real, current.speed)
     _write(conn, state)
     return state
 

@@ -7,14 +7,29 @@ Unix epoch, UTC: `ts`/`hour` columns are business time, `created_at` real time.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
-from flexearn.domain.money import ZERO, plain
+from flexearn.domain import vocabulary
+from flexearn.domain.catalog import (
+    OPERATOR_STATUSES,
+    ApyType,
+    Level,
+    OrderStatus,
+    OrderType,
+    PeriodType,
+    SettleMethod,
+)
+from flexearn.domain.ledger import AccountKind
+from flexearn.domain.market import DemandSource, MatchingMode
+from flexearn.domain.money import MAX_PRECISION, ZERO, plain
+from flexearn.domain.periods import ClockMode, PeriodKind
 
 
 class Amount(TypeDecorator[Decimal]):
@@ -41,6 +56,22 @@ class Amount(TypeDecorator[Decimal]):
         return Decimal(value) if isinstance(value, str) else value
 
 
+def sql_list(values: Iterable[StrEnum]) -> str:
+    """`'a', 'b'`: an enum's values (or some of its members) as an SQL list, in their order."""
+    texts = vocabulary.values(values)
+    assert all(text.isidentifier() for text in texts), texts  # nothing to quote inside the quotes
+    return ", ".join(f"'{text}'" for text in texts)
+
+
+def one_of(column: str, values: Iterable[StrEnum]) -> sa.CheckConstraint:
+    """The CHECK that `column` holds one of the domain's `values`, named after the column: the
+    domain's enum is the one source of the vocabulary (tests/integration/test_schema_checks.py
+    holds every migrated database to it)."""
+    return sa.CheckConstraint(f"{column} IN ({sql_list(values)})", name=column)
+
+
+USER_KINDS_SQL = sql_list(kind for kind in AccountKind if kind.user_owned)
+
 metadata = sa.MetaData(
     naming_convention={
         "ix": "ix_%(column_0_label)s",
@@ -57,7 +88,7 @@ currency = sa.Table(
     sa.Column("ccy", sa.String(16), primary_key=True),
     sa.Column("precision", sa.Integer, nullable=False),
     sa.Column("enabled", sa.Boolean, nullable=False, default=True),
-    sa.CheckConstraint("precision >= 0 AND precision <= 18", name="precision_range"),
+    sa.CheckConstraint(f"precision >= 0 AND precision <= {MAX_PRECISION}", name="precision_range"),
 )
 
 user = sa.Table(
@@ -69,7 +100,7 @@ user = sa.Table(
     sa.Column("created_at", sa.BigInteger, nullable=False),
     # Wall-clock ms of the last accepted catalog redemption: Bitget's are a minute apart.
     sa.Column("last_redeem_at", sa.BigInteger, nullable=True),
-    sa.CheckConstraint("level IN ('beginner', 'normal', 'VIP')", name="level"),
+    one_of("level", Level),
 )
 
 account = sa.Table(
@@ -84,7 +115,7 @@ account = sa.Table(
     # system accounts are never a row every transaction has to lock.
     sa.Column("balance", Amount, nullable=True),
     # User accounts (domain.ledger.USER_KINDS) are owned by a user; system accounts by none.
-    sa.CheckConstraint("(user_id IS NULL) = (kind NOT IN ('funding', 'frozen', 'trading'))", name="owner"),
+    sa.CheckConstraint(f"(user_id IS NULL) = (kind NOT IN ({USER_KINDS_SQL}))", name="owner"),
     sa.CheckConstraint("(balance IS NULL) = (user_id IS NULL)", name="materialised"),
 )
 sa.Index("ix_ledger_account_user", account.c.user_id, account.c.ccy)
@@ -123,8 +154,8 @@ market = sa.Table(
     sa.Column("borrow_rate", Amount, nullable=False),  # static r_b for pro rata
     sa.Column("simulation", sa.Text, nullable=False, default="{}"),  # JSON parameters
     sa.Column("first_hour", sa.BigInteger, nullable=False),  # first hour to settle
-    sa.CheckConstraint("mode IN ('auction', 'pro_rata')", name="mode"),
-    sa.CheckConstraint("demand_source IN ('static', 'simulated', 'external')", name="demand_source"),
+    one_of("mode", MatchingMode),
+    one_of("demand_source", DemandSource),
 )
 
 position = sa.Table(
@@ -205,7 +236,7 @@ clock = sa.Table(
     sa.Column("real_anchor", sa.BigInteger, nullable=False),
     sa.Column("speed", Amount, nullable=False),
     sa.CheckConstraint("id = 1", name="single_row"),
-    sa.CheckConstraint("mode IN ('real', 'simulated')", name="mode"),
+    one_of("mode", ClockMode),
 )
 
 api_key = sa.Table(
@@ -246,11 +277,11 @@ product = sa.Table(
     sa.Column("end_time", sa.BigInteger, nullable=True),
     sa.Column("first_day", sa.BigInteger, nullable=False),  # first day start (16:00 UTC) settled
     sa.Column("created_at", sa.BigInteger, nullable=False),
-    sa.CheckConstraint("period_type IN ('flexible', 'fixed')", name="period_type"),
-    sa.CheckConstraint("apy_type IN ('single', 'ladder')", name="apy_type"),
-    sa.CheckConstraint("settle_method IN ('daily', 'maturity')", name="settle_method"),
-    sa.CheckConstraint("status IN ('in_progress', 'paused', 'off_line')", name="status"),
-    sa.CheckConstraint("level IN ('beginner', 'normal', 'VIP')", name="level"),
+    one_of("period_type", PeriodType),
+    one_of("apy_type", ApyType),
+    one_of("settle_method", SettleMethod),
+    one_of("status", OPERATOR_STATUSES),  # as the operator set it; the others are derived
+    one_of("level", Level),
 )
 
 product_tier = sa.Table(
@@ -293,10 +324,8 @@ earn_order = sa.Table(
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("ts", sa.BigInteger, nullable=False),
     sa.Column("arrive_at", sa.BigInteger, nullable=True),  # redemptions: when the funds arrive
-    sa.CheckConstraint(
-        "order_type IN ('subscribe', 'redeem', 'pay_interest', 'deduction')", name="order_type"
-    ),
-    sa.CheckConstraint("status IN ('processing', 'success', 'fail')", name="status"),
+    one_of("order_type", OrderType),
+    one_of("status", OrderStatus),
 )
 sa.Index("ix_earn_order_user_ts", earn_order.c.user_id, earn_order.c.ts)
 sa.Index("ix_earn_order_arrival", earn_order.c.status, earn_order.c.arrive_at)
@@ -426,7 +455,7 @@ settlement_open = sa.Table(
     sa.Column("period", sa.BigInteger, primary_key=True),
     sa.Column("plan", sa.Text, nullable=False),  # JSON
     sa.Column("opened_at", sa.BigInteger, nullable=False),  # real time, ms
-    sa.CheckConstraint("kind IN ('hour', 'day')", name="kind"),
+    one_of("kind", PeriodKind),
 )
 
 settlement_range = sa.Table(

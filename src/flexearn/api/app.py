@@ -17,22 +17,22 @@ from flexearn.api.admin.auth import parse_tokens
 from flexearn.api.admin.server import admin_app, admin_not_found
 from flexearn.api.admission import Admission
 from flexearn.api.auth import DatabaseReplayMemory, ReplayMemory, SharedReplayMemory, Verifier
-from flexearn.api.bitget.errors import BitgetError
+from flexearn.api.bitget import errors as bitget_errors
 from flexearn.api.bitget.routes import ENDPOINTS as BITGET_ENDPOINTS
 from flexearn.api.bitget.wire import BitgetDialect
 from flexearn.api.dashboard import routes as dashboard_routes
 from flexearn.api.facade import Facade
 from flexearn.api.limits import BodyLimits
-from flexearn.api.okx.errors import OkxError
+from flexearn.api.okx import errors as okx_errors
 from flexearn.api.okx.routes import ENDPOINTS as OKX_ENDPOINTS
 from flexearn.api.okx.wire import OkxDialect
+from flexearn.api.ops import ops_routes
 from flexearn.api.proxy import TrustedProxies, parse_networks
 from flexearn.api.ratelimit import RateLimiter, SharedRateLimiter
 from flexearn.bootstrap import Flexearn
 from flexearn.config import Settings
 from flexearn.observability.logs import configure_logging
 from flexearn.observability.middleware import ObservabilityMiddleware
-from flexearn.observability.routes import ops_routes
 from flexearn.services import keys, replays
 
 
@@ -69,10 +69,8 @@ def create_app(settings: Settings, flexearn: Flexearn | None = None, *, demo: bo
         if request.url.path.startswith("/admin/"):  # e.g. a path the admin mount cannot match
             return admin_not_found(request)
         if request.url.path.startswith(("/api/v2/", "/api/v3/")):
-            return JSONResponse(
-                bitget.failure(BitgetError("40404", "Request URL NOT FOUND", 404)), 404
-            )
-        return JSONResponse(OkxDialect().failure(OkxError("404", "Not Found", 404)), status_code=404)
+            return JSONResponse(bitget.failure(bitget_errors.NOT_FOUND), 404)
+        return JSONResponse(OkxDialect().failure(okx_errors.NOT_FOUND), status_code=404)
 
     routes: list[BaseRoute] = [route for facade in facades for route in facade.routes()]
     # a user's data: as the admin API; the public views limited per IP, as the façades' are

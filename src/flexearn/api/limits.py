@@ -29,9 +29,9 @@ from typing import Any
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from flexearn.api.bitget.errors import BitgetError
+from flexearn.api.bitget import errors as bitget_errors
 from flexearn.api.bitget.wire import BitgetDialect
-from flexearn.api.okx.errors import OkxError
+from flexearn.api.okx import errors as okx_errors
 from flexearn.api.okx.wire import OkxDialect
 from flexearn.observability import context
 from flexearn.observability.middleware import CLIENT_CLOSED
@@ -137,6 +137,7 @@ def refusal(path: str, status: int, max_bytes: int, timeout: float) -> tuple[str
     if path.startswith(("/admin/", "/dashboard/")):
         return admin_code, {"error": admin_code, "message": f"the body is {detail}", "param": "body"}
     if path.startswith(("/api/v2/", "/api/v3/")):
-        error = BitgetError("40017", f"Parameter verification failed: body ({detail})", status)
-        return error.code, _BITGET.failure(error)
-    return "51000", _OKX.failure(OkxError("51000", f"Parameter body error: {detail}", status))
+        refusal = bitget_errors.invalid("body", detail, status)
+        return refusal.code, _BITGET.failure(refusal)
+    error = okx_errors.invalid("body", detail, status)
+    return error.code, _OKX.failure(error)

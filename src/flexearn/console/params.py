@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 
 import click
 
 from flexearn.domain.errors import FlexearnError
 from flexearn.domain.money import AMOUNT_RULE, parse_amount
+from flexearn.domain.vocabulary import values
 
 
 class DecimalType(click.ParamType[Decimal, Any]):
@@ -61,6 +63,11 @@ class TimeType(click.ParamType[int, Any]):
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)
         return int(moment.timestamp() * 1000)
+
+
+def choice(members: Iterable[StrEnum]) -> click.Choice[str]:
+    """A choice among a domain vocabulary's values (click would offer an enum's member names)."""
+    return click.Choice(values(members))
 
 
 DECIMAL = DecimalType()

@@ -8,7 +8,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -60,15 +60,15 @@ def run(
     master_key = settings.master_key or saved_master or generate_master_key()
     # The first key encrypts; the key file's still decrypts the secret it encrypted.
     master_keys = ",".join(dict.fromkeys(k for k in (master_key, saved_master) if k))
-    # The server's worker process reads its settings from the environment, as `flexearn serve`'s do;
-    # FLEXEARN_DEMO lets it start without an admin token (the admin API and user views are open).
-    os.environ.update(
-        FLEXEARN_DATABASE_URL=database_url, FLEXEARN_MASTER_KEY=master_keys, FLEXEARN_DEMO="1"
-    )
-    os.environ.setdefault("FLEXEARN_LOG_LEVEL", "WARNING")  # the terminal is for the banner and hours
     # The settler thread records its metrics (flexearn_settler, the settled periods) here and the
     # server's worker process answers /metrics: they share samples as `flexearn serve`'s do.
-    metrics_dir = prepare_multiprocess()
+    shared, metrics_dir = prepare_multiprocess(settings.metrics_dir)
+    # The server's worker process reads its settings back from its environment, as `flexearn
+    # serve`'s do; `demo` lets it start without an admin token (the admin API and user views open).
+    served = replace(
+        settings, database_url=database_url, master_key=master_keys, demo=True, metrics_dir=shared
+    )
+    os.environ.update(served.to_env())
     app = Flexearn(database_url)
     world = None
     try:

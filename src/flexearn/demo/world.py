@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from flexearn.adapters import clock
+from flexearn.adapters.clock import HOUR_MS, floor_hour, wall_ms
 from flexearn.adapters.secrets import SecretBox
 from flexearn.bootstrap import Flexearn
 from flexearn.domain.demand import SimulatedDemand
@@ -20,6 +20,7 @@ from flexearn.domain.errors import FlexearnError
 from flexearn.domain.ledger import AccountKind
 from flexearn.domain.money import D
 from flexearn.services import accounts, catalog, catalog_views, keys, markets, savings, scheduler
+from flexearn.services import clock as clock_service
 
 
 @dataclass(frozen=True)
@@ -104,8 +105,8 @@ def seed_world(
     The demo user gets `key` if given (the key file's: a rebuilt world keeps a bot's key), else a
     new one."""
     rng = random.Random(seed)
-    now = clock.floor_hour(clock.wall_ms() if now is None else now)
-    _set_clock(app, D(0), now - history_hours * clock.HOUR_MS)
+    now = floor_hour(wall_ms() if now is None else now)
+    _set_clock(app, D(0), now - history_hours * HOUR_MS)
     for ccy, coin in COINS.items():
         accounts.add_currency(app.uow(), ccy, coin.precision)
         simulation = SimulatedDemand(mean=coin.demand, base_rate=coin.rate, seed=seed)
@@ -128,9 +129,7 @@ def seed_world(
         accounts.deposit(app.uow(), user_id, ccy, coin.lot * 10, AccountKind.TRADING)
     key = keys.create_key(app.uow(), box, user_id, "read,trade", reissue=key)
     for hour in range(history_hours):
-        with app.uow() as uow:
-            clock.advance(uow.conn, clock.HOUR_MS)
-            uow.commit()
+        clock_service.move(app.uow(), 1)
         scheduler.settle_all_due(app.engine)
         _market_activity(app, rng, lenders)
         if progress is not None:
@@ -141,9 +140,7 @@ def seed_world(
 
 
 def _set_clock(app: Flexearn, speed: Decimal, at: int) -> None:
-    with app.uow() as uow:
-        clock.set_simulated(uow.conn, speed, at)
-        uow.commit()
+    clock_service.set_simulated(app.uow(), speed, at)
 
 
 def _amount(rng: random.Random, coin: Coin) -> Decimal:

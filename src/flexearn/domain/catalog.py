@@ -71,6 +71,21 @@ class Level(StrEnum):
     VIP = "VIP"
 
 
+class OrderType(StrEnum):
+    """A row of a user's catalog order history."""
+
+    SUBSCRIBE = "subscribe"
+    REDEEM = "redeem"
+    PAY_INTEREST = "pay_interest"
+    DEDUCTION = "deduction"  # what an early fixed redemption gives up
+
+
+class OrderStatus(StrEnum):
+    PROCESSING = "processing"  # a redemption whose funds have not arrived yet
+    SUCCESS = "success"
+    FAIL = "fail"
+
+
 def day_start(ms: int) -> int:
     """The start (16:00 UTC) of the Bitget day that `ms` falls in."""
     return ms - (ms - DAY_START_MS) % DAY_MS

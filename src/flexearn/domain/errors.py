@@ -71,3 +71,10 @@ class AmountTooLarge(FlexearnError):
 
 class ClockError(FlexearnError):
     code = "clock"
+
+
+def lineage(error: FlexearnError) -> list[str]:
+    """The error's code, then its ancestors' up to the base's: a façade's error table answers with
+    the row of the nearest one it has (a `SubscriptionUnfunded` is an `insufficient_balance`)."""
+    codes = [kind.code for kind in type(error).__mro__ if issubclass(kind, FlexearnError)]
+    return list(dict.fromkeys(codes))

@@ -2,18 +2,18 @@
 
 prometheus_client decides at import whether it runs in multi-process mode (it reads
 PROMETHEUS_MULTIPROC_DIR then), and `flexearn serve` only sets that variable once it knows it
-starts a server: so nothing imports it before the first metric is recorded or scraped.
+starts a server: so nothing imports it before the first metric is recorded or scraped. That
+variable is prometheus_client's input; flexearn reads it once, as `Settings.metrics_dir`.
 """
 
 from __future__ import annotations
 
 import functools
-import os
 import shutil
 import sys
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 
 if TYPE_CHECKING:
-    from flexearn.observability.prometheus import Metrics
+    from flexearn.observability.prometheus import Metrics, Stats
 
 MARKET_HOUR, CATALOG_DAY = "market_hour", "catalog_day"
 
@@ -33,26 +33,26 @@ def metrics() -> Metrics:
     return prometheus.Metrics()
 
 
-def prepare_multiprocess() -> Path | None:
+def prepare_multiprocess(given: str) -> tuple[str, Path | None]:
     """Make every process of this server share its samples through one directory.
 
-    Uses PROMETHEUS_MULTIPROC_DIR when the operator set it (emptied first: samples of an earlier
-    run would add to this one), else a new temporary directory, returned so the caller removes it
-    at exit; exported so the workers the server forks inherit it. Call before any metric is
-    recorded in this process.
+    Uses `given` (`Settings.metrics_dir`) when the operator set one (emptied first: samples of an
+    earlier run would add to this one), else a new temporary directory, returned second so the
+    caller removes it at exit. The caller hands the directory (first) to prometheus_client, in its
+    process and the server's workers, as PROMETHEUS_MULTIPROC_DIR (`Settings.to_env`) before any
+    metric is recorded.
     """
     if "prometheus_client" in sys.modules:
         raise RuntimeError("prometheus_client was imported before multi-process mode was set up")
-    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    created = None
     if given:
         directory = Path(given)
         directory.mkdir(parents=True, exist_ok=True)
         for stale in directory.glob("*.db"):
             stale.unlink()
-        return None
-    created = Path(tempfile.mkdtemp(prefix="flexearn-metrics-"))
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(created)
-    return created
+    else:
+        created = Path(tempfile.mkdtemp(prefix="flexearn-metrics-"))
+    return given or str(created), created
 
 
 def remove_multiprocess_dir(directory: Path | None) -> None:
@@ -89,13 +89,11 @@ def set_settler(held: bool) -> None:
     metrics().settler.set(1 if held else 0)
 
 
-def serve_metrics(engine: sa.Engine, host: str, port: int) -> ThreadingHTTPServer:
+def serve_metrics(read_stats: Callable[[], Stats], host: str, port: int) -> ThreadingHTTPServer:
     """`GET /metrics` of this process on `host:port`, from a daemon thread: for `flexearn worker`,
-    which serves no HTTP otherwise (its settlement metrics and `flexearn_settler` live here)."""
+    which serves no HTTP otherwise (its settlement metrics and `flexearn_settler` live here);
+    `read_stats` reads the database gauges (`services.stats.reader`)."""
     from flexearn.observability import prometheus  # noqa: PLC0415  (see the module docstring)
-    from flexearn.services.figures import FigureCache  # noqa: PLC0415  (with prometheus: lazily)
-
-    figures = FigureCache()  # this worker's, between scrapes
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -103,7 +101,7 @@ def serve_metrics(engine: sa.Engine, host: str, port: int) -> ThreadingHTTPServe
                 self.send_error(404)
                 return
             try:
-                body, content_type = prometheus.render(metrics(), engine, figures)
+                body, content_type = prometheus.render(metrics(), read_stats)
             except sa.exc.SQLAlchemyError:  # the database gauges need it: say so, as /metrics does
                 self.send_error(503, "database unavailable")
                 return

@@ -8,9 +8,9 @@ Prometheus samples are floats; the exact decimals stay in the database and the A
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Protocol
 
-import sqlalchemy as sa
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -23,10 +23,6 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-
-from flexearn.services import stats
-from flexearn.services.figures import FigureCache
-from flexearn.services.unit_of_work import UnitOfWork
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 ROW_BUCKETS = (0, 1, 10, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000)
@@ -97,15 +93,28 @@ class Metrics:
         )
 
 
-class DatabaseCollector(Collector):
-    """Gauges computed from the database at scrape time (the sums over every position and settled
-    period from `figures` between changes: see `services.figures`)."""
+class Stats(Protocol):
+    """What the gauges show (`services.stats.Snapshot`): per currency, the amounts named in
+    `DatabaseCollector.collect` (None: not known yet), and these times in epoch ms."""
 
-    def __init__(self, engine: sa.Engine, figures: FigureCache | None = None) -> None:
-        self.engine, self.figures = engine, figures
+    @property
+    def currencies(self) -> Sequence[Any]: ...
+    @property
+    def business_now(self) -> int: ...
+    @property
+    def last_green_check(self) -> int | None: ...
+    @property
+    def open_since(self) -> int | None: ...
+
+
+class DatabaseCollector(Collector):
+    """Gauges computed from the database at scrape time: `read` reads them (`services.stats`)."""
+
+    def __init__(self, read: Callable[[], Stats]) -> None:
+        self.read = read
 
     def collect(self) -> Iterator[Metric]:
-        snapshot = stats.snapshot(UnitOfWork(self.engine, read_only=True), self.figures)
+        snapshot = self.read()
         families = {
             "savings": ("flexearn_savings_amount", "Market savings held, per currency"),
             "lent": ("flexearn_savings_lent", "Market savings lent in the current hour"),
@@ -144,14 +153,14 @@ class DatabaseCollector(Collector):
             yield opened
 
 
-def render(metrics: Metrics, engine: sa.Engine, figures: FigureCache | None = None) -> tuple[bytes, str]:
+def render(metrics: Metrics, read: Callable[[], Stats]) -> tuple[bytes, str]:
     """The exposition text: this process's (or every worker's) metrics and the database gauges."""
     registry = CollectorRegistry(auto_describe=False)
     if multiprocess_active():
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     else:
         registry.register(_Forward(metrics.registry))
-    registry.register(DatabaseCollector(engine, figures))
+    registry.register(DatabaseCollector(read))
     return generate_latest(registry), CONTENT_TYPE_LATEST
 
 

@@ -10,12 +10,14 @@ import sqlalchemy as sa
 from flexearn.adapters import repository as repo
 from flexearn.adapters import tables as t
 from flexearn.adapters.clock import wall_ms
+from flexearn.domain.catalog import Level
 from flexearn.domain.errors import AlreadyExists, InvalidParameter, NotFound
 from flexearn.domain.ledger import WALLETS, AccountKind, AccountRef, transfer
 from flexearn.domain.money import MAX_PRECISION, check_places
+from flexearn.domain.vocabulary import values
 from flexearn.services.unit_of_work import UnitOfWork
 
-LEVELS = ("beginner", "normal", "VIP")
+LEVELS = values(Level)
 DEFAULT_PRECISION = 16
 MAX_AMOUNT = 10**20  # far above any real holding; keeps every amount inside NUMERIC(38, 18)
 
@@ -32,7 +34,7 @@ def add_currency(uow: UnitOfWork, ccy: str, precision: int = DEFAULT_PRECISION) 
         uow.commit()
 
 
-def create_user(uow: UnitOfWork, name: str, level: str = "beginner") -> int:
+def create_user(uow: UnitOfWork, name: str, level: str = Level.BEGINNER.value) -> int:
     if level not in LEVELS:
         raise InvalidParameter("level", f"one of {', '.join(LEVELS)}")
     if not name or len(name) > 64:

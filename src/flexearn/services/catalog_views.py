@@ -10,13 +10,14 @@ import sqlalchemy as sa
 from flexearn.adapters import repository as repo
 from flexearn.adapters import tables as t
 from flexearn.adapters.clock import wall_ms
-from flexearn.domain.catalog import DAY_MS, PeriodType, Product
+from flexearn.domain.catalog import DAY_MS, OrderType, PeriodType, Product
 from flexearn.domain.errors import InvalidParameter, MissingParameter, NotFound
 from flexearn.domain.money import ZERO, round_down
+from flexearn.domain.vocabulary import values
 from flexearn.services.catalog import Order, load_product
 from flexearn.services.unit_of_work import UnitOfWork
 
-ORDER_TYPES = ("subscribe", "redeem", "pay_interest", "deduction")
+ORDER_TYPES = values(OrderType)
 MAX_SPAN_MS = 90 * DAY_MS
 
 

@@ -11,13 +11,14 @@ from flexearn.adapters import clock as clocks
 from flexearn.adapters import tables as t
 from flexearn.domain.errors import ClockError
 from flexearn.domain.money import D
+from flexearn.domain.periods import ClockMode
 from flexearn.services import scheduler
 from flexearn.services.unit_of_work import UnitOfWork
 
 
 @dataclass(frozen=True)
 class ClockView:
-    mode: str  # "real" or "simulated"
+    mode: str  # a ClockMode
     now: int  # business time, ms
     speed: Decimal  # business seconds per real second (1 on the real clock)
 
@@ -42,7 +43,7 @@ def set_simulated(uow: UnitOfWork, speed: Decimal, start_ms: int | None = None) 
 def set_speed(uow: UnitOfWork, speed: Decimal) -> ClockView:
     """Change how fast a simulated clock runs; a real clock is refused."""
     with uow:
-        if clocks.read(uow.conn, lock=True).mode != "simulated":
+        if clocks.read(uow.conn, lock=True).mode != ClockMode.SIMULATED:
             raise ClockError("only a simulated clock has a speed", param="speed")
         state = clocks.set_simulated(uow.conn, speed)
         uow.commit()
@@ -62,11 +63,16 @@ class Advanced:
     settled: scheduler.Settled
 
 
-def advance(engine: sa.Engine, hours: int, progress: scheduler.Progress | None = None) -> Advanced:
-    """Move a simulated clock forward, then settle every hour and day that became due."""
-    with UnitOfWork(engine) as uow:
+def move(uow: UnitOfWork, hours: int) -> None:
+    """Move a simulated clock `hours` forward, settling nothing (`advance` settles after)."""
+    with uow:
         clocks.advance(uow.conn, hours * clocks.HOUR_MS)
         uow.commit()
+
+
+def advance(engine: sa.Engine, hours: int, progress: scheduler.Progress | None = None) -> Advanced:
+    """Move a simulated clock forward, then settle every hour and day that became due."""
+    move(UnitOfWork(engine), hours)
     settled = scheduler.settle_all_due(engine, progress=progress)
     return Advanced(show(UnitOfWork(engine)), settled)
 
@@ -74,7 +80,7 @@ def advance(engine: sa.Engine, hours: int, progress: scheduler.Progress | None =
 def pause(uow: UnitOfWork) -> ClockView:
     """Stop a simulated clock where it is (a sandbox stopping: its world waits for it)."""
     with uow:
-        if clocks.read(uow.conn, lock=True).mode != "simulated":
+        if clocks.read(uow.conn, lock=True).mode != ClockMode.SIMULATED:
             raise ClockError("only a simulated clock can be paused")
         state = clocks.set_simulated(uow.conn, D(0))
         uow.commit()
@@ -87,7 +93,7 @@ def resume(uow: UnitOfWork, speed: Decimal) -> ClockView:
     a settled hour or a journal entry — rather than jumping by the wall time missed."""
     with uow:
         state = clocks.read(uow.conn, lock=True)
-        if state.mode == "simulated" and state.speed == 0:
+        if state.mode == ClockMode.SIMULATED and state.speed == 0:
             start = state.business_anchor
         else:
             hour = uow.conn.execute(sa.select(sa.func.max(t.market_hour.c.hour))).scalar()

@@ -19,8 +19,9 @@ import sqlalchemy as sa
 from flexearn.adapters import db
 from flexearn.adapters import repository as repo
 from flexearn.adapters import tables as t
+from flexearn.domain.periods import PeriodKind
 
-HOUR, DAY = "hour", "day"  # the kinds of period: a market's hour (key: currency), a product's day
+HOUR, DAY = PeriodKind.HOUR.value, PeriodKind.DAY.value  # the kinds of period (plain text keys)
 # How long a trade without a request deadline (CLI, admin API) waits for an open period to close.
 WAIT_S = 30.0
 _POLL_S = 0.02

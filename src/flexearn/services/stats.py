@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -34,6 +35,11 @@ class Snapshot:
     currencies: list[CurrencyStats]
     last_green_check: int | None = None  # real time (ms) of the latest ledger checkpoint
     open_since: int | None = None  # real time (ms) the oldest period settled in ranges was opened
+
+
+def reader(engine: sa.Engine, cache: FigureCache | None = None) -> Callable[[], Snapshot]:
+    """A snapshot at each call, in a read-only transaction of its own (for /metrics' gauges)."""
+    return lambda: snapshot(UnitOfWork(engine, read_only=True), cache)
 
 
 def snapshot(uow: UnitOfWork, cache: FigureCache | None = None) -> Snapshot:

@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from flexearn.adapters import clock as clocks
 from flexearn.adapters.secrets import SecretBox
 from flexearn.bootstrap import Flexearn
-from flexearn.domain.catalog import Product
+from flexearn.domain.catalog import Level, Product
 from flexearn.domain.demand import SimulatedDemand
 from flexearn.domain.errors import NotFound
 from flexearn.domain.ledger import AccountKind
@@ -93,7 +92,9 @@ class LedgerReport:
 
 
 def create_user(call: Call) -> accounts.User:
-    user_id = accounts.create_user(call.uow(), call.body["name"], call.body.get("level", "beginner"))
+    user_id = accounts.create_user(
+        call.uow(), call.body["name"], call.body.get("level", Level.BEGINNER.value)
+    )
     return accounts.get_user(call.uow(), user_id)
 
 
@@ -255,9 +256,7 @@ def set_clock_speed(call: Call) -> clock_service.ClockView:
 
 def move_clock(call: Call) -> None:
     """What `clock_service.advance` does first, in the request's transaction."""
-    with call.uow() as uow:
-        clocks.advance(uow.conn, call.body["hours"] * clocks.HOUR_MS)
-        uow.commit()
+    clock_service.move(call.uow(), call.body["hours"])
 
 
 def settle_and_show_clock(call: Call) -> clock_service.Advanced:

@@ -24,7 +24,10 @@ from flexearn.api.admin.schema import (
     obj,
     text,
 )
-from flexearn.domain.catalog import Product
+from flexearn.domain.catalog import OPERATOR_STATUSES, ApyType, Level, PeriodType, Product, SettleMethod
+from flexearn.domain.ledger import WALLETS
+from flexearn.domain.market import DemandSource, MatchingMode
+from flexearn.domain.vocabulary import values
 from flexearn.services import accounts, audit, catalog, catalog_views, keys, markets, scheduler
 from flexearn.services import clock as clock_service
 
@@ -84,12 +87,12 @@ IDEMPOTENCY_KEY: dict[str, Any] = {
     "schema": text(1, 255, r"^[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?$", examples=["9f3b2c1e-deposit-42"]),
 }
 NAME = text(1, 64, r"^[^\x00-\x1f\x7f]+$", examples=["alice"])
-LEVEL = choice(*accounts.LEVELS)
+LEVEL = choice(*values(Level))
 AMOUNT = obj(
     {
         "ccy": CCY,
         "amount": decimal("positive, at most the currency's decimals", "100"),
-        "account": choice("funding", "trading", description="the user's account (default funding)"),
+        "account": choice(*values(WALLETS), description="the user's account (default funding)"),
     },
     ("ccy", "amount"),
 )
@@ -109,9 +112,9 @@ SIMULATION = obj(
 )
 MARKET = obj(
     {
-        "mode": choice("auction", "pro_rata"),
+        "mode": choice(*values(MatchingMode)),
         "insurance_fee": decimal("share of borrower interest kept by the insurance fund", "0.15"),
-        "demand_source": choice("static", "simulated", "external"),
+        "demand_source": choice(*values(DemandSource)),
         "demand": decimal("static demand per hour", "1000"),
         "borrow_rate": decimal("static pro-rata borrow rate r_b", "0.05"),
         "simulation": SIMULATION,
@@ -127,11 +130,11 @@ TIER = obj(
     ("minStepVal", "maxStepVal", "currentApy"),
 )
 _PRODUCT_LIMITS: dict[str, Schema] = {
-    "apyType": choice("single", "ladder"),
+    "apyType": choice(*values(ApyType)),
     "apyList": array(TIER, 20, minItems=1),
     "advanceRedeem": choice("Yes", "No"),
-    "settleMethod": choice("daily", "maturity"),
-    "productLevel": choice("beginner", "normal", "VIP"),
+    "settleMethod": choice(*values(SettleMethod)),
+    "productLevel": LEVEL,
     "singleMinAmount": decimal(),
     "singleMaxAmount": decimal(),
     "quota": decimal("total the product takes"),
@@ -140,12 +143,12 @@ _PRODUCT_LIMITS: dict[str, Schema] = {
     "redeemDelay": integer(0, 365, description="days until a redemption arrives"),
     "startTime": integer(0, MAX_MS),
     "endTime": integer(0, MAX_MS),
-    "status": choice("in_progress", "paused", "off_line"),
+    "status": choice(*values(OPERATOR_STATUSES)),
 }
 NEW_PRODUCT = obj(
     {
         "coin": CCY,
-        "periodType": choice("flexible", "fixed"),
+        "periodType": choice(*values(PeriodType)),
         "period": integer(1, 3650, description="days (fixed products)"),
         **_PRODUCT_LIMITS,
     },

@@ -1,11 +1,11 @@
-"""The one table from engine and authentication failures to Bitget codes (SPEC §5)."""
+"""The one table from engine errors, authentication failures and refusals to Bitget codes (SPEC §5)."""
 
 from __future__ import annotations
 
 from flexearn.api.auth import AuthFailure, Failure
 from flexearn.api.facade import WireError
 from flexearn.domain.catalog_errors import BelowMinimum, NoSuchProduct, QuotaExceeded, TooPrecise
-from flexearn.domain.errors import FlexearnError
+from flexearn.domain.errors import FlexearnError, lineage
 from flexearn.domain.money import plain
 
 
@@ -17,9 +17,9 @@ def empty(param: str) -> BitgetError:
     return BitgetError("40019", f"Parameter {param} cannot be empty")
 
 
-def invalid(param: str, detail: str = "") -> BitgetError:
+def invalid(param: str, detail: str = "", status: int = 400) -> BitgetError:
     return BitgetError(
-        "40017", f"Parameter verification failed: {param}" + (f" ({detail})" if detail else "")
+        "40017", f"Parameter verification failed: {param}" + (f" ({detail})" if detail else ""), status
     )
 
 
@@ -42,6 +42,7 @@ TOO_MANY = BitgetError("429", "Too Many Requests", 429)
 # ccxt raises ExchangeNotAvailable for it, a retryable network error, as it does for OKX's 50001.
 UNAVAILABLE = BitgetError("40604", "Server is busy, please try again later", 503)
 SYSTEM_ERROR = BitgetError("40015", "System error", 500)
+NOT_FOUND = BitgetError("40404", "Request URL NOT FOUND", 404)
 
 FAILURES = {
     Failure.EXPIRED_TIMESTAMP: BitgetError(
@@ -68,8 +69,19 @@ def from_auth(failure: AuthFailure) -> BitgetError:
 # rosssaunders/coincise, docs/bitget/error_codes.md); "{0}" is filled in by `_detail`. ccxt's
 # bitget knows none of them (its `exceptions` map has no 59xxx code and none of these messages),
 # so it raises its base ExchangeError for each: the exchange refused, neither an authentication
-# failure nor a retryable network error.
+# failure nor a retryable network error. SPEC §5's parameter codes for the rest. An error without
+# a row of its own takes its nearest ancestor's (`lineage`); "{message}" and "{param}" are the
+# error's, "{0}" what `_detail` finds.
 TABLE: dict[str, tuple[str, str]] = {  # keyed by engine error code (`_detail` refines a few)
+    "missing_parameter": ("40019", "Parameter {param} cannot be empty"),
+    "invalid_parameter": ("40017", "Parameter verification failed: {message}"),
+    "unsupported_currency": ("40017", "Parameter verification failed: {message}"),
+    "already_exists": ("40017", "Parameter verification failed: {message}"),  # admin only
+    "clock": ("40017", "Parameter verification failed: {message}"),  # admin only
+    "idempotency_key_reused": ("40017", "Parameter verification failed: {message}"),  # admin only
+    "not_found": ("40034", "Parameter does not exist: {message}"),  # "Parameter {0} does not exist"
+    "too_precise": ("40017", "Parameter verification failed: {message}"),  # neither behaviour's
+    "below_minimum": ("40017", "Parameter verification failed: {message}"),  # neither behaviour's
     "insufficient_balance": ("43012", "Insufficient balance"),  # SPEC §5; ccxt: InsufficientFunds
     "no_such_product": ("59049", "Product does not exist"),
     "product_not_started": ("59003", "This product is not available for purchase yet"),
@@ -113,13 +125,13 @@ def _detail(error: FlexearnError) -> tuple[str, str]:
 
 
 def from_engine(error: FlexearnError) -> BitgetError:
-    """The engine error in Bitget's words: `TABLE`, else SPEC §5's parameter codes."""
+    """The engine error in Bitget's words: the row of its refined key, its code or its nearest
+    ancestor's. None is the base's (`error`): an error class without a row answers 40015, and a
+    test fails."""
     key, detail = _detail(error)
-    if key in TABLE:
-        code, msg = TABLE[key]
-        return BitgetError(code, msg.replace("{0}", detail), 400)
-    if error.code == "missing_parameter":
-        return empty(error.param or "request")
-    if error.code == "not_found":  # "Parameter {0} does not exist"
-        return BitgetError("40034", f"Parameter does not exist: {error.message}", 400)
-    return BitgetError("40017", f"Parameter verification failed: {error.message}", 400)
+    for row in (key, *lineage(error)):
+        if row in TABLE:
+            code, msg = TABLE[row]
+            filled = msg.replace("{0}", detail).replace("{param}", error.param or "request")
+            return BitgetError(code, filled.replace("{message}", error.message), 400)
+    return SYSTEM_ERROR

@@ -13,12 +13,13 @@ from flexearn.api.facade import user_of as _user
 from flexearn.api.params import Params
 from flexearn.bootstrap import Flexearn
 from flexearn.domain.catalog import PeriodType, Product, Tier
+from flexearn.domain.vocabulary import values
 from flexearn.services import accounts, catalog, catalog_views, clock
 
 USER_LIMIT = 10  # requests per second per user (SPEC §5)
 PUBLIC_LIMIT = 20  # per IP
 SAVINGS = "/api/v2/earn/savings"
-PERIOD_TYPES = ("flexible", "fixed")
+PERIOD_TYPES = values(PeriodType)  # Bitget's periodType words are the domain's
 
 
 def _product_id(params: Params) -> int:

@@ -7,8 +7,10 @@ from typing import Any
 
 from flexearn.adapters.clock import HOUR_MS, floor_hour
 from flexearn.bootstrap import Flexearn
+from flexearn.domain.catalog import PeriodType
 from flexearn.domain.errors import InvalidParameter
 from flexearn.domain.money import plain
+from flexearn.domain.vocabulary import values
 from flexearn.services import (
     accounts,
     catalog,
@@ -157,7 +159,7 @@ def user(app: Flexearn, ref: str) -> dict[str, Any]:
     """A user's funding and trading balances, savings positions, catalog holdings and recent records."""
     info = operator_views.find_user(app.read_uow(), ref)
     uid = info.id
-    kinds = ("flexible", "fixed")
+    kinds = values(PeriodType)
     holdings = [a for kind in kinds for a in catalog_views.assets(app.read_uow(), uid, kind)]
     orders = [r for kind in kinds for r in catalog_views.records(app.read_uow(), uid, kind)[0]]
     lending = market_data.lending_history(app.read_uow(), uid, None, market_data.Page(limit=RECENT))

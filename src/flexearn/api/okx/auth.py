@@ -1,11 +1,11 @@
-"""OKX's signing headers and timestamp format, and its codes for each authentication failure."""
+"""OKX's signing headers and timestamp format (its codes for each failure: `errors.FAILURES`)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
 
-from flexearn.api.auth import AuthFailure, Failure, SignedRequest, read_signed_request
+from flexearn.api.auth import SignedRequest, read_signed_request
 from flexearn.api.okx import errors
 
 HEADERS = ("OK-ACCESS-KEY", "OK-ACCESS-SIGN", "OK-ACCESS-TIMESTAMP", "OK-ACCESS-PASSPHRASE")
@@ -28,20 +28,3 @@ def signed_request(
     return read_signed_request(
         headers, HEADERS, errors.header_missing, parse_timestamp, method, target, body, client_ip
     )
-
-
-FAILURES = {
-    Failure.EXPIRED_TIMESTAMP: errors.TIMESTAMP_EXPIRED,
-    Failure.UNKNOWN_KEY: errors.INVALID_KEY,
-    Failure.EXPIRED_KEY: errors.OkxError("50111", "Invalid OK-ACCESS-KEY: the API key has expired", 401),
-    Failure.BAD_PASSPHRASE: errors.PASSPHRASE_INCORRECT,
-    Failure.BAD_SIGNATURE: errors.INVALID_SIGN,
-    Failure.REPLAYED: errors.OkxError("50113", "Invalid Sign: this signed request was already used", 401),
-    Failure.NO_PERMISSION: errors.NO_PERMISSION,
-}
-
-
-def okx_error(failure: AuthFailure) -> errors.OkxError:
-    if failure.failure is Failure.IP_REFUSED:
-        return errors.ip_not_allowed(failure.detail)
-    return FAILURES[failure.failure]

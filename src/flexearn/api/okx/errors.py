@@ -1,9 +1,12 @@
-"""The one table from engine errors to OKX codes, HTTP statuses and messages (SPEC §5)."""
+"""The one table from engine errors, authentication failures and refusals to OKX's codes, HTTP
+statuses and messages (SPEC §5). Sources: OKX's error-code page (Docs², docs/fidelity.md); a row
+without one says so here and in docs/fidelity.md."""
 
 from __future__ import annotations
 
+from flexearn.api.auth import AuthFailure, Failure
 from flexearn.api.facade import WireError
-from flexearn.domain.errors import FlexearnError
+from flexearn.domain.errors import FlexearnError, lineage
 
 
 class OkxError(WireError):
@@ -17,8 +20,8 @@ def empty(param: str) -> OkxError:
     return OkxError("50014", f"Parameter {param} can not be empty", 400)
 
 
-def invalid(param: str, detail: str = "") -> OkxError:
-    return OkxError("51000", f"Parameter {param} error" + (f": {detail}" if detail else ""), 400)
+def invalid(param: str, detail: str = "", status: int = 400) -> OkxError:
+    return OkxError("51000", f"Parameter {param} error" + (f": {detail}" if detail else ""), status)
 
 
 def header_missing(header: str) -> OkxError:
@@ -34,33 +37,65 @@ def header_missing(header: str) -> OkxError:
 TOO_MANY = OkxError("50011", "Too Many Requests", 429)
 JSON_SYNTAX = OkxError("50002", "JSON syntax error", 400)
 EMPTY_BODY = OkxError("50000", "Body for POST request cannot be empty.", 400)
-TIMESTAMP_EXPIRED = OkxError("50102", "Timestamp request expired", 401)
-PASSPHRASE_INCORRECT = OkxError("50105", 'Request header "OK-ACCESS-PASSPHRASE" incorrect', 401)
-INVALID_KEY = OkxError("50111", "Invalid OK-ACCESS-KEY", 401)
 INVALID_TIMESTAMP = OkxError("50112", "Invalid OK-ACCESS-TIMESTAMP", 401)
-INVALID_SIGN = OkxError("50113", "Invalid Sign", 401)
-NO_PERMISSION = OkxError("50120", "This API key doesn't have permission to use this function", 200)
 UNAVAILABLE = OkxError("50001", "Service temporarily unavailable, please try again later", 503)
 SYSTEM_ERROR = OkxError("50026", "System error, please try again later", 500)
 NOT_FOUND = OkxError("404", "Not Found", 404)
 
+FAILURES = {
+    Failure.EXPIRED_TIMESTAMP: OkxError("50102", "Timestamp request expired", 401),
+    Failure.UNKNOWN_KEY: OkxError("50111", "Invalid OK-ACCESS-KEY", 401),
+    Failure.EXPIRED_KEY: OkxError("50111", "Invalid OK-ACCESS-KEY: the API key has expired", 401),
+    Failure.BAD_PASSPHRASE: OkxError("50105", 'Request header "OK-ACCESS-PASSPHRASE" incorrect', 401),
+    Failure.BAD_SIGNATURE: OkxError("50113", "Invalid Sign", 401),
+    Failure.REPLAYED: OkxError("50113", "Invalid Sign: this signed request was already used", 401),
+    Failure.NO_PERMISSION: OkxError(
+        "50120", "This API key doesn't have permission to use this function", 200
+    ),
+}
 
-def ip_not_allowed(ip: str) -> OkxError:
-    return OkxError("50110", f"Your IP {ip} is not included in your API key's IP whitelist", 401)
+
+def from_auth(failure: AuthFailure) -> OkxError:
+    if failure.failure is Failure.IP_REFUSED:
+        return OkxError(
+            "50110", f"Your IP {failure.detail} is not included in your API key's IP whitelist", 401
+        )
+    return FAILURES[failure.failure]
+
+
+# Engine error code → OKX's code, message and HTTP status; an error without a row of its own takes
+# its nearest ancestor's (`lineage`). "{message}" and "{param}" are the error's. OKX's Simple Earn
+# codes (58xxx) for the market; its Finance codes (517xx) for what only catalog products refuse
+# (no OKX endpoint reaches them today: the rows keep the table whole). Rows marked "ours" have no
+# OKX code of that meaning: they answer with OKX's generic parameter error.
+TABLE: dict[str, tuple[str, str, int]] = {
+    "missing_parameter": ("50014", "Parameter {param} can not be empty", 400),
+    "invalid_parameter": ("51000", "{message}", 400),
+    "not_found": ("51000", "{message}", 400),  # ours: OKX names no "does not exist" in general
+    "already_exists": ("51000", "{message}", 400),  # ours (admin only)
+    "clock": ("51000", "{message}", 400),  # ours: the clock refuses (admin only)
+    "conflict": ("51000", "{message}", 400),  # ours: the state refuses a well-formed request
+    "idempotency_key_reused": ("51000", "{message}", 400),  # ours (admin only)
+    "unsupported_currency": ("58003", "Savings does not support this currency type", 200),
+    "insufficient_balance": ("58350", "Insufficient balance", 200),
+    "amount_too_large": ("58005", "{message}", 200),
+    # OKX Finance (error-code page, 51700-51799)
+    "product_unavailable": ("51731", "Product is currently suspended for purchase", 200),
+    "not_eligible": ("51732", "{message}", 200),  # "Required user KYC level not met": the nearest
+    "too_precise": ("51000", "{message}", 400),
+    "below_minimum": ("51000", "{message}", 400),  # 51727 names a subscription's minimum only
+    "above_maximum": ("51728", "The subscription quantity is above the maximum limit", 200),
+    "quota_exceeded": ("51728", "{message}", 200),  # what remains of the quota is the limit
+    "redemption_refused": ("51723", "Early redemption is not supported", 200),
+    "too_frequent": ("50040", "Too frequent operations, please try again later", 200),
+}
 
 
 def from_engine(error: FlexearnError) -> OkxError:
-    """Map an engine error to OKX's code; every engine error has a row here."""
-    param = error.param or "request"
-    match error.code:
-        case "missing_parameter":
-            return empty(param)
-        case "invalid_parameter" | "not_found" | "already_exists" | "clock":
-            return OkxError("51000", error.message, 400)
-        case "unsupported_currency":
-            return OkxError("58003", "Savings does not support this currency type", 200)
-        case "insufficient_balance":
-            return OkxError("58350", "Insufficient balance", 200)
-        case "amount_too_large":
-            return OkxError("58005", error.message, 200)
+    """The engine error in OKX's words: the row of its code or its nearest ancestor's. None is
+    the base's (`error`): an error class without a row answers 50026, and a test fails."""
+    for key in lineage(error):
+        if key in TABLE:
+            code, msg, status = TABLE[key]
+            return OkxError(code, msg.format(message=error.message, param=error.param or "request"), status)
     return SYSTEM_ERROR

@@ -40,7 +40,7 @@ class OkxDialect(TableDialect):
 
     def __init__(self) -> None:
         super().__init__(
-            ErrorTable(errors.empty, errors.invalid, errors.JSON_SYNTAX, errors.from_engine, auth.okx_error)
+            ErrorTable(errors.empty, errors.invalid, errors.JSON_SYNTAX, errors.from_engine, errors.from_auth)
         )
 
     def success(self, data: Any) -> dict[str, Any]:

@@ -16,16 +16,19 @@ from starlette.routing import Route
 from flexearn.adapters import db
 from flexearn.api.admission import Admission
 from flexearn.observability.metrics import metrics
+from flexearn.services import stats
 from flexearn.services.figures import FigureCache
 
 log = logging.getLogger("flexearn.health")
 
 
 def ops_routes(engine: sa.Engine, admission: Admission, figures: FigureCache | None = None) -> list[Route]:
+    read_stats = stats.reader(engine, figures)
+
     def scrape() -> tuple[bytes, str]:
         from flexearn.observability import prometheus  # noqa: PLC0415  (imported lazily: see metrics)
 
-        return prometheus.render(metrics(), engine, figures)
+        return prometheus.render(metrics(), read_stats)
 
     async def metrics_endpoint(request: Request) -> Response:
         try:
