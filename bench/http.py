@@ -59,6 +59,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from decimal import Decimal
 from importlib import util
 from typing import Any
@@ -397,10 +398,28 @@ def purchase_floor(url: str, seconds: float) -> float:
 # --- the run -----------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Servers:
+    """flexearn and the raw app, running on one database with `workers` processes each."""
+
+    db: str
+    workers: int
+    flexearn_url: str
+    raw_url: str
+    flexearn_pid: int  # process groups: the servers and their workers
+    raw_pid: int
+    keys: list[tuple[str, str]]
+    work: Path
+    args: argparse.Namespace
+
+    @property
+    def script(self) -> Path:
+        return self.work / "signed.lua"
+
+
 def run_database(db: str, args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
-    script = work / "signed.lua"
-    script.write_text(WRK_SCRIPT)
+    (work / "signed.lua").write_text(WRK_SCRIPT)
     (work / "raw_app.py").write_text(RAW_APP)
     (work / "raw_server.py").write_text(RAW_SERVER)
     with world.fresh_database(db) as url:
@@ -413,7 +432,6 @@ def run_database(db: str, args: argparse.Namespace, work: Path) -> list[dict[str
             serve = [FLEXEARN, "serve", "--port", str(fport), "--workers", str(workers), "--no-scheduler"]
             with process(serve, env, work / "flexearn.log") as fproc:
                 wait_until_up(flexearn_url, fproc, "/api/v5/public/time")
-                args.server_pid = fproc.pid
                 answers = capture(flexearn_url, keys, work)
                 (work / "answers.json").write_text(json.dumps(answers))
                 raw_env = {
@@ -424,27 +442,29 @@ def run_database(db: str, args: argparse.Namespace, work: Path) -> list[dict[str
                 raw_cmd = [sys.executable, str(work / "raw_server.py"), str(rport), str(workers)]
                 with process(raw_cmd, raw_env, work / "raw.log") as rproc:
                     wait_until_up(raw_url, rproc, f"{PREFIX}/balance")
-                    args.raw_pid = rproc.pid
-                    warm(flexearn_url, keys, work)
+                    servers = Servers(
+                        db, workers, flexearn_url, raw_url, fproc.pid, rproc.pid, keys, work, args
+                    )
+                    warm(flexearn_url, keys, work, workers)
                     for name in args.endpoints:
-                        rows.append(
-                            compare(db, workers, name, flexearn_url, raw_url, keys, work, script, args)
-                        )
+                        rows.append(compare(servers, name))
                         if name == "purchase":
                             rows[-1]["floor_tps"] = purchase_floor(url, args.duration)
                             rows[-1]["of_floor"] = rows[-1]["flexearn_rps"] / rows[-1]["floor_tps"]
                         print(format_row(rows[-1]), flush=True)
                 if args.sustained and workers == args.workers[0]:
-                    rows.append(sustained(db, workers, flexearn_url, keys, work, script, args))
+                    rows.append(sustained(servers))
                     print(json.dumps(rows[-1]), flush=True)
     return rows
 
 
-def warm(base_url: str, keys: list[tuple[str, str]], work: Path) -> None:
-    """Every key used once, each answered 200: a key's first request verifies its passphrase
-    (scrypt, once per key and process), which is not what the rounds measure."""
+def warm(base_url: str, keys: list[tuple[str, str]], work: Path, workers: int) -> None:
+    """Every key used by every worker, each request answered 200: a key's first request in a
+    process verifies its passphrase (scrypt, once per key and process), which is not what the
+    rounds measure. Each request on a new connection, which any worker may accept: 8 per key and
+    worker leave a key unseen by a worker with a chance of 2^-8 per worker."""
     requests = work / "warm"
-    write_requests(requests, "balance", keys, len(keys), 1)
+    write_requests(requests, "balance", keys, len(keys) * 8 * workers, 1)
     port = int(base_url.rsplit(":", 1)[1])
 
     def send(raw: str) -> int:
@@ -458,32 +478,23 @@ def warm(base_url: str, keys: list[tuple[str, str]], work: Path) -> None:
         raise SystemExit(f"warming the keys: answers {sorted(set(statuses))}")
 
 
-def compare(
-    db: str,
-    workers: int,
-    name: str,
-    flexearn_url: str,
-    raw_url: str,
-    keys: list[tuple[str, str]],
-    work: Path,
-    script: Path,
-    args: argparse.Namespace,
-) -> dict[str, Any]:
+def compare(servers: Servers, name: str) -> dict[str, Any]:
+    args, db, workers = servers.args, servers.db, servers.workers
     runs: dict[str, list[dict[str, Any]]] = {"flexearn": [], "raw": []}
-    requests = work / f"requests-{name}"
+    requests = servers.work / f"requests-{name}"
     for n in range(args.rounds):
-        for target, base_url in (("flexearn", flexearn_url), ("raw", raw_url)):
+        for target, base_url in (("flexearn", servers.flexearn_url), ("raw", servers.raw_url)):
             count = int(args.duration * SIGNED_HEADROOM) if target == "flexearn" else 20_000
-            write_requests(requests, name, keys, count, args.threads)
+            write_requests(requests, name, servers.keys, count, args.threads)
             profiling = args.profile and target == "flexearn" and n == 0
-            pid = args.server_pid if target == "flexearn" else args.raw_pid
+            pid = servers.flexearn_pid if target == "flexearn" else servers.raw_pid
             cpu = cpu_seconds(pid)
             with (
                 profiled(pid, Path(args.profile) / f"{db}-{workers}w-{name}.txt", args.duration)
                 if profiling
                 else contextlib.nullcontext()
             ):
-                run = wrk(base_url, requests, script, args.duration, args.connections, args.threads)
+                run = wrk(base_url, requests, servers.script, args.duration, args.connections, args.threads)
             run["cpu_ms"] = (cpu_seconds(pid) - cpu) * 1000 / max(1, run["requests"])
             runs[target].append(run)
     f, r = runs["flexearn"], runs["raw"]
@@ -548,26 +559,20 @@ def profiled(pid: int, out: Path, seconds: float) -> Iterator[None]:
         spy.wait()
 
 
-def sustained(
-    db: str,
-    workers: int,
-    base_url: str,
-    keys: list[tuple[str, str]],
-    work: Path,
-    script: Path,
-    args: argparse.Namespace,
-) -> dict[str, Any]:
+def sustained(servers: Servers) -> dict[str, Any]:
+    args = servers.args
     segments: list[dict[str, Any]] = []
-    requests = work / "requests-sustained"
+    requests = servers.work / "requests-sustained"
     for _ in range(max(1, round(args.sustained / SEGMENT_S))):
-        write_requests(requests, "balance", keys, SEGMENT_S * SIGNED_HEADROOM, args.threads)
-        segments.append(wrk(base_url, requests, script, SEGMENT_S, args.connections, args.threads))
+        write_requests(requests, "balance", servers.keys, SEGMENT_S * SIGNED_HEADROOM, args.threads)
+        run = wrk(servers.flexearn_url, requests, servers.script, SEGMENT_S, args.connections, args.threads)
+        segments.append(run)
     per_minute = 60 // SEGMENT_S
     first = statistics.mean(s["rps"] for s in segments[:per_minute])
     last = statistics.mean(s["rps"] for s in segments[-per_minute:])
     return {
-        "db": db,
-        "workers": workers,
+        "db": servers.db,
+        "workers": servers.workers,
         "endpoint": "balance, sustained",
         "seconds": SEGMENT_S * len(segments),
         "first_minute_rps": round(first),
