@@ -22,7 +22,7 @@ BALANCE = "/api/v5/finance/savings/balance"
 
 
 def client(app: Flexearn, settings: Settings) -> Any:
-    from starlette.testclient import TestClient  # noqa: PLC0415  (it warns on import)
+    from starlette.testclient import TestClient
 
     return TestClient(create_app(settings, app))
 
