@@ -150,8 +150,8 @@ def alone(engine: sa.Engine, sql: str, params: dict[str, Any]) -> list[Any]:
 
     Under a deadline it is bounded as a unit of work is (SQLite's busy timeout; PostgreSQL's
     statement and lock timeouts, sent with BEGIN, the statement and COMMIT in one pipeline: one
-    round trip). A driver error that means the database is away is raised as it is (`unavailable`
-    knows it) and the connection is not put back in the pool.
+    round trip). A driver error is raised as it is (`unavailable` knows those that mean the database
+    is away or busy); a connection it broke is not put back in the pool.
     """
     ms = _remaining_ms()
     pooled = engine.raw_connection()
@@ -177,10 +177,12 @@ def alone(engine: sa.Engine, sql: str, params: dict[str, Any]) -> list[Any]:
                 driver.execute("COMMIT")
             return list(cursor.fetchall())
         finally:
-            if not driver.closed:
+            if not driver.closed:  # back on the pool's terms: no transaction left, autocommit off
+                if driver.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                    driver.rollback()  # e.g. a statement cancelled by its timeout
                 driver.autocommit = False
     except Exception as error:
-        if unavailable(error):
+        if getattr(driver, "broken", False) or getattr(driver, "closed", False):  # psycopg's: lost
             pooled.invalidate(error)
         raise
     finally:
