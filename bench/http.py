@@ -462,9 +462,9 @@ def warm(base_url: str, keys: list[tuple[str, str]], work: Path, workers: int) -
     """Every key used by every worker, each request answered 200: a key's first request in a
     process verifies its passphrase (scrypt, once per key and process), which is not what the
     rounds measure. Each request on a new connection, which any worker may accept: 8 per key and
-    worker leave a key unseen by a worker with a chance of 2^-8 per worker."""
+    worker leave a key unseen by a worker with a chance of 2^-8 per worker. Signed a pass at a
+    time, so that none is older than the 30 s window when it is sent."""
     requests = work / "warm"
-    write_requests(requests, "balance", keys, len(keys) * 8 * workers, 1)
     port = int(base_url.rsplit(":", 1)[1])
 
     def send(raw: str) -> int:
@@ -472,10 +472,13 @@ def warm(base_url: str, keys: list[tuple[str, str]], work: Path, workers: int) -
             s.sendall(raw.replace("\t", "\r\n").encode())
             return int(s.recv(65536).split(b" ", 2)[1])
 
+    statuses: set[int] = set()
     with ThreadPoolExecutor(8) as pool:
-        statuses = list(pool.map(send, Path(f"{requests}.0").read_text().splitlines()))
-    if set(statuses) != {200}:
-        raise SystemExit(f"warming the keys: answers {sorted(set(statuses))}")
+        for _ in range(8 * workers):
+            write_requests(requests, "balance", keys, len(keys), 1)
+            statuses |= set(pool.map(send, Path(f"{requests}.0").read_text().splitlines()))
+    if statuses != {200}:
+        raise SystemExit(f"warming the keys: answers {sorted(statuses)}")
 
 
 def compare(servers: Servers, name: str) -> dict[str, Any]:
