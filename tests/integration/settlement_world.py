@@ -31,7 +31,7 @@ from flexearn.adapters import tables as t
 from flexearn.adapters.clock import HOUR_MS
 from flexearn.bootstrap import Flexearn
 from flexearn.domain.money import D
-from flexearn.services import catalog, scheduler
+from flexearn.services import catalog, catalog_trading, scheduler
 from tests.integration.test_range_settlement import LADDER, seed, trade
 
 HOURS = 72  # three Bitget days turn: 2026-01-01T16:00Z, 01-02T16:00Z, 01-03T16:00Z
@@ -42,7 +42,7 @@ def build(app: Flexearn, ranges: int) -> None:
     spec = {"coin": "USDT", "apyType": "ladder", "apyList": LADDER, "periodType": "fixed"}
     maturity = catalog.create_product(app.uow(), {**spec, "period": "2", "settleMethod": "maturity"}).id
     for user in users[1::4]:
-        catalog.subscribe(app.uow(), user, maturity, "fixed", D(700 + 13 * user))
+        catalog_trading.subscribe(app.uow(), user, maturity, "fixed", D(700 + 13 * user))
     rng = random.Random(11)
     for _ in range(HOURS):
         trade(app, users, rng)

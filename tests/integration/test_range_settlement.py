@@ -30,10 +30,10 @@ from flexearn.domain.money import D
 from flexearn.services import (
     accounts,
     catalog,
+    catalog_trading,
     gate,
     ledger_check,
     markets,
-    range_settlement,
     savings,
     scheduler,
     settlement,
@@ -79,9 +79,9 @@ def seed(app: Flexearn) -> tuple[list[int], list[int]]:
         accounts.deposit(app.uow(), user, "USDT", D(50_000))
         accounts.deposit(app.uow(), user, "BTC", D(20))
         users.append(user)
-        catalog.subscribe(app.uow(), user, flexible, "flexible", D(rng.randint(50, 3000)))
+        catalog_trading.subscribe(app.uow(), user, flexible, "flexible", D(rng.randint(50, 3000)))
         if n % 3 == 0:
-            catalog.subscribe(app.uow(), user, fixed, "fixed", D(rng.randint(100, 900)))
+            catalog_trading.subscribe(app.uow(), user, fixed, "fixed", D(rng.randint(100, 900)))
     return users, [flexible, fixed]
 
 
@@ -191,7 +191,7 @@ def _open_hour_with_lenders(app: Flexearn) -> tuple[list[int], int]:
         clock.advance(uow.conn, HOUR_MS)
         hour = clock.floor_hour(uow.now())
         uow.commit()
-    assert range_settlement.open_hour(app.uow(), "USDT", hour, 4)
+    assert settlement.open_period(app.uow(), settlement.HOURS, "USDT", hour, 4)
     return users, hour
 
 
@@ -199,8 +199,8 @@ def test_a_settler_dying_with_the_hour_half_applied_is_finished_by_the_next(
     app: Flexearn, twin: Flexearn
 ) -> None:
     _, hour = _open_hour_with_lenders(app)
-    assert range_settlement.apply_next(app.engine, gate.HOUR, "USDT", hour, worker="first")
-    assert range_settlement.apply_next(app.engine, gate.HOUR, "USDT", hour, worker="first")
+    assert settlement.apply_next(app.engine, settlement.HOURS, "USDT", hour, worker="first")
+    assert settlement.apply_next(app.engine, settlement.HOURS, "USDT", hour, worker="first")
     opened = stats.snapshot(app.uow()).open_since  # what /metrics shows an operator
     assert opened is not None
     assert abs(opened - clock.wall_ms()) < 60_000
@@ -218,7 +218,7 @@ def test_a_settler_dying_with_the_hour_half_applied_is_finished_by_the_next(
     # ... but finishes it in its ranges
     done = scheduler.settle_all_due(app.engine, ranges=1, worker="second")
     assert [(h.ccy, h.hour) for h in done.hours if h.ccy == "USDT"] == [("USDT", hour)]
-    assert range_settlement.close_hour(app.uow(), "USDT", hour) is None  # closed once only
+    assert settlement.close_period(app.uow(), settlement.HOURS, "USDT", hour) is None  # closed once only
     assert stats.snapshot(app.uow()).open_since is None
     assert ledger_check.run(app.engine, checkpoint=True).checkpoint is not None
     assert ledger_check.run(app.engine).violations == []  # from that checkpoint
@@ -239,7 +239,7 @@ def test_trading_waits_while_an_hour_is_open_and_is_applied_after_it(app: Flexea
     time.sleep(0.3)
     assert buyer.is_alive()  # waiting for the hour to close
     assert not done
-    assert range_settlement.settle_hour(app.engine, "USDT", hour, 4) is not None
+    assert settlement.settle(app.engine, settlement.HOURS, "USDT", hour, 4) is not None
     buyer.join(timeout=10)
     (after,) = done
     settled = next(p for p in savings.positions(app.uow(), lender, "USDT"))
@@ -262,7 +262,7 @@ def test_a_trade_whose_budget_runs_out_while_an_hour_is_open_writes_nothing(app:
     # and a demand post for the open hour is too late
     with db.deadline(db.Deadline(time.monotonic() + 0.1)), pytest.raises(gate.PeriodOpen):
         markets.post_demand(app.uow(), "USDT", hour, D(1))
-    range_settlement.settle_hour(app.engine, "USDT", hour, 4)
+    settlement.settle(app.engine, settlement.HOURS, "USDT", hour, 4)
     savings.purchase(app.uow(), lender, "USDT", D(5))  # the gate opens with the close
 
 
@@ -272,22 +272,22 @@ def test_catalog_subscriptions_wait_while_a_day_is_open(app: Flexearn) -> None:
         clock.advance(uow.conn, DAY_MS)
         day = day_start(uow.now())  # the start of Bitget's day: 16:00 UTC
         uow.commit()
-    assert range_settlement.open_day(app.uow(), flexible, day, 3)
+    assert settlement.open_period(app.uow(), settlement.DAYS, str(flexible), day, 3)
     with db.deadline(db.Deadline(time.monotonic() + 0.1)), pytest.raises(gate.PeriodOpen):
-        catalog.subscribe(app.uow(), users[1], flexible, "flexible", D(100))
-    settled = range_settlement.settle_day(app.engine, flexible, day, 3)
+        catalog_trading.subscribe(app.uow(), users[1], flexible, "flexible", D(100))
+    settled = settlement.settle(app.engine, settlement.DAYS, str(flexible), day, 3)
     assert settled is not None
     assert settled.day == day
-    assert catalog.subscribe(app.uow(), users[1], flexible, "flexible", D(100)).status == "success"
+    assert catalog_trading.subscribe(app.uow(), users[1], flexible, "flexible", D(100)).status == "success"
     assert_ledger_ok(app)
 
 
 def test_user_ids_are_cut_into_ranges_that_cover_every_id() -> None:
-    assert range_settlement.split([], 4) == [(None, None)]
-    assert range_settlement.split([5, 9], 1) == [(None, None)]
-    assert range_settlement.split(range(1, 101), 4) == [(None, 26), (26, 51), (51, 76), (76, None)]
-    assert range_settlement.split([7], 3) == [(None, None)]  # one user: one range
-    cuts = range_settlement.split([1, 2, 3], 8)  # more ranges than ids: no empty duplicates
+    assert settlement.split([], 4) == [(None, None)]
+    assert settlement.split([5, 9], 1) == [(None, None)]
+    assert settlement.split(range(1, 101), 4) == [(None, 26), (26, 51), (51, 76), (76, None)]
+    assert settlement.split([7], 3) == [(None, None)]  # one user: one range
+    cuts = settlement.split([1, 2, 3], 8)  # more ranges than ids: no empty duplicates
     assert cuts == [(None, 2), (2, 3), (3, None)]
 
 
@@ -302,7 +302,7 @@ def test_workers_share_an_hours_ranges_each_applied_once(postgres_url: str) -> N
             uow.conn.execute(sa.delete(t.settlement_range))
             uow.conn.execute(sa.delete(t.settlement_open))
             uow.commit()
-        assert range_settlement.open_hour(app.uow(), "USDT", hour, 16)
+        assert settlement.open_period(app.uow(), settlement.HOURS, "USDT", hour, 16)
         start = threading.Barrier(2)
 
         def paced() -> bool:  # a range at a time, so that neither worker takes them all
@@ -311,7 +311,7 @@ def test_workers_share_an_hours_ranges_each_applied_once(postgres_url: str) -> N
 
         def work(name: str) -> None:
             start.wait()
-            range_settlement.help_open_periods(app.engine, worker=name, keep_going=paced)
+            settlement.help_open_periods(app.engine, worker=name, keep_going=paced)
 
         threads = [threading.Thread(target=work, args=(name,)) for name in ("a", "b")]
         for thread in threads:
@@ -324,7 +324,7 @@ def test_workers_share_an_hours_ranges_each_applied_once(postgres_url: str) -> N
         assert len(rows) == len({row.range_no for row in rows}) > 1
         assert all(row.applied_at is not None for row in rows)
         assert {row.applied_by for row in rows} == {"a", "b"}
-        assert range_settlement.close_hour(app.uow(), "USDT", hour) is not None
+        assert settlement.close_period(app.uow(), settlement.HOURS, "USDT", hour) is not None
         assert_ledger_ok(app)
     finally:
         app.close()

@@ -87,21 +87,30 @@ def update_many(
 
 
 def insert_many(
-    conn: sa.Connection, table: str, columns: dict[str, str], rows: Sequence[tuple[Any, ...]]
+    conn: sa.Connection,
+    table: str,
+    columns: dict[str, str],
+    rows: Sequence[tuple[Any, ...]],
+    *,
+    ignore_existing: bool = False,
 ) -> None:
+    """INSERT the rows (`columns` in order); `ignore_existing`: skip those a unique key already holds."""
     if not rows:
         return
     names, kinds = list(columns), list(columns.values())
+    conflict = " ON CONFLICT DO NOTHING" if ignore_existing else ""
     cursor = _cursor(conn)
     try:
         if conn.dialect.name == "postgresql":
             arrays = [_pg_array(kind, col) for kind, col in zip(kinds, zip(*rows, strict=True), strict=True)]
             unnest = ", ".join(f"%s::{_PG_TYPES[kind]}[]" for kind in kinds)
-            cursor.execute(f"INSERT INTO {table} ({', '.join(names)}) SELECT * FROM unnest({unnest})", arrays)
+            cursor.execute(
+                f"INSERT INTO {table} ({', '.join(names)}) SELECT * FROM unnest({unnest}){conflict}", arrays
+            )
         else:
             marks = ", ".join("?" for _ in names)
             cursor.executemany(
-                f"INSERT INTO {table} ({', '.join(names)}) VALUES ({marks})",
+                f"INSERT INTO {table} ({', '.join(names)}) VALUES ({marks}){conflict}",
                 [tuple(_sqlite_value(k, v) for k, v in zip(kinds, row, strict=True)) for row in rows],
             )
     finally:

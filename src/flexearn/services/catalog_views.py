@@ -13,7 +13,7 @@ from flexearn.adapters.clock import wall_ms
 from flexearn.domain.catalog import DAY_MS, PeriodType, Product
 from flexearn.domain.errors import InvalidParameter, MissingParameter, NotFound
 from flexearn.domain.money import ZERO, round_down
-from flexearn.services.catalog import Order, load_product
+from flexearn.services.catalog_rows import Order, load_product
 from flexearn.services.unit_of_work import UnitOfWork
 
 ORDER_TYPES = ("subscribe", "redeem", "pay_interest", "deduction")
