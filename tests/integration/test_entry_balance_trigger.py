@@ -52,16 +52,19 @@ def test_many_balanced_entries_of_many_legs_commit(pg: Flexearn) -> None:
 
 
 def test_an_entry_unbalanced_by_a_leg_written_after_other_entries_is_refused(pg: Flexearn) -> None:
-    with pytest.raises(sa.exc.DatabaseError, match="does not balance"), pg.engine.begin() as conn:
+    with pg.engine.connect() as conn:
         first, second = _entry(conn), _entry(conn)
         _legs(conn, first, D(5), D(-5))
         _legs(conn, second, D(2), D(-2))
         _legs(conn, first, D(1))  # the first entry's last leg, after the second's
+        with pytest.raises(sa.exc.DatabaseError, match="does not balance"):
+            conn.commit()
 
 
 def test_an_entry_unbalanced_after_an_immediate_check_found_it_balanced_is_refused(pg: Flexearn) -> None:
-    with pytest.raises(sa.exc.DatabaseError, match="does not balance"), pg.engine.begin() as conn:
+    with pg.engine.connect() as conn:
         conn.execute(sa.text("SET CONSTRAINTS ALL IMMEDIATE"))
         entry = _entry(conn)
         _legs(conn, entry, D(5), D(-5))  # checked at the end of this statement: balanced
-        _legs(conn, entry, D(1))
+        with pytest.raises(sa.exc.DatabaseError, match="does not balance"):
+            _legs(conn, entry, D(1))
