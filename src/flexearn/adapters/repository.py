@@ -17,6 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from flexearn.adapters import bulk
 from flexearn.adapters import tables as t
 from flexearn.adapters.clock import wall_ms
+from flexearn.domain.catalog_day import HoldingRow
 from flexearn.domain.errors import InsufficientBalance, NotFound, UnsupportedCurrency
 from flexearn.domain.ledger import AccountRef, Entry
 from flexearn.domain.money import ZERO, exact_add, plain
@@ -133,20 +134,23 @@ def post_many(conn: sa.Connection, entries: Sequence[Entry], ts: int) -> list[in
     written by one statement; then the entries and all their legs. The entries' ids, in order."""
     if not entries:
         return []
-    refs = {leg.account.key: leg.account for entry in entries for leg in entry.legs}
+    keyed = [[(leg.account.key, leg) for leg in entry.legs] for entry in entries]  # each key made once
+    refs: dict[str, AccountRef] = {}
     moves: dict[str, Decimal] = {}
-    for entry in entries:
-        for leg in entry.legs:
+    for legs_of in keyed:
+        for key, leg in legs_of:
+            refs[key] = leg.account
             if leg.account.kind.user_owned:
-                moves[leg.account.key] = exact_add(moves.get(leg.account.key, ZERO), leg.amount)
-    found = _lock_user_accounts(conn, sorted(moves))
-    missing = sorted(key for key in moves if key not in found)
+                moves[key] = exact_add(moves.get(key, ZERO), leg.amount)
+    keys = sorted(moves)
+    found = _lock_user_accounts(conn, keys)
+    missing = [key for key in keys if key not in found]
     if missing:  # users' first balances in the currency
         _make_user_accounts(conn, [refs[key] for key in missing])
         found |= _lock_user_accounts(conn, missing)
-    for key, amount in moves.items():
-        _refuse_negative(refs[key], found[key][1], amount, refs[key].ccy)
-    moved = [(found[key][0], exact_add(found[key][1], moves[key])) for key in sorted(moves)]
+    for key in keys:
+        _refuse_negative(refs[key], found[key][1], moves[key], refs[key].ccy)
+    moved = [(found[key][0], exact_add(found[key][1], moves[key])) for key in keys]
     bulk.update_many(conn, "ledger_account", "id", {"balance": "amount"}, moved)
     ids = {key: row[0] for key, row in found.items()}
     ids |= {key: account_id(conn, ref) for key, ref in refs.items() if key not in ids}
@@ -158,9 +162,9 @@ def post_many(conn: sa.Connection, entries: Sequence[Entry], ts: int) -> list[in
         ).scalars()
     )
     legs = [
-        (entry_id, ids[leg.account.key], entry.ccy, leg.amount, leg.position_id, leg.holding_id)
-        for entry_id, entry in zip(entry_ids, entries, strict=True)
-        for leg in entry.legs
+        (entry_id, ids[key], entry.ccy, leg.amount, leg.position_id, leg.holding_id)
+        for entry_id, entry, legs_of in zip(entry_ids, entries, keyed, strict=True)
+        for key, leg in legs_of
     ]
     bulk.insert_many(conn, "journal_leg", LEG_COLUMNS, legs)
     return [int(i) for i in entry_ids]
@@ -185,14 +189,12 @@ def _lock_user_accounts(conn: sa.Connection, keys: Sequence[str]) -> dict[str, t
     query = sa.select(a.c.id, a.c.key, a.c.balance).order_by(a.c.key)
     if conn.dialect.name == "postgresql":
         keys_array = sa.bindparam("keys", list(keys), type_=postgresql.ARRAY(sa.String))
-        rows = conn.execute(query.where(a.c.key == sa.any_(keys_array)).with_for_update())
-        return {row.key: (row.id, row.balance) for row in rows}
+        rows = conn.execute(query.where(a.c.key == sa.any_(keys_array)).with_for_update()).all()
+        return {key: (account, balance) for account, key, balance in rows}
     found: dict[str, tuple[int, Decimal]] = {}
     for start in range(0, len(keys), KEY_CHUNK):
-        found |= {
-            row.key: (row.id, row.balance)
-            for row in conn.execute(query.where(a.c.key.in_(keys[start : start + KEY_CHUNK])))
-        }
+        rows = conn.execute(query.where(a.c.key.in_(keys[start : start + KEY_CHUNK]))).all()
+        found |= {key: (account, balance) for account, key, balance in rows}
     return found
 
 
@@ -337,5 +339,42 @@ def insert_lending_history(
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 list(values),
             )
+    finally:
+        cursor.close()
+
+
+def holdings_for_settlement(
+    conn: sa.Connection,
+    product_id: int,
+    users: tuple[int | None, int | None],
+    *,
+    expiring_by: int | None = None,
+) -> list[HoldingRow]:
+    """The open holdings of a product (of the users with ids in [users[0], users[1]), a bound of None
+    being open; only those expiring by `expiring_by` if given), through the driver's cursor as
+    `positions_for_settlement` reads positions."""
+    dbapi = conn.connection.dbapi_connection
+    assert dbapi is not None
+    postgres = conn.dialect.name == "postgresql"
+    mark = "%s" if postgres else "?"
+    where, values = f"product_id = {mark} AND open = {'true' if postgres else '1'}", [product_id]
+    for op, bound in zip((">=", "<"), users, strict=True):
+        if bound is not None:
+            where += f" AND user_id {op} {mark}"
+            values.append(bound)
+    if expiring_by is not None:
+        where += f" AND expire_time IS NOT NULL AND expire_time <= {mark}"
+        values.append(expiring_by)
+    columns = "id, user_id, amount, accrued, total_profit, interest_time, expire_time"
+    cursor = dbapi.cursor()
+    try:
+        cursor.execute(f"SELECT {columns} FROM earn_holding WHERE {where}", values)
+        if postgres:
+            return list(map(HoldingRow._make, cursor.fetchall()))
+        dec = Decimal
+        return [
+            HoldingRow(hid, uid, dec(amount), dec(accrued), dec(profit), since, until)
+            for hid, uid, amount, accrued, profit, since, until in cursor.fetchall()
+        ]
     finally:
         cursor.close()

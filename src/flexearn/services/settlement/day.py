@@ -25,7 +25,7 @@ from flexearn.adapters import repository as repo
 from flexearn.adapters import tables as t
 from flexearn.adapters.clock import wall_ms
 from flexearn.domain.catalog import DAY_MS, Product, next_day_start
-from flexearn.domain.catalog_day import HoldingRow, expire, plan_day
+from flexearn.domain.catalog_day import expire, plan_day
 from flexearn.domain.money import ZERO
 from flexearn.services import gate
 from flexearn.services.catalog_rows import load_product
@@ -100,13 +100,8 @@ class Days:
         """The day's interest and expiries for the holdings of `part`'s users; the interest's
         entries are referenced `product:<id>:day:<day>` (plus the range's suffix)."""
         product, day = load_product(conn, int(key)), period
-        h = t.holding
-        rows = conn.execute(
-            sa.select(*HOLDING_COLUMNS).where(
-                h.c.product_id == product.id, h.c.open.is_(True), part.where(h.c.user_id)
-            )
-        ).all()
-        planned = plan_day(product, map(HoldingRow._make, rows), day)
+        rows = repo.holdings_for_settlement(conn, product.id, (part.lo, part.hi))
+        planned = plan_day(product, rows, day)
         entries = planned.interest_entries(f"product:{product.id}:day:{day}{part.ref_suffix}")
         entry_ids = repo.post_many(conn, entries, day)
         only = ("product_id", product.id)
@@ -147,10 +142,6 @@ class Days:
 
 
 DAYS = Days()
-HOLDING_COLUMNS = tuple(
-    t.holding.c[name]
-    for name in ("id", "user_id", "amount", "accrued", "total_profit", "interest_time", "expire_time")
-)
 
 
 def next_day(conn: sa.Connection, product_id: int) -> int:
@@ -166,17 +157,8 @@ def next_day(conn: sa.Connection, product_id: int) -> int:
 def _expire(conn: sa.Connection, product: Product, day: int, part: Part) -> int:
     """Fixed holdings (of `part`'s users) reaching `expireTime`: principal and unpaid interest back
     to funding."""
-    h = t.holding
-    due = conn.execute(
-        sa.select(*HOLDING_COLUMNS).where(
-            h.c.product_id == product.id,
-            h.c.open.is_(True),
-            h.c.expire_time.is_not(None),
-            h.c.expire_time <= day,
-            part.where(h.c.user_id),
-        )
-    ).all()
-    expiries = expire(product, [HoldingRow._make(r) for r in due], day)
+    due = repo.holdings_for_settlement(conn, product.id, (part.lo, part.hi), expiring_by=day)
+    expiries = expire(product, due, day)
     for expiry in expiries:
         repo.post(conn, expiry.entry, day)
     closed = [(r.id, ZERO, ZERO, False) for r in due]

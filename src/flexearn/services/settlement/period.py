@@ -63,12 +63,6 @@ class Part:
     lo: int | None = None
     hi: int | None = None
 
-    def where(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
-        return sa.and_(
-            sa.true() if self.lo is None else column >= self.lo,
-            sa.true() if self.hi is None else column < self.hi,
-        )
-
     @property
     def ref_suffix(self) -> str:
         return "" if self.number is None else f":range:{self.number}"
