@@ -2,13 +2,13 @@
 
 `test_settlement_golden.py` holds today's code to the snapshot that the code of 549310d (before
 settlement was reshaped) wrote for the same world, committed as `golden/settlement_world.json`.
-That file was made by running this module on the old code, on both databases:
+That file was made by this module as committed in 092eda3, whose code is 549310d's, on both
+databases (checked to agree), and is remade the same way:
 
-    git archive 549310d src | tar -x -C /tmp/before-549310d
-    PYTHONPATH=/tmp/before-549310d/src:. .venv/bin/python -m tests.integration.settlement_world \
-        tests/integration/golden/settlement_world.json
+    git archive 092eda3 | tar -x -C /tmp/at-092eda3 && cd /tmp/at-092eda3
+    PYTHONPATH=src:. python -m tests.integration.settlement_world settlement_world.json
 
-The world: `test_range_settlement.seed` (an auction and a pro-rata market, a flexible and a
+The world: `seed` (an auction and a pro-rata market, a flexible and a
 one-day fixed daily-paid ladder product, 24 users), plus a 2-day fixed product paid at maturity
 and some users subscribing to it, then HOURS hours of trading, each settled by the scheduler.
 """
@@ -31,8 +31,56 @@ from flexearn.adapters import tables as t
 from flexearn.adapters.clock import HOUR_MS
 from flexearn.bootstrap import Flexearn
 from flexearn.domain.money import D
-from flexearn.services import catalog, catalog_trading, scheduler
-from tests.integration.test_range_settlement import LADDER, seed, trade
+from flexearn.services import accounts, catalog, catalog_trading, markets, savings, scheduler
+from tests.helpers import T0, start_clock
+
+USERS = 24
+LADDER = [
+    {"rateLevel": "0", "minStepVal": "0", "maxStepVal": "200", "currentApy": "6.00"},
+    {"rateLevel": "1", "minStepVal": "200", "maxStepVal": "5000", "currentApy": "12.00"},
+]
+
+
+def seed(app: Flexearn) -> tuple[list[int], list[int]]:
+    """Two markets, two products, USERS funded users saving in the flexible one (every third in the
+    fixed one too)."""
+    start_clock(app, T0 + HOUR_MS + 1)
+    accounts.add_currency(app.uow(), "USDT", 8)
+    accounts.add_currency(app.uow(), "BTC", 10)
+    markets.set_market(app.uow(), "USDT", mode="auction", demand=D(9000))
+    markets.set_market(app.uow(), "BTC", mode="pro_rata", demand=D("3.5"), borrow_rate=D("0.06"))
+    spec = {"coin": "USDT", "apyType": "ladder", "apyList": LADDER}
+    flexible = catalog.create_product(app.uow(), {**spec, "periodType": "flexible"}).id
+    fixed = catalog.create_product(
+        app.uow(), {**spec, "periodType": "fixed", "period": "1", "settleMethod": "daily"}
+    ).id
+    rng = random.Random(7)
+    users = []
+    for n in range(USERS):
+        user = accounts.create_user(app.uow(), f"user{n}")
+        accounts.deposit(app.uow(), user, "USDT", D(50_000))
+        accounts.deposit(app.uow(), user, "BTC", D(20))
+        users.append(user)
+        catalog_trading.subscribe(app.uow(), user, flexible, "flexible", D(rng.randint(50, 3000)))
+        if n % 3 == 0:
+            catalog_trading.subscribe(app.uow(), user, fixed, "fixed", D(rng.randint(100, 900)))
+    return users, [flexible, fixed]
+
+
+def trade(app: Flexearn, users: list[int], rng: random.Random) -> None:
+    """An hour's trading: purchases at a rate, redemptions, rate changes."""
+    for user in rng.sample(users, 8):
+        ccy, lot = rng.choice([("USDT", 1500), ("BTC", 1)])
+        rate = D(rng.choice(["0.01", "0.02", "0.04", "0.06", "0.09"]))
+        action = rng.random()
+        held = next((p.amt for p in savings.positions(app.uow(), user, ccy)), D(0))
+        if action < 0.6 or held == 0:
+            savings.purchase(app.uow(), user, ccy, D(rng.randint(1, 100)) * lot / 100, rate)
+        elif action < 0.85:
+            savings.redeem(app.uow(), user, ccy, (held / 3).quantize(D("0.0001"), rounding="ROUND_DOWN"))
+        else:
+            savings.set_rate(app.uow(), user, ccy, rate)
+
 
 HOURS = 72  # three Bitget days turn: 2026-01-01T16:00Z, 01-02T16:00Z, 01-03T16:00Z
 
@@ -83,9 +131,7 @@ def snapshot(app: Flexearn, *, ranged: bool = False) -> dict[str, Any]:
             sums[key] += amount
         settled = ("interest", "catalog_interest")
         journal = sorted(
-            [*entries[i], sorted(legs[i])]
-            for i in entries
-            if not (ranged and entries[i][0] in settled)
+            [*entries[i], sorted(legs[i])] for i in entries if not (ranged and entries[i][0] in settled)
         )
         return {
             "positions": rows(sa.select(p.c.id, p.c.amt, p.c.loan, p.c.earnings, p.c.rate).order_by(p.c.id)),
@@ -101,8 +147,16 @@ def snapshot(app: Flexearn, *, ranged: bool = False) -> dict[str, Any]:
             ),
             "holdings": rows(
                 sa.select(
-                    ho.c.id, ho.c.user_id, ho.c.product_id, ho.c.amount, ho.c.accrued, ho.c.total_profit,
-                    ho.c.last_profit, ho.c.interest_time, ho.c.expire_time, ho.c.open,
+                    ho.c.id,
+                    ho.c.user_id,
+                    ho.c.product_id,
+                    ho.c.amount,
+                    ho.c.accrued,
+                    ho.c.total_profit,
+                    ho.c.last_profit,
+                    ho.c.interest_time,
+                    ho.c.expire_time,
+                    ho.c.open,
                 ).order_by(ho.c.id)
             ),
             "orders": sorted(

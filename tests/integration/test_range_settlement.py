@@ -13,10 +13,8 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Iterator
 from decimal import Decimal
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -29,7 +27,6 @@ from flexearn.domain.catalog import DAY_MS, day_start
 from flexearn.domain.money import D
 from flexearn.services import (
     accounts,
-    catalog,
     catalog_trading,
     gate,
     ledger_check,
@@ -40,13 +37,8 @@ from flexearn.services import (
     stats,
 )
 from tests.conftest import _database
-from tests.helpers import T0, assert_ledger_ok, start_clock
-
-USERS = 24
-LADDER = [
-    {"rateLevel": "0", "minStepVal": "0", "maxStepVal": "200", "currentApy": "6.00"},
-    {"rateLevel": "1", "minStepVal": "200", "maxStepVal": "5000", "currentApy": "12.00"},
-]
+from tests.helpers import assert_ledger_ok
+from tests.integration.settlement_world import seed, snapshot, trade
 
 
 @pytest.fixture
@@ -57,47 +49,6 @@ def twin(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         instance = Flexearn(url)
         yield instance
         instance.close()
-
-
-def seed(app: Flexearn) -> tuple[list[int], list[int]]:
-    """Two markets, two products, USERS funded users saving in the flexible one (every third in the
-    fixed one too)."""
-    start_clock(app, T0 + HOUR_MS + 1)
-    accounts.add_currency(app.uow(), "USDT", 8)
-    accounts.add_currency(app.uow(), "BTC", 10)
-    markets.set_market(app.uow(), "USDT", mode="auction", demand=D(9000))
-    markets.set_market(app.uow(), "BTC", mode="pro_rata", demand=D("3.5"), borrow_rate=D("0.06"))
-    spec = {"coin": "USDT", "apyType": "ladder", "apyList": LADDER}
-    flexible = catalog.create_product(app.uow(), {**spec, "periodType": "flexible"}).id
-    fixed = catalog.create_product(
-        app.uow(), {**spec, "periodType": "fixed", "period": "1", "settleMethod": "daily"}
-    ).id
-    rng = random.Random(7)
-    users = []
-    for n in range(USERS):
-        user = accounts.create_user(app.uow(), f"user{n}")
-        accounts.deposit(app.uow(), user, "USDT", D(50_000))
-        accounts.deposit(app.uow(), user, "BTC", D(20))
-        users.append(user)
-        catalog_trading.subscribe(app.uow(), user, flexible, "flexible", D(rng.randint(50, 3000)))
-        if n % 3 == 0:
-            catalog_trading.subscribe(app.uow(), user, fixed, "fixed", D(rng.randint(100, 900)))
-    return users, [flexible, fixed]
-
-
-def trade(app: Flexearn, users: list[int], rng: random.Random) -> None:
-    """An hour's trading: purchases at a rate, redemptions, rate changes."""
-    for user in rng.sample(users, 8):
-        ccy, lot = rng.choice([("USDT", 1500), ("BTC", 1)])
-        rate = D(rng.choice(["0.01", "0.02", "0.04", "0.06", "0.09"]))
-        action = rng.random()
-        held = next((p.amt for p in savings.positions(app.uow(), user, ccy)), D(0))
-        if action < 0.6 or held == 0:
-            savings.purchase(app.uow(), user, ccy, D(rng.randint(1, 100)) * lot / 100, rate)
-        elif action < 0.85:
-            savings.redeem(app.uow(), user, ccy, (held / 3).quantize(D("0.0001"), rounding="ROUND_DOWN"))
-        else:
-            savings.set_rate(app.uow(), user, ccy, rate)
 
 
 def run(app: Flexearn, ranges: int, hours: int = 48) -> None:
@@ -111,60 +62,15 @@ def run(app: Flexearn, ranges: int, hours: int = 48) -> None:
         scheduler.settle_all_due(app.engine, ranges=ranges)
 
 
-def snapshot(app: Flexearn) -> dict[str, Any]:
-    """Everything settlement writes, without ids and times that may differ."""
-    p, h, mh, ho = t.position, t.lending_history, t.market_hour, t.holding
-    o, pd = t.earn_order, t.product_day
-    with app.engine.connect() as conn:
-
-        def rows(query: sa.Select[Any]) -> list[tuple[Any, ...]]:
-            return [tuple(r) for r in conn.execute(query)]
-
-        return {
-            "positions": rows(sa.select(p.c.id, p.c.amt, p.c.loan, p.c.earnings, p.c.rate).order_by(p.c.id)),
-            "history": rows(
-                sa.select(h.c.position_id, h.c.ts, h.c.amt, h.c.earnings, h.c.rate).order_by(
-                    h.c.ts, h.c.position_id
-                )
-            ),
-            "hours": rows(
-                sa.select(*(c for c in mh.c if c.name not in ("entry_id", "created_at"))).order_by(
-                    mh.c.ccy, mh.c.hour
-                )
-            ),
-            "holdings": rows(
-                sa.select(ho.c.id, ho.c.amount, ho.c.accrued, ho.c.total_profit, ho.c.open).order_by(ho.c.id)
-            ),
-            "orders": sorted(
-                rows(sa.select(o.c.holding_id, o.c.order_type, o.c.amount, o.c.status, o.c.ts)), key=str
-            ),
-            "days": rows(
-                sa.select(pd.c.product_id, pd.c.day, pd.c.holdings, pd.c.interest).order_by(
-                    pd.c.product_id, pd.c.day
-                )
-            ),
-            "accounts": _balances(conn),
-        }
-
-
-def _balances(conn: sa.Connection) -> dict[str, Decimal]:
-    """Each account's sum of legs (in Python: SQLite sums text amounts as floats)."""
-    a, leg = t.account, t.journal_leg
-    totals: dict[str, Decimal] = defaultdict(Decimal)
-    for key, amount in conn.execute(sa.select(a.c.key, leg.c.amount).join(leg, leg.c.account_id == a.c.id)):
-        totals[key] += amount
-    return dict(totals)
-
-
 def test_two_days_settled_in_ranges_equal_them_settled_in_one_transaction_each(
     app: Flexearn, twin: Flexearn
 ) -> None:
     run(app, ranges=1)
     run(twin, ranges=5)
-    one, ranged = snapshot(app), snapshot(twin)
+    one, ranged = snapshot(app, ranged=True), snapshot(twin, ranged=True)
     assert len(one["hours"]) == 2 * 48  # 2 markets × 48 hours
     assert len(one["days"]) == 2 * 2  # 2 products × 2 days
-    assert sum(r[3] for r in one["days"]) > 0  # the products paid interest
+    assert sum(Decimal(r[3]) for r in one["days"]) > 0  # the products paid interest
     assert len(one["history"]) > 100  # and lenders earned
     for part in one:
         assert ranged[part] == one[part], part
@@ -226,7 +132,7 @@ def test_a_settler_dying_with_the_hour_half_applied_is_finished_by_the_next(
 
     _open_hour_with_lenders(twin)  # the same trading, settled without interruption
     scheduler.settle_all_due(twin.engine, ranges=4)
-    assert snapshot(app) == snapshot(twin)
+    assert snapshot(app, ranged=True) == snapshot(twin, ranged=True)
 
 
 def test_trading_waits_while_an_hour_is_open_and_is_applied_after_it(app: Flexearn) -> None:
