@@ -67,9 +67,8 @@ from flexearn.adapters import tables as t
 from flexearn.adapters.clock import HOUR_MS, floor_hour
 from flexearn.domain.catalog import DAY_MS, day_start
 from flexearn.domain.money import D
-from flexearn.services.catalog_settlement import due_days
 from flexearn.services.leader import current_holder
-from flexearn.services.settlement import due_hours
+from flexearn.services.settlement import due_days, due_hours
 
 
 @dataclass

@@ -9,7 +9,7 @@ other there.
 A configuration is `N` (N ranges, applied by the settling process alone; `1` is the single
 transaction per currency, `settlement.settle_hour`) or `NxP`: N ranges applied by P processes,
 the settler plus P - 1 helper processes (multiprocessing, spawned) that loop on
-`range_settlement.help_open_periods` every `--poll-ms` while the hour is timed, as standbys do,
+`settlement.help_open_periods` every `--poll-ms` while the hour is timed, as standbys do,
 and are stopped after it.
 
 For every size, each configuration gets its own fresh database with the same data: `fill` of
@@ -24,7 +24,7 @@ before each timed hour.
 Timed: the settlement of the hour for the 10 currencies, one after the other as the scheduler
 does it. A ranged currency is `open_hour` (read every position, compute the match, write the plan:
 the part no other process can share; timed on its own as `open s`) then
-`range_settlement.settle_hour` (finds it open; applies ranges alongside the helpers, waits for
+`settlement.settle` (finds it open; applies ranges alongside the helpers, waits for
 theirs, closes the hour: `apply+close s`). Medians over the rounds are reported, with the share
 of the ranges the helpers applied and the ratio to the single transaction of the same run.
 
@@ -59,7 +59,7 @@ from bench.settlement import CURRENCIES, HOUR1, HOUR2, fill, fresh_database, set
 from flexearn.adapters import tables as t
 from flexearn.adapters.clock import HOUR_MS
 from flexearn.adapters.db import make_engine, migrate
-from flexearn.services import ledger_check, range_settlement
+from flexearn.services import ledger_check, settlement
 from flexearn.services.unit_of_work import UnitOfWork
 
 # What must be equal, row for row, between a ranged run and the single transaction.
@@ -120,7 +120,7 @@ def help_loop(url: str, worker: str, poll_s: float, stop: Any, ready: Any, appli
     ready.set()
     try:
         while not stop.is_set():
-            done = range_settlement.help_open_periods(
+            done = settlement.help_open_periods(
                 engine, worker=worker, keep_going=lambda: not stop.is_set()
             )
             if done:
@@ -173,9 +173,9 @@ def settle_timed(run: Run, hour: int, size: int, poll_s: float) -> None:
         for ccy, _ in CURRENCIES:
             if ranges > 1:
                 opened = time.perf_counter()
-                assert range_settlement.open_hour(UnitOfWork(engine), ccy, hour, ranges)
+                assert settlement.open_period(UnitOfWork(engine), settlement.HOURS, ccy, hour, ranges)
                 opening += time.perf_counter() - opened
-            result = range_settlement.settle_hour(engine, ccy, hour, ranges, worker="settler")
+            result = settlement.settle(engine, settlement.HOURS, ccy, hour, ranges, worker="settler")
             assert result is not None, f"{ccy} hour {hour} was not settled"
             changed += result.positions_changed
         seconds, cpu = time.perf_counter() - started, time.process_time() - cpu

@@ -39,7 +39,7 @@ coin of the market benchmark, tiers 0-200 @ 6 %, 200-5000 @ 50 % and, for every 
 same amounts as the positions. Booked as `subscribe` would book them: per coin one seed entry from
 `external` into the `earn` control account with one leg per holding (tagged holding_id), plus one
 `subscribe` order per holding. Every holding earns from the first settled day: day 1 is settled
-untimed in `setup`, day 2 is timed in `measure` (`catalog_settlement.settle_day` for the 10
+untimed in `setup`, day 2 is timed in `measure` (`settlement.settle_day` for the 10
 products, one transaction each, as the scheduler runs it). The floor: one UPDATE of amount,
 accrued, total_profit and last_profit of every holding and one INSERT ... SELECT of one
 `pay_interest` order per holding, in one transaction; and the same per product (ten transactions).
@@ -73,7 +73,7 @@ from flexearn.adapters.clock import HOUR_MS
 from flexearn.adapters.db import make_engine, migrate, normalise_url
 from flexearn.domain.catalog import DAY_MS, day_start
 from flexearn.domain.money import plain
-from flexearn.services import catalog_settlement, ledger_check, settlement
+from flexearn.services import ledger_check, settlement
 from flexearn.services.unit_of_work import UnitOfWork
 
 POSTGRES_ADMIN_URL = os.environ.get("FLEXEARN_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -315,7 +315,7 @@ def phase_setup(url: str, size: int) -> dict[str, Any]:
 def settle_products(engine: sa.Engine, day: int) -> int:
     holdings = 0
     for product_id in range(1, len(CURRENCIES) + 1):
-        result = catalog_settlement.settle_day(UnitOfWork(engine), product_id, day)
+        result = settlement.settle_day(UnitOfWork(engine), product_id, day)
         assert result is not None
         holdings += result.holdings
     return holdings

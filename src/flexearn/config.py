@@ -47,7 +47,7 @@ class Settings:
     # Addresses or networks of the HTTP proxies in front of the API (comma-separated): from them,
     # the client is taken from X-Forwarded-For (see api/proxy.py); empty: the connecting address.
     trusted_proxies: str = ""
-    # Ranges of user ids each period's settlement is shared in (services/range_settlement.py): 1
+    # Ranges of user ids each period's settlement is shared in (services/settlement/period.py): 1
     # settles a period in one transaction; N > 1 lets the standby workers apply ranges alongside
     # the settler, each range in its own transaction, while trading in that currency waits.
     settlement_ranges: int = 1

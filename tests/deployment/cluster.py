@@ -35,9 +35,8 @@ from flexearn.domain.catalog import DAY_MS, day_start
 from flexearn.domain.money import ZERO, D
 from flexearn.services import accounts, catalog, keys, ledger_check, markets
 from flexearn.services import clock as clock_service
-from flexearn.services.catalog_settlement import due_days
 from flexearn.services.keys import NewKey
-from flexearn.services.settlement import due_hours
+from flexearn.services.settlement import due_days, due_hours
 from tests.deployment.services import PrivatePostgres, PrivateRedis, private_postgres, private_redis
 from tests.helpers import T0
 from tests.server import ADMIN_TOKEN, FLEXEARN, free_port

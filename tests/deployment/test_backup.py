@@ -32,7 +32,7 @@ from flexearn.adapters.secrets import SecretBox, generate_master_key
 from flexearn.bootstrap import Flexearn
 from flexearn.domain.errors import FlexearnError
 from flexearn.domain.money import D
-from flexearn.services import accounts, catalog, keys, savings, scheduler
+from flexearn.services import accounts, catalog, catalog_trading, keys, savings, scheduler
 from tests.conftest import REQUIRE_POSTGRES, postgres_database
 from tests.contract.okx_http import OkxHttp
 from tests.helpers import assert_ledger_ok, market_world
@@ -106,7 +106,7 @@ def source() -> Iterator[Source]:
             user_id = accounts.create_user(app.uow(), f"backup-{i}-{uuid.uuid4().hex[:6]}")
             accounts.deposit(app.uow(), user_id, "USDT", D(10_000))
             savings.purchase(app.uow(), user_id, "USDT", D(100 + 50 * i), D("0.01") * (i + 1))
-            catalog.subscribe(app.uow(), user_id, product_id, "flexible", D(20 + i))
+            catalog_trading.subscribe(app.uow(), user_id, product_id, "flexible", D(20 + i))
             users.append(user_id)
         master = generate_master_key()
         key = keys.create_key(app.uow(), SecretBox(master), users[0], "read,trade")
@@ -146,7 +146,9 @@ class Writer(threading.Thread):
             lambda: savings.purchase(app.uow(), user, "USDT", amount),
             lambda: savings.redeem(app.uow(), user, "USDT", amount),
             lambda: savings.set_rate(app.uow(), user, "USDT", D(rng.randint(1, 20)) / 100),
-            lambda: catalog.subscribe(app.uow(), user, self.source.product_id, "flexible", amount + 1),
+            lambda: catalog_trading.subscribe(
+                app.uow(), user, self.source.product_id, "flexible", amount + 1
+            ),
         ]
         try:
             if self.done % 20 == 19:

@@ -12,7 +12,7 @@ from flexearn.adapters.db import alembic_config, make_engine, migrate
 from flexearn.bootstrap import Flexearn
 from flexearn.domain.catalog import DAY_MS
 from flexearn.domain.money import D
-from flexearn.services import accounts, catalog, catalog_settlement, scheduler
+from flexearn.services import accounts, catalog, catalog_trading, scheduler, settlement
 from tests.helpers import T0, advance, assert_ledger_ok, start_clock
 
 HOUR = 3_600_000
@@ -57,13 +57,13 @@ def test_upgrading_moves_what_is_ahead_to_00_00_utc8_and_pays_each_date_once(dat
     fixed = catalog.create_product(app.uow(), {**spec, "periodType": "fixed", "period": "2"}).id
     for product in (settled, waiting, fixed):
         period = "fixed" if product == fixed else "flexible"
-        catalog.subscribe(app.uow(), user, product, period, D(1000))
+        catalog_trading.subscribe(app.uow(), user, product, period, D(1000))
     # as the old code had them: interest from the next 00:00 UTC; `waiting` a day later
     _old_grid(engine, settled, T0 + DAY_MS, T0 + DAY_MS, None)
     _old_grid(engine, waiting, T0 + 2 * DAY_MS, T0 + 2 * DAY_MS, None)
     _old_grid(engine, fixed, T0 + DAY_MS, T0 + DAY_MS, T0 + 3 * DAY_MS)
     advance(app, 24)  # 2026-01-02T01:00Z; `settled` settled the day ending at 00:00 UTC
-    assert catalog_settlement.settle_day(app.uow(), settled, T0 + DAY_MS) is not None
+    assert settlement.settle_day(app.uow(), settled, T0 + DAY_MS) is not None
     before = _boundaries(engine)
 
     migrate(engine)

@@ -28,7 +28,7 @@ from flexearn.domain.catalog_errors import (
 from flexearn.domain.errors import InsufficientBalance, InvalidParameter, MissingParameter, NotFound
 from flexearn.domain.ledger import AccountKind, AccountRef, compound, leg
 from flexearn.domain.money import D
-from flexearn.services import accounts, catalog, catalog_settlement, catalog_views, scheduler
+from flexearn.services import accounts, catalog, catalog_trading, catalog_views, scheduler, settlement
 from tests.helpers import T0, assert_ledger_ok, start_clock
 from tests.helpers import advance as advance_hours
 
@@ -63,7 +63,7 @@ def funded_user(app: Flexearn, amount: Decimal = D(10_000), level: str = "normal
     return user_id
 
 
-def days(app: Flexearn, n: int) -> list[catalog_settlement.SettledDay]:
+def days(app: Flexearn, n: int) -> list[settlement.SettledDay]:
     advance_hours(app, 24 * n)
     return scheduler.settle_due_days(app.engine)
 
@@ -80,7 +80,7 @@ def funding(app: Flexearn, user_id: int) -> Decimal:
 def test_ladder_worked_example_1000_earns_1_128767_for_a_day(app: Flexearn) -> None:
     product = world(app)
     alice = funded_user(app)
-    order = catalog.subscribe(app.uow(), alice, product, "flexible", D(1000))
+    order = catalog_trading.subscribe(app.uow(), alice, product, "flexible", D(1000))
     assert (order.order_type, order.status) == ("subscribe", "success")
     first, second = days(app, 2)
     # interest starts at the next 00:00 UTC+8, 16:00 UTC, and is paid a day later
@@ -98,7 +98,7 @@ def test_a_subscription_earns_from_the_next_16_00_utc_as_in_bitgets_example(app:
     s = info.schedule
     assert (s.interest_time, s.settle_time) == (DAY1, DAY1 + DAY_MS)
     alice = funded_user(app)
-    catalog.subscribe(app.uow(), alice, product, "flexible", D(1000))
+    catalog_trading.subscribe(app.uow(), alice, product, "flexible", D(1000))
     assert holding(app, alice).interest_time == DAY1
     advance_hours(app, 9)  # 16:51Z: a minute after 16:00Z, subscriptions wait for the next day
     assert catalog.subscribe_info(app.uow(), product, "flexible").schedule.interest_time == DAY1 + DAY_MS
@@ -108,7 +108,7 @@ def test_flexible_interest_is_paid_to_funding_every_day_on_the_principal(app: Fl
     """Bitget pays flexible interest daily to the spot account: the holding stays what was bought."""
     product = world(app)
     alice = funded_user(app)
-    catalog.subscribe(app.uow(), alice, product, "flexible", D(1000))
+    catalog_trading.subscribe(app.uow(), alice, product, "flexible", D(1000))
     days(app, 5)  # five day starts; four full days earned, the same each day
     row = holding(app, alice)
     assert (row.amount, row.total_profit, row.last_profit) == (D(1000), D("4.515068"), D("1.128767"))
@@ -128,7 +128,7 @@ def test_fixed_daily_pays_funding_and_returns_principal_at_expiry(app: Flexearn)
         apyList=[{"minStepVal": "0", "maxStepVal": "1000000", "currentApy": "36.5"}],
     )
     alice = funded_user(app, D(1000))
-    catalog.subscribe(app.uow(), alice, product, "fixed", D(1000))
+    catalog_trading.subscribe(app.uow(), alice, product, "fixed", D(1000))
     assert funding(app, alice) == 0
     days(app, 2)
     assert funding(app, alice) == D("1")  # 1000 × 36.5% / 365 for the one day earned so far
@@ -148,7 +148,7 @@ def test_fixed_maturity_pays_everything_at_expiry(app: Flexearn) -> None:
         apyList=[{"minStepVal": "0", "maxStepVal": "1000000", "currentApy": "36.5"}],
     )
     alice = funded_user(app, D(1000))
-    catalog.subscribe(app.uow(), alice, product, "fixed", D(1000))
+    catalog_trading.subscribe(app.uow(), alice, product, "fixed", D(1000))
     days(app, 2)
     assert (funding(app, alice), holding(app, alice).accrued) == (D(0), D(1))
     days(app, 1)
@@ -169,12 +169,12 @@ def test_early_redemption_returns_principal_less_the_interest_paid(app: Flexearn
         apyList=[{"minStepVal": "0", "maxStepVal": "1000000", "currentApy": "36.5"}],
     )
     alice = funded_user(app, D(1000))
-    order = catalog.subscribe(app.uow(), alice, product, "fixed", D(1000))
+    order = catalog_trading.subscribe(app.uow(), alice, product, "fixed", D(1000))
     days(app, 3)
     assert funding(app, alice) == D(2)
     with pytest.raises(InvalidParameter, match="whole"):
-        catalog.redeem(app.uow(), alice, product, "fixed", D(500), order.id)
-    redeemed = catalog.redeem(app.uow(), alice, product, "fixed", D(1000), order.id)
+        catalog_trading.redeem(app.uow(), alice, product, "fixed", D(500), order.id)
+    redeemed = catalog_trading.redeem(app.uow(), alice, product, "fixed", D(1000), order.id)
     assert redeemed.status == "success"
     assert funding(app, alice) == D(1000)  # 2 paid + 998 returned
     kinds = [(r.order_type, r.amount) for r in catalog_views.records(app.uow(), alice, "fixed")[0]]
@@ -192,22 +192,22 @@ def test_fixed_without_early_redemption_refuses(app: Flexearn) -> None:
         apyList=[{"minStepVal": "0", "maxStepVal": "1000000", "currentApy": "5"}],
     )
     alice = funded_user(app)
-    order = catalog.subscribe(app.uow(), alice, product, "fixed", D(100))
+    order = catalog_trading.subscribe(app.uow(), alice, product, "fixed", D(100))
     with pytest.raises(RedemptionRefused):
-        catalog.redeem(app.uow(), alice, product, "fixed", D(100), order.id)
+        catalog_trading.redeem(app.uow(), alice, product, "fixed", D(100), order.id)
 
 
 def test_redemption_is_processing_until_its_delay_passes(app: Flexearn) -> None:
     product = world(app, redeemDelay="2")
     alice = funded_user(app, D(1000))
-    catalog.subscribe(app.uow(), alice, product, "flexible", D(1000))
-    order = catalog.redeem(app.uow(), alice, product, "flexible", D(400))
+    catalog_trading.subscribe(app.uow(), alice, product, "flexible", D(1000))
+    order = catalog_trading.redeem(app.uow(), alice, product, "flexible", D(400))
     assert (order.status, order.arrive_at) == ("processing", T0 + 3_600_000 + 2 * DAY_MS)
     days(app, 1)
-    assert catalog.order_of(app.uow(), alice, order.id, "redeem").status == "processing"
+    assert catalog_trading.order_of(app.uow(), alice, order.id, "redeem").status == "processing"
     assert funding(app, alice) == 0
     days(app, 1)
-    assert catalog.order_of(app.uow(), alice, order.id, "redeem").status == "success"
+    assert catalog_trading.order_of(app.uow(), alice, order.id, "redeem").status == "success"
     # the 400 arrived; the 600 left earned a day, paid to funding: (200 × 6% + 400 × 50%) / 365
     assert funding(app, alice) == D(400) + D("0.580821")
     assert_ledger_ok(app)
@@ -221,15 +221,15 @@ def test_quota_sells_out_and_frees_again(app: Flexearn) -> None:
         apyList=[{"minStepVal": "0", "maxStepVal": "1000000000", "currentApy": "5"}],
     )
     alice, bob = funded_user(app), funded_user(app, D(5000))
-    catalog.subscribe(app.uow(), alice, product, "flexible", D(700))
+    catalog_trading.subscribe(app.uow(), alice, product, "flexible", D(700))
     with pytest.raises(QuotaExceeded, match="only 300"):
-        catalog.subscribe(app.uow(), bob, product, "flexible", D(301))
-    catalog.subscribe(app.uow(), bob, product, "flexible", D(300))
+        catalog_trading.subscribe(app.uow(), bob, product, "flexible", D(301))
+    catalog_trading.subscribe(app.uow(), bob, product, "flexible", D(300))
     (view,) = catalog.list_products(app.uow(), None, "USDT", "all")
     assert (view.status.value, view.remaining) == ("sold_out", D(0))
     with pytest.raises(ProductUnavailable, match="sold_out"):
-        catalog.subscribe(app.uow(), bob, product, "flexible", D(1))
-    catalog.redeem(app.uow(), alice, product, "flexible", D(100))
+        catalog_trading.subscribe(app.uow(), bob, product, "flexible", D(1))
+    catalog_trading.redeem(app.uow(), alice, product, "flexible", D(100))
     (view,) = catalog.list_products(app.uow(), None, "USDT", "all")
     assert (view.status.value, view.remaining) == ("in_progress", D(100))
 
@@ -240,13 +240,13 @@ def test_levels_beginner_once_and_vip_only(app: Flexearn) -> None:
         app.uow(), {"coin": "USDT", "productLevel": "VIP", "apyList": LADDER, "apyType": "ladder"}
     ).id
     newcomer = funded_user(app, level="beginner")
-    catalog.subscribe(app.uow(), newcomer, beginner_product, "flexible", D(10))
+    catalog_trading.subscribe(app.uow(), newcomer, beginner_product, "flexible", D(10))
     with pytest.raises(BeginnersOnly, match="never subscribed"):
-        catalog.subscribe(app.uow(), newcomer, beginner_product, "flexible", D(10))
+        catalog_trading.subscribe(app.uow(), newcomer, beginner_product, "flexible", D(10))
     with pytest.raises(NotEligible, match="VIP"):
-        catalog.subscribe(app.uow(), newcomer, vip_product, "flexible", D(10))
+        catalog_trading.subscribe(app.uow(), newcomer, vip_product, "flexible", D(10))
     vip = funded_user(app, level="VIP")
-    catalog.subscribe(app.uow(), vip, vip_product, "flexible", D(10))
+    catalog_trading.subscribe(app.uow(), vip, vip_product, "flexible", D(10))
 
 
 def test_limits_precision_and_funds_are_checked(app: Flexearn) -> None:
@@ -254,13 +254,13 @@ def test_limits_precision_and_funds_are_checked(app: Flexearn) -> None:
     alice = funded_user(app, D(100))
     for amount, error in ((D(9), BelowMinimum), (D(0), BelowMinimum), (D(501), AboveMaximum)):
         with pytest.raises(error):
-            catalog.subscribe(app.uow(), alice, product, "flexible", amount)
+            catalog_trading.subscribe(app.uow(), alice, product, "flexible", amount)
     with pytest.raises(TooPrecise, match="at most 2 decimal places"):
-        catalog.subscribe(app.uow(), alice, product, "flexible", D("10.001"))
+        catalog_trading.subscribe(app.uow(), alice, product, "flexible", D("10.001"))
     with pytest.raises(SubscriptionUnfunded):
-        catalog.subscribe(app.uow(), alice, product, "flexible", D(200))
+        catalog_trading.subscribe(app.uow(), alice, product, "flexible", D(200))
     with pytest.raises(InvalidParameter, match="periodType"):
-        catalog.subscribe(app.uow(), alice, product, "fixed", D(20))
+        catalog_trading.subscribe(app.uow(), alice, product, "fixed", D(20))
     assert funding(app, alice) == D(100)
     assert_ledger_ok(app)
 
@@ -269,16 +269,16 @@ def test_status_refusals_and_transitions(app: Flexearn) -> None:
     product = world(app, startTime=str(T0 + DAY_MS), endTime=str(T0 + 3 * DAY_MS))
     alice = funded_user(app)
     with pytest.raises(ProductNotStarted, match="not_started"):
-        catalog.subscribe(app.uow(), alice, product, "flexible", D(10))
+        catalog_trading.subscribe(app.uow(), alice, product, "flexible", D(10))
     days(app, 1)
-    catalog.subscribe(app.uow(), alice, product, "flexible", D(10))
+    catalog_trading.subscribe(app.uow(), alice, product, "flexible", D(10))
     catalog.set_status(app.uow(), product, "paused")
     with pytest.raises(ProductUnavailable, match="paused"):
-        catalog.subscribe(app.uow(), alice, product, "flexible", D(10))
+        catalog_trading.subscribe(app.uow(), alice, product, "flexible", D(10))
     catalog.set_status(app.uow(), product, "in_progress")
     days(app, 2)
     with pytest.raises(ProductUnavailable, match="completed"):
-        catalog.subscribe(app.uow(), alice, product, "flexible", D(10))
+        catalog_trading.subscribe(app.uow(), alice, product, "flexible", D(10))
     catalog.set_status(app.uow(), product, "off_line")
     assert catalog.list_products(app.uow(), None, "USDT", "available") == []
     with pytest.raises(InvalidParameter, match="status"):
@@ -289,7 +289,7 @@ def test_each_product_day_settles_once(app: Flexearn) -> None:
     product = world(app)
     days(app, 3)
     assert scheduler.settle_due_days(app.engine) == []
-    assert catalog_settlement.settle_day(app.uow(), product, DAY1) is None
+    assert settlement.settle_day(app.uow(), product, DAY1) is None
     with app.engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(t.product_day)).scalar() == 3
 
@@ -301,19 +301,19 @@ def test_a_users_redemptions_are_more_than_a_minute_apart_on_the_wall_clock(app:
     other = catalog.create_product(app.uow(), {"coin": "USDT", "apyType": "single", "apyList": single}).id
     alice, bob = funded_user(app), funded_user(app, D(5000))
     for user in (alice, bob):
-        catalog.subscribe(app.uow(), user, product, "flexible", D(1000))
-    catalog.subscribe(app.uow(), alice, other, "flexible", D(1000))
+        catalog_trading.subscribe(app.uow(), user, product, "flexible", D(1000))
+    catalog_trading.subscribe(app.uow(), alice, other, "flexible", D(1000))
     at = 1_800_000_000_000
-    catalog.redeem(app.uow(), alice, product, "flexible", D(100), at=at)
+    catalog_trading.redeem(app.uow(), alice, product, "flexible", D(100), at=at)
     for product_id, later in ((product, 400), (other, REDEEM_INTERVAL_MS)):  # per user, any product
         with pytest.raises(TooFrequent):
-            catalog.redeem(app.uow(), alice, product_id, "flexible", D(100), at=at + later)
-    catalog.redeem(app.uow(), bob, product, "flexible", D(100), at=at + 400)  # another user's own
+            catalog_trading.redeem(app.uow(), alice, product_id, "flexible", D(100), at=at + later)
+    catalog_trading.redeem(app.uow(), bob, product, "flexible", D(100), at=at + 400)  # another user's own
     with pytest.raises(BelowMinimum):  # a refused redemption does not start the minute
-        catalog.redeem(app.uow(), alice, other, "flexible", D(0), at=at + REDEEM_INTERVAL_MS + 1)
-    catalog.redeem(app.uow(), alice, other, "flexible", D(100), at=at + REDEEM_INTERVAL_MS + 1)
+        catalog_trading.redeem(app.uow(), alice, other, "flexible", D(0), at=at + REDEEM_INTERVAL_MS + 1)
+    catalog_trading.redeem(app.uow(), alice, other, "flexible", D(100), at=at + REDEEM_INTERVAL_MS + 1)
     with pytest.raises(TooFrequent):
-        catalog.redeem(app.uow(), alice, product, "flexible", D(100), at=at + REDEEM_INTERVAL_MS + 2)
+        catalog_trading.redeem(app.uow(), alice, product, "flexible", D(100), at=at + REDEEM_INTERVAL_MS + 2)
     assert (holding_of(app, alice, product), holding_of(app, alice, other)) == (D(900), D(900))
     assert_ledger_ok(app)
 
@@ -332,9 +332,9 @@ def test_the_results_name_an_order_or_the_latest_of_a_product(app: Flexearn) -> 
     an orderId described as the "subscription order ID"."""
     product = world(app)
     alice, bob = funded_user(app), funded_user(app, D(5000))
-    first = catalog.subscribe(app.uow(), alice, product, "flexible", D(100))
-    second = catalog.subscribe(app.uow(), alice, product, "flexible", D(200))
-    theirs = catalog.subscribe(app.uow(), bob, product, "flexible", D(300))
+    first = catalog_trading.subscribe(app.uow(), alice, product, "flexible", D(100))
+    second = catalog_trading.subscribe(app.uow(), alice, product, "flexible", D(200))
+    theirs = catalog_trading.subscribe(app.uow(), bob, product, "flexible", D(300))
     assert catalog_views.subscription(app.uow(), alice, "flexible", None, product).id == second.id
     assert catalog_views.subscription(app.uow(), alice, "flexible", first.id, product).id == first.id
     assert catalog_views.subscription(app.uow(), alice, "flexible", first.id, None).id == first.id
@@ -347,7 +347,7 @@ def test_the_results_name_an_order_or_the_latest_of_a_product(app: Flexearn) -> 
         catalog_views.subscription(app.uow(), alice, "fixed", first.id, None)
     with pytest.raises(NotFound):  # nothing redeemed yet
         catalog_views.redemption(app.uow(), alice, "flexible", first.id)
-    redeemed = catalog.redeem(app.uow(), alice, product, "flexible", D(50))
+    redeemed = catalog_trading.redeem(app.uow(), alice, product, "flexible", D(50))
     for named in (redeemed.id, first.id, second.id):  # the holding's latest redemption
         assert catalog_views.redemption(app.uow(), alice, "flexible", named).id == redeemed.id
     with pytest.raises(NotFound):
@@ -362,7 +362,7 @@ def test_a_day_paid_to_many_funding_accounts_is_posted_in_entries_of_a_hundred_u
     users = [accounts.create_user(app.uow(), f"many-{i}", "normal") for i in range(150)]
     for user in users:
         accounts.deposit(app.uow(), user, "USDT", D(100))
-        catalog.subscribe(app.uow(), user, product, "flexible", D(100))
+        catalog_trading.subscribe(app.uow(), user, product, "flexible", D(100))
     first, second = days(app, 2)
     assert (first.holdings, second.holdings, second.interest) == (0, 150, D(15))  # 0.1 each
     with app.engine.connect() as conn:

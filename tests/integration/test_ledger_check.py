@@ -13,7 +13,7 @@ from flexearn.adapters.repository import post
 from flexearn.bootstrap import Flexearn
 from flexearn.domain.ledger import AccountKind, AccountRef, transfer
 from flexearn.domain.money import D
-from flexearn.services import accounts, catalog, ledger_check, transfers
+from flexearn.services import accounts, catalog, catalog_trading, ledger_check, transfers
 from tests.helpers import T0, advance, lender, market_world
 
 
@@ -27,7 +27,7 @@ def busy(app: Flexearn) -> Flexearn:
         app.uow(),
         {"coin": "USDT", "apyList": [{"minStepVal": "0", "maxStepVal": "1000000", "currentApy": "5"}]},
     )
-    catalog.subscribe(app.uow(), user, product.id, "flexible", D(50))
+    catalog_trading.subscribe(app.uow(), user, product.id, "flexible", D(50))
     advance(app, 3)
     assert ledger_check.check(app.uow()) == []
     return app

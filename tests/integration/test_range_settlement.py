@@ -13,10 +13,8 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Iterator
 from decimal import Decimal
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -29,24 +27,18 @@ from flexearn.domain.catalog import DAY_MS, day_start
 from flexearn.domain.money import D
 from flexearn.services import (
     accounts,
-    catalog,
+    catalog_trading,
     gate,
     ledger_check,
     markets,
-    range_settlement,
     savings,
     scheduler,
     settlement,
     stats,
 )
 from tests.conftest import _database
-from tests.helpers import T0, assert_ledger_ok, start_clock
-
-USERS = 24
-LADDER = [
-    {"rateLevel": "0", "minStepVal": "0", "maxStepVal": "200", "currentApy": "6.00"},
-    {"rateLevel": "1", "minStepVal": "200", "maxStepVal": "5000", "currentApy": "12.00"},
-]
+from tests.helpers import assert_ledger_ok
+from tests.integration.settlement_world import seed, snapshot, trade
 
 
 @pytest.fixture
@@ -57,47 +49,6 @@ def twin(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         instance = Flexearn(url)
         yield instance
         instance.close()
-
-
-def seed(app: Flexearn) -> tuple[list[int], list[int]]:
-    """Two markets, two products, USERS funded users saving in the flexible one (every third in the
-    fixed one too)."""
-    start_clock(app, T0 + HOUR_MS + 1)
-    accounts.add_currency(app.uow(), "USDT", 8)
-    accounts.add_currency(app.uow(), "BTC", 10)
-    markets.set_market(app.uow(), "USDT", mode="auction", demand=D(9000))
-    markets.set_market(app.uow(), "BTC", mode="pro_rata", demand=D("3.5"), borrow_rate=D("0.06"))
-    spec = {"coin": "USDT", "apyType": "ladder", "apyList": LADDER}
-    flexible = catalog.create_product(app.uow(), {**spec, "periodType": "flexible"}).id
-    fixed = catalog.create_product(
-        app.uow(), {**spec, "periodType": "fixed", "period": "1", "settleMethod": "daily"}
-    ).id
-    rng = random.Random(7)
-    users = []
-    for n in range(USERS):
-        user = accounts.create_user(app.uow(), f"user{n}")
-        accounts.deposit(app.uow(), user, "USDT", D(50_000))
-        accounts.deposit(app.uow(), user, "BTC", D(20))
-        users.append(user)
-        catalog.subscribe(app.uow(), user, flexible, "flexible", D(rng.randint(50, 3000)))
-        if n % 3 == 0:
-            catalog.subscribe(app.uow(), user, fixed, "fixed", D(rng.randint(100, 900)))
-    return users, [flexible, fixed]
-
-
-def trade(app: Flexearn, users: list[int], rng: random.Random) -> None:
-    """An hour's trading: purchases at a rate, redemptions, rate changes."""
-    for user in rng.sample(users, 8):
-        ccy, lot = rng.choice([("USDT", 1500), ("BTC", 1)])
-        rate = D(rng.choice(["0.01", "0.02", "0.04", "0.06", "0.09"]))
-        action = rng.random()
-        held = next((p.amt for p in savings.positions(app.uow(), user, ccy)), D(0))
-        if action < 0.6 or held == 0:
-            savings.purchase(app.uow(), user, ccy, D(rng.randint(1, 100)) * lot / 100, rate)
-        elif action < 0.85:
-            savings.redeem(app.uow(), user, ccy, (held / 3).quantize(D("0.0001"), rounding="ROUND_DOWN"))
-        else:
-            savings.set_rate(app.uow(), user, ccy, rate)
 
 
 def run(app: Flexearn, ranges: int, hours: int = 48) -> None:
@@ -111,60 +62,15 @@ def run(app: Flexearn, ranges: int, hours: int = 48) -> None:
         scheduler.settle_all_due(app.engine, ranges=ranges)
 
 
-def snapshot(app: Flexearn) -> dict[str, Any]:
-    """Everything settlement writes, without ids and times that may differ."""
-    p, h, mh, ho = t.position, t.lending_history, t.market_hour, t.holding
-    o, pd = t.earn_order, t.product_day
-    with app.engine.connect() as conn:
-
-        def rows(query: sa.Select[Any]) -> list[tuple[Any, ...]]:
-            return [tuple(r) for r in conn.execute(query)]
-
-        return {
-            "positions": rows(sa.select(p.c.id, p.c.amt, p.c.loan, p.c.earnings, p.c.rate).order_by(p.c.id)),
-            "history": rows(
-                sa.select(h.c.position_id, h.c.ts, h.c.amt, h.c.earnings, h.c.rate).order_by(
-                    h.c.ts, h.c.position_id
-                )
-            ),
-            "hours": rows(
-                sa.select(*(c for c in mh.c if c.name not in ("entry_id", "created_at"))).order_by(
-                    mh.c.ccy, mh.c.hour
-                )
-            ),
-            "holdings": rows(
-                sa.select(ho.c.id, ho.c.amount, ho.c.accrued, ho.c.total_profit, ho.c.open).order_by(ho.c.id)
-            ),
-            "orders": sorted(
-                rows(sa.select(o.c.holding_id, o.c.order_type, o.c.amount, o.c.status, o.c.ts)), key=str
-            ),
-            "days": rows(
-                sa.select(pd.c.product_id, pd.c.day, pd.c.holdings, pd.c.interest).order_by(
-                    pd.c.product_id, pd.c.day
-                )
-            ),
-            "accounts": _balances(conn),
-        }
-
-
-def _balances(conn: sa.Connection) -> dict[str, Decimal]:
-    """Each account's sum of legs (in Python: SQLite sums text amounts as floats)."""
-    a, leg = t.account, t.journal_leg
-    totals: dict[str, Decimal] = defaultdict(Decimal)
-    for key, amount in conn.execute(sa.select(a.c.key, leg.c.amount).join(leg, leg.c.account_id == a.c.id)):
-        totals[key] += amount
-    return dict(totals)
-
-
 def test_two_days_settled_in_ranges_equal_them_settled_in_one_transaction_each(
     app: Flexearn, twin: Flexearn
 ) -> None:
     run(app, ranges=1)
     run(twin, ranges=5)
-    one, ranged = snapshot(app), snapshot(twin)
+    one, ranged = snapshot(app, ranged=True), snapshot(twin, ranged=True)
     assert len(one["hours"]) == 2 * 48  # 2 markets × 48 hours
     assert len(one["days"]) == 2 * 2  # 2 products × 2 days
-    assert sum(r[3] for r in one["days"]) > 0  # the products paid interest
+    assert sum(Decimal(r[3]) for r in one["days"]) > 0  # the products paid interest
     assert len(one["history"]) > 100  # and lenders earned
     for part in one:
         assert ranged[part] == one[part], part
@@ -191,7 +97,7 @@ def _open_hour_with_lenders(app: Flexearn) -> tuple[list[int], int]:
         clock.advance(uow.conn, HOUR_MS)
         hour = clock.floor_hour(uow.now())
         uow.commit()
-    assert range_settlement.open_hour(app.uow(), "USDT", hour, 4)
+    assert settlement.open_period(app.uow(), settlement.HOURS, "USDT", hour, 4)
     return users, hour
 
 
@@ -199,8 +105,8 @@ def test_a_settler_dying_with_the_hour_half_applied_is_finished_by_the_next(
     app: Flexearn, twin: Flexearn
 ) -> None:
     _, hour = _open_hour_with_lenders(app)
-    assert range_settlement.apply_next(app.engine, gate.HOUR, "USDT", hour, worker="first")
-    assert range_settlement.apply_next(app.engine, gate.HOUR, "USDT", hour, worker="first")
+    assert settlement.apply_next(app.engine, settlement.HOURS, "USDT", hour, worker="first")
+    assert settlement.apply_next(app.engine, settlement.HOURS, "USDT", hour, worker="first")
     opened = stats.snapshot(app.uow()).open_since  # what /metrics shows an operator
     assert opened is not None
     assert abs(opened - clock.wall_ms()) < 60_000
@@ -218,7 +124,7 @@ def test_a_settler_dying_with_the_hour_half_applied_is_finished_by_the_next(
     # ... but finishes it in its ranges
     done = scheduler.settle_all_due(app.engine, ranges=1, worker="second")
     assert [(h.ccy, h.hour) for h in done.hours if h.ccy == "USDT"] == [("USDT", hour)]
-    assert range_settlement.close_hour(app.uow(), "USDT", hour) is None  # closed once only
+    assert settlement.close_period(app.uow(), settlement.HOURS, "USDT", hour) is None  # closed once only
     assert stats.snapshot(app.uow()).open_since is None
     assert ledger_check.run(app.engine, checkpoint=True).checkpoint is not None
     assert ledger_check.run(app.engine).violations == []  # from that checkpoint
@@ -226,7 +132,7 @@ def test_a_settler_dying_with_the_hour_half_applied_is_finished_by_the_next(
 
     _open_hour_with_lenders(twin)  # the same trading, settled without interruption
     scheduler.settle_all_due(twin.engine, ranges=4)
-    assert snapshot(app) == snapshot(twin)
+    assert snapshot(app, ranged=True) == snapshot(twin, ranged=True)
 
 
 def test_trading_waits_while_an_hour_is_open_and_is_applied_after_it(app: Flexearn) -> None:
@@ -239,7 +145,7 @@ def test_trading_waits_while_an_hour_is_open_and_is_applied_after_it(app: Flexea
     time.sleep(0.3)
     assert buyer.is_alive()  # waiting for the hour to close
     assert not done
-    assert range_settlement.settle_hour(app.engine, "USDT", hour, 4) is not None
+    assert settlement.settle(app.engine, settlement.HOURS, "USDT", hour, 4) is not None
     buyer.join(timeout=10)
     (after,) = done
     settled = next(p for p in savings.positions(app.uow(), lender, "USDT"))
@@ -262,7 +168,7 @@ def test_a_trade_whose_budget_runs_out_while_an_hour_is_open_writes_nothing(app:
     # and a demand post for the open hour is too late
     with db.deadline(db.Deadline(time.monotonic() + 0.1)), pytest.raises(gate.PeriodOpen):
         markets.post_demand(app.uow(), "USDT", hour, D(1))
-    range_settlement.settle_hour(app.engine, "USDT", hour, 4)
+    settlement.settle(app.engine, settlement.HOURS, "USDT", hour, 4)
     savings.purchase(app.uow(), lender, "USDT", D(5))  # the gate opens with the close
 
 
@@ -272,22 +178,22 @@ def test_catalog_subscriptions_wait_while_a_day_is_open(app: Flexearn) -> None:
         clock.advance(uow.conn, DAY_MS)
         day = day_start(uow.now())  # the start of Bitget's day: 16:00 UTC
         uow.commit()
-    assert range_settlement.open_day(app.uow(), flexible, day, 3)
+    assert settlement.open_period(app.uow(), settlement.DAYS, str(flexible), day, 3)
     with db.deadline(db.Deadline(time.monotonic() + 0.1)), pytest.raises(gate.PeriodOpen):
-        catalog.subscribe(app.uow(), users[1], flexible, "flexible", D(100))
-    settled = range_settlement.settle_day(app.engine, flexible, day, 3)
+        catalog_trading.subscribe(app.uow(), users[1], flexible, "flexible", D(100))
+    settled = settlement.settle(app.engine, settlement.DAYS, str(flexible), day, 3)
     assert settled is not None
     assert settled.day == day
-    assert catalog.subscribe(app.uow(), users[1], flexible, "flexible", D(100)).status == "success"
+    assert catalog_trading.subscribe(app.uow(), users[1], flexible, "flexible", D(100)).status == "success"
     assert_ledger_ok(app)
 
 
 def test_user_ids_are_cut_into_ranges_that_cover_every_id() -> None:
-    assert range_settlement.split([], 4) == [(None, None)]
-    assert range_settlement.split([5, 9], 1) == [(None, None)]
-    assert range_settlement.split(range(1, 101), 4) == [(None, 26), (26, 51), (51, 76), (76, None)]
-    assert range_settlement.split([7], 3) == [(None, None)]  # one user: one range
-    cuts = range_settlement.split([1, 2, 3], 8)  # more ranges than ids: no empty duplicates
+    assert settlement.split([], 4) == [(None, None)]
+    assert settlement.split([5, 9], 1) == [(None, None)]
+    assert settlement.split(range(1, 101), 4) == [(None, 26), (26, 51), (51, 76), (76, None)]
+    assert settlement.split([7], 3) == [(None, None)]  # one user: one range
+    cuts = settlement.split([1, 2, 3], 8)  # more ranges than ids: no empty duplicates
     assert cuts == [(None, 2), (2, 3), (3, None)]
 
 
@@ -302,7 +208,7 @@ def test_workers_share_an_hours_ranges_each_applied_once(postgres_url: str) -> N
             uow.conn.execute(sa.delete(t.settlement_range))
             uow.conn.execute(sa.delete(t.settlement_open))
             uow.commit()
-        assert range_settlement.open_hour(app.uow(), "USDT", hour, 16)
+        assert settlement.open_period(app.uow(), settlement.HOURS, "USDT", hour, 16)
         start = threading.Barrier(2)
 
         def paced() -> bool:  # a range at a time, so that neither worker takes them all
@@ -311,7 +217,7 @@ def test_workers_share_an_hours_ranges_each_applied_once(postgres_url: str) -> N
 
         def work(name: str) -> None:
             start.wait()
-            range_settlement.help_open_periods(app.engine, worker=name, keep_going=paced)
+            settlement.help_open_periods(app.engine, worker=name, keep_going=paced)
 
         threads = [threading.Thread(target=work, args=(name,)) for name in ("a", "b")]
         for thread in threads:
@@ -324,7 +230,7 @@ def test_workers_share_an_hours_ranges_each_applied_once(postgres_url: str) -> N
         assert len(rows) == len({row.range_no for row in rows}) > 1
         assert all(row.applied_at is not None for row in rows)
         assert {row.applied_by for row in rows} == {"a", "b"}
-        assert range_settlement.close_hour(app.uow(), "USDT", hour) is not None
+        assert settlement.close_period(app.uow(), settlement.HOURS, "USDT", hour) is not None
         assert_ledger_ok(app)
     finally:
         app.close()

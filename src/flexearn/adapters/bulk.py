@@ -18,12 +18,16 @@ from flexearn.domain.money import plain
 _PG_TYPES = {"int": "bigint", "amount": "numeric", "text": "text", "bool": "boolean"}
 
 
-def _sqlite_value(kind: str, value: Any) -> Any:
-    if kind == "amount":
-        if not isinstance(value, Decimal):
-            raise TypeError("amounts are Decimal")
-        return plain(value)
-    return value
+def _sqlite_rows(kinds: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """The rows with their amounts as the canonical text the `Amount` type writes, converted a
+    column at a time (a call per value, not per value and kind)."""
+    columns: list[Any] = list(zip(*rows, strict=True))
+    for i, kind in enumerate(kinds):
+        if kind == "amount":
+            if set(map(type, columns[i])) != {Decimal}:
+                raise TypeError("amounts are Decimal")
+            columns[i] = map(plain, columns[i])
+    return list(zip(*columns, strict=True))
 
 
 def _pg_array(kind: str, column: Sequence[Any]) -> str:
@@ -74,35 +78,40 @@ def update_many(
             cursor.execute(sql, arrays)
         else:
             sets = ", ".join(f"{n} = ?" for n in names)
-            kinds = list(columns.values())
+            converted = _sqlite_rows(["int", *columns.values()], rows)
             cursor.executemany(
-                f"UPDATE {table} SET {sets} WHERE {key} = ?",
-                [
-                    (*(_sqlite_value(k, v) for k, v in zip(kinds, row[1:], strict=True)), row[0])
-                    for row in rows
-                ],
+                f"UPDATE {table} SET {sets} WHERE {key} = ?", [(*r[1:], r[0]) for r in converted]
             )
     finally:
         cursor.close()
 
 
 def insert_many(
-    conn: sa.Connection, table: str, columns: dict[str, str], rows: Sequence[tuple[Any, ...]]
+    conn: sa.Connection,
+    table: str,
+    columns: dict[str, str],
+    rows: Sequence[tuple[Any, ...]],
+    *,
+    ignore_existing: bool = False,
 ) -> None:
+    """INSERT the rows (`columns` in order); `ignore_existing`: skip those a unique key already holds."""
     if not rows:
         return
     names, kinds = list(columns), list(columns.values())
+    conflict = " ON CONFLICT DO NOTHING" if ignore_existing else ""
     cursor = _cursor(conn)
     try:
         if conn.dialect.name == "postgresql":
             arrays = [_pg_array(kind, col) for kind, col in zip(kinds, zip(*rows, strict=True), strict=True)]
             unnest = ", ".join(f"%s::{_PG_TYPES[kind]}[]" for kind in kinds)
-            cursor.execute(f"INSERT INTO {table} ({', '.join(names)}) SELECT * FROM unnest({unnest})", arrays)
+            cursor.execute(
+                f"INSERT INTO {table} ({', '.join(names)}) SELECT * FROM unnest({unnest}){conflict}", arrays
+            )
         else:
             marks = ", ".join("?" for _ in names)
             cursor.executemany(
-                f"INSERT INTO {table} ({', '.join(names)}) VALUES ({marks})",
-                [tuple(_sqlite_value(k, v) for k, v in zip(kinds, row, strict=True)) for row in rows],
+                f"INSERT INTO {table} ({', '.join(names)}) VALUES ({marks}){conflict}",
+                _sqlite_rows(kinds, rows),
             )
     finally:
         cursor.close()

@@ -17,8 +17,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from flexearn.adapters import bulk
 from flexearn.adapters import tables as t
 from flexearn.adapters.clock import wall_ms
+from flexearn.domain.catalog_day import HoldingRow
 from flexearn.domain.errors import InsufficientBalance, NotFound, UnsupportedCurrency
-from flexearn.domain.ledger import AccountRef, Entry, Leg
+from flexearn.domain.ledger import AccountRef, Entry
 from flexearn.domain.money import ZERO, exact_add, plain
 from flexearn.domain.settlement import PositionRow
 
@@ -77,9 +78,17 @@ def balance(conn: sa.Connection, ref: AccountRef, *, lock: bool = False) -> Deci
 
 
 # An entry moving more user balances than this (a day of catalog interest paid to every holder's
-# funding account) reads and writes them set-based, a chunk of keys at a time.
+# funding account) is posted set-based, by `post_many`.
 MANY_USER_LEGS = 64
 KEY_CHUNK = 500  # keys per SELECT … IN (…): under SQLite's limit on bound parameters
+LEG_COLUMNS = {
+    "entry_id": "int",
+    "account_id": "int",
+    "ccy": "text",
+    "amount": "amount",
+    "position_id": "int",
+    "holding_id": "int",
+}
 
 
 def post(conn: sa.Connection, entry: Entry, ts: int) -> int:
@@ -87,25 +96,21 @@ def post(conn: sa.Connection, entry: Entry, ts: int) -> int:
 
     User balances are locked in key order, so concurrent entries never deadlock on them.
     """
+    user_legs = [leg for leg in entry.legs if leg.account.kind.user_owned]
+    if len(user_legs) > MANY_USER_LEGS:
+        return post_many(conn, [entry], ts)[0]
     entry_id = conn.execute(
         sa.insert(t.journal_entry)
         .values(ccy=entry.ccy, kind=entry.kind, ref=entry.ref, ts=ts, created_at=wall_ms())
         .returning(t.journal_entry.c.id)
     ).scalar_one()
-    user_legs = [leg for leg in entry.legs if leg.account.kind.user_owned]
-    if len(user_legs) > MANY_USER_LEGS:
-        ids = _move_many(conn, entry.ccy, user_legs)
-        for leg in entry.legs:
-            if leg.account.key not in ids:
-                ids[leg.account.key] = account_id(conn, leg.account)
-    else:
-        ids = {leg.account.key: account_id(conn, leg.account) for leg in entry.legs}
-        for leg in sorted(user_legs, key=lambda leg: leg.account.key):
-            current = balance(conn, leg.account, lock=True)
-            _refuse_negative(leg.account, current, leg.amount, entry.ccy)
-            new = exact_add(current, leg.amount)  # as the ledger check sums the legs: exactly
-            mine = t.account.c.id == ids[leg.account.key]
-            conn.execute(sa.update(t.account).where(mine).values(balance=new))
+    ids = {leg.account.key: account_id(conn, leg.account) for leg in entry.legs}
+    for leg in sorted(user_legs, key=lambda leg: leg.account.key):
+        current = balance(conn, leg.account, lock=True)
+        _refuse_negative(leg.account, current, leg.amount, entry.ccy)
+        new = exact_add(current, leg.amount)  # as the ledger check sums the legs: exactly
+        mine = t.account.c.id == ids[leg.account.key]
+        conn.execute(sa.update(t.account).where(mine).values(balance=new))
     conn.execute(
         sa.insert(t.journal_leg),
         [
@@ -123,40 +128,74 @@ def post(conn: sa.Connection, entry: Entry, ts: int) -> int:
     return int(entry_id)
 
 
+def post_many(conn: sa.Connection, entries: Sequence[Entry], ts: int) -> list[int]:
+    """`post` for many entries at once, set-based: the user accounts they move are made if missing
+    (one statement), locked in key order a chunk at a time, refused if any would go negative, and
+    written by one statement; then the entries and all their legs. The entries' ids, in order."""
+    if not entries:
+        return []
+    keyed = [[(leg.account.key, leg) for leg in entry.legs] for entry in entries]  # each key made once
+    refs: dict[str, AccountRef] = {}
+    moves: dict[str, Decimal] = {}
+    for legs_of in keyed:
+        for key, leg in legs_of:
+            refs[key] = leg.account
+            if leg.account.kind.user_owned:
+                moves[key] = exact_add(moves.get(key, ZERO), leg.amount)
+    keys = sorted(moves)
+    found = _lock_user_accounts(conn, keys)
+    missing = [key for key in keys if key not in found]
+    if missing:  # users' first balances in the currency
+        _make_user_accounts(conn, [refs[key] for key in missing])
+        found |= _lock_user_accounts(conn, missing)
+    for key in keys:
+        _refuse_negative(refs[key], found[key][1], moves[key], refs[key].ccy)
+    moved = [(found[key][0], exact_add(found[key][1], moves[key])) for key in keys]
+    bulk.update_many(conn, "ledger_account", "id", {"balance": "amount"}, moved)
+    ids = {key: row[0] for key, row in found.items()}
+    ids |= {key: account_id(conn, ref) for key, ref in refs.items() if key not in ids}
+    created = wall_ms()
+    entry_ids = list(
+        conn.execute(
+            sa.insert(t.journal_entry).returning(t.journal_entry.c.id, sort_by_parameter_order=True),
+            [{"ccy": e.ccy, "kind": e.kind, "ref": e.ref, "ts": ts, "created_at": created} for e in entries],
+        ).scalars()
+    )
+    legs = [
+        (entry_id, ids[key], entry.ccy, leg.amount, leg.position_id, leg.holding_id)
+        for entry_id, entry, legs_of in zip(entry_ids, entries, keyed, strict=True)
+        for key, leg in legs_of
+    ]
+    bulk.insert_many(conn, "journal_leg", LEG_COLUMNS, legs)
+    return [int(i) for i in entry_ids]
+
+
 def _refuse_negative(account: AccountRef, current: Decimal, amount: Decimal, ccy: str) -> None:
     if exact_add(current, amount) < 0:
         raise InsufficientBalance(f"{account.kind.value} {current} {ccy}, needs {-amount}")
 
 
-def _move_many(conn: sa.Connection, ccy: str, legs: Sequence[Leg]) -> dict[str, int]:
-    """`post` for many user legs: their accounts locked in key order a chunk at a time (made if
-    missing), their new balances written in one statement. The accounts' ids, by key."""
-    moves: dict[str, Decimal] = {}
-    refs: dict[str, AccountRef] = {}
-    for leg in legs:
-        moves[leg.account.key] = exact_add(moves.get(leg.account.key, ZERO), leg.amount)
-        refs[leg.account.key] = leg.account
-    keys = sorted(moves)
+def _make_user_accounts(conn: sa.Connection, refs: Sequence[AccountRef]) -> None:
+    """The user accounts of `refs` that do not exist yet, at a zero balance, in one statement."""
+    rows = [(ref.key, ref.kind.value, ref.ccy, ref.user_id, ZERO) for ref in refs]
+    columns = {"key": "text", "kind": "text", "ccy": "text", "user_id": "int", "balance": "amount"}
+    bulk.insert_many(conn, "ledger_account", columns, rows, ignore_existing=True)
+
+
+def _lock_user_accounts(conn: sa.Connection, keys: Sequence[str]) -> dict[str, tuple[int, Decimal]]:
+    """(id, balance) of each user account of `keys` (sorted), locked in key order: on PostgreSQL in
+    one statement over an array of keys, on SQLite (one writer, no row locks) a chunk at a time."""
     a = t.account
+    query = sa.select(a.c.id, a.c.key, a.c.balance).order_by(a.c.key)
+    if conn.dialect.name == "postgresql":
+        keys_array = sa.bindparam("keys", list(keys), type_=postgresql.ARRAY(sa.String))
+        rows = conn.execute(query.where(a.c.key == sa.any_(keys_array)).with_for_update()).all()
+        return {key: (account, balance) for account, key, balance in rows}
     found: dict[str, tuple[int, Decimal]] = {}
     for start in range(0, len(keys), KEY_CHUNK):
-        chunk = keys[start : start + KEY_CHUNK]
-        query = sa.select(a.c.id, a.c.key, a.c.balance).where(a.c.key.in_(chunk)).order_by(a.c.key)
-        rows = conn.execute(query.with_for_update())
-        found |= {row.key: (row.id, row.balance) for row in rows}
-    for key in keys:
-        if key not in found:  # a user's first balance in this currency
-            found[key] = (account_id(conn, refs[key]), balance(conn, refs[key], lock=True))
-    for key in keys:
-        _refuse_negative(refs[key], found[key][1], moves[key], ccy)
-    bulk.update_many(
-        conn,
-        "ledger_account",
-        "id",
-        {"balance": "amount"},
-        [(found[key][0], exact_add(found[key][1], moves[key])) for key in keys],
-    )
-    return {key: found[key][0] for key in keys}
+        rows = conn.execute(query.where(a.c.key.in_(keys[start : start + KEY_CHUNK]))).all()
+        found |= {key: (account, balance) for account, key, balance in rows}
+    return found
 
 
 # --- markets and positions ---------------------------------------------------------------------
@@ -300,5 +339,42 @@ def insert_lending_history(
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 list(values),
             )
+    finally:
+        cursor.close()
+
+
+def holdings_for_settlement(
+    conn: sa.Connection,
+    product_id: int,
+    users: tuple[int | None, int | None],
+    *,
+    expiring_by: int | None = None,
+) -> list[HoldingRow]:
+    """The open holdings of a product (of the users with ids in [users[0], users[1]), a bound of None
+    being open; only those expiring by `expiring_by` if given), through the driver's cursor as
+    `positions_for_settlement` reads positions."""
+    dbapi = conn.connection.dbapi_connection
+    assert dbapi is not None
+    postgres = conn.dialect.name == "postgresql"
+    mark = "%s" if postgres else "?"
+    where, values = f"product_id = {mark} AND open = {'true' if postgres else '1'}", [product_id]
+    for op, bound in zip((">=", "<"), users, strict=True):
+        if bound is not None:
+            where += f" AND user_id {op} {mark}"
+            values.append(bound)
+    if expiring_by is not None:
+        where += f" AND expire_time IS NOT NULL AND expire_time <= {mark}"
+        values.append(expiring_by)
+    columns = "id, user_id, amount, accrued, total_profit, interest_time, expire_time"
+    cursor = dbapi.cursor()
+    try:
+        cursor.execute(f"SELECT {columns} FROM earn_holding WHERE {where}", values)
+        if postgres:
+            return list(map(HoldingRow._make, cursor.fetchall()))
+        dec = Decimal
+        return [
+            HoldingRow(hid, uid, dec(amount), dec(accrued), dec(profit), since, until)
+            for hid, uid, amount, accrued, profit, since, until in cursor.fetchall()
+        ]
     finally:
         cursor.close()

@@ -442,7 +442,7 @@ history_horizon = sa.Table(
     sa.Column("pruned_at", sa.BigInteger, nullable=False),  # real time, ms
 )
 
-# Settlement of one period shared by user-id range (services/range_settlement.py). A period being
+# Settlement of one period shared by user-id range (services/settlement/period.py). A period being
 # settled in ranges is *open*: its row here holds the plan every range applies (the hour's match
 # rule and figures), and trading in its currency or product waits until it is closed. Both tables
 # hold open periods only: closing a period writes its `market_hour`/`product_day` row (the

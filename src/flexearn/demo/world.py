@@ -19,7 +19,16 @@ from flexearn.domain.demand import SimulatedDemand
 from flexearn.domain.errors import FlexearnError
 from flexearn.domain.ledger import AccountKind
 from flexearn.domain.money import D
-from flexearn.services import accounts, catalog, catalog_views, keys, markets, savings, scheduler
+from flexearn.services import (
+    accounts,
+    catalog,
+    catalog_trading,
+    catalog_views,
+    keys,
+    markets,
+    savings,
+    scheduler,
+)
 from flexearn.services import clock as clock_service
 
 
@@ -168,7 +177,7 @@ def _subscribe_somewhere(app: Flexearn, rng: random.Random, user_id: int, produc
         ccy, top = spec["coin"], D(spec["singleMaxAmount"])
         amount = min(top, _amount(rng, COINS[ccy])).quantize(D(1).scaleb(-int(spec["subscribePrecision"])))
         try:
-            catalog.subscribe(app.uow(), user_id, product_id, spec["periodType"], amount)
+            catalog_trading.subscribe(app.uow(), user_id, product_id, spec["periodType"], amount)
             return
         except FlexearnError:  # not eligible, below the minimum, out of funds: try another
             continue

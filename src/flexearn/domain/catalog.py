@@ -219,6 +219,11 @@ class Product:
         if remaining is not None and amount > remaining:
             raise QuotaExceeded(remaining)
 
+    def check_period_type(self, period_type: str) -> None:
+        """Refuse a request naming the other kind of product (`periodType`)."""
+        if period_type != self.period_type.value:
+            raise InvalidParameter("periodType", f"product {self.id} is {self.period_type.value}")
+
     def check_redemption(self, amount: Decimal, held: Decimal, currency_places: int) -> None:
         """Refuse a redemption of `amount` out of a holding of `held`."""
         places = min(self.redemption_places, currency_places)

@@ -6,10 +6,10 @@ into the position, then match the new amounts against the demand for [H, H+1).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, Context, Decimal
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from flexearn.domain.ledger import AccountKind, AccountRef, Entry, Leg, compound
 from flexearn.domain.market import Match, MatchingMode, OfferRow, match_auction_rows, match_pro_rata_rows
@@ -65,23 +65,32 @@ class HourPlan:
 
     def entry(self, ccy: str, ref: str) -> Entry | None:
         """The hour's one journal entry: borrowers pay lenders, the insurance fund and rounding."""
-        if self.borrower_paid == 0:
-            return None
+        return hour_entry(ccy, ref, self.interest_total, self.insurance_fee, self.rounding)
 
-        def system(kind: AccountKind) -> AccountRef:
-            return AccountRef.system(kind, ccy)
 
-        return compound(
-            "interest",
-            ccy,
-            (
-                Leg(system(AccountKind.BORROWERS), -self.borrower_paid),
-                Leg(system(AccountKind.SAVINGS), self.interest_total),
-                Leg(system(AccountKind.INSURANCE), self.insurance_fee),
-                Leg(system(AccountKind.ROUNDING), self.rounding),
-            ),
-            ref,
-        )
+def hour_entry(ccy: str, ref: str, interest: Decimal, insurance: Decimal, rounding: Decimal) -> Entry | None:
+    """Borrowers pay `interest` to the lenders (the savings control account), `insurance` to the
+    fund and what rounding left; None when they pay nothing. An hour settled in one transaction
+    books it all in one entry; in ranges, each range books its interest (`range_entry`) and the
+    close the rest (interest 0)."""
+    paid = interest + insurance + rounding
+    if paid == 0:
+        return None
+
+    def system(kind: AccountKind) -> AccountRef:
+        return AccountRef.system(kind, ccy)
+
+    return compound(
+        "interest",
+        ccy,
+        (
+            Leg(system(AccountKind.BORROWERS), -paid),
+            Leg(system(AccountKind.SAVINGS), interest),
+            Leg(system(AccountKind.INSURANCE), insurance),
+            Leg(system(AccountKind.ROUNDING), rounding),
+        ),
+        ref,
+    )
 
 
 # Exact integer division, as wide as `money.mul_div_down` computes (120 digits, never reached).
@@ -294,3 +303,84 @@ def plan_range_rows(
     }
     changes = _changes(positions, paid, lent.get)
     return RangePlan(tuple(changes), sum(paid.values(), ZERO), sum(lent.values(), ZERO))
+
+
+@dataclass(frozen=True)
+class HourFigures:
+    """An hour's `market_hour` figures."""
+
+    demand: Decimal
+    borrow_rate: Decimal
+    lender_rate: Decimal
+    pool_rate: Decimal
+    supply: Decimal
+    lent: Decimal
+    interest_paid: Decimal
+    insurance_fee: Decimal
+    borrower_paid: Decimal
+    rounding: Decimal
+
+    @classmethod
+    def of(cls, plan: HourPlan, demand: Decimal) -> HourFigures:
+        match = plan.match
+        return cls(
+            demand,
+            match.borrow_rate,
+            match.lender_rate,
+            match.pool_rate,
+            match.supply,
+            match.lent_total,
+            plan.interest_total,
+            plan.insurance_fee,
+            plan.borrower_paid,
+            plan.rounding,
+        )
+
+    def columns(self) -> dict[str, Decimal]:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True)
+class OpenHour:
+    """What an hour keeps while it is open (`settlement_open.plan`): all a range of positions needs
+    to settle without the others, and the figures the ranges must add up to."""
+
+    places: int
+    last: LastMatch | None
+    rule: LendingRule
+    figures: HourFigures
+    demand_state: str
+
+    def to_json(self) -> dict[str, Any]:
+        last = self.last
+        return {
+            "places": self.places,
+            "last": None if last is None else [str(last.borrow_rate), str(last.lender_rate)],
+            "rule": self.rule.to_json(),
+            "figures": {name: str(value) for name, value in self.figures.columns().items()},
+            "demand_state": self.demand_state,
+        }
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> OpenHour:
+        last = raw["last"]
+        return cls(
+            int(raw["places"]),
+            None if last is None else LastMatch(Decimal(last[0]), Decimal(last[1])),
+            LendingRule.from_json(raw["rule"]),
+            HourFigures(**{name: Decimal(value) for name, value in raw["figures"].items()}),
+            str(raw["demand_state"]),
+        )
+
+
+def range_entry(ccy: str, ref: str, interest: Decimal) -> Entry | None:
+    """A range's share of an hour: borrowers → the savings control account (its positions' interest)."""
+    if interest == 0:
+        return None
+    savings = AccountRef.system(AccountKind.SAVINGS, ccy)
+    return compound(
+        "interest",
+        ccy,
+        (Leg(AccountRef.system(AccountKind.BORROWERS, ccy), -interest), Leg(savings, interest)),
+        ref,
+    )

@@ -14,7 +14,7 @@ from flexearn.domain.catalog import DAY_MS, OrderType, PeriodType, Product
 from flexearn.domain.errors import InvalidParameter, MissingParameter, NotFound
 from flexearn.domain.money import ZERO, round_down
 from flexearn.domain.vocabulary import values
-from flexearn.services.catalog import Order, load_product
+from flexearn.services.catalog_rows import Order, load_product
 from flexearn.services.unit_of_work import UnitOfWork
 
 ORDER_TYPES = values(OrderType)

@@ -1,6 +1,6 @@
 """Trading waits while a period of its currency or product is settled in ranges.
 
-A period settled by several workers (services/range_settlement.py) is *open* between the
+A period settled by several workers (services/settlement/) is *open* between the
 transaction that plans it and the one that closes it; the positions or holdings it was planned on
 must not change meanwhile. Trading use cases call `check` under their market's or product's lock
 before writing anything, and are wrapped in `waits_for_settlement`, which runs them again until

@@ -20,8 +20,8 @@ from flexearn.adapters import clock as clocks
 from flexearn.adapters import db
 from flexearn.observability import context
 from flexearn.observability.metrics import CATALOG_DAY, MARKET_HOUR, observe_settlement
-from flexearn.services import catalog_settlement, range_settlement, settlement
-from flexearn.services.catalog import deliver_redemptions
+from flexearn.services import settlement
+from flexearn.services.catalog_delivery import deliver_redemptions
 from flexearn.services.leader import Lease
 from flexearn.services.unit_of_work import UnitOfWork
 
@@ -43,7 +43,7 @@ def _always() -> bool:
 @dataclass(frozen=True)
 class Settled:
     hours: list[settlement.SettledHour] = field(default_factory=list)
-    days: list[catalog_settlement.SettledDay] = field(default_factory=list)
+    days: list[settlement.SettledDay] = field(default_factory=list)
 
 
 def settle_all_due(
@@ -57,7 +57,7 @@ def settle_all_due(
     """Market hours first (hourly, oldest first), then catalog days and due redemptions.
 
     Each period is its own transaction, or with `ranges` > 1 shared by user-id range with whichever
-    workers help (services/range_settlement.py); `keep_going` is asked before each transaction, so
+    workers help (services/settlement/period.py); `keep_going` is asked before each transaction, so
     a settler that lost its lease stops after the one it is in. `progress` is told (done, total)
     after each period, hours and days each counted from 0.
     """
@@ -95,7 +95,9 @@ def settle_due_hours(
     due = settlement.due_hours(UnitOfWork(engine, read_only=True))
 
     def settle(ccy: str, hour: int) -> settlement.SettledHour | None:
-        return range_settlement.settle_hour(engine, ccy, hour, ranges, worker=worker, keep_going=keep_going)
+        return settlement.settle(
+            engine, settlement.HOURS, ccy, hour, ranges, worker=worker, keep_going=keep_going
+        )
 
     return _oldest_first(due, settle, keep_going, progress)
 
@@ -107,12 +109,14 @@ def settle_due_days(
     ranges: int = 1,
     worker: str = "",
     progress: Progress | None = None,
-) -> list[catalog_settlement.SettledDay]:
+) -> list[settlement.SettledDay]:
     """Every due (product, day), oldest day first, then the redemptions whose delay has passed."""
-    due = catalog_settlement.due_days(UnitOfWork(engine, read_only=True))
+    due = settlement.due_days(UnitOfWork(engine, read_only=True))
 
-    def settle(product: int, day: int) -> catalog_settlement.SettledDay | None:
-        return range_settlement.settle_day(engine, product, day, ranges, worker=worker, keep_going=keep_going)
+    def settle(product: int, day: int) -> settlement.SettledDay | None:
+        return settlement.settle(
+            engine, settlement.DAYS, str(product), day, ranges, worker=worker, keep_going=keep_going
+        )
 
     settled = _oldest_first(due, settle, keep_going, progress)
     if keep_going():
@@ -157,7 +161,7 @@ def run_settler(
 ) -> None:
     """Settle periods as they fall due while `lease` is held, until `stop` is set (or business
     time `until` is reached); wait as a standby while another process holds the lease, applying
-    ranges of the periods it settles in `ranges` ranges (`range_settlement.help_open_periods`).
+    ranges of the periods it settles in `ranges` ranges (`settlement.help_open_periods`).
 
     A failed pass (the database restarting, say) is logged and tried again after `poll_seconds`:
     the worker heals by itself. `lease` must be started; the caller closes it.
@@ -205,7 +209,7 @@ def _settle_pass(
 def _help(engine: sa.Engine, lease: Lease, stop: threading.Event) -> None:
     """A standby's turn: apply ranges of the open periods (until it becomes the settler)."""
     try:
-        range_settlement.help_open_periods(
+        settlement.help_open_periods(
             engine, worker=lease.holder, keep_going=lambda: not stop.is_set() and not lease.held()
         )
     except Exception as error:  # as a failed pass: the standby outlives it

@@ -14,7 +14,7 @@ from flexearn.api.params import Params
 from flexearn.bootstrap import Flexearn
 from flexearn.domain.catalog import PeriodType, Product, Tier
 from flexearn.domain.vocabulary import values
-from flexearn.services import accounts, catalog, catalog_views, clock
+from flexearn.services import accounts, catalog, catalog_trading, catalog_views, clock
 
 USER_LIMIT = 10  # requests per second per user (SPEC §5)
 PUBLIC_LIMIT = 20  # per IP
@@ -119,7 +119,7 @@ def records(app: Flexearn, caller: Caller | None, params: Params) -> dict[str, A
 
 
 def subscribe(app: Flexearn, caller: Caller | None, params: Params) -> dict[str, str]:
-    order = catalog.subscribe(
+    order = catalog_trading.subscribe(
         app.uow(),
         _user(caller),
         _product_id(params),
@@ -148,7 +148,7 @@ def _result(status: str) -> dict[str, str]:
 
 
 def redeem(app: Flexearn, caller: Caller | None, params: Params) -> dict[str, str]:
-    order = catalog.redeem(
+    order = catalog_trading.redeem(
         app.uow(),
         _user(caller),
         _product_id(params),

@@ -1,0 +1,170 @@
+"""The plan for settling one day of one catalog product, computed before anything is written.
+
+At the start of day D (16:00 UTC): every open holding that earned over [D − 1 day, D) — it earns
+from its `interestTime` and not after its `expireTime` — gets the day's interest of its tiers.
+`daily` products pay it to the holder's funding account (Bitget's spot: "interest ... will be
+issued to the spot account daily"), each paid holding an order `pay_interest`; `maturity` products
+accrue it, paid with the principal at expiry. Then fixed holdings whose `expireTime` has come
+return their principal and accrued interest to funding.
+
+The plan holds every ledger leg: the interest entries (to funding in entries of at most
+`USERS_PER_ENTRY` users; into `accrued` in one) and one `expiry` entry per expiring holding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import NamedTuple
+
+from flexearn.domain.catalog import DAY_MS, Product, SettleMethod, day_interest
+from flexearn.domain.ledger import AccountKind, AccountRef, Entry, Leg, compound, leg
+from flexearn.domain.money import ZERO, exact_add
+
+# Users paid per journal entry of a day's interest to funding accounts. PostgreSQL checks at commit
+# that each entry balances, once per leg over all the entry's legs: one entry of a million legs
+# would cost a million times a million; entries of a hundred users keep it linear.
+USERS_PER_ENTRY = 100
+
+
+class HoldingRow(NamedTuple):
+    """An open holding as settlement reads it."""
+
+    id: int
+    user_id: int
+    amount: Decimal
+    accrued: Decimal
+    total_profit: Decimal
+    interest_time: int
+    expire_time: int | None
+
+
+class HoldingChange(NamedTuple):
+    """A paid holding's new amounts (id, amount, accrued, total_profit, last_profit)."""
+
+    id: int
+    amount: Decimal
+    accrued: Decimal
+    total_profit: Decimal
+    last_profit: Decimal
+
+
+class DayOrder(NamedTuple):
+    """An `earn_order` row the day writes (user_id, product_id, holding_id, type, amount, status, ts)."""
+
+    user_id: int
+    product_id: int
+    holding_id: int
+    order_type: str
+    amount: Decimal
+    status: str
+    ts: int
+
+
+@dataclass(frozen=True)
+class DayPlan:
+    """One product's day over some of its holdings (all of them, or a range of users)."""
+
+    product_id: int
+    coin: str
+    day: int
+    accrues: bool  # maturity: interest goes to `accrued`, not to funding
+    changes: tuple[HoldingChange, ...]
+    orders: tuple[DayOrder, ...]
+    payouts: tuple[tuple[int, Decimal], ...]  # (user_id, interest) by user id, for daily products
+    interest_total: Decimal
+
+    @property
+    def holdings(self) -> int:
+        return len(self.changes)
+
+    def interest_entries(self, ref: str) -> list[Entry]:
+        """The day's interest: interest expense → `accrued` (maturity) or → the users' funding, in
+        entries of `USERS_PER_ENTRY` users named `ref`, `ref:part:2`, …; none if nothing was paid."""
+        if self.interest_total == 0:
+            return []
+        expense = AccountRef.system(AccountKind.INTEREST_EXPENSE, self.coin)
+        if self.accrues:
+            accrued = AccountRef.system(AccountKind.ACCRUED, self.coin)
+            return [
+                compound(
+                    "catalog_interest",
+                    self.coin,
+                    [leg(expense, -self.interest_total), leg(accrued, self.interest_total)],
+                    ref,
+                )
+            ]
+        entries = []
+        for part, start in enumerate(range(0, len(self.payouts), USERS_PER_ENTRY)):
+            chunk = self.payouts[start : start + USERS_PER_ENTRY]
+            credits: list[Leg] = [leg(AccountRef.funding(user, self.coin), amount) for user, amount in chunk]
+            total = sum((amount for _, amount in chunk), ZERO)
+            named = ref if part == 0 else f"{ref}:part:{part + 1}"
+            entries.append(compound("catalog_interest", self.coin, [leg(expense, -total), *credits], named))
+        return entries
+
+
+def plan_day(product: Product, rows: Iterable[HoldingRow], day: int) -> DayPlan:
+    """Interest for the day that ends at `day` on `rows` (open holdings of `product`)."""
+    accrues = product.settle_method is SettleMethod.MATURITY
+    tiers, places, product_id = product.tiers, product.profit_precision, product.id
+    day_start = day - DAY_MS
+    changes: list[HoldingChange] = []
+    orders: list[DayOrder] = []
+    per_user: dict[int, Decimal] = {}
+    total = ZERO
+    for holding_id, user_id, amount, accrued, total_profit, interest_time, expire_time in rows:
+        if interest_time > day_start or (expire_time is not None and expire_time < day):
+            continue
+        interest = day_interest(amount, tiers, places)
+        if interest == 0:
+            continue
+        total += interest
+        changes.append(
+            HoldingChange(
+                holding_id,
+                amount,
+                accrued + interest if accrues else accrued,
+                total_profit + interest,
+                interest,
+            )
+        )
+        if not accrues:  # maturity interest is recorded when it is paid, at expiry
+            orders.append(DayOrder(user_id, product_id, holding_id, "pay_interest", interest, "success", day))
+            per_user[user_id] = exact_add(per_user.get(user_id, ZERO), interest)
+    return DayPlan(
+        product_id,
+        product.coin,
+        day,
+        accrues,
+        tuple(changes),
+        tuple(orders),
+        tuple(sorted(per_user.items())),
+        total,
+    )
+
+
+@dataclass(frozen=True)
+class Expiry:
+    """A fixed holding reaching its `expireTime`: principal and unpaid interest back to funding."""
+
+    entry: Entry
+    orders: tuple[DayOrder, ...]
+
+
+def expire(product: Product, holdings: Sequence[HoldingRow], day: int) -> list[Expiry]:
+    """The expiries of `holdings` (those due at `day`), each with its entry and orders."""
+    coin, found = product.coin, []
+    for h in holdings:
+        legs = (
+            leg(AccountRef.system(AccountKind.EARN, coin), -h.amount, holding_id=h.id),
+            leg(AccountRef.system(AccountKind.ACCRUED, coin), -h.accrued, holding_id=h.id),
+            leg(AccountRef.funding(h.user_id, coin), h.amount + h.accrued),
+        )
+        entry = Entry("expiry", coin, tuple(x for x in legs if x.amount != 0), f"holding:{h.id}")
+        orders = [DayOrder(h.user_id, product.id, h.id, "redeem", h.amount, "success", day)]
+        if h.accrued:
+            orders.append(DayOrder(h.user_id, product.id, h.id, "pay_interest", h.accrued, "success", day))
+        found.append(Expiry(entry, tuple(orders)))
+    return found

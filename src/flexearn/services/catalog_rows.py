@@ -1,0 +1,94 @@
+"""Catalog rows as domain values: products (with their tiers), what a product holds, orders."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+
+from flexearn.adapters import tables as t
+from flexearn.domain.catalog import ApyType, Level, PeriodType, Product, SettleMethod, Status, Tier
+from flexearn.domain.catalog_errors import NoSuchProduct
+from flexearn.domain.money import ZERO
+from flexearn.services import gate
+
+
+def load_product(conn: sa.Connection, product_id: int, *, lock: bool = False, gated: bool = True) -> Product:
+    """The product; `lock`: locked to change it or its holdings, which waits while one of its days
+    is settled in ranges (`gate`) unless not `gated` (settlement itself)."""
+    query = sa.select(t.product).where(t.product.c.id == product_id)
+    row = conn.execute(query.with_for_update() if lock else query).first()
+    if row is None:
+        raise NoSuchProduct(product_id)
+    if lock and gated:
+        gate.check(conn, gate.DAY, product_id)
+    tiers = conn.execute(
+        sa.select(t.product_tier)
+        .where(t.product_tier.c.product_id == product_id)
+        .order_by(t.product_tier.c.min_step)
+    ).all()
+    return Product(
+        id=row.id,
+        coin=row.coin,
+        period_type=PeriodType(row.period_type),
+        period_days=row.period_days,
+        apy_type=ApyType(row.apy_type),
+        tiers=tuple(Tier(r.rate_level, r.min_step, r.max_step, r.apy) for r in tiers),
+        advance_redeem=row.advance_redeem,
+        settle_method=SettleMethod(row.settle_method),
+        operator_status=Status(row.status),
+        level=Level(row.level),
+        single_min=row.single_min,
+        single_max=row.single_max,
+        quota=row.quota,
+        subscribe_precision=row.subscribe_precision,
+        profit_precision=row.profit_precision,
+        redeem_delay_days=row.redeem_delay_days,
+        start_time=row.start_time,
+        end_time=row.end_time,
+    )
+
+
+def held(conn: sa.Connection, product_id: int) -> Decimal:
+    """What open holdings of the product amount to (what its quota counts)."""
+    h = t.holding
+    amounts = conn.execute(
+        sa.select(h.c.amount).where(h.c.product_id == product_id, h.c.open.is_(True))
+    ).scalars()
+    return sum(amounts, ZERO)
+
+
+@dataclass(frozen=True)
+class Order:
+    id: int
+    user_id: int
+    product_id: int
+    holding_id: int
+    order_type: str
+    amount: Decimal
+    status: str
+    ts: int
+    arrive_at: int | None
+
+
+def insert_order(conn: sa.Connection, **values: Any) -> Order:
+    order_id = conn.execute(
+        sa.insert(t.earn_order).values(**values).returning(t.earn_order.c.id)
+    ).scalar_one()
+    return Order(id=order_id, **values)
+
+
+def order_from_row(row: Any) -> Order:
+    return Order(
+        row.id,
+        row.user_id,
+        row.product_id,
+        row.holding_id,
+        row.order_type,
+        row.amount,
+        row.status,
+        row.ts,
+        row.arrive_at,
+    )

@@ -1,0 +1,183 @@
+"""A catalog product's day as a period kind (`DAYS`; key: the product id), at the start of Bitget's
+day, 00:00 UTC+8 = 16:00 UTC of the business clock (SPEC §3).
+
+Interest for the day that just ended on every holding that earns (from its `interestTime`), then
+the fixed holdings that expire now (`domain.catalog_day`). The interest goes from interest expense
+to the users' funding (Bitget's spot) accounts for `daily` products, flexible or fixed, as Bitget
+pays them ("interest ... will be issued to the spot account daily", its Flexible Savings launch
+notice), in entries of at most a hundred users; to the accrued control account for `maturity`
+products, paid with the principal at expiry. The split per holding is its `pay_interest` order.
+A day needs no global plan: each range of users applies alone; the close writes the
+`product_day` row, whose primary key settles each (product, day) exactly once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+
+from flexearn.adapters import bulk
+from flexearn.adapters import repository as repo
+from flexearn.adapters import tables as t
+from flexearn.adapters.clock import wall_ms
+from flexearn.domain.catalog import DAY_MS, Product, next_day_start
+from flexearn.domain.catalog_day import expire, plan_day
+from flexearn.domain.money import ZERO
+from flexearn.services import gate
+from flexearn.services.catalog_rows import load_product
+from flexearn.services.settlement.period import Applied, Part
+from flexearn.services.unit_of_work import UnitOfWork
+
+CHANGE_COLUMNS = {"amount": "amount", "accrued": "amount", "total_profit": "amount", "last_profit": "amount"}
+CLOSE_COLUMNS = {"amount": "amount", "accrued": "amount", "open": "bool"}
+ORDER_COLUMNS = {
+    "user_id": "int",
+    "product_id": "int",
+    "holding_id": "int",
+    "order_type": "text",
+    "amount": "amount",
+    "status": "text",
+    "ts": "int",
+}
+
+
+class DayOutOfOrder(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class SettledDay:
+    product_id: int
+    day: int
+    holdings: int
+    interest: Decimal
+    expired: int
+
+
+@dataclass(frozen=True)
+class PlannedDay:
+    """A day's plan: nothing global (stored as `{}`); the span of its holders' ids to cut ranges."""
+
+    user_ids: Sequence[int] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {}
+
+
+class Days:
+    name = gate.DAY
+
+    def lock(self, conn: sa.Connection, key: str) -> None:
+        load_product(conn, int(key), lock=True, gated=False)
+
+    def plan(self, conn: sa.Connection, key: str, period: int, *, whole: bool) -> PlannedDay | None:
+        """The plan of `period` (a day start), which must be the product's next day to settle
+        (`DayOutOfOrder` if it is not yet); None if it is settled."""
+        product_id, day = int(key), period
+        expected = next_day(conn, product_id)
+        if day < expected:
+            return None
+        if day > expected:
+            raise DayOutOfOrder(f"product {product_id}: day {day} is due only after {expected}")
+        if whole:
+            return PlannedDay()
+        h = t.holding
+        low, high = conn.execute(
+            sa.select(sa.func.min(h.c.user_id), sa.func.max(h.c.user_id)).where(
+                h.c.product_id == product_id, h.c.open.is_(True)
+            )
+        ).one()
+        return PlannedDay(() if low is None else (int(low), int(high)))
+
+    def restore(self, raw: Mapping[str, Any]) -> PlannedDay:
+        return PlannedDay()
+
+    def apply(self, conn: sa.Connection, key: str, period: int, plan: PlannedDay, part: Part) -> Applied:
+        """The day's interest and expiries for the holdings of `part`'s users; the interest's
+        entries are referenced `product:<id>:day:<day>` (plus the range's suffix)."""
+        product, day = load_product(conn, int(key)), period
+        rows = repo.holdings_for_settlement(conn, product.id, (part.lo, part.hi))
+        planned = plan_day(product, rows, day)
+        entries = planned.interest_entries(f"product:{product.id}:day:{day}{part.ref_suffix}")
+        entry_ids = repo.post_many(conn, entries, day)
+        only = ("product_id", product.id)
+        bulk.update_many(conn, "earn_holding", "id", CHANGE_COLUMNS, planned.changes, only=only)
+        bulk.insert_many(conn, "earn_order", ORDER_COLUMNS, planned.orders)
+        expired = _expire(conn, product, day, part)
+        return Applied(
+            planned.holdings,
+            planned.interest_total,
+            expired=expired,
+            entry_id=entry_ids[0] if entry_ids else None,
+        )
+
+    def close(
+        self,
+        conn: sa.Connection,
+        key: str,
+        period: int,
+        plan: PlannedDay,
+        applied: Sequence[Applied],
+        *,
+        whole: bool,
+    ) -> SettledDay:
+        """The `product_day` row: its primary key is what settles each day exactly once."""
+        product_id, day = int(key), period
+        holdings, interest = sum(a.items for a in applied), sum((a.interest for a in applied), ZERO)
+        conn.execute(
+            sa.insert(t.product_day).values(
+                product_id=product_id,
+                day=day,
+                holdings=holdings,
+                interest=interest,
+                entry_id=applied[0].entry_id if whole else None,
+                created_at=wall_ms(),
+            )
+        )
+        return SettledDay(product_id, day, holdings, interest, sum(a.expired for a in applied))
+
+
+DAYS = Days()
+
+
+def next_day(conn: sa.Connection, product_id: int) -> int:
+    """The product's first unsettled day start: the one after the last settled (which, in a database
+    from before days turned at 16:00 UTC, may be a 00:00 UTC: then the next is 16 hours later)."""
+    last = conn.execute(
+        sa.select(sa.func.max(t.product_day.c.day)).where(t.product_day.c.product_id == product_id)
+    ).scalar()
+    first = conn.execute(sa.select(t.product.c.first_day).where(t.product.c.id == product_id)).scalar_one()
+    return int(first if last is None else next_day_start(last))
+
+
+def _expire(conn: sa.Connection, product: Product, day: int, part: Part) -> int:
+    """Fixed holdings (of `part`'s users) reaching `expireTime`: principal and unpaid interest back
+    to funding."""
+    due = repo.holdings_for_settlement(conn, product.id, (part.lo, part.hi), expiring_by=day)
+    expiries = expire(product, due, day)
+    for expiry in expiries:
+        repo.post(conn, expiry.entry, day)
+    closed = [(r.id, ZERO, ZERO, False) for r in due]
+    bulk.update_many(conn, "earn_holding", "id", CLOSE_COLUMNS, closed, only=("product_id", product.id))
+    bulk.insert_many(conn, "earn_order", ORDER_COLUMNS, [o for x in expiries for o in x.orders])
+    return len(due)
+
+
+def due_days(uow: UnitOfWork) -> dict[int, list[int]]:
+    """Per product, the day starts that have passed on the business clock and are unsettled."""
+    with uow:
+        now = uow.now()
+        rows = uow.conn.execute(
+            sa.select(t.product.c.id, t.product.c.first_day, sa.func.max(t.product_day.c.day))
+            .select_from(t.product.outerjoin(t.product_day, t.product_day.c.product_id == t.product.c.id))
+            .group_by(t.product.c.id, t.product.c.first_day)
+            .order_by(t.product.c.id)
+        ).all()
+    return {
+        pid: list(range(first if last is None else next_day_start(last), now + 1, DAY_MS))
+        for pid, first, last in rows
+    }
