@@ -95,12 +95,13 @@ def test_the_product_spec_has_its_own_options_and_json_means_output(cli: Cli) ->
 
 
 def test_times_are_read_as_iso_minutes_and_shown_as_utc(cli: Cli) -> None:
-    cli.ok("clock", "set-sim", "--speed", "0", "--start", "2026-12-01T19:30")
+    # Years ahead of the wall clock: the market (set up at wall time) opened before these hours.
+    cli.ok("clock", "set-sim", "--speed", "0", "--start", "2030-01-01T19:30")
     cli.ok("market", "set", "USDT", "--demand-source", "external")
-    posted = cli.ok("market", "post-demand", "USDT", "2026-12-01T20:00", "75")
-    assert "hour         2026-12-01T20:00:00.000Z" in posted
-    with_offset = json.loads(cli.ok("market", "post-demand", "USDT", "2026-12-01T22:00+01:00", "5", "--json"))
-    assert with_offset["hour"] == 1796158800000  # 21:00 UTC
+    posted = cli.ok("market", "post-demand", "USDT", "2030-01-01T20:00", "75")
+    assert "hour         2030-01-01T20:00:00.000Z" in posted
+    with_offset = json.loads(cli.ok("market", "post-demand", "USDT", "2030-01-01T22:00+01:00", "5", "--json"))
+    assert with_offset["hour"] == 1893531600000  # 21:00 UTC
     help_text = cli.ok("market", "post-demand", "--help")
     assert "CCY HOUR DEMAND" in help_text
     assert "2026-12-01T20:00" in help_text
