@@ -19,6 +19,7 @@ import re
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -162,7 +163,12 @@ def alone(engine: sa.Engine, sql: str, params: dict[str, Any]) -> list[Any]:
             if pooled.info.get("query_only", False):
                 driver.execute("PRAGMA query_only = 0")
                 pooled.info["query_only"] = False
-            return list(driver.execute(sql, params).fetchall())  # autocommit: its own transaction
+            gate = _GATES[engine]
+            gate.enter(driver, ms)
+            try:
+                return list(driver.execute(sql, params).fetchall())  # autocommit: its own transaction
+            finally:
+                gate.leave(driver)
         driver.autocommit = True  # BEGIN and COMMIT are ours, in the pipeline
         try:
             with driver.pipeline():
@@ -290,6 +296,27 @@ def _sqlite_transactions(engine: sa.Engine) -> None:
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.close()
 
+    gate = _GATES[engine] = _WriterGate()
+    dialect = engine.dialect
+    commit, rollback = dialect.do_commit, dialect.do_rollback
+
+    def do_commit(pooled: Any) -> None:
+        try:
+            commit(pooled)
+        finally:
+            gate.leave(pooled.driver_connection)
+
+    def do_rollback(pooled: Any) -> None:
+        try:
+            rollback(pooled)
+        finally:
+            gate.leave(pooled.driver_connection)
+
+    # The transaction's end, after its COMMIT or ROLLBACK reached SQLite (SQLAlchemy's own
+    # "commit" and "rollback" events come before it): the next writer of this process goes in.
+    setattr(dialect, "do_commit", do_commit)  # noqa: B010  (an instance's method, replaced)
+    setattr(dialect, "do_rollback", do_rollback)  # noqa: B010
+
     @event.listens_for(engine, "begin")
     def _begin(connection: sa.Connection) -> None:
         # Under a deadline, wait for the write lock only as long as it leaves; else as long as the
@@ -305,7 +332,47 @@ def _sqlite_transactions(engine: sa.Engine) -> None:
         if pooled.info.get("query_only", False) != reading:
             driver.execute(f"PRAGMA query_only = {int(reading)}")
             pooled.info["query_only"] = reading
-        connection.exec_driver_sql("BEGIN" if reading else "BEGIN IMMEDIATE")
+        if reading:
+            connection.exec_driver_sql("BEGIN")
+            return
+        gate.enter(driver, ms)
+        try:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            gate.leave(driver)
+            raise
+
+
+_GATES: weakref.WeakKeyDictionary[sa.Engine, _WriterGate] = weakref.WeakKeyDictionary()
+
+
+class _WriterGate:
+    """The writers of this process take SQLite's write lock in turn, queued here.
+
+    SQLite lets one transaction write at a time; the others retry BEGIN IMMEDIATE in its busy
+    handler, which sleeps between tries (up to 100 ms each), so under contention a writer can lose
+    the race many times over and wait a second or more while others pass. Queued on a lock in this
+    process, the next writer goes in as soon as the previous one ends; only writers of other
+    processes (and this process's one writer) still meet at SQLite's lock. A writer waits here at
+    most as long as SQLite would have let it wait (its deadline, else `SQLITE_BUSY_MS`), then gets
+    `DatabaseBusy`.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._holder: int | None = None  # id() of the driver connection in the write transaction
+
+    def enter(self, driver: Any, ms: int | None) -> None:
+        if self._holder == id(driver):  # the same connection's next transaction
+            return
+        if not self._lock.acquire(timeout=(SQLITE_BUSY_MS if ms is None else ms) / 1000):
+            raise DatabaseBusy("another writer of this process held SQLite's write lock too long")
+        self._holder = id(driver)
+
+    def leave(self, driver: Any) -> None:
+        if driver is not None and self._holder == id(driver):
+            self._holder = None
+            self._lock.release()
 
 
 def alembic_config(engine: sa.Engine) -> Config:
