@@ -32,7 +32,7 @@ from flexearn.api.ratelimit import RateLimiter, SharedRateLimiter
 from flexearn.bootstrap import Flexearn
 from flexearn.config import Settings
 from flexearn.observability.logs import configure_logging
-from flexearn.observability.middleware import ObservabilityMiddleware
+from flexearn.observability.middleware import ObservabilityMiddleware, facade_of
 from flexearn.services import keys, replays
 
 
@@ -66,9 +66,10 @@ def create_app(settings: Settings, flexearn: Flexearn | None = None, *, demo: bo
     ]
 
     async def not_found(request: Request, exc: Exception) -> Response:
-        if request.url.path.startswith("/admin/"):  # e.g. a path the admin mount cannot match
+        facade = facade_of(request.url.path)
+        if facade == "admin":  # e.g. a path the admin mount cannot match
             return admin_not_found(request)
-        if request.url.path.startswith(("/api/v2/", "/api/v3/")):
+        if facade == "bitget":
             return JSONResponse(bitget.failure(bitget_errors.NOT_FOUND), 404)
         return JSONResponse(OkxDialect().failure(okx_errors.NOT_FOUND), status_code=404)
 

@@ -34,7 +34,7 @@ from flexearn.api.bitget.wire import BitgetDialect
 from flexearn.api.okx import errors as okx_errors
 from flexearn.api.okx.wire import OkxDialect
 from flexearn.observability import context
-from flexearn.observability.middleware import CLIENT_CLOSED
+from flexearn.observability.middleware import CLIENT_CLOSED, facade_of
 
 TOO_LARGE = 413
 TOO_SLOW = 408
@@ -134,9 +134,10 @@ def refusal(path: str, status: int, max_bytes: int, timeout: float) -> tuple[str
         detail, admin_code = f"larger than {max_bytes} bytes", "body_too_large"
     else:
         detail, admin_code = f"not received within {timeout:g} s", "body_timeout"
-    if path.startswith(("/admin/", "/dashboard/")):
+    facade = facade_of(path)
+    if facade in ("admin", "dashboard"):
         return admin_code, {"error": admin_code, "message": f"the body is {detail}", "param": "body"}
-    if path.startswith(("/api/v2/", "/api/v3/")):
+    if facade == "bitget":
         refusal = bitget_errors.invalid("body", detail, status)
         return refusal.code, _BITGET.failure(refusal)
     error = okx_errors.invalid("body", detail, status)

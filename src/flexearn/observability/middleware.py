@@ -19,12 +19,14 @@ _CONVERTOR = re.compile(r":\w+}")
 # The code of a request whose client went away before it could be answered (api/limits.py).
 CLIENT_CLOSED = "client_disconnected"
 
-# Which façade a path belongs to, by prefix (the first match wins).
+# Which façade a path belongs to, by prefix (the first match wins): the label of its metrics, and
+# the envelope of the answers no handler gives (404, 413, 408: api/app.py, api/limits.py).
 FACADES = (
     ("/api/v5/", "okx"),
     ("/api/v2/", "bitget"),
     ("/api/v3/", "bitget"),
     ("/admin/", "admin"),
+    ("/dashboard/", "dashboard"),
     ("/metrics", "ops"),
     ("/healthz", "ops"),
 )
