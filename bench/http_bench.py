@@ -1,6 +1,6 @@
 """flexearn's request path against a raw ASGI app sending the same bytes, over real HTTP.
 
-    python bench/http.py [--db sqlite,postgresql] [--workers 1,2] [--rounds 3] [--duration 10]
+    python bench/http_bench.py [--db sqlite,postgresql] [--workers 1,2] [--rounds 3] [--duration 10]
                          [--connections 16] [--size 10000] [--sustained 300] [--json out.json]
 
 Needs `wrk` (Debian: `apt-get install wrk`) as the load generator: one C thread drives 16
@@ -32,16 +32,7 @@ The script runs against an older checkout with `PYTHONPATH=that/src` (and that c
 `flexearn` on PATH as FLEXEARN_BIN), which is how the README's before/after figures were taken.
 """
 
-# ruff: noqa: E402  (the imports follow the path fix below)
 from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-# This file is named as the issue names it, and so shadows the standard library's `http` for
-# everything imported from its directory: take the directory off the path, load its sibling by file.
-HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 
 import argparse
 import contextlib
@@ -54,6 +45,7 @@ import socket
 import sqlite3
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -61,24 +53,18 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
-from importlib import util
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
+import settlement as world  # bench/settlement.py: the same fill and fresh databases
 from flexearn.adapters import tables as t
 from flexearn.adapters.db import normalise_url
 from flexearn.adapters.secrets import SecretBox, generate_master_key, hash_passphrase
 from flexearn.api.auth import sign
 from flexearn.bootstrap import Flexearn
 from flexearn.services import accounts
-
-_spec = util.spec_from_file_location("settlement", HERE / "settlement.py")
-assert _spec is not None
-assert _spec.loader is not None
-world = util.module_from_spec(_spec)  # bench/settlement.py: the same fill and fresh databases
-sys.modules["settlement"] = world
-_spec.loader.exec_module(world)
 
 KEYS = 256  # API keys (one per user) the signed requests are spread over
 PASSPHRASE = "bench-passphrase"
@@ -626,7 +612,7 @@ def main() -> None:
     args.workers = [int(w) for w in args.workers.split(",")]
     args.endpoints = args.endpoints.split(",")
     if shutil.which("wrk") is None:
-        raise SystemExit("bench/http.py needs wrk: apt-get install wrk")
+        raise SystemExit("bench/http_bench.py needs wrk: apt-get install wrk")
     rows: list[dict[str, Any]] = []
     with contextlib.ExitStack() as stack:
         directory = args.work or stack.enter_context(tempfile.TemporaryDirectory(prefix="flexearn-http-"))
