@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import random
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -61,7 +60,7 @@ from tests.deployment.traffic import (
     report,
     run_traders,
 )
-from tests.server import FLEXEARN
+from tests.server import full_ledger_check
 
 from flexearn.adapters import tables as t
 from flexearn.adapters.clock import HOUR_MS, floor_hour
@@ -199,18 +198,6 @@ def settled(c: Cluster) -> Settled:
     )
 
 
-def ledger_check(url: str) -> tuple[int, str, float]:
-    started = time.monotonic()
-    done = subprocess.run(
-        [FLEXEARN, "ledger", "check", "--full", "--db", url],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
-    return done.returncode, (done.stdout + done.stderr).strip(), time.monotonic() - started
-
-
 def tracebacks(processes: list[Process]) -> dict[str, int]:
     return {p.name: n for p in processes if (n := p.output().count("Traceback"))}
 
@@ -256,7 +243,7 @@ def run(args: argparse.Namespace) -> int:
                 print(f"  the workers did not catch up: {str(error)[:500]}", flush=True)
             writes = check_writes(c.app.engine, tally.writes, [m.user_id for m in members])
             periods = settled(c)
-            code, ledger_output, ledger_seconds = ledger_check(c.url)
+            code, ledger_output, ledger_seconds = full_ledger_check(c.url)
             alive = {p.name: p.alive() for p in [*c.apis, *workers]}
             starts = {p.name: p.starts for p in [*c.apis, *workers]}
             logged = tracebacks([*c.apis, *workers])

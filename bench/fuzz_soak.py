@@ -44,7 +44,6 @@ import random
 import re
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -80,7 +79,7 @@ from tests.contract.fuzz_requests import (
 from tests.contract.fuzz_requests import Tally as FuzzTally
 from tests.deployment.cluster import Process
 from tests.deployment.services import private_postgres
-from tests.server import ADMIN_TOKEN, FLEXEARN, free_port
+from tests.server import ADMIN_TOKEN, FLEXEARN, free_port, full_ledger_check
 
 from flexearn.adapters.secrets import generate_master_key
 from flexearn.api.admin.routes import ROUTES as ADMIN_ROUTES
@@ -833,19 +832,6 @@ def exception_line(trace: str) -> str:
     return (found[-1] if found else lines[-1])[:200]
 
 
-def ledger_check(url: str) -> tuple[int, str, float]:
-    started = time.monotonic()
-    done = subprocess.run(
-        [FLEXEARN, "ledger", "check", "--full", "--db", url],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
-    output = (done.stdout + done.stderr).strip()
-    return done.returncode, output, time.monotonic() - started
-
-
 def run(args: argparse.Namespace) -> int:
     root = Path(tempfile.mkdtemp(prefix="flexearn-fuzz-soak-"))
     try:
@@ -948,7 +934,7 @@ def soak(args: argparse.Namespace, t: Target) -> Outcome:
     alive = t.server.alive()
     t.server.stop()
     exceptions, by_request = logged_errors(t.server.output())
-    code, output, seconds = ledger_check(t.app.engine.url.render_as_string(hide_password=False))
+    code, output, seconds = full_ledger_check(t.app.engine.url.render_as_string(hide_password=False))
     size = None
     if t.sqlite_path is not None:
         files = t.sqlite_path.parent.glob(t.sqlite_path.name + "*")

@@ -104,3 +104,16 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 def _read(log: Any) -> str:
     log.seek(0)
     return str(log.read().decode(errors="replace"))
+
+
+def full_ledger_check(url: str, timeout: float = 1800) -> tuple[int, str, float]:
+    """`flexearn ledger check --full` on `url`: its exit code, what it printed, seconds taken."""
+    started = time.monotonic()
+    done = subprocess.run(
+        [FLEXEARN, "ledger", "check", "--full", "--db", url],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    return done.returncode, (done.stdout + done.stderr).strip(), time.monotonic() - started

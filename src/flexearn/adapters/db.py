@@ -159,10 +159,7 @@ def alone(engine: sa.Engine, sql: str, params: dict[str, Any]) -> list[Any]:
     driver: Any = pooled.driver_connection
     try:
         if engine.dialect.name == "sqlite":
-            driver.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_MS if ms is None else ms}")
-            if pooled.info.get("query_only", False):
-                driver.execute("PRAGMA query_only = 0")
-                pooled.info["query_only"] = False
+            _sqlite_prepare(pooled, ms, reading=False)
             gate = _GATES[engine]
             gate.enter(driver, ms)
             try:
@@ -174,11 +171,7 @@ def alone(engine: sa.Engine, sql: str, params: dict[str, Any]) -> list[Any]:
             with driver.pipeline():
                 driver.execute("BEGIN")
                 if ms is not None:
-                    driver.execute(
-                        "SELECT set_config('statement_timeout', %(ms)s, true),"
-                        " set_config('lock_timeout', %(ms)s, true)",
-                        {"ms": str(ms)},
-                    )
+                    driver.execute(POSTGRES_TIMEOUTS, {"ms": str(ms)})
                 cursor = driver.execute(_pyformat(sql), params)
                 driver.execute("COMMIT")
             return list(cursor.fetchall())
@@ -261,6 +254,12 @@ def _refuse_writes_loudly(engine: sa.Engine) -> None:
             ) from context.sqlalchemy_exception
 
 
+# A transaction's statement and lock timeouts, in milliseconds (`ms`), for its rest only (SET LOCAL).
+POSTGRES_TIMEOUTS = (
+    "SELECT set_config('statement_timeout', %(ms)s, true), set_config('lock_timeout', %(ms)s, true)"
+)
+
+
 def _postgres_deadlines(engine: sa.Engine) -> None:
     """A transaction begun under a deadline may run each statement, or wait for a lock, only as long
     as the deadline leaves (`SET LOCAL`: the bound ends with the transaction, the pooled connection
@@ -270,10 +269,7 @@ def _postgres_deadlines(engine: sa.Engine) -> None:
     def _begin(connection: sa.Connection) -> None:
         ms = _remaining_ms()
         if ms is not None:
-            connection.exec_driver_sql(
-                f"SELECT set_config('statement_timeout', '{ms}', true),"
-                f" set_config('lock_timeout', '{ms}', true)"
-            )
+            connection.exec_driver_sql(POSTGRES_TIMEOUTS, {"ms": str(ms)})
 
 
 def _sqlite_transactions(engine: sa.Engine) -> None:
@@ -321,17 +317,10 @@ def _sqlite_transactions(engine: sa.Engine) -> None:
     def _begin(connection: sa.Connection) -> None:
         # Under a deadline, wait for the write lock only as long as it leaves; else as long as the
         # longest writer may need (a settlement). The pragma is the connection's: set every time.
-        # The pragmas go to the driver directly (they cannot fail, and need none of SQLAlchemy's
-        # statement machinery); BEGIN, which can ("database is locked"), goes through SQLAlchemy.
+        # BEGIN, which can fail ("database is locked"), goes through SQLAlchemy.
         ms = _remaining_ms()
-        pooled = connection.connection  # the pooled DBAPI connection: it outlives this checkout
-        driver = pooled.driver_connection
-        assert driver is not None
-        driver.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_MS if ms is None else ms}")
         reading = _is_read_only(connection)
-        if pooled.info.get("query_only", False) != reading:
-            driver.execute(f"PRAGMA query_only = {int(reading)}")
-            pooled.info["query_only"] = reading
+        driver = _sqlite_prepare(connection.connection, ms, reading=reading)
         if reading:
             connection.exec_driver_sql("BEGIN")
             return
@@ -344,6 +333,19 @@ def _sqlite_transactions(engine: sa.Engine) -> None:
 
 
 _GATES: weakref.WeakKeyDictionary[sa.Engine, _WriterGate] = weakref.WeakKeyDictionary()
+
+
+def _sqlite_prepare(pooled: Any, ms: int | None, *, reading: bool) -> Any:
+    """Set a pooled SQLite connection (it outlives each checkout) up for a transaction: its busy
+    timeout (the deadline's, else `SQLITE_BUSY_MS`) and `query_only` (on for a reader, so that a
+    write fails rather than take the lock); its driver connection. The pragmas go to the driver
+    directly: they cannot fail, and need none of SQLAlchemy's statement machinery."""
+    driver = pooled.driver_connection
+    driver.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_MS if ms is None else ms}")
+    if pooled.info.get("query_only", False) != reading:
+        driver.execute(f"PRAGMA query_only = {int(reading)}")
+        pooled.info["query_only"] = reading
+    return driver
 
 
 class _WriterGate:

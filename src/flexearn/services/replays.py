@@ -52,11 +52,6 @@ class Claim:
 _CLAIM = sa.text(CLAIM)
 
 
-def first_use(engine: sa.Engine, signature: str, now_ms: int, ttl_ms: int) -> bool:
-    """Remember `signature` until `now_ms + ttl_ms`; False if a process remembers it already."""
-    return Claim(engine, signature, now_ms, now_ms + ttl_ms).alone()
-
-
 def prune(uow: UnitOfWork, now_ms: int) -> int:
     """Forget the signatures that can no longer verify; how many."""
     s = t.seen_signature
