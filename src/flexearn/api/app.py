@@ -21,7 +21,7 @@ from flexearn.api.bitget import errors as bitget_errors
 from flexearn.api.bitget.routes import ENDPOINTS as BITGET_ENDPOINTS
 from flexearn.api.bitget.wire import BitgetDialect
 from flexearn.api.dashboard import routes as dashboard_routes
-from flexearn.api.facade import Facade
+from flexearn.api.facade import Dispatch, Facade, dispatch_table
 from flexearn.api.limits import BodyLimits
 from flexearn.api.okx import errors as okx_errors
 from flexearn.api.okx.routes import ENDPOINTS as OKX_ENDPOINTS
@@ -73,7 +73,8 @@ def create_app(settings: Settings, flexearn: Flexearn | None = None, *, demo: bo
             return JSONResponse(bitget.failure(bitget_errors.NOT_FOUND), 404)
         return JSONResponse(OkxDialect().failure(okx_errors.NOT_FOUND), status_code=404)
 
-    routes: list[BaseRoute] = [route for facade in facades for route in facade.routes()]
+    facade_routes = [route for facade in facades for route in facade.routes()]
+    routes: list[BaseRoute] = [*facade_routes]
     # a user's data: as the admin API; the public views limited per IP, as the façades' are
     routes += dashboard_routes(engine_app, admin_tokens, admission, limiter)
     routes += ops_routes(engine_app.engine, admission, engine_app.figures)
@@ -84,6 +85,8 @@ def create_app(settings: Settings, flexearn: Flexearn | None = None, *, demo: bo
     # (an open redirect). Such a path is not found.
     for router in _routers(app.router):
         router.redirect_slashes = False
+    # The façades' endpoints without the router's walk over every route (the hot path).
+    app.add_middleware(Dispatch, table=dispatch_table(facade_routes))
     # Inside the observability layer (a refusal is logged and counted), outside every route: a
     # body is bounded before any handler or authentication reads it.
     app.add_middleware(BodyLimits, max_bytes=settings.max_body_bytes, timeout=settings.body_timeout)

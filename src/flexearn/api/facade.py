@@ -9,18 +9,21 @@ for the request's budget, the answer is the exchange's "service unavailable", wi
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.datastructures import Headers, QueryParams
+from starlette.requests import ClientDisconnect
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from flexearn.adapters import db
-from flexearn.adapters.clock import ClockCache, wall_ms
+from flexearn.adapters.clock import ClockCache, floor_hour, wall_ms
 from flexearn.api.admission import Admission
+from flexearn.api.answers import PublicAnswers
 from flexearn.api.auth import AuthFailure, Caller, Failure, SignedRequest, Verifier, raw_target
 from flexearn.api.params import Params, json_object
 from flexearn.api.ratelimit import RateLimiter
@@ -111,6 +114,7 @@ class Endpoint:
     handler: Handler
     permission: str | None  # None: public (limited per IP); else limited per user
     per_second: int
+    cached: bool = False  # public, from stored data and the business hour only: `api/answers.py`
 
 
 class Facade:
@@ -132,47 +136,64 @@ class Facade:
         self.limit_scale = limit_scale  # FLEXEARN_RATE_LIMIT_SCALE: benchmarks only
 
     def routes(self) -> list[Route]:
-        return [Route(e.path, self._endpoint(e), methods=[e.method]) for e in self.endpoints]
+        """A Starlette route per endpoint, each an ASGI app (`dispatch_table` serves the same apps
+        without the router)."""
+        return [Route(e.path, _App(self._endpoint(e)), methods=[e.method]) for e in self.endpoints]
 
-    def _endpoint(self, spec: Endpoint) -> Callable[[Request], Awaitable[Response]]:
+    def _endpoint(self, spec: Endpoint) -> ASGIApp:
         dialect = self.dialect
+        answers = PublicAnswers() if spec.cached else None
 
-        async def endpoint(request: Request) -> Response:
+        async def endpoint(scope: Scope, receive: Receive, send: Send) -> None:
             deadline = self.admission.budget()
             try:
-                body = await request.body()
-                ip = request.client.host if request.client else ""
+                body = await _body(receive)
+                client = scope.get("client")
+                ip = client[0] if client else ""
                 caller = signed = None
                 if spec.permission is None:
                     await self._limit(spec, f"ip:{ip}")
                 else:
                     signed, caller, until = await self._authenticate(
-                        deadline, request, body, ip, spec.permission
+                        deadline, scope, body, ip, spec.permission
                     )
                     await self._limit(spec, f"user:{caller.user_id}")
-                values = dialect.body(body) if spec.method == "POST" else request.query_params
+                key = since = None
+                if answers is not None:
+                    key = (scope["query_string"], floor_hour(self.clock.now()))
+                    kept = answers.get(key)
+                    if kept is not None:
+                        await _send_json(send, 200, kept)
+                        return
+                    since = answers.since()
+                values = dialect.body(body) if spec.method == "POST" else QueryParams(scope["query_string"])
                 params = dialect.params(values)
                 replay = None if signed is None else (signed.signature, until)
                 data = await self.admission.run(deadline, self._handle, spec.handler, caller, params, replay)
-                return JSONResponse(dialect.success(data))
+                answer = _json(dialect.success(data))
+                if answers is not None and since is not None:
+                    answers.keep(key, since, answer)
+                await _send_json(send, 200, answer)
+                return
             except AuthFailure as failure:  # a replay, found in the handler's slot
-                return self.error(dialect.auth_error(failure))
-            except WireError as error:
-                return self.error(error)
-            except FlexearnError as error:
-                return self.error(dialect.engine_error(error))
-            except Exception as error:
-                if db.unavailable(error):  # expected while the database is down: one line, no trace
-                    log.warning("database unavailable: %s: %s", type(error).__name__, _first_line(error))
-                    return self.error(dialect.unavailable)
-                log.exception("unexpected error in %s %s", spec.method, spec.path)
-                return self.error(dialect.system_error)
+                error = dialect.auth_error(failure)
+            except WireError as wire_error:
+                error = wire_error
+            except FlexearnError as engine_error:
+                error = dialect.engine_error(engine_error)
+            except Exception as unexpected:
+                if db.unavailable(unexpected):  # expected while the database is down: one line, no trace
+                    log.warning(
+                        "database unavailable: %s: %s", type(unexpected).__name__, _first_line(unexpected)
+                    )
+                    error = dialect.unavailable
+                else:
+                    log.exception("unexpected error in %s %s", spec.method, spec.path)
+                    error = dialect.system_error
+            context.note_code(error.code)  # for the request metrics and the access log
+            await _send_json(send, error.status, _json(dialect.failure(error)))
 
         return endpoint
-
-    def error(self, error: WireError) -> Response:
-        context.note_code(error.code)  # for the request metrics and the access log
-        return JSONResponse(self.dialect.failure(error), status_code=error.status)
 
     async def _limit(self, spec: Endpoint, who: str) -> None:
         limit = spec.per_second * self.limit_scale
@@ -180,7 +201,7 @@ class Facade:
             raise self.dialect.too_many
 
     async def _authenticate(
-        self, deadline: db.Deadline, request: Request, body: bytes, ip: str, permission: str
+        self, deadline: db.Deadline, scope: Scope, body: bytes, ip: str, permission: str
     ) -> tuple[SignedRequest, Caller, int]:
         """The signed request, its caller and until when its timestamp holds (for the replay
         check, made with the handler: `_handle`), or the exchange's refusal. A key (and a key from
@@ -190,7 +211,7 @@ class Facade:
         With the key, its passphrase and the business clock already in memory, nothing here waits:
         the signature is checked on the event loop; else in a database slot, which loads them."""
         signed = self.dialect.signed_request(
-            request.method, raw_target(request.scope), body, request.headers, ip
+            scope["method"], raw_target(scope), body, Headers(scope=scope), ip
         )
         counted = ((f"{signed.api_key}@{ip}", FAILURES_PER_ADDRESS), (signed.api_key, FAILURES_PER_KEY))
         for who, limit in counted:
@@ -233,6 +254,75 @@ class Facade:
             finally:
                 if not joining.committed and not claim.alone():
                     raise AuthFailure(Failure.REPLAYED)  # a replay's refusal wins over its outcome
+
+
+class _App:
+    """An ASGI app the router calls as one (it would wrap a plain function as a request handler)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+
+async def _body(receive: Receive) -> bytes:
+    """The request's body, whole (`api/limits.BodyLimits` has bounded it)."""
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise ClientDisconnect
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _json(content: Any) -> bytes:
+    """As Starlette's `JSONResponse` renders it."""
+    return json.dumps(
+        content, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")
+    ).encode()
+
+
+async def _send_json(send: Send, status: int, body: bytes) -> None:
+    """The answer, with the headers Starlette's `JSONResponse` sends."""
+    headers = [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def dispatch_table(routes: Sequence[Route]) -> dict[tuple[str, str], tuple[Route, ASGIApp]]:
+    """Each façade route and its app by method and exact path, for `Dispatch` (HEAD, which the
+    router adds to a GET route, stays with the router)."""
+    return {
+        (method, route.path): (route, route.app)
+        for route in routes
+        for method in route.methods or ()
+        if method != "HEAD"
+    }
+
+
+class Dispatch:
+    """ASGI middleware: a façade request goes straight to its endpoint, found by method and exact
+    path in one dictionary lookup; everything else (the admin API, the dashboard, a wrong method or
+    an unknown path, with their 404 envelopes) goes on to the router. The route is recorded in the
+    scope as the router records it, for the request's metrics label."""
+
+    def __init__(self, app: ASGIApp, table: Mapping[tuple[str, str], tuple[Route, ASGIApp]]) -> None:
+        self.app, self.table = app, table
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        found = (
+            self.table.get((scope.get("method", ""), scope.get("path", "")))
+            if scope["type"] == "http"
+            else None
+        )
+        if found is None:
+            await self.app(scope, receive, send)
+            return
+        scope["route"], endpoint = found
+        await endpoint(scope, receive, send)
 
 
 def _first_line(error: Exception) -> str:

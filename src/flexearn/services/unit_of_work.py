@@ -8,6 +8,7 @@ each other), reads one snapshot on both databases, and refuses every write loudl
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -29,6 +30,17 @@ class Joining:
 
 
 _joining: ContextVar[Joining | None] = ContextVar("flexearn_joining_first_commit", default=None)
+
+# How many units of work of this process have committed an outcome: whatever this process wrote, a
+# figure kept in memory with an older count is out of date (`api/answers.py`). `next()` on a count
+# is atomic, so no commit is lost between threads.
+_commits = itertools.count(1)
+_committed = [0]
+
+
+def commits() -> int:
+    """The number of outcomes this process has committed so far (moves on every one)."""
+    return _committed[0]
 
 
 @contextmanager
@@ -100,6 +112,8 @@ class UnitOfWork:
         if outcome:
             db.may_commit()
         self.conn.commit()
+        if outcome:
+            _committed[0] = next(_commits)
         if joining is not None:
             joining.committed = True
 

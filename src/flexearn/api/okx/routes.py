@@ -16,6 +16,7 @@ from flexearn.services import accounts, clock, market_data, savings
 
 SAVINGS_LIMIT = 6  # requests per second per user (private) or IP (public), per endpoint
 PREFIX = "/api/v5"
+SAVINGS = f"{PREFIX}/finance/savings"
 
 
 # --- Simple Earn flexible ----------------------------------------------------------------------
@@ -205,20 +206,21 @@ def public_instruments(app: Flexearn, caller: Caller | None, params: Params) -> 
 
 
 ENDPOINTS = [
-    Endpoint("GET", f"{PREFIX}/finance/savings/balance", balance, "read", SAVINGS_LIMIT),
-    Endpoint("POST", f"{PREFIX}/finance/savings/purchase-redempt", purchase_redempt, "trade", SAVINGS_LIMIT),
-    Endpoint("POST", f"{PREFIX}/finance/savings/set-lending-rate", set_lending_rate, "trade", SAVINGS_LIMIT),
-    Endpoint("GET", f"{PREFIX}/finance/savings/lending-history", lending_history, "read", SAVINGS_LIMIT),
+    Endpoint("GET", f"{SAVINGS}/balance", balance, "read", SAVINGS_LIMIT),
+    Endpoint("POST", f"{SAVINGS}/purchase-redempt", purchase_redempt, "trade", SAVINGS_LIMIT),
+    Endpoint("POST", f"{SAVINGS}/set-lending-rate", set_lending_rate, "trade", SAVINGS_LIMIT),
+    Endpoint("GET", f"{SAVINGS}/lending-history", lending_history, "read", SAVINGS_LIMIT),
+    # public figures from stored data only: served from memory between changes (api/answers.py)
     Endpoint(
-        "GET", f"{PREFIX}/finance/savings/lending-rate-summary", lending_rate_summary, None, SAVINGS_LIMIT
+        "GET", f"{SAVINGS}/lending-rate-summary", lending_rate_summary, None, SAVINGS_LIMIT, cached=True
     ),
     Endpoint(
-        "GET", f"{PREFIX}/finance/savings/lending-rate-history", lending_rate_history, None, SAVINGS_LIMIT
+        "GET", f"{SAVINGS}/lending-rate-history", lending_rate_history, None, SAVINGS_LIMIT, cached=True
     ),
     Endpoint("GET", f"{PREFIX}/public/time", system_time, None, 10),
     Endpoint("GET", f"{PREFIX}/asset/balances", asset_balances, "read", SAVINGS_LIMIT),
     Endpoint("GET", f"{PREFIX}/asset/currencies", asset_currencies, "read", SAVINGS_LIMIT),
-    Endpoint("GET", f"{PREFIX}/public/instruments", public_instruments, None, 10),
+    Endpoint("GET", f"{PREFIX}/public/instruments", public_instruments, None, 10, cached=True),
     # the accounts around Simple Earn (api/okx/wallet.py), limited per user as OKX documents them
     Endpoint("GET", f"{PREFIX}/account/balance", wallet.account_balance, "read", 5),
     Endpoint("POST", f"{PREFIX}/asset/transfer", wallet.funds_transfer, "trade", 2),
