@@ -17,7 +17,8 @@ or the admin API's, chosen by prefix as `app.py`'s `not_found` does — with `Co
 the rest of such a body is never read, so the connection cannot carry another request.
 
 A request without a body (most GETs: HTTP/1.1 without `Content-Length` or `Transfer-Encoding`)
-costs one pass over its header list. Header size and time are bounded by the server itself (see
+costs one pass over its header list, and the application gets its empty body without the server
+being asked. Header size and time are bounded by the server itself (see
 `api/listener.py`).
 """
 
@@ -62,7 +63,7 @@ class BodyLimits:
                 streamed = True
         if not streamed:
             if length is None and scope.get("http_version") != "2":  # HTTP/1: no body at all
-                await self.app(scope, receive, send)
+                await self.app(scope, _replaying(b"", receive), send)  # the server is not asked
                 return
             if length is not None:
                 declared = int(length) if length.isdigit() else self.max_bytes + 1  # the server checked it
@@ -70,7 +71,7 @@ class BodyLimits:
                     await self._refuse(scope, send, TOO_LARGE)
                     return
                 if declared == 0:
-                    await self.app(scope, receive, send)
+                    await self.app(scope, _replaying(b"", receive), send)
                     return
         body = await self._read(receive)
         if isinstance(body, int):
@@ -79,16 +80,7 @@ class BodyLimits:
             else:
                 context.note_code(CLIENT_CLOSED)  # logged and counted as 499
             return
-        replayed = False
-
-        async def receive_body() -> Message:
-            nonlocal replayed
-            if replayed:  # after the body: the server's own messages (e.g. http.disconnect)
-                return await receive()
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        await self.app(scope, receive_body, send)
+        await self.app(scope, _replaying(body, receive), send)
 
     async def _read(self, receive: Receive) -> bytes | int:
         """The whole body; else 413 (past the limit), 408 (out of time) or 0 (the client left)."""
@@ -115,6 +107,21 @@ class BodyLimits:
         context.note_code(code)  # for the request metrics and the access log
         response = JSONResponse(payload, status_code=status, headers={"Connection": "close"})
         await response(scope, _no_body, send)
+
+
+def _replaying(body: bytes, receive: Receive) -> Receive:
+    """`receive` for the application: the whole body in one message, then the server's own
+    messages (e.g. http.disconnect)."""
+    replayed = False
+
+    async def receive_body() -> Message:
+        nonlocal replayed
+        if replayed:
+            return await receive()
+        replayed = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive_body
 
 
 async def _no_body() -> Message:  # pragma: no cover - a JSONResponse never reads its request

@@ -138,14 +138,17 @@ def trading_balances(uow: UnitOfWork, user_id: int) -> list[TradingBalance]:
     ]
 
 
+_BALANCES = (  # built once (see savings.positions)
+    sa.select(t.account.c.ccy, t.account.c.kind, t.account.c.balance)
+    .where(t.account.c.user_id == sa.bindparam("user_id"))
+    .where(t.account.c.kind.in_(sa.bindparam("kinds", expanding=True)))
+    .order_by(t.account.c.ccy)
+)
+
+
 def _balances(uow: UnitOfWork, user_id: int, kinds: tuple[str, ...]) -> list[tuple[str, str, Decimal]]:
-    a = t.account
     with uow:
-        rows = uow.conn.execute(
-            sa.select(a.c.ccy, a.c.kind, a.c.balance)
-            .where(a.c.user_id == user_id, a.c.kind.in_(kinds))
-            .order_by(a.c.ccy)
-        ).all()
+        rows = uow.conn.execute(_BALANCES, {"user_id": user_id, "kinds": list(kinds)}).all()
     return [(row.ccy, row.kind, row.balance) for row in rows]
 
 

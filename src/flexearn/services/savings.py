@@ -148,10 +148,15 @@ def _read(uow: UnitOfWork, user_id: int, ccy: str) -> Position:
     return Position(row.ccy, row.amt, row.loan, row.earnings, row.rate)
 
 
+# Built once: on the request path, building a statement and its cache key cost as much as running it.
+_POSITIONS = (
+    sa.select(t.position).where(t.position.c.user_id == sa.bindparam("user_id")).order_by(t.position.c.ccy)
+)
+_POSITIONS_OF_CCY = _POSITIONS.where(t.position.c.ccy == sa.bindparam("ccy"))
+
+
 def positions(uow: UnitOfWork, user_id: int, ccy: str | None = None) -> list[Position]:
-    query = sa.select(t.position).where(t.position.c.user_id == user_id).order_by(t.position.c.ccy)
-    if ccy is not None:
-        query = query.where(t.position.c.ccy == ccy)
+    query = _POSITIONS if ccy is None else _POSITIONS_OF_CCY
     with uow:
-        rows = uow.conn.execute(query).all()
+        rows = uow.conn.execute(query, {"user_id": user_id, "ccy": ccy}).all()
     return [Position(r.ccy, r.amt, r.loan, r.earnings, r.rate) for r in rows]
