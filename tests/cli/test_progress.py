@@ -9,7 +9,7 @@ from tests.cli.conftest import Cli
 
 
 def test_settlement_catching_up_reports_each_period_done_of_all_due(cli: Cli) -> None:
-    cli.ok("clock", "set-sim", "--speed", "0", "--start", "2026-12-01T20:30")
+    cli.ok("clock", "set-sim", "--speed", "0", "--start", "2030-01-01T20:30")
     cli.ok("currency", "add", "usdc")
     cli.ok("market", "set", "USDC")
     cli.ok("clock", "advance", "--hours", "1")
@@ -25,8 +25,8 @@ def test_settlement_catching_up_reports_each_period_done_of_all_due(cli: Cli) ->
 
 
 def test_the_command_shows_the_bar_label_off_a_terminal(cli: Cli) -> None:
-    cli.ok("clock", "set-sim", "--speed", "0", "--start", "2026-12-01T20:30")
+    cli.ok("clock", "set-sim", "--speed", "0", "--start", "2030-01-01T20:30")
     result = cli("clock", "advance", "--hours", "3")
     assert result.exit_code == 0, result.output
     assert result.stderr.splitlines() == ["settling"]
-    assert result.stdout.startswith("clock at 2026-12-01T23:30:00.000Z; settled ")
+    assert result.stdout.startswith("clock at 2030-01-01T23:30:00.000Z; settled ")
