@@ -349,10 +349,7 @@ class Battery:
                 "/api/v5/public/instruments?instType=SPOT",
             ]
         )
-        path, _, query = target.partition("?")
-        return Case(
-            "valid", "valid okx GET " + path.rsplit("/", 1)[1], Attempt("GET", path, query, b"", True)
-        )
+        return self._signed_get("okx", target)
 
     def _valid_bitget(self, r: random.Random) -> Case:
         choice = r.randrange(12)
@@ -379,10 +376,7 @@ class Battery:
                 "/api/v2/spot/public/symbols",
             ]
         )
-        path, _, query = target.partition("?")
-        return Case(
-            "valid", "valid bitget GET " + path.rsplit("/", 1)[1], Attempt("GET", path, query, b"", True)
-        )
+        return self._signed_get("bitget", target)
 
     def _valid_admin(self, r: random.Random) -> Case:
         user = self._user()
@@ -434,6 +428,12 @@ class Battery:
 
     def _signed(self, label: str, method: str, path: str, body: dict[str, str], kind: str = "valid") -> Case:
         return Case(kind, label, Attempt(method, path, "", json.dumps(body).encode(), signed=True))
+
+    def _signed_get(self, facade: str, target: str) -> Case:
+        """A valid signed GET of `target` (path?query), named by the façade and the path's last part."""
+        path, _, query = target.partition("?")
+        label = f"valid {facade} GET " + path.rsplit("/", 1)[1]
+        return Case("valid", label, Attempt("GET", path, query, b"", True))
 
     # -- the battery
     def amount(self) -> Case:

@@ -24,6 +24,7 @@ from flexearn.adapters.db import current_revision, migrate
 from flexearn.adapters.repository import currency_precision, user_id_by_name
 from flexearn.adapters.secrets import SecretBox, generate_master_key
 from flexearn.api import listener
+from flexearn.api.admin import product_spec
 from flexearn.api.admin.auth import parse_tokens
 from flexearn.api.proxy import parse_networks
 from flexearn.bootstrap import Flexearn
@@ -35,7 +36,7 @@ from flexearn.console.params import CURRENCY, DECIMAL, TIME, Group, choice
 from flexearn.demo import keyfile as demo_keyfile
 from flexearn.demo import restart as demo_restart
 from flexearn.demo import runner as demo_runner
-from flexearn.domain.catalog import OPERATOR_STATUSES, Level
+from flexearn.domain.catalog import OPERATOR_STATUSES, Level, ProductFields
 from flexearn.domain.demand import SimulatedDemand
 from flexearn.domain.errors import AmountTooLarge, FlexearnError, NotFound, UnsupportedCurrency
 from flexearn.domain.ledger import WALLETS, AccountKind
@@ -703,8 +704,8 @@ def product() -> None:
 MAX_SPEC_BYTES = 65536  # a product spec is a few hundred bytes; a file this large is a mistake
 
 
-def _product_spec(spec: str | None, spec_file: IO[str] | None) -> dict[str, Any]:
-    """The product fields of --spec or --spec-file (exactly one), as a JSON object."""
+def _product_spec(spec: str | None, spec_file: IO[str] | None) -> ProductFields:
+    """The product fields of --spec or --spec-file (exactly one): a JSON object of them."""
     if (spec is None) == (spec_file is None):
         raise click.UsageError("give the product fields as --spec JSON or --spec-file FILE (one of them)")
     text = spec if spec is not None else spec_file.read(MAX_SPEC_BYTES + 1)  # type: ignore[union-attr]
@@ -717,7 +718,7 @@ def _product_spec(spec: str | None, spec_file: IO[str] | None) -> dict[str, Any]
         raise click.BadParameter(f"not JSON: {error}", param_hint=name) from None
     if not isinstance(value, dict):
         raise click.BadParameter("a JSON object of product fields", param_hint=name)
-    return value
+    return product_spec.parse(value)
 
 
 def spec_options(help_text: str) -> Callable[[F], F]:
@@ -784,7 +785,7 @@ def product_update(
 @click.argument("status", type=choice(OPERATOR_STATUSES))
 def product_status(ctx: click.Context, app: Flexearn, product_id: int, status: str) -> None:
     """Open (in_progress), pause or take a product off line."""
-    emit(ctx, catalog.set_status(app.uow(), product_id, status))
+    emit(ctx, catalog.set_status(app.uow(), product_id, product_spec.operator_status(status)))
 
 
 @command(product, "list")

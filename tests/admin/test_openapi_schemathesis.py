@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from flexearn.adapters.secrets import generate_master_key
+from flexearn.api.admin import product_spec
 from flexearn.api.admin.openapi import document
 from flexearn.api.admin.routes import ROUTES
 from flexearn.bootstrap import Flexearn
@@ -39,7 +40,9 @@ def admin_base(module_database_url: str) -> Iterator[str]:
     accounts.deposit(app.uow(), user_id, "USDT", D(1000))
     catalog.create_product(
         app.uow(),
-        {"coin": "USDT", "apyList": [{"minStepVal": "0", "maxStepVal": "1000", "currentApy": "5"}]},
+        product_spec.parse(
+            {"coin": "USDT", "apyList": [{"minStepVal": "0", "maxStepVal": "1000", "currentApy": "5"}]}
+        ),
     )
     try:
         with running_server(module_database_url, generate_master_key()) as base:

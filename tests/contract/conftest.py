@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import pytest
 
 from flexearn.adapters.secrets import SecretBox, generate_master_key
+from flexearn.api.admin import product_spec
 from flexearn.bootstrap import Flexearn
 from flexearn.domain.money import D
 from flexearn.services import accounts, catalog, keys, markets
@@ -47,34 +48,38 @@ def _markets(app: Flexearn) -> None:
     markets.set_market(app.uow(), "BTC", demand=D(1))
     flexible = catalog.create_product(
         app.uow(),
-        {
-            "coin": "USDT",
-            "periodType": "flexible",
-            "apyType": "ladder",
-            "apyList": LADDER,
-            "singleMinAmount": "10",
-            "singleMaxAmount": "2000",
-            "quota": "4900",
-            "subscribePrecision": "6",
-            "profitPrecision": "6",
-            "redeemDelay": "1",
-        },
+        product_spec.parse(
+            {
+                "coin": "USDT",
+                "periodType": "flexible",
+                "apyType": "ladder",
+                "apyList": LADDER,
+                "singleMinAmount": "10",
+                "singleMaxAmount": "2000",
+                "quota": "4900",
+                "subscribePrecision": "6",
+                "profitPrecision": "6",
+                "redeemDelay": "1",
+            }
+        ),
     )
     fixed = catalog.create_product(
         app.uow(),
-        {
-            "coin": "BTC",
-            "periodType": "fixed",
-            "period": "30",
-            "apyType": "single",
-            "advanceRedeem": "Yes",
-            "settleMethod": "daily",
-            "apyList": [{"minStepVal": "0", "maxStepVal": "100", "currentApy": "3.65"}],
-            "singleMinAmount": "0.001",
-            "singleMaxAmount": "10",
-            "subscribePrecision": "8",
-            "profitPrecision": "8",
-        },
+        product_spec.parse(
+            {
+                "coin": "BTC",
+                "periodType": "fixed",
+                "period": "30",
+                "apyType": "single",
+                "advanceRedeem": "Yes",
+                "settleMethod": "daily",
+                "apyList": [{"minStepVal": "0", "maxStepVal": "100", "currentApy": "3.65"}],
+                "singleMinAmount": "0.001",
+                "singleMaxAmount": "10",
+                "subscribePrecision": "8",
+                "profitPrecision": "8",
+            }
+        ),
     )
     assert (flexible.id, fixed.id) == (FLEXIBLE_USDT, FIXED_BTC)
 

@@ -10,6 +10,7 @@ import pytest
 from typed_bitget import Bitget
 from typed_core.exceptions import ApiError
 
+from flexearn.api.admin import product_spec
 from flexearn.domain.catalog import DAY_MS, DAY_START_MS
 from flexearn.services import catalog, clock, scheduler
 from tests.contract.conftest import FIXED_BTC, FLEXIBLE_USDT, World
@@ -137,7 +138,9 @@ def test_ccxt_bitget_raises_its_exceptions_for_bitget_codes(world: World) -> Non
 def product(world: World, **spec: str) -> str:
     """A new USDT product at 5% (the server reads the catalog from the database it shares)."""
     single = [{"minStepVal": "0", "maxStepVal": "1000000", "currentApy": "5"}]
-    made = catalog.create_product(world.app.uow(), {"coin": "USDT", "apyList": single, **spec})
+    made = catalog.create_product(
+        world.app.uow(), product_spec.parse({"coin": "USDT", "apyList": single, **spec})
+    )
     return str(made.id)
 
 
@@ -149,7 +152,7 @@ def test_ccxt_bitget_sees_each_earn_refusal_with_its_59xxx_code_as_an_exchange_e
     beginners, vip = product(world, productLevel="beginner"), product(world, productLevel="VIP")
     later = product(world, startTime=str(T0 + 10 * DAY_MS))
     locked = product(world, periodType="fixed", period="30", advanceRedeem="No")
-    catalog.update_product(world.app.uow(), FLEXIBLE_USDT, {"quota": "50"})
+    catalog.update_product(world.app.uow(), FLEXIBLE_USDT, product_spec.parse({"quota": "50"}))
     flexible = {"productId": str(FLEXIBLE_USDT), "periodType": "flexible"}
     subscribe, redeem = (
         exchange.private_earn_post_v2_earn_savings_subscribe,

@@ -30,6 +30,7 @@ import sqlalchemy as sa
 from flexearn.adapters import tables as t
 from flexearn.adapters.clock import HOUR_MS, floor_hour
 from flexearn.adapters.secrets import SecretBox, generate_master_key
+from flexearn.api.admin import product_spec
 from flexearn.bootstrap import Flexearn
 from flexearn.domain.catalog import DAY_MS, day_start
 from flexearn.domain.money import ZERO, D
@@ -151,20 +152,27 @@ class Cluster:
         markets.set_market(self.app.uow(), CCY, mode="auction", demand=D(20000))
         product = catalog.create_product(
             self.app.uow(),
-            {
-                "coin": CCY,
-                "periodType": "flexible",
-                "apyType": "ladder",
-                "apyList": [
-                    {"rateLevel": "0", "minStepVal": "0", "maxStepVal": "1000", "currentApy": "8"},
-                    {"rateLevel": "1", "minStepVal": "1000", "maxStepVal": "100000000", "currentApy": "3"},
-                ],
-                "singleMinAmount": "1",
-                "singleMaxAmount": "100000",
-                "subscribePrecision": "8",
-                "profitPrecision": "8",
-                "redeemDelay": "0",
-            },
+            product_spec.parse(
+                {
+                    "coin": CCY,
+                    "periodType": "flexible",
+                    "apyType": "ladder",
+                    "apyList": [
+                        {"rateLevel": "0", "minStepVal": "0", "maxStepVal": "1000", "currentApy": "8"},
+                        {
+                            "rateLevel": "1",
+                            "minStepVal": "1000",
+                            "maxStepVal": "100000000",
+                            "currentApy": "3",
+                        },
+                    ],
+                    "singleMinAmount": "1",
+                    "singleMaxAmount": "100000",
+                    "subscribePrecision": "8",
+                    "profitPrecision": "8",
+                    "redeemDelay": "0",
+                }
+            ),
         )
         self.set_speed(speed)
         return product.id

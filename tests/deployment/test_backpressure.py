@@ -28,6 +28,7 @@ import sqlalchemy as sa
 
 from flexearn.adapters.db import make_engine
 from flexearn.adapters.secrets import SecretBox, generate_master_key
+from flexearn.api.admin import product_spec
 from flexearn.bootstrap import Flexearn
 from flexearn.domain.money import D
 from flexearn.services import accounts, catalog, keys
@@ -74,16 +75,18 @@ def deployment(users: int = 1, env: dict[str, str] | None = None) -> Iterator[De
             market_world(app, "USDT", demand=D(150))
             product = catalog.create_product(
                 app.uow(),
-                {
-                    "coin": "USDT",
-                    "periodType": "flexible",
-                    "apyType": "single",
-                    "apyList": [{"minStepVal": "0", "maxStepVal": "1000000", "currentApy": "5"}],
-                    "singleMinAmount": "1",
-                    "singleMaxAmount": "100000",
-                    "subscribePrecision": "6",
-                    "profitPrecision": "6",
-                },
+                product_spec.parse(
+                    {
+                        "coin": "USDT",
+                        "periodType": "flexible",
+                        "apyType": "single",
+                        "apyList": [{"minStepVal": "0", "maxStepVal": "1000000", "currentApy": "5"}],
+                        "singleMinAmount": "1",
+                        "singleMaxAmount": "100000",
+                        "subscribePrecision": "6",
+                        "profitPrecision": "6",
+                    }
+                ),
             )
             master = generate_master_key()
             made = []

@@ -29,6 +29,7 @@ from flexearn.adapters import tables as t
 from flexearn.adapters.clock import HOUR_MS
 from flexearn.adapters.db import alembic_config, current_revision, make_engine
 from flexearn.adapters.secrets import SecretBox, generate_master_key
+from flexearn.api.admin import product_spec
 from flexearn.bootstrap import Flexearn
 from flexearn.domain.errors import FlexearnError
 from flexearn.domain.money import D
@@ -100,7 +101,7 @@ def source() -> Iterator[Source]:
     for url in postgres_database():
         app = Flexearn(url)
         market_world(app, "USDT", demand=D(150))
-        product_id = catalog.create_product(app.uow(), PRODUCT).id
+        product_id = catalog.create_product(app.uow(), product_spec.parse(PRODUCT)).id
         users = []
         for i in range(6):
             user_id = accounts.create_user(app.uow(), f"backup-{i}-{uuid.uuid4().hex[:6]}")

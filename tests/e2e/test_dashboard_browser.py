@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from flexearn.adapters.secrets import generate_master_key
+from flexearn.api.admin import product_spec
 from flexearn.bootstrap import Flexearn
 from flexearn.services import catalog
 from tests.e2e.browser import Chart, chromium, read_charts
@@ -380,7 +381,10 @@ def fresh_install(url: str) -> None:
         market_world(app, "USDT", mode="pro_rata")
         tiers = [{"minStepVal": "0", "maxStepVal": "1000000", "currentApy": "5"}]
         catalog.create_product(
-            app.uow(), {"coin": "USDT", "periodType": "flexible", "apyType": "single", "apyList": tiers}
+            app.uow(),
+            product_spec.parse(
+                {"coin": "USDT", "periodType": "flexible", "apyType": "single", "apyList": tiers}
+            ),
         )
         advance(app, 3)
     finally:

@@ -29,6 +29,7 @@ import sqlalchemy as sa
 from flexearn.adapters import clock
 from flexearn.adapters import tables as t
 from flexearn.adapters.clock import HOUR_MS
+from flexearn.api.admin import product_spec
 from flexearn.bootstrap import Flexearn
 from flexearn.domain.money import D
 from flexearn.services import accounts, catalog, catalog_trading, markets, savings, scheduler
@@ -50,9 +51,9 @@ def seed(app: Flexearn) -> tuple[list[int], list[int]]:
     markets.set_market(app.uow(), "USDT", mode="auction", demand=D(9000))
     markets.set_market(app.uow(), "BTC", mode="pro_rata", demand=D("3.5"), borrow_rate=D("0.06"))
     spec = {"coin": "USDT", "apyType": "ladder", "apyList": LADDER}
-    flexible = catalog.create_product(app.uow(), {**spec, "periodType": "flexible"}).id
+    flexible = catalog.create_product(app.uow(), product_spec.parse({**spec, "periodType": "flexible"})).id
     fixed = catalog.create_product(
-        app.uow(), {**spec, "periodType": "fixed", "period": "1", "settleMethod": "daily"}
+        app.uow(), product_spec.parse({**spec, "periodType": "fixed", "period": "1", "settleMethod": "daily"})
     ).id
     rng = random.Random(7)
     users = []
@@ -88,7 +89,9 @@ HOURS = 72  # three Bitget days turn: 2026-01-01T16:00Z, 01-02T16:00Z, 01-03T16:
 def build(app: Flexearn, ranges: int) -> None:
     users, _ = seed(app)
     spec = {"coin": "USDT", "apyType": "ladder", "apyList": LADDER, "periodType": "fixed"}
-    maturity = catalog.create_product(app.uow(), {**spec, "period": "2", "settleMethod": "maturity"}).id
+    maturity = catalog.create_product(
+        app.uow(), product_spec.parse({**spec, "period": "2", "settleMethod": "maturity"})
+    ).id
     for user in users[1::4]:
         catalog_trading.subscribe(app.uow(), user, maturity, "fixed", D(700 + 13 * user))
     rng = random.Random(11)

@@ -9,6 +9,7 @@ from alembic import command
 
 from flexearn.adapters import tables as t
 from flexearn.adapters.db import alembic_config, make_engine, migrate
+from flexearn.api.admin import product_spec
 from flexearn.bootstrap import Flexearn
 from flexearn.domain.catalog import DAY_MS
 from flexearn.domain.money import D
@@ -53,8 +54,10 @@ def test_upgrading_moves_what_is_ahead_to_00_00_utc8_and_pays_each_date_once(dat
     user = accounts.create_user(app.uow(), "alice", "normal")
     accounts.deposit(app.uow(), user, "USDT", D(3000))
     spec = {"coin": "USDT", **SINGLE}
-    settled, waiting = (catalog.create_product(app.uow(), spec).id for _ in range(2))
-    fixed = catalog.create_product(app.uow(), {**spec, "periodType": "fixed", "period": "2"}).id
+    settled, waiting = (catalog.create_product(app.uow(), product_spec.parse(spec)).id for _ in range(2))
+    fixed = catalog.create_product(
+        app.uow(), product_spec.parse({**spec, "periodType": "fixed", "period": "2"})
+    ).id
     for product in (settled, waiting, fixed):
         period = "fixed" if product == fixed else "flexible"
         catalog_trading.subscribe(app.uow(), user, product, period, D(1000))

@@ -10,8 +10,9 @@ import sqlalchemy as sa
 
 from flexearn.adapters import repository as repo
 from flexearn.adapters import tables as t
+from flexearn.api.admin import product_spec
 from flexearn.bootstrap import Flexearn
-from flexearn.domain.catalog import DAY_MS, REDEEM_INTERVAL_MS
+from flexearn.domain.catalog import DAY_MS, REDEEM_INTERVAL_MS, Status
 from flexearn.domain.catalog_errors import (
     AboveMaximum,
     BeginnersOnly,
@@ -54,7 +55,7 @@ def world(app: Flexearn, **product: Any) -> int:
         "profitPrecision": "6",
         **product,
     }
-    return catalog.create_product(app.uow(), spec).id
+    return catalog.create_product(app.uow(), product_spec.parse(spec)).id
 
 
 def funded_user(app: Flexearn, amount: Decimal = D(10_000), level: str = "normal") -> int:
@@ -237,7 +238,8 @@ def test_quota_sells_out_and_frees_again(app: Flexearn) -> None:
 def test_levels_beginner_once_and_vip_only(app: Flexearn) -> None:
     beginner_product = world(app, productLevel="beginner")
     vip_product = catalog.create_product(
-        app.uow(), {"coin": "USDT", "productLevel": "VIP", "apyList": LADDER, "apyType": "ladder"}
+        app.uow(),
+        product_spec.parse({"coin": "USDT", "productLevel": "VIP", "apyList": LADDER, "apyType": "ladder"}),
     ).id
     newcomer = funded_user(app, level="beginner")
     catalog_trading.subscribe(app.uow(), newcomer, beginner_product, "flexible", D(10))
@@ -272,17 +274,17 @@ def test_status_refusals_and_transitions(app: Flexearn) -> None:
         catalog_trading.subscribe(app.uow(), alice, product, "flexible", D(10))
     days(app, 1)
     catalog_trading.subscribe(app.uow(), alice, product, "flexible", D(10))
-    catalog.set_status(app.uow(), product, "paused")
+    catalog.set_status(app.uow(), product, Status.PAUSED)
     with pytest.raises(ProductUnavailable, match="paused"):
         catalog_trading.subscribe(app.uow(), alice, product, "flexible", D(10))
-    catalog.set_status(app.uow(), product, "in_progress")
+    catalog.set_status(app.uow(), product, Status.IN_PROGRESS)
     days(app, 2)
     with pytest.raises(ProductUnavailable, match="completed"):
         catalog_trading.subscribe(app.uow(), alice, product, "flexible", D(10))
-    catalog.set_status(app.uow(), product, "off_line")
+    catalog.set_status(app.uow(), product, Status.OFF_LINE)
     assert catalog.list_products(app.uow(), None, "USDT", "available") == []
-    with pytest.raises(InvalidParameter, match="status"):
-        catalog.set_status(app.uow(), product, "sold_out")
+    with pytest.raises(InvalidParameter, match="status"):  # the operator's word, where it arrives
+        catalog.set_status(app.uow(), product, product_spec.operator_status("sold_out"))
 
 
 def test_each_product_day_settles_once(app: Flexearn) -> None:
@@ -298,7 +300,9 @@ def test_a_users_redemptions_are_more_than_a_minute_apart_on_the_wall_clock(app:
     """Bitget: "The interval of each redeem should be more than 1min, or it would return error"."""
     product = world(app)
     single = [LADDER[0] | {"maxStepVal": "1000000000"}]
-    other = catalog.create_product(app.uow(), {"coin": "USDT", "apyType": "single", "apyList": single}).id
+    other = catalog.create_product(
+        app.uow(), product_spec.parse({"coin": "USDT", "apyType": "single", "apyList": single})
+    ).id
     alice, bob = funded_user(app), funded_user(app, D(5000))
     for user in (alice, bob):
         catalog_trading.subscribe(app.uow(), user, product, "flexible", D(1000))

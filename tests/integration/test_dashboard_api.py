@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from flexearn.adapters import tables as t
 from flexearn.adapters.clock import HOUR_MS
 from flexearn.adapters.secrets import generate_master_key
+from flexearn.api.admin import product_spec
 from flexearn.api.app import create_app
 from flexearn.api.dashboard import PER_SECOND
 from flexearn.bootstrap import Flexearn
@@ -145,7 +146,7 @@ def test_hours_whose_history_was_pruned_are_left_out_not_counted_as_earning_noth
 def test_a_product_without_an_order_maximum_shows_none_not_the_internal_bound(world: Flexearn) -> None:
     tiers = [{"minStepVal": "0", "maxStepVal": "1000", "currentApy": "5"}]
     spec = {"coin": "USDT", "periodType": "flexible", "apyType": "single", "apyList": tiers}
-    catalog.create_product(world.uow(), spec)
+    catalog.create_product(world.uow(), product_spec.parse(spec))
     (product,) = client(world, TOKEN).get("/dashboard/api/products").json()
     assert (product["singleMin"], product["singleMax"]) == ("0", None)
     assert product["tiers"] == [{"min": "0", "max": "1000", "apy": "5"}]

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from flexearn.adapters import tables as t
 from flexearn.adapters.clock import HOUR_MS, wall_ms
 from flexearn.adapters.repository import post
+from flexearn.api.admin import product_spec
 from flexearn.bootstrap import Flexearn
 from flexearn.domain.ledger import AccountKind, AccountRef, transfer
 from flexearn.domain.money import D
@@ -25,7 +26,9 @@ def busy(app: Flexearn) -> Flexearn:
     user = lender(app, "B", "USDT", D(100), D("0.05"), deposit=D(300))
     product = catalog.create_product(
         app.uow(),
-        {"coin": "USDT", "apyList": [{"minStepVal": "0", "maxStepVal": "1000000", "currentApy": "5"}]},
+        product_spec.parse(
+            {"coin": "USDT", "apyList": [{"minStepVal": "0", "maxStepVal": "1000000", "currentApy": "5"}]}
+        ),
     )
     catalog_trading.subscribe(app.uow(), user, product.id, "flexible", D(50))
     advance(app, 3)

@@ -17,6 +17,7 @@ import pytest
 from flexearn.adapters import clock
 from flexearn.adapters.clock import HOUR_MS
 from flexearn.adapters.secrets import generate_master_key
+from flexearn.api.admin import product_spec
 from flexearn.bootstrap import Flexearn
 from flexearn.domain.money import D
 from flexearn.services import catalog
@@ -36,7 +37,10 @@ def served(database_url: str) -> Iterator[tuple[Flexearn, str]]:
     for name, rate in (("a", "0.02"), ("b", "0.05"), ("c", "0.10")):
         lender(app, name, "USDT", D(100), D(rate))
     catalog.create_product(
-        app.uow(), {"coin": "USDT", "apyList": [{"minStepVal": "0", "maxStepVal": "100", "currentApy": "5"}]}
+        app.uow(),
+        product_spec.parse(
+            {"coin": "USDT", "apyList": [{"minStepVal": "0", "maxStepVal": "100", "currentApy": "5"}]}
+        ),
     )
     env = {"FLEXEARN_POLL_SECONDS": "0.1"}
     try:

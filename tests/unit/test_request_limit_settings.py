@@ -13,6 +13,14 @@ from flexearn.api import listener
 from flexearn.cli import main
 from flexearn.config import Settings
 
+# Each limit set in its range and away from its default.
+LIMITS = {
+    "FLEXEARN_MAX_BODY_BYTES": "1024",
+    "FLEXEARN_HEADER_TIMEOUT": "2.5",
+    "FLEXEARN_BODY_TIMEOUT": "0.1",
+    "FLEXEARN_MAX_CONNECTIONS": "1000000",
+}
+
 
 def test_the_defaults() -> None:
     settings = Settings.from_env({})
@@ -21,14 +29,7 @@ def test_the_defaults() -> None:
 
 
 def test_values_in_range_are_read() -> None:
-    settings = Settings.from_env(
-        {
-            "FLEXEARN_MAX_BODY_BYTES": "1024",
-            "FLEXEARN_HEADER_TIMEOUT": "2.5",
-            "FLEXEARN_BODY_TIMEOUT": "0.1",
-            "FLEXEARN_MAX_CONNECTIONS": "1000000",
-        }
-    )
+    settings = Settings.from_env(LIMITS)
     assert (settings.max_body_bytes, settings.header_timeout, settings.body_timeout) == (1024, 2.5, 0.1)
     assert settings.max_connections == 1_000_000
 
@@ -96,20 +97,19 @@ def test_the_open_files_limit_is_raised_to_the_hard_limit() -> None:
 def test_the_settings_handed_to_worker_processes_read_back_as_they_were() -> None:
     given = Settings.from_env(
         {
+            **LIMITS,
             "FLEXEARN_DATABASE_URL": "postgresql://flexearn@db/flexearn",
             "FLEXEARN_POLL_SECONDS": "0.25",
             "FLEXEARN_DEMO": "yes",
             "FLEXEARN_LOG_LEVEL": "debug",
             "FLEXEARN_API_TIMEOUT": "2",
             "FLEXEARN_SETTLEMENT_RANGES": "8",
-            "FLEXEARN_HEADER_TIMEOUT": "2.5",
-            "FLEXEARN_MAX_CONNECTIONS": "50000",
             "FLEXEARN_RATE_LIMIT_SCALE": "100",
             "PROMETHEUS_MULTIPROC_DIR": "/tmp/metrics",
         }
     )
     assert (given.demo, given.log_level, given.metrics_dir) == (True, "DEBUG", "/tmp/metrics")
-    assert given.rate_limit_scale == 100
+    assert (given.rate_limit_scale, given.max_body_bytes) == (100, 1024)
     assert Settings.from_env(given.to_env()) == given
     assert Settings.from_env(Settings().to_env()) == Settings()
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from flexearn.adapters.clock import HOUR_MS, floor_hour, wall_ms
 from flexearn.adapters.secrets import SecretBox
+from flexearn.api.admin import product_spec
 from flexearn.bootstrap import Flexearn
 from flexearn.domain.demand import SimulatedDemand
 from flexearn.domain.errors import FlexearnError
@@ -129,7 +130,7 @@ def seed_world(
             simulation=simulation,
         )
         catalog_views.set_price(app.uow(), ccy, coin.usdt)
-    product_ids = [catalog.create_product(app.uow(), spec).id for spec in PRODUCTS]
+    product_ids = [catalog.create_product(app.uow(), product_spec.parse(spec)).id for spec in PRODUCTS]
     lenders = [_lender(app, rng, n) for n in range(LENDERS)]
     for user_id in rng.sample(lenders, 12):
         _subscribe_somewhere(app, rng, user_id, product_ids)

@@ -251,3 +251,28 @@ class Schedule:
     settle_time: int  # first payout
     expire_time: int | None  # fixed terms
     redeem_time: int  # when a redemption made now would arrive
+
+
+@dataclass(frozen=True)
+class ProductFields:
+    """A product's fields as the operator gives them, typed; None: not given (a new product takes
+    the default, a change leaves the field as it is). The words arrive at the admin API and the
+    CLI, which read them (`api/admin/product_spec.py`); the catalog service keeps the rules."""
+
+    coin: str | None = None
+    period_type: PeriodType | None = None
+    period_days: int | None = None
+    apy_type: ApyType | None = None
+    tiers: tuple[Tier, ...] | None = None
+    advance_redeem: bool | None = None
+    settle_method: SettleMethod | None = None
+    status: Status | None = None
+    level: Level | None = None
+    single_min: Decimal | None = None
+    single_max: Decimal | None = None
+    quota: Decimal | None = None
+    subscribe_precision: int | None = None
+    profit_precision: int | None = None
+    redeem_delay_days: int | None = None
+    start_time: int | None = None
+    end_time: int | None = None

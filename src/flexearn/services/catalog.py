@@ -1,13 +1,14 @@
-"""The operator's catalog of products (SPEC §3): defining them from a spec in Bitget's field names,
-changing them, and listing them. Users trade in `catalog_trading`; delayed redemptions arrive by
-`catalog_delivery`; days are settled by `settlement.day`.
+"""The operator's catalog of products (SPEC §3): defining them from their fields (the admin API
+and the CLI read the operator's spec into `ProductFields`), changing them, and listing them. Users
+trade in `catalog_trading`; delayed redemptions arrive by `catalog_delivery`; days are settled by
+`settlement.day`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
@@ -16,11 +17,9 @@ from flexearn.adapters import repository as repo
 from flexearn.adapters import tables as t
 from flexearn.adapters.clock import wall_ms
 from flexearn.domain.catalog import (
-    OPERATOR_STATUSES,
-    ApyType,
-    Level,
     PeriodType,
     Product,
+    ProductFields,
     SettleMethod,
     Status,
     Tier,
@@ -28,97 +27,10 @@ from flexearn.domain.catalog import (
     next_day_start,
 )
 from flexearn.domain.errors import InvalidParameter, MissingParameter
-from flexearn.domain.money import MAX_PRECISION, ZERO, D, ascii_digits, parse_amount
+from flexearn.domain.money import MAX_PRECISION, ZERO, D
 from flexearn.services import gate
 from flexearn.services.catalog_rows import held, load_product
 from flexearn.services.unit_of_work import UnitOfWork
-
-_ENUMS: dict[str, Any] = {
-    "periodType": PeriodType,
-    "apyType": ApyType,
-    "settleMethod": SettleMethod,
-    "productLevel": Level,
-}
-_AMOUNTS = {"singleMinAmount": "single_min", "singleMaxAmount": "single_max", "quota": "quota"}
-_INTS = {
-    "period": "period_days",
-    "subscribePrecision": "subscribe_precision",
-    "profitPrecision": "profit_precision",
-    "redeemDelay": "redeem_delay_days",
-    "startTime": "start_time",
-    "endTime": "end_time",
-}
-_COLUMNS = {
-    "periodType": "period_type",
-    "apyType": "apy_type",
-    "settleMethod": "settle_method",
-    "productLevel": "level",
-}
-
-
-def _parse_spec(spec: Mapping[str, Any]) -> tuple[dict[str, Any], list[Tier] | None]:
-    """Bitget field names (plus the limits) → column values and tiers; every error names its field."""
-    values: dict[str, Any] = {}
-    given = {name: value for name, value in spec.items() if value not in (None, "")}
-    for name, kind in _ENUMS.items():
-        if name in given:
-            values[_COLUMNS[name]] = _enum_value(kind, given[name], name)
-    for name, column in _AMOUNTS.items():
-        if name in given:
-            values[column] = parse_amount(str(given[name]), param=name)
-            if values[column] < 0:
-                raise InvalidParameter(name, "must not be negative")
-    for name, column in _INTS.items():
-        if name in given:
-            if not ascii_digits(str(given[name])):
-                raise InvalidParameter(name, "a whole number")
-            values[column] = int(str(given[name]))
-    if "advanceRedeem" in given:
-        if given["advanceRedeem"] not in ("Yes", "No"):
-            raise InvalidParameter("advanceRedeem", "Yes or No")
-        values["advance_redeem"] = given["advanceRedeem"] == "Yes"
-    if "coin" in given:
-        values["coin"] = str(given["coin"]).upper()
-    if "status" in given:
-        values["status"] = _operator_status(str(given["status"])).value
-    return values, _parse_tiers(spec["apyList"]) if "apyList" in spec else None
-
-
-def _enum_value(kind: Any, value: Any, name: str) -> str:
-    try:
-        return str(kind(str(value)).value)
-    except ValueError:
-        raise InvalidParameter(name, f"one of {', '.join(k.value for k in kind)}") from None
-
-
-def _parse_tiers(raw: Any) -> list[Tier]:
-    if not isinstance(raw, list):
-        raise InvalidParameter("apyList", "a list of tiers")
-    try:
-        return [
-            Tier(
-                int(r.get("rateLevel", i)),
-                parse_amount(str(r["minStepVal"]), param="minStepVal"),
-                parse_amount(str(r["maxStepVal"]), param="maxStepVal"),
-                parse_amount(str(r["currentApy"]), param="currentApy"),
-            )
-            for i, r in enumerate(raw)
-        ]
-    except InvalidParameter:
-        raise
-    except (KeyError, TypeError, ValueError, AttributeError):
-        raise InvalidParameter("apyList", "tiers need minStepVal, maxStepVal and currentApy") from None
-
-
-def _operator_status(text: str) -> Status:
-    try:
-        status = Status(text)
-    except ValueError:
-        status = None
-    if status not in OPERATOR_STATUSES:
-        raise InvalidParameter("status", f"one of {', '.join(s.value for s in OPERATOR_STATUSES)}")
-    assert status is not None
-    return status
 
 
 def _validate(product: Product) -> None:
@@ -158,53 +70,69 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-def create_product(uow: UnitOfWork, spec: Mapping[str, Any]) -> Product:
-    values, tiers = _parse_spec(spec)
-    if "coin" not in values:
+def create_product(uow: UnitOfWork, fields: ProductFields) -> Product:
+    """A new product of `fields`, which need a coin and tiers; the others take their DEFAULTS."""
+    if fields.coin is None:
         raise MissingParameter("coin")
-    if tiers is None:
+    if fields.tiers is None:
         raise MissingParameter("apyList")
     with uow:
-        repo.currency_precision(uow.conn, values["coin"])
-        row = {**DEFAULTS, **values, "first_day": next_day_start(uow.now()), "created_at": wall_ms()}
+        repo.currency_precision(uow.conn, fields.coin)
+        row = {
+            **DEFAULTS,
+            **_columns(fields),
+            "first_day": next_day_start(uow.now()),
+            "created_at": wall_ms(),
+        }
         product_id = uow.conn.execute(
             sa.insert(t.product).values(**row).returning(t.product.c.id)
         ).scalar_one()
-        _write_tiers(uow.conn, product_id, tiers)
+        _write_tiers(uow.conn, product_id, fields.tiers)
         product = load_product(uow.conn, product_id)
         _validate(product)
         uow.commit()
     return product
 
 
+# What a product keeps once it exists, by the operator's name for it.
+_FIXED = {"coin": "coin", "period_type": "periodType", "period_days": "period"}
+
+
 @gate.waits_for_settlement
-def update_product(uow: UnitOfWork, product_id: int, spec: Mapping[str, Any]) -> Product:
-    """Change limits, times, status or tiers; the coin and the kind of product stay."""
-    values, tiers = _parse_spec(spec)
-    for fixed in ("coin", "period_type", "period_days"):
-        if fixed in values:
-            raise InvalidParameter(
-                {"period_type": "periodType", "period_days": "period"}.get(fixed, fixed),
-                "cannot change once the product exists",
-            )
+def update_product(uow: UnitOfWork, product_id: int, fields: ProductFields) -> Product:
+    """Change limits, times, status or tiers (the fields given); the coin and the kind stay."""
+    for field, name in _FIXED.items():
+        if getattr(fields, field) is not None:
+            raise InvalidParameter(name, "cannot change once the product exists")
+    values = _columns(fields)
     with uow:
         load_product(uow.conn, product_id, lock=True)
         if values:
             uow.conn.execute(sa.update(t.product).where(t.product.c.id == product_id).values(**values))
-        if tiers is not None:
+        if fields.tiers is not None:
             uow.conn.execute(sa.delete(t.product_tier).where(t.product_tier.c.product_id == product_id))
-            _write_tiers(uow.conn, product_id, tiers)
+            _write_tiers(uow.conn, product_id, fields.tiers)
         product = load_product(uow.conn, product_id)
         _validate(product)
         uow.commit()
     return product
 
 
-def set_status(uow: UnitOfWork, product_id: int, status: str) -> Product:
-    return update_product(uow, product_id, {"status": status})
+def set_status(uow: UnitOfWork, product_id: int, status: Status) -> Product:
+    return update_product(uow, product_id, ProductFields(status=status))
 
 
-def _write_tiers(conn: sa.Connection, product_id: int, tiers: list[Tier]) -> None:
+def _columns(fields: ProductFields) -> dict[str, Any]:
+    """The `product` columns of the fields given (the fields are named as the columns), enums as
+    their words; the tiers have their own table."""
+    return {
+        name: value.value if isinstance(value, StrEnum) else value
+        for name, value in vars(fields).items()
+        if name != "tiers" and value is not None
+    }
+
+
+def _write_tiers(conn: sa.Connection, product_id: int, tiers: tuple[Tier, ...]) -> None:
     conn.execute(
         sa.insert(t.product_tier),
         [

@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from flexearn.adapters.secrets import SecretBox
+from flexearn.api.admin import product_spec
 from flexearn.bootstrap import Flexearn
 from flexearn.domain.catalog import Level, Product
 from flexearn.domain.demand import SimulatedDemand
@@ -211,15 +212,16 @@ def demand_posts(call: Call) -> list[markets.DemandPost]:
 
 
 def create_product(call: Call) -> Product:
-    return catalog.create_product(call.uow(), call.body)
+    return catalog.create_product(call.uow(), product_spec.parse(call.body))
 
 
 def update_product(call: Call) -> Product:
-    return catalog.update_product(call.uow(), call.path["product_id"], call.body)
+    return catalog.update_product(call.uow(), call.path["product_id"], product_spec.parse(call.body))
 
 
 def set_product_status(call: Call) -> Product:
-    return catalog.set_status(call.uow(), call.path["product_id"], call.body["status"])
+    status = product_spec.operator_status(call.body["status"])
+    return catalog.set_status(call.uow(), call.path["product_id"], status)
 
 
 def list_products(call: Call) -> list[catalog.ProductView]:

@@ -1,0 +1,106 @@
+"""The operator's product spec, read where it arrives: the admin API's product bodies and the CLI's
+`product create/update --spec/--spec-file` and `product status`.
+
+The spec uses Bitget's field names (`coin`, `periodType`, `apyList`, ...) plus the limits; it is
+read into the domain's typed `ProductFields`, every error naming the operator's field. Whether the
+fields make a product (a coin, tiers without gaps, a term for a fixed product, ...) is the catalog
+service's rule, not this reader's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Any
+
+from flexearn.domain.catalog import (
+    OPERATOR_STATUSES,
+    ApyType,
+    Level,
+    PeriodType,
+    ProductFields,
+    SettleMethod,
+    Status,
+    Tier,
+)
+from flexearn.domain.errors import InvalidParameter
+from flexearn.domain.money import ascii_digits, parse_amount
+
+# The operator's field → the `ProductFields` field, by kind of value.
+_ENUMS: dict[str, tuple[str, type[StrEnum]]] = {
+    "periodType": ("period_type", PeriodType),
+    "apyType": ("apy_type", ApyType),
+    "settleMethod": ("settle_method", SettleMethod),
+    "productLevel": ("level", Level),
+}
+_AMOUNTS = {"singleMinAmount": "single_min", "singleMaxAmount": "single_max", "quota": "quota"}
+_INTS = {
+    "period": "period_days",
+    "subscribePrecision": "subscribe_precision",
+    "profitPrecision": "profit_precision",
+    "redeemDelay": "redeem_delay_days",
+    "startTime": "start_time",
+    "endTime": "end_time",
+}
+
+
+def parse(spec: Mapping[str, Any]) -> ProductFields:
+    """The fields of `spec`; a field that is null or "" counts as not given (but `apyList`, when
+    present, must be a list of tiers)."""
+    fields: dict[str, Any] = {}
+    given = {name: value for name, value in spec.items() if value not in (None, "")}
+    for name, (field, kind) in _ENUMS.items():
+        if name in given:
+            fields[field] = _enum(kind, given[name], name)
+    for name, field in _AMOUNTS.items():
+        if name in given:
+            fields[field] = parse_amount(str(given[name]), param=name)
+            if fields[field] < 0:
+                raise InvalidParameter(name, "must not be negative")
+    for name, field in _INTS.items():
+        if name in given:
+            if not ascii_digits(str(given[name])):
+                raise InvalidParameter(name, "a whole number")
+            fields[field] = int(str(given[name]))
+    if "advanceRedeem" in given:
+        if given["advanceRedeem"] not in ("Yes", "No"):
+            raise InvalidParameter("advanceRedeem", "Yes or No")
+        fields["advance_redeem"] = given["advanceRedeem"] == "Yes"
+    if "coin" in given:
+        fields["coin"] = str(given["coin"]).upper()
+    if "status" in given:
+        fields["status"] = operator_status(str(given["status"]))
+    return ProductFields(**fields, tiers=_tiers(spec["apyList"]) if "apyList" in spec else None)
+
+
+def operator_status(text: str) -> Status:
+    """A status the operator may set (the others follow from time and quota)."""
+    if text not in OPERATOR_STATUSES:
+        raise InvalidParameter("status", f"one of {', '.join(OPERATOR_STATUSES)}")
+    return Status(text)
+
+
+def _enum(kind: type[StrEnum], value: Any, name: str) -> StrEnum:
+    try:
+        return kind(str(value))
+    except ValueError:
+        raise InvalidParameter(name, f"one of {', '.join(kind)}") from None
+
+
+def _tiers(raw: Any) -> tuple[Tier, ...]:
+    if not isinstance(raw, list):
+        raise InvalidParameter("apyList", "a list of tiers")
+    try:
+        return tuple(
+            Tier(
+                int(r.get("rateLevel", i)),
+                parse_amount(str(r["minStepVal"]), param="minStepVal"),
+                parse_amount(str(r["maxStepVal"]), param="maxStepVal"),
+                parse_amount(str(r["currentApy"]), param="currentApy"),
+            )
+            for i, r in enumerate(raw)
+        )
+    except InvalidParameter:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise InvalidParameter("apyList", "tiers need minStepVal, maxStepVal and currentApy") from None
