@@ -144,7 +144,7 @@ class Facade:
         dialect = self.dialect
         answers = PublicAnswers() if spec.cached else None
 
-        async def endpoint(scope: Scope, receive: Receive, send: Send) -> None:
+        async def answer(scope: Scope, receive: Receive) -> tuple[int, bytes]:
             deadline = self.admission.budget()
             try:
                 body = await _body(receive)
@@ -158,23 +158,20 @@ class Facade:
                         deadline, scope, body, ip, spec.permission
                     )
                     await self._limit(spec, f"user:{caller.user_id}")
-                key = since = None
                 if answers is not None:
                     key = (scope["query_string"], floor_hour(self.clock.now()))
                     kept = answers.get(key)
                     if kept is not None:
-                        await _send_json(send, 200, kept)
-                        return
+                        return 200, kept
                     since = answers.since()
                 values = dialect.body(body) if spec.method == "POST" else QueryParams(scope["query_string"])
                 params = dialect.params(values)
                 replay = None if signed is None else (signed.signature, until)
                 data = await self.admission.run(deadline, self._handle, spec.handler, caller, params, replay)
-                answer = _json(dialect.success(data))
-                if answers is not None and since is not None:
-                    answers.keep(key, since, answer)
-                await _send_json(send, 200, answer)
-                return
+                rendered = _json(dialect.success(data))
+                if answers is not None:
+                    answers.keep(key, since, rendered)
+                return 200, rendered
             except AuthFailure as failure:  # a replay, found in the handler's slot
                 error = dialect.auth_error(failure)
             except WireError as wire_error:
@@ -191,7 +188,10 @@ class Facade:
                     log.exception("unexpected error in %s %s", spec.method, spec.path)
                     error = dialect.system_error
             context.note_code(error.code)  # for the request metrics and the access log
-            await _send_json(send, error.status, _json(dialect.failure(error)))
+            return error.status, _json(dialect.failure(error))
+
+        async def endpoint(scope: Scope, receive: Receive, send: Send) -> None:
+            await _send_json(send, *await answer(scope, receive))
 
         return endpoint
 
