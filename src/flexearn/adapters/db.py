@@ -317,12 +317,13 @@ def _sqlite_transactions(engine: sa.Engine) -> None:
     def _begin(connection: sa.Connection) -> None:
         # Under a deadline, wait for the write lock only as long as it leaves; else as long as the
         # longest writer may need (a settlement). The pragma is the connection's: set every time.
-        # BEGIN, which can fail ("database is locked"), goes through SQLAlchemy.
+        # A reader's deferred BEGIN takes no lock: straight to the driver. A writer's BEGIN
+        # IMMEDIATE, which can fail ("database is locked"), goes through SQLAlchemy.
         ms = _remaining_ms()
         reading = _is_read_only(connection)
         driver = _sqlite_prepare(connection.connection, ms, reading=reading)
         if reading:
-            connection.exec_driver_sql("BEGIN")
+            driver.execute("BEGIN")
             return
         gate.enter(driver, ms)
         try:
