@@ -42,6 +42,8 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 CONNECT_TIMEOUT_S = 3
 POOL_TIMEOUT_S = 3.0
 POOL_SIZE, POOL_OVERFLOW = 10, 20
+# A pooled PostgreSQL connection idle longer than this is pinged before it is used (see `_ping_idle`).
+PING_IDLE_S = 1.0
 # SQLite's wait for the write lock when no deadline applies (a long settlement may hold it).
 SQLITE_BUSY_MS = 60_000
 SQLITE_READONLY = 8  # the primary result code of "attempt to write a readonly database"
@@ -225,7 +227,6 @@ def make_engine(url: str, **kwargs: Any) -> sa.Engine:
         _sqlite_transactions(engine)
         _refuse_writes_loudly(engine)
         return engine
-    kwargs.setdefault("pool_pre_ping", True)  # a connection that died with the server is replaced
     if "poolclass" not in kwargs:  # e.g. NullPool takes none of these
         kwargs.setdefault("pool_timeout", POOL_TIMEOUT_S)
         kwargs.setdefault("pool_size", POOL_SIZE)
@@ -233,6 +234,8 @@ def make_engine(url: str, **kwargs: Any) -> sa.Engine:
     if "connect_timeout" not in sa.make_url(url).query:
         kwargs.setdefault("connect_args", {}).setdefault("connect_timeout", CONNECT_TIMEOUT_S)
     engine = sa.create_engine(url, **kwargs)
+    if "poolclass" not in kwargs and not kwargs.get("pool_pre_ping"):
+        _ping_idle(engine)
     _postgres_deadlines(engine)
     _refuse_writes_loudly(engine)
     return engine
@@ -258,6 +261,30 @@ def _refuse_writes_loudly(engine: sa.Engine) -> None:
 POSTGRES_TIMEOUTS = (
     "SELECT set_config('statement_timeout', %(ms)s, true), set_config('lock_timeout', %(ms)s, true)"
 )
+
+
+def _ping_idle(engine: sa.Engine) -> None:
+    """A connection that died with the server is replaced before use — when it may have: a pooled
+    connection idle for more than `PING_IDLE_S` is pinged at checkout (SQLAlchemy's pre-ping, but
+    not on every checkout: under traffic that was a round trip per transaction). One that fails its
+    ping is discarded and another checked out (`DisconnectionError`). A connection that dies while in
+    use, or within a second of its last use, fails its statement instead: an `OperationalError`
+    (answered "service unavailable"), after which SQLAlchemy discards every connection of the pool
+    that was opened before it."""
+
+    @event.listens_for(engine, "checkin")
+    def _checkin(dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checkout(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since <= PING_IDLE_S:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as error:
+            raise sa.exc.DisconnectionError(f"a pooled connection failed its ping: {error}") from error
 
 
 def _postgres_deadlines(engine: sa.Engine) -> None:
