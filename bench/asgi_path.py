@@ -1,0 +1,202 @@
+"""flexearn's request path in process: N requests through the whole ASGI app, no server, no network.
+
+    python bench/asgi_path.py [--db sqlite,postgresql] [--endpoints balance,rate-history,purchase]
+                              [--n 3000] [--rounds 3] [--before OLD/src]
+
+`bench/http_bench.py` measures the path as a client sees it, against a raw app on the same server;
+on a shared machine its signed rows move by ±30 % between runs. This one measures only flexearn's
+own work: each request is a real ASGI call (every middleware, the façade, the handler in its
+database slot, the access log to /dev/null, the metrics), timed as the CPU time of the process
+(both threads) and wall time, per request. It is the quick loop for a change on the hot path.
+
+Each (database, endpoint, round) runs in a fresh process on a fresh database: one user with a
+position and an API key; 200 requests to warm up, then `--n`. Signed requests are signed as OKX
+documents (HMAC-SHA256 over timestamp, method, path and body, base64), each with its own
+millisecond, so none is refused as a replay. With `--before`, the same runs alternate with the code
+at that path (`PYTHONPATH`), and the table shows both medians and their ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import hmac
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+POSTGRES = os.environ.get("FLEXEARN_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+SAVINGS = "/api/v5/finance/savings"
+PURCHASE = '{"ccy":"USDT","amt":"0.001","side":"purchase"}'
+ENDPOINTS = {  # name: (method, target, body, signed)
+    "balance": ("GET", f"{SAVINGS}/balance?ccy=USDT", "", True),
+    "rate-history": ("GET", f"{SAVINGS}/lending-rate-history?ccy=USDT", "", False),
+    "purchase": ("POST", f"{SAVINGS}/purchase-redempt", PURCHASE, True),
+}
+WARM = 200
+
+
+def child(db: str, endpoint: str, n: int) -> dict[str, float]:
+    """One measurement, in this (fresh) process; `db` is a database URL."""
+    import uvloop  # noqa: PLC0415  (the parent needs none of these)
+
+    from flexearn.adapters.secrets import SecretBox, generate_master_key  # noqa: PLC0415
+    from flexearn.api.app import create_app  # noqa: PLC0415
+    from flexearn.bootstrap import Flexearn  # noqa: PLC0415
+    from flexearn.config import Settings  # noqa: PLC0415
+    from flexearn.services import accounts, keys, markets, savings  # noqa: PLC0415
+
+    sys.stderr = open(os.devnull, "w")  # noqa: SIM115  (the access log: written, not kept)
+    app = Flexearn(db)
+    accounts.add_currency(app.uow(), "USDT", 8)
+    markets.set_market(app.uow(), "USDT", mode="auction", demand=Decimal(0), borrow_rate=Decimal(0))
+    user = accounts.create_user(app.uow(), "bench")
+    accounts.deposit(app.uow(), user, "USDT", Decimal(1_000_000))
+    savings.purchase(app.uow(), user, "USDT", Decimal(10), None)
+    master = generate_master_key()
+    key = keys.create_key(app.uow(), SecretBox(master), user, "read,trade")
+    settings = Settings(master_key=master, demo=True, rate_limit_scale=1_000_000, database_url=db)
+    asgi = create_app(settings, app)
+    method, target, body, signed = ENDPOINTS[endpoint]
+    path, _, query = target.partition("?")
+    start = datetime.now(UTC)
+
+    def scope(i: int) -> dict[str, Any]:
+        headers = [(b"content-length", str(len(body)).encode())] if body else []
+        if signed:
+            ts = (start + timedelta(milliseconds=i)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+            mac = hmac.new(key.secret_key.encode(), f"{ts}{method}{target}{body}".encode(), hashlib.sha256)
+            headers += [
+                (b"ok-access-key", key.api_key.encode()),
+                (b"ok-access-sign", base64.b64encode(mac.digest())),
+                (b"ok-access-timestamp", ts.encode()),
+                (b"ok-access-passphrase", key.passphrase.encode()),
+            ]
+        return {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": method,
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": query.encode(),
+            "root_path": "",
+            "headers": headers,
+            "client": ("127.0.0.1", 50000),
+            "server": ("127.0.0.1", 80),
+        }
+
+    scopes = [scope(i) for i in range(WARM + n)]
+    statuses: list[int] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body.encode(), "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    async def run() -> tuple[float, float]:
+        for s in scopes[:WARM]:
+            await asgi(s, receive, send)
+        wall, cpu = time.perf_counter(), time.process_time()
+        for s in scopes[WARM:]:
+            await asgi(s, receive, send)
+        return time.perf_counter() - wall, time.process_time() - cpu
+
+    wall, cpu = uvloop.run(run())
+    app.close()
+    refused = sum(status != 200 for status in statuses)
+    return {"cpu_us": cpu / n * 1e6, "wall_us": wall / n * 1e6, "refused": refused}
+
+
+def fresh_database(kind: str) -> tuple[str, Any]:
+    """A database URL and a function that removes it."""
+    if kind == "sqlite":
+        folder = tempfile.mkdtemp(prefix="flexearn-asgi-")
+        return f"sqlite:///{folder}/bench.db", lambda: subprocess.run(["rm", "-rf", folder], check=False)
+    import sqlalchemy as sa  # noqa: PLC0415
+
+    name = f"flexearn_asgi_{uuid.uuid4().hex[:10]}"
+    driver_url = POSTGRES.replace("postgresql://", "postgresql+psycopg://", 1)
+    admin = sa.create_engine(driver_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+
+    def drop() -> None:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    return str(sa.make_url(POSTGRES).set(database=name).render_as_string(hide_password=False)), drop
+
+
+def measure(kind: str, endpoint: str, n: int, src: str | None) -> dict[str, float]:
+    url, drop = fresh_database(kind)
+    env = dict(os.environ)
+    if src:
+        env["PYTHONPATH"] = src
+    try:
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", url, endpoint, str(n)],
+            env=env, capture_output=True, text=True, check=True, timeout=1800,
+        ).stdout
+    finally:
+        drop()
+    return dict(json.loads(out.strip().splitlines()[-1]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--db", default="sqlite,postgresql")
+    parser.add_argument("--endpoints", default=",".join(ENDPOINTS))
+    parser.add_argument("--n", type=int, default=3000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--before", help="an older checkout's src/, run alternately with this one")
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        url, endpoint, n = args.child
+        print(json.dumps(child(url, endpoint, int(n))))
+        return
+    versions = [("before", args.before), ("after", None)] if args.before else [("now", None)]
+    rows = []
+    for kind in args.db.split(","):
+        for endpoint in args.endpoints.split(","):
+            results: dict[str, list[dict[str, float]]] = {name: [] for name, _ in versions}
+            for _ in range(args.rounds):
+                for name, src in versions:
+                    results[name].append(measure(kind, endpoint, args.n, src))
+            medians = {
+                name: {m: statistics.median(r[m] for r in runs) for m in ("cpu_us", "wall_us", "refused")}
+                for name, runs in results.items()
+            }
+            rows.append((kind, endpoint, medians))
+            line = {"db": kind, "endpoint": endpoint, "load": os.getloadavg()[0], **results}
+            print(json.dumps(line), flush=True)
+    names = [name for name, _ in versions]
+    head = " | ".join(f"{name} CPU / wall µs" for name in names)
+    ratio = " | after / before (CPU)" if args.before else ""
+    columns = "---:|" * (len(names) + bool(ratio) + 1)
+    print(f"\n| db | endpoint | {head}{ratio} | refused |\n|---|---|{columns}")
+    for kind, endpoint, medians in rows:
+        cells = " | ".join(f"{medians[n]['cpu_us']:,.0f} / {medians[n]['wall_us']:,.0f}" for n in names)
+        change = f" | {medians['after']['cpu_us'] / medians['before']['cpu_us']:.2f}" if args.before else ""
+        refused = max(int(medians[n]["refused"]) for n in names)
+        print(f"| {kind} | {endpoint} | {cells}{change} | {refused} |")
+
+
+if __name__ == "__main__":
+    main()
