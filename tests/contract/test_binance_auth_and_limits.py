@@ -37,6 +37,7 @@ def call(
     key: keys.NewKey | None = None,
     timestamp: int | None = None,
     signed_over: str | None = None,
+    upper: bool = False,
 ) -> httpx.Response:
     """A signed request: `timestamp` appended to the query (or the body, if there is one), the
     signature over query + body (or over `signed_over`) appended after it."""
@@ -47,6 +48,7 @@ def call(
     else:
         params = f"{params}&{stamp}" if params else stamp
     signature = sign(key.secret_key, params + body if signed_over is None else signed_over)
+    signature = signature.upper() if upper else signature
     if body:
         body += f"&signature={signature}"
     else:
@@ -74,6 +76,7 @@ def test_signed_requests_from_query_body_or_both_are_accepted_and_answer_bare_js
     assert both.json()["success"] is True, both.text
     in_query = call(user, "POST", SUBSCRIBE, f"{product}&amount=10&recvWindow=60000")
     assert in_query.json()["success"] is True, in_query.text
+    assert call(user, "GET", ACCOUNT, upper=True).status_code == 200  # hex: "not case-sensitive"
     assert call(user, "GET", "/api/v3/time").json()["serverTime"] > 0  # public: signature ignored
     assert_ledger_ok(user.app)
 

@@ -5,6 +5,7 @@ tests/contract/conftest.py (a flexible USDT ladder 0-200 at 6%, 200-5000 at 50%)
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 
 import ccxt
 import pytest
@@ -15,7 +16,7 @@ from binance_common.errors import BadRequestError
 from binance_sdk_simple_earn.simple_earn import SimpleEarn
 
 from flexearn.services import clock, scheduler
-from tests.contract.conftest import FLEXIBLE_USDT, World
+from tests.contract.conftest import FIXED_BTC, FLEXIBLE_USDT, World
 from tests.helpers import advance, assert_ledger_ok
 
 PRODUCT = str(FLEXIBLE_USDT)
@@ -201,4 +202,42 @@ def test_binance_simple_earn_sdk_on_every_flexible_endpoint_it_has_here(world: W
     assert [r.redeem_id for r in earn.get_flexible_redemption_record().data().rows] == [redeemed.redeem_id]
     with pytest.raises(BadRequestError):
         earn.subscribe_flexible_product(product_id="999", amount=10.0)
+    assert_ledger_ok(world.app)
+
+
+def test_locked_products_are_the_fixed_catalog_products_for_both_sdks(world: World) -> None:
+    """The 30-day BTC product at 3.65% (daily interest, early redemption allowed): 1 BTC earns
+    0.0001 a day; redeemed early, the interest paid comes back out of the principal."""
+    client = python_binance(world)
+    k = world.key
+    earn = SimpleEarn(
+        config_rest_api=ConfigurationRestAPI(
+            api_key=k.api_key, api_secret=k.secret_key, base_path=world.base_url
+        )
+    ).rest_api
+    (project,) = earn.get_simple_earn_locked_product_list(asset="BTC").data().rows
+    assert (project.project_id, project.detail.duration, project.detail.apr) == (
+        str(FIXED_BTC),
+        30,
+        "0.03650000",
+    )
+    assert (project.quota.minimum, project.quota.total_personal_quota) == ("0.001", "10")
+    bought = client.subscribe_simple_earn_locked_product(projectId=str(FIXED_BTC), amount="1")
+    assert bought["success"] is True
+    days(world, 2)
+    (position,) = earn.get_locked_product_position(asset="BTC").data().rows
+    assert (position.position_id, position.amount, position.reward_amt) == (
+        bought["purchaseId"],
+        "1",
+        "0.0001",
+    )
+    assert position.can_redeem_early is True
+    assert Decimal(client.get_asset_balance("BTC")["free"]) == Decimal("1.0001")
+    redeemed = earn.redeem_locked_product(position_id=str(position.position_id)).data()
+    assert redeemed.success is True
+    assert client.get_simple_earn_locked_product_position(asset="BTC")["rows"] == []
+    assert Decimal(client.get_asset_balance("BTC")["free"]) == Decimal(2)  # 0.9999 back: 0.0001 deducted
+    with pytest.raises(BinanceAPIException) as refused:
+        client.redeem_simple_earn_locked_product(positionId=str(position.position_id))
+    assert refused.value.code == -6020  # no such position now
     assert_ledger_ok(world.app)

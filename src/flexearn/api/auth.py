@@ -161,9 +161,11 @@ class Verifier:
         # The signature first: it is cheap and proves the caller holds the secret, so only such a
         # caller can make this process run the passphrase's slow hash (scrypt: ~0.1 s of CPU and
         # 16 MB) — knowing an API key, which travels in headers and logs, is not enough.
+        # Binance: "Signatures generated using HMAC are not case-sensitive" (hex)
+        given = request.signature if request.payload is None else request.signature.lower()
         if not any(
             hmac.compare_digest(  # as bytes: a str with non-ASCII characters would raise TypeError
-                expected.encode(), request.signature.encode("utf-8", "surrogateescape")
+                expected.encode(), given.encode("utf-8", "surrogateescape")
             )
             for expected in _expected(record.secret, request)
         ):

@@ -17,7 +17,8 @@ from decimal import Decimal
 from typing import Any
 
 from flexearn.api.auth import Caller
-from flexearn.api.binance import errors, wallet
+from flexearn.api.binance import locked, wallet
+from flexearn.api.binance.common import BOOLEANS, RATE_PLACES, STATUSES, page, rate, spot_only
 from flexearn.api.binance.wire import amount
 from flexearn.api.facade import Endpoint
 from flexearn.api.facade import user_of as _user
@@ -30,36 +31,15 @@ from flexearn.services import catalog, catalog_trading, catalog_views, clock
 EARN = "/sapi/v1/simple-earn"
 FLEXIBLE = PeriodType.FLEXIBLE.value
 PER_SECOND = 1_000  # Binance limits by weight (`api/binance/weights.py`); this only caps bursts
-RATE_PLACES = 8
 MAX_ROWS = 100_000  # history rows read for one answer (three months at most: catalog_views)
 
-# Binance's product statuses: "PREHEATING", "PURCHASING", "END".
-STATUSES = {
-    Status.NOT_STARTED: "PREHEATING",
-    Status.IN_PROGRESS: "PURCHASING",
-    Status.PAUSED: "PURCHASING",
-    Status.SOLD_OUT: "PURCHASING",
-    Status.COMPLETED: "END",
-    Status.OFF_LINE: "END",
-}
 REWARD_TYPES = ("BONUS", "REALTIME", "REWARDS", "ALL")
-BOOLEANS = ("true", "false")
-
-
-def _page(params: Params, rows: list[Any]) -> dict[str, Any]:
-    """Binance's paging: page `current` (from 1) of `size` rows (default 10, at most 100)."""
-    current = params.integer("current", low=1, high=10**9) or 1
-    size = params.integer("size", low=1, high=100) or 10
-    return {"rows": rows[(current - 1) * size : current * size], "total": len(rows)}
-
-
-def _rate(apy_percent: Decimal) -> str:
-    return amount(round_down(apy_percent / 100, RATE_PLACES), RATE_PLACES)
 
 
 def _tiers(product: Product) -> dict[str, float]:
-    """A ladder's bands, as Binance writes them: "0-5BTC" → the band's APR, a JSON number. Rates
-    have at most a few digits, so the number's text (the shortest that reads back) is exact."""
+    """A ladder's bands, as Binance writes them: "0-5BTC" → the band's APR, a JSON number. A rate
+    cut to 8 places has fewer than 15 significant digits, so the float's text (the shortest that
+    reads back) is that decimal exactly."""
     if len(product.tiers) < 2:
         return {}
     return {
@@ -71,7 +51,7 @@ def _tiers(product: Product) -> dict[str, float]:
 
 
 def _rates(product: Product) -> dict[str, Any]:
-    rates: dict[str, Any] = {"latestAnnualPercentageRate": _rate(product.tiers[0].apy)}
+    rates: dict[str, Any] = {"latestAnnualPercentageRate": rate(product.tiers[0].apy)}
     tiers = _tiers(product)
     if tiers:
         rates["tierAnnualPercentageRate"] = tiers
@@ -103,7 +83,7 @@ def flexible_list(app: Flexearn, caller: Caller | None, params: Params) -> dict[
         for v in views
         if v.product.period_type is PeriodType.FLEXIBLE
     ]
-    return _page(params, rows)
+    return page(params, rows)
 
 
 def flexible_position(app: Flexearn, caller: Caller | None, params: Params) -> dict[str, Any]:
@@ -128,7 +108,7 @@ def flexible_position(app: Flexearn, caller: Caller | None, params: Params) -> d
         for a in held
         if product_id is None or a.product.id == product_id
     ]
-    return _page(params, rows)
+    return page(params, rows)
 
 
 def account(app: Flexearn, caller: Caller | None, params: Params) -> dict[str, str]:
@@ -160,15 +140,8 @@ def account(app: Flexearn, caller: Caller | None, params: Params) -> dict[str, s
     }
 
 
-def _spot_only(params: Params, name: str, choices: tuple[str, ...]) -> None:
-    """The SPOT wallet is where catalog products subscribe from and pay to (see the module)."""
-    chosen = params.choice(name, choices)
-    if chosen not in (None, "SPOT"):
-        raise errors.bad_value(name, "only SPOT: Simple Earn here subscribes from and redeems to SPOT")
-
-
 def flexible_subscribe(app: Flexearn, caller: Caller | None, params: Params) -> dict[str, Any]:
-    _spot_only(params, "sourceAccount", ("SPOT", "FUND", "ALL"))
+    spot_only(params, "sourceAccount", ("SPOT", "FUND", "ALL"))
     params.choice("autoSubscribe", BOOLEANS)  # read, not yet kept: auto-subscribe is the next slice
     order = catalog_trading.subscribe(
         app.uow(), _user(caller), _product_id(params), FLEXIBLE, params.required_decimal("amount")
@@ -177,7 +150,7 @@ def flexible_subscribe(app: Flexearn, caller: Caller | None, params: Params) -> 
 
 
 def flexible_redeem(app: Flexearn, caller: Caller | None, params: Params) -> dict[str, Any]:
-    _spot_only(params, "destAccount", ("SPOT", "FUND"))
+    spot_only(params, "destAccount", ("SPOT", "FUND"))
     user, product_id = _user(caller), _product_id(params)
     if params.choice("redeemAll", BOOLEANS) == "true":
         held = [a for a in catalog_views.assets(app.read_uow(), user, FLEXIBLE) if a.product.id == product_id]
@@ -219,8 +192,10 @@ def subscription_preview(app: Flexearn, caller: Caller | None, params: Params) -
 
 
 def _records(
-    app: Flexearn, caller: Caller | None, params: Params, order_type: str
+    app: Flexearn, caller: Caller | None, params: Params, order_type: str, id_param: str | None = None
 ) -> list[catalog_views.Record]:
+    """The user's flexible orders of `order_type`, newest first, within the window asked for (the
+    last three months by default); of `asset`, `productId` and the order `id_param` names, if given."""
     found, _ = catalog_views.records(
         app.read_uow(),
         _user(caller),
@@ -232,11 +207,15 @@ def _records(
         MAX_ROWS,
     )
     product_id = params.integer("productId", low=1)
-    return [r for r in found if product_id is None or r.product.id == product_id]
+    order_id = None if id_param is None else params.integer(id_param, low=1)
+    return [
+        r
+        for r in found
+        if (product_id is None or r.product.id == product_id) and (order_id is None or r.order_id == order_id)
+    ]
 
 
 def subscription_record(app: Flexearn, caller: Caller | None, params: Params) -> dict[str, Any]:
-    purchase_id = params.integer("purchaseId", low=1)
     rows = [
         {
             "amount": amount(r.amount),
@@ -250,14 +229,12 @@ def subscription_record(app: Flexearn, caller: Caller | None, params: Params) ->
             "amtFromFunding": "0",
             "status": "SUCCESS" if r.status == OrderStatus.SUCCESS else "PURCHASING",
         }
-        for r in _records(app, caller, params, "subscribe")
-        if purchase_id is None or r.order_id == purchase_id
+        for r in _records(app, caller, params, "subscribe", "purchaseId")
     ]
-    return _page(params, rows)
+    return page(params, rows)
 
 
 def redemption_record(app: Flexearn, caller: Caller | None, params: Params) -> dict[str, Any]:
-    redeem_id = params.integer("redeemId", low=1)
     rows = [
         {
             "amount": amount(r.amount),
@@ -268,10 +245,9 @@ def redemption_record(app: Flexearn, caller: Caller | None, params: Params) -> d
             "destAccount": "SPOT",
             "status": "PAID" if r.status == OrderStatus.SUCCESS else "PAYING",
         }
-        for r in _records(app, caller, params, "redeem")
-        if redeem_id is None or r.order_id == redeem_id
+        for r in _records(app, caller, params, "redeem", "redeemId")
     ]
-    return _page(params, rows)
+    return page(params, rows)
 
 
 def rewards_record(app: Flexearn, caller: Caller | None, params: Params) -> dict[str, Any]:
@@ -288,7 +264,7 @@ def rewards_record(app: Flexearn, caller: Caller | None, params: Params) -> dict
         }
         for r in paid
     ]
-    return _page(params, rows)
+    return page(params, rows)
 
 
 def rate_history(app: Flexearn, caller: Caller | None, params: Params) -> dict[str, Any]:
@@ -304,11 +280,11 @@ def rate_history(app: Flexearn, caller: Caller | None, params: Params) -> dict[s
         {
             "productId": str(product.id),
             "asset": product.coin,
-            "annualPercentageRate": _rate(product.tiers[0].apy),
+            "annualPercentageRate": rate(product.tiers[0].apy),
             "time": dated,
         }
     ]
-    return _page(params, rows if shown else [])
+    return page(params, rows if shown else [])
 
 
 def _private(method: str, path: str, handler: Any, permission: str = "read") -> Endpoint:
@@ -337,6 +313,10 @@ ENDPOINTS = [
     _private("GET", f"{EARN}/flexible/history/redemptionRecord", redemption_record),
     _private("GET", f"{EARN}/flexible/history/rewardsRecord", rewards_record),
     _private("GET", f"{EARN}/flexible/history/rateHistory", rate_history),
+    _private("GET", f"{EARN}/locked/list", locked.locked_list),
+    _private("GET", f"{EARN}/locked/position", locked.locked_position),
+    _private("POST", f"{EARN}/locked/subscribe", locked.locked_subscribe, "trade"),
+    _private("POST", f"{EARN}/locked/redeem", locked.locked_redeem, "trade"),
 ]
 
 # Request weights (IP), as Binance documents each endpoint (sources: docs/fidelity.md); 1 if absent.
@@ -356,6 +336,8 @@ WEIGHTS = {
             "flexible/history/redemptionRecord",
             "flexible/history/rewardsRecord",
             "flexible/history/rateHistory",
+            "locked/list",
+            "locked/position",
         )
     },
 }
