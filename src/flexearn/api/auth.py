@@ -16,7 +16,7 @@ import hmac
 import ipaddress
 import threading
 import time
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -104,14 +104,13 @@ def hex_sign(secret: str, payload: bytes) -> str:
     return hmac.new(secret.encode(), payload, hashlib.sha256).hexdigest()
 
 
-def _expected(secret: str, request: SignedRequest) -> list[str]:
-    """The signatures that would prove `request` was signed with `secret`."""
+def _expected(secret: str, request: SignedRequest) -> Iterator[str]:
+    """The signatures that would prove `request` was signed with `secret` (computed as asked)."""
     if request.payload is not None:
-        return [hex_sign(secret, request.payload)]
-    return [
-        sign(secret, request.timestamp, request.method, target, request.body)
-        for target in _signed_targets(request.target)
-    ]
+        yield hex_sign(secret, request.payload)
+        return
+    for target in _signed_targets(request.target):
+        yield sign(secret, request.timestamp, request.method, target, request.body)
 
 
 class Verifier:
