@@ -105,13 +105,7 @@ def spot_account(app: Flexearn, caller: Caller | None, params: Params) -> dict[s
     `omitZeroBalances=true`."""
     omit = params.choice("omitZeroBalances", ("true", "false")) == "true"
     user = _user(caller)
-    held = {b.ccy: b for b in accounts.funding_balances(app.read_uow(), user)}
-    balances = []
-    for c in accounts.list_currencies(app.read_uow()):
-        b = held.get(c.ccy)
-        free, locked = (b.available, b.frozen) if b else (ZERO, ZERO)
-        if not omit or free or locked:
-            balances.append({"asset": c.ccy, "free": amount(free), "locked": amount(locked)})
+    wallet = accounts.funding_wallet(app.read_uow(), user)
     return {
         "makerCommission": 0,
         "takerCommission": 0,
@@ -124,9 +118,13 @@ def spot_account(app: Flexearn, caller: Caller | None, params: Params) -> dict[s
         "brokered": False,
         "requireSelfTradePrevention": False,
         "preventSor": False,
-        "updateTime": _now(app),
+        "updateTime": wallet.now,
         "accountType": "SPOT",
-        "balances": balances,
+        "balances": [
+            {"asset": b.ccy, "free": amount(b.available), "locked": amount(b.frozen)}
+            for b in wallet.balances
+            if not omit or b.available or b.frozen
+        ],
         "permissions": ["SPOT"],
         "uid": user,
     }
