@@ -120,6 +120,9 @@ def test_the_auth_matrix_answers_binance_codes(user: World) -> None:
 def test_hostile_amounts_are_refused_and_nothing_is_written(user: World, amount: str, code: int) -> None:
     response = call(user, "POST", SUBSCRIBE, body=f"productId={FLEXIBLE_USDT}&amount={amount}")
     refused(response, 400, code)
+    if code == -1100:  # Binance's words, the amount grammar as the legal range
+        legal = "legal range is '^[0-9]{1,20}(?:\\.[0-9]{1,18})?$'."
+        assert response.json()["msg"] == f"Illegal characters found in parameter 'amount'; {legal}"
     assert call(user, "GET", f"{EARN}/flexible/position").json()["total"] == 0
     assert_ledger_ok(user.app)
 

@@ -29,7 +29,9 @@ AMOUNT_RANGE = f"^{AMOUNT_PATTERN}$"
 
 
 def invalid(param: str, detail: str = "", status: int = 400) -> BinanceError:
-    """-1100 for a value outside its grammar (`legal range`), as Binance words it."""
+    """-1100 for a value outside its grammar (`legal range`), as Binance words it; an amount's
+    range is the amount grammar's pattern (`Params` says "must be …" of it)."""
+    detail = AMOUNT_RANGE if detail.startswith("must be ") else detail
     legal = f"; legal range is '{detail}'" if detail else ""
     return BinanceError("-1100", f"Illegal characters found in parameter '{param}'{legal}.", status)
 
