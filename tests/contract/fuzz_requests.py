@@ -237,7 +237,9 @@ def garbage_credentials(draw: st.DrawFn) -> tuple[tuple[tuple[str, bytes], ...],
 def facade_of(raw_path: bytes) -> str:
     """Whose envelope an answer must be in: the server decides by the decoded path's prefix."""
     path = unquote(raw_path.partition(b"?")[0].decode("ascii"))
-    return "bitget" if path.startswith(("/api/v2/", "/api/v3/")) else "okx"
+    if path.startswith(("/api/v2/", "/api/v3/account/settings")):
+        return "bitget"
+    return "binance" if path.startswith(("/api/v3/", "/sapi/")) else "okx"
 
 
 def _okx_now() -> str:

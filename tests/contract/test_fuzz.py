@@ -108,6 +108,15 @@ def assert_bitget_answered(response: httpx.Response) -> None:
     assert (payload["code"] == "00000") == (response.status_code == 200), payload
 
 
+def assert_binance_refused(response: httpx.Response) -> None:
+    """No Binance route is fuzzed: anything under its prefixes is refused in its error body."""
+    assert 400 <= response.status_code < 500, response.text
+    payload = response.json()
+    assert set(payload) == {"code", "msg"}, payload
+    assert isinstance(payload["code"], int), payload
+    assert payload["code"] < 0, payload
+
+
 def assert_answered(response: httpx.Response) -> None:
     """Below 500, in the envelope of the façade the path belongs to (HEAD: no body at all)."""
     assert response.status_code < 500, f"{response.status_code} {response.text[:500]}"
@@ -115,6 +124,8 @@ def assert_answered(response: httpx.Response) -> None:
         assert response.content == b""
     elif facade_of(response.request.url.raw_path) == "okx":
         assert_okx_answered(response)
+    elif facade_of(response.request.url.raw_path) == "binance":  # near misses of Bitget's v3 path
+        assert_binance_refused(response)
     else:
         assert_bitget_answered(response)
 

@@ -17,6 +17,11 @@ from flexearn.api.admin.auth import parse_tokens
 from flexearn.api.admin.server import admin_app, admin_not_found
 from flexearn.api.admission import Admission
 from flexearn.api.auth import DatabaseReplayMemory, ReplayMemory, SharedReplayMemory, Verifier
+from flexearn.api.binance import errors as binance_errors
+from flexearn.api.binance.routes import ENDPOINTS as BINANCE_ENDPOINTS
+from flexearn.api.binance.routes import WEIGHTS as BINANCE_WEIGHTS
+from flexearn.api.binance.weights import weighed
+from flexearn.api.binance.wire import BinanceDialect
 from flexearn.api.bitget import errors as bitget_errors
 from flexearn.api.bitget.routes import ENDPOINTS as BITGET_ENDPOINTS
 from flexearn.api.bitget.wire import BitgetDialect
@@ -37,7 +42,7 @@ from flexearn.services import keys, replays
 
 
 def create_app(settings: Settings, flexearn: Flexearn | None = None, *, demo: bool = False) -> Starlette:
-    """The ASGI app: the OKX and Bitget façades, the admin API at /admin/v1, /metrics, /healthz.
+    """The ASGI app: the OKX, Bitget and Binance façades, the admin API at /admin/v1, /metrics, /healthz.
 
     `flexearn` is the engine to serve (default: one on `settings.database_url`). The admin API
     needs a bearer token from `settings.admin_token` (FLEXEARN_ADMIN_TOKEN): without one this
@@ -60,9 +65,14 @@ def create_app(settings: Settings, flexearn: Flexearn | None = None, *, demo: bo
     )
     admission = Admission.from_settings(settings)  # the process's database slots, shared by all
     bitget = BitgetDialect(clock.now)
+    binance = BinanceDialect()
     facades = [
         Facade(dialect, endpoints, engine_app, limiter, verifier, admission, clock, settings.rate_limit_scale)
-        for dialect, endpoints in ((OkxDialect(), OKX_ENDPOINTS), (bitget, BITGET_ENDPOINTS))
+        for dialect, endpoints in (
+            (OkxDialect(), OKX_ENDPOINTS),
+            (bitget, BITGET_ENDPOINTS),
+            (binance, BINANCE_ENDPOINTS),
+        )
     ]
 
     async def not_found(request: Request, exc: Exception) -> Response:
@@ -71,9 +81,19 @@ def create_app(settings: Settings, flexearn: Flexearn | None = None, *, demo: bo
             return admin_not_found(request)
         if facade == "bitget":
             return JSONResponse(bitget.failure(bitget_errors.NOT_FOUND), 404)
+        if facade == "binance":
+            return JSONResponse(binance.failure(binance_errors.NOT_FOUND), 404)
         return JSONResponse(OkxDialect().failure(okx_errors.NOT_FOUND), status_code=404)
 
-    facade_routes = [route for facade in facades for route in facade.routes()]
+    facade_routes = [
+        route
+        for facade in facades
+        for route in (
+            weighed(facade.routes(), BINANCE_WEIGHTS, settings.rate_limit_scale)
+            if facade.dialect is binance
+            else facade.routes()
+        )
+    ]
     routes: list[BaseRoute] = [*facade_routes]
     # a user's data: as the admin API; the public views limited per IP, as the façades' are
     routes += dashboard_routes(engine_app, admin_tokens, admission, limiter)

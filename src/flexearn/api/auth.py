@@ -1,8 +1,10 @@
-"""Signed-request authentication shared by the façades (OKX and Bitget sign alike).
+"""Signed-request authentication shared by the façades.
 
-sign = Base64(HMAC-SHA256(secret, timestamp + METHOD + path[?query] + body)) over the request
-exactly as received. Each façade reads its own headers and timestamp format and maps the
-`AuthFailure` raised here to its exchange's code.
+OKX and Bitget sign alike: sign = Base64(HMAC-SHA256(secret, timestamp + METHOD + path[?query] +
+body)) over the request exactly as received. Binance signs its parameters instead: sign =
+hex(HMAC-SHA256(secret, query string + body)) as sent, without the `signature` parameter, and has
+no passphrase (`SignedRequest.payload`, `passphrase` None). Each façade reads its own headers and
+timestamp format and maps the `AuthFailure` raised here to its exchange's code.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import hmac
 import ipaddress
 import threading
 import time
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -62,11 +64,14 @@ class SignedRequest:
     signature: str
     timestamp: str  # as sent: part of what was signed
     sent_ms: int
-    passphrase: str
+    passphrase: str | None  # None: the wire has none (Binance): the secret alone signs
     method: str
     target: bytes  # raw path and query as received
     body: bytes
     client_ip: str
+    payload: bytes | None = None  # Binance: what the hex signature covers, as sent
+    window_ms: int | None = None  # how old the timestamp may be (Binance's recvWindow); else the Verifier's
+    ahead_ms: int | None = None  # how far ahead of ours it may be; else the same window
 
 
 def read_signed_request(
@@ -94,6 +99,20 @@ def sign(secret: str, timestamp: str, method: str, target: bytes, body: bytes) -
     return base64.b64encode(hmac.new(secret.encode(), message, hashlib.sha256).digest()).decode()
 
 
+def hex_sign(secret: str, payload: bytes) -> str:
+    """Binance's HMAC-SHA256 signature, in hex."""
+    return hmac.new(secret.encode(), payload, hashlib.sha256).hexdigest()
+
+
+def _expected(secret: str, request: SignedRequest) -> Iterator[str]:
+    """The signatures that would prove `request` was signed with `secret` (computed as asked)."""
+    if request.payload is not None:
+        yield hex_sign(secret, request.payload)
+        return
+    for target in _signed_targets(request.target):
+        yield sign(secret, request.timestamp, request.method, target, request.body)
+
+
 class Verifier:
     """Checks keys, passphrases, signatures, permissions, IPs, expiry and replays."""
 
@@ -116,19 +135,20 @@ class Verifier:
         self.refuse_replay(request.signature, now_ms, until)
         return caller
 
-    def ready(self, api_key: str, passphrase: str) -> bool:
+    def ready(self, api_key: str, passphrase: str | None) -> bool:
         """Whether `check` can run without a query or a slow hash: the key is cached and fresh,
         and this passphrase was verified for it (then it may run on the event loop)."""
         cached = self._keys.get(api_key)
         if cached is None or cached[0] <= time.monotonic() or cached[1] is None:
             return False
         record = cached[1]
-        return self._passphrase_token(record, passphrase) in self._passphrases
+        return passphrase is None or self._passphrase_token(record, passphrase) in self._passphrases
 
     def check(self, request: SignedRequest, now_ms: int, permission: str) -> tuple[Caller, int]:
         """Everything `verify` checks but the replay: the caller, and until when (wall ms) the
         request's timestamp could still be accepted (`refuse_replay` needs it)."""
-        until = accepted_until(self._clock(), request.sent_ms, now_ms, self._window_ms)
+        window = self._window_ms if request.window_ms is None else request.window_ms
+        until = accepted_until(self._clock(), request.sent_ms, now_ms, window, request.ahead_ms)
         if until is None:
             raise AuthFailure(Failure.EXPIRED_TIMESTAMP)
         record = self._key(request.api_key)
@@ -140,16 +160,16 @@ class Verifier:
         # The signature first: it is cheap and proves the caller holds the secret, so only such a
         # caller can make this process run the passphrase's slow hash (scrypt: ~0.1 s of CPU and
         # 16 MB) — knowing an API key, which travels in headers and logs, is not enough.
-        candidates = _signed_targets(request.target)
+        # Binance: "Signatures generated using HMAC are not case-sensitive" (hex)
+        given = request.signature if request.payload is None else request.signature.lower()
         if not any(
             hmac.compare_digest(  # as bytes: a str with non-ASCII characters would raise TypeError
-                sign(record.secret, request.timestamp, request.method, target, request.body).encode(),
-                request.signature.encode("utf-8", "surrogateescape"),
+                expected.encode(), given.encode("utf-8", "surrogateescape")
             )
-            for target in candidates
+            for expected in _expected(record.secret, request)
         ):
             raise AuthFailure(Failure.BAD_SIGNATURE)
-        if not self._passphrase_ok(record, request.passphrase):
+        if request.passphrase is not None and not self._passphrase_ok(record, request.passphrase):
             raise AuthFailure(Failure.BAD_PASSPHRASE)
         if info.ip_allowlist and not _ip_allowed(request.client_ip, info.ip_allowlist):
             raise AuthFailure(Failure.IP_REFUSED, request.client_ip)
@@ -202,9 +222,12 @@ class Verifier:
         return claim
 
 
-def accepted_until(clock: ClockState, sent_ms: int, now_ms: int, window_ms: int) -> int | None:
+def accepted_until(
+    clock: ClockState, sent_ms: int, now_ms: int, window_ms: int, ahead_ms: int | None = None
+) -> int | None:
     """Whether a request signed at `sent_ms` is timely at wall time `now_ms`: None if not, else
-    the wall time until which that timestamp would still be accepted.
+    the wall time until which that timestamp would still be accepted. It may be `window_ms` old
+    and `ahead_ms` (default: `window_ms`) ahead of ours.
 
     Clients sign with their own wall clock: within `window_ms` of ours. Some correct their clock by
     the server's time once (ccxt's `adjustForTimeDifference`): they sign with the business time
@@ -213,7 +236,8 @@ def accepted_until(clock: ClockState, sent_ms: int, now_ms: int, window_ms: int)
     was last set would send and what one that read it just now would send; that band (and the
     window around it) is accepted too. On a real clock the band is empty.
     """
-    until = sent_ms + window_ms if abs(now_ms - sent_ms) <= window_ms else None
+    ahead = window_ms if ahead_ms is None else ahead_ms
+    until = sent_ms + window_ms if -ahead <= now_ms - sent_ms <= window_ms else None
     if clock.mode != "simulated":
         return until
     offset = clock.business_anchor - clock.real_anchor  # business − wall when the clock was set

@@ -49,7 +49,7 @@ class Dialect(Protocol):
     unavailable: WireError
     system_error: WireError
 
-    def success(self, data: Any) -> dict[str, Any]: ...
+    def success(self, data: Any) -> Any: ...  # an envelope, or (Binance) the data itself
     def failure(self, error: WireError) -> dict[str, Any]: ...
     def signed_request(
         self, method: str, target: bytes, body: bytes, headers: Mapping[str, str], ip: str
@@ -58,6 +58,7 @@ class Dialect(Protocol):
     def engine_error(self, error: FlexearnError) -> WireError: ...
     def params(self, values: Mapping[str, Any]) -> Params: ...
     def body(self, raw: bytes) -> Mapping[str, Any]: ...
+    def values(self, method: str, query: bytes, body: bytes) -> Mapping[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,10 @@ class TableDialect:
 
     def body(self, raw: bytes) -> Mapping[str, Any]:
         return json_object(raw, self.table.json_syntax)
+
+    def values(self, method: str, query: bytes, body: bytes) -> Mapping[str, Any]:
+        """The request's parameters: a POST's JSON body, else the query string."""
+        return self.body(body) if method == "POST" else QueryParams(query)
 
 
 Handler = Callable[[Flexearn, Caller | None, Params], Any]
@@ -164,8 +169,7 @@ class Facade:
                     if kept is not None:
                         return 200, kept
                     since = answers.since()
-                values = dialect.body(body) if spec.method == "POST" else QueryParams(scope["query_string"])
-                params = dialect.params(values)
+                params = dialect.params(dialect.values(spec.method, scope["query_string"], body))
                 replay = None if signed is None else (signed.signature, until)
                 data = await self.admission.run(deadline, self._handle, spec.handler, caller, params, replay)
                 rendered = _json(dialect.success(data))

@@ -12,8 +12,8 @@ the application that body in one message:
 - a body still incomplete when its time is up is refused (slow clients hold a connection and a
   task, not the server).
 
-A refusal is 413 (too large) or 408 (too slow) in the envelope of the path's API — OKX's, Bitget's
-or the admin API's, chosen by prefix as `app.py`'s `not_found` does — with `Connection: close`:
+A refusal is 413 (too large) or 408 (too slow) in the envelope of the path's API — OKX's, Bitget's,
+Binance's or the admin API's, chosen by prefix as `app.py`'s `not_found` does — with `Connection: close`:
 the rest of such a body is never read, so the connection cannot carry another request.
 
 A request without a body (most GETs: HTTP/1.1 without `Content-Length` or `Transfer-Encoding`)
@@ -30,6 +30,8 @@ from typing import Any
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from flexearn.api.binance import errors as binance_errors
+from flexearn.api.binance.wire import BinanceDialect
 from flexearn.api.bitget import errors as bitget_errors
 from flexearn.api.bitget.wire import BitgetDialect
 from flexearn.api.okx import errors as okx_errors
@@ -39,7 +41,7 @@ from flexearn.observability.middleware import CLIENT_CLOSED, facade_of
 
 TOO_LARGE = 413
 TOO_SLOW = 408
-_OKX, _BITGET = OkxDialect(), BitgetDialect()
+_OKX, _BITGET, _BINANCE = OkxDialect(), BitgetDialect(), BinanceDialect()
 
 
 class BodyLimits:
@@ -147,5 +149,10 @@ def refusal(path: str, status: int, max_bytes: int, timeout: float) -> tuple[str
     if facade == "bitget":
         refusal = bitget_errors.invalid("body", detail, status)
         return refusal.code, _BITGET.failure(refusal)
+    if facade == "binance":
+        refused = binance_errors.BinanceError(
+            "-1100", f"Illegal characters found in parameter 'body': {detail}.", status
+        )
+        return refused.code, _BINANCE.failure(refused)
     error = okx_errors.invalid("body", detail, status)
     return error.code, _OKX.failure(error)

@@ -24,7 +24,9 @@ CLIENT_CLOSED = "client_disconnected"
 FACADES = (
     ("/api/v5/", "okx"),
     ("/api/v2/", "bitget"),
-    ("/api/v3/", "bitget"),
+    ("/api/v3/account/settings", "bitget"),  # Bitget's one v3 path, before Binance's /api/v3/
+    ("/api/v3/", "binance"),
+    ("/sapi/", "binance"),
     ("/admin/", "admin"),
     ("/dashboard/", "dashboard"),
     ("/metrics", "ops"),

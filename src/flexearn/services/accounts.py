@@ -125,6 +125,48 @@ def funding_balances(uow: UnitOfWork, user_id: int) -> list[FundingBalance]:
 
 
 @dataclass(frozen=True)
+class FundingWallet:
+    balances: list[FundingBalance]  # every enabled currency, by code: 0 where nothing was held
+    now: int  # business time, read with them
+
+
+_WALLET = (  # every enabled currency, with the user's funding and frozen balances in it if any
+    sa.select(t.currency.c.ccy, t.account.c.kind, t.account.c.balance)
+    .select_from(
+        t.currency.outerjoin(
+            t.account,
+            sa.and_(
+                t.account.c.ccy == t.currency.c.ccy,
+                t.account.c.user_id == sa.bindparam("user_id"),
+                t.account.c.kind.in_(sa.bindparam("kinds", expanding=True)),
+            ),
+        )
+    )
+    .where(t.currency.c.enabled.is_(True))
+    .order_by(t.currency.c.ccy)
+)
+
+
+def funding_wallet(uow: UnitOfWork, user_id: int) -> FundingWallet:
+    """The user's funding balances in every enabled currency, and the business time, in one read
+    (Binance's `/api/v3/account`)."""
+    kinds = (AccountKind.FUNDING.value, AccountKind.FROZEN.value)
+    with uow:
+        rows = uow.conn.execute(_WALLET, {"user_id": user_id, "kinds": list(kinds)}).all()
+        now = uow.now()
+    found: dict[str, dict[str | None, Decimal]] = {}
+    for row in rows:
+        found.setdefault(row.ccy, {})[row.kind] = row.balance
+    return FundingWallet(
+        [
+            FundingBalance(ccy, held.get(kinds[0], Decimal(0)), held.get(kinds[1], Decimal(0)))
+            for ccy, held in found.items()
+        ],
+        now,
+    )
+
+
+@dataclass(frozen=True)
 class TradingBalance:
     ccy: str
     balance: Decimal

@@ -1,0 +1,111 @@
+"""Binance's request weights: each endpoint costs a weight, counted per IP address in the current
+minute; every answer says how much of the minute's weight the address has used
+(`X-MBX-USED-WEIGHT-1M`; `/sapi/` answers also `X-SAPI-USED-IP-WEIGHT-1M`), and a request that
+would pass the limit is answered 429 with `Retry-After` (the seconds left in the minute) and
+-1003, without being run. The `/api/` and `/sapi/` endpoints have limits of their own (6000 and
+12000 a minute; sources in docs/fidelity.md). A refused request is not counted.
+
+The minutes are kept in this process (as `api/ratelimit.RateLimiter` keeps its windows without
+Redis): with several API processes each counts its own requests.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from flexearn.api.binance import errors
+from flexearn.observability import context
+
+API_LIMIT, SAPI_LIMIT = 6_000, 12_000  # request weight per IP per minute
+MINUTE_S = 60
+
+
+class WeightMeter:
+    """The weight each address has used in the current minute (minutes start on the clock's)."""
+
+    def __init__(self, limit: int, now: Callable[[], float] = time.time) -> None:
+        self.limit, self._now = limit, now
+        self._minute = -1
+        self._used: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def spend(self, who: str, weight: int) -> tuple[int, int | None]:
+        """The weight `who` has used this minute with this request, and None; or, if it would pass
+        the limit, the weight used so far and the seconds until the next minute."""
+        now = self._now()
+        minute = int(now // MINUTE_S)
+        with self._lock:
+            if minute != self._minute:
+                self._minute, self._used = minute, {}
+            used = self._used.get(who, 0)
+            if used + weight > self.limit:
+                return used, MINUTE_S - int(now % MINUTE_S)
+            self._used[who] = used + weight
+            return used + weight, None
+
+
+class _Weighed:
+    """An endpoint behind its weight: the weight headers on its answer, or a 429."""
+
+    def __init__(self, app: ASGIApp, weight: int, meter: WeightMeter, sapi: bool) -> None:
+        self.app, self.weight, self.meter, self.sapi = app, weight, meter, sapi
+
+    def _headers(self, used: int) -> list[tuple[bytes, bytes]]:
+        value = str(used).encode()
+        headers = [(b"x-mbx-used-weight-1m", value)]
+        return [*headers, (b"x-sapi-used-ip-weight-1m", value)] if self.sapi else headers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        client = scope.get("client")
+        used, retry_after = self.meter.spend(client[0] if client else "", self.weight)
+        headers = self._headers(used)
+        if retry_after is not None:
+            error = errors.BinanceError(
+                errors.TOO_MANY.code,
+                f"Too much request weight used; current limit is {self.meter.limit} request weight per"
+                " 1 MINUTE. Please use WebSocket Streams for live updates to avoid polling the API.",
+                429,
+            )
+            context.note_code(error.code)
+            body = json.dumps({"code": int(error.code), "msg": error.msg}).encode()
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 429,
+                    "headers": [
+                        (b"content-length", str(len(body)).encode()),
+                        (b"content-type", b"application/json"),
+                        (b"retry-after", str(retry_after).encode()),
+                        *headers,
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+            return
+
+        async def send_weighed(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                extra = headers
+                if message["status"] == 429:  # the per-second limit (api/facade.py): retry in a second
+                    extra = [*extra, (b"retry-after", b"1")]
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        await self.app(scope, receive, send_weighed)
+
+
+def weighed(routes: Sequence[Route], weights: Mapping[str, int], limit_scale: int = 1) -> list[Route]:
+    """The façade's routes, each behind its endpoint's weight (`weights`, by path; 1 if absent)."""
+    meters = {False: WeightMeter(API_LIMIT * limit_scale), True: WeightMeter(SAPI_LIMIT * limit_scale)}
+    out = []
+    for route in routes:
+        sapi = route.path.startswith("/sapi/")
+        app = _Weighed(route.app, weights.get(route.path, 1), meters[sapi], sapi)
+        out.append(Route(route.path, app, methods=sorted(route.methods or ()), name=route.name))
+    return out

@@ -1,0 +1,152 @@
+"""Binance's signed requests, bad input and weights on the wire, by hand (httpx): each refusal with
+Binance's HTTP status and code, and nothing written."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+
+import httpx
+import pytest
+
+from flexearn.services import keys
+from tests.contract.conftest import FLEXIBLE_USDT, World
+from tests.helpers import assert_ledger_ok
+
+EARN = "/sapi/v1/simple-earn"
+SUBSCRIBE = f"{EARN}/flexible/subscribe"
+ACCOUNT = f"{EARN}/account"
+
+
+def sign(secret: str, payload: str) -> str:
+    return hmac.new(secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def call(
+    world: World,
+    method: str,
+    path: str,
+    params: str = "",
+    *,
+    body: str = "",
+    key: keys.NewKey | None = None,
+    timestamp: int | None = None,
+    signed_over: str | None = None,
+    upper: bool = False,
+) -> httpx.Response:
+    """A signed request: `timestamp` appended to the query (or the body, if there is one), the
+    signature over query + body (or over `signed_over`) appended after it."""
+    key = key or world.key
+    stamp = f"timestamp={now_ms() if timestamp is None else timestamp}"
+    if body:
+        body = f"{body}&{stamp}"
+    else:
+        params = f"{params}&{stamp}" if params else stamp
+    signature = sign(key.secret_key, params + body if signed_over is None else signed_over)
+    signature = signature.upper() if upper else signature
+    if body:
+        body += f"&signature={signature}"
+    else:
+        params += f"&signature={signature}"
+    headers = {"X-MBX-APIKEY": key.api_key, "Content-Type": "application/x-www-form-urlencoded"}
+    return httpx.request(method, f"{world.base_url}{path}?{params}", content=body, headers=headers)
+
+
+def refused(response: httpx.Response, status: int, code: int) -> None:
+    assert (response.status_code, response.json()["code"]) == (status, code), response.text
+    assert set(response.json()) == {"code", "msg"}
+    assert response.headers["x-mbx-used-weight-1m"].isdigit()
+
+
+def test_signed_requests_from_query_body_or_both_are_accepted_and_answer_bare_json(user: World) -> None:
+    read = call(user, "GET", ACCOUNT)
+    assert read.status_code == 200, read.text
+    assert set(read.json()) >= {"totalAmountInUSDT", "totalFlexibleAmountInUSDT"}  # no envelope
+    assert int(read.headers["x-mbx-used-weight-1m"]) >= 150
+    assert int(read.headers["x-sapi-used-ip-weight-1m"]) >= 150
+    product = f"productId={FLEXIBLE_USDT}"
+    in_body = call(user, "POST", SUBSCRIBE, body=f"{product}&amount=10")
+    assert in_body.json()["success"] is True, in_body.text
+    both = call(user, "POST", SUBSCRIBE, product, body="amount=10")  # signed over query + body
+    assert both.json()["success"] is True, both.text
+    in_query = call(user, "POST", SUBSCRIBE, f"{product}&amount=10&recvWindow=60000")
+    assert in_query.json()["success"] is True, in_query.text
+    assert call(user, "GET", ACCOUNT, upper=True).status_code == 200  # hex: "not case-sensitive"
+    assert call(user, "GET", "/api/v3/time").json()["serverTime"] > 0  # public: signature ignored
+    assert_ledger_ok(user.app)
+
+
+def test_the_auth_matrix_answers_binance_codes(user: World) -> None:
+    product = f"productId={FLEXIBLE_USDT}"
+    other = call(user, "POST", SUBSCRIBE, body=f"{product}&amount=10", signed_over=f"{product}&amount=99")
+    refused(other, 400, -1022)
+    refused(call(user, "GET", ACCOUNT, timestamp=now_ms() - 10_000), 400, -1021)  # recvWindow 5000
+    assert call(user, "GET", ACCOUNT, "recvWindow=20000", timestamp=now_ms() - 10_000).status_code == 200
+    refused(call(user, "GET", ACCOUNT, timestamp=now_ms() + 3_000), 400, -1021)  # over 1 s ahead
+    refused(call(user, "GET", ACCOUNT, "recvWindow=60001"), 400, -1131)
+    refused(call(user, "GET", ACCOUNT, "recvWindow=abc"), 400, -1100)
+    headers = {"X-MBX-APIKEY": user.key.api_key}
+    refused(httpx.get(f"{user.base_url}{ACCOUNT}?timestamp={now_ms()}", headers=headers), 400, -1102)
+    refused(httpx.get(f"{user.base_url}{ACCOUNT}?signature=00", headers=headers), 400, -1102)
+    refused(httpx.get(f"{user.base_url}{ACCOUNT}?timestamp=1&signature=00"), 401, -2014)
+    stranger = keys.NewKey("not-a-key", user.key.secret_key, "")
+    refused(call(user, "GET", ACCOUNT, key=stranger), 401, -2015)
+    refused(call(user, "POST", SUBSCRIBE, f"{product}&amount=10", key=user.new_key("read")), 401, -2015)
+    once = now_ms()
+    assert call(user, "GET", ACCOUNT, timestamp=once).status_code == 200
+    refused(call(user, "GET", ACCOUNT, timestamp=once), 400, -1022)  # the same signed request again
+    refused(call(user, "GET", ACCOUNT, "a=1&a=2"), 400, -1101)
+    assert_ledger_ok(user.app)
+
+
+@pytest.mark.parametrize(
+    ("amount", "code"),
+    [
+        ("", -1102),
+        ("1e400", -1100),
+        ("NaN", -1100),
+        ("-1", -1100),
+        ("1" * 100, -1100),
+        ("10.0000000000000000001", -1100),  # past the 18 places any amount may have
+        ("10.0000001", -1111),  # past the product's 6
+        ("0", -6005),
+    ],
+)
+def test_hostile_amounts_are_refused_and_nothing_is_written(user: World, amount: str, code: int) -> None:
+    response = call(user, "POST", SUBSCRIBE, body=f"productId={FLEXIBLE_USDT}&amount={amount}")
+    refused(response, 400, code)
+    if code == -1100:  # Binance's words, the amount grammar as the legal range
+        legal = "legal range is '^[0-9]{1,20}(?:\\.[0-9]{1,18})?$'."
+        assert response.json()["msg"] == f"Illegal characters found in parameter 'amount'; {legal}"
+    assert call(user, "GET", f"{EARN}/flexible/position").json()["total"] == 0
+    assert_ledger_ok(user.app)
+
+
+def test_unknown_paths_answer_in_binance_words_and_bitgets_v3_path_stays_bitgets(user: World) -> None:
+    missing = httpx.get(f"{user.base_url}/sapi/v1/simple-earn/nowhere")
+    assert (missing.status_code, missing.json()["code"]) == (404, -1099)
+    bitget = httpx.get(f"{user.base_url}/api/v3/account/settings")
+    assert bitget.json()["code"] == "40001"  # Bitget's ACCESS-KEY header missing
+
+
+def test_weight_past_the_minutes_limit_is_answered_429_with_retry_after(world: World) -> None:
+    """12000 a minute for /sapi/ from one address; the list costs 150. (If the minute turns during
+    the loop, the count starts again: the loop allows for one turn.)"""
+    used = []
+    for _ in range(2 * 12_000 // 150 + 2):
+        response = call(world, "GET", f"{EARN}/flexible/list")
+        if response.status_code == 429:
+            break
+        assert response.status_code == 200, response.text
+        used.append(int(response.headers["x-mbx-used-weight-1m"]))
+    refused(response, 429, -1003)
+    assert 1 <= int(response.headers["retry-after"]) <= 60
+    assert used[-1] + 150 > 12_000 >= used[-1]
+    assert int(response.headers["x-mbx-used-weight-1m"]) == used[-1]  # a refusal is not counted
+    # /api/ has a minute of its own
+    assert httpx.get(f"{world.base_url}/api/v3/time").status_code == 200
