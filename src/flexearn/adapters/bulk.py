@@ -49,10 +49,13 @@ def _copy_text(kinds: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> str:
     mapped = False
     for i, kind in enumerate(kinds):
         if kind == "text":
-            columns[i] = ["\\N" if v is None else str(v).translate(_COPY_ESCAPES) for v in columns[i]]
+            texts = {v: "\\N" if v is None else str(v).translate(_COPY_ESCAPES) for v in set(columns[i])}
+            if all(k == v for k, v in texts.items()):  # no NULL, nothing to escape
+                continue
+            columns[i] = map(texts.__getitem__, columns[i])
         elif kind == "bool":
             columns[i] = ["\\N" if v is None else "t" if v else "f" for v in columns[i]]
-        elif None in columns[i]:
+        elif type(None) in set(map(type, columns[i])):  # not `None in`: Decimal's == is slow
             columns[i] = ["\\N" if v is None else v for v in columns[i]]
         else:
             continue
