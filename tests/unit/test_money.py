@@ -59,7 +59,7 @@ WIDE = Context(prec=200)
     | st.integers(10**60, 10**70).map(lambda i: Decimal(i).scaleb(-30, WIDE))  # normalising rounds
     | st.sampled_from([D("-0.000"), D("0E-8"), D("0E+3"), D("1E+3"), D("-1.50"), D("100"), D("1E-7")])
 )
-def test_plain_is_the_normalised_fixed_point_text(value: D) -> None:
+def test_plain_is_the_normalised_fixed_point_text(value: Decimal) -> None:
     """Its fast path (trailing zeros stripped from `str`) gives what normalising gives."""
     expected = "0" if value == 0 else format(value.normalize(), "f")
     assert plain(value) == expected
