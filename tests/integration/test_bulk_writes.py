@@ -1,5 +1,6 @@
 """`adapters.bulk`: what the set-based writes store is what the rows held — on PostgreSQL through
-COPY's text format (escapes, NULLs, booleans, exact decimals), on SQLite as canonical text."""
+array literals unnested into rows (quotes, backslashes, NULLs, booleans, exact decimals), on
+SQLite as canonical text."""
 
 from __future__ import annotations
 

@@ -1,10 +1,8 @@
 """Set-based writes of many rows through the driver's cursor (settlement's hot path).
 
-PostgreSQL: the rows stream in by `COPY … FROM STDIN` (text format; amounts as decimal text,
-which NUMERIC reads exactly) — straight into the table for an insert, into a temporary table for
-an update (then one `UPDATE … FROM` it) or an insert that skips existing keys. SQLite: one
-`executemany` of the canonical text the `Amount` type writes. Column kinds are "int", "amount",
-"text" or "bool".
+PostgreSQL: one statement over arrays (decimal text, which NUMERIC reads exactly) unnested into
+rows. SQLite: one `executemany` of the canonical text the `Amount` type writes. Column kinds are
+"int", "amount" or "text".
 """
 
 from __future__ import annotations
@@ -18,64 +16,33 @@ import sqlalchemy as sa
 from flexearn.domain.money import plain
 
 _PG_TYPES = {"int": "bigint", "amount": "numeric", "text": "text", "bool": "boolean"}
-_STAGED = "flexearn_bulk_rows"  # the temporary table of an update; dropped by the statement's end
-# COPY's text format: these characters in a value are written as backslash escapes
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
-def _checked(kinds: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> list[Any]:
-    """The rows' columns, after checking that every amount is a Decimal."""
-    columns: list[Any] = list(zip(*rows, strict=True))
-    for kind, column in zip(kinds, columns, strict=True):
-        if kind == "amount" and set(map(type, column)) != {Decimal}:
-            raise TypeError("amounts are Decimal")
-    return columns
-
-
-def _sqlite_columns(kinds: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> list[Any]:
-    """The rows' columns, amounts as the canonical text the `Amount` type writes, converted a
+def _sqlite_rows(kinds: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """The rows with their amounts as the canonical text the `Amount` type writes, converted a
     column at a time (a call per value, not per value and kind)."""
-    columns = _checked(kinds, rows)
+    columns: list[Any] = list(zip(*rows, strict=True))
     for i, kind in enumerate(kinds):
         if kind == "amount":
+            if set(map(type, columns[i])) != {Decimal}:
+                raise TypeError("amounts are Decimal")
             columns[i] = map(plain, columns[i])
-    return columns
+    return list(zip(*columns, strict=True))
 
 
-def _copy_text(kinds: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> str:
-    """The rows in COPY's text format: a line per row, tab-separated, `\\N` for NULL; decimal
-    text for amounts (`str`, as exact as the Decimal), `t`/`f` for booleans, text escaped."""
-    columns = _checked(kinds, rows)
-    mapped = False
-    for i, kind in enumerate(kinds):
-        if kind == "text":
-            texts = {v: "\\N" if v is None else str(v).translate(_COPY_ESCAPES) for v in set(columns[i])}
-            if all(k == v for k, v in texts.items()):  # no NULL, nothing to escape
-                continue
-            columns[i] = map(texts.__getitem__, columns[i])
-        elif kind == "bool":
-            columns[i] = ["\\N" if v is None else "t" if v else "f" for v in columns[i]]
-        elif type(None) in set(map(type, columns[i])):  # not `None in`: Decimal's == is slow
-            columns[i] = ["\\N" if v is None else v for v in columns[i]]
-        else:
-            continue
-        mapped = True
-    line = "\t".join(["%s"] * len(kinds)) + "\n"
-    return "".join([line % row for row in (zip(*columns, strict=True) if mapped else rows)])
-
-
-def _copy_in(
-    cursor: Any, table: str, names: Sequence[str], kinds: Sequence[str], rows: Sequence[Any]
-) -> None:
-    with cursor.copy(f"COPY {table} ({', '.join(names)}) FROM STDIN") as copy:
-        copy.write(_copy_text(kinds, rows))
-
-
-def _stage(cursor: Any, names: Sequence[str], kinds: Sequence[str], rows: Sequence[Any]) -> None:
-    """The rows in the temporary table `_STAGED` (the caller drops it)."""
-    columns = ", ".join(f"{n} {_PG_TYPES[kind]}" for n, kind in zip(names, kinds, strict=True))
-    cursor.execute(f"CREATE TEMPORARY TABLE {_STAGED} ({columns}) ON COMMIT DROP")
-    _copy_in(cursor, _STAGED, names, kinds, rows)
+def _pg_array(kind: str, column: Sequence[Any]) -> str:
+    """An array literal of `column` (NULL for None)."""
+    if kind == "amount" and any(not isinstance(v, Decimal) for v in column):
+        raise TypeError("amounts are Decimal")
+    if kind == "text":
+        quoted = (
+            "NULL" if v is None else '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+            for v in column
+        )
+        return "{" + ",".join(quoted) + "}"
+    if kind == "bool":
+        return "{" + ",".join("NULL" if v is None else "t" if v else "f" for v in column) + "}"
+    return "{" + ",".join("NULL" if v is None else str(v) for v in column) + "}"
 
 
 def update_many(
@@ -94,22 +61,29 @@ def update_many(
     """
     if not rows:
         return
-    names, kinds = [key, *columns], ["int", *columns.values()]
+    names = list(columns)
     cursor = _cursor(conn)
     try:
         if conn.dialect.name == "postgresql":
-            _stage(cursor, names, kinds, rows)
-            sets = ", ".join(f"{n} = v.{n}" for n in columns)
-            sql = f"UPDATE {table} AS t SET {sets} FROM {_STAGED} AS v WHERE t.{key} = v.{key}"
+            kinds = ["int", *columns.values()]
+            arrays: list[Any] = [
+                _pg_array(kind, col) for kind, col in zip(kinds, zip(*rows, strict=True), strict=True)
+            ]
+            unnest = ", ".join(f"%s::{_PG_TYPES[kind]}[]" for kind in kinds)
+            sets = ", ".join(f"{n} = v.{n}" for n in names)
+            sql = (
+                f"UPDATE {table} AS t SET {sets} FROM unnest({unnest}) AS v({key}, {', '.join(names)}) "
+                f"WHERE t.{key} = v.{key}"
+            )
             if only is not None:
                 sql += f" AND t.{only[0]} = %s"
-            cursor.execute(sql, [] if only is None else [only[1]])
-            cursor.execute(f"DROP TABLE {_STAGED}")
+                arrays.append(only[1])
+            cursor.execute(sql, arrays)
         else:
-            sets = ", ".join(f"{n} = ?" for n in columns)
-            key_column, *values = _sqlite_columns(kinds, rows)  # the key binds last
+            sets = ", ".join(f"{n} = ?" for n in names)
+            converted = _sqlite_rows(["int", *columns.values()], rows)
             cursor.executemany(
-                f"UPDATE {table} SET {sets} WHERE {key} = ?", list(zip(*values, key_column, strict=True))
+                f"UPDATE {table} SET {sets} WHERE {key} = ?", [(*r[1:], r[0]) for r in converted]
             )
     finally:
         cursor.close()
@@ -127,24 +101,21 @@ def insert_many(
     if not rows:
         return
     names, kinds = list(columns), list(columns.values())
+    conflict = " ON CONFLICT DO NOTHING" if ignore_existing else ""
     cursor = _cursor(conn)
     try:
-        if conn.dialect.name != "postgresql":
-            conflict = " ON CONFLICT DO NOTHING" if ignore_existing else ""
+        if conn.dialect.name == "postgresql":
+            arrays = [_pg_array(kind, col) for kind, col in zip(kinds, zip(*rows, strict=True), strict=True)]
+            unnest = ", ".join(f"%s::{_PG_TYPES[kind]}[]" for kind in kinds)
+            cursor.execute(
+                f"INSERT INTO {table} ({', '.join(names)}) SELECT * FROM unnest({unnest}){conflict}", arrays
+            )
+        else:
             marks = ", ".join("?" for _ in names)
             cursor.executemany(
                 f"INSERT INTO {table} ({', '.join(names)}) VALUES ({marks}){conflict}",
-                list(zip(*_sqlite_columns(kinds, rows), strict=True)),
+                _sqlite_rows(kinds, rows),
             )
-        elif ignore_existing:
-            _stage(cursor, names, kinds, rows)
-            listed = ", ".join(names)
-            cursor.execute(
-                f"INSERT INTO {table} ({listed}) SELECT {listed} FROM {_STAGED} ON CONFLICT DO NOTHING"
-            )
-            cursor.execute(f"DROP TABLE {_STAGED}")
-        else:
-            _copy_in(cursor, table, names, kinds, rows)
     finally:
         cursor.close()
 

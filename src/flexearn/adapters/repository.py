@@ -6,10 +6,10 @@ Row locks (`FOR UPDATE`/`FOR SHARE`) matter on PostgreSQL; SQLite has one writer
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from itertools import repeat
-from typing import Any, TypeVar
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -22,8 +22,6 @@ from flexearn.domain.errors import InsufficientBalance, NotFound, UnsupportedCur
 from flexearn.domain.ledger import AccountRef, Entry
 from flexearn.domain.money import ZERO, exact_add, plain
 from flexearn.domain.settlement import PositionRow
-
-R = TypeVar("R")
 
 
 def insert_ignore(conn: sa.Connection, table: sa.Table, values: dict[str, Any]) -> None:
@@ -277,7 +275,11 @@ def positions_for_settlement(
         cursor.execute(f"SELECT {columns} FROM savings_position WHERE {where}", values)
         if conn.dialect.name == "postgresql":
             return list(map(PositionRow._make, cursor.fetchall()))
-        return _parsed(PositionRow._make, cursor.fetchall(), amounts=(2, 3, 4, 5))
+        dec, make = Decimal, PositionRow._make
+        return [
+            make((pid, uid, dec(amt), dec(loan), dec(earned), dec(rate), seq))
+            for pid, uid, amt, loan, earned, rate, seq in cursor.fetchall()
+        ]
     finally:
         cursor.close()
 
@@ -300,8 +302,7 @@ def insert_lending_history(
 ) -> None:
     """History rows (user_id, position_id, amt lent, earnings) of `ccy` for the hour from `ts`, at `rate`.
 
-    PostgreSQL: by COPY (`bulk.insert_many`). SQLite: through the driver's cursor, the rate
-    converted to text once.
+    Through the driver's cursor, binding the columns every row shares once.
     """
     columns = list(zip(*rows, strict=True))
     if not columns:
@@ -309,44 +310,37 @@ def insert_lending_history(
     user_ids, position_ids, amts, earnings = columns
     if type(rate) is not Decimal or any(set(map(type, column)) != {Decimal} for column in (amts, earnings)):
         raise TypeError("amounts are Decimal")
-    n = len(user_ids)
-    if conn.dialect.name == "postgresql":
-        constant = repeat(ccy, n), repeat(ts, n)
-        history = zip(user_ids, position_ids, *constant, amts, earnings, repeat(rate, n), strict=True)
-        bulk.insert_many(conn, "lending_history", HISTORY_COLUMNS, list(history))
-        return
     dbapi = conn.connection.dbapi_connection
     assert dbapi is not None
     cursor = dbapi.cursor()
     try:
-        values = zip(
-            user_ids,
-            position_ids,
-            repeat(ccy, n),
-            repeat(ts, n),
-            map(plain, amts),
-            map(plain, earnings),
-            repeat(plain(rate), n),
-            strict=True,
-        )
-        cursor.executemany(
-            "INSERT INTO lending_history (user_id, position_id, ccy, ts, amt, earnings, rate) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            list(values),
-        )
+        if conn.dialect.name == "postgresql":
+            cursor.execute(
+                "INSERT INTO lending_history (user_id, position_id, ccy, ts, amt, earnings, rate) "
+                "SELECT v.user_id, v.position_id, %s, %s, v.amt, v.earnings, %s "
+                "FROM unnest(%s::bigint[], %s::bigint[], %s::numeric[], %s::numeric[]) "
+                "AS v(user_id, position_id, amt, earnings)",
+                [ccy, ts, rate, *("{" + ",".join(map(str, column)) + "}" for column in columns)],
+            )
+        else:
+            n = len(user_ids)
+            values = zip(
+                user_ids,
+                position_ids,
+                repeat(ccy, n),
+                repeat(ts, n),
+                map(plain, amts),
+                map(plain, earnings),
+                repeat(plain(rate), n),
+                strict=True,
+            )
+            cursor.executemany(
+                "INSERT INTO lending_history (user_id, position_id, ccy, ts, amt, earnings, rate) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                list(values),
+            )
     finally:
         cursor.close()
-
-
-HISTORY_COLUMNS = {
-    "user_id": "int",
-    "position_id": "int",
-    "ccy": "text",
-    "ts": "int",
-    "amt": "amount",
-    "earnings": "amount",
-    "rate": "amount",
-}
 
 
 def holdings_for_settlement(
@@ -377,17 +371,10 @@ def holdings_for_settlement(
         cursor.execute(f"SELECT {columns} FROM earn_holding WHERE {where}", values)
         if postgres:
             return list(map(HoldingRow._make, cursor.fetchall()))
-        return _parsed(HoldingRow._make, cursor.fetchall(), amounts=(2, 3, 4))
+        dec = Decimal
+        return [
+            HoldingRow(hid, uid, dec(amount), dec(accrued), dec(profit), since, until)
+            for hid, uid, amount, accrued, profit, since, until in cursor.fetchall()
+        ]
     finally:
         cursor.close()
-
-
-def _parsed(make: Callable[[Iterable[Any]], R], rows: Sequence[Any], *, amounts: Sequence[int]) -> list[R]:
-    """SQLite's rows made by `make`, the columns at `amounts` (canonical text) parsed as the
-    `Amount` type parses them, a column at a time."""
-    columns: list[Iterable[Any]] = list(zip(*rows, strict=True))
-    if not columns:
-        return []
-    for i in amounts:
-        columns[i] = map(Decimal, columns[i])
-    return list(map(make, zip(*columns, strict=True)))
