@@ -24,7 +24,6 @@ only in splitting the period's entries by range.
 
 from __future__ import annotations
 
-import functools
 import gc
 import itertools
 import json
@@ -34,7 +33,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Generic, ParamSpec, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import sqlalchemy as sa
 
@@ -111,8 +110,6 @@ class Planned(Protocol):
 P = TypeVar("P", bound=Planned)
 S = TypeVar("S")  # what a settled period reports (`SettledHour`, `SettledDay`)
 S_co = TypeVar("S_co", covariant=True)
-R = TypeVar("R")
-Params = ParamSpec("Params")
 
 
 class PeriodKind(Protocol, Generic[P, S_co]):
@@ -139,9 +136,7 @@ class _CollectorPause:
     """Settling makes a row, a tuple and Decimals per position or holding, none of them in a cycle;
     the cyclic collector would traverse them all again and again (11–17 % of a 100k hour's CPU).
     It is paused while any thread settles (reference counting still frees everything), and left
-    as it was found once none does. It wraps whole functions (`collector_paused`): resumed inside
-    one, it would find the rows the function still holds among its youngest objects and traverse
-    them all once more (~10 % of a 100k hour on PostgreSQL)."""
+    as it was found once none does."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -167,22 +162,10 @@ class _CollectorPause:
 _cyclic_gc_paused = _CollectorPause()
 
 
-def collector_paused(function: Callable[Params, R]) -> Callable[Params, R]:
-    """`function` with the cyclic collector paused until it has returned and its rows are freed."""
-
-    @functools.wraps(function)
-    def paused(*args: Params.args, **kwargs: Params.kwargs) -> R:
-        with _cyclic_gc_paused():
-            return function(*args, **kwargs)
-
-    return paused
-
-
-@collector_paused
 def settle_once(uow: UnitOfWork, kind: PeriodKind[P, S], key: str, period: int) -> S | None:
     """Plan, apply and close `period` in one transaction; None if it is settled, or open in ranges
     (then `settle` finishes it in its ranges)."""
-    with uow:
+    with _cyclic_gc_paused(), uow:
         conn = uow.conn
         kind.lock(conn, key)
         if gate.open_period(conn, kind.name, key) is not None:
@@ -249,10 +232,9 @@ def open_periods(engine: sa.Engine) -> list[tuple[str, str, int]]:
         return [(kind, key, int(period)) for kind, key, period in rows]
 
 
-@collector_paused
 def open_period(uow: UnitOfWork, kind: PeriodKind[P, S], key: str, period: int, ranges: int) -> bool:
     """Open `period` in `ranges` ranges (or find it open); False if it is settled already."""
-    with uow:
+    with _cyclic_gc_paused(), uow:
         conn = uow.conn
         kind.lock(conn, key)
         if _stored_plan(conn, kind.name, key, period) is not None:
@@ -290,12 +272,11 @@ def _claim(conn: sa.Connection, kind: str, key: str, period: int, *, wait: bool)
     return None if row is None else Part(row.range_no, row.lo, row.hi)
 
 
-@collector_paused
 def apply_next(
     engine: sa.Engine, kind: PeriodKind[P, S], key: str, period: int, *, worker: str = "", wait: bool = False
 ) -> bool:
     """Apply one unapplied range of the open period; False when none is left to claim."""
-    with UnitOfWork(engine) as uow:
+    with _cyclic_gc_paused(), UnitOfWork(engine) as uow:
         conn = uow.conn
         raw = _stored_plan(conn, kind.name, key, period)
         claimed = None if raw is None else _claim(conn, kind.name, key, period, wait=wait)
