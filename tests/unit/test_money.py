@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from decimal import Decimal, Rounded, localcontext
+from decimal import Context, Decimal, Rounded, localcontext
 
 import pytest
 from hypothesis import given
@@ -48,6 +48,21 @@ def test_plain_text_has_no_exponent() -> None:
     assert plain(D("1E+2")) == "100"
     assert plain(D("0.00000010")) == "0.0000001"
     assert plain(D("0.000")) == "0"
+
+
+WIDE = Context(prec=200)
+
+
+@given(
+    st.decimals(allow_nan=False, allow_infinity=False)
+    | st.integers(-(10**70), 10**70).map(lambda i: Decimal(i).scaleb(-20, WIDE))
+    | st.integers(10**60, 10**70).map(lambda i: Decimal(i).scaleb(-30, WIDE))  # normalising rounds
+    | st.sampled_from([D("-0.000"), D("0E-8"), D("0E+3"), D("1E+3"), D("-1.50"), D("100"), D("1E-7")])
+)
+def test_plain_is_the_normalised_fixed_point_text(value: Decimal) -> None:
+    """Its fast path (trailing zeros stripped from `str`) gives what normalising gives."""
+    expected = "0" if value == 0 else format(value.normalize(), "f")
+    assert plain(value) == expected
 
 
 def test_hourly_interest_rounds_down_exactly_even_past_28_digits() -> None:

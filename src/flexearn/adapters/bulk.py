@@ -31,14 +31,17 @@ def _sqlite_rows(kinds: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> list[
 
 
 def _pg_array(kind: str, column: Sequence[Any]) -> str:
+    """An array literal of `column` (NULL for None)."""
     if kind == "amount" and any(not isinstance(v, Decimal) for v in column):
         raise TypeError("amounts are Decimal")
     if kind == "text":
-        return (
-            "{" + ",".join('"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"' for v in column) + "}"
+        quoted = (
+            "NULL" if v is None else '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+            for v in column
         )
+        return "{" + ",".join(quoted) + "}"
     if kind == "bool":
-        return "{" + ",".join("t" if v else "f" for v in column) + "}"
+        return "{" + ",".join("NULL" if v is None else "t" if v else "f" for v in column) + "}"
     return "{" + ",".join("NULL" if v is None else str(v) for v in column) + "}"
 
 

@@ -135,6 +135,15 @@ def mul_div_up(a: Decimal, b: Decimal, divisor: int | Decimal, places: int) -> D
 
 def plain(value: Decimal) -> str:
     """Fixed-point text without exponent or trailing zeros ("0" for zero)."""
+    text = str(value)  # settlement writes millions: most are plain already but for trailing zeros
+    if "E" in text or "N" in text or len(text) > 28:  # exponent, NaN, or (beyond 28 digits) rounding
+        return _plain(value)
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text == "-0" else text
+
+
+def _plain(value: Decimal) -> str:
     if value == 0:
         return "0"
     return format(value.normalize(), "f")

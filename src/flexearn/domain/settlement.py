@@ -42,8 +42,9 @@ class MarketTerms:
     places: int
 
 
-@dataclass(frozen=True)
-class PositionChange:
+class PositionChange(NamedTuple):
+    """A position's new row (a tuple: settlement makes one per position, an hour's hot path)."""
+
     id: int
     user_id: int
     lent_last_hour: Decimal

@@ -29,7 +29,7 @@ from flexearn.domain.catalog_day import expire, plan_day
 from flexearn.domain.money import ZERO
 from flexearn.services import gate
 from flexearn.services.catalog_rows import load_product
-from flexearn.services.settlement.period import Applied, Part
+from flexearn.services.settlement.period import Applied, Part, Schedule, due
 from flexearn.services.unit_of_work import UnitOfWork
 
 CHANGE_COLUMNS = {"amount": "amount", "accrued": "amount", "total_profit": "amount", "last_profit": "amount"}
@@ -70,6 +70,15 @@ class PlannedDay:
 
 class Days:
     name = gate.DAY
+    schedule = Schedule(
+        t.product.c.id,
+        t.product.c.first_day,
+        t.product_day.c.product_id,
+        t.product_day.c.day,
+        after=next_day_start,  # a day start of a database from before 16:00 UTC days may be 00:00
+        step=DAY_MS,
+        started_by=lambda now: now,
+    )
 
     def lock(self, conn: sa.Connection, key: str) -> None:
         load_product(conn, int(key), lock=True, gated=False)
@@ -169,15 +178,4 @@ def _expire(conn: sa.Connection, product: Product, day: int, part: Part) -> int:
 
 def due_days(uow: UnitOfWork) -> dict[int, list[int]]:
     """Per product, the day starts that have passed on the business clock and are unsettled."""
-    with uow:
-        now = uow.now()
-        rows = uow.conn.execute(
-            sa.select(t.product.c.id, t.product.c.first_day, sa.func.max(t.product_day.c.day))
-            .select_from(t.product.outerjoin(t.product_day, t.product_day.c.product_id == t.product.c.id))
-            .group_by(t.product.c.id, t.product.c.first_day)
-            .order_by(t.product.c.id)
-        ).all()
-    return {
-        pid: list(range(first if last is None else next_day_start(last), now + 1, DAY_MS))
-        for pid, first, last in rows
-    }
+    return due(uow, DAYS)

@@ -37,7 +37,7 @@ from flexearn.domain.settlement import (
 )
 from flexearn.services import gate
 from flexearn.services.markets import hour_demand, settings_from_row
-from flexearn.services.settlement.period import Applied, Part, RangesDisagree
+from flexearn.services.settlement.period import Applied, Part, RangesDisagree, Schedule, due
 from flexearn.services.unit_of_work import UnitOfWork
 
 
@@ -76,6 +76,15 @@ class PlannedHour:
 
 class Hours:
     name = gate.HOUR
+    schedule = Schedule(
+        t.market.c.ccy,
+        t.market.c.first_hour,
+        t.market_hour.c.ccy,
+        t.market_hour.c.hour,
+        after=lambda hour: hour + HOUR_MS,
+        step=HOUR_MS,
+        started_by=floor_hour,
+    )
 
     def lock(self, conn: sa.Connection, key: str) -> None:
         repo.market(conn, key, lock="update")
@@ -199,16 +208,4 @@ def write_changes(
 
 def due_hours(uow: UnitOfWork) -> dict[str, list[int]]:
     """Per currency, the hours whose start has passed on the business clock and are unsettled."""
-    with uow:
-        now_hour = floor_hour(uow.now())
-        rows = uow.conn.execute(
-            sa.select(t.market.c.ccy, t.market.c.first_hour, sa.func.max(t.market_hour.c.hour))
-            .select_from(t.market.outerjoin(t.market_hour, t.market_hour.c.ccy == t.market.c.ccy))
-            .group_by(t.market.c.ccy, t.market.c.first_hour)
-            .order_by(t.market.c.ccy)
-        ).all()
-    due: dict[str, list[int]] = {}
-    for ccy, first_hour, last in rows:
-        start = first_hour if last is None else last + HOUR_MS
-        due[ccy] = list(range(start, now_hour + 1, HOUR_MS))
-    return due
+    return due(uow, HOURS)

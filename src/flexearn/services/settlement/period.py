@@ -82,6 +82,22 @@ class Applied:
     entry_id: int | None = None
 
 
+@dataclass(frozen=True)
+class Schedule:
+    """Where a kind's periods are scheduled (`due`): each key's first period (`first`, a column of
+    the table of `key`), the settled periods (`settled`, a column of the table of `settled_key`),
+    the period after a settled one (`after`), the periods' length (`step`), and the last period
+    start a time may have reached (`started_by`)."""
+
+    key: sa.Column[Any]
+    first: sa.Column[Any]
+    settled_key: sa.Column[Any]
+    settled: sa.Column[Any]
+    after: Callable[[int], int]
+    step: int
+    started_by: Callable[[int], int]
+
+
 class Planned(Protocol):
     """A period's plan: serialisable for the ranges, and the users to cut them from."""
 
@@ -98,6 +114,7 @@ S_co = TypeVar("S_co", covariant=True)
 
 class PeriodKind(Protocol, Generic[P, S_co]):
     name: str  # gate.HOUR, gate.DAY: the kind's name in `settlement_open`
+    schedule: Schedule
 
     def lock(self, conn: sa.Connection, key: str) -> None:
         """Take the lock under which the period is planned and closed (trading waits for it)."""
@@ -160,6 +177,24 @@ def settle_once(uow: UnitOfWork, kind: PeriodKind[P, S], key: str, period: int) 
         settled = kind.close(conn, key, period, plan, [applied], whole=True)
         uow.commit()
     return settled
+
+
+def due(uow: UnitOfWork, kind: PeriodKind[Any, Any]) -> dict[Any, list[int]]:
+    """Per key, the periods of `kind` whose start has passed on the business clock and are
+    unsettled, in order."""
+    s = kind.schedule
+    with uow:
+        now = s.started_by(uow.now())
+        rows = uow.conn.execute(
+            sa.select(s.key, s.first, sa.func.max(s.settled))
+            .select_from(s.key.table.outerjoin(s.settled.table, s.settled_key == s.key))
+            .group_by(s.key, s.first)
+            .order_by(s.key)
+        ).all()
+    return {
+        key: list(range(first if last is None else s.after(last), now + 1, s.step))
+        for key, first, last in rows
+    }
 
 
 # --- in ranges -----------------------------------------------------------------------------------
