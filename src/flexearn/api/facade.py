@@ -13,6 +13,7 @@ import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any, Protocol
 
 from starlette.datastructures import Headers, QueryParams
@@ -73,10 +74,17 @@ class ErrorTable:
 
 
 class TableDialect:
-    """What dialects share: parameters, bodies and errors read through the exchange's table."""
+    """What dialects share: parameters, bodies and errors read through the exchange's table, from
+    its errors module (`api/<exchange>/errors.py`: `empty`, `invalid`, `JSON_SYNTAX`, `from_engine`,
+    `from_auth`, and the answers `TOO_MANY`, `UNAVAILABLE`, `SYSTEM_ERROR`)."""
 
-    def __init__(self, table: ErrorTable) -> None:
-        self.table = table
+    def __init__(self, errors: ModuleType) -> None:
+        self.table = ErrorTable(
+            errors.empty, errors.invalid, errors.JSON_SYNTAX, errors.from_engine, errors.from_auth
+        )
+        self.too_many: WireError = errors.TOO_MANY
+        self.unavailable: WireError = errors.UNAVAILABLE
+        self.system_error: WireError = errors.SYSTEM_ERROR
 
     def auth_error(self, failure: AuthFailure) -> WireError:
         return self.table.from_auth(failure)

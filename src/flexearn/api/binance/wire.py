@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl
 
 from flexearn.api.auth import SignedRequest
 from flexearn.api.binance import errors
-from flexearn.api.facade import ErrorTable, TableDialect, WireError
+from flexearn.api.facade import TableDialect, WireError
 from flexearn.domain.money import ascii_digits, plain
 
 API_KEY_HEADER = "X-MBX-APIKEY"
@@ -34,14 +34,9 @@ def amount(value: Decimal | None, places: int | None = None) -> str:
 
 class BinanceDialect(TableDialect):
     name = "binance"
-    too_many: WireError = errors.TOO_MANY
-    unavailable: WireError = errors.UNAVAILABLE
-    system_error: WireError = errors.SYSTEM_ERROR
 
     def __init__(self) -> None:
-        super().__init__(
-            ErrorTable(errors.empty, errors.invalid, errors.JSON_SYNTAX, errors.from_engine, errors.from_auth)
-        )
+        super().__init__(errors)
 
     def success(self, data: Any) -> Any:
         return data  # Binance answers the object or array itself

@@ -9,7 +9,7 @@ from typing import Any
 from flexearn.adapters.clock import wall_ms
 from flexearn.api.auth import SignedRequest, read_signed_request
 from flexearn.api.bitget import errors
-from flexearn.api.facade import ErrorTable, TableDialect, WireError
+from flexearn.api.facade import TableDialect, WireError
 from flexearn.domain.money import ascii_digits, plain
 
 HEADERS = ("ACCESS-KEY", "ACCESS-SIGN", "ACCESS-TIMESTAMP", "ACCESS-PASSPHRASE")
@@ -27,14 +27,9 @@ def ms(value: int | None) -> str:
 
 class BitgetDialect(TableDialect):
     name = "bitget"
-    too_many: WireError = errors.TOO_MANY
-    unavailable: WireError = errors.UNAVAILABLE
-    system_error: WireError = errors.SYSTEM_ERROR
 
     def __init__(self, now: Callable[[], int] = wall_ms) -> None:
-        super().__init__(
-            ErrorTable(errors.empty, errors.invalid, errors.JSON_SYNTAX, errors.from_engine, errors.from_auth)
-        )
+        super().__init__(errors)
         self.now = now  # `requestTime`: business time, as every other timestamp a client reads
 
     def success(self, data: Any) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 from flexearn.api.auth import SignedRequest
-from flexearn.api.facade import ErrorTable, TableDialect, WireError
+from flexearn.api.facade import TableDialect, WireError
 from flexearn.api.okx import auth, errors
 from flexearn.domain.money import plain, round_down
 
@@ -34,14 +34,9 @@ def rate(value: Decimal) -> str:
 
 class OkxDialect(TableDialect):
     name = "okx"
-    too_many: WireError = errors.TOO_MANY
-    unavailable: WireError = errors.UNAVAILABLE
-    system_error: WireError = errors.SYSTEM_ERROR
 
     def __init__(self) -> None:
-        super().__init__(
-            ErrorTable(errors.empty, errors.invalid, errors.JSON_SYNTAX, errors.from_engine, errors.from_auth)
-        )
+        super().__init__(errors)
 
     def success(self, data: Any) -> dict[str, Any]:
         return {"code": "0", "msg": "", "data": data}
