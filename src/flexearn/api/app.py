@@ -19,8 +19,6 @@ from flexearn.api.admission import Admission
 from flexearn.api.auth import DatabaseReplayMemory, ReplayMemory, SharedReplayMemory, Verifier
 from flexearn.api.binance import errors as binance_errors
 from flexearn.api.binance.routes import ENDPOINTS as BINANCE_ENDPOINTS
-from flexearn.api.binance.routes import WEIGHTS as BINANCE_WEIGHTS
-from flexearn.api.binance.weights import weighed
 from flexearn.api.binance.wire import BinanceDialect
 from flexearn.api.bitget import errors as bitget_errors
 from flexearn.api.bitget.routes import ENDPOINTS as BITGET_ENDPOINTS
@@ -85,15 +83,7 @@ def create_app(settings: Settings, flexearn: Flexearn | None = None, *, demo: bo
             return JSONResponse(binance.failure(binance_errors.NOT_FOUND), 404)
         return JSONResponse(OkxDialect().failure(okx_errors.NOT_FOUND), status_code=404)
 
-    facade_routes = [
-        route
-        for facade in facades
-        for route in (
-            weighed(facade.routes(), BINANCE_WEIGHTS, settings.rate_limit_scale)
-            if facade.dialect is binance
-            else facade.routes()
-        )
-    ]
+    facade_routes = [route for facade in facades for route in facade.routes()]
     routes: list[BaseRoute] = [*facade_routes]
     # a user's data: as the admin API; the public views limited per IP, as the façades' are
     routes += dashboard_routes(engine_app, admin_tokens, admission, limiter)

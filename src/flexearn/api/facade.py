@@ -17,7 +17,6 @@ from types import ModuleType
 from typing import Any, Protocol
 
 from starlette.datastructures import Headers, QueryParams
-from starlette.requests import ClientDisconnect
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -60,6 +59,7 @@ class Dialect(Protocol):
     def params(self, values: Mapping[str, Any]) -> Params: ...
     def body(self, raw: bytes) -> Mapping[str, Any]: ...
     def values(self, method: str, query: bytes, body: bytes) -> Mapping[str, Any]: ...
+    def metered(self, limit_scale: int) -> Callable[[Endpoint, ASGIApp], ASGIApp]: ...
 
 
 @dataclass(frozen=True)
@@ -102,6 +102,11 @@ class TableDialect:
         """The request's parameters: a POST's JSON body, else the query string."""
         return self.body(body) if method == "POST" else QueryParams(query)
 
+    def metered(self, limit_scale: int) -> Callable[[Endpoint, ASGIApp], ASGIApp]:
+        """What the exchange puts around each endpoint's app beyond its per-second limit, for one
+        façade: nothing, unless it meters request weights (Binance: `api/binance/weights.py`)."""
+        return _unmetered
+
 
 Handler = Callable[[Flexearn, Caller | None, Params], Any]
 
@@ -128,6 +133,11 @@ class Endpoint:
     permission: str | None  # None: public (limited per IP); else limited per user
     per_second: int
     cached: bool = False  # public, from stored data and the business hour only: `api/answers.py`
+    weight: int = 1  # the request weight, where the exchange meters by weight (`Dialect.metered`)
+
+
+def _unmetered(spec: Endpoint, app: ASGIApp) -> ASGIApp:
+    return app
 
 
 class Facade:
@@ -150,62 +160,9 @@ class Facade:
 
     def routes(self) -> list[Route]:
         """A Starlette route per endpoint, each an ASGI app (`dispatch_table` serves the same apps
-        without the router)."""
-        return [Route(e.path, _App(self._endpoint(e)), methods=[e.method]) for e in self.endpoints]
-
-    def _endpoint(self, spec: Endpoint) -> ASGIApp:
-        dialect = self.dialect
-        answers = PublicAnswers() if spec.cached else None
-
-        async def answer(scope: Scope, receive: Receive) -> tuple[int, bytes]:
-            deadline = self.admission.budget()
-            try:
-                body = await _body(receive)
-                client = scope.get("client")
-                ip = client[0] if client else ""
-                caller = signed = None
-                if spec.permission is None:
-                    await self._limit(spec, f"ip:{ip}")
-                else:
-                    signed, caller, until = await self._authenticate(
-                        deadline, scope, body, ip, spec.permission
-                    )
-                    await self._limit(spec, f"user:{caller.user_id}")
-                if answers is not None:
-                    key = (scope["query_string"], floor_hour(self.clock.now()))
-                    kept = answers.get(key)
-                    if kept is not None:
-                        return 200, kept
-                    since = answers.since()
-                params = dialect.params(dialect.values(spec.method, scope["query_string"], body))
-                replay = None if signed is None else (signed.signature, until)
-                data = await self.admission.run(deadline, self._handle, spec.handler, caller, params, replay)
-                rendered = _json(dialect.success(data))
-                if answers is not None:
-                    answers.keep(key, since, rendered)
-                return 200, rendered
-            except AuthFailure as failure:  # a replay, found in the handler's slot
-                error = dialect.auth_error(failure)
-            except WireError as wire_error:
-                error = wire_error
-            except FlexearnError as engine_error:
-                error = dialect.engine_error(engine_error)
-            except Exception as unexpected:
-                if db.unavailable(unexpected):  # expected while the database is down: one line, no trace
-                    log.warning(
-                        "database unavailable: %s: %s", type(unexpected).__name__, _first_line(unexpected)
-                    )
-                    error = dialect.unavailable
-                else:
-                    log.exception("unexpected error in %s %s", spec.method, spec.path)
-                    error = dialect.system_error
-            context.note_code(error.code)  # for the request metrics and the access log
-            return error.status, _json(dialect.failure(error))
-
-        async def endpoint(scope: Scope, receive: Receive, send: Send) -> None:
-            await _send_json(send, *await answer(scope, receive))
-
-        return endpoint
+        without the router), behind what the dialect meters (`Dialect.metered`)."""
+        metered = self.dialect.metered(self.limit_scale)
+        return [Route(e.path, metered(e, _Endpoint(self, e)), methods=[e.method]) for e in self.endpoints]
 
     async def _limit(self, spec: Endpoint, who: str) -> None:
         limit = spec.per_second * self.limit_scale
@@ -268,26 +225,75 @@ class Facade:
                     raise AuthFailure(Failure.REPLAYED)  # a replay's refusal wins over its outcome
 
 
-class _App:
-    """An ASGI app the router calls as one (it would wrap a plain function as a request handler)."""
+class _Endpoint:
+    """One endpoint as an ASGI app (a class, so that the router calls it as one rather than as a
+    request handler): the request bounded, authenticated, limited, handled in a database slot and
+    answered in the exchange's envelope."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    def __init__(self, facade: Facade, spec: Endpoint) -> None:
+        self.facade, self.spec = facade, spec
+        self.answers = PublicAnswers() if spec.cached else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.app(scope, receive, send)
+        await _send_json(send, *await self._answer(scope))
+
+    async def _answer(self, scope: Scope) -> tuple[int, bytes]:
+        facade, spec, answers = self.facade, self.spec, self.answers
+        dialect = facade.dialect
+        deadline = facade.admission.budget()
+        try:
+            body = request_body(scope)
+            client = scope.get("client")
+            ip = client[0] if client else ""
+            caller = signed = None
+            if spec.permission is None:
+                await facade._limit(spec, f"ip:{ip}")
+            else:
+                signed, caller, until = await facade._authenticate(deadline, scope, body, ip, spec.permission)
+                await facade._limit(spec, f"user:{caller.user_id}")
+            if answers is not None:
+                key = (scope["query_string"], floor_hour(facade.clock.now()))
+                kept = answers.get(key)
+                if kept is not None:
+                    return 200, kept
+                since = answers.since()
+            params = dialect.params(dialect.values(spec.method, scope["query_string"], body))
+            replay = None if signed is None else (signed.signature, until)
+            data = await facade.admission.run(deadline, facade._handle, spec.handler, caller, params, replay)
+            rendered = _json(dialect.success(data))
+            if answers is not None:
+                answers.keep(key, since, rendered)
+            return 200, rendered
+        except AuthFailure as failure:  # a replay, found in the handler's slot
+            error = dialect.auth_error(failure)
+        except WireError as wire_error:
+            error = wire_error
+        except FlexearnError as engine_error:
+            error = dialect.engine_error(engine_error)
+        except Exception as unexpected:
+            if db.unavailable(unexpected):  # expected while the database is down: one line, no trace
+                log.warning(
+                    "database unavailable: %s: %s", type(unexpected).__name__, _first_line(unexpected)
+                )
+                error = dialect.unavailable
+            else:
+                log.exception("unexpected error in %s %s", spec.method, spec.path)
+                error = dialect.system_error
+        context.note_code(error.code)  # for the request metrics and the access log
+        return error.status, _json(dialect.failure(error))
 
 
-async def _body(receive: Receive) -> bytes:
-    """The request's body, whole (`api/limits.BodyLimits` has bounded it)."""
-    chunks = []
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            raise ClientDisconnect
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+# Where `api/limits.BodyLimits` leaves the request's body, read whole and bounded, for the façades'
+# endpoints (other apps read it from `receive`, where it is handed over again).
+BODY = "flexearn.body"
+
+
+def request_body(scope: Scope) -> bytes:
+    """The request's body, as `BodyLimits` read it (every façade endpoint is served behind it)."""
+    body = scope.get(BODY)
+    if body is None:
+        raise RuntimeError("a façade endpoint is served without api.limits.BodyLimits in front of it")
+    return body  # type: ignore[no-any-return]
 
 
 def _json(content: Any) -> bytes:

@@ -4,7 +4,8 @@ Every handler reads its body whole (a signature covers the raw bytes), so the bo
 before a handler sees it, and before authentication: an anonymous client could otherwise make the
 server hold a 300 MB body. `BodyLimits` reads the body itself, at most `max_bytes` of it
 (FLEXEARN_MAX_BODY_BYTES) within `timeout` seconds (FLEXEARN_BODY_TIMEOUT) of the headers, and hands
-the application that body in one message:
+the application that body: in the scope for the façades' endpoints (`api/facade.request_body`), and
+in one message for every other app:
 
 - a declared `Content-Length` above the limit is refused at once, without reading a byte of it;
 - a streamed body (chunked, or HTTP/2 without a length) is counted as it arrives and refused as
@@ -34,6 +35,7 @@ from flexearn.api.binance import errors as binance_errors
 from flexearn.api.binance.wire import BinanceDialect
 from flexearn.api.bitget import errors as bitget_errors
 from flexearn.api.bitget.wire import BitgetDialect
+from flexearn.api.facade import BODY
 from flexearn.api.okx import errors as okx_errors
 from flexearn.api.okx.wire import OkxDialect
 from flexearn.observability import context
@@ -56,6 +58,18 @@ class BodyLimits:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        body = await self._body(scope, receive)
+        if isinstance(body, int):
+            if body:  # else the client went away: nobody to answer
+                await self._refuse(scope, send, body)
+            else:
+                context.note_code(CLIENT_CLOSED)  # logged and counted as 499
+            return
+        scope[BODY] = body  # the façades' endpoints take it from here
+        await self.app(scope, _replaying(body, receive), send)
+
+    async def _body(self, scope: Scope, receive: Receive) -> bytes | int:
+        """The whole body, or the status of its refusal (`_read`), from what the headers declare."""
         length: bytes | None = None
         streamed = False
         for name, value in scope["headers"]:  # ASGI header names are lower case
@@ -63,26 +77,14 @@ class BodyLimits:
                 length = value
             elif name == b"transfer-encoding":
                 streamed = True
-        if not streamed:
-            if length is None and scope.get("http_version") != "2":  # HTTP/1: no body at all
-                await self.app(scope, _replaying(b"", receive), send)  # the server is not asked
-                return
-            if length is not None:
-                declared = int(length) if length.isdigit() else self.max_bytes + 1  # the server checked it
-                if declared > self.max_bytes:
-                    await self._refuse(scope, send, TOO_LARGE)
-                    return
-                if declared == 0:
-                    await self.app(scope, _replaying(b"", receive), send)
-                    return
-        body = await self._read(receive)
-        if isinstance(body, int):
-            if body:  # else the client went away: nobody to answer
-                await self._refuse(scope, send, body)
-            else:
-                context.note_code(CLIENT_CLOSED)  # logged and counted as 499
-            return
-        await self.app(scope, _replaying(body, receive), send)
+        if streamed or (length is None and scope.get("http_version") == "2"):  # no length declared
+            return await self._read(receive)
+        if length is None:  # HTTP/1 without either header: no body at all, and the server is not asked
+            return b""
+        declared = int(length) if length.isdigit() else self.max_bytes + 1  # the server checked it
+        if declared > self.max_bytes:
+            return TOO_LARGE
+        return await self._read(receive) if declared else b""
 
     async def _read(self, receive: Receive) -> bytes | int:
         """The whole body; else 413 (past the limit), 408 (out of time) or 0 (the client left)."""

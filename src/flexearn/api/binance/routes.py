@@ -287,57 +287,38 @@ def rate_history(app: Flexearn, caller: Caller | None, params: Params) -> dict[s
     return page(params, rows if shown else [])
 
 
-def _private(method: str, path: str, handler: Any, permission: str = "read") -> Endpoint:
-    return Endpoint(method, path, handler, permission, PER_SECOND)
+# Request weights (IP), as Binance documents each endpoint (sources: docs/fidelity.md); 1 if not given.
+EARN_READ = 150
 
 
-def _public(path: str, handler: Any) -> Endpoint:
-    return Endpoint("GET", path, handler, None, PER_SECOND)
+def _private(method: str, path: str, handler: Any, permission: str = "read", weight: int = 1) -> Endpoint:
+    return Endpoint(method, path, handler, permission, PER_SECOND, weight=weight)
+
+
+def _public(path: str, handler: Any, weight: int = 1) -> Endpoint:
+    return Endpoint("GET", path, handler, None, PER_SECOND, weight=weight)
 
 
 ENDPOINTS = [
     _public("/api/v3/time", wallet.server_time),
-    _public("/api/v3/exchangeInfo", wallet.exchange_info),
-    _private("GET", "/api/v3/account", wallet.spot_account),
+    _public("/api/v3/exchangeInfo", wallet.exchange_info, 20),
+    _private("GET", "/api/v3/account", wallet.spot_account, weight=20),
     _private("POST", "/sapi/v1/asset/get-funding-asset", wallet.funding_asset),
-    _private("POST", "/sapi/v3/asset/getUserAsset", wallet.user_asset),
+    _private("POST", "/sapi/v3/asset/getUserAsset", wallet.user_asset, weight=5),
     _private("POST", "/sapi/v1/asset/transfer", wallet.universal_transfer, "trade"),
-    _private("GET", f"{EARN}/flexible/list", flexible_list),
-    _private("GET", f"{EARN}/flexible/position", flexible_position),
-    _private("GET", f"{EARN}/account", account),
+    _private("GET", f"{EARN}/flexible/list", flexible_list, weight=EARN_READ),
+    _private("GET", f"{EARN}/flexible/position", flexible_position, weight=EARN_READ),
+    _private("GET", f"{EARN}/account", account, weight=EARN_READ),
     _private("POST", f"{EARN}/flexible/subscribe", flexible_subscribe, "trade"),
     _private("POST", f"{EARN}/flexible/redeem", flexible_redeem, "trade"),
-    _private("GET", f"{EARN}/flexible/personalLeftQuota", personal_left_quota),
-    _private("GET", f"{EARN}/flexible/subscriptionPreview", subscription_preview),
-    _private("GET", f"{EARN}/flexible/history/subscriptionRecord", subscription_record),
-    _private("GET", f"{EARN}/flexible/history/redemptionRecord", redemption_record),
-    _private("GET", f"{EARN}/flexible/history/rewardsRecord", rewards_record),
-    _private("GET", f"{EARN}/flexible/history/rateHistory", rate_history),
-    _private("GET", f"{EARN}/locked/list", locked.locked_list),
-    _private("GET", f"{EARN}/locked/position", locked.locked_position),
+    _private("GET", f"{EARN}/flexible/personalLeftQuota", personal_left_quota, weight=EARN_READ),
+    _private("GET", f"{EARN}/flexible/subscriptionPreview", subscription_preview, weight=EARN_READ),
+    _private("GET", f"{EARN}/flexible/history/subscriptionRecord", subscription_record, weight=EARN_READ),
+    _private("GET", f"{EARN}/flexible/history/redemptionRecord", redemption_record, weight=EARN_READ),
+    _private("GET", f"{EARN}/flexible/history/rewardsRecord", rewards_record, weight=EARN_READ),
+    _private("GET", f"{EARN}/flexible/history/rateHistory", rate_history, weight=EARN_READ),
+    _private("GET", f"{EARN}/locked/list", locked.locked_list, weight=EARN_READ),
+    _private("GET", f"{EARN}/locked/position", locked.locked_position, weight=EARN_READ),
     _private("POST", f"{EARN}/locked/subscribe", locked.locked_subscribe, "trade"),
     _private("POST", f"{EARN}/locked/redeem", locked.locked_redeem, "trade"),
 ]
-
-# Request weights (IP), as Binance documents each endpoint (sources: docs/fidelity.md); 1 if absent.
-WEIGHTS = {
-    "/api/v3/exchangeInfo": 20,
-    "/api/v3/account": 20,
-    "/sapi/v3/asset/getUserAsset": 5,
-    **{
-        f"{EARN}/{path}": 150
-        for path in (
-            "flexible/list",
-            "flexible/position",
-            "account",
-            "flexible/personalLeftQuota",
-            "flexible/subscriptionPreview",
-            "flexible/history/subscriptionRecord",
-            "flexible/history/redemptionRecord",
-            "flexible/history/rewardsRecord",
-            "flexible/history/rateHistory",
-            "locked/list",
-            "locked/position",
-        )
-    },
-}

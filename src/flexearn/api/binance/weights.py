@@ -14,12 +14,12 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 
-from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flexearn.api.binance import errors
+from flexearn.api.facade import Endpoint
 from flexearn.observability import context
 
 API_LIMIT, SAPI_LIMIT = 6_000, 12_000  # request weight per IP per minute
@@ -100,12 +100,13 @@ class _Weighed:
         await self.app(scope, receive, send_weighed)
 
 
-def weighed(routes: Sequence[Route], weights: Mapping[str, int], limit_scale: int = 1) -> list[Route]:
-    """The façade's routes, each behind its endpoint's weight (`weights`, by path; 1 if absent)."""
+def meter(limit_scale: int = 1) -> Callable[[Endpoint, ASGIApp], ASGIApp]:
+    """For one façade: each endpoint's app behind its weight (`Endpoint.weight`), metered against
+    the limit of its API (`/api/` or `/sapi/`), shared by all of that API's endpoints."""
     meters = {False: WeightMeter(API_LIMIT * limit_scale), True: WeightMeter(SAPI_LIMIT * limit_scale)}
-    out = []
-    for route in routes:
-        sapi = route.path.startswith("/sapi/")
-        app = _Weighed(route.app, weights.get(route.path, 1), meters[sapi], sapi)
-        out.append(Route(route.path, app, methods=sorted(route.methods or ()), name=route.name))
-    return out
+
+    def weighed(spec: Endpoint, app: ASGIApp) -> ASGIApp:
+        sapi = spec.path.startswith("/sapi/")
+        return _Weighed(app, spec.weight, meters[sapi], sapi)
+
+    return weighed

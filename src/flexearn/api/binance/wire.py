@@ -9,14 +9,16 @@ most 1000 ms ahead of the server's clock. Sources: docs/fidelity.md.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl
 
+from starlette.types import ASGIApp
+
 from flexearn.api.auth import SignedRequest
-from flexearn.api.binance import errors
-from flexearn.api.facade import TableDialect, WireError
+from flexearn.api.binance import errors, weights
+from flexearn.api.facade import Endpoint, TableDialect, WireError
 from flexearn.domain.money import ascii_digits, plain
 
 API_KEY_HEADER = "X-MBX-APIKEY"
@@ -43,6 +45,9 @@ class BinanceDialect(TableDialect):
 
     def failure(self, error: WireError) -> dict[str, Any]:
         return {"code": int(error.code), "msg": error.msg}
+
+    def metered(self, limit_scale: int) -> Callable[[Endpoint, ASGIApp], ASGIApp]:
+        return weights.meter(limit_scale)  # request weights per IP, per minute
 
     def values(self, method: str, query: bytes, body: bytes) -> Mapping[str, Any]:
         """Parameters from the form body and the query string; "If a parameter sent in both the
