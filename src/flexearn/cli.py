@@ -811,7 +811,7 @@ def price_set(ctx: click.Context, app: Flexearn, ccy: str, usdt_price: Decimal) 
 
 @main.group()
 def key() -> None:
-    """API keys (they work on every façade)."""
+    """API keys (each works on the façades it names: by default all of them)."""
 
 
 @command(key, "create")
@@ -821,14 +821,21 @@ def key() -> None:
 @click.option(
     "--expires", type=click.IntRange(1), default=None, help="Days until the key expires (default: never)."
 )
+@click.option(
+    "--facades",
+    default=keys.ALL_FACADES,
+    show_default=True,
+    help="Where the key works, comma-separated. Binance signs with the secret alone: leave it out to"
+    " keep the passphrase a second factor.",
+)
 def key_create(
-    ctx: click.Context, app: Flexearn, user_name: str, perm: str, ip: str, expires: int | None
+    ctx: click.Context, app: Flexearn, user_name: str, perm: str, ip: str, expires: int | None, facades: str
 ) -> None:
     """Create a key for a user.
 
     The secret and passphrase are shown only now."""
     box = SecretBox(ctx.obj["settings"].master_key)
-    new = keys.create_key(app.uow(), box, _user_id(app, user_name), perm, ip, expires)
+    new = keys.create_key(app.uow(), box, _user_id(app, user_name), perm, ip, expires, facades=facades)
     emit(
         ctx,
         {"apiKey": new.api_key, "secretKey": new.secret_key, "passphrase": new.passphrase},

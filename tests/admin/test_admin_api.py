@@ -140,12 +140,21 @@ def test_api_keys_are_created_once_listed_without_secrets_and_revoked(admin: Adm
     assert response.headers["cache-control"] == "no-store"
     assert created["key"]["permissions"] == ["read", "trade"]
     assert created["key"]["expires_at"] is not None
+    assert created["key"]["facades"] == ["binance", "bitget", "okx"]  # every façade unless named
+    kept_off_binance = ok(
+        c.post(f"/users/{user_id}/keys", json={"permissions": ["read"], "facades": ["okx", "bitget"]}), 201
+    )
+    assert kept_off_binance["key"]["facades"] == ["bitget", "okx"]
+    refused(c.post(f"/users/{user_id}/keys", json={"permissions": ["read"], "facades": []}), 400,
+            "invalid_parameter")
+    refused(c.post(f"/users/{user_id}/keys", json={"permissions": ["read"], "facades": ["kraken"]}), 400,
+            "invalid_parameter")
     key = NewKey(created["api_key"], created["secret_key"], created["passphrase"])
     okx = OkxHttp(admin.base_url, key)
     assert okx.get("/api/v5/asset/balances").json()["code"] == "0"  # the secret shown works
 
     listed = ok(c.get(f"/users/{user_id}/keys"))
-    assert [k["api_key"] for k in listed] == [key.api_key]
+    assert [k["api_key"] for k in listed] == [key.api_key, kept_off_binance["api_key"]]
     assert "secret_key" not in listed[0]
     assert "passphrase" not in listed[0]
     refused(c.post(f"/users/{user_id}/keys", json={"permissions": ["admin"]}), 400, "invalid_parameter")

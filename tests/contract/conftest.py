@@ -33,10 +33,20 @@ class World:
     master_key: str
 
     def new_key(
-        self, permissions: str = "read,trade", ips: str = "", expires_days: int | None = None
+        self,
+        permissions: str = "read,trade",
+        ips: str = "",
+        expires_days: int | None = None,
+        facades: str = keys.ALL_FACADES,
     ) -> keys.NewKey:
         return keys.create_key(
-            self.app.uow(), SecretBox(self.master_key), self.user_id, permissions, ips, expires_days
+            self.app.uow(),
+            SecretBox(self.master_key),
+            self.user_id,
+            permissions,
+            ips,
+            expires_days,
+            facades=facades,
         )
 
 

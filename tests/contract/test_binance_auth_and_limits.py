@@ -10,8 +10,11 @@ import time
 import httpx
 import pytest
 
+from flexearn.domain.errors import InvalidParameter
 from flexearn.services import keys
+from tests.contract.bitget_http import BitgetHttp
 from tests.contract.conftest import FLEXIBLE_USDT, World
+from tests.contract.okx_http import OkxHttp
 from tests.helpers import assert_ledger_ok
 
 EARN = "/sapi/v1/simple-earn"
@@ -101,6 +104,31 @@ def test_the_auth_matrix_answers_binance_codes(user: World) -> None:
     assert call(user, "GET", ACCOUNT, timestamp=once).status_code == 200
     refused(call(user, "GET", ACCOUNT, timestamp=once), 400, -1022)  # the same signed request again
     refused(call(user, "GET", ACCOUNT, "a=1&a=2"), 400, -1101)
+    assert_ledger_ok(user.app)
+
+
+def test_a_key_works_only_on_the_facades_it_names(user: World) -> None:
+    """Binance signs with the secret alone: a key kept off the Binance façade is refused there
+    (-2015) however well signed, so its passphrase stays a second factor on OKX and Bitget; a
+    Binance-only key is refused on the others with their own "no permission" codes."""
+    with_passphrase = user.new_key("read,trade", facades="okx,bitget")
+    refused(call(user, "GET", ACCOUNT, key=with_passphrase), 401, -2015)
+    subscribe = call(user, "POST", SUBSCRIBE, f"productId={FLEXIBLE_USDT}&amount=10", key=with_passphrase)
+    refused(subscribe, 401, -2015)
+    okx = OkxHttp(user.base_url, with_passphrase).get("/api/v5/finance/savings/balance")
+    assert (okx.status_code, okx.json()["code"]) == (200, "0"), okx.text
+    bitget = BitgetHttp(user.base_url, with_passphrase).get("/api/v2/earn/savings/product")
+    assert (bitget.status_code, bitget.json()["code"]) == (200, "00000"), bitget.text
+    binance_only = user.new_key("read", facades="binance")
+    assert call(user, "GET", ACCOUNT, key=binance_only).status_code == 200
+    okx = OkxHttp(user.base_url, binance_only).get("/api/v5/finance/savings/balance")
+    assert (okx.status_code, okx.json()["code"]) == (200, "50120"), okx.text
+    bitget = BitgetHttp(user.base_url, binance_only).get("/api/v2/earn/savings/product")
+    assert (bitget.status_code, bitget.json()["code"]) == (400, "40014"), bitget.text
+    with pytest.raises(InvalidParameter, match="binance, bitget, okx"):
+        user.new_key("read", facades="okx,ftx")
+    made = {k.api_key: k.facades for k in keys.list_keys(user.app.uow(), user.user_id)}
+    assert (made[with_passphrase.api_key], made[binance_only.api_key]) == (("bitget", "okx"), ("binance",))
     assert_ledger_ok(user.app)
 
 

@@ -13,7 +13,7 @@ from flexearn.api.auth import AuthFailure, Failure, SignedRequest, Verifier, sig
 from flexearn.services.keys import KeyInfo, KeyRecord
 
 SECRET, PASSPHRASE = "S" * 32, "right-passphrase"
-INFO = KeyInfo("key-1", 1, ("read",), (), None, 0, None)
+INFO = KeyInfo("key-1", 1, ("read",), ("okx",), (), None, 0, None)
 RECORD = KeyRecord(INFO, SECRET, secrets.hash_passphrase(PASSPHRASE))
 
 
@@ -26,7 +26,7 @@ def request(passphrase: str, nonce: int, secret: str = SECRET) -> tuple[SignedRe
 
 def failure(verifier: Verifier, signed: SignedRequest, now: int) -> Failure | None:
     try:
-        verifier.verify(signed, now, "read")
+        verifier.verify(signed, now, "read", "okx")
     except AuthFailure as refused:
         return refused.failure
     return None
@@ -51,5 +51,5 @@ def test_a_non_ascii_signature_is_a_bad_signature(signature: str) -> None:
     verifier = Verifier(lambda key: RECORD)
     signed, now = request(PASSPHRASE, 1)
     with pytest.raises(AuthFailure) as refused:
-        verifier.verify(dataclasses.replace(signed, signature=signature), now, "read")
+        verifier.verify(dataclasses.replace(signed, signature=signature), now, "read", "okx")
     assert refused.value.failure is Failure.BAD_SIGNATURE

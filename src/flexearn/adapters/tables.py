@@ -247,6 +247,8 @@ api_key = sa.Table(
     sa.Column("secret_encrypted", sa.Text, nullable=False),  # under the master key, never in clear
     sa.Column("passphrase_hash", sa.String(255), nullable=False),  # scrypt
     sa.Column("permissions", sa.String(64), nullable=False),  # comma-separated: read,trade
+    # comma-separated: where the key works (binance,bitget,okx); Binance signs without the passphrase
+    sa.Column("facades", sa.String(64), nullable=False, server_default="binance,bitget,okx"),
     sa.Column("ip_allowlist", sa.Text, nullable=False, default=""),  # comma-separated; empty: any
     sa.Column("expires_at", sa.BigInteger, nullable=True),  # real time, ms
     sa.Column("created_at", sa.BigInteger, nullable=False),

@@ -43,6 +43,7 @@ class Failure(Enum):
     BAD_SIGNATURE = "bad_signature"
     IP_REFUSED = "ip_refused"
     NO_PERMISSION = "no_permission"
+    OTHER_FACADE = "other_facade"  # the key does not work on this façade (`KeyInfo.facades`)
     REPLAYED = "replayed"
 
 
@@ -130,8 +131,8 @@ class Verifier:
         self._passphrases: set[tuple[str, str, bytes]] = set()  # verified (key, hash, sha256(passphrase))
         self._replays = replays or ReplayMemory()
 
-    def verify(self, request: SignedRequest, now_ms: int, permission: str) -> Caller:
-        caller, until = self.check(request, now_ms, permission)
+    def verify(self, request: SignedRequest, now_ms: int, permission: str, facade: str) -> Caller:
+        caller, until = self.check(request, now_ms, permission, facade)
         self.refuse_replay(request.signature, now_ms, until)
         return caller
 
@@ -144,9 +145,10 @@ class Verifier:
         record = cached[1]
         return passphrase is None or self._passphrase_token(record, passphrase) in self._passphrases
 
-    def check(self, request: SignedRequest, now_ms: int, permission: str) -> tuple[Caller, int]:
+    def check(self, request: SignedRequest, now_ms: int, permission: str, facade: str) -> tuple[Caller, int]:
         """Everything `verify` checks but the replay: the caller, and until when (wall ms) the
-        request's timestamp could still be accepted (`refuse_replay` needs it)."""
+        request's timestamp could still be accepted (`refuse_replay` needs it). `facade` is the
+        façade asked (`Dialect.name`): the key must work there."""
         window = self._window_ms if request.window_ms is None else request.window_ms
         until = accepted_until(self._clock(), request.sent_ms, now_ms, window, request.ahead_ms)
         if until is None:
@@ -175,6 +177,8 @@ class Verifier:
             raise AuthFailure(Failure.IP_REFUSED, request.client_ip)
         if permission not in info.permissions:
             raise AuthFailure(Failure.NO_PERMISSION)
+        if facade not in info.facades:
+            raise AuthFailure(Failure.OTHER_FACADE, facade)
         return Caller(info.user_id, request.api_key), until
 
     def _key(self, api_key: str) -> KeyRecord | None:

@@ -188,7 +188,7 @@ class Facade:
                 raise WireError(self.dialect.too_many.code, TOO_MANY_FAILURES, self.dialect.too_many.status)
         try:
             if self.clock.fresh() and self.verifier.ready(signed.api_key, signed.passphrase):
-                caller, until = self.verifier.check(signed, wall_ms(), permission)
+                caller, until = self.verifier.check(signed, wall_ms(), permission, self.dialect.name)
             else:
                 caller, until = await self.admission.run(deadline, self._check, signed, permission)
         except AuthFailure as failure:
@@ -200,7 +200,7 @@ class Facade:
 
     def _check(self, signed: SignedRequest, permission: str) -> tuple[Caller, int]:
         self.clock.refresh()
-        return self.verifier.check(signed, wall_ms(), permission)
+        return self.verifier.check(signed, wall_ms(), permission, self.dialect.name)
 
     def _handle(
         self, handler: Handler, caller: Caller | None, params: Params, signed: tuple[str, int] | None

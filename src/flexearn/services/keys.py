@@ -16,6 +16,10 @@ from flexearn.domain.errors import InvalidParameter, NotFound
 from flexearn.services.unit_of_work import UnitOfWork
 
 PERMISSIONS = ("read", "trade")
+# The façades a key may work on. Binance signs with the secret alone (OKX and Bitget also ask for
+# the passphrase), so a key that works there is only as strong as its secret.
+FACADES = ("binance", "bitget", "okx")
+ALL_FACADES = ",".join(FACADES)
 DAY_MS = 86_400_000
 
 
@@ -33,6 +37,7 @@ class KeyInfo:
     api_key: str
     user_id: int
     permissions: tuple[str, ...]
+    facades: tuple[str, ...]
     ip_allowlist: tuple[str, ...]
     expires_at: int | None
     created_at: int
@@ -48,11 +53,19 @@ class KeyRecord:
     passphrase_hash: str
 
 
+def _names(text: str, allowed: tuple[str, ...], param: str) -> tuple[str, ...]:
+    names = tuple(sorted({n.strip() for n in text.split(",") if n.strip()}))
+    if not names or any(n not in allowed for n in names):
+        raise InvalidParameter(param, f"a comma-separated list of {', '.join(allowed)}")
+    return names
+
+
 def parse_permissions(text: str) -> tuple[str, ...]:
-    perms = tuple(sorted({p.strip() for p in text.split(",") if p.strip()}))
-    if not perms or any(p not in PERMISSIONS for p in perms):
-        raise InvalidParameter("perm", f"a comma-separated list of {', '.join(PERMISSIONS)}")
-    return perms
+    return _names(text, PERMISSIONS, "perm")
+
+
+def parse_facades(text: str) -> tuple[str, ...]:
+    return _names(text, FACADES, "facades")
 
 
 def parse_ips(text: str) -> tuple[str, ...]:
@@ -74,9 +87,11 @@ def create_key(
     expires_days: int | None = None,
     passphrase: str | None = None,
     reissue: NewKey | None = None,
+    facades: str = ALL_FACADES,
 ) -> NewKey:
-    """A new key; or `reissue`, a key issued before (e.g. the sandbox's, kept in its key file)."""
-    perms, allow = parse_permissions(permissions), parse_ips(ips)
+    """A new key, working on `facades`; or `reissue`, a key issued before (e.g. the sandbox's,
+    kept in its key file)."""
+    perms, allow, where = parse_permissions(permissions), parse_ips(ips), parse_facades(facades)
     if expires_days is not None and expires_days <= 0:
         raise InvalidParameter("expires", "a positive number of days")
     new = reissue or NewKey(
@@ -93,6 +108,7 @@ def create_key(
                 secret_encrypted=box.encrypt(new.secret_key),
                 passphrase_hash=hash_passphrase(new.passphrase),
                 permissions=",".join(perms),
+                facades=",".join(where),
                 ip_allowlist=",".join(allow),
                 expires_at=None if expires_days is None else now + expires_days * DAY_MS,
                 created_at=now,
@@ -107,6 +123,7 @@ def _info(row: sa.Row[object]) -> KeyInfo:
         api_key=row.key,
         user_id=row.user_id,
         permissions=tuple(row.permissions.split(",")),
+        facades=tuple(row.facades.split(",")),
         ip_allowlist=tuple(ip for ip in row.ip_allowlist.split(",") if ip),
         expires_at=row.expires_at,
         created_at=row.created_at,

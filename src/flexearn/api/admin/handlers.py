@@ -122,6 +122,7 @@ def create_key(call: Call) -> CreatedKey:
         ",".join(call.body.get("ips", [])),
         call.body.get("expires_days"),
         call.body.get("passphrase"),
+        facades=",".join(call.body.get("facades", keys.FACADES)),
     )
     (info,) = [k for k in keys.list_keys(call.uow(), user.id) if k.api_key == new.api_key]
     return CreatedKey(new.api_key, new.secret_key, new.passphrase, info)

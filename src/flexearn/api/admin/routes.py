@@ -198,6 +198,7 @@ ROUTES: tuple[AdminRoute, ...] = (
         obj(
             {
                 "permissions": array(choice(*keys.PERMISSIONS), 2, minItems=1, uniqueItems=True),
+                "facades": array(choice(*keys.FACADES), len(keys.FACADES), minItems=1, uniqueItems=True),
                 "ips": array(text(2, 43, r"^[0-9A-Fa-f.:/]+$"), 20),
                 "expires_days": integer(1, 3650),
                 "passphrase": text(8, 64, r"^[\x21-\x7e]+$"),

@@ -66,6 +66,7 @@ FAILURES = {
     Failure.REPLAYED: BinanceError("-1022", "Signature for this request is not valid: it was already used."),
     Failure.IP_REFUSED: _KEY_REFUSED,
     Failure.NO_PERMISSION: _KEY_REFUSED,
+    Failure.OTHER_FACADE: _KEY_REFUSED,  # a key not enabled for the Binance façade (`keys.FACADES`)
 }
 
 

@@ -54,6 +54,9 @@ FAILURES = {
     Failure.BAD_SIGNATURE: BitgetError("40009", "sign signature error", 400),
     Failure.REPLAYED: BitgetError("40009", "sign signature error: this signed request was already used", 400),
     Failure.NO_PERMISSION: BitgetError("40014", "Incorrect permissions", 400),
+    Failure.OTHER_FACADE: BitgetError(
+        "40014", "Incorrect permissions: this API key is not enabled for this API", 400
+    ),
 }
 
 

@@ -52,6 +52,8 @@ FAILURES = {
     Failure.NO_PERMISSION: OkxError(
         "50120", "This API key doesn't have permission to use this function", 200
     ),
+    # a key its owner did not enable for this façade (`keys.FACADES`): OKX's "no permission"
+    Failure.OTHER_FACADE: OkxError("50120", "This API key doesn't have permission to use this API", 200),
 }
 
 
