@@ -11,6 +11,7 @@ back. The measured figures are printed (run with -s to see them).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 import signal
 import threading
@@ -317,6 +318,50 @@ def test_the_shared_window_counts_accepted_hits_only_and_expires(redis: PrivateR
     assert second.claim("replay:sig", 500) is False
     assert 0 < client.pttl("flexearn:replay:sig") <= 500
     client.close()
+
+
+def test_the_shared_weights_are_counted_in_the_minute_across_processes(redis: PrivateRedis) -> None:
+    """Binance's request weights in Redis, two processes' worth: one count per identity and minute,
+    a spend past the limit refused uncounted with the seconds left, keys that expire."""
+    import redis as redis_py
+
+    first, second = SharedStore(redis.url), SharedStore(redis.url)
+    wait_for_a_fresh_minute()
+
+    async def spends() -> list[tuple[int, float | None] | None]:
+        stores = (first, second)
+        return [await stores[n % 2].spend("binance-weight:api", "127.0.0.1", 20, 50, 60) for n in range(4)]
+
+    spent = asyncio.run(spends())
+    assert [s[0] if s else None for s in spent] == [20, 40, 40, 40]
+    assert [s[1] is None if s else None for s in spent] == [True, True, False, False]
+    left = spent[2][1] if spent[2] else None
+    assert left is not None
+    assert 0 < left <= 60
+    client = redis_py.Redis.from_url(redis.url)
+    (key,) = client.keys("flexearn:weight:binance-weight:api:127.0.0.1:*")
+    assert int(client.get(key) or 0) == 40  # the refused spends left no trace
+    assert 0 < client.pttl(key) <= 61_000  # the minute, and a second: then the key is gone
+    client.close()
+
+
+def test_two_processes_sharing_redis_count_binance_weights_together(shared: Servers) -> None:
+    """Alternating between the two processes, one address's weight (`X-MBX-USED-WEIGHT-1M`) grows
+    by each request's weight wherever it lands: the limit holds for the cluster, not per process."""
+    wait_for_a_fresh_minute()
+    used = [
+        int(httpx.get(f"{shared.bases[n % 2]}/api/v3/exchangeInfo").headers["x-mbx-used-weight-1m"])
+        for n in range(4)
+    ]
+    assert [b - a for a, b in itertools.pairwise(used)] == [20, 20, 20], used  # exchangeInfo weighs 20
+
+
+def wait_for_a_fresh_minute() -> None:
+    """Sleep past the next minute if this one has less than 10 s left: the counts must not be
+    emptied in the middle of a check."""
+    left = 60 - time.time() % 60
+    if left < 10:
+        time.sleep(left + 0.1)
 
 
 def test_two_processes_sharing_redis_hold_the_documented_rates(setup: Setup, shared: Servers) -> None:

@@ -1,4 +1,4 @@
-"""Redis as what every API process shares: the rate-limit windows and the replay memory.
+"""Redis as what every API process shares: the rate-limit windows, request weights and the replay memory.
 
 Redis makes the processes agree; it is not something they need in order to answer. Each call
 gives up within a fraction of a second and answers None when Redis cannot be reached, and the
@@ -55,6 +55,25 @@ end
 redis.call('ZADD', KEYS[1], now, ARGV[3])
 redis.call('PEXPIRE', KEYS[1], math.ceil(window / 1000) + 1000)
 return 1
+"""
+
+
+# Weights spent in fixed windows (Binance's request weight per minute), atomically: the window is
+# the current one of Redis's clock; a spend that would pass `limit` is refused and not counted.
+# KEYS[1]: the identity's key, to which the window's number is appended; ARGV: weight, limit,
+# window (ms). Answers {used, -1} when spent, else {used so far, ms left in the window}.
+FIXED_WINDOW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local window = tonumber(ARGV[3])
+local key = KEYS[1] .. ':' .. math.floor(now / window)
+local used = tonumber(redis.call('GET', key) or '0')
+if used + tonumber(ARGV[1]) > tonumber(ARGV[2]) then
+    return {used, window - now % window}
+end
+used = redis.call('INCRBY', key, ARGV[1])
+redis.call('PEXPIRE', key, window + 1000)
+return {used, -1}
 """
 
 
@@ -124,7 +143,7 @@ class SharedStore:
         retry = redis.asyncio.retry.Retry(NoBackoff(), 1, RECONNECT_ON)
         self._async_options = {**options, "retry": retry}
         # An asyncio client belongs to the loop it first ran on; a new loop gets a client of its own.
-        self._async: tuple[asyncio.AbstractEventLoop, Any] | None = None
+        self._async: tuple[asyncio.AbstractEventLoop, tuple[Any, Any]] | None = None
         self._members = itertools.count()
         self._me = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
@@ -136,7 +155,7 @@ class SharedStore:
         started = self.breaker.may_try()
         if started is None:
             return None
-        script = self._window_script()
+        script = self._scripts()[0]
         member = f"{self._me}-{next(self._members)}" if record else ""
         key = f"{PREFIX}limit:{bucket}:{who}"
         try:
@@ -147,6 +166,26 @@ class SharedStore:
             return None
         self.breaker.succeeded(started)
         return bool(allowed)
+
+    async def spend(
+        self, bucket: str, who: str, weight: int, limit: int, window_seconds: int
+    ) -> tuple[int, float | None] | None:
+        """Spend `weight` of (bucket, who)'s `limit` in the current fixed window: the weight used
+        with it and None; or, if it would pass the limit, the weight used so far and the seconds
+        left in the window. None when Redis cannot say."""
+        started = self.breaker.may_try()
+        if started is None:
+            return None
+        key = f"{PREFIX}weight:{bucket}:{who}"
+        try:
+            async with asyncio.timeout(2 * TIMEOUT_SECONDS):
+                script = self._scripts()[1]
+                used, left_ms = await script(keys=[key], args=[weight, limit, window_seconds * 1000])
+        except (redis.RedisError, OSError, TimeoutError) as error:
+            self.breaker.failed(error)
+            return None
+        self.breaker.succeeded(started)
+        return int(used), None if int(left_ms) < 0 else int(left_ms) / 1000
 
     def claim(self, name: str, ttl_ms: int) -> bool | None:
         """Take `name` for `ttl_ms` (True), or find it already taken (False); None when Redis
@@ -180,11 +219,13 @@ class SharedStore:
         self.breaker.succeeded(started)
         return True
 
-    def _window_script(self) -> Any:
+    def _scripts(self) -> tuple[Any, Any]:
+        """The sliding-window and fixed-window scripts, on this event loop's client."""
         loop = asyncio.get_running_loop()
         if self._async is None or self._async[0] is not loop:
             client = redis.asyncio.Redis.from_url(self._url, **self._async_options)
-            self._async = (loop, client.register_script(SLIDING_WINDOW))
+            scripts = (client.register_script(SLIDING_WINDOW), client.register_script(FIXED_WINDOW))
+            self._async = (loop, scripts)
         return self._async[1]
 
 

@@ -59,7 +59,7 @@ class Dialect(Protocol):
     def params(self, values: Mapping[str, Any]) -> Params: ...
     def body(self, raw: bytes) -> Mapping[str, Any]: ...
     def values(self, method: str, query: bytes, body: bytes) -> Mapping[str, Any]: ...
-    def metered(self, limit_scale: int) -> Callable[[Endpoint, ASGIApp], ASGIApp]: ...
+    def metered(self, limiter: RateLimiter, limit_scale: int) -> Callable[[Endpoint, ASGIApp], ASGIApp]: ...
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,7 @@ class TableDialect:
         """The request's parameters: a POST's JSON body, else the query string."""
         return self.body(body) if method == "POST" else QueryParams(query)
 
-    def metered(self, limit_scale: int) -> Callable[[Endpoint, ASGIApp], ASGIApp]:
+    def metered(self, limiter: RateLimiter, limit_scale: int) -> Callable[[Endpoint, ASGIApp], ASGIApp]:
         """What the exchange puts around each endpoint's app beyond its per-second limit, for one
         façade: nothing, unless it meters request weights (Binance: `api/binance/weights.py`)."""
         return _unmetered
@@ -161,7 +161,7 @@ class Facade:
     def routes(self) -> list[Route]:
         """A Starlette route per endpoint, each an ASGI app (`dispatch_table` serves the same apps
         without the router), behind what the dialect meters (`Dialect.metered`)."""
-        metered = self.dialect.metered(self.limit_scale)
+        metered = self.dialect.metered(self.limiter, self.limit_scale)
         return [Route(e.path, metered(e, _Endpoint(self, e)), methods=[e.method]) for e in self.endpoints]
 
     async def _limit(self, spec: Endpoint, who: str) -> None:

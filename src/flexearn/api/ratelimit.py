@@ -6,7 +6,10 @@ Each façade asks `await allow(bucket, who, limit, per_seconds)`; a refused requ
 each allow the limit (N times it in all). `SharedRateLimiter` keeps them in Redis, so every
 process counts against one window, and falls back to its own windows while Redis is unreachable.
 
-`allow` is a coroutine because the shared check is a network round trip made in the event loop
+`spend(bucket, who, weight, limit, window)` counts weights in fixed windows instead (Binance's
+request weight per minute, `api/binance/weights.py`), shared the same way.
+
+`allow` and `spend` are coroutines because the shared check is a network round trip made in the event loop
 (redis.asyncio): a blocking call there would stall every request of the process, and the thread
 pool is where the database handlers wait, which is exactly when limits must still answer fast.
 """
@@ -28,6 +31,31 @@ class RateLimiter:
         self._now = time.monotonic
         self._hits: dict[tuple[str, str], deque[float]] = {}
         self._lock = threading.Lock()
+        self._wall = time.time  # fixed windows start on the clock's minutes, as Binance's do
+        self._spent: dict[str, tuple[int, dict[str, int]]] = {}  # bucket → (window, used by who)
+
+    async def spend(
+        self, bucket: str, who: str, weight: int, limit: int, window_seconds: int
+    ) -> tuple[int, float | None]:
+        """Spend `weight` of `who`'s `limit` in the bucket's current fixed window: the weight used
+        with it and None; or, if it would pass the limit (then nothing is spent), the weight used
+        so far and the seconds left in the window."""
+        return self.spend_here(bucket, who, weight, limit, window_seconds)
+
+    def spend_here(
+        self, bucket: str, who: str, weight: int, limit: int, window_seconds: int
+    ) -> tuple[int, float | None]:
+        now = self._wall()
+        window = int(now // window_seconds)
+        with self._lock:
+            kept = self._spent.get(bucket)
+            if kept is None or kept[0] != window:  # a new window: every identity starts afresh
+                kept = self._spent[bucket] = (window, {})
+            used = kept[1].get(who, 0)
+            if used + weight > limit:
+                return used, window_seconds - now % window_seconds
+            kept[1][who] = used + weight
+            return used + weight, None
 
     async def allow(
         self, bucket: str, who: str, limit: int, per_seconds: float = 1.0, *, record: bool = True
@@ -75,4 +103,13 @@ class SharedRateLimiter(RateLimiter):
         if shared is None:
             observe_redis_fallback("rate_limit")
             return self.allow_here(bucket, who, limit, per_seconds, record=record)
+        return shared
+
+    async def spend(
+        self, bucket: str, who: str, weight: int, limit: int, window_seconds: int
+    ) -> tuple[int, float | None]:
+        shared = await self.store.spend(bucket, who, weight, limit, window_seconds)
+        if shared is None:
+            observe_redis_fallback("rate_limit")
+            return self.spend_here(bucket, who, weight, limit, window_seconds)
         return shared

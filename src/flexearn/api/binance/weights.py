@@ -5,56 +5,34 @@ would pass the limit is answered 429 with `Retry-After` (the seconds left in the
 -1003, without being run. The `/api/` and `/sapi/` endpoints have limits of their own (6000 and
 12000 a minute; sources in docs/fidelity.md). A refused request is not counted.
 
-The minutes are kept in this process (as `api/ratelimit.RateLimiter` keeps its windows without
-Redis): with several API processes each counts its own requests.
+The minutes are kept where the façades' rate limits are (`api/ratelimit.RateLimiter.spend`): in
+Redis when FLEXEARN_REDIS_URL names one, so that several API processes count against one limit, and
+in this process without it (or while Redis is away).
 """
 
 from __future__ import annotations
 
 import json
-import threading
-import time
+import math
 from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flexearn.api.binance import errors
 from flexearn.api.facade import Endpoint
+from flexearn.api.ratelimit import RateLimiter
 from flexearn.observability import context
 
 API_LIMIT, SAPI_LIMIT = 6_000, 12_000  # request weight per IP per minute
 MINUTE_S = 60
 
 
-class WeightMeter:
-    """The weight each address has used in the current minute (minutes start on the clock's)."""
-
-    def __init__(self, limit: int, now: Callable[[], float] = time.time) -> None:
-        self.limit, self._now = limit, now
-        self._minute = -1
-        self._used: dict[str, int] = {}
-        self._lock = threading.Lock()
-
-    def spend(self, who: str, weight: int) -> tuple[int, int | None]:
-        """The weight `who` has used this minute with this request, and None; or, if it would pass
-        the limit, the weight used so far and the seconds until the next minute."""
-        now = self._now()
-        minute = int(now // MINUTE_S)
-        with self._lock:
-            if minute != self._minute:
-                self._minute, self._used = minute, {}
-            used = self._used.get(who, 0)
-            if used + weight > self.limit:
-                return used, MINUTE_S - int(now % MINUTE_S)
-            self._used[who] = used + weight
-            return used + weight, None
-
-
 class _Weighed:
     """An endpoint behind its weight: the weight headers on its answer, or a 429."""
 
-    def __init__(self, app: ASGIApp, weight: int, meter: WeightMeter, sapi: bool) -> None:
-        self.app, self.weight, self.meter, self.sapi = app, weight, meter, sapi
+    def __init__(self, app: ASGIApp, weight: int, limiter: RateLimiter, limit: int, sapi: bool) -> None:
+        self.app, self.weight, self.limiter, self.limit, self.sapi = app, weight, limiter, limit, sapi
+        self.bucket = "binance-weight:sapi" if sapi else "binance-weight:api"
 
     def _headers(self, used: int) -> list[tuple[bytes, bytes]]:
         value = str(used).encode()
@@ -63,12 +41,15 @@ class _Weighed:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         client = scope.get("client")
-        used, retry_after = self.meter.spend(client[0] if client else "", self.weight)
+        used, left = await self.limiter.spend(
+            self.bucket, client[0] if client else "", self.weight, self.limit, MINUTE_S
+        )
         headers = self._headers(used)
-        if retry_after is not None:
+        if left is not None:
+            retry_after = max(1, math.ceil(left))
             error = errors.BinanceError(
                 errors.TOO_MANY.code,
-                f"Too much request weight used; current limit is {self.meter.limit} request weight per"
+                f"Too much request weight used; current limit is {self.limit} request weight per"
                 " 1 MINUTE. Please use WebSocket Streams for live updates to avoid polling the API.",
                 429,
             )
@@ -100,13 +81,13 @@ class _Weighed:
         await self.app(scope, receive, send_weighed)
 
 
-def meter(limit_scale: int = 1) -> Callable[[Endpoint, ASGIApp], ASGIApp]:
+def meter(limiter: RateLimiter, limit_scale: int = 1) -> Callable[[Endpoint, ASGIApp], ASGIApp]:
     """For one façade: each endpoint's app behind its weight (`Endpoint.weight`), metered against
     the limit of its API (`/api/` or `/sapi/`), shared by all of that API's endpoints."""
-    meters = {False: WeightMeter(API_LIMIT * limit_scale), True: WeightMeter(SAPI_LIMIT * limit_scale)}
 
     def weighed(spec: Endpoint, app: ASGIApp) -> ASGIApp:
         sapi = spec.path.startswith("/sapi/")
-        return _Weighed(app, spec.weight, meters[sapi], sapi)
+        limit = (SAPI_LIMIT if sapi else API_LIMIT) * limit_scale
+        return _Weighed(app, spec.weight, limiter, limit, sapi)
 
     return weighed

@@ -19,6 +19,7 @@ from starlette.types import ASGIApp
 from flexearn.api.auth import SignedRequest
 from flexearn.api.binance import errors, weights
 from flexearn.api.facade import Endpoint, TableDialect, WireError
+from flexearn.api.ratelimit import RateLimiter
 from flexearn.domain.money import ascii_digits, plain
 
 API_KEY_HEADER = "X-MBX-APIKEY"
@@ -46,8 +47,8 @@ class BinanceDialect(TableDialect):
     def failure(self, error: WireError) -> dict[str, Any]:
         return {"code": int(error.code), "msg": error.msg}
 
-    def metered(self, limit_scale: int) -> Callable[[Endpoint, ASGIApp], ASGIApp]:
-        return weights.meter(limit_scale)  # request weights per IP, per minute
+    def metered(self, limiter: RateLimiter, limit_scale: int) -> Callable[[Endpoint, ASGIApp], ASGIApp]:
+        return weights.meter(limiter, limit_scale)  # request weights per IP, per minute
 
     def values(self, method: str, query: bytes, body: bytes) -> Mapping[str, Any]:
         """Parameters from the form body and the query string; "If a parameter sent in both the
