@@ -57,7 +57,8 @@ def update_many(
     """UPDATE table SET columns… WHERE key = row[0], for each row (key first, then `columns` in order).
 
     `only` = (column, value) that every row shares (e.g. its currency) lets PostgreSQL find the
-    rows through that column rather than joining against the whole table.
+    rows through that column rather than joining against the whole table. It is a hint, not a
+    filter: SQLite finds each row by its key alone, so every row must already share it.
     """
     if not rows:
         return
