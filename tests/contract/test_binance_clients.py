@@ -181,7 +181,8 @@ def test_binance_simple_earn_sdk_on_every_flexible_endpoint_it_has_here(world: W
     assert quota.left_personal_quota == "2000"
     preview = earn.get_flexible_subscription_preview(product_id=PRODUCT, amount=200.0).data()
     assert preview.est_daily_real_time_rewards == "0.032876"  # 200 × 6% / 365, rounded down
-    bought = earn.subscribe_flexible_product(product_id=PRODUCT, amount=200.0).data()
+    # auto-subscribe off: on (Binance's default) it would sweep the 800 left in SPOT into the product
+    bought = earn.subscribe_flexible_product(product_id=PRODUCT, amount=200.0, auto_subscribe=False).data()
     assert bought.success is True
     days(world, 2)
     position = earn.get_flexible_product_position(asset="USDT").data()

@@ -26,6 +26,7 @@ from flexearn.domain.catalog import (
     PeriodType,
     SettleMethod,
 )
+from flexearn.domain.earn_wallets import Wallet
 from flexearn.domain.ledger import AccountKind
 from flexearn.domain.market import DemandSource, MatchingMode
 from flexearn.domain.money import MAX_PRECISION, ZERO, plain
@@ -331,6 +332,30 @@ earn_order = sa.Table(
 )
 sa.Index("ix_earn_order_user_ts", earn_order.c.user_id, earn_order.c.ts)
 sa.Index("ix_earn_order_arrival", earn_order.c.status, earn_order.c.arrive_at)
+
+# Which wallets a catalog order took its money from or paid it to, where not `funding` alone
+# (Binance's `sourceAccount`, `destAccount`: `domain/earn_wallets.py`), and whether auto-subscribe
+# made it; an order without a row was the funding account's alone, asked for by its user.
+order_wallet = sa.Table(
+    "earn_order_wallet",
+    metadata,
+    sa.Column("order_id", sa.BigInteger, sa.ForeignKey("earn_order.id"), primary_key=True),
+    sa.Column("wallet", sa.String(16), nullable=False),
+    sa.Column("funding", Amount, nullable=False),  # of the order's amount: from (or to) funding
+    sa.Column("trading", Amount, nullable=False),  # and from (or to) trading
+    sa.Column("auto", sa.Boolean, nullable=False),  # made by auto-subscribe
+    one_of("wallet", Wallet),
+)
+
+# A user's flexible products with auto-subscribe on (Binance's `setAutoSubscribe`): their funding
+# balance of the product's coin is swept into it (`services/earn_wallets.py`).
+auto_subscribe = sa.Table(
+    "earn_auto_subscribe",
+    metadata,
+    sa.Column("user_id", sa.BigInteger, sa.ForeignKey("user_account.id"), primary_key=True),
+    sa.Column("product_id", sa.BigInteger, sa.ForeignKey("earn_product.id"), primary_key=True),
+    sa.Column("since", sa.BigInteger, nullable=False),  # business time it was turned on
+)
 
 product_day = sa.Table(
     "earn_product_day",

@@ -43,8 +43,11 @@ def redemption(
     return Redemption(amount, min(total_profit - accrued, amount), accrued)
 
 
-def redemption_entry(product: Product, holding_id: int, user_id: int, taken: Redemption) -> Entry:
-    """The holding's control → funding (or `redeeming`, delayed); the deduction and the forfeited
+def redemption_entry(
+    product: Product, holding_id: int, user_id: int, taken: Redemption, to: AccountKind = AccountKind.FUNDING
+) -> Entry:
+    """The holding's control → the user's `to` account, funding unless the user chose its trading
+    account (Binance's `destAccount`), or `redeeming` if delayed; the deduction and the forfeited
     interest back to interest expense."""
     coin = product.coin
 
@@ -52,7 +55,7 @@ def redemption_entry(product: Product, holding_id: int, user_id: int, taken: Red
         return AccountRef.system(kind, coin)
 
     delayed = product.redeem_delay_days > 0
-    target = system(AccountKind.REDEEMING) if delayed else AccountRef.funding(user_id, coin)
+    target = system(AccountKind.REDEEMING) if delayed else AccountRef(to, coin, user_id)
     expense = system(AccountKind.INTEREST_EXPENSE)
     legs = [
         leg(system(AccountKind.EARN), -taken.amount, holding_id=holding_id),
@@ -68,10 +71,17 @@ def redemption_entry(product: Product, holding_id: int, user_id: int, taken: Red
 
 
 def arrival_entry(
-    coin: str, order_id: int, user_id: int, holding_id: int, amount: Decimal, deduction: Decimal
+    coin: str,
+    order_id: int,
+    user_id: int,
+    holding_id: int,
+    amount: Decimal,
+    deduction: Decimal,
+    to: AccountKind = AccountKind.FUNDING,
 ) -> Entry | None:
-    """A delayed redemption arriving: `redeeming` → funding, what the redemption paid out (its
-    amount less the deduction recorded beside it); None if nothing was paid out."""
+    """A delayed redemption arriving: `redeeming` → the user's `to` account (funding unless it
+    chose trading), what the redemption paid out (its amount less the deduction recorded beside
+    it); None if nothing was paid out."""
     paid_out = amount - deduction
     if paid_out <= 0:
         return None
@@ -79,7 +89,7 @@ def arrival_entry(
         "redeem_arrival",
         coin,
         AccountRef.system(AccountKind.REDEEMING, coin),
-        AccountRef.funding(user_id, coin),
+        AccountRef(to, coin, user_id),
         paid_out,
         ref=f"order:{order_id}",
         holding_id=holding_id,

@@ -158,6 +158,22 @@ def transfer(
     return Entry(kind, ccy, (leg(source, -amount, **tags), leg(target, amount, **tags)), ref)
 
 
+WALLET_MOVE = "transfer"  # the entry kind of a move between a user's own wallets
+
+
+def wallet_move(user_id: int, ccy: str, amount: Decimal, source: AccountKind, target: AccountKind) -> Entry:
+    """A user's own money from one of its wallets to another: a transfer (services/transfers.py),
+    or the part of a catalog order taken from, or paid to, the trading account (`domain/earn_wallets.py`)."""
+    return transfer(
+        WALLET_MOVE,
+        ccy,
+        AccountRef(source, ccy, user_id),
+        AccountRef(target, ccy, user_id),
+        amount,
+        ref=f"user:{user_id}",
+    )
+
+
 def compound(kind: str, ccy: str, legs: Iterable[Leg], ref: str = "") -> Entry:
     """An entry of several legs; legs of zero are left out."""
     return Entry(kind, ccy, tuple(leg for leg in legs if leg.amount != ZERO), ref)

@@ -15,6 +15,7 @@ from flexearn.domain.errors import AlreadyExists, InvalidParameter, NotFound
 from flexearn.domain.ledger import WALLETS, AccountKind, AccountRef, transfer
 from flexearn.domain.money import MAX_PRECISION, check_places
 from flexearn.domain.vocabulary import values
+from flexearn.services import earn_wallets
 from flexearn.services.unit_of_work import UnitOfWork
 
 LEVELS = values(Level)
@@ -82,9 +83,11 @@ def _external_move(
         own = AccountRef(account, ccy, user_id)
         external = AccountRef.system(AccountKind.EXTERNAL, ccy)
         source, target = (external, own) if kind == "deposit" else (own, external)
-        entry_id = repo.post(
-            uow.conn, transfer(kind, ccy, source, target, amount, ref=f"user:{user_id}"), uow.now()
-        )
+        now = uow.now()
+        entry = transfer(kind, ccy, source, target, amount, ref=f"user:{user_id}")
+        entry_id = repo.post(uow.conn, entry, now)
+        if target.kind is AccountKind.FUNDING:
+            earn_wallets.sweep(uow.conn, now, user_id, ccy)  # auto-subscribe: a deposit into SPOT
         uow.commit()
     return entry_id
 

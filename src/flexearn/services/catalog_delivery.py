@@ -1,4 +1,5 @@
-"""The scheduled job of delayed catalog redemptions: those whose delay has passed arrive in funding."""
+"""The scheduled job of delayed catalog redemptions: those whose delay has passed arrive in funding
+(or in trading, for a redemption whose user chose it: its `earn_order_wallet` row)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ import sqlalchemy as sa
 from flexearn.adapters import repository as repo
 from flexearn.adapters import tables as t
 from flexearn.domain.catalog_redemption import arrival_entry
+from flexearn.domain.earn_wallets import Wallet
+from flexearn.domain.ledger import AccountKind
 from flexearn.domain.money import ZERO
+from flexearn.services.catalog_rows import order_wallets
 from flexearn.services.unit_of_work import UnitOfWork
 
 
@@ -26,10 +30,12 @@ def deliver_redemptions(uow: UnitOfWork) -> int:
             .order_by(o.c.id)
             .with_for_update(of=o)
         ).all()
+        wallets = order_wallets(conn, [order.id for order in due])
         for order in due:
             deduction = _deduction(conn, order)
+            to = AccountKind(wallets[order.id].wallet.value if order.id in wallets else Wallet.FUNDING.value)
             entry = arrival_entry(
-                order.coin, order.id, order.user_id, order.holding_id, order.amount, deduction
+                order.coin, order.id, order.user_id, order.holding_id, order.amount, deduction, to
             )
             if entry is not None:
                 repo.post(conn, entry, order.arrive_at)

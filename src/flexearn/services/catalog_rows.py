@@ -9,8 +9,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from flexearn.adapters import tables as t
+from flexearn.adapters.repository import KEY_CHUNK
 from flexearn.domain.catalog import ApyType, Level, PeriodType, Product, SettleMethod, Status, Tier
 from flexearn.domain.catalog_errors import NoSuchProduct
+from flexearn.domain.earn_wallets import Split, Wallet
 from flexearn.domain.money import ZERO
 from flexearn.services import gate
 
@@ -92,3 +94,33 @@ def order_from_row(row: Any) -> Order:
         row.ts,
         row.arrive_at,
     )
+
+
+@dataclass(frozen=True)
+class OrderWallet:
+    """Where an order's money came from or went to (`earn_order_wallet`)."""
+
+    wallet: Wallet
+    parts: Split
+    auto: bool
+
+
+def record_wallet(
+    conn: sa.Connection, order_id: int, wallet: Wallet, parts: Split, *, auto: bool = False
+) -> None:
+    conn.execute(
+        sa.insert(t.order_wallet).values(
+            order_id=order_id, wallet=wallet.value, funding=parts.funding, trading=parts.trading, auto=auto
+        )
+    )
+
+
+def order_wallets(conn: sa.Connection, order_ids: list[int]) -> dict[int, OrderWallet]:
+    """The wallet rows of those of `order_ids` that have one (others were funding's alone)."""
+    w = t.order_wallet
+    found: dict[int, OrderWallet] = {}
+    for start in range(0, len(order_ids), KEY_CHUNK):
+        rows = conn.execute(sa.select(w).where(w.c.order_id.in_(order_ids[start : start + KEY_CHUNK])))
+        for r in rows:
+            found[r.order_id] = OrderWallet(Wallet(r.wallet), Split(r.funding, r.trading), r.auto)
+    return found

@@ -14,7 +14,8 @@ from flexearn.domain.catalog import DAY_MS, OrderType, PeriodType, Product
 from flexearn.domain.errors import InvalidParameter, MissingParameter, NotFound
 from flexearn.domain.money import ZERO, round_down
 from flexearn.domain.vocabulary import values
-from flexearn.services.catalog_rows import Order, load_product
+from flexearn.services import catalog_rows
+from flexearn.services.catalog_rows import Order, OrderWallet, load_product
 from flexearn.services.unit_of_work import UnitOfWork
 
 ORDER_TYPES = values(OrderType)
@@ -29,6 +30,7 @@ class Record:
     amount: Decimal
     status: str
     ts: int
+    holding_id: int | None = None
 
 
 def records(
@@ -55,7 +57,7 @@ def records(
         if end < start or end - start > MAX_SPAN_MS:
             raise InvalidParameter("endTime", "at most three months after startTime")
         query = (
-            sa.select(o.c.id, o.c.product_id, o.c.order_type, o.c.amount, o.c.status, o.c.ts)
+            sa.select(o.c.id, o.c.product_id, o.c.order_type, o.c.amount, o.c.status, o.c.ts, o.c.holding_id)
             .join(p, p.c.id == o.c.product_id)
             .where(o.c.user_id == user_id, p.c.period_type == period_type, o.c.ts >= start, o.c.ts <= end)
             .order_by(o.c.id.desc())
@@ -69,8 +71,29 @@ def records(
             query = query.where(o.c.id < id_less_than)
         rows = uow.conn.execute(query).all()
         products = {pid: load_product(uow.conn, pid) for pid in {r.product_id for r in rows}}
-    result = [Record(r.id, products[r.product_id], r.order_type, r.amount, r.status, r.ts) for r in rows]
+    result = [
+        Record(r.id, products[r.product_id], r.order_type, r.amount, r.status, r.ts, r.holding_id)
+        for r in rows
+    ]
     return result, (result[-1].order_id if result else None)
+
+
+def order_wallets(uow: UnitOfWork, order_ids: list[int]) -> dict[int, OrderWallet]:
+    """Where these orders took their money from or paid it to, for those not funding's alone."""
+    with uow:
+        return catalog_rows.order_wallets(uow.conn, order_ids)
+
+
+def first_subscriptions(uow: UnitOfWork, holding_ids: list[int]) -> dict[int, int]:
+    """Each holding's first subscription order id: a fixed holding's name (Binance's `positionId`)."""
+    o = t.earn_order
+    with uow:
+        rows = uow.conn.execute(
+            sa.select(o.c.holding_id, sa.func.min(o.c.id))
+            .where(o.c.holding_id.in_(set(holding_ids)), o.c.order_type == "subscribe")
+            .group_by(o.c.holding_id)
+        ).all()
+    return {holding: order for holding, order in rows}  # noqa: C416 (rows are Row, not tuples, to mypy)
 
 
 def subscription(

@@ -22,6 +22,7 @@ from flexearn.observability import context
 from flexearn.observability.metrics import CATALOG_DAY, MARKET_HOUR, observe_settlement
 from flexearn.services import settlement
 from flexearn.services.catalog_delivery import deliver_redemptions
+from flexearn.services.earn_wallets import sweep_all
 from flexearn.services.leader import Lease
 from flexearn.services.unit_of_work import UnitOfWork
 
@@ -110,7 +111,8 @@ def settle_due_days(
     worker: str = "",
     progress: Progress | None = None,
 ) -> list[settlement.SettledDay]:
-    """Every due (product, day), oldest day first, then the redemptions whose delay has passed."""
+    """Every due (product, day), oldest day first, then the redemptions whose delay has passed,
+    then (if a day was settled) the auto-subscribe sweep of what they paid into funding."""
     due = settlement.due_days(UnitOfWork(engine, read_only=True))
 
     def settle(product: int, day: int) -> settlement.SettledDay | None:
@@ -121,6 +123,8 @@ def settle_due_days(
     settled = _oldest_first(due, settle, keep_going, progress)
     if keep_going():
         deliver_redemptions(UnitOfWork(engine))
+    if settled and keep_going():
+        sweep_all(engine)  # auto-subscribe: the days' interest, paid into funding
     return settled
 
 

@@ -16,13 +16,13 @@ import sqlalchemy as sa
 from flexearn.adapters import repository as repo
 from flexearn.adapters import tables as t
 from flexearn.domain.errors import InvalidParameter, UnsupportedCurrency
-from flexearn.domain.ledger import WALLETS, AccountKind, AccountRef
-from flexearn.domain.ledger import transfer as entry_moving
+from flexearn.domain.ledger import WALLET_MOVE, WALLETS, AccountKind, wallet_move
 from flexearn.domain.money import ZERO
+from flexearn.services import earn_wallets
 from flexearn.services.accounts import check_amount
 from flexearn.services.unit_of_work import UnitOfWork
 
-ENTRY_KIND = "transfer"
+ENTRY_KIND = WALLET_MOVE
 
 
 @dataclass(frozen=True)
@@ -61,15 +61,9 @@ def transfer(
             raise InvalidParameter("ccy", f"no currency {ccy}") from None
         check_amount(amount, places, param)
         now = uow.now()
-        entry = entry_moving(
-            ENTRY_KIND,
-            ccy,
-            AccountRef(source, ccy, user_id),
-            AccountRef(target, ccy, user_id),
-            amount,
-            ref=f"user:{user_id}",
-        )
-        entry_id = repo.post(uow.conn, entry, now)
+        entry_id = repo.post(uow.conn, wallet_move(user_id, ccy, amount, source, target), now)
+        if target is AccountKind.FUNDING:
+            earn_wallets.sweep(uow.conn, now, user_id, ccy)  # auto-subscribe: money arriving in SPOT
         uow.commit()
     return Transfer(entry_id, ccy, amount, source, target, now)
 

@@ -1,15 +1,20 @@
-"""What the Binance Simple Earn endpoints share: paging, rates, statuses, the SPOT-only accounts."""
+"""What the Binance Simple Earn endpoints share: paging, rates, statuses, wallets, history records."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 from typing import Any
 
+from flexearn.api.auth import Caller
 from flexearn.api.binance import errors
 from flexearn.api.binance.wire import amount
+from flexearn.api.facade import user_of
 from flexearn.api.params import Params
-from flexearn.domain.catalog import Status
-from flexearn.domain.money import round_down
+from flexearn.bootstrap import Flexearn
+from flexearn.domain.catalog import DAY_MS, Status
+from flexearn.domain.earn_wallets import Wallet
+from flexearn.domain.money import ZERO, round_down
+from flexearn.services import catalog, catalog_rows, catalog_views
 
 RATE_PLACES = 8
 # Binance's product statuses: "PREHEATING", "PURCHASING", "END".
@@ -22,6 +27,7 @@ STATUSES = {
     Status.OFF_LINE: "END",
 }
 BOOLEANS = ("true", "false")
+MAX_ROWS = 100_000  # history rows read for one answer (three months at most: catalog_views)
 
 
 def page(params: Params, rows: list[Any]) -> dict[str, Any]:
@@ -36,8 +42,93 @@ def rate(apy_percent: Decimal) -> str:
     return amount(round_down(apy_percent / 100, RATE_PLACES), RATE_PLACES)
 
 
+# Binance's wallets for `sourceAccount` and `destAccount` (SDK enums: SPOT, FUND, ALL; SPOT, FUND),
+# "default SPOT"; SPOT is flexearn's funding account, FUND its trading account (api/binance/wallet.py).
+SOURCES = {"SPOT": Wallet.FUNDING, "FUND": Wallet.TRADING, "ALL": Wallet.ALL}
+DESTINATIONS = {"SPOT": Wallet.FUNDING, "FUND": Wallet.TRADING}
+# How Binance's records name the wallets: `sourceAccount` "SPOT, FUNDING, SPOTANDFUNDING".
+RECORD_NAMES = {Wallet.FUNDING: "SPOT", Wallet.TRADING: "FUNDING", Wallet.ALL: "SPOTANDFUNDING"}
+HISTORY_DAYS = 30  # "The time between startTime and endTime cannot be longer than 30 days."
+
+
+def chosen_wallet(params: Params, name: str, choices: dict[str, Wallet]) -> Wallet:
+    """The wallet `name` chooses, SPOT if not given."""
+    return choices[params.choice(name, tuple(choices)) or "SPOT"]
+
+
 def spot_only(params: Params, name: str, choices: tuple[str, ...]) -> None:
-    """The SPOT wallet is where catalog products subscribe from and pay to (`api/binance/wallet.py`)."""
+    """A choice only SPOT of which is served (a locked product's `redeemTo`: FLEXIBLE is not)."""
     chosen = params.choice(name, choices)
     if chosen not in (None, "SPOT"):
-        raise errors.bad_value(name, "only SPOT: Simple Earn here subscribes from and redeems to SPOT")
+        raise errors.bad_value(name, "only SPOT: a locked position here is redeemed to SPOT")
+
+
+def window(now: int, params: Params, days: int = HISTORY_DAYS) -> tuple[int, int]:
+    """Binance's history window: at most `days` long; the last `days` if neither end is given,
+    the `days` after `startTime` or before `endTime` if only one is."""
+    span = days * DAY_MS
+    start, end = params.integer("startTime", low=0), params.integer("endTime", low=0)
+    end = end if end is not None else (start + span if start is not None else now)
+    start = start if start is not None else end - span
+    if end < start or end - start > span:
+        raise errors.bad_value("endTime", f"at most {days} days after startTime")
+    return start, end
+
+
+def records(
+    app: Flexearn,
+    caller: Caller | None,
+    params: Params,
+    period: str,
+    order_type: str,
+    id_param: str | None = None,
+    span: tuple[int | None, int | None] | None = None,
+) -> list[catalog_views.Record]:
+    """The user's `period` orders of `order_type`, newest first, within the window asked for (or
+    `span`); of `asset`, `productId` and the order `id_param` names, if given."""
+    start, end = span if span is not None else (params.integer("startTime"), params.integer("endTime"))
+    found, _ = catalog_views.records(
+        app.read_uow(), user_of(caller), period, order_type, params.currency("asset"), start, end, MAX_ROWS
+    )
+    product_id = params.integer("productId", low=1)
+    order_id = None if id_param is None else params.integer(id_param, low=1)
+    return [
+        r
+        for r in found
+        if (product_id is None or r.product.id == product_id) and (order_id is None or r.order_id == order_id)
+    ]
+
+
+def left_quota(app: Flexearn, product_id: int, period: str) -> str:
+    """How much more one subscription may buy: the product's single maximum, or what is left of
+    its quota if that is less."""
+    info = catalog.subscribe_info(app.read_uow(), product_id, period)
+    left = info.product.single_max if info.remaining is None else min(info.remaining, info.product.single_max)
+    return amount(left)
+
+
+def paged(
+    app: Flexearn, params: Params, found: list[catalog_views.Record]
+) -> tuple[dict[str, Any], dict[int, catalog_rows.OrderWallet]]:
+    """The page of `found` asked for (its `rows` still records), and its orders' wallet rows."""
+    result = page(params, found)
+    return result, catalog_views.order_wallets(app.read_uow(), [r.order_id for r in result["rows"]])
+
+
+def subscription_fields(r: catalog_views.Record, found: catalog_rows.OrderWallet | None) -> dict[str, Any]:
+    """A subscription record's `type` (AUTO: made by auto-subscribe), `sourceAccount`,
+    `amtFromSpot` and `amtFromFunding`, as they were."""
+    wallet, funding, trading = Wallet.FUNDING, r.amount, ZERO
+    if found is not None:
+        wallet, funding, trading = found.wallet, found.parts.funding, found.parts.trading
+    return {
+        "type": "AUTO" if found is not None and found.auto else "NORMAL",
+        "sourceAccount": RECORD_NAMES[wallet],
+        "amtFromSpot": amount(funding),
+        "amtFromFunding": amount(trading),
+    }
+
+
+def destination(found: catalog_rows.OrderWallet | None) -> str:
+    """A redemption record's `destAccount`."""
+    return RECORD_NAMES[found.wallet] if found is not None else "SPOT"

@@ -6,9 +6,10 @@ bands of the holding (`tierAnnualPercentageRate`, fractions: 0.05 is 5%); the ca
 band of a ladder its own APY (percent) every day. So the first band's rate is shown as
 `latestAnnualPercentageRate`, a ladder's bands (each with its whole rate) as
 `tierAnnualPercentageRate`, and the daily interest as REALTIME rewards. (The real-time APR that
-moves, with bonus rewards of their own, is the next slice of issue 16.) Subscriptions come from,
-and redemptions and interest go to, Binance's SPOT wallet: flexearn's funding account
-(`api/binance/wallet.py`).
+moves, with bonus rewards of their own, is the next slice of issue 16.) Subscriptions come from
+Binance's SPOT wallet (flexearn's funding account), its FUNDING wallet (the trading account) or
+both (`sourceAccount`); redemptions go to either (`destAccount`), interest to SPOT
+(`api/binance/wallet.py`). Auto-subscribe sweeps SPOT into a product (`services/earn_wallets.py`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,21 @@ from typing import Any
 
 from flexearn.api.auth import Caller
 from flexearn.api.binance import locked, wallet
-from flexearn.api.binance.common import BOOLEANS, RATE_PLACES, STATUSES, page, rate, spot_only
+from flexearn.api.binance.common import (
+    BOOLEANS,
+    DESTINATIONS,
+    RATE_PLACES,
+    SOURCES,
+    STATUSES,
+    chosen_wallet,
+    destination,
+    left_quota,
+    page,
+    paged,
+    rate,
+    records,
+    subscription_fields,
+)
 from flexearn.api.binance.wire import amount
 from flexearn.api.facade import Endpoint
 from flexearn.api.facade import user_of as _user
@@ -26,12 +41,11 @@ from flexearn.api.params import Params
 from flexearn.bootstrap import Flexearn
 from flexearn.domain.catalog import DAY_MS, OrderStatus, PeriodType, Product, Status, day_interest, day_start
 from flexearn.domain.money import ZERO, round_down
-from flexearn.services import catalog, catalog_trading, catalog_views, clock
+from flexearn.services import catalog, catalog_trading, catalog_views, clock, earn_wallets
 
 EARN = "/sapi/v1/simple-earn"
 FLEXIBLE = PeriodType.FLEXIBLE.value
 PER_SECOND = 1_000  # Binance limits by weight (`api/binance/weights.py`); this only caps bursts
-MAX_ROWS = 100_000  # history rows read for one answer (three months at most: catalog_views)
 
 REWARD_TYPES = ("BONUS", "REALTIME", "REWARDS", "ALL")
 
@@ -89,6 +103,7 @@ def flexible_list(app: Flexearn, caller: Caller | None, params: Params) -> dict[
 def flexible_position(app: Flexearn, caller: Caller | None, params: Params) -> dict[str, Any]:
     product_id = params.integer("productId", low=1)
     held = catalog_views.assets(app.read_uow(), _user(caller), FLEXIBLE, params.currency("asset"))
+    auto = earn_wallets.products_on(app.read_uow(), _user(caller))
     rows = [
         {
             "totalAmount": amount(a.amount),
@@ -103,7 +118,7 @@ def flexible_position(app: Flexearn, caller: Caller | None, params: Params) -> d
             "cumulativeBonusRewards": "0",
             "cumulativeRealTimeRewards": amount(a.total_profit),
             "cumulativeTotalRewards": amount(a.total_profit),
-            "autoSubscribe": False,
+            "autoSubscribe": a.product.id in auto,
         }
         for a in held
         if product_id is None or a.product.id == product_id
@@ -141,32 +156,36 @@ def account(app: Flexearn, caller: Caller | None, params: Params) -> dict[str, s
 
 
 def flexible_subscribe(app: Flexearn, caller: Caller | None, params: Params) -> dict[str, Any]:
-    spot_only(params, "sourceAccount", ("SPOT", "FUND", "ALL"))
-    params.choice("autoSubscribe", BOOLEANS)  # read, not yet kept: auto-subscribe is the next slice
-    order = catalog_trading.subscribe(
-        app.uow(), _user(caller), _product_id(params), FLEXIBLE, params.required_decimal("amount")
-    )
+    """From SPOT, FUND or both (`sourceAccount`); sets the product's auto-subscribe as it goes
+    (`autoSubscribe`, "true or false, default true")."""
+    product_id, size = _product_id(params), params.required_decimal("amount")
+    source = chosen_wallet(params, "sourceAccount", SOURCES)
+    auto = params.choice("autoSubscribe", BOOLEANS) != "false"
+    order = earn_wallets.subscribe(app.uow(), _user(caller), product_id, size, source, auto)
     return {"purchaseId": order.id, "success": True}
 
 
+def set_auto_subscribe(app: Flexearn, caller: Caller | None, params: Params) -> dict[str, bool]:
+    on = params.required_choice("autoSubscribe", BOOLEANS) == "true"
+    earn_wallets.set_auto_subscribe(app.uow(), _user(caller), _product_id(params), on)
+    return {"success": True}
+
+
 def flexible_redeem(app: Flexearn, caller: Caller | None, params: Params) -> dict[str, Any]:
-    spot_only(params, "destAccount", ("SPOT", "FUND"))
+    """To SPOT or FUND (`destAccount`)."""
+    to = chosen_wallet(params, "destAccount", DESTINATIONS)
     user, product_id = _user(caller), _product_id(params)
     if params.choice("redeemAll", BOOLEANS) == "true":
         held = [a for a in catalog_views.assets(app.read_uow(), user, FLEXIBLE) if a.product.id == product_id]
         size = held[0].amount if held else ZERO  # nothing held: the engine's refusal
     else:
         size = params.required_decimal("amount")
-    order = catalog_trading.redeem(app.uow(), user, product_id, FLEXIBLE, size)
+    order = catalog_trading.redeem(app.uow(), user, product_id, FLEXIBLE, size, to=to)
     return {"redeemId": order.id, "success": True}
 
 
 def personal_left_quota(app: Flexearn, caller: Caller | None, params: Params) -> dict[str, str]:
-    """How much more one subscription may buy: the product's single maximum, or what is left of
-    its quota if that is less."""
-    info = catalog.subscribe_info(app.read_uow(), _product_id(params), FLEXIBLE)
-    left = info.product.single_max if info.remaining is None else min(info.remaining, info.product.single_max)
-    return {"leftPersonalQuota": amount(left)}
+    return {"leftPersonalQuota": left_quota(app, _product_id(params), FLEXIBLE)}
 
 
 def subscription_preview(app: Flexearn, caller: Caller | None, params: Params) -> dict[str, str]:
@@ -194,60 +213,42 @@ def subscription_preview(app: Flexearn, caller: Caller | None, params: Params) -
 def _records(
     app: Flexearn, caller: Caller | None, params: Params, order_type: str, id_param: str | None = None
 ) -> list[catalog_views.Record]:
-    """The user's flexible orders of `order_type`, newest first, within the window asked for (the
-    last three months by default); of `asset`, `productId` and the order `id_param` names, if given."""
-    found, _ = catalog_views.records(
-        app.read_uow(),
-        _user(caller),
-        FLEXIBLE,
-        order_type,
-        params.currency("asset"),
-        params.integer("startTime"),
-        params.integer("endTime"),
-        MAX_ROWS,
-    )
-    product_id = params.integer("productId", low=1)
-    order_id = None if id_param is None else params.integer(id_param, low=1)
-    return [
-        r
-        for r in found
-        if (product_id is None or r.product.id == product_id) and (order_id is None or r.order_id == order_id)
-    ]
+    """The user's flexible orders of `order_type` (`common.records`), the last three months by default."""
+    return records(app, caller, params, FLEXIBLE, order_type, id_param)
 
 
 def subscription_record(app: Flexearn, caller: Caller | None, params: Params) -> dict[str, Any]:
-    rows = [
+    result, wallets = paged(app, params, _records(app, caller, params, "subscribe", "purchaseId"))
+    result["rows"] = [
         {
             "amount": amount(r.amount),
             "asset": r.product.coin,
             "time": r.ts,
             "purchaseId": r.order_id,
             "productId": str(r.product.id),
-            "type": "NORMAL",
-            "sourceAccount": "SPOT",
-            "amtFromSpot": amount(r.amount),
-            "amtFromFunding": "0",
+            **subscription_fields(r, wallets.get(r.order_id)),
             "status": "SUCCESS" if r.status == OrderStatus.SUCCESS else "PURCHASING",
         }
-        for r in _records(app, caller, params, "subscribe", "purchaseId")
+        for r in result["rows"]
     ]
-    return page(params, rows)
+    return result
 
 
 def redemption_record(app: Flexearn, caller: Caller | None, params: Params) -> dict[str, Any]:
-    rows = [
+    result, wallets = paged(app, params, _records(app, caller, params, "redeem", "redeemId"))
+    result["rows"] = [
         {
             "amount": amount(r.amount),
             "asset": r.product.coin,
             "time": r.ts,
             "projectId": str(r.product.id),
             "redeemId": r.order_id,
-            "destAccount": "SPOT",
+            "destAccount": destination(wallets.get(r.order_id)),
             "status": "PAID" if r.status == OrderStatus.SUCCESS else "PAYING",
         }
-        for r in _records(app, caller, params, "redeem", "redeemId")
+        for r in result["rows"]
     ]
-    return page(params, rows)
+    return result
 
 
 def rewards_record(app: Flexearn, caller: Caller | None, params: Params) -> dict[str, Any]:
@@ -295,6 +296,11 @@ def _private(method: str, path: str, handler: Any, permission: str = "read", wei
     return Endpoint(method, path, handler, permission, PER_SECOND, weight=weight)
 
 
+def _earn_read(path: str, handler: Any) -> Endpoint:
+    """A Simple Earn read: GET, `read` permission, weight 150."""
+    return _private("GET", f"{EARN}/{path}", handler, weight=EARN_READ)
+
+
 def _public(path: str, handler: Any, weight: int = 1) -> Endpoint:
     return Endpoint("GET", path, handler, None, PER_SECOND, weight=weight)
 
@@ -306,19 +312,27 @@ ENDPOINTS = [
     _private("POST", "/sapi/v1/asset/get-funding-asset", wallet.funding_asset),
     _private("POST", "/sapi/v3/asset/getUserAsset", wallet.user_asset, weight=5),
     _private("POST", "/sapi/v1/asset/transfer", wallet.universal_transfer, "trade"),
-    _private("GET", f"{EARN}/flexible/list", flexible_list, weight=EARN_READ),
-    _private("GET", f"{EARN}/flexible/position", flexible_position, weight=EARN_READ),
-    _private("GET", f"{EARN}/account", account, weight=EARN_READ),
+    _earn_read("flexible/list", flexible_list),
+    _earn_read("flexible/position", flexible_position),
+    _earn_read("account", account),
     _private("POST", f"{EARN}/flexible/subscribe", flexible_subscribe, "trade"),
     _private("POST", f"{EARN}/flexible/redeem", flexible_redeem, "trade"),
-    _private("GET", f"{EARN}/flexible/personalLeftQuota", personal_left_quota, weight=EARN_READ),
-    _private("GET", f"{EARN}/flexible/subscriptionPreview", subscription_preview, weight=EARN_READ),
-    _private("GET", f"{EARN}/flexible/history/subscriptionRecord", subscription_record, weight=EARN_READ),
-    _private("GET", f"{EARN}/flexible/history/redemptionRecord", redemption_record, weight=EARN_READ),
-    _private("GET", f"{EARN}/flexible/history/rewardsRecord", rewards_record, weight=EARN_READ),
-    _private("GET", f"{EARN}/flexible/history/rateHistory", rate_history, weight=EARN_READ),
-    _private("GET", f"{EARN}/locked/list", locked.locked_list, weight=EARN_READ),
-    _private("GET", f"{EARN}/locked/position", locked.locked_position, weight=EARN_READ),
+    _private("POST", f"{EARN}/flexible/setAutoSubscribe", set_auto_subscribe, "trade", EARN_READ),
+    _earn_read("flexible/personalLeftQuota", personal_left_quota),
+    _earn_read("flexible/subscriptionPreview", subscription_preview),
+    _earn_read("flexible/history/subscriptionRecord", subscription_record),
+    _earn_read("flexible/history/redemptionRecord", redemption_record),
+    _earn_read("flexible/history/rewardsRecord", rewards_record),
+    _earn_read("flexible/history/rateHistory", rate_history),
+    _earn_read("locked/list", locked.locked_list),
+    _earn_read("locked/position", locked.locked_position),
     _private("POST", f"{EARN}/locked/subscribe", locked.locked_subscribe, "trade"),
     _private("POST", f"{EARN}/locked/redeem", locked.locked_redeem, "trade"),
+    _earn_read("locked/personalLeftQuota", locked.personal_left_quota),
+    _earn_read("locked/subscriptionPreview", locked.subscription_preview),
+    _earn_read("locked/history/subscriptionRecord", locked.subscription_record),
+    _earn_read("locked/history/redemptionRecord", locked.redemption_record),
+    _earn_read("locked/history/rewardsRecord", locked.rewards_record),
+    _private("POST", f"{EARN}/locked/setAutoSubscribe", locked.set_auto_subscribe, "trade", EARN_READ),
+    _private("POST", f"{EARN}/locked/setRedeemOption", locked.set_redeem_option, "trade", 50),
 ]

@@ -1,7 +1,8 @@
 """Binance's wallets around Simple Earn, and what ccxt's `binance` reads to load markets.
 
 flexearn's `funding` account is Binance's SPOT wallet: Simple Earn subscribes from it and pays
-into it (as Bitget Earn does from Bitget's spot account, `api/bitget/wallet.py`); `/api/v3/account`
+into it unless told otherwise (as Bitget Earn does from Bitget's spot account, `api/bitget/wallet.py`;
+`sourceAccount` FUND or ALL and `destAccount` FUND name the FUNDING wallet too); `/api/v3/account`
 and `getUserAsset` show it, available as `free` and frozen as `locked`. flexearn's `trading` account
 is Binance's FUNDING wallet (`get-funding-asset`). Universal transfers move money between the two
 (`MAIN_FUNDING`, `FUNDING_MAIN`); Binance's other wallets (margin, futures, options) are not
