@@ -276,6 +276,10 @@ product = sa.Table(
     sa.Column("start_time", sa.BigInteger, nullable=True),
     sa.Column("end_time", sa.BigInteger, nullable=True),
     sa.Column("first_day", sa.BigInteger, nullable=False),  # first day start (16:00 UTC) settled
+    # Binance's model: where the real-time APR comes from (`AprSource`; NULL: Bitget's model), and
+    # the simulated walk's parameters as JSON ({"low", "high", "step", "seed"}).
+    sa.Column("apr_source", sa.String(16), nullable=True),
+    sa.Column("apr_walk", sa.Text, nullable=True),
     sa.Column("created_at", sa.BigInteger, nullable=False),
     one_of("period_type", PeriodType),
     one_of("apy_type", ApyType),
@@ -292,6 +296,15 @@ product_tier = sa.Table(
     sa.Column("min_step", Amount, nullable=False),
     sa.Column("max_step", Amount, nullable=False),
     sa.Column("apy", Amount, nullable=False),  # percent
+)
+
+product_apr = sa.Table(
+    "earn_product_apr",
+    metadata,
+    # Every change of a real-time product's APR (percent), from `ts` (business ms) on.
+    sa.Column("product_id", sa.BigInteger, sa.ForeignKey("earn_product.id"), primary_key=True),
+    sa.Column("ts", sa.BigInteger, primary_key=True),
+    sa.Column("apr", Amount, nullable=False),
 )
 
 holding = sa.Table(

@@ -10,9 +10,9 @@ day's rewards are computed from it in one pass:
   inside a minute starts earning at the next minute, a redemption inside a minute stops the
   redeemed part earning for that minute. A change at the very first instant of a minute (its
   timestamp a whole minute) counts for that minute; changes at one instant count together. So a
-  partial minute never earns, and a holding
-  never earns on money it did not hold for the whole minute (Binance: rewards "accrue every
-  minute"; a partial minute is the engine's choice, the conservative one).
+  partial minute never earns, and a holding never earns on money it did not hold for the whole
+  minute (Binance: rewards "accrue every minute"; a partial minute is the engine's choice, the
+  conservative one).
 - **Which APR a minute earns at.** The real-time APR in effect at the minute's first instant: the
   latest recorded change at or before it (a change inside a minute applies from the next). Before
   the first recorded APR, the real-time APR is 0.
