@@ -70,9 +70,10 @@ def _set_apr(conn: sa.Connection, product: Product, fields: ProductFields, now: 
         if product.apr_source is AprSource.SIMULATED and walk and not walk.low <= fields.apr <= walk.high:
             raise InvalidParameter("apr", "within aprLow and aprHigh")
         realtime_apr.record(conn, product.id, now, fields.apr)
-    elif product.apr_source in (AprSource.MANUAL, AprSource.SIMULATED):
-        if realtime_apr.latest(conn, product.id, now) is None:
-            raise MissingParameter("apr")
+    elif product.apr_source in (AprSource.MANUAL, AprSource.SIMULATED) and (
+        realtime_apr.latest(conn, product.id, now) is None
+    ):
+        raise MissingParameter("apr")
     if product.apr_source is AprSource.MARKET:
         if conn.execute(sa.select(t.market.c.ccy).where(t.market.c.ccy == product.coin)).first() is None:
             raise InvalidParameter("aprSource", f"no lending market of {product.coin} to follow")

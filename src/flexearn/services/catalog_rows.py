@@ -11,8 +11,8 @@ import sqlalchemy as sa
 
 from flexearn.adapters import tables as t
 from flexearn.domain.catalog import (
-    ApyType,
     AprSource,
+    ApyType,
     Level,
     PeriodType,
     Product,
@@ -65,7 +65,9 @@ def load_product(conn: sa.Connection, product_id: int, *, lock: bool = False, ga
 
 
 def walk_to_json(walk: Walk) -> str:
-    return json.dumps({"low": str(walk.low), "high": str(walk.high), "step": str(walk.step), "seed": walk.seed})
+    return json.dumps(
+        {"low": str(walk.low), "high": str(walk.high), "step": str(walk.step), "seed": walk.seed}
+    )
 
 
 def walk_from_json(text: str | None) -> Walk | None:

@@ -15,8 +15,8 @@ from typing import Any
 
 from flexearn.domain.catalog import (
     OPERATOR_STATUSES,
-    ApyType,
     AprSource,
+    ApyType,
     Level,
     PeriodType,
     ProductFields,
@@ -74,9 +74,11 @@ def parse(spec: Mapping[str, Any]) -> ProductFields:
         fields["coin"] = str(given["coin"]).upper()
     if "status" in given:
         fields["status"] = operator_status(str(given["status"]))
-    if any(name in given for name in (*WALK, "aprSeed")):
-        fields["walk"] = _walk(given)
-    return ProductFields(**fields, tiers=_tiers(spec["apyList"]) if "apyList" in spec else None)
+    return ProductFields(
+        **fields,
+        tiers=_tiers(spec["apyList"]) if "apyList" in spec else None,
+        walk=_walk(given) if any(name in given for name in (*WALK, "aprSeed")) else None,
+    )
 
 
 def operator_status(text: str) -> Status:

@@ -26,8 +26,8 @@ from flexearn.api.admin.schema import (
 )
 from flexearn.domain.catalog import (
     OPERATOR_STATUSES,
-    ApyType,
     AprSource,
+    ApyType,
     Level,
     PeriodType,
     Product,
