@@ -24,7 +24,7 @@ from flexearn.domain.catalog import DAY_MS, ProductFields
 from flexearn.domain.errors import InvalidParameter, MissingParameter
 from flexearn.domain.money import D
 from flexearn.services import accounts, catalog, catalog_trading, realtime_apr, scheduler
-from tests.helpers import T0, assert_ledger_ok, start_clock
+from tests.helpers import T0, advance, assert_ledger_ok, lender, market_world, start_clock
 
 HOUR, MINUTE = 3_600_000, 60_000
 DAY1 = T0 + 16 * HOUR  # the first day start after the world's creation at T0 + 1 h
@@ -169,3 +169,20 @@ def test_bad_apr_specs_are_refused_whole(
         catalog.create_product(app.uow(), product_spec.parse(fields))
     assert refused.value.param == param  # type: ignore[attr-defined]
     assert catalog.list_products(app.uow(), None, None, "all") == []
+
+
+def test_the_market_source_follows_the_settled_lending_rate_of_the_same_currency(app: Flexearn) -> None:
+    """The hourly settlement example (test_hourly_settlement.py): lenders at 2%, 5% and 10% and a
+    demand of 150 clear at a borrow rate of 5%, a lending rate of 4.25% after the 15% fee."""
+    market_world(app, demand=D(150))
+    lender(app, "A", "USDT", D(100), D("0.02"))
+    lender(app, "B", "USDT", D(100), D("0.05"))
+    spec = {"coin": "USDT", "apyList": [BANDS[0]], "aprSource": "market"}
+    product = catalog.create_product(app.uow(), product_spec.parse(spec)).id
+    assert realtime_apr.apr_history(app.uow(), product) == []  # no hour settled yet
+    advance(app, 2)
+    scheduler.settle_all_due(app.engine)
+    # Both hours lend at 4.25%: one change, at the first hour.
+    assert realtime_apr.apr_history(app.uow(), product) == [(T0 + HOUR, D("4.25"))]
+    with app.uow() as uow:
+        assert realtime_apr.current(uow.conn, [product], uow.now()) == {product: D("4.25")}
