@@ -68,16 +68,26 @@ def current(conn: sa.Connection, product_ids: Sequence[int], now: int) -> dict[i
 def apr_history(
     uow: UnitOfWork, product_id: int, start: int | None = None, end: int | None = None
 ) -> list[tuple[int, Decimal]]:
-    """The product's APR changes (time, APR in percent) within [start, end], oldest first: for
-    Binance's `rateHistory` and the dashboard's APR chart. Empty for a product of Bitget's model."""
+    """The product's APR (time, APR in percent) over [start, end] (by default from its first
+    change to now), oldest first: the APR in effect at `start`, dated `start`, then every change
+    after it. For Binance's `rateHistory` and the dashboard's APR chart;
+    empty for a product of Bitget's model."""
     with uow:
         load_product(uow.conn, product_id)
-        query = sa.select(a.c.ts, a.c.apr).where(a.c.product_id == product_id, a.c.ts <= uow.now())
+        end = uow.now() if end is None else min(end, uow.now())
+        query = sa.select(a.c.ts, a.c.apr).where(a.c.product_id == product_id, a.c.ts <= end)
+        found: list[tuple[int, Decimal]] = []
         if start is not None:
-            query = query.where(a.c.ts >= start)
-        if end is not None:
-            query = query.where(a.c.ts <= end)
-        return [(r.ts, r.apr) for r in uow.conn.execute(query.order_by(a.c.ts))]
+            query = query.where(a.c.ts > start)
+            first = latest(uow.conn, product_id, start)
+            found += [] if first is None or start > end else [(start, first.apr)]
+        return found + [(r.ts, r.apr) for r in uow.conn.execute(query.order_by(a.c.ts))]
+
+
+def current_aprs(uow: UnitOfWork, product_ids: Sequence[int]) -> dict[int, Decimal]:
+    """Each real-time product's APR now (0 before its first is recorded)."""
+    with uow:
+        return current(uow.conn, product_ids, uow.now())
 
 
 def catch_up(conn: sa.Connection, product: Product, until: int) -> int:
