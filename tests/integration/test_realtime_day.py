@@ -61,9 +61,14 @@ def orders(app: Flexearn, user_id: int, order_type: str) -> list[tuple[int, Deci
     return [(r.ts, r.amount) for r in rows]
 
 
-def test_a_day_of_real_time_and_bonus_rewards_by_hand(app: Flexearn) -> None:
+@pytest.mark.parametrize("ranges", [1, 3])
+def test_a_day_of_real_time_and_bonus_rewards_by_hand(app: Flexearn, ranges: int) -> None:
+    """In one transaction, and in three ranges of users (Alice and Bob in different ones)."""
     product = world(app)
-    alice, bob = user(app, "alice"), user(app, "bob")
+    alice = user(app, "alice")
+    for filler in range(3):  # users between Alice and Bob, so that three ranges split them
+        user(app, f"carol{filler}")
+    bob, dave = user(app, "bob"), user(app, "dave")
     catalog_trading.subscribe(app.uow(), alice, product, "flexible", D(4))  # at T0 + 1 h, a whole minute
     move_to(app, DAY1 + 2 * HOUR)
     catalog_trading.subscribe(app.uow(), bob, product, "flexible", D(1))
@@ -75,15 +80,17 @@ def test_a_day_of_real_time_and_bonus_rewards_by_hand(app: Flexearn) -> None:
     # Day 1 ([DAY1 − 1 day, DAY1)), settled late, after day 2's orders: alice held 4 BTC for the
     # 900 minutes from T0 + 1 h. REALTIME 4 × 2 × 900 = 7200 percent-minutes / 52 560 000
     # = 0.000136986301… → 0.00013698; BONUS 4 × 3 × 900 = 10 800 → 0.000205479452… → 0.00020547.
-    [day1] = scheduler.settle_due_days(app.engine)
+    [day1] = scheduler.settle_due_days(app.engine, ranges=ranges)
     assert (day1.day, day1.holdings, day1.interest) == (DAY1, 1, D("0.00034245"))
 
     move_to(app, DAY1 + 12 * HOUR)
     catalog.update_product(app.uow(), product, ProductFields(apr=D(5)))  # 5% from minute 720
     move_to(app, DAY1 + 18 * HOUR + 20_000)  # inside minute 1080: it earns on what is left
     catalog_trading.redeem(app.uow(), alice, product, "flexible", D(10), at=2)
+    move_to(app, DAY1 + DAY_MS - MINUTE)
+    catalog_trading.subscribe(app.uow(), dave, product, "flexible", D(1))  # the last minute: 1439
     move_to(app, DAY1 + DAY_MS)
-    [day2] = scheduler.settle_due_days(app.engine)
+    [day2] = scheduler.settle_due_days(app.engine, ranges=ranges)
 
     # Day 2, alice: 4 BTC over minutes [0, 361), 12 over [361, 1080), 2 over [1080, 1440).
     # REALTIME: 4×2×361 + 12×2×359 + 12×5×360 + 2×5×360 = 2888 + 8616 + 21600 + 3600 = 36 704
@@ -96,7 +103,11 @@ def test_a_day_of_real_time_and_bonus_rewards_by_hand(app: Flexearn) -> None:
     assert orders(app, alice, "pay_bonus") == [(DAY1, D("0.00020547")), (DAY1 + DAY_MS, D("0.00039710"))]
     assert orders(app, bob, "pay_interest") == [(DAY1 + DAY_MS, D("0.00000228"))]
     assert orders(app, bob, "pay_bonus") == [(DAY1 + DAY_MS, D("0.00000342"))]
-    assert (day2.holdings, day2.interest) == (2, D("0.00069832") + D("0.00039710") + D("0.00000570"))
+    # Dave held 1 BTC for minute 1439 only: REALTIME 1×5×1 = 5 → 0.000000095… → 0.00000009;
+    # BONUS 1×3×1 = 3 → 0.000000057… → 0.00000005.
+    assert orders(app, dave, "pay_interest") == [(DAY1 + DAY_MS, D("0.00000009"))]
+    assert orders(app, dave, "pay_bonus") == [(DAY1 + DAY_MS, D("0.00000005"))]
+    assert (day2.holdings, day2.interest) == (3, D("0.00109542") + D("0.00000570") + D("0.00000014"))
 
     # Paid to funding (Binance's SPOT): 20 − 4 − 8 + 10 + both days' rewards.
     day1_paid, day2_paid = D("0.00034245"), D("0.00109542")
@@ -110,6 +121,15 @@ def test_a_day_of_real_time_and_bonus_rewards_by_hand(app: Flexearn) -> None:
         ).one()
     assert tuple(held) == (D(2), day1_paid + day2_paid, day2_paid)
     assert realtime_apr.apr_history(app.uow(), product) == [(T0 + HOUR, D(2)), (DAY1 + 12 * HOUR, D(5))]
+    j = t.journal_entry
+    with app.engine.connect() as conn:
+        refs = conn.execute(
+            sa.select(j.c.ref).where(j.c.kind == "catalog_interest", j.c.ts == DAY1 + DAY_MS).order_by(j.c.ref)
+        ).scalars()
+        day2_refs = list(refs)
+    whole = f"product:{product}:day:{DAY1 + DAY_MS}"
+    # three ranges: Alice in the first, Bob and Dave in the last, each range its own entry
+    assert day2_refs == ([whole] if ranges == 1 else [f"{whole}:range:0", f"{whole}:range:2"])
     assert_ledger_ok(app)
 
 
