@@ -123,10 +123,8 @@ def test_a_day_of_real_time_and_bonus_rewards_by_hand(app: Flexearn, ranges: int
     assert realtime_apr.apr_history(app.uow(), product) == [(T0 + HOUR, D(2)), (DAY1 + 12 * HOUR, D(5))]
     j = t.journal_entry
     with app.engine.connect() as conn:
-        refs = conn.execute(
-            sa.select(j.c.ref).where(j.c.kind == "catalog_interest", j.c.ts == DAY1 + DAY_MS).order_by(j.c.ref)
-        ).scalars()
-        day2_refs = list(refs)
+        query = sa.select(j.c.ref).where(j.c.kind == "catalog_interest", j.c.ts == DAY1 + DAY_MS)
+        day2_refs = list(conn.execute(query.order_by(j.c.ref)).scalars())
     whole = f"product:{product}:day:{DAY1 + DAY_MS}"
     # three ranges: Alice in the first, Bob and Dave in the last, each range its own entry
     assert day2_refs == ([whole] if ranges == 1 else [f"{whole}:range:0", f"{whole}:range:2"])
