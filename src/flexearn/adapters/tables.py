@@ -343,14 +343,16 @@ earn_order = sa.Table(
 sa.Index("ix_earn_order_user_ts", earn_order.c.user_id, earn_order.c.ts)
 sa.Index("ix_earn_order_arrival", earn_order.c.status, earn_order.c.arrive_at)
 # A real-time product's day reads its subscriptions and redemptions since the day began, in one
-# query; partial, so the millions of interest orders a day writes do not maintain it.
-_CHANGES = earn_order.c.order_type.in_(("subscribe", "redeem"))
+# query; partial, so the millions of interest orders a day writes do not maintain it. A query uses
+# it only if its WHERE holds this very predicate as literal SQL (SQLite cannot see that bound
+# parameters match it): so queries use `BALANCE_CHANGES` itself.
+BALANCE_CHANGES = sa.text("order_type IN ('subscribe', 'redeem')")
 sa.Index(
     "ix_earn_order_product_changes",
     earn_order.c.product_id,
     earn_order.c.ts,
-    sqlite_where=_CHANGES,
-    postgresql_where=_CHANGES,
+    sqlite_where=BALANCE_CHANGES,
+    postgresql_where=BALANCE_CHANGES,
 )
 
 product_day = sa.Table(

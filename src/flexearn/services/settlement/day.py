@@ -34,7 +34,6 @@ from flexearn.services.settlement.period import Applied, Part, Schedule, due
 from flexearn.services.unit_of_work import UnitOfWork
 
 CHANGE_COLUMNS = {"amount": "amount", "accrued": "amount", "total_profit": "amount", "last_profit": "amount"}
-CHANGE_TYPES = ("subscribe", "redeem")  # the orders that change a holding's balance
 CLOSE_COLUMNS = {"amount": "amount", "accrued": "amount", "open": "bool"}
 ORDER_COLUMNS = {
     "user_id": "int",
@@ -181,7 +180,7 @@ def _realtime_plan(conn: sa.Connection, product: Product, day: int, part: Part) 
     users += [o.c.user_id < part.hi] if part.hi is not None else []
     found = conn.execute(
         sa.select(o.c.holding_id, o.c.order_type, o.c.amount, o.c.ts)
-        .where(o.c.product_id == product.id, o.c.order_type.in_(CHANGE_TYPES), o.c.ts >= begin, *users)
+        .where(o.c.product_id == product.id, t.BALANCE_CHANGES, o.c.ts >= begin, *users)
         .order_by(o.c.id)
     ).all()
     changes: dict[int, list[Change]] = {}
