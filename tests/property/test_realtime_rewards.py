@@ -20,9 +20,11 @@ from flexearn.domain.realtime import (
     AprPoint,
     Change,
     Segment,
+    apr_minutes,
     day_estimate,
     day_rewards,
     segments,
+    steady_rewards,
     walk_step,
     weighted,
 )
@@ -119,6 +121,16 @@ def test_weighted_add_up_over_a_split_window(
     first = weighted(segments(start, changes, BEGIN, middle), points, BANDS)
     second = weighted(segments(at_middle, changes, middle, END), points, BANDS)
     assert whole == (first[0] + second[0], first[1] + second[1])
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.one_of(st.just(ZERO), amounts), aprs, st.integers(min_value=0, max_value=10))
+def test_a_steady_holding_earns_what_the_minute_walk_gives(
+    balance: Decimal, points: list[AprPoint], places: int
+) -> None:
+    """The settlement's shortcut for a holding that did not change in the day: the same figures."""
+    steady = steady_rewards(balance, apr_minutes(points, BEGIN, END), BANDS, MINUTES, places)
+    assert steady == day_rewards(balance, [], points, BANDS, BEGIN, END, places)
 
 
 @given(aprs)

@@ -21,7 +21,14 @@ from typing import NamedTuple
 from flexearn.domain.catalog import DAY_MS, Product, SettleMethod, day_interest
 from flexearn.domain.ledger import AccountKind, AccountRef, Entry, Leg, compound, leg
 from flexearn.domain.money import ZERO, exact_add
-from flexearn.domain.realtime import AprPoint, Change, day_rewards
+from flexearn.domain.realtime import (
+    MINUTE_MS,
+    AprPoint,
+    Change,
+    apr_minutes,
+    day_rewards,
+    steady_rewards,
+)
 
 # Users paid per journal entry of a day's interest to funding accounts. PostgreSQL checks at commit
 # that each entry balances, once per leg over all the entry's legs: one entry of a million legs
@@ -161,6 +168,7 @@ def plan_realtime_day(
     `interestTime`; its REALTIME part is a `pay_interest` order, its BONUS part a `pay_bonus`."""
     begin, places, product_id = day - DAY_MS, product.profit_precision, product.id
     bands = tuple(t for t in product.tiers if t.apy > 0)
+    per_unit, minutes = apr_minutes(points, begin, day), (day - begin) // MINUTE_MS
     changes_: list[HoldingChange] = []
     orders: list[DayOrder] = []
     per_user: dict[int, Decimal] = {}
@@ -168,7 +176,10 @@ def plan_realtime_day(
     for row in rows:
         held = changes.get(row.id, ())
         start = row.amount - sum((c.delta for c in held), ZERO)
-        rewards = day_rewards(start, held, points, bands, begin, day, places)
+        if any(begin <= c.ts < day for c in held):
+            rewards = day_rewards(start, held, points, bands, begin, day, places)
+        else:  # most holdings: the same balance all day
+            rewards = steady_rewards(start, per_unit, bands, minutes, places)
         paid = rewards.realtime + rewards.bonus
         if paid == 0:
             continue

@@ -176,6 +176,27 @@ def day_rewards(
     return Rewards(*(mul_div_down(x, ONE, PER_MINUTE_DIVISOR, places) for x in sums))
 
 
+def apr_minutes(points: Sequence[AprPoint], begin: int, end: int) -> Decimal:
+    """Σ APR × minutes over [begin, end): what one unit held throughout earns, in percent-minutes.
+    Computed once per product-day, it makes a holding that did not change in the day one
+    multiplication (`steady_rewards`) instead of a walk over its minutes."""
+    total = ZERO
+    for start, stop, apr in apr_pieces(points, begin, end):
+        total = _EXACT.add(total, _EXACT.multiply(apr, Decimal((stop - start) // MINUTE_MS)))
+    return total
+
+
+def steady_rewards(
+    balance: Decimal, per_unit: Decimal, bands: Sequence[Tier], minutes: int, places: int
+) -> Rewards:
+    """`day_rewards` of a holding whose balance did not change over the `minutes` of the window,
+    given the window's `apr_minutes` (`per_unit`): the same sums, rounded the same way."""
+    realtime = _EXACT.multiply(balance, per_unit)
+    per_minute_bonus = sum((_EXACT.multiply(band_part(balance, b), b.apy) for b in bands), ZERO)
+    bonus = _EXACT.multiply(per_minute_bonus, Decimal(minutes))
+    return Rewards(*(mul_div_down(x, ONE, PER_MINUTE_DIVISOR, places) for x in (realtime, bonus)))
+
+
 def day_estimate(balance: Decimal, apr: Decimal, bands: Sequence[Tier], places: int) -> Rewards:
     """A whole day's rewards on a steady `balance` at a steady `apr` (a subscription preview)."""
     return day_rewards(balance, (), [AprPoint(0, apr)], bands, 0, MINUTES_PER_DAY * MINUTE_MS, places)

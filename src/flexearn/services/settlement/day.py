@@ -9,6 +9,11 @@ notice), in entries of at most a hundred users; to the accrued control account f
 products, paid with the principal at expiry. The split per holding is its `pay_interest` order.
 A day needs no global plan: each range of users applies alone; the close writes the
 `product_day` row, whose primary key settles each (product, day) exactly once.
+
+A product with a real-time APR source (Binance's model) is paid instead its day of REALTIME and
+BONUS rewards from each holding's minute-aligned balance (`catalog_day.plan_realtime_day`): its
+APR is caught up to the day's end when the day is planned, and its holders' subscriptions and
+redemptions since the day began are read in one query per range (`_realtime_plan`).
 """
 
 from __future__ import annotations
