@@ -358,13 +358,15 @@ def rate_history(app: Flexearn, caller: Caller | None, params: Params) -> dict[s
 
 
 def _apr_rows(app: Flexearn, product: Product, start: int | None, end: int | None, now: int) -> list[Any]:
+    """The recorded APR over Binance's window, newest first (the APR in effect at the window's
+    start, dated at it, last)."""
     if start is None:
         end = now if end is None else end
         start = end - RATE_WINDOW_MS
     elif end is None:
         end = start + RATE_WINDOW_MS
     if end < start or end - start > MAX_RATE_SPAN_MS:
-        raise errors.bad_value("endTime", "at most a year after startTime")
+        raise errors.bad_value("endTime", "not before startTime, and at most a year after it")
     history = realtime_apr.apr_history(app.read_uow(), product.id, start, end)
     return [
         {"productId": str(product.id), "asset": product.coin, "annualPercentageRate": rate(apr), "time": ts}
