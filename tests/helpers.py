@@ -32,6 +32,24 @@ def with_range_settlement_tables(engine: sa.Engine) -> Iterator[None]:
         t.metadata.drop_all(engine, tables=tables)
 
 
+@contextmanager
+def with_realtime_apr_schema(engine: sa.Engine) -> Iterator[None]:
+    """Today's code on a database migrated to before 0012_realtime_apr: products are read with
+    their `apr_source` and `apr_walk` columns, which it lacks; they (and `earn_product_apr`) exist
+    while the block runs and are dropped after it, before the upgrade adds them."""
+    with engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE earn_product ADD COLUMN apr_source VARCHAR(16)"))
+        conn.execute(sa.text("ALTER TABLE earn_product ADD COLUMN apr_walk TEXT"))
+    t.metadata.create_all(engine, tables=[t.product_apr])
+    try:
+        yield
+    finally:
+        t.metadata.drop_all(engine, tables=[t.product_apr])
+        with engine.begin() as conn:
+            conn.execute(sa.text("ALTER TABLE earn_product DROP COLUMN apr_walk"))
+            conn.execute(sa.text("ALTER TABLE earn_product DROP COLUMN apr_source"))
+
+
 def start_clock(app: Flexearn, at: int = T0) -> None:
     """A simulated clock standing still at `at` (advance it with `advance`)."""
     with app.uow() as uow:

@@ -60,9 +60,10 @@ def downgrade() -> None:
     op.drop_index('ix_earn_order_product_changes', table_name='earn_order')
     _order_types(NEW, OLD)
     op.drop_table('earn_product_apr')
-    with op.batch_alter_table('earn_product') as batch:
-        batch.drop_column('apr_walk')
-        batch.drop_column('apr_source')
+    # ALTER TABLE … DROP COLUMN on both (SQLite ≥ 3.35): a batch copy of earn_product would have to
+    # drop the table that holdings and orders reference.
+    op.execute("ALTER TABLE earn_product DROP COLUMN apr_walk")
+    op.execute("ALTER TABLE earn_product DROP COLUMN apr_source")
 
 
 def _order_types(old: str, new: str) -> None:
