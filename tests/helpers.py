@@ -32,6 +32,26 @@ def with_range_settlement_tables(engine: sa.Engine) -> Iterator[None]:
         t.metadata.drop_all(engine, tables=tables)
 
 
+@contextmanager
+def with_catalog_schema_of_today(engine: sa.Engine) -> Iterator[None]:
+    """Today's code on a database migrated to before 0013_earn_wallets: a subscription or a day's
+    settlement reads the wallets and auto-subscribe tables (0013) and products' `apr_source` and
+    `apr_walk` columns and their `earn_product_apr` (0014), which it lacks; they exist while the
+    block runs and are dropped after it, before the upgrade adds them."""
+    tables = [t.order_wallet, t.auto_subscribe, t.product_apr]
+    with engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE earn_product ADD COLUMN apr_source VARCHAR(16)"))
+        conn.execute(sa.text("ALTER TABLE earn_product ADD COLUMN apr_walk TEXT"))
+    t.metadata.create_all(engine, tables=tables)
+    try:
+        yield
+    finally:
+        t.metadata.drop_all(engine, tables=tables)
+        with engine.begin() as conn:
+            conn.execute(sa.text("ALTER TABLE earn_product DROP COLUMN apr_walk"))
+            conn.execute(sa.text("ALTER TABLE earn_product DROP COLUMN apr_source"))
+
+
 def start_clock(app: Flexearn, at: int = T0) -> None:
     """A simulated clock standing still at `at` (advance it with `advance`)."""
     with app.uow() as uow:

@@ -283,6 +283,30 @@ def test_catalog_products_are_created_updated_paused_and_listed(admin: Admin) ->
     assert ok(c.get("/products", params={"coin": "USDC"})) == []
 
 
+def test_a_real_time_product_takes_its_apr_source_and_changes_its_apr(admin: Admin) -> None:
+    """Binance's flexible model through the admin API: a simulated walk, then a manual APR."""
+    c = admin.client
+    spec = {**PRODUCT, "coin": "USDC", "aprSource": "simulated", "apr": "4", "aprLow": "3",
+            "aprHigh": "5", "aprStep": "0.25", "aprSeed": 7}
+    product = ok(c.post("/products", json=spec), 201)
+    assert (product["apr_source"], product["walk"]) == (
+        "simulated", {"low": "3", "high": "5", "step": "0.25", "seed": 7}
+    )
+    refused(c.post("/products", json={**spec, "aprSource": "weekly"}), 400, "invalid_parameter", "aprSource")
+    refused(c.post("/products", json={**spec, "apr": "6"}), 400, "invalid_parameter", "apr")
+    refused(c.post("/products", json={**spec, "apr": "1e1"}), 400, "invalid_parameter", "apr")
+    refused(c.patch(f"/products/{product['id']}", json={"aprSource": "manual", "apr": "-2"}), 400,
+            "invalid_parameter", "apr")
+    manual = ok(c.patch(f"/products/{product['id']}", json={"aprSource": "manual", "apr": "2.5"}))
+    assert manual["apr_source"] == "manual"
+    with admin.app.uow() as uow:
+        rows = uow.conn.execute(
+            sa.select(t.product_apr.c.apr).where(t.product_apr.c.product_id == product["id"])
+            .order_by(t.product_apr.c.ts)
+        ).scalars()
+        assert list(rows)[-1] == D("2.5")
+
+
 def test_reference_prices_are_set_and_listed(admin: Admin) -> None:
     c = admin.client
     assert ok(c.put("/prices/USDC", json={"usdt": "0.9998"}))["usdt"] == "0.9998"

@@ -14,7 +14,7 @@ from flexearn.bootstrap import Flexearn
 from flexearn.domain.catalog import DAY_MS
 from flexearn.domain.money import D
 from flexearn.services import accounts, catalog, catalog_trading, scheduler, settlement
-from tests.helpers import T0, advance, assert_ledger_ok, start_clock
+from tests.helpers import T0, advance, assert_ledger_ok, start_clock, with_catalog_schema_of_today
 
 HOUR = 3_600_000
 SINGLE = {
@@ -48,26 +48,27 @@ def _boundaries(engine: sa.Engine) -> dict[int, tuple[Any, ...]]:
 def test_upgrading_moves_what_is_ahead_to_00_00_utc8_and_pays_each_date_once(database_url: str) -> None:
     engine = make_engine(database_url)
     migrate(engine, "0009")
-    app = Flexearn(database_url, migrate_schema=False)
-    start_clock(app, T0 + HOUR)  # 2026-01-01T01:00Z
-    accounts.add_currency(app.uow(), "USDT", 6)
-    user = accounts.create_user(app.uow(), "alice", "normal")
-    accounts.deposit(app.uow(), user, "USDT", D(3000))
-    spec = {"coin": "USDT", **SINGLE}
-    settled, waiting = (catalog.create_product(app.uow(), product_spec.parse(spec)).id for _ in range(2))
-    fixed = catalog.create_product(
-        app.uow(), product_spec.parse({**spec, "periodType": "fixed", "period": "2"})
-    ).id
-    for product in (settled, waiting, fixed):
-        period = "fixed" if product == fixed else "flexible"
-        catalog_trading.subscribe(app.uow(), user, product, period, D(1000))
-    # as the old code had them: interest from the next 00:00 UTC; `waiting` a day later
-    _old_grid(engine, settled, T0 + DAY_MS, T0 + DAY_MS, None)
-    _old_grid(engine, waiting, T0 + 2 * DAY_MS, T0 + 2 * DAY_MS, None)
-    _old_grid(engine, fixed, T0 + DAY_MS, T0 + DAY_MS, T0 + 3 * DAY_MS)
-    advance(app, 24)  # 2026-01-02T01:00Z; `settled` settled the day ending at 00:00 UTC
-    assert settlement.settle_day(app.uow(), settled, T0 + DAY_MS) is not None
-    before = _boundaries(engine)
+    with with_catalog_schema_of_today(engine):
+        app = Flexearn(database_url, migrate_schema=False)
+        start_clock(app, T0 + HOUR)  # 2026-01-01T01:00Z
+        accounts.add_currency(app.uow(), "USDT", 6)
+        user = accounts.create_user(app.uow(), "alice", "normal")
+        accounts.deposit(app.uow(), user, "USDT", D(3000))
+        spec = {"coin": "USDT", **SINGLE}
+        settled, waiting = (catalog.create_product(app.uow(), product_spec.parse(spec)).id for _ in range(2))
+        fixed = catalog.create_product(
+            app.uow(), product_spec.parse({**spec, "periodType": "fixed", "period": "2"})
+        ).id
+        for product in (settled, waiting, fixed):
+            period = "fixed" if product == fixed else "flexible"
+            catalog_trading.subscribe(app.uow(), user, product, period, D(1000))
+        # as the old code had them: interest from the next 00:00 UTC; `waiting` a day later
+        _old_grid(engine, settled, T0 + DAY_MS, T0 + DAY_MS, None)
+        _old_grid(engine, waiting, T0 + 2 * DAY_MS, T0 + 2 * DAY_MS, None)
+        _old_grid(engine, fixed, T0 + DAY_MS, T0 + DAY_MS, T0 + 3 * DAY_MS)
+        advance(app, 24)  # 2026-01-02T01:00Z; `settled` settled the day ending at 00:00 UTC
+        assert settlement.settle_day(app.uow(), settled, T0 + DAY_MS) is not None
+        before = _boundaries(engine)
 
     migrate(engine)
     eight = 8 * HOUR

@@ -184,3 +184,31 @@ def test_serve_and_a_worker_take_turns_as_the_one_settler(tmp_path: Path) -> Non
             worker.kill()
         engine.dispose()
     assert run(db, "ledger", "check")["ok"] is True
+
+
+def test_a_real_time_product_through_the_cli(database_url: str) -> None:
+    """Binance's flexible model from the operator's spec: a manual real-time APR set, then changed;
+    a spec the engine refuses writes nothing and names its field."""
+    db = database_url
+    run(db, "migrate")
+    run(db, "clock", "set-sim", "--speed", "0", "--start", "2026-01-01T01:00:00")
+    run(db, "currency", "add", "BTC", "--precision", "8")
+    bands = [{"minStepVal": "0", "maxStepVal": "5", "currentApy": "3"}]
+    spec = {"coin": "BTC", "apyList": bands, "aprSource": "manual", "apr": "2"}
+    product = run(db, "product", "create", "--spec", json.dumps(spec))
+    assert product["apr_source"] == "manual"
+    run(db, "clock", "advance", "--hours", "1")
+    run(db, "product", "update", str(product["id"]), "--spec", '{"apr": "5"}')
+    refused = flexearn(db, "product", "create", "--spec", json.dumps({**spec, "apr": None}))
+    assert refused.returncode != 0
+    assert "apr" in refused.stderr + refused.stdout
+    engine = make_engine(db)
+    with engine.connect() as conn:
+        a = t.product_apr
+        history = conn.execute(sa.select(a.c.ts, a.c.apr).order_by(a.c.ts)).all()
+        products = conn.execute(sa.select(sa.func.count()).select_from(t.product)).scalar_one()
+    engine.dispose()
+    start = 1_767_229_200_000  # 2026-01-01T01:00:00Z
+    assert [(ts, str(apr)) for ts, apr in history] == [(start, "2"), (start + 3_600_000, "5")]
+    assert products == 1
+    assert run(db, "ledger", "check")["ok"] is True

@@ -279,6 +279,10 @@ product = sa.Table(
     sa.Column("start_time", sa.BigInteger, nullable=True),
     sa.Column("end_time", sa.BigInteger, nullable=True),
     sa.Column("first_day", sa.BigInteger, nullable=False),  # first day start (16:00 UTC) settled
+    # Binance's model: where the real-time APR comes from (`AprSource`; NULL: Bitget's model), and
+    # the simulated walk's parameters as JSON ({"low", "high", "step", "seed"}).
+    sa.Column("apr_source", sa.String(16), nullable=True),
+    sa.Column("apr_walk", sa.Text, nullable=True),
     sa.Column("created_at", sa.BigInteger, nullable=False),
     one_of("period_type", PeriodType),
     one_of("apy_type", ApyType),
@@ -295,6 +299,15 @@ product_tier = sa.Table(
     sa.Column("min_step", Amount, nullable=False),
     sa.Column("max_step", Amount, nullable=False),
     sa.Column("apy", Amount, nullable=False),  # percent
+)
+
+product_apr = sa.Table(
+    "earn_product_apr",
+    metadata,
+    # Every change of a real-time product's APR (percent), from `ts` (business ms) on.
+    sa.Column("product_id", sa.BigInteger, sa.ForeignKey("earn_product.id"), primary_key=True),
+    sa.Column("ts", sa.BigInteger, primary_key=True),
+    sa.Column("apr", Amount, nullable=False),
 )
 
 holding = sa.Table(
@@ -332,6 +345,18 @@ earn_order = sa.Table(
 )
 sa.Index("ix_earn_order_user_ts", earn_order.c.user_id, earn_order.c.ts)
 sa.Index("ix_earn_order_arrival", earn_order.c.status, earn_order.c.arrive_at)
+# A real-time product's day reads its subscriptions and redemptions since the day began, in one
+# query; partial, so the millions of interest orders a day writes do not maintain it. A query uses
+# it only if its WHERE holds this very predicate as literal SQL (SQLite cannot see that bound
+# parameters match it): so queries use `BALANCE_CHANGES` itself.
+BALANCE_CHANGES = sa.text("order_type IN ('subscribe', 'redeem')")
+sa.Index(
+    "ix_earn_order_product_changes",
+    earn_order.c.product_id,
+    earn_order.c.ts,
+    sqlite_where=BALANCE_CHANGES,
+    postgresql_where=BALANCE_CHANGES,
+)
 
 # Which wallets a catalog order took its money from or paid it to, where not `funding` alone
 # (Binance's `sourceAccount`, `destAccount`: `domain/earn_wallets.py`), and whether auto-subscribe

@@ -76,8 +76,28 @@ class OrderType(StrEnum):
 
     SUBSCRIBE = "subscribe"
     REDEEM = "redeem"
-    PAY_INTEREST = "pay_interest"
+    PAY_INTEREST = "pay_interest"  # a day's interest; of a real-time product, its REALTIME part
     DEDUCTION = "deduction"  # what an early fixed redemption gives up
+    PAY_BONUS = "pay_bonus"  # a real-time product's day of BONUS rewards (`domain/realtime.py`)
+
+
+class AprSource(StrEnum):
+    """Where a flexible product's real-time APR comes from (Binance's model, `domain/realtime.py`);
+    a product without one pays its tiers' APYs (Bitget's model)."""
+
+    MANUAL = "manual"  # set by the operator
+    MARKET = "market"  # the lending market's settled hourly lending rate of the same currency
+    SIMULATED = "simulated"  # a seeded random walk within bounds, moved each hour
+
+
+@dataclass(frozen=True)
+class Walk:
+    """The simulated APR's bounds and hourly step (percent) and its seed."""
+
+    low: Decimal
+    high: Decimal
+    step: Decimal
+    seed: int
 
 
 class OrderStatus(StrEnum):
@@ -168,6 +188,13 @@ class Product:
     redeem_delay_days: int
     start_time: int | None
     end_time: int | None
+    apr_source: AprSource | None = None  # None: Bitget's model (tiers' APYs)
+    walk: Walk | None = None  # the simulated APR's walk
+
+    @property
+    def realtime(self) -> bool:
+        """Binance's model: a real-time APR plus bonus bands (the tiers), `domain/realtime.py`."""
+        return self.apr_source is not None
 
     @property
     def redemption_places(self) -> int:
@@ -276,3 +303,6 @@ class ProductFields:
     redeem_delay_days: int | None = None
     start_time: int | None = None
     end_time: int | None = None
+    apr_source: AprSource | None = None
+    apr: Decimal | None = None  # the real-time APR now (manual), or where the walk starts
+    walk: Walk | None = None

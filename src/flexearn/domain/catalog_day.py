@@ -13,7 +13,7 @@ The plan holds every ledger leg: the interest entries (to funding in entries of 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import NamedTuple
@@ -21,6 +21,14 @@ from typing import NamedTuple
 from flexearn.domain.catalog import DAY_MS, Product, SettleMethod, day_interest
 from flexearn.domain.ledger import AccountKind, AccountRef, Entry, Leg, compound, leg
 from flexearn.domain.money import ZERO, exact_add
+from flexearn.domain.realtime import (
+    MINUTE_MS,
+    AprPoint,
+    Change,
+    apr_minutes,
+    day_rewards,
+    steady_rewards,
+)
 
 # Users paid per journal entry of a day's interest to funding accounts. PostgreSQL checks at commit
 # that each entry balances, once per leg over all the entry's legs: one entry of a million legs
@@ -139,6 +147,54 @@ def plan_day(product: Product, rows: Iterable[HoldingRow], day: int) -> DayPlan:
         day,
         accrues,
         tuple(changes),
+        tuple(orders),
+        tuple(sorted(per_user.items())),
+        total,
+    )
+
+
+def plan_realtime_day(
+    product: Product,
+    rows: Iterable[HoldingRow],
+    changes: Mapping[int, Sequence[Change]],
+    points: Sequence[AprPoint],
+    day: int,
+) -> DayPlan:
+    """Binance's model (`domain/realtime.py`): the day that ends at `day`, on `rows` (the holdings,
+    open or closed, that held anything during it; each `amount` what it holds now) given each
+    holding's subscriptions (+) and redemptions (−) since the day began (`changes`, by holding id;
+    those after the day too, to go back from now to the day's start) and the real-time APR's
+    `points`. Each holding earns from the minute after it subscribes, whatever its
+    `interestTime`; its REALTIME part is a `pay_interest` order, its BONUS part a `pay_bonus`."""
+    begin, places, product_id = day - DAY_MS, product.profit_precision, product.id
+    bands = tuple(t for t in product.tiers if t.apy > 0)
+    per_unit, minutes = apr_minutes(points, begin, day), (day - begin) // MINUTE_MS
+    changes_: list[HoldingChange] = []
+    orders: list[DayOrder] = []
+    per_user: dict[int, Decimal] = {}
+    total = ZERO
+    for row in rows:
+        held = changes.get(row.id, ())
+        start = row.amount - sum((c.delta for c in held), ZERO)
+        if any(begin <= c.ts < day for c in held):
+            rewards = day_rewards(start, held, points, bands, begin, day, places)
+        else:  # most holdings: the same balance all day
+            rewards = steady_rewards(start, per_unit, bands, minutes, places)
+        paid = rewards.realtime + rewards.bonus
+        if paid == 0:
+            continue
+        total += paid
+        changes_.append(HoldingChange(row.id, row.amount, row.accrued, row.total_profit + paid, paid))
+        for kind, value in (("pay_interest", rewards.realtime), ("pay_bonus", rewards.bonus)):
+            if value:
+                orders.append(DayOrder(row.user_id, product_id, row.id, kind, value, "success", day))
+        per_user[row.user_id] = exact_add(per_user.get(row.user_id, ZERO), paid)
+    return DayPlan(
+        product_id,
+        product.coin,
+        day,
+        False,
+        tuple(changes_),
         tuple(orders),
         tuple(sorted(per_user.items())),
         total,

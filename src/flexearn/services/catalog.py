@@ -17,6 +17,7 @@ from flexearn.adapters import repository as repo
 from flexearn.adapters import tables as t
 from flexearn.adapters.clock import wall_ms
 from flexearn.domain.catalog import (
+    AprSource,
     PeriodType,
     Product,
     ProductFields,
@@ -28,8 +29,8 @@ from flexearn.domain.catalog import (
 )
 from flexearn.domain.errors import InvalidParameter, MissingParameter
 from flexearn.domain.money import MAX_PRECISION, ZERO, D
-from flexearn.services import gate
-from flexearn.services.catalog_rows import held, load_product
+from flexearn.services import gate, realtime_apr
+from flexearn.services.catalog_rows import held, load_product, walk_to_json
 from flexearn.services.unit_of_work import UnitOfWork
 
 
@@ -49,6 +50,34 @@ def _validate(product: Product) -> None:
         raise InvalidParameter("singleMinAmount", "not above singleMaxAmount")
     if product.start_time and product.end_time and product.end_time <= product.start_time:
         raise InvalidParameter("endTime", "after startTime")
+    if product.realtime and product.period_type is not PeriodType.FLEXIBLE:
+        raise InvalidParameter("aprSource", "a real-time APR is for flexible products")
+    if product.apr_source is AprSource.SIMULATED:
+        walk = product.walk
+        if walk is None:
+            raise MissingParameter("aprLow")
+        if walk.low > walk.high:
+            raise InvalidParameter("aprLow", "not above aprHigh")
+
+
+def _set_apr(conn: sa.Connection, product: Product, fields: ProductFields, now: int) -> None:
+    """Record the real-time APR the operator gave (from now on), or, following the market, the
+    market's latest; a manual or simulated product must have one to start from."""
+    if fields.apr is not None:
+        if not product.realtime:
+            raise InvalidParameter("apr", "only a product with an aprSource has a real-time APR")
+        walk = product.walk
+        if product.apr_source is AprSource.SIMULATED and walk and not walk.low <= fields.apr <= walk.high:
+            raise InvalidParameter("apr", "within aprLow and aprHigh")
+        realtime_apr.record(conn, product.id, now, fields.apr)
+    elif product.apr_source in (AprSource.MANUAL, AprSource.SIMULATED) and (
+        realtime_apr.latest(conn, product.id, now) is None
+    ):
+        raise MissingParameter("apr")
+    if product.apr_source is AprSource.MARKET:
+        if conn.execute(sa.select(t.market.c.ccy).where(t.market.c.ccy == product.coin)).first() is None:
+            raise InvalidParameter("aprSource", f"no lending market of {product.coin} to follow")
+        realtime_apr.catch_up(conn, product, now)
 
 
 DEFAULTS: dict[str, Any] = {
@@ -90,6 +119,7 @@ def create_product(uow: UnitOfWork, fields: ProductFields) -> Product:
         _write_tiers(uow.conn, product_id, fields.tiers)
         product = load_product(uow.conn, product_id)
         _validate(product)
+        _set_apr(uow.conn, product, fields, uow.now())
         uow.commit()
     return product
 
@@ -114,6 +144,7 @@ def update_product(uow: UnitOfWork, product_id: int, fields: ProductFields) -> P
             _write_tiers(uow.conn, product_id, fields.tiers)
         product = load_product(uow.conn, product_id)
         _validate(product)
+        _set_apr(uow.conn, product, fields, uow.now())
         uow.commit()
     return product
 
@@ -124,12 +155,15 @@ def set_status(uow: UnitOfWork, product_id: int, status: Status) -> Product:
 
 def _columns(fields: ProductFields) -> dict[str, Any]:
     """The `product` columns of the fields given (the fields are named as the columns), enums as
-    their words; the tiers have their own table."""
-    return {
+    their words, the walk as JSON; the tiers and the real-time APR have their own tables."""
+    columns = {
         name: value.value if isinstance(value, StrEnum) else value
         for name, value in vars(fields).items()
-        if name != "tiers" and value is not None
+        if name not in ("tiers", "apr", "walk") and value is not None
     }
+    if fields.walk is not None:
+        columns["apr_walk"] = walk_to_json(fields.walk)
+    return columns
 
 
 def _write_tiers(conn: sa.Connection, product_id: int, tiers: tuple[Tier, ...]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -10,7 +11,17 @@ import sqlalchemy as sa
 
 from flexearn.adapters import tables as t
 from flexearn.adapters.repository import KEY_CHUNK
-from flexearn.domain.catalog import ApyType, Level, PeriodType, Product, SettleMethod, Status, Tier
+from flexearn.domain.catalog import (
+    AprSource,
+    ApyType,
+    Level,
+    PeriodType,
+    Product,
+    SettleMethod,
+    Status,
+    Tier,
+    Walk,
+)
 from flexearn.domain.catalog_errors import NoSuchProduct
 from flexearn.domain.earn_wallets import Split, Wallet
 from flexearn.domain.money import ZERO
@@ -50,7 +61,22 @@ def load_product(conn: sa.Connection, product_id: int, *, lock: bool = False, ga
         redeem_delay_days=row.redeem_delay_days,
         start_time=row.start_time,
         end_time=row.end_time,
+        apr_source=None if row.apr_source is None else AprSource(row.apr_source),
+        walk=walk_from_json(row.apr_walk),
     )
+
+
+def walk_to_json(walk: Walk) -> str:
+    return json.dumps(
+        {"low": str(walk.low), "high": str(walk.high), "step": str(walk.step), "seed": walk.seed}
+    )
+
+
+def walk_from_json(text: str | None) -> Walk | None:
+    if not text:
+        return None
+    raw = json.loads(text)
+    return Walk(Decimal(raw["low"]), Decimal(raw["high"]), Decimal(raw["step"]), int(raw["seed"]))
 
 
 def held(conn: sa.Connection, product_id: int) -> Decimal:

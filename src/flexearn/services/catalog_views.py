@@ -194,6 +194,44 @@ def assets(uow: UnitOfWork, user_id: int, period_type: str, coin: str | None = N
     return out
 
 
+@dataclass(frozen=True)
+class RewardTotals:
+    """A holding's rewards by kind (Binance's flexible model): REALTIME (`pay_interest`) and BONUS
+    (`pay_bonus`), in all and within the last day."""
+
+    realtime: Decimal = ZERO
+    bonus: Decimal = ZERO
+    last_day_realtime: Decimal = ZERO
+
+
+REWARD_ORDERS = (OrderType.PAY_INTEREST.value, OrderType.PAY_BONUS.value)
+
+
+def reward_totals(uow: UnitOfWork, holding_ids: list[int]) -> dict[int, RewardTotals]:
+    """The rewards of each of `holding_ids`, from their orders (one query; summed here, as amounts
+    are text on SQLite)."""
+    o = t.earn_order
+    totals: dict[int, RewardTotals] = {}
+    if not holding_ids:
+        return totals
+    with uow:
+        since = uow.now() - DAY_MS
+        rows = uow.conn.execute(
+            sa.select(o.c.holding_id, o.c.order_type, o.c.amount, o.c.ts).where(
+                o.c.holding_id.in_(holding_ids), o.c.order_type.in_(REWARD_ORDERS)
+            )
+        ).all()
+    for holding_id, order_type, amount, ts in rows:
+        was = totals.get(holding_id, RewardTotals())
+        realtime = order_type == OrderType.PAY_INTEREST
+        totals[holding_id] = RewardTotals(
+            was.realtime + (amount if realtime else ZERO),
+            was.bonus + (ZERO if realtime else amount),
+            was.last_day_realtime + (amount if realtime and ts > since else ZERO),
+        )
+    return totals
+
+
 def set_price(uow: UnitOfWork, ccy: str, usdt: Decimal) -> None:
     """The operator's reference price of `ccy` in USDT, for account totals."""
     if usdt <= 0:
@@ -235,12 +273,12 @@ def account(uow: UnitOfWork, user_id: int) -> AccountTotals:
         earned = uow.conn.execute(
             sa.select(p.c.coin, o.c.amount)
             .join(p, p.c.id == o.c.product_id)
-            .where(o.c.user_id == user_id, o.c.order_type == "pay_interest", o.c.ts > now - DAY_MS)
+            .where(o.c.user_id == user_id, o.c.order_type.in_(REWARD_ORDERS), o.c.ts > now - DAY_MS)
         ).all()
         totals = uow.conn.execute(
             sa.select(p.c.coin, o.c.amount)
             .join(p, p.c.id == o.c.product_id)
-            .where(o.c.user_id == user_id, o.c.order_type == "pay_interest")
+            .where(o.c.user_id == user_id, o.c.order_type.in_(REWARD_ORDERS))
         ).all()
 
     def usdt(rows: list[tuple[str, Decimal]]) -> Decimal:

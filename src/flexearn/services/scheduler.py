@@ -20,7 +20,7 @@ from flexearn.adapters import clock as clocks
 from flexearn.adapters import db
 from flexearn.observability import context
 from flexearn.observability.metrics import CATALOG_DAY, MARKET_HOUR, observe_settlement
-from flexearn.services import settlement
+from flexearn.services import realtime_apr, settlement
 from flexearn.services.catalog_delivery import deliver_redemptions
 from flexearn.services.earn_wallets import sweep_all
 from flexearn.services.leader import Lease
@@ -55,7 +55,8 @@ def settle_all_due(
     worker: str = "",
     progress: Progress | None = None,
 ) -> Settled:
-    """Market hours first (hourly, oldest first), then catalog days and due redemptions.
+    """Market hours first (hourly, oldest first), then the real-time APRs that follow them or
+    walk, then catalog days and due redemptions.
 
     Each period is its own transaction, or with `ranges` > 1 shared by user-id range with whichever
     workers help (services/settlement/period.py); `keep_going` is asked before each transaction, so
@@ -65,6 +66,7 @@ def settle_all_due(
     with context.ensure_request_scope():
         started = time.perf_counter()
         hours = settle_due_hours(engine, keep_going, ranges=ranges, worker=worker, progress=progress)
+        realtime_apr.catch_up_all(UnitOfWork(engine))  # the hours' lending rates, the walks' moves
         middle = time.perf_counter()
         days = settle_due_days(engine, keep_going, ranges=ranges, worker=worker, progress=progress)
         ended = time.perf_counter()

@@ -15,6 +15,7 @@ from typing import Any
 
 from flexearn.domain.catalog import (
     OPERATOR_STATUSES,
+    AprSource,
     ApyType,
     Level,
     PeriodType,
@@ -22,8 +23,9 @@ from flexearn.domain.catalog import (
     SettleMethod,
     Status,
     Tier,
+    Walk,
 )
-from flexearn.domain.errors import InvalidParameter
+from flexearn.domain.errors import InvalidParameter, MissingParameter
 from flexearn.domain.money import ascii_digits, parse_amount
 
 # The operator's field → the `ProductFields` field, by kind of value.
@@ -32,8 +34,10 @@ _ENUMS: dict[str, tuple[str, type[StrEnum]]] = {
     "apyType": ("apy_type", ApyType),
     "settleMethod": ("settle_method", SettleMethod),
     "productLevel": ("level", Level),
+    "aprSource": ("apr_source", AprSource),
 }
-_AMOUNTS = {"singleMinAmount": "single_min", "singleMaxAmount": "single_max", "quota": "quota"}
+_AMOUNTS = {"singleMinAmount": "single_min", "singleMaxAmount": "single_max", "quota": "quota", "apr": "apr"}
+WALK = ("aprLow", "aprHigh", "aprStep")
 _INTS = {
     "period": "period_days",
     "subscribePrecision": "subscribe_precision",
@@ -70,7 +74,11 @@ def parse(spec: Mapping[str, Any]) -> ProductFields:
         fields["coin"] = str(given["coin"]).upper()
     if "status" in given:
         fields["status"] = operator_status(str(given["status"]))
-    return ProductFields(**fields, tiers=_tiers(spec["apyList"]) if "apyList" in spec else None)
+    return ProductFields(
+        **fields,
+        tiers=_tiers(spec["apyList"]) if "apyList" in spec else None,
+        walk=_walk(given) if any(name in given for name in (*WALK, "aprSeed")) else None,
+    )
 
 
 def operator_status(text: str) -> Status:
@@ -78,6 +86,21 @@ def operator_status(text: str) -> Status:
     if text not in OPERATOR_STATUSES:
         raise InvalidParameter("status", f"one of {', '.join(OPERATOR_STATUSES)}")
     return Status(text)
+
+
+def _walk(given: Mapping[str, Any]) -> Walk:
+    """The simulated APR's walk: its bounds and hourly step (percent, all three) and its seed."""
+    low, high, step = (
+        parse_amount(str(given[name]), param=name) if name in given else _missing(name) for name in WALK
+    )
+    seed = str(given.get("aprSeed", 0))
+    if not ascii_digits(seed):
+        raise InvalidParameter("aprSeed", "a whole number")
+    return Walk(low, high, step, int(seed))
+
+
+def _missing(name: str) -> Any:
+    raise MissingParameter(name)
 
 
 def _enum(kind: type[StrEnum], value: Any, name: str) -> StrEnum:

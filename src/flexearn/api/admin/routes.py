@@ -24,7 +24,15 @@ from flexearn.api.admin.schema import (
     obj,
     text,
 )
-from flexearn.domain.catalog import OPERATOR_STATUSES, ApyType, Level, PeriodType, Product, SettleMethod
+from flexearn.domain.catalog import (
+    OPERATOR_STATUSES,
+    AprSource,
+    ApyType,
+    Level,
+    PeriodType,
+    Product,
+    SettleMethod,
+)
 from flexearn.domain.ledger import WALLETS
 from flexearn.domain.market import DemandSource, MatchingMode
 from flexearn.domain.vocabulary import values
@@ -144,6 +152,14 @@ _PRODUCT_LIMITS: dict[str, Schema] = {
     "startTime": integer(0, MAX_MS),
     "endTime": integer(0, MAX_MS),
     "status": choice(*values(OPERATOR_STATUSES)),
+    # Binance's flexible model (docs/facades.md): the real-time APR's source; the tiers are then
+    # the bonus bands.
+    "aprSource": choice(*values(AprSource)),
+    "apr": decimal("real-time APR, percent: set by hand (manual) or where the walk starts (simulated)"),
+    "aprLow": decimal("simulated APR's lower bound, percent"),
+    "aprHigh": decimal("simulated APR's upper bound, percent"),
+    "aprStep": decimal("simulated APR's largest hourly move, percent"),
+    "aprSeed": integer(0, 2**31 - 1, description="simulated APR's seed"),
 }
 NEW_PRODUCT = obj(
     {

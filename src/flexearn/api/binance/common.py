@@ -80,12 +80,12 @@ def records(
     caller: Caller | None,
     params: Params,
     period: str,
-    order_type: str,
+    order_type: str | None,
     id_param: str | None = None,
     span: tuple[int | None, int | None] | None = None,
 ) -> list[catalog_views.Record]:
-    """The user's `period` orders of `order_type`, newest first, within the window asked for (or
-    `span`); of `asset`, `productId` and the order `id_param` names, if given."""
+    """The user's `period` orders of `order_type` (None: of every type), newest first, within the
+    window asked for (or `span`); of `asset`, `productId` and the order `id_param` names, if given."""
     start, end = span if span is not None else (params.integer("startTime"), params.integer("endTime"))
     found, _ = catalog_views.records(
         app.read_uow(), user_of(caller), period, order_type, params.currency("asset"), start, end, MAX_ROWS

@@ -2,14 +2,19 @@
 
 A Binance flexible product is a flexible catalog product (`services/catalog*.py`); its `productId`
 is the catalog id. Binance shows a flexible product's rate as a real-time APR plus bonus APRs on
-bands of the holding (`tierAnnualPercentageRate`, fractions: 0.05 is 5%); the catalog pays each
-band of a ladder its own APY (percent) every day. So the first band's rate is shown as
-`latestAnnualPercentageRate`, a ladder's bands (each with its whole rate) as
-`tierAnnualPercentageRate`, and the daily interest as REALTIME rewards. (The real-time APR that
-moves, with bonus rewards of their own, is the next slice of issue 16.) Subscriptions come from
-Binance's SPOT wallet (flexearn's funding account), its FUNDING wallet (the trading account) or
-both (`sourceAccount`); redemptions go to either (`destAccount`), interest to SPOT
-(`api/binance/wallet.py`). Auto-subscribe sweeps SPOT into a product (`services/earn_wallets.py`).
+bands of the holding (`tierAnnualPercentageRate`, fractions: 0.05 is 5%).
+
+A product with a real-time APR source (Binance's model, `domain/realtime.py`) is shown as it
+earns: its current real-time APR as `latestAnnualPercentageRate`, its bands (the catalog tiers)
+as `tierAnnualPercentageRate`, its day's REALTIME (`pay_interest`) and BONUS (`pay_bonus`)
+rewards by type, its APR's recorded changes as `rateHistory`. A product without one (Bitget's
+model) pays each band of its ladder its own APY (percent) every day: its first band's rate is
+shown as `latestAnnualPercentageRate`, a ladder's bands (each with its whole rate) as
+`tierAnnualPercentageRate`, and the daily interest as REALTIME rewards.
+
+Subscriptions come from Binance's SPOT wallet (flexearn's funding account), its FUNDING wallet (the
+trading account) or both (`sourceAccount`); redemptions go to either (`destAccount`), interest to
+SPOT (`api/binance/wallet.py`). Auto-subscribe sweeps SPOT into a product (`services/earn_wallets.py`).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from decimal import Decimal
 from typing import Any
 
 from flexearn.api.auth import Caller
-from flexearn.api.binance import locked, wallet
+from flexearn.api.binance import errors, locked, wallet
 from flexearn.api.binance.common import (
     BOOLEANS,
     DESTINATIONS,
@@ -39,37 +44,72 @@ from flexearn.api.facade import Endpoint
 from flexearn.api.facade import user_of as _user
 from flexearn.api.params import Params
 from flexearn.bootstrap import Flexearn
-from flexearn.domain.catalog import DAY_MS, OrderStatus, PeriodType, Product, Status, day_interest, day_start
+from flexearn.domain.catalog import (
+    DAY_MS,
+    OrderStatus,
+    OrderType,
+    PeriodType,
+    Product,
+    Status,
+    Tier,
+    day_interest,
+    day_start,
+)
 from flexearn.domain.money import ZERO, round_down
-from flexearn.services import catalog, catalog_trading, catalog_views, clock, earn_wallets
+from flexearn.domain.realtime import day_estimate
+from flexearn.services import catalog, catalog_trading, catalog_views, clock, earn_wallets, realtime_apr
 
 EARN = "/sapi/v1/simple-earn"
 FLEXIBLE = PeriodType.FLEXIBLE.value
 PER_SECOND = 1_000  # Binance limits by weight (`api/binance/weights.py`); this only caps bursts
 
-REWARD_TYPES = ("BONUS", "REALTIME", "REWARDS", "ALL")
+# rewardsRecord's `type` (Binance: "BONUS - Bonus tiered APR, REALTIME - Real-time APR, REWARDS -
+# Historical rewards, ALL - All types"): the day's orders of each. Every reward here is a day's
+# real-time or bonus reward, so REWARDS, like ALL, is both.
+PAY_INTEREST, PAY_BONUS = OrderType.PAY_INTEREST.value, OrderType.PAY_BONUS.value
+REWARD_TYPES = {
+    "BONUS": (PAY_BONUS,),
+    "REALTIME": (PAY_INTEREST,),
+    "REWARDS": (PAY_INTEREST, PAY_BONUS),
+    "ALL": (PAY_INTEREST, PAY_BONUS),
+}
+RATE_WINDOW_MS = 30 * DAY_MS  # rateHistory's default window (Binance: "the last 30 days")
+MAX_RATE_SPAN_MS = 365 * DAY_MS  # "cannot be longer than 1 year"
 
 
-def _tiers(product: Product) -> dict[str, float]:
-    """A ladder's bands, as Binance writes them: "0-5BTC" → the band's APR, a JSON number. A rate
-    cut to 8 places has fewer than 15 significant digits, so the float's text (the shortest that
-    reads back) is that decimal exactly."""
-    if len(product.tiers) < 2:
-        return {}
+def _bands(tiers: tuple[Tier, ...], coin: str) -> dict[str, float]:
+    """Bands as Binance writes them: "0-5BTC" → the band's APR, a JSON number. A rate cut to 8
+    places has fewer than 15 significant digits, so the float's text (the shortest that reads
+    back) is that decimal exactly."""
     return {
-        f"{t.min_step.normalize():f}-{t.max_step.normalize():f}{product.coin}": float(
+        f"{t.min_step.normalize():f}-{t.max_step.normalize():f}{coin}": float(
             round_down(t.apy / 100, RATE_PLACES)
         )
-        for t in product.tiers
+        for t in tiers
     }
 
 
-def _rates(product: Product) -> dict[str, Any]:
-    rates: dict[str, Any] = {"latestAnnualPercentageRate": rate(product.tiers[0].apy)}
-    tiers = _tiers(product)
-    if tiers:
-        rates["tierAnnualPercentageRate"] = tiers
+def _bonus_bands(product: Product) -> tuple[Tier, ...]:
+    return tuple(t for t in product.tiers if t.apy > 0)
+
+
+def _rates(product: Product, aprs: dict[int, Decimal]) -> dict[str, Any]:
+    """A real-time product: its APR now and its bonus bands (those that pay); else the first
+    band's APY and a ladder's bands."""
+    if product.realtime:
+        rates: dict[str, Any] = {"latestAnnualPercentageRate": rate(aprs.get(product.id, ZERO))}
+        bands = _bands(_bonus_bands(product), product.coin)
+    else:
+        rates = {"latestAnnualPercentageRate": rate(product.tiers[0].apy)}
+        bands = _bands(product.tiers, product.coin) if len(product.tiers) > 1 else {}
+    if bands:
+        rates["tierAnnualPercentageRate"] = bands
     return rates
+
+
+def _aprs(app: Flexearn, products: list[Product]) -> dict[int, Decimal]:
+    """The current real-time APR of those of `products` that have one."""
+    return realtime_apr.current_aprs(app.read_uow(), sorted({p.id for p in products if p.realtime}))
 
 
 def _product_id(params: Params) -> int:
@@ -80,10 +120,11 @@ def flexible_list(app: Flexearn, caller: Caller | None, params: Params) -> dict[
     views = catalog.list_products(
         app.read_uow(), _user(caller), params.currency("asset"), "available_and_held"
     )
+    aprs = _aprs(app, [v.product for v in views])
     rows = [
         {
             "asset": v.product.coin,
-            **_rates(v.product),
+            **_rates(v.product, aprs),
             "airDropPercentageRate": "0",
             "canPurchase": v.status is Status.IN_PROGRESS,
             "canRedeem": True,
@@ -102,28 +143,46 @@ def flexible_list(app: Flexearn, caller: Caller | None, params: Params) -> dict[
 
 def flexible_position(app: Flexearn, caller: Caller | None, params: Params) -> dict[str, Any]:
     product_id = params.integer("productId", low=1)
-    held = catalog_views.assets(app.read_uow(), _user(caller), FLEXIBLE, params.currency("asset"))
+    held = [
+        a
+        for a in catalog_views.assets(app.read_uow(), _user(caller), FLEXIBLE, params.currency("asset"))
+        if product_id is None or a.product.id == product_id
+    ]
+    aprs = _aprs(app, [a.product for a in held])
+    totals = catalog_views.reward_totals(app.read_uow(), [a.holding_id for a in held if a.product.realtime])
     auto = earn_wallets.products_on(app.read_uow(), _user(caller))
     rows = [
         {
             "totalAmount": amount(a.amount),
-            **_rates(a.product),
+            **_rates(a.product, aprs),
             "yesterdayAirdropPercentageRate": "0",
             "asset": a.product.coin,
             "airDropAsset": a.product.coin,
             "canRedeem": a.allow_redemption,
             "collateralAmount": "0",
             "productId": str(a.product.id),
-            "yesterdayRealTimeRewards": amount(a.last_profit),
-            "cumulativeBonusRewards": "0",
-            "cumulativeRealTimeRewards": amount(a.total_profit),
-            "cumulativeTotalRewards": amount(a.total_profit),
+            **_rewards(a, totals.get(a.holding_id)),
             "autoSubscribe": a.product.id in auto,
         }
         for a in held
-        if product_id is None or a.product.id == product_id
     ]
     return page(params, rows)
+
+
+def _rewards(held: catalog_views.Asset, totals: catalog_views.RewardTotals | None) -> dict[str, str]:
+    """A real-time holding's rewards by kind, from its orders; a catalog holding's daily interest
+    is all real-time (its last day's and in all)."""
+    if not held.product.realtime:
+        realtime, bonus, last = held.total_profit, ZERO, held.last_profit
+    else:
+        totals = totals or catalog_views.RewardTotals()
+        realtime, bonus, last = totals.realtime, totals.bonus, totals.last_day_realtime
+    return {
+        "yesterdayRealTimeRewards": amount(last),
+        "cumulativeBonusRewards": amount(bonus),
+        "cumulativeRealTimeRewards": amount(realtime),
+        "cumulativeTotalRewards": amount(held.total_profit),
+    }
 
 
 def account(app: Flexearn, caller: Caller | None, params: Params) -> dict[str, str]:
@@ -190,7 +249,8 @@ def personal_left_quota(app: Flexearn, caller: Caller | None, params: Params) ->
 
 def subscription_preview(app: Flexearn, caller: Caller | None, params: Params) -> dict[str, str]:
     """The holding after subscribing `amount`, and a day's interest on it at the product's rates
-    (rounded down to its profit precision, as it is paid)."""
+    (rounded down to its profit precision, as it is paid): for a real-time product, a whole day at
+    its APR now and its bonus bands."""
     product_id, size = _product_id(params), params.required_decimal("amount")
     info = catalog.subscribe_info(app.read_uow(), product_id, FLEXIBLE)
     product = info.product
@@ -200,18 +260,23 @@ def subscription_preview(app: Flexearn, caller: Caller | None, params: Params) -
         if a.product.id == product_id
     ]
     total = sum(held, ZERO) + size
+    if product.realtime:
+        apr = _aprs(app, [product]).get(product.id, ZERO)
+        realtime, bonus = day_estimate(total, apr, _bonus_bands(product), product.profit_precision)
+    else:
+        realtime, bonus = day_interest(total, product.tiers, product.profit_precision), ZERO
     return {
         "totalAmount": amount(total),
         "rewardAsset": product.coin,
         "airDropAsset": product.coin,
-        "estDailyBonusRewards": "0",
-        "estDailyRealTimeRewards": amount(day_interest(total, product.tiers, product.profit_precision)),
+        "estDailyBonusRewards": amount(bonus),
+        "estDailyRealTimeRewards": amount(realtime),
         "estDailyAirdropRewards": "0",
     }
 
 
 def _records(
-    app: Flexearn, caller: Caller | None, params: Params, order_type: str, id_param: str | None = None
+    app: Flexearn, caller: Caller | None, params: Params, order_type: str | None, id_param: str | None = None
 ) -> list[catalog_views.Record]:
     """The user's flexible orders of `order_type` (`common.records`), the last three months by default."""
     return records(app, caller, params, FLEXIBLE, order_type, id_param)
@@ -252,29 +317,35 @@ def redemption_record(app: Flexearn, caller: Caller | None, params: Params) -> d
 
 
 def rewards_record(app: Flexearn, caller: Caller | None, params: Params) -> dict[str, Any]:
-    """Each day's interest, as a REALTIME reward (BONUS: none yet; REWARDS and ALL: all of them)."""
-    kind = params.choice("type", REWARD_TYPES) or "ALL"
-    paid = [] if kind == "BONUS" else _records(app, caller, params, "pay_interest")
+    """Each day's rewards by type: REALTIME (a day's interest; of a real-time product, its
+    real-time part) and BONUS (a real-time product's bonus bands), newest first."""
+    kinds = REWARD_TYPES[params.choice("type", tuple(REWARD_TYPES)) or "ALL"]
+    order_type = kinds[0] if len(kinds) == 1 else None
     rows = [
         {
             "asset": r.product.coin,
             "rewards": amount(r.amount),
             "projectId": str(r.product.id),
-            "type": "REALTIME",
+            "type": "BONUS" if r.order_type == PAY_BONUS else "REALTIME",
             "time": r.ts,
         }
-        for r in paid
+        for r in _records(app, caller, params, order_type)
+        if r.order_type in kinds
     ]
     return page(params, rows)
 
 
 def rate_history(app: Flexearn, caller: Caller | None, params: Params) -> dict[str, Any]:
-    """The product's APR now, dated at the start of the current day: the catalog keeps no history
-    of its rates (an operator's change takes effect at once)."""
+    """A real-time product's APR as recorded (`services/realtime_apr.py`), newest first, over
+    Binance's window: the last 30 days, 30 days from `startTime` or before `endTime`, at most a
+    year. A product of Bitget's model keeps no history of its rates (an operator's change takes
+    effect at once): its APR now, dated at the start of the current day."""
     product = catalog.subscribe_info(app.read_uow(), _product_id(params), FLEXIBLE).product
-    params.choice("aprPeriod", ("DAY", "YEAR"))
+    params.choice("aprPeriod", ("DAY", "YEAR"))  # read; Binance does not say what it changes
     now = clock.show(app.read_uow()).now
     start, end = params.integer("startTime"), params.integer("endTime")
+    if product.realtime:
+        return page(params, _apr_rows(app, product, start, end, now))
     dated = day_start(now)
     shown = (start is None or start <= dated) and (end is None or dated <= end) and dated > now - 90 * DAY_MS
     rows = [
@@ -286,6 +357,23 @@ def rate_history(app: Flexearn, caller: Caller | None, params: Params) -> dict[s
         }
     ]
     return page(params, rows if shown else [])
+
+
+def _apr_rows(app: Flexearn, product: Product, start: int | None, end: int | None, now: int) -> list[Any]:
+    """The recorded APR over Binance's window, newest first (the APR in effect at the window's
+    start, dated at it, last)."""
+    if start is None:
+        end = now if end is None else end
+        start = end - RATE_WINDOW_MS
+    elif end is None:
+        end = start + RATE_WINDOW_MS
+    if end < start or end - start > MAX_RATE_SPAN_MS:
+        raise errors.bad_value("endTime", "not before startTime, and at most a year after it")
+    history = realtime_apr.apr_history(app.read_uow(), product.id, start, end)
+    return [
+        {"productId": str(product.id), "asset": product.coin, "annualPercentageRate": rate(apr), "time": ts}
+        for ts, apr in reversed(history)
+    ]
 
 
 # Request weights (IP), as Binance documents each endpoint (sources: docs/fidelity.md); 1 if not given.

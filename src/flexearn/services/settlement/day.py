@@ -9,6 +9,11 @@ notice), in entries of at most a hundred users; to the accrued control account f
 products, paid with the principal at expiry. The split per holding is its `pay_interest` order.
 A day needs no global plan: each range of users applies alone; the close writes the
 `product_day` row, whose primary key settles each (product, day) exactly once.
+
+A product with a real-time APR source (Binance's model) is paid instead its day of REALTIME and
+BONUS rewards from each holding's minute-aligned balance (`catalog_day.plan_realtime_day`): its
+APR is caught up to the day's end when the day is planned, and its holders' subscriptions and
+redemptions since the day began are read in one query per range (`_realtime_plan`).
 """
 
 from __future__ import annotations
@@ -25,9 +30,10 @@ from flexearn.adapters import repository as repo
 from flexearn.adapters import tables as t
 from flexearn.adapters.clock import wall_ms
 from flexearn.domain.catalog import DAY_MS, Product, next_day_start
-from flexearn.domain.catalog_day import expire, plan_day
+from flexearn.domain.catalog_day import DayPlan, HoldingRow, expire, plan_day, plan_realtime_day
 from flexearn.domain.money import ZERO
-from flexearn.services import gate
+from flexearn.domain.realtime import Change
+from flexearn.services import gate, realtime_apr
 from flexearn.services.catalog_rows import load_product
 from flexearn.services.settlement.period import Applied, Part, Schedule, due
 from flexearn.services.unit_of_work import UnitOfWork
@@ -92,6 +98,9 @@ class Days:
             return None
         if day > expected:
             raise DayOutOfOrder(f"product {product_id}: day {day} is due only after {expected}")
+        product = load_product(conn, product_id, gated=False)
+        if product.realtime:  # the day's minutes need every move of the APR until the day's end
+            realtime_apr.catch_up(conn, product, day)
         if whole:
             return PlannedDay()
         h = t.holding
@@ -109,8 +118,11 @@ class Days:
         """The day's interest and expiries for the holdings of `part`'s users; the interest's
         entries are referenced `product:<id>:day:<day>` (plus the range's suffix)."""
         product, day = load_product(conn, int(key)), period
-        rows = repo.holdings_for_settlement(conn, product.id, (part.lo, part.hi))
-        planned = plan_day(product, rows, day)
+        if product.realtime:
+            planned = _realtime_plan(conn, product, day, part)
+        else:
+            rows = repo.holdings_for_settlement(conn, product.id, (part.lo, part.hi))
+            planned = plan_day(product, rows, day)
         entries = planned.interest_entries(f"product:{product.id}:day:{day}{part.ref_suffix}")
         entry_ids = repo.post_many(conn, entries, day)
         only = ("product_id", product.id)
@@ -161,6 +173,32 @@ def next_day(conn: sa.Connection, product_id: int) -> int:
     ).scalar()
     first = conn.execute(sa.select(t.product.c.first_day).where(t.product.c.id == product_id)).scalar_one()
     return int(first if last is None else next_day_start(last))
+
+
+def _realtime_plan(conn: sa.Connection, product: Product, day: int, part: Part) -> DayPlan:
+    """A real-time product's day for `part`'s users: their holdings' balance changes since the day
+    began in one query (by the partial index of subscriptions and redemptions), the holdings that
+    held anything (open now, or closed by a redemption since), and the APR's points."""
+    o, h = t.earn_order, t.holding
+    begin = day - DAY_MS
+    users = [o.c.user_id >= part.lo] if part.lo is not None else []
+    users += [o.c.user_id < part.hi] if part.hi is not None else []
+    found = conn.execute(
+        sa.select(o.c.holding_id, o.c.order_type, o.c.amount, o.c.ts)
+        .where(o.c.product_id == product.id, t.BALANCE_CHANGES, o.c.ts >= begin, *users)
+        .order_by(o.c.id)
+    ).all()
+    changes: dict[int, list[Change]] = {}
+    for holding_id, order_type, amount, ts in found:
+        delta = amount if order_type == "subscribe" else -amount
+        changes.setdefault(holding_id, []).append(Change(ts, delta))
+    rows = repo.holdings_for_settlement(conn, product.id, (part.lo, part.hi))
+    closed = set(changes) - {r.id for r in rows}
+    if closed:
+        columns = [h.c[name] for name in HoldingRow._fields]
+        rows += [HoldingRow(*r) for r in conn.execute(sa.select(*columns).where(h.c.id.in_(closed)))]
+    points = realtime_apr.points(conn, product.id, begin, day)
+    return plan_realtime_day(product, rows, changes, points, day)
 
 
 def _expire(conn: sa.Connection, product: Product, day: int, part: Part) -> int:
