@@ -14,7 +14,7 @@ from flexearn.bootstrap import Flexearn
 from flexearn.domain.catalog import DAY_MS, Status
 from flexearn.domain.earn_wallets import Wallet
 from flexearn.domain.money import ZERO, round_down
-from flexearn.services import catalog, catalog_rows, catalog_views
+from flexearn.services import catalog, catalog_rows, catalog_views, clock
 
 RATE_PLACES = 8
 # Binance's product statuses: "PREHEATING", "PURCHASING", "END".
@@ -27,7 +27,7 @@ STATUSES = {
     Status.OFF_LINE: "END",
 }
 BOOLEANS = ("true", "false")
-MAX_ROWS = 100_000  # history rows read for one answer (three months at most: catalog_views)
+MAX_ROWS = 100_000  # history rows read for one answer (30 days at most: `window`)
 
 
 def page(params: Params, rows: list[Any]) -> dict[str, Any]:
@@ -82,11 +82,11 @@ def records(
     period: str,
     order_type: str | None,
     id_param: str | None = None,
-    span: tuple[int | None, int | None] | None = None,
 ) -> list[catalog_views.Record]:
-    """The user's `period` orders of `order_type` (None: of every type), newest first, within the
-    window asked for (or `span`); of `asset`, `productId` and the order `id_param` names, if given."""
-    start, end = span if span is not None else (params.integer("startTime"), params.integer("endTime"))
+    """The user's `period` orders of `order_type` (None: of every type), newest first, within
+    Binance's 30-day window (`window`); of `asset`, `productId` and the order `id_param` names, if
+    given."""
+    start, end = window(clock.show(app.read_uow()).now, params)
     found, _ = catalog_views.records(
         app.read_uow(), user_of(caller), period, order_type, params.currency("asset"), start, end, MAX_ROWS
     )

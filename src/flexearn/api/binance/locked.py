@@ -28,7 +28,6 @@ from flexearn.api.binance.common import (
     records,
     spot_only,
     subscription_fields,
-    window,
 )
 from flexearn.api.binance.wire import amount
 from flexearn.api.facade import user_of as _user
@@ -37,7 +36,7 @@ from flexearn.bootstrap import Flexearn
 from flexearn.domain.catalog import DAY_MS, OrderStatus, PeriodType, SettleMethod, Status, day_interest
 from flexearn.domain.errors import NotFound
 from flexearn.domain.money import ZERO
-from flexearn.services import catalog, catalog_trading, catalog_views, clock
+from flexearn.services import catalog, catalog_trading, catalog_views
 
 FIXED = PeriodType.FIXED.value
 
@@ -160,10 +159,6 @@ def subscription_preview(app: Flexearn, caller: Caller | None, params: Params) -
     ]
 
 
-def _span(app: Flexearn, params: Params) -> tuple[int, int]:
-    return window(clock.show(app.read_uow()).now, params)
-
-
 def _positions(app: Flexearn, rows: list[catalog_views.Record]) -> dict[int, int]:
     """Each row's holding's position id (its first subscription's order id)."""
     return catalog_views.first_subscriptions(app.read_uow(), [r.holding_id for r in rows if r.holding_id])
@@ -178,7 +173,7 @@ def _position_filter(
 
 def subscription_record(app: Flexearn, caller: Caller | None, params: Params) -> dict[str, Any]:
     """Each fixed subscription: its own position (`positionId` is its `purchaseId`)."""
-    found = records(app, caller, params, FIXED, "subscribe", "purchaseId", _span(app, params))
+    found = records(app, caller, params, FIXED, "subscribe", "purchaseId")
     result, wallets = paged(app, params, found)
     result["rows"] = [
         {
@@ -201,9 +196,8 @@ def redemption_record(app: Flexearn, caller: Caller | None, params: Params) -> d
     """Early redemptions (`AHEAD`): the principal (`originalAmount`) less the interest already
     paid, kept back (`lossAmount`), is `amount`. Expiries are paid by the catalog day without an
     order, so they are not listed (docs/fidelity.md)."""
-    span = _span(app, params)
-    found = records(app, caller, params, FIXED, "redeem", "redeemId", span)
-    deductions = records(app, caller, params, FIXED, "deduction", None, span)
+    found = records(app, caller, params, FIXED, "redeem", "redeemId")
+    deductions = records(app, caller, params, FIXED, "deduction")
     kept = {(r.holding_id, r.ts): r.amount for r in deductions}
     positions = _positions(app, found)
     result, wallets = paged(app, params, _position_filter(params, positions, found))
@@ -236,7 +230,7 @@ def redemption_record(app: Flexearn, caller: Caller | None, params: Params) -> d
 
 def rewards_record(app: Flexearn, caller: Caller | None, params: Params) -> dict[str, Any]:
     """Each day's (or the maturity's) interest paid on a fixed holding."""
-    found = records(app, caller, params, FIXED, "pay_interest", None, _span(app, params))
+    found = records(app, caller, params, FIXED, "pay_interest", None)
     positions = _positions(app, found)
     result = page(params, _position_filter(params, positions, found))
     result["rows"] = [

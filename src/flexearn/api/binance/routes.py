@@ -278,7 +278,7 @@ def subscription_preview(app: Flexearn, caller: Caller | None, params: Params) -
 def _records(
     app: Flexearn, caller: Caller | None, params: Params, order_type: str | None, id_param: str | None = None
 ) -> list[catalog_views.Record]:
-    """The user's flexible orders of `order_type` (`common.records`), the last three months by default."""
+    """The user's flexible orders of `order_type` (`common.records`), the last 30 days by default."""
     return records(app, caller, params, FLEXIBLE, order_type, id_param)
 
 
