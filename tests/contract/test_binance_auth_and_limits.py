@@ -107,6 +107,16 @@ def test_the_auth_matrix_answers_binance_codes(user: World) -> None:
     assert_ledger_ok(user.app)
 
 
+@pytest.mark.parametrize("history", ["subscriptionRecord", "redemptionRecord", "rewardsRecord"])
+def test_flexible_histories_span_at_most_30_days(user: World, history: str) -> None:
+    """Binance's SDK: "The time between startTime and endTime cannot be longer than 30 days"."""
+    path, day = f"{EARN}/flexible/history/{history}", 86_400_000
+    end = now_ms()
+    assert call(user, "GET", path, f"startTime={end - 30 * day}&endTime={end}").status_code == 200
+    refused(call(user, "GET", path, f"startTime={end - 30 * day - 1}&endTime={end}"), 400, -1130)
+    refused(call(user, "GET", path, f"startTime={end}&endTime={end - 1}"), 400, -1130)
+
+
 def test_a_key_works_only_on_the_facades_it_names(user: World) -> None:
     """Binance signs with the secret alone: a key kept off the Binance façade is refused there
     (-2015) however well signed, so its passphrase stays a second factor on OKX and Bitget; a
