@@ -56,6 +56,8 @@ def test_the_printed_snippets_run_as_printed_and_interest_arrives(tmp_path: Path
             "python-okx (pip install python-okx)",
             "ccxt okx (pip install ccxt)",
             "ccxt bitget",
+            "python-binance (pip install python-binance)",
+            "ccxt binance",
         }
 
         # python-okx: a week of public rate history at once; buys 1000 USDT of savings
@@ -74,6 +76,29 @@ def test_the_printed_snippets_run_as_printed_and_interest_arrives(tmp_path: Path
             {"periodType": "flexible"}
         )["data"]["resultList"]
         assert Decimal(holding["holdAmount"]) == 100
+        # python-binance: the operator's token moved to SPOT, subscribed to its flexible product
+        # (a bonus band on its first 100), and found again on a history page by the server's time
+        title = "python-binance (pip install python-binance)"
+        binance_sdk, printed = run_printed(snippets[title], "python-binance")
+        client = binance_sdk["client"]
+        (listed,) = client.get_simple_earn_flexible_product_list(asset="FLX")["rows"]
+        assert listed["tierAnnualPercentageRate"] == {"0-100FLX": 0.09, "100-10000FLX": 0.015}
+        (position,) = client.get_simple_earn_flexible_product_position(asset="FLX")["rows"]
+        assert (position["productId"], position["totalAmount"]) == (listed["productId"], "150")
+        assert client.get_asset_balance("FLX")["free"] == "50"
+        page = binance_sdk["page"]
+        assert [(r["asset"], r["amount"]) for r in page["rows"]] == [("FLX", "150"), ("USDT", "100")]
+        assert all(r["time"] <= binance_sdk["now"] for r in page["rows"])
+        # ccxt binance: 0.5 BTC from FUNDING to SPOT, subscribed to the flexible BTC product
+        ccxt_binance, printed = run_printed(snippets["ccxt binance"], "ccxt binance")
+        binance = ccxt_binance["binance"]
+        (position,) = binance.sapi_get_simple_earn_flexible_position({"asset": "BTC"})["rows"]
+        assert position["totalAmount"] == "0.5"
+        assert "'productId': '5', 'type': 'NORMAL'" in printed  # the history page shows the order
+        locked = binance.sapi_get_simple_earn_locked_list()["rows"]
+        assert {(r["detail"]["asset"], r["detail"]["duration"]) for r in locked} >= {("BTC", 30), ("ETH", 90)}
+        listed = binance.sapi_get_simple_earn_flexible_list({"size": 100})["rows"]
+        assert {r["asset"] for r in listed} == {"BTC", "ETH", "USDT", "USDC", "FLX"}
 
         # Interest arrives as the clock runs: matched at the next hour, paid at the one after.
         savings = okx_sdk["savings"]
@@ -97,7 +122,8 @@ def test_the_printed_snippets_run_as_printed_and_interest_arrives(tmp_path: Path
         # The dashboard's user view shows the same user (open in the demo: no admin token).
         user = get_json(demo, "/dashboard/api/users/demo")
         assert {p["ccy"] for p in user["positions"]} == {"USDT", "BTC"}
-        assert user["holdings"][0]["amount"] == "100"
+        holdings = {(h["productId"], h["amount"]) for h in user["holdings"]}
+        assert holdings == {(1, "100"), (5, "0.5"), (7, "150")}
     assert "Traceback" not in demo.output
     hours = [line for line in demo.lines if line[:2] == "20" and "USDT" in line]
     assert len(hours) >= 2  # one line per settled business hour

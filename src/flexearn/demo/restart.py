@@ -15,7 +15,7 @@ from decimal import Decimal
 from flexearn.adapters.repository import user_id_by_name
 from flexearn.adapters.secrets import MasterKeyError, SecretBox
 from flexearn.bootstrap import Flexearn
-from flexearn.demo.world import DEMO_USER, DemoWorld, seed_world
+from flexearn.demo.world import DEMO_USER, PRODUCTS, DemoWorld, seed_world
 from flexearn.services import accounts, audit, keys
 from flexearn.services import clock as clock_service
 from flexearn.services.scheduler import Progress
@@ -91,6 +91,11 @@ def _record_built(app: Flexearn, world: DemoWorld) -> None:
 def _resume(
     app: Flexearn, box: SecretBox, found: Built, key: keys.NewKey | None, speed: Decimal
 ) -> DemoWorld:
+    if len(found.product_ids) != len(PRODUCTS):  # the banner's snippets name today's products
+        raise CannotResume(
+            f"the demo world has {len(found.product_ids)} catalog products, built by an earlier "
+            f"flexearn; this one has {len(PRODUCTS)}: use --reset to rebuild it"
+        )
     with app.uow() as uow:
         user_id = user_id_by_name(uow.conn, DEMO_USER)
     if key is None:  # the key file is gone: the printed key cannot be read back (only its hash is kept)

@@ -24,7 +24,7 @@ from flexearn.bootstrap import Flexearn
 from flexearn.config import Settings
 from flexearn.demo import keyfile, restart
 from flexearn.demo.banner import banner, hour_line
-from flexearn.demo.world import COINS
+from flexearn.demo.world import MARKETS
 from flexearn.observability.metrics import prepare_multiprocess, remove_multiprocess_dir
 from flexearn.services import clock as clock_service
 from flexearn.services import scheduler
@@ -149,7 +149,7 @@ def _hour_printer(echo: Callable[[str], None]) -> Callable[[SettledHour], None]:
     def report(settled: SettledHour) -> None:
         rates = pending.setdefault(settled.hour, {})
         rates[settled.ccy] = settled.borrow_rate
-        if len(rates) == len(COINS):
+        if len(rates) == len(MARKETS):
             when = datetime.fromtimestamp(settled.hour / 1000, UTC).strftime("%Y-%m-%d %H:%M")
             echo(hour_line(when, dict(sorted(pending.pop(settled.hour).items()))))
 

@@ -1,6 +1,12 @@
 """The sandbox world: currencies, markets, lenders, catalog products, a user with a key whose money
 is in its trading account (as a real user's is: savings are bought from funding, after a transfer).
 
+The catalog is what all three façades sell: Bitget's savings products, and Binance's Simple Earn
+flexible products (one per BTC, ETH, USDT and the operator's own token, `HOUSE_TOKEN`, some with
+bonus bands) and locked products (the fixed-term ones). The operator's token has no lending
+market: it is bought and sold only as catalog products, so it adds nothing to each hour's
+settlement (the demo's start time).
+
 Everything random is drawn from one generator seeded by `--seed`; the simulated demand is seeded
 by (seed, currency, hour), so the same seed and the same start hour give the same world.
 """
@@ -36,7 +42,7 @@ from flexearn.services import clock as clock_service
 @dataclass(frozen=True)
 class Coin:
     precision: int
-    mode: str  # matching mode
+    mode: str | None  # the lending market's matching mode; None: no market, catalog products only
     lot: Decimal  # a typical lender's holding
     demand: Decimal  # simulated mean borrow demand per hour
     rate: Decimal  # base borrow rate
@@ -50,6 +56,10 @@ COINS: dict[str, Coin] = {
     "USDT": Coin(6, "pro_rata", D("20000"), D("450000"), D("0.08"), D("1")),
     "USDC": Coin(6, "pro_rata", D("15000"), D("250000"), D("0.06"), D("1")),
 }
+# The operator's own token (as BNB is Binance's): rename it here, the catalog follows.
+HOUSE_TOKEN = "FLX"
+COINS[HOUSE_TOKEN] = Coin(8, None, D("50"), D(0), D(0), D("4.5"))
+MARKETS = {ccy: coin for ccy, coin in COINS.items() if coin.mode is not None}
 LENDERS = 40
 DEMO_USER = "demo"
 HISTORY_HOURS = 7 * 24
@@ -58,7 +68,8 @@ LADDER = [
     {"minStepVal": "0", "maxStepVal": "200", "currentApy": "6"},
     {"minStepVal": "200", "maxStepVal": "5000", "currentApy": "50"},
 ]
-# The catalog, in creation order (product ids 1 to 4 on a fresh database).
+# The catalog, in creation order (product ids 1 to 8 on a fresh database; 1 to 4 were the first
+# demo's, kept in place for the bots and snippets that name them).
 PRODUCTS: list[dict[str, Any]] = [
     {  # the Bitget seed's ladder: 6% on the first 200 USDT, 50% up to 5000
         "coin": "USDT", "periodType": "flexible", "apyType": "ladder", "apyList": LADDER,
@@ -84,6 +95,36 @@ PRODUCTS: list[dict[str, Any]] = [
         "apyList": [{"minStepVal": "0", "maxStepVal": "500", "currentApy": "20"}],
         "singleMinAmount": "10", "singleMaxAmount": "500", "quota": "20000",
         "subscribePrecision": "6", "profitPrecision": "6",
+    },
+    {  # Binance's flexible BTC: a bonus band on the first BTC (shown as `tierAnnualPercentageRate`)
+        "coin": "BTC", "periodType": "flexible", "apyType": "ladder",
+        "apyList": [
+            {"minStepVal": "0", "maxStepVal": "1", "currentApy": "2.5"},
+            {"minStepVal": "1", "maxStepVal": "20", "currentApy": "0.8"},
+        ],
+        "singleMinAmount": "0.0001", "singleMaxAmount": "20", "quota": "500",
+        "subscribePrecision": "8", "profitPrecision": "8",
+    },
+    {
+        "coin": "ETH", "periodType": "flexible", "apyType": "single",
+        "apyList": [{"minStepVal": "0", "maxStepVal": "1000", "currentApy": "2.1"}],
+        "singleMinAmount": "0.001", "singleMaxAmount": "1000", "quota": "20000",
+        "subscribePrecision": "8", "profitPrecision": "8",
+    },
+    {  # the operator's token, as Binance lists BNB: a high rate on a small first band
+        "coin": HOUSE_TOKEN, "periodType": "flexible", "apyType": "ladder",
+        "apyList": [
+            {"minStepVal": "0", "maxStepVal": "100", "currentApy": "9"},
+            {"minStepVal": "100", "maxStepVal": "10000", "currentApy": "1.5"},
+        ],
+        "singleMinAmount": "1", "singleMaxAmount": "10000", "quota": "1000000",
+        "subscribePrecision": "8", "profitPrecision": "8",
+    },
+    {  # Binance's locked ETH: 90 days
+        "coin": "ETH", "periodType": "fixed", "period": "90", "apyType": "single",
+        "apyList": [{"minStepVal": "0", "maxStepVal": "500", "currentApy": "4.2"}],
+        "advanceRedeem": "Yes", "singleMinAmount": "0.01", "singleMaxAmount": "500", "quota": "5000",
+        "subscribePrecision": "8", "profitPrecision": "8",
     },
 ]  # fmt: skip
 
@@ -119,6 +160,9 @@ def seed_world(
     _set_clock(app, D(0), now - history_hours * HOUR_MS)
     for ccy, coin in COINS.items():
         accounts.add_currency(app.uow(), ccy, coin.precision)
+        catalog_views.set_price(app.uow(), ccy, coin.usdt)
+        if coin.mode is None:  # the operator's token: catalog products only
+            continue
         simulation = SimulatedDemand(mean=coin.demand, base_rate=coin.rate, seed=seed)
         markets.set_market(
             app.uow(),
@@ -129,7 +173,6 @@ def seed_world(
             borrow_rate=coin.rate,
             simulation=simulation,
         )
-        catalog_views.set_price(app.uow(), ccy, coin.usdt)
     product_ids = [catalog.create_product(app.uow(), product_spec.parse(spec)).id for spec in PRODUCTS]
     lenders = [_lender(app, rng, n) for n in range(LENDERS)]
     for user_id in rng.sample(lenders, 12):
@@ -167,6 +210,8 @@ def _lender(app: Flexearn, rng: random.Random, n: int) -> int:
     for ccy, coin in COINS.items():
         amount = _amount(rng, coin)
         accounts.deposit(app.uow(), user_id, ccy, amount * 2)
+        if coin.mode is None:  # no market: kept for the catalog
+            continue
         savings.purchase(app.uow(), user_id, ccy, amount, _rate(rng, coin))
     return user_id
 
@@ -188,8 +233,8 @@ def _market_activity(app: Flexearn, rng: random.Random, lenders: list[int]) -> N
     """Now and then a lender buys more, redeems some, or moves its minimum rate."""
     if rng.random() > 0.3:
         return
-    user_id, ccy = rng.choice(lenders), rng.choice(list(COINS))
-    coin, action = COINS[ccy], rng.choice(("buy", "redeem", "rate"))
+    user_id, ccy = rng.choice(lenders), rng.choice(list(MARKETS))
+    coin, action = MARKETS[ccy], rng.choice(("buy", "redeem", "rate"))
     try:
         if action == "buy":
             accounts.deposit(app.uow(), user_id, ccy, coin.lot)
