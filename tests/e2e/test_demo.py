@@ -226,3 +226,33 @@ def test_the_metrics_say_the_demo_settles(tmp_path: Path) -> None:
 
         text = wait_for("the settler and a settled hour in /metrics", settled, timeout=30)
         assert metric(text, 'flexearn_settlement_run_seconds_count{kind="market_hour"}')
+
+
+def test_the_operator_names_its_own_token_and_the_binance_snippet_uses_it(tmp_path: Path) -> None:
+    with running_demo(tmp_path, "--token", "BNB", "--history", "24", speed="0") as demo:
+        assert "500 BNB in its trading account" in demo.output
+        title = "python-binance (pip install python-binance)"
+        snippet = demo.snippets()[title]
+        assert 'asset="BNB"' in snippet
+        assert "FLX" not in demo.output
+        namespace, _ = run_printed(snippet, "python-binance")
+        client = namespace["client"]
+        (listed,) = client.get_simple_earn_flexible_product_list(asset="BNB")["rows"]
+        assert listed["tierAnnualPercentageRate"] == {"0-100BNB": 0.09, "100-10000BNB": 0.015}
+        (position,) = client.get_simple_earn_flexible_product_position(asset="BNB")["rows"]
+        assert position["totalAmount"] == "150"
+    assert "Traceback" not in demo.output
+
+
+@pytest.mark.parametrize(
+    ("token", "says"),
+    [("bnb", "upper-case letters and digits"), ("BTC", "one of the demo's markets"), ("B-B", "upper-case")],
+)
+def test_a_token_name_that_is_not_a_new_currency_is_refused_before_anything_is_built(
+    tmp_path: Path, token: str, says: str
+) -> None:
+    command = [FLEXEARN, "demo", "--token", token, "--port", "1"]
+    proc = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert says in proc.stderr
+    assert not (tmp_path / "flexearn-demo.db").exists()

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
-from flexearn.demo.world import COINS, DEMO_USER, HOUSE_TOKEN, PRODUCTS, DemoWorld
+from flexearn.demo.world import DEMO_USER, DemoWorld, coins, products
 from flexearn.domain.money import plain
 
 MARKER = "# ----"
@@ -67,7 +67,7 @@ print(bitget.private_earn_get_v2_earn_savings_assets({{"periodType": "flexible"}
 def _flexible(world: DemoWorld, coin: str) -> int:
     """The id of the demo's flexible product of `coin` (Binance's `productId`)."""
     (found,) = [
-        i for i, p in zip(world.product_ids, PRODUCTS, strict=True)
+        i for i, p in zip(world.product_ids, products(world.token), strict=True)
         if (p["coin"], p["periodType"]) == (coin, "flexible")
     ]  # fmt: skip
     return found
@@ -75,7 +75,7 @@ def _flexible(world: DemoWorld, coin: str) -> int:
 
 def python_binance(base: str, world: DemoWorld) -> str:
     k = world.key
-    token = HOUSE_TOKEN
+    token = world.token
     return f"""\
 from binance.client import Client
 
@@ -129,10 +129,10 @@ def _hour_every(speed: Decimal) -> str:
 
 def banner(base: str, database: str, world: DemoWorld, *, speed: Decimal, key_file: Path) -> str:
     k = world.key
-    funded = ", ".join(f"{plain(coin.lot * 10)} {ccy}" for ccy, coin in COINS.items())
-    products = ", ".join(
+    funded = ", ".join(f"{plain(coin.lot * 10)} {ccy}" for ccy, coin in coins(world.token).items())
+    listed = ", ".join(
         f"{i} {p['coin']} {p['periodType']} ({p.get('productLevel', 'normal')})"
-        for i, p in zip(world.product_ids, PRODUCTS, strict=True)
+        for i, p in zip(world.product_ids, products(world.token), strict=True)
     )
     when = datetime.fromtimestamp(world.now / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
     if world.resumed:
@@ -146,7 +146,7 @@ def banner(base: str, database: str, world: DemoWorld, *, speed: Decimal, key_fi
         f"  base URL   {base}   (OKX v5, Bitget v2 and Binance Simple Earn façades)",
         f"  dashboard  {base}/",
         f"  user       {DEMO_USER} (id {world.user_id}), funded with {funded} in its trading account",
-        f"  products   {products}",
+        f"  products   {listed}",
         f"  key file   {key_file} (the key below, kept for the next start)",
         f"  apiKey     {k.api_key}",
         f"  secretKey  {k.secret_key}",

@@ -43,6 +43,7 @@ class DemoOptions:
     hours: int | None  # stop after this many business hours
     start: int | None  # business time the clock starts at (default: the current hour)
     history_hours: int
+    token: str | None = None  # the operator's token's name (a new world: FLX unless given)
 
 
 def run(
@@ -81,6 +82,7 @@ def run(
             start=options.start,
             history_hours=options.history_hours,
             progress=progress,
+            token=options.token,
         )
         # FLEXEARN_MASTER_KEY is never copied to disk; a master key the demo made is.
         on_disk = saved_master if settings.master_key else master_key

@@ -2,10 +2,10 @@
 is in its trading account (as a real user's is: savings are bought from funding, after a transfer).
 
 The catalog is what all three façades sell: Bitget's savings products, and Binance's Simple Earn
-flexible products (one per BTC, ETH, USDT and the operator's own token, `HOUSE_TOKEN`, some with
-bonus bands) and locked products (the fixed-term ones). The operator's token has no lending
-market: it is bought and sold only as catalog products, so it adds nothing to each hour's
-settlement (the demo's start time).
+flexible products (one per BTC, ETH, USDT and the operator's own token, FLX or as `--token`
+names it, some with bonus bands) and locked products (the fixed-term ones). The operator's token
+has no lending market: it is bought and sold only as catalog products, so it adds nothing to
+each hour's settlement (the demo's start time).
 
 Everything random is drawn from one generator seeded by `--seed`; the simulated demand is seeded
 by (seed, currency, hour), so the same seed and the same start hour give the same world.
@@ -49,17 +49,17 @@ class Coin:
     usdt: Decimal  # reference price
 
 
-COINS: dict[str, Coin] = {
+MARKETS: dict[str, Coin] = {  # the currencies with a lending market
     "BTC": Coin(8, "auction", D("0.5"), D("12"), D("0.02"), D("65000")),
     "ETH": Coin(8, "auction", D("8"), D("200"), D("0.03"), D("3200")),
     "SOL": Coin(6, "auction", D("150"), D("3500"), D("0.05"), D("150")),
     "USDT": Coin(6, "pro_rata", D("20000"), D("450000"), D("0.08"), D("1")),
     "USDC": Coin(6, "pro_rata", D("15000"), D("250000"), D("0.06"), D("1")),
 }
-# The operator's own token (as BNB is Binance's): rename it here, the catalog follows.
+# The operator's own token (as BNB is Binance's), named by `flexearn demo --token` (FLX unless
+# named): catalog products only, no market.
 HOUSE_TOKEN = "FLX"
-COINS[HOUSE_TOKEN] = Coin(8, None, D("50"), D(0), D(0), D("4.5"))
-MARKETS = {ccy: coin for ccy, coin in COINS.items() if coin.mode is not None}
+HOUSE_COIN = Coin(8, None, D("50"), D(0), D(0), D("4.5"))
 LENDERS = 40
 DEMO_USER = "demo"
 HISTORY_HOURS = 7 * 24
@@ -129,6 +129,18 @@ PRODUCTS: list[dict[str, Any]] = [
 ]  # fmt: skip
 
 
+def coins(token: str) -> dict[str, Coin]:
+    """The world's currencies: the markets', and the operator's token named `token`."""
+    if token in MARKETS:
+        raise ValueError(f"the operator's token cannot be named {token}: a market's currency")
+    return {**MARKETS, token: HOUSE_COIN}
+
+
+def products(token: str) -> list[dict[str, Any]]:
+    """The catalog, the operator's token's products in `token`."""
+    return [{**spec, "coin": token} if spec["coin"] == HOUSE_TOKEN else spec for spec in PRODUCTS]
+
+
 @dataclass(frozen=True)
 class DemoWorld:
     user_id: int
@@ -138,6 +150,7 @@ class DemoWorld:
     seed: int
     history_hours: int
     resumed: bool = False  # a world built by an earlier run, continued
+    token: str = HOUSE_TOKEN  # the operator's token's name
 
 
 def seed_world(
@@ -150,15 +163,17 @@ def seed_world(
     history_hours: int = HISTORY_HOURS,
     key: keys.NewKey | None = None,
     progress: scheduler.Progress | None = None,
+    token: str = HOUSE_TOKEN,
 ) -> DemoWorld:
     """Build the world on an empty database `history_hours` before `now`, settle up to `now`,
     then start the simulated clock there at `speed` (`progress`: told each history hour built).
     The demo user gets `key` if given (the key file's: a rebuilt world keeps a bot's key), else a
-    new one."""
+    new one; the operator's token is named `token`."""
     rng = random.Random(seed)
     now = floor_hour(wall_ms() if now is None else now)
     _set_clock(app, D(0), now - history_hours * HOUR_MS)
-    for ccy, coin in COINS.items():
+    world_coins, specs = coins(token), products(token)
+    for ccy, coin in world_coins.items():
         accounts.add_currency(app.uow(), ccy, coin.precision)
         catalog_views.set_price(app.uow(), ccy, coin.usdt)
         if coin.mode is None:  # the operator's token: catalog products only
@@ -173,12 +188,13 @@ def seed_world(
             borrow_rate=coin.rate,
             simulation=simulation,
         )
-    product_ids = [catalog.create_product(app.uow(), product_spec.parse(spec)).id for spec in PRODUCTS]
-    lenders = [_lender(app, rng, n) for n in range(LENDERS)]
+    product_ids = [catalog.create_product(app.uow(), product_spec.parse(spec)).id for spec in specs]
+    lenders = [_lender(app, rng, n, world_coins) for n in range(LENDERS)]
     for user_id in rng.sample(lenders, 12):
-        _subscribe_somewhere(app, rng, user_id, product_ids)
+        _subscribe_somewhere(app, rng, user_id, dict(zip(product_ids, specs, strict=True)), world_coins)
     user_id = accounts.create_user(app.uow(), DEMO_USER)
-    for ccy, coin in COINS.items():  # where a real user's money starts: a transfer to funding comes first
+    # where a real user's money starts: a transfer to funding comes first
+    for ccy, coin in world_coins.items():
         accounts.deposit(app.uow(), user_id, ccy, coin.lot * 10, AccountKind.TRADING)
     key = keys.create_key(app.uow(), box, user_id, "read,trade", reissue=key)
     for hour in range(history_hours):
@@ -189,7 +205,7 @@ def seed_world(
             progress(hour + 1, history_hours)
     _set_clock(app, speed, now)
     scheduler.settle_all_due(app.engine)
-    return DemoWorld(user_id, key, now, product_ids, seed, history_hours)
+    return DemoWorld(user_id, key, now, product_ids, seed, history_hours, token=token)
 
 
 def _set_clock(app: Flexearn, speed: Decimal, at: int) -> None:
@@ -205,9 +221,9 @@ def _rate(rng: random.Random, coin: Coin) -> Decimal:
     return max(D("0.01"), (coin.rate * rng.randint(20, 220) / 100).quantize(D("0.0001")))
 
 
-def _lender(app: Flexearn, rng: random.Random, n: int) -> int:
+def _lender(app: Flexearn, rng: random.Random, n: int, world_coins: dict[str, Coin]) -> int:
     user_id = accounts.create_user(app.uow(), f"lender{n:02d}", "VIP" if n % 8 == 0 else "normal")
-    for ccy, coin in COINS.items():
+    for ccy, coin in world_coins.items():
         amount = _amount(rng, coin)
         accounts.deposit(app.uow(), user_id, ccy, amount * 2)
         if coin.mode is None:  # no market: kept for the catalog
@@ -216,12 +232,19 @@ def _lender(app: Flexearn, rng: random.Random, n: int) -> int:
     return user_id
 
 
-def _subscribe_somewhere(app: Flexearn, rng: random.Random, user_id: int, product_ids: list[int]) -> None:
-    """A lender puts some of its spare funds in a catalog product it is allowed to buy."""
-    for product_id in rng.sample(product_ids, len(product_ids)):
-        spec = PRODUCTS[product_ids.index(product_id)]
+def _subscribe_somewhere(
+    app: Flexearn,
+    rng: random.Random,
+    user_id: int,
+    catalog_specs: dict[int, dict[str, Any]],
+    world_coins: dict[str, Coin],
+) -> None:
+    """A lender puts some of its spare funds in a catalog product (id → spec) it is allowed to buy."""
+    for product_id in rng.sample(list(catalog_specs), len(catalog_specs)):
+        spec = catalog_specs[product_id]
         ccy, top = spec["coin"], D(spec["singleMaxAmount"])
-        amount = min(top, _amount(rng, COINS[ccy])).quantize(D(1).scaleb(-int(spec["subscribePrecision"])))
+        places = D(1).scaleb(-int(spec["subscribePrecision"]))
+        amount = min(top, _amount(rng, world_coins[ccy])).quantize(places)
         try:
             catalog_trading.subscribe(app.uow(), user_id, product_id, spec["periodType"], amount)
             return
