@@ -36,6 +36,7 @@ from flexearn.console.params import CURRENCY, DECIMAL, TIME, Group, choice
 from flexearn.demo import keyfile as demo_keyfile
 from flexearn.demo import restart as demo_restart
 from flexearn.demo import runner as demo_runner
+from flexearn.demo import world as demo_world
 from flexearn.domain.catalog import OPERATOR_STATUSES, Level, ProductFields
 from flexearn.domain.demand import SimulatedDemand
 from flexearn.domain.errors import AmountTooLarge, FlexearnError, NotFound, UnsupportedCurrency
@@ -967,6 +968,18 @@ DEMO_DATABASE = "flexearn-demo.db"
 MAX_HISTORY_HOURS = 10 * 365 * 24  # ten years of hours (some 40 s per thousand to build)
 
 
+def _house_token(value: str | None) -> str | None:
+    """`--token`: a currency name (upper-case letters and digits, at most 16, as `currency add`
+    takes) that is not one of the demo's markets."""
+    if value is None:
+        return None
+    if not (value.isascii() and value.isalnum() and value.isupper() and len(value) <= 16):
+        raise click.BadParameter("upper-case letters and digits, at most 16, e.g. BNB", param_hint="--token")
+    if value in demo_world.MARKETS:
+        raise click.BadParameter(f"{value} is one of the demo's markets", param_hint="--token")
+    return value
+
+
 @main.command("demo")
 @click.option(
     "--db",
@@ -1010,6 +1023,13 @@ MAX_HISTORY_HOURS = 10 * 365 * 24  # ten years of hours (some 40 s per thousand 
     default=None,
     help="Stop after this many business hours (default: run until ^C).",
 )
+@click.option(
+    "--token",
+    callback=lambda ctx, param, value: _house_token(value),
+    default=None,
+    help="The name of the operator's own token (as BNB is Binance's) in a world being built: "
+    "upper-case letters and digits, not a market's currency (default: FLX).",
+)
 def demo_cmd(
     db_url: str | None,
     host: str,
@@ -1019,6 +1039,7 @@ def demo_cmd(
     start: int | None,
     history_hours: int,
     hours: int | None,
+    token: str | None,
     reset: bool,
 ) -> None:
     """A sandbox with a fast clock, served over HTTP.
@@ -1050,6 +1071,7 @@ def demo_cmd(
         hours=hours,
         start=start,
         history_hours=history_hours,
+        token=token,
     )
     try:
         with Progress(f"building {history_hours} hours of history") as progress:

@@ -11,9 +11,9 @@ import httpx
 import pytest
 
 from flexearn.domain.errors import InvalidParameter
-from flexearn.services import keys
+from flexearn.services import accounts, catalog_views, keys
 from tests.contract.bitget_http import BitgetHttp
-from tests.contract.conftest import FLEXIBLE_USDT, World
+from tests.contract.conftest import FIXED_BTC, FLEXIBLE_USDT, World
 from tests.contract.okx_http import OkxHttp
 from tests.helpers import assert_ledger_ok
 
@@ -188,3 +188,173 @@ def test_weight_past_the_minutes_limit_is_answered_429_with_retry_after(world: W
     assert int(response.headers["x-mbx-used-weight-1m"]) == used[-1]  # a refusal is not counted
     # /api/ has a minute of its own
     assert httpx.get(f"{world.base_url}/api/v3/time").status_code == 200
+
+
+# --- the matrix: each way a request goes wrong, on every kind of endpoint, with Binance's code ----
+
+LOCKED_SUBSCRIBE, REDEEM = f"{EARN}/locked/subscribe", f"{EARN}/flexible/redeem"
+TRANSFER = "/sapi/v1/asset/transfer"
+# Where an amount is read, with the other parameters that make the request otherwise good.
+AMOUNT_ENDPOINTS = [
+    (SUBSCRIBE, f"productId={FLEXIBLE_USDT}"),
+    (LOCKED_SUBSCRIBE, f"projectId={FIXED_BTC}"),
+    (REDEEM, f"productId={FLEXIBLE_USDT}"),
+    (TRANSFER, "type=MAIN_FUNDING&asset=USDT"),
+    (f"{EARN}/flexible/subscriptionPreview", f"productId={FLEXIBLE_USDT}"),
+]
+HOSTILE_AMOUNTS = [
+    ("1e400", -1100),
+    ("NaN", -1100),
+    ("Infinity", -1100),
+    ("-1", -1100),
+    ("0x10", -1100),
+    ("1" * 10_000, -1100),  # ten thousand digits
+    ("%EF%BC%91%EF%BC%90", -1100),  # full-width "１０": a digit to str.isdigit(), not to Binance
+    ("%C2%B2", -1100),  # "²"
+    ("1%2C5", -1100),  # "1,5"
+    ("+1", -1100),
+    ("%201%20", -1100),  # " 1 "
+    ("1_000", -1100),
+]
+
+
+def balances(world: World) -> tuple[object, ...]:
+    """Everything the user holds, read from the engine: what a refused request must leave alone."""
+    uow = world.app.read_uow
+    return (
+        accounts.funding_balances(uow(), world.user_id),
+        accounts.trading_balances(uow(), world.user_id),
+        catalog_views.assets(uow(), world.user_id, "flexible"),
+        catalog_views.assets(uow(), world.user_id, "fixed"),
+    )
+
+
+@pytest.mark.parametrize(("path", "others"), AMOUNT_ENDPOINTS, ids=lambda v: str(v).rsplit("/", 1)[-1])
+@pytest.mark.parametrize(("value", "code"), HOSTILE_AMOUNTS, ids=lambda v: str(v)[:12])
+def test_hostile_amounts_get_1100_on_every_endpoint_that_reads_one(
+    user: World, path: str, others: str, value: str, code: int
+) -> None:
+    before = balances(user)
+    method = "GET" if path.endswith("Preview") else "POST"
+    if method == "GET":
+        response = call(user, method, path, f"{others}&amount={value}")
+    else:
+        response = call(user, method, path, body=f"{others}&amount={value}")
+    refused(response, 400, code)
+    assert "'amount'" in response.json()["msg"]
+    assert balances(user) == before
+    assert_ledger_ok(user.app)
+
+
+@pytest.mark.parametrize(
+    ("path", "others", "code"),
+    [
+        (SUBSCRIBE, f"productId={FLEXIBLE_USDT}", -1111),  # the product takes 6 places
+        (LOCKED_SUBSCRIBE, f"projectId={FIXED_BTC}", -1111),  # 8
+        (TRANSFER, "type=MAIN_FUNDING&asset=BTC", -1111),  # BTC has 8 places
+    ],
+)
+def test_more_places_than_the_asset_or_product_allows_is_1111(
+    user: World, path: str, others: str, code: int
+) -> None:
+    before = balances(user)
+    refused(call(user, "POST", path, body=f"{others}&amount=0.000000001"), 400, code)
+    assert balances(user) == before
+    assert_ledger_ok(user.app)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "params", "missing"),
+    [
+        ("POST", SUBSCRIBE, "amount=10", "productId"),
+        ("POST", SUBSCRIBE, f"productId={FLEXIBLE_USDT}", "amount"),
+        ("POST", SUBSCRIBE, f"productId={FLEXIBLE_USDT}&amount=", "amount"),
+        ("POST", LOCKED_SUBSCRIBE, "amount=1", "projectId"),
+        ("POST", REDEEM, f"productId={FLEXIBLE_USDT}", "amount"),  # neither amount nor redeemAll
+        ("POST", f"{EARN}/locked/redeem", "", "positionId"),
+        ("POST", TRANSFER, "asset=USDT&amount=1", "type"),
+        ("POST", TRANSFER, "type=MAIN_FUNDING&amount=1", "asset"),
+        ("GET", f"{EARN}/flexible/personalLeftQuota", "", "productId"),
+        ("GET", f"{EARN}/flexible/subscriptionPreview", f"productId={FLEXIBLE_USDT}", "amount"),
+        ("GET", f"{EARN}/flexible/history/rateHistory", "", "productId"),
+    ],
+)
+def test_a_missing_parameter_is_1102_naming_it(
+    user: World, method: str, path: str, params: str, missing: str
+) -> None:
+    before = balances(user)
+    if method == "POST" and params:
+        response = call(user, method, path, body=params)
+    else:
+        response = call(user, method, path, params)
+    refused(response, 400, -1102)
+    assert f"'{missing}'" in response.json()["msg"]
+    assert balances(user) == before
+
+
+def test_a_signature_over_other_bytes_than_those_sent_is_1022(user: World) -> None:
+    """Binance signs the bytes as sent: the query string and then the body, percent-encoding and
+    order included, `signature` itself left out."""
+    product, stamp = f"productId={FLEXIBLE_USDT}", f"timestamp={now_ms()}"
+    headers = {"X-MBX-APIKEY": user.key.api_key}
+    secret = user.key.secret_key
+
+    def send(query: str, body: str, signed_over: str) -> httpx.Response:
+        query = f"{query}&signature={sign(secret, signed_over)}"
+        return httpx.post(f"{user.base_url}{SUBSCRIBE}?{query}", content=body, headers=headers)
+
+    before = balances(user)
+    body = f"{product}&amount=1%30"  # "10", percent-encoded
+    refusals = [
+        (stamp, body, body),  # the query left out
+        (stamp, body, stamp),  # the body left out
+        (stamp, body, body + stamp),  # body before query
+        (stamp, body, f"{stamp}{product}&amount=10"),  # the decoded form, not the bytes sent
+        (stamp, body, f"{stamp}amount=1%30&{product}"),  # the parameters in another order
+        (stamp, body, f"{stamp}&{body}"),  # an "&" the request does not have
+    ]
+    for query, sent, over in refusals:
+        refused(send(query, sent, over), 400, -1022)
+    other_secret = sign(user.new_key().secret_key, stamp + body)
+    response = httpx.post(
+        f"{user.base_url}{SUBSCRIBE}?{stamp}&signature={other_secret}", content=body, headers=headers
+    )
+    refused(response, 400, -1022)  # this key's request, another key's secret
+    appended = f"{stamp}&signature={sign(secret, stamp + body)}&amount=99"  # a parameter after signing
+    refused(httpx.post(f"{user.base_url}{SUBSCRIBE}?{appended}", content=body, headers=headers), 400, -1022)
+    assert balances(user) == before
+    ok = send(stamp, body, stamp + body)  # the same request signed over what it sends
+    assert ok.json()["success"] is True, ok.text
+    assert_ledger_ok(user.app)
+
+
+@pytest.mark.parametrize(
+    ("offset_ms", "window", "code"),
+    [
+        (-5_001, "", -1021),  # older than the default window of 5000
+        (-59_000, "recvWindow=60000", None),  # the largest window takes it
+        (-61_000, "recvWindow=60000", -1021),
+        (1_500, "", -1021),  # more than 1000 ms ahead, whatever the window
+        (1_500, "recvWindow=60000", -1021),
+        (0, "recvWindow=60001", -1131),
+        (0, "recvWindow=99999999999999999", -1100),  # over 16 digits
+        (0, "recvWindow=-1", -1100),
+        (0, "recvWindow=%EF%BC%95", -1100),  # full-width 5
+    ],
+)
+def test_stale_future_and_out_of_range_timestamps(
+    user: World, offset_ms: int, window: str, code: int | None
+) -> None:
+    response = call(user, "GET", ACCOUNT, window, timestamp=now_ms() + offset_ms)
+    if code is None:
+        assert response.status_code == 200, response.text
+    else:
+        refused(response, 400, code)
+
+
+@pytest.mark.parametrize("stamp", ["", "abc", "1e12", "%EF%BC%91", "-1", "12345678901234567"])
+def test_a_malformed_timestamp_is_refused(user: World, stamp: str) -> None:
+    query = f"timestamp={stamp}"
+    headers = {"X-MBX-APIKEY": user.key.api_key}
+    url = f"{user.base_url}{ACCOUNT}?{query}&signature={sign(user.key.secret_key, query)}"
+    refused(httpx.get(url, headers=headers), 400, -1102 if stamp == "" else -1100)

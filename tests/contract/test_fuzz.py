@@ -1,4 +1,4 @@
-"""Nothing a client sends produces a server error: random requests of every shape on both façades,
+"""Nothing a client sends produces a server error: random requests of every shape on the façades,
 signed and unsigned, against a running server on each backend; the ledger holds afterwards.
 
 The number of examples per test is FLEXEARN_FUZZ_EXAMPLES (default 100; the general test runs
@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -26,7 +27,16 @@ from flexearn.bootstrap import Flexearn
 from flexearn.domain.ledger import AccountKind
 from tests.contract.bitget_http import BitgetHttp
 from tests.contract.conftest import World, _user
-from tests.contract.fuzz_requests import Attempt, Fuzzer, Tally, attempts, facade_of
+from tests.contract.fuzz_requests import (
+    BINANCE_PARAMS,
+    BINANCE_ROUTES,
+    Attempt,
+    Fuzzer,
+    Tally,
+    attempts,
+    facade_of,
+    texts,
+)
 from tests.contract.okx_http import OkxHttp
 from tests.helpers import assert_ledger_ok
 
@@ -108,13 +118,20 @@ def assert_bitget_answered(response: httpx.Response) -> None:
     assert (payload["code"] == "00000") == (response.status_code == 200), payload
 
 
-def assert_binance_refused(response: httpx.Response) -> None:
-    """No Binance route is fuzzed: anything under its prefixes is refused in its error body."""
-    assert 400 <= response.status_code < 500, response.text
+def assert_binance_answered(response: httpx.Response) -> None:
+    """Binance's answers: a success (2xx, the object or list itself), or a 4xx whose body is
+    exactly `{"code": <negative int>, "msg": <text>}`."""
+    assert response.status_code < 500, response.text
     payload = response.json()
+    if response.status_code < 300:
+        assert isinstance(payload, dict | list), payload
+        assert not (isinstance(payload, dict) and "code" in payload and "msg" in payload), payload
+        return
+    assert 400 <= response.status_code < 500, response.text
     assert set(payload) == {"code", "msg"}, payload
     assert isinstance(payload["code"], int), payload
     assert payload["code"] < 0, payload
+    assert isinstance(payload["msg"], str), payload
 
 
 def assert_answered(response: httpx.Response) -> None:
@@ -124,8 +141,8 @@ def assert_answered(response: httpx.Response) -> None:
         assert response.content == b""
     elif facade_of(response.request.url.raw_path) == "okx":
         assert_okx_answered(response)
-    elif facade_of(response.request.url.raw_path) == "binance":  # near misses of Bitget's v3 path
-        assert_binance_refused(response)
+    elif facade_of(response.request.url.raw_path) == "binance":
+        assert_binance_answered(response)
     else:
         assert_bitget_answered(response)
 
@@ -303,6 +320,34 @@ def test_random_signed_bitget_queries_never_break_the_server(
     client = target.bitget()
     query_text = path + ("?" + "&".join(f"{k}={v}" for k, v in query) if query else "")
     assert_bitget_answered(target.send(lambda: client.get(query_text)))
+
+
+# Binance: every route, its parameters (and its wire's) with hostile values, in the query string or
+# the form body, signed over exactly the bytes sent or not signed at all.
+binance_values = st.one_of(
+    texts, st.sampled_from(["1", "2", "10", "0.5", "USDT", "BTC", "SPOT", "true", "ALL", "1" * 10_000])
+)
+binance_pairs = st.lists(st.tuples(st.sampled_from(BINANCE_PARAMS), binance_values), max_size=6)
+
+
+def _form(pairs: list[tuple[str, str]]) -> str:
+    return "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in pairs)
+
+
+@FUZZ
+@given(route=st.sampled_from(BINANCE_ROUTES), query=binance_pairs, form=binance_pairs, signed=st.booleans())
+def test_random_binance_queries_and_forms_never_break_the_server(
+    target: Target,
+    route: tuple[str, str],
+    query: list[tuple[str, str]],
+    form: list[tuple[str, str]],
+    signed: bool,
+) -> None:
+    method, path = route
+    body = _form(form).encode() if method == "POST" else b""
+    attempt = Attempt(method, path, _form(query), body, signed)
+    note(repr(attempt)[:2000])
+    assert_binance_answered(target.fuzzer.send(attempt))
 
 
 # --- afterwards ----------------------------------------------------------------------------------

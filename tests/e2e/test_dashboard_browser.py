@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 import shutil
@@ -127,6 +129,69 @@ def check_supply_curve(demo: Demo, driver: Any) -> None:
     assert_close(demand_x, float(market["match"]["demand"]), x_tol, "demand line")
     ((_, clearing_y), _) = chart.series["clearing"]
     assert_close(clearing_y, float(market["match"]["rate"]), y_tol, "clearing rate line")
+
+
+def binance(demo: Demo, path: str, query: str = "") -> Any:
+    """A signed GET on the Binance façade with the demo user's key, as a Binance client sends it."""
+    signed = f"{query}&timestamp={int(time.time() * 1000)}".lstrip("&")
+    signature = hmac.new(demo.printed("secretKey").encode(), signed.encode(), hashlib.sha256).hexdigest()
+    request = urllib.request.Request(
+        f"{demo.base_url}{path}?{signed}&signature={signature}",
+        headers={"X-MBX-APIKEY": demo.printed("apiKey")},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.load(response)
+
+
+def check_simple_earn(demo: Demo, driver: Any) -> None:
+    """The Simple Earn panel lists what a Binance user's `flexible/list` and `locked/list` show
+    (APR, bands, duration), and the APR chart of a clicked product draws the façade's
+    `rateHistory` from the rate's date until now."""
+    earn = "/sapi/v1/simple-earn"
+    flexible = {r["productId"]: r for r in binance(demo, f"{earn}/flexible/list", "size=100")["rows"]}
+    locked = {r["projectId"]: r for r in binance(demo, f"{earn}/locked/list", "size=100")["rows"]}
+    rows = wait_for(
+        "the Simple Earn table",
+        lambda: driver.execute_script(
+            "return [...document.querySelectorAll('#earn-products tbody tr')]"
+            ".map(r => [...r.cells].map(c => c.innerText))"
+        ),
+    )
+    assert [r[0] for r in rows] == [p["productId"] for p in get_json(demo, "/dashboard/api/earn/products")]
+    assert {r[0] for r in rows} == flexible.keys() | locked.keys()  # the demo user sees all of it
+    for product, asset, kind, duration, apr, bands, _status in rows:
+        if kind == "flexible":
+            listed = flexible[product]
+            assert (asset, duration) == (listed["asset"], "–")
+            expected_apr = float(listed["latestAnnualPercentageRate"])
+            tiers = listed.get("tierAnnualPercentageRate", {})
+            assert len(bands.splitlines()) == max(len(tiers), 1)
+            for line, band_apr in zip(bands.splitlines(), tiers.values(), strict=False):
+                assert line.endswith(f" {asset}: {band_apr * 100:.2f}%"), (line, tiers)  # "0–1 BTC: 2.50%"
+        else:
+            detail = locked[product]["detail"]
+            assert (asset, kind, duration) == (detail["asset"], "locked", f"{detail['duration']} d")
+            expected_apr = float(detail["apr"])
+        assert apr == f"{expected_apr * 100:.2f}%", (product, apr)
+
+    house = next(p for p, r in flexible.items() if r["asset"] == "FLX")  # the operator's token
+    row = f"#earn-products tr[data-product='{house}'] td"
+    wait_for("a click on the FLX row", lambda: _click(driver, row))
+
+    def drawn() -> Chart | None:
+        chart = read_charts(driver).get("apr")
+        return chart if chart and f"#{house} FLX" in _text(driver, "earn-caption") else None
+
+    chart = wait_for("the FLX APR chart", drawn)
+    history = binance(demo, f"{earn}/flexible/history/rateHistory", f"productId={house}")["rows"]
+    ((since, rate), *rest) = chart.series["apr"]
+    assert [(r["time"], r["annualPercentageRate"]) for r in history] == [(history[0]["time"], "0.09000000")]
+    assert_close(since, history[0]["time"], chart.x_per_pixel, "the APR's date")
+    assert_close(rate, 0.09, chart.y_per_pixel * 0.05, "the APR")
+    assert all(abs(y - 0.09) <= chart.y_per_pixel * 0.05 for _, y in rest)  # unchanged since
+    now = get_json(demo, f"/dashboard/api/earn/products/{house}/apr")["now"]
+    assert since < rest[-1][0] <= now  # drawn up to the business time it was read at
+    assert f"earn={house}" in driver.current_url  # the choice survives a reload
 
 
 def screenshot(driver: Any, name: str) -> Path:
@@ -291,6 +356,7 @@ def test_the_dashboard_draws_live_data_and_follows_the_clock(tmp_path: Path) -> 
         check_supply_curve(demo, driver)
         check_legend_switches(driver)
         check_zoom(demo, driver)
+        check_simple_earn(demo, driver)
 
         overview = get_json(demo, "/dashboard/api/overview")
         cards = driver.execute_script(
@@ -306,7 +372,7 @@ def test_the_dashboard_draws_live_data_and_follows_the_clock(tmp_path: Path) -> 
         rows = driver.execute_script(
             "return [...document.querySelectorAll('#products tbody tr')].map(r => r.innerText)"
         )
-        assert len(rows) == len(products) == 4
+        assert len(rows) == len(products) == 8
         assert "0–200: 6%" in rows[0].replace("\n", " ")
         assert "200–5k: 50%" in rows[0].replace("\n", " ")
 
@@ -367,6 +433,17 @@ def test_the_dashboard_draws_live_data_and_follows_the_clock(tmp_path: Path) -> 
         check_earnings(demo, driver, "lender03")
         screenshot(driver, f"dashboard-{PHONE}.png")
     assert "Traceback" not in demo.output
+
+
+def _click(driver: Any, selector: str) -> bool:
+    """Click the element, or say it was redrawn under the pointer (a poll's redraw): try again."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    try:
+        driver.find_element("css selector", selector).click()
+    except StaleElementReferenceException:
+        return False
+    return True
 
 
 def _text(driver: Any, element_id: str = "user") -> str:

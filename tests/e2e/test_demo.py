@@ -56,6 +56,8 @@ def test_the_printed_snippets_run_as_printed_and_interest_arrives(tmp_path: Path
             "python-okx (pip install python-okx)",
             "ccxt okx (pip install ccxt)",
             "ccxt bitget",
+            "python-binance (pip install python-binance)",
+            "ccxt binance",
         }
 
         # python-okx: a week of public rate history at once; buys 1000 USDT of savings
@@ -74,6 +76,39 @@ def test_the_printed_snippets_run_as_printed_and_interest_arrives(tmp_path: Path
             {"periodType": "flexible"}
         )["data"]["resultList"]
         assert Decimal(holding["holdAmount"]) == 100
+        # python-binance: the operator's token moved to SPOT, subscribed to its flexible product
+        # (a bonus band on its first 100), and found again on a history page by the server's time
+        title = "python-binance (pip install python-binance)"
+        binance_sdk, printed = run_printed(snippets[title], "python-binance")
+        client = binance_sdk["client"]
+        (listed,) = client.get_simple_earn_flexible_product_list(asset="FLX")["rows"]
+        assert listed["tierAnnualPercentageRate"] == {"0-100FLX": 0.09, "100-10000FLX": 0.015}
+        (position,) = client.get_simple_earn_flexible_product_position(asset="FLX")["rows"]
+        assert (position["productId"], position["totalAmount"]) == (listed["productId"], "150")
+        assert client.get_asset_balance("FLX")["free"] == "50"
+        page = binance_sdk["page"]
+        assert [(r["asset"], r["amount"]) for r in page["rows"]] == [("FLX", "150"), ("USDT", "100")]
+        assert all(r["time"] <= binance_sdk["now"] for r in page["rows"])
+        # ccxt binance: 0.5 BTC from FUNDING to SPOT, subscribed to the flexible BTC product
+        ccxt_binance, printed = run_printed(snippets["ccxt binance"], "ccxt binance")
+        binance = ccxt_binance["binance"]
+        (position,) = binance.sapi_get_simple_earn_flexible_position({"asset": "BTC"})["rows"]
+        assert position["totalAmount"] == "0.5"
+        assert "'productId': '5', 'type': 'NORMAL'" in printed  # the history page shows the order
+        locked = binance.sapi_get_simple_earn_locked_list()["rows"]
+        assert {(r["detail"]["asset"], r["detail"]["duration"]) for r in locked} >= {("BTC", 30), ("ETH", 90)}
+        listed = binance.sapi_get_simple_earn_flexible_list({"size": 100})["rows"]
+        assert {r["asset"] for r in listed} == {"BTC", "ETH", "USDT", "USDC", "FLX"}
+        # The flexible BTC product earns Binance's real-time APR, walked each hour of the history:
+        # its recorded changes are the façade's rateHistory and the dashboard's APR chart alike.
+        (btc,) = [r for r in listed if r["asset"] == "BTC"]
+        rates = binance.sapi_get_simple_earn_flexible_history_ratehistory(
+            {"productId": btc["productId"], "size": 100}
+        )["rows"]
+        assert len({r["annualPercentageRate"] for r in rates}) > 1  # it moved
+        assert btc["latestAnnualPercentageRate"] in {r["annualPercentageRate"] for r in rates}  # recorded
+        chart = get_json(demo, f"/dashboard/api/earn/products/{btc['productId']}/apr")["changes"]
+        assert {Decimal(c["apr"]) for c in chart} >= {Decimal(r["annualPercentageRate"]) for r in rates}
 
         # Interest arrives as the clock runs: matched at the next hour, paid at the one after.
         savings = okx_sdk["savings"]
@@ -97,7 +132,8 @@ def test_the_printed_snippets_run_as_printed_and_interest_arrives(tmp_path: Path
         # The dashboard's user view shows the same user (open in the demo: no admin token).
         user = get_json(demo, "/dashboard/api/users/demo")
         assert {p["ccy"] for p in user["positions"]} == {"USDT", "BTC"}
-        assert user["holdings"][0]["amount"] == "100"
+        holdings = {(h["productId"], h["amount"]) for h in user["holdings"]}
+        assert holdings == {(1, "100"), (5, "0.5"), (7, "150")}
     assert "Traceback" not in demo.output
     hours = [line for line in demo.lines if line[:2] == "20" and "USDT" in line]
     assert len(hours) >= 2  # one line per settled business hour
@@ -200,3 +236,33 @@ def test_the_metrics_say_the_demo_settles(tmp_path: Path) -> None:
 
         text = wait_for("the settler and a settled hour in /metrics", settled, timeout=30)
         assert metric(text, 'flexearn_settlement_run_seconds_count{kind="market_hour"}')
+
+
+def test_the_operator_names_its_own_token_and_the_binance_snippet_uses_it(tmp_path: Path) -> None:
+    with running_demo(tmp_path, "--token", "BNB", "--history", "24", speed="0") as demo:
+        assert "500 BNB in its trading account" in demo.output
+        title = "python-binance (pip install python-binance)"
+        snippet = demo.snippets()[title]
+        assert 'asset="BNB"' in snippet
+        assert "FLX" not in demo.output
+        namespace, _ = run_printed(snippet, "python-binance")
+        client = namespace["client"]
+        (listed,) = client.get_simple_earn_flexible_product_list(asset="BNB")["rows"]
+        assert listed["tierAnnualPercentageRate"] == {"0-100BNB": 0.09, "100-10000BNB": 0.015}
+        (position,) = client.get_simple_earn_flexible_product_position(asset="BNB")["rows"]
+        assert position["totalAmount"] == "150"
+    assert "Traceback" not in demo.output
+
+
+@pytest.mark.parametrize(
+    ("token", "says"),
+    [("bnb", "upper-case letters and digits"), ("BTC", "one of the demo's markets"), ("B-B", "upper-case")],
+)
+def test_a_token_name_that_is_not_a_new_currency_is_refused_before_anything_is_built(
+    tmp_path: Path, token: str, says: str
+) -> None:
+    command = [FLEXEARN, "demo", "--token", token, "--port", "1"]
+    proc = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert says in proc.stderr
+    assert not (tmp_path / "flexearn-demo.db").exists()

@@ -12,6 +12,9 @@ from typing import Any
 
 import ccxt
 import pytest
+from binance.client import Client
+from binance_common.configuration import ConfigurationRestAPI
+from binance_sdk_simple_earn.simple_earn import SimpleEarn
 from okx import Funding, PublicData
 from okx.Finance import Savings
 from typed_bitget import Bitget
@@ -139,7 +142,7 @@ def test_typed_bitget_validates_every_savings_endpoint_on_the_demo_world(demo: D
             client.http_client.base_url = demo.base_url
             savings = client.classic.earn.savings
             listed = await savings.products()  # no filter: the whole catalog on sale
-            assert {p["coin"] for p in listed} == {"USDT", "BTC", "USDC"}
+            assert {p["coin"] for p in listed} == {"USDT", "BTC", "USDC", "ETH", "FLX"}
             for product in await savings.products(filter="all"):
                 await savings.subscribe_info(product["productId"], period_type=product["periodType"])
             order = await savings.subscribe("2", period_type="fixed", amount=Decimal("0.01"))
@@ -158,3 +161,43 @@ def test_typed_bitget_validates_every_savings_endpoint_on_the_demo_world(demo: D
             assert (await client.classic.common.time())["serverTime"] > now  # business time runs ahead
 
     asyncio.run(scenario())
+
+
+def test_binance_clients_see_the_demo_worlds_products_and_page_by_the_servers_time(demo: Demo) -> None:
+    """Binance's typed SDK validates every Simple Earn answer on the demo world (a model that does
+    not fit raises); python-binance pages the subscription history by the server's clock."""
+    api_key, secret, _ = key(demo)
+    client = Client(api_key, secret, ping=False)
+    client.API_URL, client.MARGIN_API_URL = f"{demo.base_url}/api", f"{demo.base_url}/sapi"
+    earn = SimpleEarn(
+        config_rest_api=ConfigurationRestAPI(api_key=api_key, api_secret=secret, base_path=demo.base_url)
+    ).rest_api
+    flexible = earn.get_simple_earn_flexible_product_list(size=100).data()
+    by_asset = {r.asset: r for r in flexible.rows}
+    assert set(by_asset) == {"BTC", "ETH", "USDT", "USDC", "FLX"}
+    banded = {a for a, r in by_asset.items() if r.tier_annual_percentage_rate is not None}
+    assert banded == {"BTC", "USDT", "FLX"}
+    locked = earn.get_simple_earn_locked_product_list(size=100).data()
+    terms = {(r.detail.asset, r.detail.duration) for r in locked.rows}
+    assert terms == {("BTC", 30), ("USDT", 7), ("ETH", 90)}
+
+    assert client.universal_transfer(type="FUNDING_MAIN", asset="ETH", amount="3")["tranId"]
+    eth = by_asset["ETH"].product_id
+    bought = earn.subscribe_flexible_product(product_id=eth, amount=2.0).data()
+    ninety = next(r.project_id for r in locked.rows if r.detail.duration == 90)
+    position = earn.subscribe_locked_product(project_id=ninety, amount=1.0).data()
+    assert earn.get_flexible_product_position(asset="ETH").data().rows[0].total_amount == "2"
+    assert earn.get_locked_product_position(asset="ETH").data().rows[0].amount == "1"
+    assert earn.simple_account().data().total_amount_in_usdt  # valued at the demo's reference prices
+    assert earn.get_rate_history(product_id=eth).data().rows[0].annual_percentage_rate == "0.02100000"
+
+    now = client.get_server_time()["serverTime"]
+    assert now > time.time() * 1000  # the demo's business clock runs ahead of the wall clock
+    page = client.margin_v1_get_simple_earn_flexible_history_subscription_record(endTime=now, size=1)
+    assert [r["purchaseId"] for r in page["rows"]] == [bought.purchase_id]
+    assert all(r["time"] <= now for r in page["rows"])
+    before = client.margin_v1_get_simple_earn_flexible_history_subscription_record(
+        endTime=page["rows"][0]["time"] - 1
+    )
+    assert bought.purchase_id not in {r["purchaseId"] for r in before["rows"]}
+    assert position.success is True

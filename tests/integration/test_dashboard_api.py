@@ -17,6 +17,7 @@ from flexearn.api.app import create_app
 from flexearn.api.dashboard import PER_SECOND
 from flexearn.bootstrap import Flexearn
 from flexearn.config import Settings
+from flexearn.domain.catalog import day_start
 from flexearn.domain.money import HOURS_PER_YEAR, D
 from flexearn.services import catalog, leader
 from tests.helpers import T0, advance, lender, market_world
@@ -150,6 +151,63 @@ def test_a_product_without_an_order_maximum_shows_none_not_the_internal_bound(wo
     (product,) = client(world, TOKEN).get("/dashboard/api/products").json()
     assert (product["singleMin"], product["singleMax"]) == ("0", None)
     assert product["tiers"] == [{"min": "0", "max": "1000", "apy": "5"}]
+
+
+def test_the_simple_earn_view_shows_the_catalog_as_binance_lists_it_and_each_products_apr(
+    world: Flexearn,
+) -> None:
+    ladder = [
+        {"minStepVal": "0", "maxStepVal": "200", "currentApy": "6"},
+        {"minStepVal": "200", "maxStepVal": "5000", "currentApy": "50"},
+    ]
+    flexible = {"coin": "USDT", "periodType": "flexible", "apyType": "ladder", "apyList": ladder}
+    fixed = {
+        "coin": "USDT", "periodType": "fixed", "period": "30", "apyType": "single",
+        "apyList": [{"minStepVal": "0", "maxStepVal": "100", "currentApy": "3.65"}],
+    }  # fmt: skip
+    ids = [catalog.create_product(world.uow(), product_spec.parse(s)).id for s in (flexible, fixed)]
+    http = client(world, TOKEN)
+    assert http.get("/dashboard/api/earn/products").json() == [
+        {
+            "productId": str(ids[0]),
+            "asset": "USDT",
+            "kind": "flexible",
+            "durationDays": None,
+            "apr": "0.06000000",  # Binance's latestAnnualPercentageRate: the first band's
+            "bands": [
+                {"min": "0", "max": "200", "apr": "0.06000000"},
+                {"min": "200", "max": "5000", "apr": "0.50000000"},
+            ],
+            "status": "PURCHASING",
+            "canPurchase": True,
+        },
+        {
+            "productId": str(ids[1]),
+            "asset": "USDT",
+            "kind": "locked",
+            "durationDays": 30,
+            "apr": "0.03650000",
+            "bands": [],  # a single rate: no bonus tiers, as Binance lists none
+            "status": "PURCHASING",
+            "canPurchase": True,
+        },
+    ]
+    now = T0 + 1 + 2 * HOUR_MS  # the world's clock
+    history = http.get(f"/dashboard/api/earn/products/{ids[0]}/apr").json()
+    # no history kept yet: today's rate, dated at the start of the business day (16:00 UTC)
+    assert history == {
+        "productId": str(ids[0]), "asset": "USDT", "now": now,
+        "changes": [{"ts": day_start(now), "apr": "0.06"}],
+    }  # fmt: skip
+    single = [{"minStepVal": "0", "maxStepVal": "5000", "currentApy": "7.5"}]
+    update = {"apyList": single, "apyType": "single"}
+    catalog.update_product(world.uow(), ids[0], product_spec.parse(update))
+    changed = http.get(f"/dashboard/api/earn/products/{ids[0]}/apr").json()["changes"]
+    assert changed == [{"ts": day_start(now), "apr": "0.075"}]
+    for unknown in ("999", "abc", "-1", "9" * 5000, "%EF%BC%91"):
+        response = http.get(f"/dashboard/api/earn/products/{unknown}/apr")
+        assert response.status_code == 404, (unknown, response.text)
+        assert response.json()["error"] == "not_found"
 
 
 def test_a_demo_without_a_token_shows_users_to_anyone(world: Flexearn) -> None:

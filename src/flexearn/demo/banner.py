@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
-from flexearn.demo.world import COINS, DEMO_USER, PRODUCTS, DemoWorld
+from flexearn.demo.world import DEMO_USER, DemoWorld, coins, products
 from flexearn.domain.money import plain
 
 MARKER = "# ----"
@@ -64,10 +64,59 @@ print(bitget.private_earn_get_v2_earn_savings_assets({{"periodType": "flexible"}
 """
 
 
+def _flexible(world: DemoWorld, coin: str) -> int:
+    """The id of the demo's flexible product of `coin` (Binance's `productId`)."""
+    (found,) = [
+        i for i, p in zip(world.product_ids, products(world.token), strict=True)
+        if (p["coin"], p["periodType"]) == (coin, "flexible")
+    ]  # fmt: skip
+    return found
+
+
+def python_binance(base: str, world: DemoWorld) -> str:
+    k = world.key
+    token = world.token
+    return f"""\
+from binance.client import Client
+
+client = Client("{k.api_key}", "{k.secret_key}", ping=False)
+client.API_URL, client.MARGIN_API_URL = "{base}/api", "{base}/sapi"
+print(client.universal_transfer(type="FUNDING_MAIN", asset="{token}", amount="200"))  # FUNDING -> SPOT
+print(client.get_asset_balance("{token}"))  # Simple Earn buys from SPOT
+print(client.get_simple_earn_flexible_product_list(asset="{token}")["rows"])
+print(client.subscribe_simple_earn_flexible_product(productId="{_flexible(world, token)}", amount="150"))
+print(client.get_simple_earn_flexible_product_position(asset="{token}")["rows"])
+now = client.get_server_time()["serverTime"]  # the sandbox's clock runs fast: page by its time
+page = client.margin_v1_get_simple_earn_flexible_history_subscription_record(endTime=now, size=10)
+print(page["total"], page["rows"])
+"""
+
+
+def ccxt_binance(base: str, world: DemoWorld) -> str:
+    k = world.key
+    return f"""\
+import ccxt
+
+spot_only = {{"fetchMarkets": {{"types": ["spot"]}}, "fetchMargins": False, "fetchCurrencies": False}}
+binance = ccxt.binance({{"apiKey": "{k.api_key}", "secret": "{k.secret_key}", "options": spot_only}})
+binance.urls["api"] = {{k: "{base}" + v.partition(".com")[2] for k, v in binance.urls["api"].items()}}
+print(binance.transfer("BTC", 0.5, "funding", "spot"))  # Simple Earn buys from SPOT
+print(binance.fetch_balance()["BTC"])
+print(binance.sapi_get_simple_earn_flexible_list({{"asset": "BTC"}})["rows"])
+order = {{"productId": "{_flexible(world, "BTC")}", "amount": "0.5"}}
+print(binance.sapi_post_simple_earn_flexible_subscribe(order))
+print(binance.sapi_get_simple_earn_flexible_position({{"asset": "BTC"}})["rows"])
+page = {{"endTime": binance.fetch_time(), "current": 1, "size": 10}}  # by the sandbox's (fast) clock
+print(binance.sapi_get_simple_earn_flexible_history_subscriptionrecord(page)["rows"])
+"""
+
+
 SNIPPETS = {
     "python-okx (pip install python-okx)": python_okx,
     "ccxt okx (pip install ccxt)": ccxt_okx,
     "ccxt bitget": ccxt_bitget,
+    "python-binance (pip install python-binance)": python_binance,
+    "ccxt binance": ccxt_binance,
 }
 
 
@@ -80,10 +129,10 @@ def _hour_every(speed: Decimal) -> str:
 
 def banner(base: str, database: str, world: DemoWorld, *, speed: Decimal, key_file: Path) -> str:
     k = world.key
-    funded = ", ".join(f"{plain(coin.lot * 10)} {ccy}" for ccy, coin in COINS.items())
-    products = ", ".join(
+    funded = ", ".join(f"{plain(coin.lot * 10)} {ccy}" for ccy, coin in coins(world.token).items())
+    listed = ", ".join(
         f"{i} {p['coin']} {p['periodType']} ({p.get('productLevel', 'normal')})"
-        for i, p in zip(world.product_ids, PRODUCTS, strict=True)
+        for i, p in zip(world.product_ids, products(world.token), strict=True)
     )
     when = datetime.fromtimestamp(world.now / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
     if world.resumed:
@@ -94,14 +143,14 @@ def banner(base: str, database: str, world: DemoWorld, *, speed: Decimal, key_fi
         "flexearn demo: a sandbox with simulated borrowers and a fast clock",
         f"  database   {database}: {story}",
         f"  clock      simulated, {_hour_every(speed)} (--speed {plain(speed)}), from {when} UTC",
-        f"  base URL   {base}   (OKX v5 and Bitget v2 façades)",
+        f"  base URL   {base}   (OKX v5, Bitget v2 and Binance Simple Earn façades)",
         f"  dashboard  {base}/",
         f"  user       {DEMO_USER} (id {world.user_id}), funded with {funded} in its trading account",
-        f"  products   {products}",
+        f"  products   {listed}",
         f"  key file   {key_file} (the key below, kept for the next start)",
         f"  apiKey     {k.api_key}",
         f"  secretKey  {k.secret_key}",
-        f"  passphrase {k.passphrase}",
+        f"  passphrase {k.passphrase}   (OKX and Bitget; Binance signs with the key and secret alone)",
         "",
     ]
     for title, snippet in SNIPPETS.items():

@@ -15,7 +15,7 @@ from decimal import Decimal
 from flexearn.adapters.repository import user_id_by_name
 from flexearn.adapters.secrets import MasterKeyError, SecretBox
 from flexearn.bootstrap import Flexearn
-from flexearn.demo.world import DEMO_USER, DemoWorld, seed_world
+from flexearn.demo.world import DEMO_USER, HOUSE_TOKEN, PRODUCTS, DemoWorld, seed_world
 from flexearn.services import accounts, audit, keys
 from flexearn.services import clock as clock_service
 from flexearn.services.scheduler import Progress
@@ -33,6 +33,7 @@ class Built:
     start: int  # business time the clock started at
     history_hours: int
     product_ids: list[int]
+    token: str  # the operator's token's name (FLX in a world built before it could be named)
 
 
 def open_world(
@@ -45,12 +46,18 @@ def open_world(
     start: int | None,
     history_hours: int,
     progress: Progress | None = None,
+    token: str | None = None,
 ) -> DemoWorld:
     """The demo world on `app`'s database: resumed if a run built it, else built afresh (with
     `key` for the demo user if given; `progress` told the history hours built). A database
     holding something else is refused."""
     found = built(app)
     if found is not None:
+        if token not in (None, found.token):
+            raise CannotResume(
+                f"the demo world's own token is {found.token}, not {token}: use --reset to rebuild "
+                "it with another name, or leave --token out"
+            )
         return _resume(app, box, found, key, speed)
     if accounts.list_currencies(app.uow()):
         raise CannotResume(
@@ -58,8 +65,9 @@ def open_world(
             "interrupted); use --reset to rebuild it, or --db for another database"
         )
     world = seed_world(
-        app, box, seed=seed, speed=speed, now=start, history_hours=history_hours, key=key, progress=progress
-    )
+        app, box, seed=seed, speed=speed, now=start, history_hours=history_hours, key=key,
+        progress=progress, token=token or HOUSE_TOKEN,
+    )  # fmt: skip
     _record_built(app, world)
     return world
 
@@ -69,7 +77,13 @@ def built(app: Flexearn) -> Built | None:
     if entry is None:
         return None
     data = json.loads(entry.summary)
-    return Built(int(data["seed"]), int(data["start"]), int(data["history"]), list(data["products"]))
+    return Built(
+        int(data["seed"]),
+        int(data["start"]),
+        int(data["history"]),
+        list(data["products"]),
+        str(data.get("token", HOUSE_TOKEN)),
+    )
 
 
 def _record_built(app: Flexearn, world: DemoWorld) -> None:
@@ -78,6 +92,7 @@ def _record_built(app: Flexearn, world: DemoWorld) -> None:
         "start": world.now,
         "history": world.history_hours,
         "products": world.product_ids,
+        "token": world.token,
         "user": DEMO_USER,
         "apiKey": world.key.api_key,
     }
@@ -91,6 +106,11 @@ def _record_built(app: Flexearn, world: DemoWorld) -> None:
 def _resume(
     app: Flexearn, box: SecretBox, found: Built, key: keys.NewKey | None, speed: Decimal
 ) -> DemoWorld:
+    if len(found.product_ids) != len(PRODUCTS):  # the banner's snippets name today's products
+        raise CannotResume(
+            f"the demo world has {len(found.product_ids)} catalog products, built by an earlier "
+            f"flexearn; this one has {len(PRODUCTS)}: use --reset to rebuild it"
+        )
     with app.uow() as uow:
         user_id = user_id_by_name(uow.conn, DEMO_USER)
     if key is None:  # the key file is gone: the printed key cannot be read back (only its hash is kept)
@@ -112,5 +132,5 @@ def _resume(
             )
     view = clock_service.resume(app.uow(), speed)
     return DemoWorld(
-        user_id, key, view.now, found.product_ids, found.seed, found.history_hours, resumed=True
+        user_id, key, view.now, found.product_ids, found.seed, found.history_hours, True, found.token
     )

@@ -24,7 +24,7 @@ from flexearn.bootstrap import Flexearn
 from flexearn.config import Settings
 from flexearn.demo import keyfile, restart
 from flexearn.demo.banner import banner, hour_line
-from flexearn.demo.world import COINS
+from flexearn.demo.world import MARKETS
 from flexearn.observability.metrics import prepare_multiprocess, remove_multiprocess_dir
 from flexearn.services import clock as clock_service
 from flexearn.services import scheduler
@@ -43,6 +43,7 @@ class DemoOptions:
     hours: int | None  # stop after this many business hours
     start: int | None  # business time the clock starts at (default: the current hour)
     history_hours: int
+    token: str | None = None  # the operator's token's name (a new world: FLX unless given)
 
 
 def run(
@@ -81,6 +82,7 @@ def run(
             start=options.start,
             history_hours=options.history_hours,
             progress=progress,
+            token=options.token,
         )
         # FLEXEARN_MASTER_KEY is never copied to disk; a master key the demo made is.
         on_disk = saved_master if settings.master_key else master_key
@@ -149,7 +151,7 @@ def _hour_printer(echo: Callable[[str], None]) -> Callable[[SettledHour], None]:
     def report(settled: SettledHour) -> None:
         rates = pending.setdefault(settled.hour, {})
         rates[settled.ccy] = settled.borrow_rate
-        if len(rates) == len(COINS):
+        if len(rates) == len(MARKETS):
             when = datetime.fromtimestamp(settled.hour / 1000, UTC).strftime("%Y-%m-%d %H:%M")
             echo(hour_line(when, dict(sorted(pending.pop(settled.hour).items()))))
 

@@ -22,6 +22,14 @@ class InvalidParameter(FlexearnError):
         super().__init__(f"Parameter {param} error{suffix}", param=param)
 
 
+class TooManyPlaces(InvalidParameter):
+    """An amount written with more decimal places than its currency has. A kind of its own because
+    Binance answers it with its own code (-1111, "Precision is over the maximum defined for this
+    asset."); the other façades answer it as any invalid parameter (their tables' ancestor row)."""
+
+    code = "too_many_places"
+
+
 class MissingParameter(FlexearnError):
     code = "missing_parameter"
 

@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterable
 from decimal import ROUND_DOWN, ROUND_UP, Context, Decimal, InvalidOperation, Rounded
 
-from flexearn.domain.errors import InvalidParameter
+from flexearn.domain.errors import InvalidParameter, TooManyPlaces
 
 ZERO = Decimal(0)
 HOURS_PER_YEAR = 365 * 24
@@ -65,7 +65,7 @@ def parse_amount(text: object, *, param: str = "amount") -> Decimal:
 def check_places(amount: Decimal, places: int, param: str = "amount") -> Decimal:
     """Refuse an amount written with more decimal places than `places` (trailing zeros are fine)."""
     if decimal_places(amount) > places:
-        raise InvalidParameter(param, f"at most {places} decimal places")
+        raise TooManyPlaces(param, f"at most {places} decimal places")
     return amount
 
 

@@ -89,6 +89,7 @@ TABLE: dict[str, tuple[str, str]] = {
     "not_found": ("-6020", "Project not exists"),
     "no_such_product": ("-6001", "Daily product not exists."),
     "too_precise": ("-1111", "Precision is over the maximum defined for this asset."),
+    "too_many_places": ("-1111", "Precision is over the maximum defined for this asset."),
     "subscription_minimum": ("-6005", "Smaller than min purchase limit"),
     "redemption_minimum": ("-6006", "Redeem amount error"),
     "above_maximum": ("-6014", "Exceed up-limit allowed to purchased"),

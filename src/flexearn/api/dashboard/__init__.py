@@ -35,7 +35,7 @@ from starlette.staticfiles import StaticFiles
 from flexearn.adapters import db
 from flexearn.api.admin.auth import AdminTokens
 from flexearn.api.admission import Admission
-from flexearn.api.dashboard import views
+from flexearn.api.dashboard import earn, views
 from flexearn.api.ratelimit import RateLimiter
 from flexearn.bootstrap import Flexearn
 from flexearn.domain.errors import FlexearnError, NotFound, UnsupportedCurrency
@@ -94,6 +94,13 @@ def routes(
     async def products(request: Request) -> Response:
         return await _public(request, "products", lambda: views.products(app))
 
+    async def earn_products(request: Request) -> Response:
+        return await _public(request, "earn", lambda: earn.products(app))
+
+    async def earn_apr(request: Request) -> Response:
+        product_id = request.path_params["product_id"]
+        return await _public(request, "earn-apr", lambda: earn.apr(app, product_id))
+
     async def user(request: Request) -> Response:
         if admin_tokens.identify(request.headers.get("authorization")) is None:
             return JSONResponse(
@@ -108,6 +115,8 @@ def routes(
         Route("/dashboard/api/overview", overview),
         Route("/dashboard/api/markets/{ccy}", market),
         Route("/dashboard/api/products", products),
+        Route("/dashboard/api/earn/products", earn_products),
+        Route("/dashboard/api/earn/products/{product_id}/apr", earn_apr),
         Route("/dashboard/api/users/{ref}", user),
         Mount("/dashboard/static", StaticFiles(directory=STATIC), name="dashboard-static"),
     ]

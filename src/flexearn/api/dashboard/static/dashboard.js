@@ -13,6 +13,7 @@
   const hash = new URLSearchParams(location.hash.slice(1));
   const state = {
     ccy: hash.get("ccy"), window: hash.get("window") || "7d", user: hash.get("user") || "", earning: hash.get("earning"),
+    earn: hash.get("earn"),
     token: sessionStorage.getItem("flexearn-admin-token") || "", data: {},
   };
   window.flexearnDashboard = state; // for the curious, and for the browser test
@@ -34,6 +35,7 @@
     const h = new URLSearchParams({ ccy: state.ccy || "", window: state.window });
     if (state.user) h.set("user", state.user);
     if (state.user && state.earning) h.set("earning", state.earning);
+    if (state.earn) h.set("earn", state.earn);
     history.replaceState(null, "", `#${h}`);
   }
 
@@ -203,6 +205,39 @@
     });
   }
 
+  // --- Simple Earn, as a Binance user sees the catalog ----------------------------------------
+
+  const aprPct = (apr) => pct(num(apr));
+
+  function drawEarn(products) {
+    if (!products.some((p) => p.productId === state.earn)) state.earn = products.length ? products[0].productId : null;
+    const html = products.map((p) => {
+      const bands = p.bands.map((b) => `${amt(num(b.min))}–${amt(num(b.max))} ${esc(p.asset)}: <b>${aprPct(b.apr)}</b>`).join("<br>") || "–";
+      return `<tr data-product="${esc(p.productId)}" class="${p.productId === state.earn ? "selected" : ""}">
+        <td>${esc(p.productId)}</td><td>${esc(p.asset)}</td><td>${esc(p.kind)}</td>
+        <td>${p.durationDays === null ? "–" : `${p.durationDays} d`}</td><td class="num">${aprPct(p.apr)}</td>
+        <td>${bands}</td><td><span class="badge">${esc(p.status)}</span></td></tr>`;
+    }).join("");
+    const body = $("earn-products").tBodies[0];
+    if (body.dataset.html !== html) { body.innerHTML = html; body.dataset.html = html; } // a row clicked stays put
+  }
+
+  // The product's APR as a step line: each change holds until the next, the last until now.
+  function drawApr(history) {
+    const changes = history.changes;
+    $("earn-caption").textContent = `#${history.productId} ${history.asset}: the APR, changes since ${changes.length ? iso(changes[0].ts) : "–"}`;
+    const levels = changes.map((c, i) => [c.ts, i + 1 < changes.length ? changes[i + 1].ts : Math.max(history.now, c.ts), num(c.apr)]);
+    render($("chart-apr"), {
+      id: "apr", height: 200, x: { kind: "time", zoomKey: history.productId }, y: { format: "pct" },
+      series: [{ id: "apr", label: `APR (${history.asset})`, color: COLORS.rate, points: staircase(levels) }],
+    });
+  }
+
+  async function loadEarn() {
+    drawEarn(state.data.earn = await get("/earn/products"));
+    if (state.earn) drawApr(state.data.apr = await get(`/earn/products/${encodeURIComponent(state.earn)}/apr`));
+  }
+
   // --- a user -------------------------------------------------------------------------------
 
   function table(title, columns, rows, note) {
@@ -286,6 +321,7 @@
       $("market").hidden = !state.ccy;
       if (state.ccy) drawMarket(state.data.market = await get(`/markets/${state.ccy}?window=${state.window}`));
       drawProducts(state.data.products = await get("/products"));
+      await loadEarn();
       await loadUser();
       $("status").textContent = `updated ${new Date().toLocaleTimeString()}`;
       state.updates = (state.updates || 0) + 1;
@@ -303,6 +339,10 @@
     const ccy = event.target.dataset && event.target.dataset.ccy;
     if (ccy && state.data.user) { state.earning = ccy; saveHash(); drawEarnings(state.data.user.earnings); }
   });
+  $("earn-products").addEventListener("click", (event) => {
+    const row = event.target.closest("tr[data-product]");
+    if (row) { state.earn = row.dataset.product; saveHash(); refresh(); }
+  });
   $("user-form").addEventListener("submit", (event) => {
     event.preventDefault();
     state.user = $("user-ref").value.trim();
@@ -319,6 +359,7 @@
       if (state.data.market) drawMarket(state.data.market);
       if (state.data.products) drawTiers(state.data.products);
       if (state.data.user) drawEarnings(state.data.user.earnings);
+      if (state.data.apr) drawApr(state.data.apr);
     }, 150);
   });
   refresh();
