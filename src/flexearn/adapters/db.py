@@ -354,6 +354,7 @@ def _sqlite_transactions(engine: sa.Engine) -> None:
     def _connect(dbapi_connection: Any, record: Any) -> None:
         dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
         record.info["query_only"] = False  # SQLite's default, for each new connection
+        record.info["busy_ms"] = SQLITE_BUSY_MS  # the driver's `timeout`, set at connect
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.execute("PRAGMA journal_mode = WAL")
@@ -410,7 +411,10 @@ def _sqlite_prepare(pooled: Any, ms: int | None, *, reading: bool) -> Any:
     write fails rather than take the lock); its driver connection. The pragmas go to the driver
     directly: they cannot fail, and need none of SQLAlchemy's statement machinery."""
     driver = pooled.driver_connection
-    driver.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_MS if ms is None else ms}")
+    busy = SQLITE_BUSY_MS if ms is None else ms
+    if pooled.info.get("busy_ms") != busy:  # each text is compiled anew: set only when it changes
+        driver.execute(f"PRAGMA busy_timeout = {busy}")
+        pooled.info["busy_ms"] = busy
     if pooled.info.get("query_only", False) != reading:
         driver.execute(f"PRAGMA query_only = {int(reading)}")
         pooled.info["query_only"] = reading
