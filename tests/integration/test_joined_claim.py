@@ -16,6 +16,7 @@ from flexearn.adapters import tables as t
 from flexearn.bootstrap import Flexearn
 from flexearn.domain.money import D
 from flexearn.services import accounts, replays, savings
+from flexearn.services.idempotency import NestedUnitOfWork
 from flexearn.services.unit_of_work import joining_first
 from tests.helpers import market_world
 
@@ -130,3 +131,15 @@ def test_in_turn_commits_each_statement_and_stops_at_the_first_that_fails(app: F
         with pytest.raises(READ_ONLY, match=r"read-only|readonly"):
             db.alone(app.engine, sql, third, read_only=True)
     assert db.alone(app.engine, sql, third) == [("in-turn-3",)]
+
+
+def test_a_nested_unit_of_work_reads_its_outer_transaction(app: Flexearn, holder: int) -> None:
+    """An admin request's use cases run in its one transaction (`NestedUnitOfWork`): a read
+    there sees what that transaction wrote, not the database beside it."""
+    with app.engine.connect() as conn, conn.begin():
+        savings.purchase(NestedUnitOfWork(conn), holder, "USDT", D(2), None)
+        (inside,) = savings.positions(NestedUnitOfWork(conn), holder, "USDT")
+        assert inside.amt == D("14.5")
+        conn.rollback()
+    (after,) = savings.positions(app.read_uow(), holder, "USDT")
+    assert after.amt == D("12.5")
