@@ -193,7 +193,8 @@ def measure(
         ).stdout
     finally:
         drop()
-    return dict(json.loads(out.strip().splitlines()[-1]))
+    # the child's last line (py-spy, if profiling, writes its own lines after it)
+    return dict(json.loads(next(line for line in reversed(out.splitlines()) if line.startswith("{"))))
 
 
 def main() -> None:
