@@ -1,7 +1,7 @@
 """flexearn's request path in process: N requests through the whole ASGI app, no server, no network.
 
     python bench/asgi_path.py [--db sqlite,postgresql] [--endpoints balance,rate-history,purchase]
-                              [--n 3000] [--rounds 3] [--before OLD/src]
+                              [--n 3000] [--rounds 3] [--before OLD/src] [--profile DIR]
 
 `bench/http_bench.py` measures the path as a client sees it, against a raw app on the same server;
 on a shared machine its signed rows move by ±30 % between runs. This one measures only flexearn's
@@ -15,7 +15,9 @@ documents (HMAC-SHA256 over timestamp, method, path and body, base64) as it is s
 a few microseconds, is timed with it), each with its own millisecond, so none is refused as stale
 or as a replay; the table counts any answer other than 200. With `--before`, the same runs
 alternate with the code at that path (`PYTHONPATH`), and the table shows both medians and their
-ratio.
+ratio. With `--profile DIR`, each run is recorded by py-spy (`--gil`: the thread holding the GIL,
+1000 Hz, collapsed stacks, `DIR/<version>-<db>-<endpoint>-<round>.txt`; the profiler's own cost
+is in that run's figures).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 POSTGRES = os.environ.get("FLEXEARN_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -125,6 +128,31 @@ def child(db: str, endpoint: str, n: int) -> dict[str, float]:
     return {"cpu_us": cpu / n * 1e6, "wall_us": wall / n * 1e6, "refused": refused}
 
 
+# Where a request's GIL samples go (first match wins), for `--profile`'s summary: frame substrings.
+PROFILE_GROUPS = (
+    ("replay claim alone", ("Claim.alone",)),
+    ("read (+ joined claim) through the driver", ("in_turn (flexearn",)),
+    ("handler (before: its SQLAlchemy read)", ("Facade._handle",)),
+    ("thread hop", ("ThreadPoolExecutor.submit", "_chain_future", "_worker (concurrent")),
+    ("signing (this benchmark's client)", ("child.<locals>.scope",)),
+    ("ASGI, middleware, auth, limits, metrics", ("Starlette.__call__",)),
+)
+
+
+def summarise(path: str) -> str:
+    """The share of a profile's request samples (py-spy raw) in each of PROFILE_GROUPS."""
+    shares = dict.fromkeys([name for name, _ in PROFILE_GROUPS] + ["other"], 0)
+    total = 0
+    for line in Path(path).read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if "child.<locals>.run" not in stack and "_worker (concurrent" not in stack:
+            continue  # set-up, not a request
+        total += int(count)
+        group = next((g for g, marks in PROFILE_GROUPS if any(m in stack for m in marks)), "other")
+        shares[group] += int(count)
+    return ", ".join(f"{name} {100 * n / max(total, 1):.0f} %" for name, n in shares.items())
+
+
 def fresh_database(kind: str) -> tuple[str, Any]:
     """A database URL and a function that removes it."""
     if kind == "sqlite":
@@ -146,19 +174,27 @@ def fresh_database(kind: str) -> tuple[str, Any]:
     return str(sa.make_url(POSTGRES).set(database=name).render_as_string(hide_password=False)), drop
 
 
-def measure(kind: str, endpoint: str, n: int, src: str | None) -> dict[str, float]:
+def measure(
+    kind: str, endpoint: str, n: int, src: str | None, profile: str | None = None
+) -> dict[str, float]:
+    """One run in a fresh process on a fresh database; recorded by py-spy into `profile` if given."""
     url, drop = fresh_database(kind)
     env = dict(os.environ)
     if src:
         env["PYTHONPATH"] = src
+    command = [sys.executable, __file__, "--child", url, endpoint, str(n)]
+    if profile:
+        spy = str(Path(sys.executable).with_name("py-spy"))
+        record = ["record", "--gil", "--nonblocking", "-r", "1000", "-f", "raw", "-o", profile, "--"]
+        command = [spy, *record, *command]
     try:
         out = subprocess.run(
-            [sys.executable, __file__, "--child", url, endpoint, str(n)],
-            env=env, capture_output=True, text=True, check=True, timeout=1800,
+            command, env=env, capture_output=True, text=True, check=True, timeout=1800
         ).stdout
     finally:
         drop()
-    return dict(json.loads(out.strip().splitlines()[-1]))
+    # the child's last line (py-spy, if profiling, writes its own lines after it)
+    return dict(json.loads(next(line for line in reversed(out.splitlines()) if line.startswith("{"))))
 
 
 def main() -> None:
@@ -170,6 +206,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--before", help="an older checkout's src/, run alternately with this one")
+    parser.add_argument("--profile", help="record each run with py-spy into this directory")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -181,9 +218,10 @@ def main() -> None:
     for kind in args.db.split(","):
         for endpoint in args.endpoints.split(","):
             results: dict[str, list[dict[str, float]]] = {name: [] for name, _ in versions}
-            for _ in range(args.rounds):
+            for i in range(args.rounds):
                 for name, src in versions:
-                    results[name].append(measure(kind, endpoint, args.n, src))
+                    profile = args.profile and f"{args.profile}/{name}-{kind}-{endpoint}-{i}.txt"
+                    results[name].append(measure(kind, endpoint, args.n, src, profile))
             medians = {
                 name: {m: statistics.median(r[m] for r in runs) for m in ("cpu_us", "wall_us", "refused")}
                 for name, runs in results.items()
@@ -201,6 +239,10 @@ def main() -> None:
         change = f" | {medians['after']['cpu_us'] / medians['before']['cpu_us']:.2f}" if args.before else ""
         refused = max(int(medians[n]["refused"]) for n in names)
         print(f"| {kind} | {endpoint} | {cells}{change} | {refused} |")
+    if args.profile:
+        print()
+        for path in sorted(Path(args.profile).glob("*.txt")):
+            print(f"{path.name}: {summarise(str(path))}")
 
 
 if __name__ == "__main__":

@@ -52,9 +52,13 @@ class Amount(TypeDecorator[Decimal]):
         return plain(value) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
-        if value is None:
-            return None
-        return Decimal(value) if isinstance(value, str) else value
+        return None if value is None else exact(value)
+
+
+def exact(value: str | Decimal) -> Decimal:
+    """An amount as the driver returns it (psycopg: a Decimal; SQLite: its canonical text), exact:
+    for rows read straight through the driver (`db.alone`), as `Amount` reads them."""
+    return Decimal(value) if isinstance(value, str) else value
 
 
 def sql_list(values: Iterable[StrEnum]) -> str:

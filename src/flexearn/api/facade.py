@@ -30,7 +30,7 @@ from flexearn.api.ratelimit import RateLimiter
 from flexearn.bootstrap import Flexearn
 from flexearn.domain.errors import FlexearnError
 from flexearn.observability import context
-from flexearn.services.unit_of_work import joining_first_commit
+from flexearn.services.unit_of_work import joining_first
 
 log = logging.getLogger("flexearn.api")
 
@@ -207,17 +207,18 @@ class Facade:
     ) -> Any:
         """The handler, in a database slot. A signed request's signature is claimed with it: in
         the handler's first write transaction if it writes (one COMMIT for both: a replay found
-        there rolls the write back), else on its own afterwards, whatever the handler's outcome."""
+        there rolls the write back), or right after its first read of one statement (same
+        connection and round trip), else on its own afterwards, whatever the handler's outcome."""
         self.clock.refresh()
         claim = None if signed is None else self.verifier.claim_replay(signed[0], wall_ms(), signed[1])
         if claim is None:
             return handler(self.app, caller, params)
 
-        def within(conn: Any) -> None:
-            if not claim.within(conn):
+        def first(rows: list[Any]) -> None:
+            if not rows:
                 raise AuthFailure(Failure.REPLAYED)
 
-        with joining_first_commit(within) as joining:
+        with joining_first(*claim.statement(), first) as joining:
             try:
                 return handler(self.app, caller, params)
             finally:

@@ -128,6 +128,10 @@ class NestedUnitOfWork(UnitOfWork):
             raise RuntimeError("the unit of work is not open")
         self._savepoint.commit()
 
+    def read_alone(self, sql: str, params: dict[str, Any]) -> list[Any]:
+        """In the outer transaction, which may hold this request's own writes, not beside it."""
+        return list(self._outer.execute(sa.text(sql), params))
+
 
 UnitsOfWork = Callable[[], UnitOfWork]
 # Runs the action with units of work inside the request's transaction; returns its answer, or

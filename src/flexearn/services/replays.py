@@ -29,7 +29,7 @@ CLAIM = (
 @dataclass(frozen=True)
 class Claim:
     """A signature to remember until `until_ms` (wall ms): made in a transaction of its own
-    (`alone`), or in the request's own write transaction (`within`: one COMMIT for both)."""
+    (`alone`), or with the request's own work (`statement`: one COMMIT or round trip for both)."""
 
     engine: sa.Engine
     signature: str
@@ -44,12 +44,10 @@ class Claim:
         answered "unavailable" later has still used its signature)."""
         return bool(db.alone(self.engine, CLAIM, self._params()))
 
-    def within(self, conn: sa.Connection) -> bool:
-        """True if first; committed (or rolled back) with `conn`'s transaction."""
-        return conn.execute(_CLAIM, self._params()).first() is not None
-
-
-_CLAIM = sa.text(CLAIM)
+    def statement(self) -> tuple[str, dict[str, Any]]:
+        """The claim as a statement, to make in the request's own transaction or beside its read
+        (`unit_of_work.joining_first`): it returns a row if first."""
+        return CLAIM, self._params()
 
 
 def prune(uow: UnitOfWork, now_ms: int) -> int:

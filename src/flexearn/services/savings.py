@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from flexearn.adapters import repository as repo
 from flexearn.adapters import tables as t
+from flexearn.adapters.tables import exact
 from flexearn.domain.errors import AmountTooLarge
 from flexearn.domain.ledger import AccountKind, AccountRef, transfer
 from flexearn.domain.market import MIN_RATE, check_rate
@@ -148,15 +149,17 @@ def _read(uow: UnitOfWork, user_id: int, ccy: str) -> Position:
     return Position(row.ccy, row.amt, row.loan, row.earnings, row.rate)
 
 
-# Built once: on the request path, building a statement and its cache key cost as much as running it.
-_POSITIONS = (
-    sa.select(t.position).where(t.position.c.user_id == sa.bindparam("user_id")).order_by(t.position.c.ccy)
-)
-_POSITIONS_OF_CCY = _POSITIONS.where(t.position.c.ccy == sa.bindparam("ccy"))
+# One statement, read straight through the driver (`UnitOfWork.read_alone`): on the request path
+# SQLAlchemy's machinery around it cost several times the query.
+_POSITIONS = "SELECT ccy, amt, loan, earnings, rate FROM savings_position WHERE user_id = :user_id"
+_POSITIONS_ALL = f"{_POSITIONS} ORDER BY ccy"
+_POSITIONS_OF_CCY = f"{_POSITIONS} AND ccy = :ccy"
 
 
 def positions(uow: UnitOfWork, user_id: int, ccy: str | None = None) -> list[Position]:
-    query = _POSITIONS if ccy is None else _POSITIONS_OF_CCY
-    with uow:
-        rows = uow.conn.execute(query, {"user_id": user_id, "ccy": ccy}).all()
-    return [Position(r.ccy, r.amt, r.loan, r.earnings, r.rate) for r in rows]
+    """The user's positions by currency (of `ccy` only, if given)."""
+    if ccy is None:
+        rows = uow.read_alone(_POSITIONS_ALL, {"user_id": user_id})
+    else:
+        rows = uow.read_alone(_POSITIONS_OF_CCY, {"user_id": user_id, "ccy": ccy})
+    return [Position(c, exact(a), exact(loan), exact(gain), exact(rate)) for c, a, loan, gain, rate in rows]

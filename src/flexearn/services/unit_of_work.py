@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -22,14 +23,21 @@ from flexearn.adapters import clock, db
 
 @dataclass
 class Joining:
-    """A step that joins the first write a context commits (see `joining_first_commit`)."""
+    """A statement that joins the first transaction of a context that can take it (see
+    `joining_first`), and what its rows must be (`check` raises otherwise)."""
 
-    step: Callable[[sa.Connection], None]
-    taken: bool = False  # a unit of work ran the step in its transaction
-    committed: bool = False  # and that transaction committed
+    sql: str  # `:name` parameters, for both databases
+    params: dict[str, Any]
+    check: Callable[[list[Any]], None]
+    taken: bool = False  # a unit of work ran the statement
+    committed: bool = False  # and it was committed
+
+    def run(self, conn: sa.Connection) -> None:
+        self.taken = True
+        self.check(list(conn.execute(sa.text(self.sql), self.params)))
 
 
-_joining: ContextVar[Joining | None] = ContextVar("flexearn_joining_first_commit", default=None)
+_joining: ContextVar[Joining | None] = ContextVar("flexearn_joining_first", default=None)
 
 # How many units of work of this process have committed an outcome: whatever this process wrote, a
 # figure kept in memory with an older count is out of date (`api/answers.py`). `next()` on a count
@@ -44,13 +52,18 @@ def commits() -> int:
 
 
 @contextmanager
-def joining_first_commit(step: Callable[[sa.Connection], None]) -> Iterator[Joining]:
-    """Run `step` in the first unit of work of this context (this thread's request) that commits
-    its outcome, just before its COMMIT: the request's own bookkeeping (its signature's claim in the
-    replay window) and its write then cost one transaction and one COMMIT. If `step` raises, that
-    transaction rolls back. Afterwards `committed` says whether it happened; if not (the request
-    only read, failed or was refused its COMMIT), the caller does the step on its own."""
-    joining = Joining(step)
+def joining_first(
+    sql: str, params: dict[str, Any], check: Callable[[list[Any]], None]
+) -> Iterator[Joining]:
+    """Run the statement `sql` with the first unit of work of this context (this thread's request)
+    that can take it, and `check` its rows: in the first that commits its outcome, just before its
+    COMMIT (if `check` raises, that transaction rolls back); or with the first read of one
+    statement (`UnitOfWork.read_alone`), in a transaction of its own right after it, on the same
+    connection (on PostgreSQL in the same round trip). The request's own bookkeeping (its
+    signature's claim in the replay window) then costs no transaction, connection or round trip of
+    its own. Afterwards `committed` says whether it happened; if not (the request read nothing that
+    way, failed or was refused its COMMIT), the caller does the step on its own."""
+    joining = Joining(sql, params, check)
     token = _joining.set(joining)
     try:
         yield joining
@@ -105,8 +118,7 @@ class UnitOfWork:
             raise db.ReadOnlyViolation("a read-only unit of work has nothing to commit")
         joining = _joining.get() if outcome else None
         if joining is not None and not joining.taken:
-            joining.taken = True
-            joining.step(self.conn)
+            joining.run(self.conn)
         else:
             joining = None
         if outcome:
@@ -116,6 +128,22 @@ class UnitOfWork:
             _committed[0] = next(_commits)
         if joining is not None:
             joining.committed = True
+
+    def read_alone(self, sql: str, params: dict[str, Any]) -> list[Any]:
+        """The rows of one read (`sql` in the `:name` style, for both databases), in a read-only
+        transaction of its own straight through the driver (`db.alone`), without opening this unit
+        of work: for the hot reads of one statement, where SQLAlchemy's connection, transaction,
+        statement and result machinery cost more than the query itself."""
+        if self._conn is not None:
+            raise RuntimeError("read_alone reads outside the unit of work; this one is open")
+        joining = _joining.get()
+        if joining is None or joining.taken:
+            return db.alone(self.engine, sql, params, read_only=True)
+        joining.taken = True  # read first: if the read fails, nothing of the step is committed
+        rows, joined = db.in_turn(self.engine, [(sql, params, True), (joining.sql, joining.params, False)])
+        joining.committed = True
+        joining.check(joined)
+        return rows
 
     def now(self) -> int:
         """Business time, read inside this transaction."""

@@ -1,0 +1,55 @@
+"""A signed read's signature is claimed with its read (one connection, on PostgreSQL one round
+trip): a replay is still refused, by the process that answered it and by any other on the database
+(real servers, real HTTP, SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import httpx
+
+from flexearn.adapters.secrets import SecretBox, generate_master_key
+from flexearn.bootstrap import Flexearn
+from flexearn.domain.money import D
+from flexearn.services import accounts, keys, savings
+from tests.contract.okx_http import signed_headers
+from tests.helpers import market_world
+from tests.server import running_server
+
+BALANCE = "/api/v5/finance/savings/balance?ccy=USDT"
+REPLAYED = (401, "50113")
+
+
+def answer(response: httpx.Response) -> tuple[int, str]:
+    return response.status_code, response.json()["code"]
+
+
+def test_a_signed_read_is_answered_once_by_every_process_on_the_database(database_url: str) -> None:
+    app = Flexearn(database_url)
+    market_world(app, "USDT", demand=D(0))
+    user = accounts.create_user(app.uow(), "reader")
+    accounts.deposit(app.uow(), user, "USDT", D(100))
+    savings.purchase(app.uow(), user, "USDT", D("7.25"), None)
+    master = generate_master_key()
+    key = keys.create_key(app.uow(), SecretBox(master), user, "read")
+    try:
+        with (
+            running_server(database_url, master) as first,
+            running_server(database_url, master) as second,
+            httpx.Client(base_url=first, timeout=10) as one,
+            httpx.Client(base_url=second, timeout=10) as other,
+        ):
+            signed = signed_headers(key, "GET", BALANCE)
+            read = one.get(BALANCE, headers=signed)
+            assert answer(read) == (200, "0")
+            assert read.json()["data"][0]["amt"] == "7.25"
+            assert answer(one.get(BALANCE, headers=signed)) == REPLAYED  # this process remembers it
+            assert answer(other.get(BALANCE, headers=signed)) == REPLAYED  # the database does
+            # the other way round, the first answer from the second process
+            signed = signed_headers(key, "GET", BALANCE)
+            assert answer(other.get(BALANCE, headers=signed)) == (200, "0")
+            assert answer(one.get(BALANCE, headers=signed)) == REPLAYED
+            # a read refused in its handler (bad currency) still used its signature
+            refused = signed_headers(key, "GET", "/api/v5/finance/savings/balance?ccy=NO-PE")
+            assert one.get("/api/v5/finance/savings/balance?ccy=NO-PE", headers=refused).json()["code"] != "0"
+            assert answer(other.get("/api/v5/finance/savings/balance?ccy=NO-PE", headers=refused)) == REPLAYED
+    finally:
+        app.close()
