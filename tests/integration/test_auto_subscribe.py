@@ -20,6 +20,7 @@ from flexearn.domain.errors import InvalidParameter
 from flexearn.domain.ledger import AccountKind
 from flexearn.domain.money import D
 from flexearn.services import accounts, catalog, catalog_trading, earn_wallets, transfers
+from tests.conftest import postgres_database
 from tests.helpers import assert_ledger_ok
 from tests.integration.test_catalog import days, funded_user, funding, holding, world
 
@@ -145,3 +146,40 @@ def test_a_deposit_while_the_products_day_is_settled_in_ranges_is_made_and_swept
     accounts.deposit(app.uow(), user, "USDT", D(1))
     assert (funding(app, user), holding(app, user).amount) == (0, D(111))
     assert_ledger_ok(app)
+
+
+def test_a_single_maximum_finer_than_the_precision_is_swept_cut_to_the_precision(app: Flexearn) -> None:
+    """The single maximum 100.0000005 has more places than the product takes (6): the sweep
+    subscribes it cut down, 100, where the uncut amount would be refused (and, in the deposit's
+    own transaction, once refused the deposit with it)."""
+    product = world(app, singleMinAmount="1", singleMaxAmount="100.0000005")
+    user = funded_user(app, D(1))
+    catalog_trading.subscribe(app.uow(), user, product, "flexible", D(1))
+    earn_wallets.set_auto_subscribe(app.uow(), user, product, True)
+    accounts.deposit(app.uow(), user, "USDT", D(150))
+    assert (funding(app, user), holding(app, user).amount) == (D(50), D(101))
+    assert_ledger_ok(app)
+
+
+@pytest.mark.postgres
+def test_a_deposit_while_the_product_is_locked_is_made_at_once_and_swept_later() -> None:
+    """Another transaction holds the product's row (as a day settled in one transaction does, for
+    all of it): the deposit neither waits for it nor fails, its sweep skips the product (SKIP
+    LOCKED), and the next credit sweeps what was left. PostgreSQL's row locks (SQLite has one
+    writer at a time: a sweep there never meets a lock another writer holds)."""
+    for url in postgres_database():
+        app = Flexearn(url)
+        try:
+            product = world(app, singleMinAmount="1", singleMaxAmount="5000")
+            user = funded_user(app, D(100))
+            earn_wallets.set_auto_subscribe(app.uow(), user, product, True)
+            with app.engine.connect() as settling:
+                settling.execute(sa.select(t.product.c.id).where(t.product.c.id == product).with_for_update())
+                accounts.deposit(app.uow(), user, "USDT", D(10))  # once: waited for `settling`
+                assert funding(app, user) == D(110)
+                settling.rollback()
+            accounts.deposit(app.uow(), user, "USDT", D(1))
+            assert (funding(app, user), holding(app, user).amount) == (0, D(111))
+            assert_ledger_ok(app)
+        finally:
+            app.close()

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 
-from flexearn.domain.catalog import Level, Product, Status
+from flexearn.domain.catalog import Level, Product
+from flexearn.domain.errors import FlexearnError
 from flexearn.domain.money import ZERO, round_down
 
 
@@ -50,19 +51,17 @@ def sweepable(
     product: Product, available: Decimal, now: int, held: Decimal, user_level: Level, currency_places: int
 ) -> Decimal:
     """What auto-subscribe puts of `available` into `product` now: as much as the product takes
-    in one subscription (its precision, single maximum and quota left), or ZERO where it takes
-    none (not open, not for this user, below its minimum), which auto-subscribe skips silently as
-    an exchange does. What is returned passes `Product.check_subscription`."""
-    if product.status(now, held) is not Status.IN_PROGRESS:
-        return ZERO
-    if product.level is Level.BEGINNER and user_level is not Level.BEGINNER:
-        return ZERO
-    if product.level is Level.VIP and user_level is not Level.VIP:
-        return ZERO
-    amount = min(round_down(available, min(product.subscribe_precision, currency_places)), product.single_max)
+    in one subscription (cut to its precision, its single maximum and the quota left), or ZERO
+    where `Product.check_subscription` would refuse that (not open, not for this user, below its
+    minimum), which auto-subscribe skips silently as an exchange does."""
+    places = min(product.subscribe_precision, currency_places)
+    limits = [available, product.single_max]
     remaining = product.remaining(held)
     if remaining is not None:
-        amount = min(amount, round_down(remaining, min(product.subscribe_precision, currency_places)))
-    if amount <= 0 or amount < product.single_min:
+        limits.append(remaining)
+    amount = round_down(min(limits), places)
+    try:
+        product.check_subscription(amount, now, held, user_level, currency_places)
+    except FlexearnError:
         return ZERO
     return amount

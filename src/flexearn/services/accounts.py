@@ -83,12 +83,11 @@ def _external_move(
         own = AccountRef(account, ccy, user_id)
         external = AccountRef.system(AccountKind.EXTERNAL, ccy)
         source, target = (external, own) if kind == "deposit" else (own, external)
-        now = uow.now()
         entry = transfer(kind, ccy, source, target, amount, ref=f"user:{user_id}")
-        entry_id = repo.post(uow.conn, entry, now)
-        if target.kind is AccountKind.FUNDING:
-            earn_wallets.sweep(uow.conn, now, user_id, ccy)  # auto-subscribe: a deposit into SPOT
+        entry_id = repo.post(uow.conn, entry, uow.now())
         uow.commit()
+    if target.kind is AccountKind.FUNDING:
+        earn_wallets.sweep(uow.engine, user_id, ccy)  # auto-subscribe: a deposit into SPOT, after it
     return entry_id
 
 

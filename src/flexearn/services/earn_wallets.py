@@ -7,13 +7,20 @@ Simple Earn Flexible FAQ; docs/fidelity.md). So the sweep runs where money arriv
 the same transaction as a deposit or a transfer into funding (`services/accounts.py`,
 `services/transfers.py`), and after the catalog days are distributed (`services/scheduler.py`),
 which pays their interest into funding. It subscribes what the product takes now
-(`domain/earn_wallets.sweepable`) and skips silently what it cannot, as an exchange does; a
-product whose day is being settled in ranges is skipped too (the next sweep takes it), so a
-deposit or transfer never waits for, or fails on, a sweep.
+(`domain/earn_wallets.sweepable`) and skips silently what it cannot, as an exchange does.
+
+A sweep is never part of the money's arrival: it runs right after the deposit or transfer has
+committed, one transaction per product, so a deposit or transfer never waits for, or fails on, a
+sweep. Each takes its locks in the order a subscription does (the product, then the user, then
+the funding balance), and skips a product that another transaction holds (a day being settled:
+PostgreSQL's SKIP LOCKED) or whose day is being settled in ranges; the next sweep takes it. A
+sweep that fails all the same (the funding balance spent meanwhile, the database away) is logged
+and left.
 """
 
 from __future__ import annotations
 
+import logging
 from decimal import Decimal
 
 import sqlalchemy as sa
@@ -22,6 +29,7 @@ from flexearn.adapters import repository as repo
 from flexearn.adapters import tables as t
 from flexearn.domain.catalog import Level, PeriodType
 from flexearn.domain.earn_wallets import Wallet, sweepable
+from flexearn.domain.errors import FlexearnError
 from flexearn.domain.ledger import AccountRef
 from flexearn.services import gate
 from flexearn.services.catalog_rows import Order, held, load_product
@@ -29,6 +37,7 @@ from flexearn.services.catalog_trading import subscribe_in
 from flexearn.services.unit_of_work import UnitOfWork
 
 FLEXIBLE = PeriodType.FLEXIBLE.value
+log = logging.getLogger("flexearn.earn")
 
 
 def set_auto_subscribe(uow: UnitOfWork, user_id: int, product_id: int, on: bool) -> None:
@@ -75,9 +84,9 @@ def products_on(uow: UnitOfWork, user_id: int) -> set[int]:
         return set(uow.conn.execute(sa.select(a.c.product_id).where(a.c.user_id == user_id)).scalars())
 
 
-def sweep(conn: sa.Connection, now: int, user_id: int, ccy: str | None = None) -> list[Order]:
+def sweep(engine: sa.Engine, user_id: int, ccy: str | None = None) -> int:
     """Sweep the user's funding balance (of `ccy`, or of every coin) into its auto-subscribed
-    products, lowest product id first, in the caller's transaction; the orders made."""
+    products, lowest product id first, each in a transaction of its own; the orders made."""
     a, p = t.auto_subscribe, t.product
     query = (
         sa.select(a.c.product_id)
@@ -87,27 +96,41 @@ def sweep(conn: sa.Connection, now: int, user_id: int, ccy: str | None = None) -
     )
     if ccy is not None:
         query = query.where(p.c.coin == ccy)
-    made = []
-    for product_id in conn.execute(query).scalars().all():
-        product = load_product(conn, product_id, lock=True, gated=False)
-        if gate.open_period(conn, gate.DAY, product_id) is not None:
-            continue  # being settled in ranges: the next sweep takes it
-        level = conn.execute(sa.select(t.user.c.level).where(t.user.c.id == user_id)).scalar_one()
-        available = repo.balance(conn, AccountRef.funding(user_id, product.coin), lock=True)
-        places = repo.currency_precision(conn, product.coin)
-        amount = sweepable(product, available, now, held(conn, product_id), Level(level), places)
-        if amount:
-            made.append(subscribe_in(conn, now, user_id, product_id, FLEXIBLE, amount, auto=True))
+    with UnitOfWork(engine, read_only=True) as uow:
+        products = uow.conn.execute(query).scalars().all()
+    made = 0
+    for product_id in products:
+        try:
+            with UnitOfWork(engine) as uow:
+                made += _sweep_one(uow.conn, uow.now(), user_id, product_id)
+                uow.commit()
+        except (FlexearnError, sa.exc.DBAPIError) as error:
+            log.warning("auto-subscribe of user %s into product %s skipped: %s", user_id, product_id, error)
     return made
+
+
+def _sweep_one(conn: sa.Connection, now: int, user_id: int, product_id: int) -> int:
+    """One product's sweep, in the caller's transaction: 1 if it subscribed, else 0."""
+    taken = conn.execute(
+        sa.select(t.product.c.id).where(t.product.c.id == product_id).with_for_update(skip_locked=True)
+    ).first()
+    if taken is None or gate.open_period(conn, gate.DAY, product_id) is not None:
+        return 0  # a day being settled: the next sweep takes it
+    product = load_product(conn, product_id, gated=False)
+    level = conn.execute(
+        sa.select(t.user.c.level).where(t.user.c.id == user_id).with_for_update()
+    ).scalar_one()
+    available = repo.balance(conn, AccountRef.funding(user_id, product.coin), lock=True)
+    places = repo.currency_precision(conn, product.coin)
+    amount = sweepable(product, available, now, held(conn, product_id), Level(level), places)
+    if not amount:
+        return 0
+    subscribe_in(conn, now, user_id, product_id, FLEXIBLE, amount, auto=True)
+    return 1
 
 
 def sweep_all(engine: sa.Engine) -> int:
-    """Sweep every user with auto-subscribe on, one transaction each; the orders made."""
+    """Sweep every user with auto-subscribe on; the orders made."""
     with UnitOfWork(engine, read_only=True) as uow:
         users = uow.conn.execute(sa.select(t.auto_subscribe.c.user_id).distinct()).scalars().all()
-    made = 0
-    for user_id in sorted(users):
-        with UnitOfWork(engine) as uow:
-            made += len(sweep(uow.conn, uow.now(), user_id))
-            uow.commit()
-    return made
+    return sum(sweep(engine, user_id) for user_id in sorted(users))

@@ -62,9 +62,9 @@ def transfer(
         check_amount(amount, places, param)
         now = uow.now()
         entry_id = repo.post(uow.conn, wallet_move(user_id, ccy, amount, source, target), now)
-        if target is AccountKind.FUNDING:
-            earn_wallets.sweep(uow.conn, now, user_id, ccy)  # auto-subscribe: money arriving in SPOT
         uow.commit()
+    if target is AccountKind.FUNDING:
+        earn_wallets.sweep(uow.engine, user_id, ccy)  # auto-subscribe: money arriving in SPOT, after it
     return Transfer(entry_id, ccy, amount, source, target, now)
 
 
