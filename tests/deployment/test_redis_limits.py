@@ -339,9 +339,10 @@ def test_the_shared_weights_are_counted_in_the_minute_across_processes(redis: Pr
     assert left is not None
     assert 0 < left <= 60
     client = redis_py.Redis.from_url(redis.url)
-    (key,) = client.keys("flexearn:weight:binance-weight:api:127.0.0.1:*")
-    assert int(client.get(key) or 0) == 40  # the refused spends left no trace
-    assert 0 < client.pttl(key) <= 61_000  # the minute, and a second: then the key is gone
+    key = "flexearn:weight:binance-weight:api:127.0.0.1"  # one key per identity
+    minute, used = (client.get(key) or b"").decode().split(":")
+    assert (int(minute), int(used)) == (int(time.time() // 60), 40)  # the refused spends left no trace
+    assert 0 < client.pttl(key) <= 61_000  # the rest of the minute, and a second: then it is gone
     client.close()
 
 

@@ -160,6 +160,17 @@ def test_the_simulated_apr_walks_each_hour_within_its_bounds_and_pays_on_it(app:
     assert_ledger_ok(app)
 
 
+def test_an_apr_set_by_hand_on_a_walking_product_keeps_the_walks_hours_before_it(app: Flexearn) -> None:
+    """The walk's hours not yet caught up are recorded before the operator's APR (else the history,
+    and a day paid on it, would show a flat rate where the walk moved)."""
+    product = world(app, aprSource="simulated", apr="4", aprLow="3", aprHigh="5", aprStep="0.5", aprSeed="9")
+    move_to(app, T0 + 3 * HOUR + 1_000)  # no settlement pass: the walk is not caught up
+    catalog.update_product(app.uow(), product, product_spec.parse({"apr": "3.5"}))
+    history = realtime_apr.apr_history(app.uow(), product)
+    assert [ts for ts, _ in history] == [*range(T0 + HOUR, T0 + 3 * HOUR + 1, HOUR), T0 + 3 * HOUR + 1_000]
+    assert history[-1][1] == D("3.5")
+
+
 @pytest.mark.parametrize(
     ("spec", "error", "param"),
     [

@@ -59,20 +59,29 @@ return 1
 
 
 # Weights spent in fixed windows (Binance's request weight per minute), atomically: the window is
-# the current one of Redis's clock; a spend that would pass `limit` is refused and not counted.
-# KEYS[1]: the identity's key, to which the window's number is appended; ARGV: weight, limit,
-# window (ms). Answers {used, -1} when spent, else {used so far, ms left in the window}.
+# the current one of Redis's clock; a spend that would pass `limit` is refused and not counted. One
+# key per identity (declared: safe on a cluster), holding "<window number>:<weight used in it>".
+# KEYS[1]: the identity's key; ARGV: weight, limit, window (ms). Answers {used, -1} when spent,
+# else {used so far, ms left in the window}.
 FIXED_WINDOW = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local window = tonumber(ARGV[3])
-local key = KEYS[1] .. ':' .. math.floor(now / window)
-local used = tonumber(redis.call('GET', key) or '0')
-if used + tonumber(ARGV[1]) > tonumber(ARGV[2]) then
-    return {used, window - now % window}
+local current = math.floor(now / window)
+local left = window - now % window
+local used = 0
+local kept = redis.call('GET', KEYS[1])
+if kept then
+    local sep = string.find(kept, ':', 1, true)
+    if tonumber(string.sub(kept, 1, sep - 1)) == current then
+        used = tonumber(string.sub(kept, sep + 1))
+    end
 end
-used = redis.call('INCRBY', key, ARGV[1])
-redis.call('PEXPIRE', key, window + 1000)
+if used + tonumber(ARGV[1]) > tonumber(ARGV[2]) then
+    return {used, left}
+end
+used = used + tonumber(ARGV[1])
+redis.call('SET', KEYS[1], current .. ':' .. used, 'PX', left + 1000)
 return {used, -1}
 """
 

@@ -197,6 +197,11 @@ class Product:
         return self.apr_source is not None
 
     @property
+    def bonus_bands(self) -> tuple[Tier, ...]:
+        """A real-time product's bonus bands: the tiers that pay (Binance lists only those)."""
+        return tuple(t for t in self.tiers if t.apy > 0)
+
+    @property
     def redemption_places(self) -> int:
         """How finely a holding may be redeemed: as finely as it was made — by subscriptions, and,
         in a database from before interest was paid out daily, by compounded interest (so the

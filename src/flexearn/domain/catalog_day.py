@@ -167,7 +167,7 @@ def plan_realtime_day(
     `points`. Each holding earns from the minute after it subscribes, whatever its
     `interestTime`; its REALTIME part is a `pay_interest` order, its BONUS part a `pay_bonus`."""
     begin, places, product_id = day - DAY_MS, product.profit_precision, product.id
-    bands = tuple(t for t in product.tiers if t.apy > 0)
+    bands = product.bonus_bands
     per_unit, minutes = apr_minutes(points, begin, day), (day - begin) // MINUTE_MS
     changes_: list[HoldingChange] = []
     orders: list[DayOrder] = []

@@ -204,8 +204,6 @@ def day_estimate(balance: Decimal, apr: Decimal, bands: Sequence[Tier], places: 
 
 # --- where a product's real-time APR comes from -------------------------------------------------
 
-HOUR_MS = 3_600_000
-
 
 def walk_step(
     seed: int, product_id: int, hour: int, apr: Decimal, low: Decimal, high: Decimal, step: Decimal

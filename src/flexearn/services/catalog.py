@@ -136,7 +136,9 @@ def update_product(uow: UnitOfWork, product_id: int, fields: ProductFields) -> P
             raise InvalidParameter(name, "cannot change once the product exists")
     values = _columns(fields)
     with uow:
-        load_product(uow.conn, product_id, lock=True)
+        before = load_product(uow.conn, product_id, lock=True)
+        # the moves of its real-time APR up to now are the old source's: recorded before it changes
+        realtime_apr.catch_up(uow.conn, before, uow.now())
         if values:
             uow.conn.execute(sa.update(t.product).where(t.product.c.id == product_id).values(**values))
         if fields.tiers is not None:

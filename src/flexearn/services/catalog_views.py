@@ -86,14 +86,17 @@ def order_wallets(uow: UnitOfWork, order_ids: list[int]) -> dict[int, OrderWalle
 
 def first_subscriptions(uow: UnitOfWork, holding_ids: list[int]) -> dict[int, int]:
     """Each holding's first subscription order id: a fixed holding's name (Binance's `positionId`)."""
-    o = t.earn_order
+    o, ids = t.earn_order, sorted(set(holding_ids))
+    found: dict[int, int] = {}
     with uow:
-        rows = uow.conn.execute(
-            sa.select(o.c.holding_id, sa.func.min(o.c.id))
-            .where(o.c.holding_id.in_(set(holding_ids)), o.c.order_type == "subscribe")
-            .group_by(o.c.holding_id)
-        ).all()
-    return {holding: order for holding, order in rows}  # noqa: C416 (rows are Row, not tuples, to mypy)
+        for start in range(0, len(ids), repo.KEY_CHUNK):  # within the databases' bound parameters
+            rows = uow.conn.execute(
+                sa.select(o.c.holding_id, sa.func.min(o.c.id))
+                .where(o.c.holding_id.in_(ids[start : start + repo.KEY_CHUNK]), o.c.order_type == "subscribe")
+                .group_by(o.c.holding_id)
+            )
+            found.update({holding: order for holding, order in rows})  # noqa: C416 (Row, not tuple)
+    return found
 
 
 def subscription(

@@ -11,7 +11,7 @@ from flexearn.api.binance.wire import amount
 from flexearn.api.facade import user_of
 from flexearn.api.params import Params
 from flexearn.bootstrap import Flexearn
-from flexearn.domain.catalog import DAY_MS, Status
+from flexearn.domain.catalog import DAY_MS, Product, Status, Tier
 from flexearn.domain.earn_wallets import Wallet
 from flexearn.domain.money import ZERO, round_down
 from flexearn.services import catalog, catalog_rows, catalog_views, clock
@@ -28,6 +28,14 @@ STATUSES = {
 }
 BOOLEANS = ("true", "false")
 MAX_ROWS = 100_000  # history rows read for one answer (30 days at most: `window`)
+
+
+def listed_bands(product: Product) -> tuple[Tier, ...]:
+    """The bands Binance lists as `tierAnnualPercentageRate`: a real-time product's bonus bands
+    that pay; a ladder's bands (none for a single rate, as Binance lists none)."""
+    if product.realtime:
+        return product.bonus_bands
+    return product.tiers if len(product.tiers) > 1 else ()
 
 
 def page(params: Params, rows: list[Any]) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from flexearn.api.binance.common import (
     chosen_wallet,
     destination,
     left_quota,
+    listed_bands,
     page,
     paged,
     rate,
@@ -89,19 +90,12 @@ def _bands(tiers: tuple[Tier, ...], coin: str) -> dict[str, float]:
     }
 
 
-def _bonus_bands(product: Product) -> tuple[Tier, ...]:
-    return tuple(t for t in product.tiers if t.apy > 0)
-
-
 def _rates(product: Product, aprs: dict[int, Decimal]) -> dict[str, Any]:
     """A real-time product: its APR now and its bonus bands (those that pay); else the first
     band's APY and a ladder's bands."""
-    if product.realtime:
-        rates: dict[str, Any] = {"latestAnnualPercentageRate": rate(aprs.get(product.id, ZERO))}
-        bands = _bands(_bonus_bands(product), product.coin)
-    else:
-        rates = {"latestAnnualPercentageRate": rate(product.tiers[0].apy)}
-        bands = _bands(product.tiers, product.coin) if len(product.tiers) > 1 else {}
+    now = aprs.get(product.id, ZERO) if product.realtime else product.tiers[0].apy
+    rates: dict[str, Any] = {"latestAnnualPercentageRate": rate(now)}
+    bands = _bands(listed_bands(product), product.coin)
     if bands:
         rates["tierAnnualPercentageRate"] = bands
     return rates
@@ -262,7 +256,7 @@ def subscription_preview(app: Flexearn, caller: Caller | None, params: Params) -
     total = sum(held, ZERO) + size
     if product.realtime:
         apr = _aprs(app, [product]).get(product.id, ZERO)
-        realtime, bonus = day_estimate(total, apr, _bonus_bands(product), product.profit_precision)
+        realtime, bonus = day_estimate(total, apr, product.bonus_bands, product.profit_precision)
     else:
         realtime, bonus = day_interest(total, product.tiers, product.profit_precision), ZERO
     return {

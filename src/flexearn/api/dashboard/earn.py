@@ -15,15 +15,16 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from flexearn.api.binance.common import STATUSES, rate
+from flexearn.api.binance.common import STATUSES, listed_bands, rate
 from flexearn.bootstrap import Flexearn
-from flexearn.domain.catalog import PeriodType, Product, Status, day_start
+from flexearn.domain.catalog import DAY_MS, PeriodType, Product, Status, day_start
 from flexearn.domain.errors import NotFound
 from flexearn.domain.money import ascii_digits, plain
 from flexearn.services import catalog, realtime_apr
 from flexearn.services import clock as clock_service
 
 KINDS = {PeriodType.FLEXIBLE: "flexible", PeriodType.FIXED: "locked"}
+CHART_SPAN_MS = 365 * DAY_MS  # the APR chart's reach back (Binance's rateHistory: a year at most)
 
 
 @dataclass(frozen=True)
@@ -41,9 +42,11 @@ def apr_history(app: Flexearn, product: Product) -> list[AprChange]:
     (`services.realtime_apr.apr_history`). A product of Bitget's model keeps no history of its
     rates (an operator's change takes effect at once): its first band's rate now, dated at the
     start of the current business day, as the Binance façade's `rateHistory` dates it."""
-    if product.realtime:
-        return [AprChange(ts, apr / 100) for ts, apr in realtime_apr.apr_history(app.read_uow(), product.id)]
     now = clock_service.show(app.read_uow()).now
+    if product.realtime:  # at most a year of it (a walk moves each hour: 8,760 changes)
+        since = now - CHART_SPAN_MS
+        history = realtime_apr.apr_history(app.read_uow(), product.id, since, now)
+        return [AprChange(ts, apr / 100) for ts, apr in history]
     return [AprChange(day_start(now), product.tiers[0].apy / 100)]
 
 
@@ -58,13 +61,9 @@ def _product(app: Flexearn, ref: str) -> Product:
 
 
 def _bands(product: Product) -> list[dict[str, Any]]:
-    """The bands with each one's APR, as Binance's `tierAnnualPercentageRate` lists them: a
-    real-time product's bonus bands that pay; a ladder's bands (none for a single rate)."""
-    if product.realtime:
-        tiers = tuple(t for t in product.tiers if t.apy > 0)
-    else:
-        tiers = product.tiers if len(product.tiers) > 1 else ()
-    return [{"min": plain(t.min_step), "max": plain(t.max_step), "apr": rate(t.apy)} for t in tiers]
+    """The bands with each one's APR, as Binance's `tierAnnualPercentageRate` lists them."""
+    bands = listed_bands(product)
+    return [{"min": plain(t.min_step), "max": plain(t.max_step), "apr": rate(t.apy)} for t in bands]
 
 
 def products(app: Flexearn) -> list[dict[str, Any]]:
