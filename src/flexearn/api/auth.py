@@ -152,8 +152,9 @@ class Verifier:
         return caller
 
     def ready(self, api_key: str, passphrase: str | None) -> bool:
-        """Whether `check` can run without a query or a slow hash: the key is cached and fresh,
-        and this passphrase was verified for it (then it may run on the event loop)."""
+        """Whether `check` can run without a query or a slow hash: the key is kept, the revocation
+        check is not due, and this passphrase was verified for it (then it may run on the event
+        loop; else in a database slot, where the check or the load queries)."""
         now = time.monotonic()
         cached = self._keys.get(api_key)
         if cached is None or cached[0] <= now or cached[1] is None or self._check_due <= now:
