@@ -58,9 +58,11 @@ def child(db: str, endpoint: str, n: int) -> dict[str, float]:
     from flexearn.api.app import create_app  # noqa: PLC0415
     from flexearn.bootstrap import Flexearn  # noqa: PLC0415
     from flexearn.config import Settings  # noqa: PLC0415
+    from flexearn.observability.logs import configure_logging  # noqa: PLC0415
     from flexearn.services import accounts, keys, markets, savings  # noqa: PLC0415
 
     sys.stderr = open(os.devnull, "w")  # noqa: SIM115  (the access log: written, not kept)
+    configure_logging("INFO")  # as `flexearn serve` does: the JSON access line of every request
     app = Flexearn(db)
     accounts.add_currency(app.uow(), "USDT", 8)
     markets.set_market(app.uow(), "USDT", mode="auction", demand=Decimal(0), borrow_rate=Decimal(0))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import UTC, datetime
 
 from flexearn.observability import context
 from flexearn.observability.logs import JsonFormatter
@@ -41,3 +42,16 @@ def test_request_ids_from_callers_are_kept_only_when_sane() -> None:
     assert len(context.accept_request_id("has space")) == 32
     assert len(context.accept_request_id("x" * 200)) == 32
     assert len(context.accept_request_id(None)) == 32
+
+
+def test_the_timestamp_is_datetime_s_to_the_millisecond_for_any_time() -> None:
+    """The formatter caches the text of the second; the line's `ts` must stay what
+    `datetime.isoformat` says, rounding included (x.9999996 s is the next second)."""
+    formatter = JsonFormatter()
+    edges = [1_764_646_027.0, 1_764_646_027.9999996, 1_764_646_027.0004995, 1_764_646_027.0005, 0.0]
+    spread = [1_764_646_027 + n * 0.0137 + (n % 7) * 1e-7 for n in range(20_000)]  # crosses seconds
+    for created in edges + spread:
+        made = record("t")
+        made.created = created
+        expected = datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")
+        assert json.loads(formatter.format(made))["ts"] == expected, created

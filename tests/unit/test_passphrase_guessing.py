@@ -36,7 +36,7 @@ def test_guesses_without_the_secret_never_reach_the_slow_hash(monkeypatch: pytes
     hashed: list[str] = []
     real = secrets.verify_passphrase
     monkeypatch.setattr("flexearn.api.auth.verify_passphrase", lambda p, h: hashed.append(p) or real(p, h))
-    verifier = Verifier(lambda key: RECORD)
+    verifier = Verifier(lambda key: RECORD, lambda since: ())
     for n in range(20):  # an attacker who knows the key, not the secret
         assert failure(verifier, *request(f"guess-{n}", n, secret="not-the-secret")) is Failure.BAD_SIGNATURE
     assert hashed == []
@@ -48,7 +48,7 @@ def test_guesses_without_the_secret_never_reach_the_slow_hash(monkeypatch: pytes
 
 @pytest.mark.parametrize("signature", ["é" * 44, "\udcff"])
 def test_a_non_ascii_signature_is_a_bad_signature(signature: str) -> None:
-    verifier = Verifier(lambda key: RECORD)
+    verifier = Verifier(lambda key: RECORD, lambda since: ())
     signed, now = request(PASSPHRASE, 1)
     with pytest.raises(AuthFailure) as refused:
         verifier.verify(dataclasses.replace(signed, signature=signature), now, "read", "okx")

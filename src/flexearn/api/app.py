@@ -58,6 +58,7 @@ def create_app(settings: Settings, flexearn: Flexearn | None = None, *, demo: bo
     clock = _business_clock(engine_app)
     verifier = Verifier(
         lambda api_key: keys.load_key(engine_app.read_uow(), box, api_key),
+        lambda since_ms: keys.revoked_since(engine_app.read_uow(), since_ms),
         replays=replay_window,
         clock=clock.state,
     )

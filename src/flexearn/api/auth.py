@@ -16,13 +16,13 @@ import hmac
 import ipaddress
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from flexearn.adapters.clock import REAL, ClockState
+from flexearn.adapters.clock import REAL, ClockState, wall_ms
 from flexearn.adapters.redis_store import SharedStore
 from flexearn.adapters.secrets import verify_passphrase
 from flexearn.observability.metrics import observe_redis_fallback
@@ -31,7 +31,16 @@ from flexearn.services.replays import Claim
 
 WINDOW_MS = 30_000
 SYNCED_REPLAY_MS = 24 * 3_600_000  # the longest a signature is remembered (see `accepted_until`)
-KEY_CACHE_SECONDS = 5.0
+# A key is kept in memory for long (its record only changes by revocation, and expiry is checked
+# against `expires_at`); the database is asked at most every REVOCATION_CHECK_SECONDS which keys
+# were revoked since. An unknown key is remembered as unknown for UNKNOWN_KEY_SECONDS.
+KEY_KEEP_SECONDS = 600.0
+UNKNOWN_KEY_SECONDS = 5.0
+REVOCATION_CHECK_SECONDS = 1.0
+# How far back each check looks before the previous one began: a revocation is stamped with the
+# revoking process's wall clock before it commits, so one committed late or by a process whose
+# clock lags ours by less than this is still seen.
+REVOCATION_OVERLAP_MS = 60_000
 CACHE_LIMIT = 10_000
 
 
@@ -120,14 +129,20 @@ class Verifier:
     def __init__(
         self,
         load_key: Callable[[str], KeyRecord | None],
+        revoked_since: Callable[[int], Iterable[str]],
         window_ms: int = WINDOW_MS,
         replays: ReplayMemory | None = None,
         clock: Callable[[], ClockState] = lambda: REAL,
     ) -> None:
-        self._load_key = load_key
+        """`load_key` reads a key (None: unknown); `revoked_since(ms)` the keys revoked at or
+        after that wall time (`keys.revoked_since`): both query."""
+        self._load_key, self._revoked_since = load_key, revoked_since
         self._clock = clock  # the business clock's state: a simulated one widens what is accepted
         self._window_ms = window_ms
-        self._keys: dict[str, tuple[float, KeyRecord | None]] = {}
+        self._keys: dict[str, tuple[float, KeyRecord | None]] = {}  # key → (keep until, record)
+        # the next revocation check (monotonic s) and the wall time (ms) it looks back from
+        self._check_due, self._checked_from = time.monotonic() + REVOCATION_CHECK_SECONDS, wall_ms()
+        self._checking = threading.Lock()
         self._passphrases: set[tuple[str, str, bytes]] = set()  # verified (key, hash, sha256(passphrase))
         self._replays = replays or ReplayMemory()
 
@@ -137,10 +152,12 @@ class Verifier:
         return caller
 
     def ready(self, api_key: str, passphrase: str | None) -> bool:
-        """Whether `check` can run without a query or a slow hash: the key is cached and fresh,
-        and this passphrase was verified for it (then it may run on the event loop)."""
+        """Whether `check` can run without a query or a slow hash: the key is kept, the revocation
+        check is not due, and this passphrase was verified for it (then it may run on the event
+        loop; else in a database slot, where the check or the load queries)."""
+        now = time.monotonic()
         cached = self._keys.get(api_key)
-        if cached is None or cached[0] <= time.monotonic() or cached[1] is None:
+        if cached is None or cached[0] <= now or cached[1] is None or self._check_due <= now:
             return False
         record = cached[1]
         return passphrase is None or self._passphrase_token(record, passphrase) in self._passphrases
@@ -183,14 +200,32 @@ class Verifier:
 
     def _key(self, api_key: str) -> KeyRecord | None:
         now = time.monotonic()
+        if self._check_due <= now:
+            self._forget_revoked(now)
         cached = self._keys.get(api_key)
         if cached is not None and cached[0] > now:
             return cached[1]
         record = self._load_key(api_key)
         if len(self._keys) > CACHE_LIMIT:
             self._keys.clear()
-        self._keys[api_key] = (now + KEY_CACHE_SECONDS, record)
+        usable = record is not None and record.info.revoked_at is None
+        kept = KEY_KEEP_SECONDS if usable else UNKNOWN_KEY_SECONDS
+        self._keys[api_key] = (now + kept, record)
         return record
+
+    def _forget_revoked(self, now: float) -> None:
+        """Forget the kept keys revoked since the last check: one query a second for the whole
+        process, not one per request. One thread asks; the others meanwhile go on with what is
+        kept (it was checked at most a second and a query ago)."""
+        if not self._checking.acquire(blocking=False):
+            return
+        try:
+            since, started = self._checked_from - REVOCATION_OVERLAP_MS, wall_ms()
+            for api_key in self._revoked_since(since):
+                self._keys.pop(api_key, None)
+            self._checked_from, self._check_due = started, now + REVOCATION_CHECK_SECONDS
+        finally:
+            self._checking.release()
 
     @staticmethod
     def _passphrase_token(record: KeyRecord, passphrase: str) -> tuple[str, str, bytes]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import logging.config
+import math
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,12 +17,17 @@ from flexearn.observability import context
 
 # Attributes every LogRecord has; anything else on a record came from `extra=` and is logged.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+# One encoder for every line: `json.dumps` with options builds a new one per call.
+_encode = json.JSONEncoder(default=str, ensure_ascii=False).encode
 
 
 class JsonFormatter(logging.Formatter):
+    # The last second formatted, and its text up to the seconds: one datetime per second, not per line.
+    _second: tuple[float, str] = (-1.0, "")
+
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "ts": self._timestamp(record.created),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
@@ -32,7 +38,20 @@ class JsonFormatter(logging.Formatter):
                 line[key] = value
         if record.exc_info:
             line["exc"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str, ensure_ascii=False)
+        return _encode(line)
+
+    def _timestamp(self, created: float) -> str:
+        """`datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")`, exactly
+        (microseconds rounded half to even, then cut to milliseconds), at a fraction of its cost."""
+        fraction, second = math.modf(created)
+        micros = round(fraction * 1e6)
+        if micros >= 1_000_000:
+            second, micros = second + 1, micros - 1_000_000
+        cached, text = self._second
+        if cached != second:
+            text = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+            self._second = (second, text)
+        return f"{text}.{micros // 1000:03d}+00:00"
 
 
 def dict_config(level: str = "INFO") -> dict[str, Any]:

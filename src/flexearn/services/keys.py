@@ -153,6 +153,14 @@ def revoke_key(uow: UnitOfWork, api_key: str) -> KeyInfo:
     return _info(row)
 
 
+def revoked_since(uow: UnitOfWork, since_ms: int) -> list[str]:
+    """The keys revoked at or after `since_ms` (wall ms): what a process that keeps keys in
+    memory must forget (`auth.Verifier`). Few rows: revocations are rare."""
+    with uow:
+        rows = uow.conn.execute(sa.select(t.api_key.c.key).where(t.api_key.c.revoked_at >= since_ms)).all()
+    return [row.key for row in rows]
+
+
 def load_key(uow: UnitOfWork, box: SecretBox, api_key: str) -> KeyRecord | None:
     with uow:
         row = uow.conn.execute(sa.select(t.api_key).where(t.api_key.c.key == api_key)).first()

@@ -236,7 +236,7 @@ ROUTES: tuple[AdminRoute, ...] = (
         "POST",
         "/keys/{api_key}/revoke",
         "revokeKey",
-        "Revoke an API key (effective within 5 s)",
+        "Revoke an API key (effective within about a second)",
         h.revoke_key,
         keys.KeyInfo,
         errors=(404,),
