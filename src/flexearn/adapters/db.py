@@ -240,14 +240,23 @@ def direct(conn: sa.Connection, sql: str, params: dict[str, Any]) -> list[Any]:
     where SQLAlchemy's construction, compilation-cache lookup and result processing cost several
     times what the driver does. Amounts go in as `Amount` binds them (SQLite: canonical text) and
     come back as the driver returns them (read them with `tables.exact`); PostgreSQL's driver
-    prepares a statement it has run a few times on the connection. A statement without rows: []."""
+    prepares a statement it has run a few times on the connection. A statement without rows: [].
+    A driver error is raised as SQLAlchemy raises it (`sa.exc.IntegrityError`, `OperationalError`…),
+    so callers catch the same errors whichever way a statement went."""
     driver: Any = conn.connection.dbapi_connection
-    if conn.dialect.name == "sqlite":
-        bound = {name: plain(v) if type(v) is Decimal else v for name, v in params.items()}
-        return list(driver.execute(sql, bound).fetchall())
-    with driver.cursor() as cursor:
-        cursor.execute(_pyformat(sql), params)
-        return list(cursor.fetchall()) if cursor.description is not None else []
+    dialect = conn.dialect
+    try:
+        if dialect.name == "sqlite":
+            bound = {name: plain(v) if type(v) is Decimal else v for name, v in params.items()}
+            return list(driver.execute(sql, bound).fetchall())
+        with driver.cursor() as cursor:
+            cursor.execute(_pyformat(sql), params)
+            return list(cursor.fetchall()) if cursor.description is not None else []
+    except dialect.loaded_dbapi.Error as error:
+        lost = dialect.is_disconnect(error, driver, None)
+        raise sa.exc.DBAPIError.instance(
+            sql, params, error, dialect.loaded_dbapi.Error, connection_invalidated=lost, dialect=dialect
+        ) from error
 
 
 @functools.cache
