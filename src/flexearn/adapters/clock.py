@@ -13,7 +13,8 @@ from decimal import ROUND_DOWN, Decimal
 
 import sqlalchemy as sa
 
-from flexearn.adapters.tables import clock
+from flexearn.adapters import db
+from flexearn.adapters.tables import clock, exact
 from flexearn.domain.errors import ClockError, InvalidParameter
 from flexearn.domain.money import D
 from flexearn.domain.periods import ClockMode
@@ -50,12 +51,18 @@ class ClockState:
 REAL = ClockState(ClockMode.REAL.value, 0, 0, D(1))
 
 
+_READ = "SELECT mode, business_anchor, real_anchor, speed FROM clock WHERE id = 1"
+
+
 def read(conn: sa.Connection, *, lock: bool = False) -> ClockState:
-    query = sa.select(clock).where(clock.c.id == 1)
-    row = conn.execute(query.with_for_update() if lock else query).first()
-    if row is None:
+    """The clock's state (the real clock if none was set); `lock`: locked to the transaction's end.
+    Read on every write's way (`business_now`): straight through the driver (`db.direct`)."""
+    locking = lock and conn.dialect.name == "postgresql"  # SQLite: one writer, no row locks
+    rows = db.direct(conn, f"{_READ} FOR UPDATE" if locking else _READ, {})
+    if not rows:
         return REAL
-    return ClockState(row.mode, row.business_anchor, row.real_anchor, row.speed)
+    mode, business_anchor, real_anchor, speed = rows[0]
+    return ClockState(mode, business_anchor, real_anchor, exact(speed))
 
 
 def business_now(conn: sa.Connection) -> int:

@@ -6,6 +6,7 @@ Row locks (`FOR UPDATE`/`FOR SHARE`) matter on PostgreSQL; SQLite has one writer
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from itertools import repeat
@@ -14,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from flexearn.adapters import bulk
+from flexearn.adapters import bulk, db
 from flexearn.adapters import tables as t
 from flexearn.adapters.clock import wall_ms
 from flexearn.domain.catalog_day import HoldingRow
@@ -34,12 +35,10 @@ def insert_ignore(conn: sa.Connection, table: sa.Table, values: dict[str, Any]) 
 
 
 def currency_precision(conn: sa.Connection, ccy: str) -> int:
-    row = conn.execute(
-        sa.select(t.currency.c.precision, t.currency.c.enabled).where(t.currency.c.ccy == ccy)
-    ).first()
-    if row is None or not row.enabled:
+    rows = db.direct(conn, "SELECT precision, enabled FROM currency WHERE ccy = :ccy", {"ccy": ccy})
+    if not rows or not rows[0][1]:
         raise UnsupportedCurrency(ccy)
-    return int(row.precision)
+    return int(rows[0][0])
 
 
 def user_id_by_name(conn: sa.Connection, name: str) -> int:
@@ -52,23 +51,55 @@ def user_id_by_name(conn: sa.Connection, name: str) -> int:
 # --- ledger ------------------------------------------------------------------------------------
 
 
+# The statements of `post`, for both databases (`db.direct`); a user account is read locked.
+_ACCOUNT = "SELECT id FROM ledger_account WHERE key = :key"
+_USER_ACCOUNT = {
+    "sqlite": "SELECT id, balance FROM ledger_account WHERE key = :key",  # one writer: no row locks
+    "postgresql": "SELECT id, balance FROM ledger_account WHERE key = :key FOR UPDATE",
+}
+_SET_BALANCE = "UPDATE ledger_account SET balance = :balance WHERE id = :id"
+_ENTRY = (
+    "INSERT INTO journal_entry (ccy, kind, ref, ts, created_at) "
+    "VALUES (:ccy, :kind, :ref, :ts, :created_at) RETURNING id"
+)
+
+
+@functools.cache
+def _legs_insert(n: int) -> str:
+    """The INSERT of an entry's `n` legs, one statement (one round trip) for them all."""
+    rows = (f"(:entry_id, :account{i}, :ccy, :amount{i}, :position{i}, :holding{i})" for i in range(n))
+    columns = "entry_id, account_id, ccy, amount, position_id, holding_id"
+    return f"INSERT INTO journal_leg ({columns}) VALUES {', '.join(rows)}"
+
+
 def account_id(conn: sa.Connection, ref: AccountRef) -> int:
-    query = sa.select(t.account.c.id).where(t.account.c.key == ref.key)
-    found = conn.execute(query).scalar()
-    if found is None:
-        insert_ignore(
-            conn,
-            t.account,
-            {
-                "key": ref.key,
-                "kind": ref.kind.value,
-                "ccy": ref.ccy,
-                "user_id": ref.user_id,
-                "balance": ZERO if ref.kind.user_owned else None,
-            },
-        )
-        found = conn.execute(query).scalar_one()
-    return int(found)
+    """The id of the account `ref`, made (a user's at a zero balance) if missing."""
+    rows = db.direct(conn, _ACCOUNT, {"key": ref.key})
+    if rows:
+        return int(rows[0][0])
+    insert_ignore(
+        conn,
+        t.account,
+        {
+            "key": ref.key,
+            "kind": ref.kind.value,
+            "ccy": ref.ccy,
+            "user_id": ref.user_id,
+            "balance": ZERO if ref.kind.user_owned else None,
+        },
+    )
+    return int(db.direct(conn, _ACCOUNT, {"key": ref.key})[0][0])
+
+
+def _lock_user_account(conn: sa.Connection, ref: AccountRef) -> tuple[int, Decimal]:
+    """(id, balance) of a user account, locked to the end of the transaction; made if missing."""
+    sql = _USER_ACCOUNT[conn.dialect.name]
+    rows = db.direct(conn, sql, {"key": ref.key})
+    if not rows:
+        account_id(conn, ref)
+        rows = db.direct(conn, sql, {"key": ref.key})
+    ((found, balance),) = rows
+    return int(found), ZERO if balance is None else t.exact(balance)
 
 
 def balance(conn: sa.Connection, ref: AccountRef, *, lock: bool = False) -> Decimal:
@@ -99,32 +130,25 @@ def post(conn: sa.Connection, entry: Entry, ts: int) -> int:
     user_legs = [leg for leg in entry.legs if leg.account.kind.user_owned]
     if len(user_legs) > MANY_USER_LEGS:
         return post_many(conn, [entry], ts)[0]
-    entry_id = conn.execute(
-        sa.insert(t.journal_entry)
-        .values(ccy=entry.ccy, kind=entry.kind, ref=entry.ref, ts=ts, created_at=wall_ms())
-        .returning(t.journal_entry.c.id)
-    ).scalar_one()
-    ids = {leg.account.key: account_id(conn, leg.account) for leg in entry.legs}
+    entry_row = {"ccy": entry.ccy, "kind": entry.kind, "ref": entry.ref, "ts": ts, "created_at": wall_ms()}
+    ((entry_id,),) = db.direct(conn, _ENTRY, entry_row)
+    ids: dict[str, int] = {}
     for leg in sorted(user_legs, key=lambda leg: leg.account.key):
-        current = balance(conn, leg.account, lock=True)
+        ids[leg.account.key], current = _lock_user_account(conn, leg.account)
         _refuse_negative(leg.account, current, leg.amount, entry.ccy)
         new = exact_add(current, leg.amount)  # as the ledger check sums the legs: exactly
-        mine = t.account.c.id == ids[leg.account.key]
-        conn.execute(sa.update(t.account).where(mine).values(balance=new))
-    conn.execute(
-        sa.insert(t.journal_leg),
-        [
-            {
-                "entry_id": entry_id,
-                "account_id": ids[leg.account.key],
-                "ccy": entry.ccy,
-                "amount": leg.amount,
-                "position_id": leg.position_id,
-                "holding_id": leg.holding_id,
-            }
-            for leg in entry.legs
-        ],
-    )
+        db.direct(conn, _SET_BALANCE, {"balance": new, "id": ids[leg.account.key]})
+    legs: dict[str, Any] = {"entry_id": entry_id, "ccy": entry.ccy}
+    for i, leg in enumerate(entry.legs):
+        if leg.account.key not in ids:
+            ids[leg.account.key] = account_id(conn, leg.account)
+        legs |= {
+            f"account{i}": ids[leg.account.key],
+            f"amount{i}": leg.amount,
+            f"position{i}": leg.position_id,
+            f"holding{i}": leg.holding_id,
+        }
+    db.direct(conn, _legs_insert(len(entry.legs)), legs)
     return int(entry_id)
 
 
@@ -210,18 +234,41 @@ def market(conn: sa.Connection, ccy: str, *, lock: str | None = None) -> sa.Row[
     settlement; advisory locks queue fairly, so trades arriving after a waiting settlement wait
     behind it. (SQLite has one writer at a time anyway.)
     """
-    if lock is not None and conn.dialect.name == "postgresql":
-        function = "pg_advisory_xact_lock_shared" if lock == "share" else "pg_advisory_xact_lock"
-        conn.execute(sa.text(f"SELECT {function}(hashtext(:key))"), {"key": f"flexearn.market:{ccy}"})
+    if lock is not None:
+        lock_market(conn, ccy, lock)
     row = conn.execute(sa.select(t.market).where(t.market.c.ccy == ccy)).first()
     if row is None:
         raise UnsupportedCurrency(ccy)
     return row
 
 
-def position(conn: sa.Connection, user_id: int, ccy: str, *, lock: bool = False) -> sa.Row[Any] | None:
-    query = sa.select(t.position).where(t.position.c.user_id == user_id, t.position.c.ccy == ccy)
-    return conn.execute(query.with_for_update() if lock else query).first()
+_POSITION = (
+    "SELECT id, user_id, amt, loan, earnings, rate, rate_seq FROM savings_position "
+    "WHERE user_id = :user_id AND ccy = :ccy"
+)
+
+
+_MARKET_LOCKS = {
+    "share": "SELECT pg_advisory_xact_lock_shared(hashtext(:key))",
+    "update": "SELECT pg_advisory_xact_lock(hashtext(:key))",
+}
+
+
+def lock_market(conn: sa.Connection, ccy: str, lock: str) -> None:
+    """The market's lock as `market` takes it (on PostgreSQL; SQLite has one writer), alone."""
+    if conn.dialect.name == "postgresql":
+        db.direct(conn, _MARKET_LOCKS[lock], {"key": f"flexearn.market:{ccy}"})
+
+
+def position(conn: sa.Connection, user_id: int, ccy: str, *, lock: bool = False) -> PositionRow | None:
+    """The user's position in `ccy`, if any; `lock`: locked to the end of the transaction."""
+    locking = lock and conn.dialect.name == "postgresql"  # SQLite: one writer, no row locks
+    sql = f"{_POSITION} FOR UPDATE" if locking else _POSITION
+    rows = db.direct(conn, sql, {"user_id": user_id, "ccy": ccy})
+    if not rows:
+        return None
+    pid, uid, amt, loan, earnings, rate, seq = rows[0]
+    return PositionRow(pid, uid, t.exact(amt), t.exact(loan), t.exact(earnings), t.exact(rate), seq)
 
 
 def record_rate(conn: sa.Connection, position_id: int, rate: Decimal, ts: int) -> int:

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from flexearn.adapters import db
 from flexearn.adapters import repository as repo
 from flexearn.adapters import tables as t
+from flexearn.domain.errors import UnsupportedCurrency
 from flexearn.domain.periods import PeriodKind
 
 HOUR, DAY = PeriodKind.HOUR.value, PeriodKind.DAY.value  # the kinds of period (plain text keys)
@@ -48,6 +49,25 @@ def lock_market(conn: sa.Connection, ccy: str) -> sa.Row[Any]:
     row = repo.market(conn, ccy, lock="share")
     check(conn, HOUR, ccy)
     return row
+
+
+# Whether the market exists and which of its hours is open (NULL: none), in one statement.
+_MARKET_OPEN = (
+    "SELECT (SELECT period FROM settlement_open WHERE kind = :kind AND key = :ccy LIMIT 1) "
+    "FROM market WHERE ccy = :ccy"
+)
+
+
+def enter_market(conn: sa.Connection, ccy: str) -> None:
+    """`lock_market` for trades that need none of the market's settings (a purchase, a redemption,
+    a rate): the same lock and refusals (`UnsupportedCurrency`, `PeriodOpen`), the row unread, and
+    the open-hour check in the same statement as the market's existence (one statement, not two)."""
+    repo.lock_market(conn, ccy, "share")
+    rows = db.direct(conn, _MARKET_OPEN, {"kind": HOUR, "ccy": ccy})
+    if not rows:
+        raise UnsupportedCurrency(ccy)
+    if rows[0][0] is not None:
+        raise PeriodOpen(f"{HOUR} {rows[0][0]} of {ccy} is being settled; try again shortly")
 
 
 def check(conn: sa.Connection, kind: str, key: str | int) -> None:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from decimal import Decimal
 
-import sqlalchemy as sa
-
+from flexearn.adapters import db
 from flexearn.adapters import repository as repo
 from flexearn.adapters import tables as t
 from flexearn.adapters.tables import exact
@@ -14,6 +14,7 @@ from flexearn.domain.errors import AmountTooLarge
 from flexearn.domain.ledger import AccountKind, AccountRef, transfer
 from flexearn.domain.market import MIN_RATE, check_rate
 from flexearn.domain.money import ZERO, exact_add, plain
+from flexearn.domain.settlement import PositionRow
 from flexearn.services import gate
 from flexearn.services.accounts import check_amount
 from flexearn.services.unit_of_work import UnitOfWork
@@ -32,7 +33,7 @@ class Position:
         return self.amt - self.loan
 
 
-def _open_position(uow: UnitOfWork, user_id: int, ccy: str) -> sa.Row[object]:
+def _open_position(uow: UnitOfWork, user_id: int, ccy: str) -> PositionRow:
     """The user's position, locked; created at the default minimum rate if they have none."""
     row = repo.position(uow.conn, user_id, ccy, lock=True)
     if row is None:
@@ -70,7 +71,7 @@ def purchase(
         check_rate(rate)
     with uow:
         check_amount(amount, repo.currency_precision(uow.conn, ccy))
-        gate.lock_market(uow.conn, ccy)
+        gate.enter_market(uow.conn, ccy)
         row = _open_position(uow, user_id, ccy)
         now = uow.now()
         if rate is not None:
@@ -99,7 +100,7 @@ def redeem(uow: UnitOfWork, user_id: int, ccy: str, amount: Decimal) -> Position
     """
     with uow:
         check_amount(amount, repo.currency_precision(uow.conn, ccy))
-        gate.lock_market(uow.conn, ccy)
+        gate.enter_market(uow.conn, ccy)
         row = repo.position(uow.conn, user_id, ccy, lock=True)
         held = row.amt if row is not None else ZERO
         if row is None or amount > held:
@@ -127,7 +128,7 @@ def set_rate(uow: UnitOfWork, user_id: int, ccy: str, rate: Decimal) -> Position
     check_rate(rate)
     with uow:
         repo.currency_precision(uow.conn, ccy)
-        gate.lock_market(uow.conn, ccy)
+        gate.enter_market(uow.conn, ccy)
         row = _open_position(uow, user_id, ccy)
         repo.record_rate(uow.conn, row.id, rate, uow.now())
         result = _read(uow, user_id, ccy)
@@ -135,18 +136,24 @@ def set_rate(uow: UnitOfWork, user_id: int, ccy: str, rate: Decimal) -> Position
     return result
 
 
+@functools.cache
+def _update_sql(names: tuple[str, ...]) -> str:
+    """The UPDATE of the amounts `names` of a position, returning the position as it then is."""
+    values = ", ".join(f"{name} = :{name}" for name in names)
+    return f"UPDATE savings_position SET {values} WHERE id = :id RETURNING ccy, amt, loan, earnings, rate"
+
+
 def _update(uow: UnitOfWork, position_id: int, **values: Decimal) -> Position:
     """Set `values` on the position; the position as it now is (RETURNING: no second read)."""
-    p = t.position
-    update = sa.update(p).where(p.c.id == position_id).values(**values)
-    row = uow.conn.execute(update.returning(p.c.ccy, p.c.amt, p.c.loan, p.c.earnings, p.c.rate)).one()
-    return Position(row.ccy, row.amt, row.loan, row.earnings, row.rate)
+    sql = _update_sql(tuple(values))
+    ((c, amt, loan, gain, rate),) = db.direct(uow.conn, sql, {**values, "id": position_id})
+    return Position(c, exact(amt), exact(loan), exact(gain), exact(rate))
 
 
 def _read(uow: UnitOfWork, user_id: int, ccy: str) -> Position:
     row = repo.position(uow.conn, user_id, ccy)
     assert row is not None
-    return Position(row.ccy, row.amt, row.loan, row.earnings, row.rate)
+    return Position(ccy, row.amt, row.loan, row.earnings, row.rate)
 
 
 # One statement, read straight through the driver (`UnitOfWork.read_alone`): on the request path

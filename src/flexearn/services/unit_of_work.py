@@ -34,7 +34,7 @@ class Joining:
 
     def run(self, conn: sa.Connection) -> None:
         self.taken = True
-        self.check(list(conn.execute(sa.text(self.sql), self.params)))
+        self.check(db.direct(conn, self.sql, self.params))
 
 
 _joining: ContextVar[Joining | None] = ContextVar("flexearn_joining_first", default=None)
