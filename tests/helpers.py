@@ -20,33 +20,31 @@ T0 = 1_767_225_600_000
 
 
 @contextmanager
-def with_range_settlement_tables(engine: sa.Engine) -> Iterator[None]:
+def with_todays_tables(engine: sa.Engine) -> Iterator[None]:
     """Today's code on a database migrated to an older revision (to fill it before testing a later
-    migration): trading and settlement read the range-settlement tables of migration 0007, which it
-    lacks; they exist while the block runs and are dropped after it, before the upgrade."""
-    tables = [t.settlement_open, t.settlement_range]
-    t.metadata.create_all(engine, tables=tables)
+    migration): the tables added since (range settlement's, the replay window, auto-subscribe's...)
+    exist while the block runs, as today's metadata declares them, and are dropped after it, before
+    the upgrade creates them its own way."""
+    present = set(sa.inspect(engine).get_table_names())
+    missing = [table for table in t.metadata.sorted_tables if table.name not in present]
+    t.metadata.create_all(engine, tables=missing)
     try:
         yield
     finally:
-        t.metadata.drop_all(engine, tables=tables)
+        t.metadata.drop_all(engine, tables=missing)
 
 
 @contextmanager
 def with_catalog_schema_of_today(engine: sa.Engine) -> Iterator[None]:
-    """Today's code on a database migrated to before 0013_earn_wallets: a subscription or a day's
-    settlement reads the wallets and auto-subscribe tables (0013) and products' `apr_source` and
-    `apr_walk` columns and their `earn_product_apr` (0014), which it lacks; they exist while the
-    block runs and are dropped after it, before the upgrade adds them."""
-    tables = [t.order_wallet, t.auto_subscribe, t.product_apr]
+    """`with_todays_tables`, and the products' `apr_source` and `apr_walk` columns (0014), which
+    today's code reads with every product."""
     with engine.begin() as conn:
         conn.execute(sa.text("ALTER TABLE earn_product ADD COLUMN apr_source VARCHAR(16)"))
         conn.execute(sa.text("ALTER TABLE earn_product ADD COLUMN apr_walk TEXT"))
-    t.metadata.create_all(engine, tables=tables)
     try:
-        yield
+        with with_todays_tables(engine):
+            yield
     finally:
-        t.metadata.drop_all(engine, tables=tables)
         with engine.begin() as conn:
             conn.execute(sa.text("ALTER TABLE earn_product DROP COLUMN apr_walk"))
             conn.execute(sa.text("ALTER TABLE earn_product DROP COLUMN apr_source"))

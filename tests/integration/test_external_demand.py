@@ -16,7 +16,7 @@ from flexearn.bootstrap import Flexearn
 from flexearn.domain.errors import Conflict, InvalidParameter
 from flexearn.domain.money import D
 from flexearn.services import accounts, market_data, markets
-from tests.helpers import T0, advance, assert_ledger_ok, lender, market_world, with_range_settlement_tables
+from tests.helpers import T0, advance, assert_ledger_ok, lender, market_world, with_todays_tables
 from tests.integration.test_cli import FLEXEARN
 
 FIRST = T0 + HOUR_MS
@@ -99,7 +99,7 @@ def test_upgrading_a_database_with_markets_keeps_them_and_admits_the_external_so
     engine = make_engine(database_url)
     migrate(engine, "0003")
     app = Flexearn(database_url, migrate_schema=False)
-    with with_range_settlement_tables(engine):
+    with with_todays_tables(engine):
         accounts.add_currency(app.uow(), "USDT", 8)
         markets.set_market(app.uow(), "USDT", demand=D(5))
         lender(app, "a", "USDT", D(10))

@@ -21,7 +21,7 @@ from flexearn.domain.money import D
 from flexearn.services import keys, ledger_check, retention
 from flexearn.services.retention import PruneRefused, Retention
 from tests.contract.okx_http import signed_headers
-from tests.helpers import T0, advance, lender, market_world, with_range_settlement_tables
+from tests.helpers import T0, advance, lender, market_world, with_todays_tables
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
 HISTORY = "/api/v5/finance/savings/lending-history"
@@ -166,7 +166,7 @@ def test_migration_0006_keeps_the_history_of_a_populated_database(engine_at_0005
     url = engine_at_0005.url.render_as_string(hide_password=False)
     old = Flexearn(url, migrate_schema=False)
     try:
-        with with_range_settlement_tables(old.engine):
+        with with_todays_tables(old.engine):
             market_world(old, demand=D(150))
             lender(old, "A", "USDT", D(100), D("0.02"))
             advance(old, 26)  # history on two days
