@@ -812,7 +812,7 @@ def price_set(ctx: click.Context, app: Flexearn, ccy: str, usdt_price: Decimal) 
 
 @main.group()
 def key() -> None:
-    """API keys (each works on the façades it names: by default all of them)."""
+    """API keys (each works on the façades it names; all by default)."""
 
 
 @command(key, "create")

@@ -23,11 +23,10 @@ class InvalidParameter(FlexearnError):
 
 
 class TooManyPlaces(InvalidParameter):
-    """An amount written with more decimal places than its currency has. A kind of its own because
-    Binance answers it with its own code (-1111, "Precision is over the maximum defined for this
-    asset."); the other façades answer it as any invalid parameter (their tables' ancestor row)."""
-
-    code = "too_many_places"
+    """An amount written with more decimal places than its currency has: an invalid parameter
+    everywhere (its code, as the admin API and the OKX and Bitget tables answer it), a kind of its
+    own because Binance answers it with its own code (-1111, "Precision is over the maximum
+    defined for this asset."; `api/binance/errors._key`)."""
 
 
 class MissingParameter(FlexearnError):

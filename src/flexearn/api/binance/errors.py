@@ -12,7 +12,7 @@ from __future__ import annotations
 from flexearn.api.auth import AuthFailure, Failure
 from flexearn.api.facade import WireError
 from flexearn.domain.catalog_errors import BelowMinimum, NoSuchProduct, TooPrecise
-from flexearn.domain.errors import FlexearnError, lineage
+from flexearn.domain.errors import FlexearnError, TooManyPlaces, lineage
 from flexearn.domain.money import AMOUNT_PATTERN
 
 
@@ -118,6 +118,8 @@ def _key(error: FlexearnError) -> str:
         return f"{error.behavior}_minimum"
     if isinstance(error, TooPrecise):
         return "too_precise"
+    if isinstance(error, TooManyPlaces):
+        return "too_many_places"
     return error.code
 
 
