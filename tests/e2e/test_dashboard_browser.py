@@ -182,11 +182,18 @@ def check_simple_earn(demo: Demo, driver: Any) -> None:
         chart = read_charts(driver).get("apr")
         return chart if chart and f"#{house} FLX" in _text(driver, "earn-caption") else None
 
+    def rate_history() -> list[Any]:
+        return list(binance(demo, f"{earn}/flexible/history/rateHistory", f"productId={house}")["rows"])
+
+    # the rate of a product of Bitget's model is dated at the business day's start: read before and
+    # after the chart, so that a day turning meanwhile (every 2 minutes at speed 720) is either
+    earlier = rate_history()
     chart = wait_for("the FLX APR chart", drawn)
-    history = binance(demo, f"{earn}/flexible/history/rateHistory", f"productId={house}")["rows"]
+    history = rate_history()
     ((since, rate), *rest) = chart.series["apr"]
     assert [(r["time"], r["annualPercentageRate"]) for r in history] == [(history[0]["time"], "0.09000000")]
-    assert_close(since, history[0]["time"], chart.x_per_pixel, "the APR's date")
+    dated = min((earlier[0]["time"], history[0]["time"]), key=lambda t: abs(t - since))
+    assert_close(since, dated, chart.x_per_pixel, "the APR's date")
     assert_close(rate, 0.09, chart.y_per_pixel * 0.05, "the APR")
     assert all(abs(y - 0.09) <= chart.y_per_pixel * 0.05 for _, y in rest)  # unchanged since
     now = get_json(demo, f"/dashboard/api/earn/products/{house}/apr")["now"]
@@ -309,8 +316,10 @@ def check_zoom(demo: Demo, driver: Any) -> None:
     quarter = svg.size["width"] // 4
     drag = ActionChains(driver).move_to_element_with_offset(svg, -quarter, 0).click_and_hold()
     drag.move_by_offset(quarter, 0).move_by_offset(quarter, 0).release().perform()
+    # zoomed: the reset button is drawn (a changed domain alone may be the clock's next hour)
+    reset = "#chart-rates .reset-zoom"
     zoomed = wait_for(
-        "the zoom", lambda: (c := read_charts(driver)["rates"]).x_domain != whole.x_domain and c
+        "the zoom", lambda: driver.find_elements("css selector", reset) and read_charts(driver)["rates"]
     )
     span, whole_span = (d[1] - d[0] for d in (zoomed.x_domain, whole.x_domain))
     assert 0.35 * whole_span < span < 0.65 * whole_span  # half the chart's width, dragged
@@ -329,14 +338,26 @@ def check_tooltip_survives_redraws(driver: Any, chart: str, redrawn: Callable[[]
     with new data (`redrawn` waits for that), for the hour under the pointer."""
     from selenium.webdriver.common.action_chains import ActionChains
 
-    svg = driver.find_element("css selector", f"svg[data-chart={chart}]")
-    width, height = svg.size["width"], svg.size["height"]
-    ActionChains(driver).move_to_element_with_offset(svg, width // 4, 0).perform()
+    def rest_on_chart() -> int | None:
+        """The pointer on the chart a quarter across, that chart marked; its height. None if a
+        poll redrew it meanwhile (the element went stale): try again."""
+        from selenium.common.exceptions import StaleElementReferenceException
+
+        try:
+            svg = driver.find_element("css selector", f"svg[data-chart={chart}]")
+            width, height = svg.size["width"], svg.size["height"]
+            ActionChains(driver).move_to_element_with_offset(svg, width // 4, 0).perform()
+            driver.execute_script("window.hovered = arguments[0]", svg)
+        except StaleElementReferenceException:
+            return None
+        return int(height)
+
+    height = wait_for("the pointer on the chart", rest_on_chart)
     tip = f"return document.querySelector('[data-tooltip={chart}]')?.innerText || ''"
     before = wait_for("the tooltip", lambda: driver.execute_script(tip))
-    driver.execute_script("window.hovered = arguments[0]", svg)
     result = redrawn()
-    assert not driver.execute_script("return window.hovered.isConnected")  # a new chart was drawn
+    # a new chart is drawn (if the new data came before the mark, the next poll's redraw)
+    wait_for("a new chart", lambda: not driver.execute_script("return window.hovered.isConnected"))
     after = wait_for("the tooltip after the redraw", lambda: driver.execute_script(tip))
     assert after.splitlines()[0].endswith("UTC")
     assert len(after.splitlines()) == len(before.splitlines())
