@@ -5,6 +5,8 @@ trip): a replay is still refused, by the process that answered it and by any oth
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 
@@ -22,6 +24,18 @@ REPLAYED = (401, "50113")
 UNKNOWN_KEY = (401, "50111")
 
 
+@contextmanager
+def two_processes(database_url: str, master: str) -> Iterator[tuple[httpx.Client, httpx.Client]]:
+    """Two server processes on the one database, and a client of each."""
+    with (
+        running_server(database_url, master) as first,
+        running_server(database_url, master) as second,
+        httpx.Client(base_url=first, timeout=10) as one,
+        httpx.Client(base_url=second, timeout=10) as other,
+    ):
+        yield one, other
+
+
 def answer(response: httpx.Response) -> tuple[int, str]:
     return response.status_code, response.json()["code"]
 
@@ -35,12 +49,7 @@ def test_a_signed_read_is_answered_once_by_every_process_on_the_database(databas
     master = generate_master_key()
     key = keys.create_key(app.uow(), SecretBox(master), user, "read")
     try:
-        with (
-            running_server(database_url, master) as first,
-            running_server(database_url, master) as second,
-            httpx.Client(base_url=first, timeout=10) as one,
-            httpx.Client(base_url=second, timeout=10) as other,
-        ):
+        with two_processes(database_url, master) as (one, other):
             signed = signed_headers(key, "GET", BALANCE)
             read = one.get(BALANCE, headers=signed)
             assert answer(read) == (200, "0")
@@ -68,12 +77,7 @@ def test_a_revoked_key_is_refused_by_every_process_within_about_a_second(databas
     master = generate_master_key()
     key = keys.create_key(app.uow(), SecretBox(master), user, "read")
     try:
-        with (
-            running_server(database_url, master) as first,
-            running_server(database_url, master) as second,
-            httpx.Client(base_url=first, timeout=10) as one,
-            httpx.Client(base_url=second, timeout=10) as other,
-        ):
+        with two_processes(database_url, master) as (one, other):
             for client in (one, other):  # each process now keeps the key
                 assert answer(client.get(BALANCE, headers=signed_headers(key, "GET", BALANCE))) == (200, "0")
             keys.revoke_key(app.uow(), key.api_key)
