@@ -85,9 +85,11 @@ def _external_move(
         source, target = (external, own) if kind == "deposit" else (own, external)
         entry = transfer(kind, ccy, source, target, amount, ref=f"user:{user_id}")
         entry_id = repo.post(uow.conn, entry, uow.now())
+        into_spot = target.kind is AccountKind.FUNDING
+        sweep = earn_wallets.auto_products(uow.conn, user_id, ccy) if into_spot else []
         uow.commit()
-    if target.kind is AccountKind.FUNDING:
-        earn_wallets.sweep(uow.engine, user_id, ccy)  # auto-subscribe: a deposit into SPOT, after it
+    if sweep:
+        earn_wallets.sweep(uow.engine, user_id, sweep)  # auto-subscribe: a deposit into SPOT, after it
     return entry_id
 
 

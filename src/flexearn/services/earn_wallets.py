@@ -84,9 +84,10 @@ def products_on(uow: UnitOfWork, user_id: int) -> set[int]:
         return set(uow.conn.execute(sa.select(a.c.product_id).where(a.c.user_id == user_id)).scalars())
 
 
-def sweep(engine: sa.Engine, user_id: int, ccy: str | None = None) -> int:
-    """Sweep the user's funding balance (of `ccy`, or of every coin) into its auto-subscribed
-    products, lowest product id first, each in a transaction of its own; the orders made."""
+def auto_products(conn: sa.Connection, user_id: int, ccy: str | None = None) -> list[int]:
+    """The user's products with auto-subscribe on (of `ccy`, or of every coin), lowest id first:
+    read in the caller's transaction, so that money arriving for a user without any costs no
+    connection or transaction of its own (and none is asked for while the caller's is open)."""
     a, p = t.auto_subscribe, t.product
     query = (
         sa.select(a.c.product_id)
@@ -96,15 +97,19 @@ def sweep(engine: sa.Engine, user_id: int, ccy: str | None = None) -> int:
     )
     if ccy is not None:
         query = query.where(p.c.coin == ccy)
-    with UnitOfWork(engine, read_only=True) as uow:
-        products = uow.conn.execute(query).scalars().all()
+    return list(conn.execute(query).scalars())
+
+
+def sweep(engine: sa.Engine, user_id: int, products: list[int]) -> int:
+    """Sweep the user's funding balance into `products` (`auto_products`), each in a transaction
+    of its own; the orders made."""
     made = 0
     for product_id in products:
         try:
             with UnitOfWork(engine) as uow:
                 made += _sweep_one(uow.conn, uow.now(), user_id, product_id)
                 uow.commit()
-        except (FlexearnError, sa.exc.DBAPIError) as error:
+        except (FlexearnError, sa.exc.DBAPIError, sa.exc.TimeoutError) as error:
             log.warning("auto-subscribe of user %s into product %s skipped: %s", user_id, product_id, error)
     return made
 
@@ -133,4 +138,5 @@ def sweep_all(engine: sa.Engine) -> int:
     """Sweep every user with auto-subscribe on; the orders made."""
     with UnitOfWork(engine, read_only=True) as uow:
         users = uow.conn.execute(sa.select(t.auto_subscribe.c.user_id).distinct()).scalars().all()
-    return sum(sweep(engine, user_id) for user_id in sorted(users))
+        products = {user_id: auto_products(uow.conn, user_id) for user_id in sorted(users)}
+    return sum(sweep(engine, user_id, on) for user_id, on in products.items())

@@ -62,9 +62,10 @@ def transfer(
         check_amount(amount, places, param)
         now = uow.now()
         entry_id = repo.post(uow.conn, wallet_move(user_id, ccy, amount, source, target), now)
+        sweep = earn_wallets.auto_products(uow.conn, user_id, ccy) if target is AccountKind.FUNDING else []
         uow.commit()
-    if target is AccountKind.FUNDING:
-        earn_wallets.sweep(uow.engine, user_id, ccy)  # auto-subscribe: money arriving in SPOT, after it
+    if sweep:
+        earn_wallets.sweep(uow.engine, user_id, sweep)  # auto-subscribe: money arriving in SPOT, after it
     return Transfer(entry_id, ccy, amount, source, target, now)
 
 
