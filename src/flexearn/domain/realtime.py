@@ -135,6 +135,11 @@ def band_part(balance: Decimal, band: Tier) -> Decimal:
     return max(ZERO, min(balance, band.max_step) - band.min_step)
 
 
+def bonus_per_minute(balance: Decimal, bands: Sequence[Tier]) -> Decimal:
+    """What a minute on `balance` earns in bonus, exactly, in percent: Σ band part × band APR."""
+    return sum((_EXACT.multiply(band_part(balance, b), b.apy) for b in bands), ZERO)
+
+
 def weighted(
     balances: Sequence[Segment], points: Sequence[AprPoint], bands: Sequence[Tier]
 ) -> Rewards:
@@ -149,8 +154,7 @@ def weighted(
         if balance == 0:
             continue
         minutes = Decimal((stop - start) // MINUTE_MS)
-        per_minute_bonus = sum((_EXACT.multiply(band_part(balance, b), b.apy) for b in bands), ZERO)
-        bonus = _EXACT.add(bonus, _EXACT.multiply(per_minute_bonus, minutes))
+        bonus = _EXACT.add(bonus, _EXACT.multiply(bonus_per_minute(balance, bands), minutes))
         while pieces[i][1] <= start:
             i += 1
         j = i
@@ -192,8 +196,7 @@ def steady_rewards(
     """`day_rewards` of a holding whose balance did not change over the `minutes` of the window,
     given the window's `apr_minutes` (`per_unit`): the same sums, rounded the same way."""
     realtime = _EXACT.multiply(balance, per_unit)
-    per_minute_bonus = sum((_EXACT.multiply(band_part(balance, b), b.apy) for b in bands), ZERO)
-    bonus = _EXACT.multiply(per_minute_bonus, Decimal(minutes))
+    bonus = _EXACT.multiply(bonus_per_minute(balance, bands), Decimal(minutes))
     return Rewards(*(mul_div_down(x, ONE, PER_MINUTE_DIVISOR, places) for x in (realtime, bonus)))
 
 
