@@ -75,13 +75,10 @@ def apr_history(
     with uow:
         load_product(uow.conn, product_id)
         end = uow.now() if end is None else min(end, uow.now())
-        query = sa.select(a.c.ts, a.c.apr).where(a.c.product_id == product_id, a.c.ts <= end)
-        found: list[tuple[int, Decimal]] = []
-        if start is not None:
-            query = query.where(a.c.ts > start)
-            first = latest(uow.conn, product_id, start)
-            found += [] if first is None or start > end else [(start, first.apr)]
-        return found + [(r.ts, r.apr) for r in uow.conn.execute(query.order_by(a.c.ts))]
+        if start is not None and start > end:
+            return []
+        begin = -1 if start is None else start  # -1: before every change
+        return [(max(ts, begin), apr) for ts, apr in points(uow.conn, product_id, begin, end + 1)]
 
 
 def current_aprs(uow: UnitOfWork, product_ids: Sequence[int]) -> dict[int, Decimal]:
