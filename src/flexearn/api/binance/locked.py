@@ -105,7 +105,7 @@ def locked_position(app: Flexearn, caller: Caller | None, params: Params) -> dic
 def locked_subscribe(app: Flexearn, caller: Caller | None, params: Params) -> dict[str, Any]:
     """From SPOT, FUND or both (`sourceAccount`). `autoSubscribe` (renewal at maturity) is read
     and not kept: fixed products here do not renew (docs/fidelity.md)."""
-    project, size = params.required_integer("projectId", low=1), params.required_decimal("amount")
+    project, size = _project(params), params.required_decimal("amount")
     source = chosen_wallet(params, "sourceAccount", SOURCES)
     spot_only(params, "redeemTo", ("SPOT", "FLEXIBLE"))
     params.choice("autoSubscribe", BOOLEANS)
@@ -115,11 +115,10 @@ def locked_subscribe(app: Flexearn, caller: Caller | None, params: Params) -> di
 
 def locked_redeem(app: Flexearn, caller: Caller | None, params: Params) -> dict[str, Any]:
     """The whole position, early (where its product allows it)."""
-    position, user = params.required_integer("positionId", low=1), _user(caller)
-    held = [a for a in catalog_views.assets(app.read_uow(), user, FIXED) if a.order_id == position]
-    if not held:
-        raise NotFound(f"no locked position {position}", param="positionId")
-    order = catalog_trading.redeem(app.uow(), user, held[0].product.id, FIXED, held[0].amount, position)
+    held = _held_position(app, caller, params)
+    order = catalog_trading.redeem(
+        app.uow(), _user(caller), held.product.id, FIXED, held.amount, held.order_id
+    )
     return {"redeemId": order.id, "success": True}
 
 
@@ -247,12 +246,13 @@ def rewards_record(app: Flexearn, caller: Caller | None, params: Params) -> dict
     return result
 
 
-def _held_position(app: Flexearn, caller: Caller | None, params: Params) -> int:
-    """The `positionId` named, if the user holds it (-6020 otherwise, as Binance: "Project not exists")."""
+def _held_position(app: Flexearn, caller: Caller | None, params: Params) -> catalog_views.Asset:
+    """The user's position `positionId` names (-6020 otherwise, as Binance: "Project not exists")."""
     position = params.required_integer("positionId", low=1)
-    if not any(a.order_id == position for a in catalog_views.assets(app.read_uow(), _user(caller), FIXED)):
-        raise NotFound(f"no locked position {position}", param="positionId")
-    return position
+    for held in catalog_views.assets(app.read_uow(), _user(caller), FIXED):
+        if held.order_id == position:
+            return held
+    raise NotFound(f"no locked position {position}", param="positionId")
 
 
 def set_auto_subscribe(app: Flexearn, caller: Caller | None, params: Params) -> dict[str, bool]:
