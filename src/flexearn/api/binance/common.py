@@ -71,15 +71,19 @@ def spot_only(params: Params, name: str, choices: tuple[str, ...]) -> None:
         raise errors.bad_value(name, "only SPOT: a locked position here is redeemed to SPOT")
 
 
-def window(now: int, params: Params, days: int = HISTORY_DAYS) -> tuple[int, int]:
-    """Binance's history window: at most `days` long; the last `days` if neither end is given,
-    the `days` after `startTime` or before `endTime` if only one is."""
-    span = days * DAY_MS
+def window(
+    now: int, params: Params, days: int = HISTORY_DAYS, most_days: int | None = None
+) -> tuple[int, int]:
+    """Binance's history window: the last `days` if neither end is given, the `days` after
+    `startTime` or before `endTime` if only one is; at most `most_days` long (`days` unless said:
+    `rateHistory`'s may be a year)."""
+    most_days = most_days or days
+    span, most = days * DAY_MS, most_days * DAY_MS
     start, end = params.integer("startTime", low=0), params.integer("endTime", low=0)
     end = end if end is not None else (start + span if start is not None else now)
     start = start if start is not None else end - span
-    if end < start or end - start > span:
-        raise errors.bad_value("endTime", f"at most {days} days after startTime")
+    if end < start or end - start > most:
+        raise errors.bad_value("endTime", f"not before startTime, and at most {most_days} days after it")
     return start, end
 
 

@@ -23,7 +23,7 @@ from decimal import Decimal
 from typing import Any
 
 from flexearn.api.auth import Caller
-from flexearn.api.binance import errors, locked, wallet
+from flexearn.api.binance import locked, wallet
 from flexearn.api.binance.common import (
     BOOLEANS,
     DESTINATIONS,
@@ -39,6 +39,7 @@ from flexearn.api.binance.common import (
     rate,
     records,
     subscription_fields,
+    window,
 )
 from flexearn.api.binance.wire import amount
 from flexearn.api.facade import Endpoint
@@ -74,8 +75,8 @@ REWARD_TYPES = {
     "REWARDS": (PAY_INTEREST, PAY_BONUS),
     "ALL": (PAY_INTEREST, PAY_BONUS),
 }
-RATE_WINDOW_MS = 30 * DAY_MS  # rateHistory's default window (Binance: "the last 30 days")
-MAX_RATE_SPAN_MS = 365 * DAY_MS  # "cannot be longer than 1 year"
+RATE_WINDOW_DAYS = 30  # rateHistory's default window (Binance: "the last 30 days")
+RATE_SPAN_DAYS = 365  # "cannot be longer than 1 year"
 
 
 def _bands(tiers: tuple[Tier, ...], coin: str) -> dict[str, float]:
@@ -337,9 +338,9 @@ def rate_history(app: Flexearn, caller: Caller | None, params: Params) -> dict[s
     product = catalog.subscribe_info(app.read_uow(), _product_id(params), FLEXIBLE).product
     params.choice("aprPeriod", ("DAY", "YEAR"))  # read; Binance does not say what it changes
     now = clock.show(app.read_uow()).now
-    start, end = params.integer("startTime"), params.integer("endTime")
     if product.realtime:
-        return page(params, _apr_rows(app, product, start, end, now))
+        return page(params, _apr_rows(app, product, *window(now, params, RATE_WINDOW_DAYS, RATE_SPAN_DAYS)))
+    start, end = params.integer("startTime"), params.integer("endTime")
     dated = day_start(now)
     shown = (start is None or start <= dated) and (end is None or dated <= end) and dated > now - 90 * DAY_MS
     rows = [
@@ -353,16 +354,9 @@ def rate_history(app: Flexearn, caller: Caller | None, params: Params) -> dict[s
     return page(params, rows if shown else [])
 
 
-def _apr_rows(app: Flexearn, product: Product, start: int | None, end: int | None, now: int) -> list[Any]:
-    """The recorded APR over Binance's window, newest first (the APR in effect at the window's
-    start, dated at it, last)."""
-    if start is None:
-        end = now if end is None else end
-        start = end - RATE_WINDOW_MS
-    elif end is None:
-        end = start + RATE_WINDOW_MS
-    if end < start or end - start > MAX_RATE_SPAN_MS:
-        raise errors.bad_value("endTime", "not before startTime, and at most a year after it")
+def _apr_rows(app: Flexearn, product: Product, start: int, end: int) -> list[Any]:
+    """The recorded APR over [start, end], newest first (the APR in effect at `start`, dated at
+    it, last)."""
     history = realtime_apr.apr_history(app.read_uow(), product.id, start, end)
     return [
         {"productId": str(product.id), "asset": product.coin, "annualPercentageRate": rate(apr), "time": ts}
