@@ -193,10 +193,11 @@ def _realtime_plan(conn: sa.Connection, product: Product, day: int, part: Part) 
         delta = amount if order_type == "subscribe" else -amount
         changes.setdefault(holding_id, []).append(Change(ts, delta))
     rows = repo.holdings_for_settlement(conn, product.id, (part.lo, part.hi))
-    closed = set(changes) - {r.id for r in rows}
-    if closed:
-        columns = [h.c[name] for name in HoldingRow._fields]
-        rows += [HoldingRow(*r) for r in conn.execute(sa.select(*columns).where(h.c.id.in_(closed)))]
+    closed = sorted(set(changes) - {r.id for r in rows})
+    columns = [h.c[name] for name in HoldingRow._fields]
+    for at in range(0, len(closed), repo.KEY_CHUNK):  # within the databases' bound parameters
+        chunk = closed[at : at + repo.KEY_CHUNK]
+        rows += [HoldingRow(*r) for r in conn.execute(sa.select(*columns).where(h.c.id.in_(chunk)))]
     points = realtime_apr.points(conn, product.id, begin, day)
     return plan_realtime_day(product, rows, changes, points, day)
 
