@@ -179,8 +179,11 @@ def check_simple_earn(demo: Demo, driver: Any) -> None:
     wait_for("a click on the FLX row", lambda: _click(driver, row))
 
     def drawn() -> Chart | None:
-        chart = read_charts(driver).get("apr")
-        return chart if chart and f"#{house} FLX" in _text(driver, "earn-caption") else None
+        # the caption first: once it names FLX the chart is FLX's too (both drawn in one step, and
+        # a poll's answer for the product shown before is not drawn after the click)
+        if f"#{house} FLX" not in _text(driver, "earn-caption"):
+            return None
+        return read_charts(driver).get("apr")
 
     def rate_history() -> list[Any]:
         return list(binance(demo, f"{earn}/flexible/history/rateHistory", f"productId={house}")["rows"])

@@ -235,7 +235,10 @@
 
   async function loadEarn() {
     drawEarn(state.data.earn = await get("/earn/products"));
-    if (state.earn) drawApr(state.data.apr = await get(`/earn/products/${encodeURIComponent(state.earn)}/apr`));
+    const ref = state.earn;
+    if (!ref) return;
+    const history = await get(`/earn/products/${encodeURIComponent(ref)}/apr`);
+    if (ref === state.earn) drawApr(state.data.apr = history); // not a poll's answer for the row clicked away from
   }
 
   // --- a user -------------------------------------------------------------------------------
@@ -319,7 +322,9 @@
       drawCards(overview);
       drawEngine(overview.engine, overview.clock);
       $("market").hidden = !state.ccy;
-      if (state.ccy) drawMarket(state.data.market = await get(`/markets/${state.ccy}?window=${state.window}`));
+      const [ccy, span] = [state.ccy, state.window];
+      const market = ccy && await get(`/markets/${ccy}?window=${span}`);
+      if (market && ccy === state.ccy && span === state.window) drawMarket(state.data.market = market); // still the one chosen
       drawProducts(state.data.products = await get("/products"));
       await loadEarn();
       await loadUser();
