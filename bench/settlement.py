@@ -15,8 +15,9 @@ ledger check holds.
 
 Hour 1 is settled untimed (it only matches: every market's static demand exceeds its supply, so
 everything is lent). Hour 2 is timed: interest is paid on every position, every position is
-re-matched and gets a lending history row. That is `settle_hour` for the 10 currencies, one
-transaction each, as the scheduler runs it.
+re-matched and gets a lending history row. That is the hour of the 10 currencies, one
+transaction each, as the scheduler runs it (`settlement.settle_due`: on PostgreSQL
+FLEXEARN_SETTLEMENT_THREADS currencies side by side, default 2; set it to 1 for one at a time).
 
 Then, in the same process and on the same rows, the SQL floor is timed: one UPDATE rewriting
 amt, earnings and loan of every position, and one INSERT ... SELECT writing one history row per
@@ -71,11 +72,13 @@ import sqlalchemy as sa
 from flexearn.adapters import tables as t
 from flexearn.adapters.clock import HOUR_MS
 from flexearn.adapters.db import make_engine, migrate, normalise_url
+from flexearn.config import Settings
 from flexearn.domain.catalog import DAY_MS, day_start
 from flexearn.domain.money import plain
 from flexearn.services import ledger_check, settlement
 from flexearn.services.unit_of_work import UnitOfWork
 
+THREADS = Settings.from_env().settlement_threads
 POSTGRES_ADMIN_URL = os.environ.get("FLEXEARN_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 CURRENCIES: tuple[tuple[str, int], ...] = (
     ("BTC", 8), ("ETH", 8), ("USDT", 16), ("USDC", 6), ("BNB", 8),
@@ -290,12 +293,12 @@ def tidy(engine: sa.Engine) -> None:
 
 
 def settle_all(engine: sa.Engine, hour: int) -> int:
-    changed = 0
-    for ccy, _ in CURRENCIES:
-        result = settlement.settle_hour(UnitOfWork(engine), ccy, hour)
-        assert result is not None
-        changed += result.positions_changed
-    return changed
+    """The hour of every currency, as the settler settles them: `FLEXEARN_SETTLEMENT_THREADS` side
+    by side on PostgreSQL (default 2), one after the other on SQLite."""
+    due = {ccy: [hour] for ccy, _ in CURRENCIES}
+    settled = settlement.settle_due(engine, settlement.HOURS, due, threads=THREADS)
+    assert len(settled) == len(CURRENCIES)
+    return sum(h.positions_changed for h in settled)
 
 
 def phase_setup(url: str, size: int) -> dict[str, Any]:
@@ -450,6 +453,7 @@ def _summary(
                     f"floor_per_{part}_s": _rounded(floor_part_s)},
         "ledger_check": check,
         "ledger_check_s": check_s,
+        "settlement_threads": THREADS,
         "load_avg_1m": os.getloadavg()[0],
     }
 

@@ -496,8 +496,12 @@ def settle_cmd(ctx: click.Context, app: Flexearn) -> None:
     Catches up after downtime (in FLEXEARN_SETTLEMENT_RANGES ranges each), with a progress bar on
     a terminal."""
     with Progress("settling") as progress:
+        settings = ctx.obj["settings"]
         done = scheduler.settle_all_due(
-            app.engine, ranges=ctx.obj["settings"].settlement_ranges, progress=progress
+            app.engine,
+            ranges=settings.settlement_ranges,
+            threads=settings.settlement_threads,
+            progress=progress,
         )
     settled = done.hours
     emit(
@@ -608,6 +612,7 @@ def run_scheduler(
             maintenance=maintenance,
             stop=stop,
             ranges=settings.settlement_ranges,
+            threads=settings.settlement_threads,
         )
     except KeyboardInterrupt:
         pass

@@ -86,7 +86,7 @@ def trade(app: Flexearn, users: list[int], rng: random.Random) -> None:
 HOURS = 72  # three Bitget days turn: 2026-01-01T16:00Z, 01-02T16:00Z, 01-03T16:00Z
 
 
-def build(app: Flexearn, ranges: int) -> None:
+def build(app: Flexearn, ranges: int, threads: int = 1) -> None:
     users, _ = seed(app)
     spec = {"coin": "USDT", "apyType": "ladder", "apyList": LADDER, "periodType": "fixed"}
     maturity = catalog.create_product(
@@ -100,7 +100,7 @@ def build(app: Flexearn, ranges: int) -> None:
         with app.uow() as uow:
             clock.advance(uow.conn, HOUR_MS)
             uow.commit()
-        scheduler.settle_all_due(app.engine, ranges=ranges)
+        scheduler.settle_all_due(app.engine, ranges=ranges, threads=threads)
 
 
 def _text(value: Any) -> Any:

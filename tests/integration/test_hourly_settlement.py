@@ -11,7 +11,7 @@ from flexearn.bootstrap import Flexearn
 from flexearn.domain.errors import AmountTooLarge, InsufficientBalance, InvalidParameter
 from flexearn.domain.money import D
 from flexearn.services import accounts, markets, savings, scheduler, settlement
-from tests.helpers import T0, advance, assert_ledger_ok, lender, market_world, position
+from tests.helpers import T0, advance, assert_ledger_ok, lender, market_world, position, start_clock
 
 
 def test_worked_example_auction_pays_exact_interest_at_the_next_hour(app: Flexearn) -> None:
@@ -182,3 +182,39 @@ def test_market_settings_change_and_are_validated(app: Flexearn) -> None:
         markets.set_market(app.uow(), "USDT", mode="fifo")
     with pytest.raises(InvalidParameter, match="insurance_fee"):
         markets.set_market(app.uow(), "USDT", insurance_fee=D(1))
+
+
+def test_currencies_settle_side_by_side_and_one_failing_leaves_the_others_settled(app: Flexearn) -> None:
+    """`settle_due` in three threads (PostgreSQL; SQLite takes turns): BTC's hour is asked for out
+    of order and fails; USDT's and ETH's are settled all the same, then BTC's failure is raised
+    (and its hour stays due)."""
+    market_world(app, demand=D(150))
+    for ccy in ("BTC", "ETH"):
+        accounts.add_currency(app.uow(), ccy, 8)
+        markets.set_market(app.uow(), ccy, mode="auction", demand=D(5))
+    for ccy in ("USDT", "BTC", "ETH"):
+        lender(app, f"lender-{ccy}", ccy, D(10), D("0.02"))
+    first = T0 + HOUR_MS
+    seen: list[tuple[int, ...]] = []
+    due = {"ETH": [first], "BTC": [first + HOUR_MS], "USDT": [first]}
+    with pytest.raises(settlement.OutOfOrder, match="BTC"):
+        settlement.settle_due(
+            app.engine, settlement.HOURS, due, threads=3, progress=lambda *told: seen.append(told)
+        )
+    assert seen == [(1, 3), (2, 3), (3, 3)]  # every key of the period was tried
+    with app.engine.connect() as conn:
+        settled = conn.execute(sa.select(t.market_hour.c.ccy, t.market_hour.c.hour)).all()
+    assert sorted(settled) == [("ETH", first), ("USDT", first)]
+    start_clock(app, first + 1)
+    assert [(h.ccy, h.hour) for h in scheduler.settle_due_hours(app.engine, threads=3)] == [("BTC", first)]
+    assert_ledger_ok(app)
+
+
+def test_a_settler_told_to_stop_settles_no_further_period(app: Flexearn) -> None:
+    market_world(app, demand=D(150))
+    lender(app, "A", "USDT", D(100), D("0.02"))
+    first = T0 + HOUR_MS
+    answers = iter([True, False])  # asked before each period's transaction
+    due = {"USDT": [first, first + HOUR_MS]}
+    settled = settlement.settle_due(app.engine, settlement.HOURS, due, threads=2, keep_going=answers.__next__)
+    assert [h.hour for h in settled] == [first]

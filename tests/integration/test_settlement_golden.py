@@ -25,6 +25,14 @@ def test_a_world_settled_in_one_transaction_per_period_is_the_one_settled_before
         assert now[part] == rows, part
 
 
+def test_a_world_settled_currencies_side_by_side_is_the_one_settled_before(app: Flexearn) -> None:
+    """Its two currencies' hours in two threads at once (on PostgreSQL; SQLite takes turns)."""
+    build(app, ranges=1, threads=2)
+    now = snapshot(app)
+    for part, rows in GOLDEN.items():
+        assert now[part] == rows, part
+
+
 @pytest.mark.parametrize("ranges", [4])
 def test_a_world_settled_in_ranges_has_the_rows_and_balances_settled_before(
     app: Flexearn, ranges: int

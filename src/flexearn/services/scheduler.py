@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TypeAlias
 
 import sqlalchemy as sa
 
@@ -28,10 +28,8 @@ from flexearn.services.unit_of_work import UnitOfWork
 
 log = logging.getLogger("flexearn.settlement")
 
-# Asked before each period's transaction: False stops the pass (the settler lost its lease).
-KeepGoing = Callable[[], bool]
-# Told (periods done, periods due) as settlement goes: a progress bar on a long catch-up.
-Progress = Callable[[int, int], None]
+KeepGoing: TypeAlias = settlement.KeepGoing
+Progress: TypeAlias = settlement.Progress
 
 # A periodic job the settler runs after a pass that settled something (history retention, …).
 Maintenance = Callable[[sa.Engine], object]
@@ -52,11 +50,13 @@ def settle_all_due(
     keep_going: KeepGoing = _always,
     *,
     ranges: int = 1,
+    threads: int = 1,
     worker: str = "",
     progress: Progress | None = None,
 ) -> Settled:
-    """Market hours first (hourly, oldest first), then the real-time APRs that follow them or
-    walk, then catalog days and due redemptions.
+    """Market hours first (hourly, oldest first, up to `threads` currencies side by side on
+    PostgreSQL), then the real-time APRs that follow them or walk, then catalog days and due
+    redemptions.
 
     Each period is its own transaction, or with `ranges` > 1 shared by user-id range with whichever
     workers help (services/settlement/period.py); `keep_going` is asked before each transaction, so
@@ -65,7 +65,9 @@ def settle_all_due(
     """
     with context.ensure_request_scope():
         started = time.perf_counter()
-        hours = settle_due_hours(engine, keep_going, ranges=ranges, worker=worker, progress=progress)
+        hours = settle_due_hours(
+            engine, keep_going, ranges=ranges, threads=threads, worker=worker, progress=progress
+        )
         realtime_apr.catch_up_all(UnitOfWork(engine))  # the hours' lending rates, the walks' moves
         middle = time.perf_counter()
         days = settle_due_days(engine, keep_going, ranges=ranges, worker=worker, progress=progress)
@@ -89,20 +91,24 @@ def settle_due_hours(
     keep_going: KeepGoing = _always,
     *,
     ranges: int = 1,
+    threads: int = 1,
     worker: str = "",
     progress: Progress | None = None,
 ) -> list[settlement.SettledHour]:
-    """Every due market hour, oldest first (catching up after downtime), currencies side by side;
-    `keep_going` is asked before each. Safe from several processes at once: each hour is settled
-    by whichever gets there first, the others skip it."""
+    """Every due market hour, oldest first (catching up after downtime), currencies side by side
+    (`settlement.settle_due`); `keep_going` is asked before each. Safe from several processes at
+    once: each hour is settled by whichever gets there first, the others skip it."""
     due = settlement.due_hours(UnitOfWork(engine, read_only=True))
-
-    def settle(ccy: str, hour: int) -> settlement.SettledHour | None:
-        return settlement.settle(
-            engine, settlement.HOURS, ccy, hour, ranges, worker=worker, keep_going=keep_going
-        )
-
-    return _oldest_first(due, settle, keep_going, progress)
+    return settlement.settle_due(
+        engine,
+        settlement.HOURS,
+        due,
+        ranges=ranges,
+        threads=threads,
+        worker=worker,
+        keep_going=keep_going,
+        progress=progress,
+    )
 
 
 def settle_due_days(
@@ -114,43 +120,18 @@ def settle_due_days(
     progress: Progress | None = None,
 ) -> list[settlement.SettledDay]:
     """Every due (product, day), oldest day first, then the redemptions whose delay has passed,
-    then (if a day was settled) the auto-subscribe sweep of what they paid into funding."""
+    then (if a day was settled) the auto-subscribe sweep of what they paid into funding.
+
+    One product at a time: products of one coin share their holders' funding accounts, which a
+    day locks in more than one entry (interest, then expiries) — side by side they could deadlock."""
     due = settlement.due_days(UnitOfWork(engine, read_only=True))
-
-    def settle(product: int, day: int) -> settlement.SettledDay | None:
-        return settlement.settle(
-            engine, settlement.DAYS, str(product), day, ranges, worker=worker, keep_going=keep_going
-        )
-
-    settled = _oldest_first(due, settle, keep_going, progress)
+    settled = settlement.settle_due(
+        engine, settlement.DAYS, due, ranges=ranges, worker=worker, keep_going=keep_going, progress=progress
+    )
     if keep_going():
         deliver_redemptions(UnitOfWork(engine))
     if settled and keep_going():
         sweep_all(engine)  # auto-subscribe: the days' interest, paid into funding
-    return settled
-
-
-K = TypeVar("K", str, int)
-R = TypeVar("R")
-
-
-def _oldest_first(
-    due: Mapping[K, list[int]],
-    settle: Callable[[K, int], R | None],
-    keep_going: KeepGoing,
-    progress: Progress | None = None,
-) -> list[R]:
-    """`settle` each due (key, period), oldest period first, while `keep_going`; what it settled."""
-    settled: list[R] = []
-    work = sorted((period, key) for key, periods in due.items() for period in periods)
-    for done, (period, key) in enumerate(work, 1):
-        if not keep_going():
-            break
-        result = settle(key, period)
-        if result is not None:
-            settled.append(result)
-        if progress is not None:
-            progress(done, len(work))
     return settled
 
 
@@ -164,10 +145,12 @@ def run_settler(
     maintenance: Sequence[Maintenance] = (),
     stop: threading.Event | None = None,
     ranges: int = 1,
+    threads: int = 1,
 ) -> None:
     """Settle periods as they fall due while `lease` is held, until `stop` is set (or business
     time `until` is reached); wait as a standby while another process holds the lease, applying
-    ranges of the periods it settles in `ranges` ranges (`settlement.help_open_periods`).
+    ranges of the periods it settles in `ranges` ranges (`settlement.help_open_periods`); up to
+    `threads` currencies' hours side by side (`settle_all_due`).
 
     A failed pass (the database restarting, say) is logged and tried again after `poll_seconds`:
     the worker heals by itself. `lease` must be started; the caller closes it.
@@ -179,7 +162,7 @@ def run_settler(
         if not held:
             _help(engine, lease, stop)
         else:
-            settled_any = _settle_pass(engine, lease, stop, report, ranges)
+            settled_any = _settle_pass(engine, lease, stop, report, ranges, threads)
             if settled_any is None:  # failed: try again shortly
                 stop.wait(poll_seconds)
                 continue
@@ -198,11 +181,16 @@ def _settle_pass(
     stop: threading.Event,
     report: Callable[[settlement.SettledHour], None],
     ranges: int,
+    threads: int,
 ) -> bool | None:
     """One pass over everything due; whether it settled anything (None: it failed)."""
     try:
         done = settle_all_due(
-            engine, lambda: lease.held() and not stop.is_set(), ranges=ranges, worker=lease.holder
+            engine,
+            lambda: lease.held() and not stop.is_set(),
+            ranges=ranges,
+            threads=threads,
+            worker=lease.holder,
         )
     except Exception as error:  # the loop must outlive a database outage; the log says what happened
         _log_failure("settlement pass", error)

@@ -14,6 +14,7 @@ from flexearn.services.settlement.hour import HOURS, OutOfOrder, SettledHour, du
 from flexearn.services.settlement.period import (
     KeepGoing,
     PeriodKind,
+    Progress,
     RangesDisagree,
     always,
     apply_next,
@@ -22,6 +23,7 @@ from flexearn.services.settlement.period import (
     open_period,
     open_periods,
     settle,
+    settle_due,
     settle_once,
     split,
 )
@@ -35,7 +37,9 @@ __all__ = [
     "HOURS",
     "KINDS",
     "DayOutOfOrder",
+    "KeepGoing",
     "OutOfOrder",
+    "Progress",
     "RangesDisagree",
     "SettledDay",
     "SettledHour",
@@ -49,6 +53,7 @@ __all__ = [
     "open_periods",
     "settle",
     "settle_day",
+    "settle_due",
     "settle_hour",
     "split",
 ]

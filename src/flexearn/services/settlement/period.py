@@ -24,12 +24,14 @@ only in splitting the period's entries by range.
 
 from __future__ import annotations
 
+import contextvars
 import gc
 import itertools
 import json
 import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
@@ -47,7 +49,10 @@ from flexearn.services.unit_of_work import UnitOfWork
 log = logging.getLogger("flexearn.settlement")
 
 Bounds = tuple[int | None, int | None]
+# Asked before each period's transaction: False stops the pass (the settler lost its lease).
 KeepGoing = Callable[[], bool]
+# Told (periods done, periods due) as settlement goes: a progress bar on a long catch-up.
+Progress = Callable[[int, int], None]
 
 
 class RangesDisagree(RuntimeError):
@@ -406,3 +411,88 @@ def help_open_periods(
     if applied:
         log.info("applied %d ranges of open periods", applied, extra={"ranges": applied, "worker": worker})
     return applied
+
+
+def settle_due(
+    engine: sa.Engine,
+    kind: PeriodKind[P, S],
+    due: Mapping[Any, Sequence[int]],
+    *,
+    ranges: int = 1,
+    threads: int = 1,
+    worker: str = "",
+    keep_going: KeepGoing = always,
+    progress: Progress | None = None,
+) -> list[S]:
+    """`settle` each due (key, period), oldest period first (the keys of one period in key order);
+    what it settled. `keep_going` is asked before each, `progress` told after each. A key that
+    fails does not stop the period's others: the first failure is raised once they are settled.
+
+    On PostgreSQL the keys due at one period settle up to `threads` at a time, each in its own
+    thread, transaction and connection: one key's Python work overlaps another's statements (for a
+    kind whose keys share no locks: a market's hour locks its currency's rows and accounts only).
+    SQLite has one writer: there they take turns."""
+    work: dict[int, list[Any]] = {}
+    for key, periods in sorted(due.items()):
+        for period in periods:
+            work.setdefault(period, []).append(key)
+    total, done, settled = sum(map(len, work.values())), 0, list[S]()
+
+    stopped = False
+
+    def one(key: Any, period: int) -> S | None:
+        nonlocal stopped
+        if stopped or not keep_going():
+            stopped = True
+            return None
+        return settle(engine, kind, str(key), period, ranges, worker=worker, keep_going=keep_going)
+
+    with _side_by_side(threads if engine.dialect.name == "postgresql" else 1) as run:
+        for period in sorted(work):
+            failed: Exception | None = None
+            for result, error in run(one, work[period], period):
+                failed = failed or error
+                if result is not None:
+                    settled.append(result)
+                done += 1
+                if progress is not None:
+                    progress(done, total)
+            if failed is not None:
+                raise failed
+            if stopped:
+                break
+    return settled
+
+
+Outcome = tuple[Any, Exception | None]  # what a call returned, or how it failed
+Run = Callable[[Callable[[Any, int], Any], Sequence[Any], int], Iterator[Outcome]]
+
+
+@contextmanager
+def _side_by_side(threads: int) -> Iterator[Run]:
+    """A `run(f, keys, period)` giving the outcome of f(key, period) for each key, in key order:
+    one call after the other, or up to `threads` at once (each in a copy of the caller's context:
+    its request id)."""
+
+    def in_turn(f: Callable[[Any, int], Any], keys: Sequence[Any], period: int) -> Iterator[Outcome]:
+        for key in keys:
+            try:
+                outcome: Outcome = (f(key, period), None)
+            except Exception as error:  # the caller raises it after the period's other keys
+                outcome = (None, error)
+            yield outcome
+
+    if threads <= 1:
+        yield in_turn
+        return
+    with ThreadPoolExecutor(threads, thread_name_prefix="settle") as pool:
+
+        def at_once(f: Callable[[Any, int], Any], keys: Sequence[Any], period: int) -> Iterator[Outcome]:
+            calls = [pool.submit(contextvars.copy_context().run, f, key, period) for key in keys]
+            for call in calls:
+                error = call.exception()
+                if error is not None and not isinstance(error, Exception):
+                    raise error  # KeyboardInterrupt, SystemExit: not a key's failure
+                yield (None, error) if error is not None else (call.result(), None)
+
+        yield at_once
