@@ -316,12 +316,11 @@ def phase_setup(url: str, size: int) -> dict[str, Any]:
 
 
 def settle_products(engine: sa.Engine, day: int) -> int:
-    holdings = 0
-    for product_id in range(1, len(CURRENCIES) + 1):
-        result = settlement.settle_day(UnitOfWork(engine), product_id, day)
-        assert result is not None
-        holdings += result.holdings
-    return holdings
+    """The day of every product (one per coin), as the settler settles them (see `settle_all`)."""
+    due = {product_id: [day] for product_id in range(1, len(CURRENCIES) + 1)}
+    settled = settlement.settle_due(engine, settlement.DAYS, due, threads=THREADS)
+    assert len(settled) == len(CURRENCIES)
+    return sum(d.holdings for d in settled)
 
 
 def phase_setup_catalog(url: str, size: int) -> dict[str, Any]:

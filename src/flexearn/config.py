@@ -51,10 +51,10 @@ class Settings:
     # settles a period in one transaction; N > 1 lets the standby workers apply ranges alongside
     # the settler, each range in its own transaction, while trading in that currency waits.
     settlement_ranges: int = 1
-    # Currencies whose hour the settler settles side by side, each in its own thread, transaction
-    # and connection (PostgreSQL; SQLite has one writer, so there they take turns): one currency's
-    # Python work overlaps another's statements. 2 suits a 2-core machine; more helps while the
-    # database has cores to spare. Catalog days settle one product at a time.
+    # Currencies' hours (and products' days) the settler settles side by side, each in its own
+    # thread, transaction and connection (PostgreSQL; SQLite has one writer, so there they take
+    # turns): one's Python work overlaps another's statements. Products of one coin take turns.
+    # 2 suits a 2-core machine; more helps while the database has cores to spare.
     settlement_threads: int = 2
     # What one client may make the HTTP server hold (api/limits.py, api/listener.py). The largest
     # request body, in bytes, on every path (façades, admin API, dashboard): a larger one is

@@ -22,11 +22,13 @@ import sqlalchemy as sa
 from flexearn.adapters import clock, db
 from flexearn.adapters import tables as t
 from flexearn.adapters.clock import HOUR_MS
+from flexearn.api.admin import product_spec
 from flexearn.bootstrap import Flexearn
 from flexearn.domain.catalog import DAY_MS, day_start
 from flexearn.domain.money import D
 from flexearn.services import (
     accounts,
+    catalog,
     catalog_trading,
     gate,
     ledger_check,
@@ -38,7 +40,7 @@ from flexearn.services import (
 )
 from tests.conftest import _database
 from tests.helpers import assert_ledger_ok
-from tests.integration.settlement_world import seed, snapshot, trade
+from tests.integration.settlement_world import LADDER, seed, snapshot, trade
 
 
 @pytest.fixture
@@ -234,3 +236,28 @@ def test_workers_share_an_hours_ranges_each_applied_once(postgres_url: str) -> N
         assert_ledger_ok(app)
     finally:
         app.close()
+
+
+def test_currencies_and_coins_side_by_side_settle_as_one_at_a_time(app: Flexearn, twin: Flexearn) -> None:
+    """The world of two markets and two USDT products, plus a BTC product: settled with three
+    threads (on PostgreSQL: USDT's and BTC's hours at once, then the BTC product's day beside the
+    USDT products', which take turns: one lane) it writes what one at a time writes."""
+    for world, threads in ((app, 1), (twin, 3)):
+        users, _ = seed(world)
+        spec = {"coin": "BTC", "apyType": "ladder", "apyList": LADDER, "periodType": "flexible"}
+        btc = catalog.create_product(world.uow(), product_spec.parse(spec)).id
+        for user in users[::2]:
+            catalog_trading.subscribe(world.uow(), user, btc, "flexible", D("0.5"))
+        rng = random.Random(11)
+        for _ in range(48):
+            trade(world, users, rng)
+            with world.uow() as uow:
+                clock.advance(uow.conn, HOUR_MS)
+                uow.commit()
+            scheduler.settle_all_due(world.engine, threads=threads)
+    one, side = snapshot(app), snapshot(twin)
+    assert len(one["hours"]) == 2 * 48
+    assert len(one["days"]) == 3 * 2  # 3 products × 2 days
+    for part in one:
+        assert side[part] == one[part], part
+    assert_ledger_ok(twin)

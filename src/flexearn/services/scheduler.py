@@ -54,9 +54,9 @@ def settle_all_due(
     worker: str = "",
     progress: Progress | None = None,
 ) -> Settled:
-    """Market hours first (hourly, oldest first, up to `threads` currencies side by side on
-    PostgreSQL), then the real-time APRs that follow them or walk, then catalog days and due
-    redemptions.
+    """Market hours first (hourly, oldest first), then the real-time APRs that follow them or
+    walk, then catalog days and due redemptions; on PostgreSQL up to `threads` currencies' hours or
+    products' days at a time (`settlement.settle_due`).
 
     Each period is its own transaction, or with `ranges` > 1 shared by user-id range with whichever
     workers help (services/settlement/period.py); `keep_going` is asked before each transaction, so
@@ -70,7 +70,9 @@ def settle_all_due(
         )
         realtime_apr.catch_up_all(UnitOfWork(engine))  # the hours' lending rates, the walks' moves
         middle = time.perf_counter()
-        days = settle_due_days(engine, keep_going, ranges=ranges, worker=worker, progress=progress)
+        days = settle_due_days(
+            engine, keep_going, ranges=ranges, threads=threads, worker=worker, progress=progress
+        )
         ended = time.perf_counter()
         if hours:
             observe_settlement(MARKET_HOUR, middle - started, [h.positions_changed for h in hours])
@@ -116,17 +118,23 @@ def settle_due_days(
     keep_going: KeepGoing = _always,
     *,
     ranges: int = 1,
+    threads: int = 1,
     worker: str = "",
     progress: Progress | None = None,
 ) -> list[settlement.SettledDay]:
-    """Every due (product, day), oldest day first, then the redemptions whose delay has passed,
-    then (if a day was settled) the auto-subscribe sweep of what they paid into funding.
-
-    One product at a time: products of one coin share their holders' funding accounts, which a
-    day locks in more than one entry (interest, then expiries) — side by side they could deadlock."""
+    """Every due (product, day), oldest day first, products of different coins side by side
+    (`settlement.settle_due`), then the redemptions whose delay has passed, then (if a day was
+    settled) the auto-subscribe sweep of what they paid into funding."""
     due = settlement.due_days(UnitOfWork(engine, read_only=True))
     settled = settlement.settle_due(
-        engine, settlement.DAYS, due, ranges=ranges, worker=worker, keep_going=keep_going, progress=progress
+        engine,
+        settlement.DAYS,
+        due,
+        ranges=ranges,
+        threads=threads,
+        worker=worker,
+        keep_going=keep_going,
+        progress=progress,
     )
     if keep_going():
         deliver_redemptions(UnitOfWork(engine))
@@ -150,7 +158,7 @@ def run_settler(
     """Settle periods as they fall due while `lease` is held, until `stop` is set (or business
     time `until` is reached); wait as a standby while another process holds the lease, applying
     ranges of the periods it settles in `ranges` ranges (`settlement.help_open_periods`); up to
-    `threads` currencies' hours side by side (`settle_all_due`).
+    `threads` periods side by side (`settle_all_due`).
 
     A failed pass (the database restarting, say) is logged and tried again after `poll_seconds`:
     the worker heals by itself. `lease` must be started; the caller closes it.

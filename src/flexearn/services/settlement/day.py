@@ -84,6 +84,7 @@ class Days:
         after=next_day_start,  # a day start of a database from before 16:00 UTC days may be 00:00
         step=DAY_MS,
         started_by=lambda now: now,
+        lane=t.product.c.coin,  # one coin's products share their holders' funding accounts
     )
 
     def lock(self, conn: sa.Connection, key: str) -> None:

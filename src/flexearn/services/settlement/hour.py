@@ -84,6 +84,7 @@ class Hours:
         after=lambda hour: hour + HOUR_MS,
         step=HOUR_MS,
         started_by=floor_hour,
+        lane=t.market.c.ccy,  # an hour locks its currency's rows and system accounts only
     )
 
     def lock(self, conn: sa.Connection, key: str) -> None:

@@ -92,7 +92,8 @@ class Schedule:
     """Where a kind's periods are scheduled (`due`): each key's first period (`first`, a column of
     the table of `key`), the settled periods (`settled`, a column of the table of `settled_key`),
     the period after a settled one (`after`), the periods' length (`step`), and the last period
-    start a time may have reached (`started_by`)."""
+    start a time may have reached (`started_by`). Keys of one `lane` (a column of the table of
+    `key`) may lock the same rows: they never settle side by side (`settle_due`)."""
 
     key: sa.Column[Any]
     first: sa.Column[Any]
@@ -101,6 +102,7 @@ class Schedule:
     after: Callable[[int], int]
     step: int
     started_by: Callable[[int], int]
+    lane: sa.Column[Any]
 
 
 class Planned(Protocol):
@@ -429,15 +431,14 @@ def settle_due(
     fails does not stop the period's others: the first failure is raised once they are settled.
 
     On PostgreSQL the keys due at one period settle up to `threads` at a time, each in its own
-    thread, transaction and connection: one key's Python work overlaps another's statements (for a
-    kind whose keys share no locks: a market's hour locks its currency's rows and accounts only).
-    SQLite has one writer: there they take turns."""
+    thread, transaction and connection: one key's Python work overlaps another's statements.
+    Keys of one lane (`Schedule.lane`: a coin's products) take turns, as everything does on
+    SQLite, which has one writer."""
     work: dict[int, list[Any]] = {}
     for key, periods in sorted(due.items()):
         for period in periods:
             work.setdefault(period, []).append(key)
     total, done, settled = sum(map(len, work.values())), 0, list[S]()
-
     stopped = False
 
     def one(key: Any, period: int) -> S | None:
@@ -447,10 +448,12 @@ def settle_due(
             return None
         return settle(engine, kind, str(key), period, ranges, worker=worker, keep_going=keep_going)
 
-    with _side_by_side(threads if engine.dialect.name == "postgresql" else 1) as run:
+    side_by_side = threads > 1 and engine.dialect.name == "postgresql" and len(due) > 1
+    lanes = _lanes(engine, kind) if side_by_side else {}
+    with _side_by_side(threads if side_by_side else 1) as run:
         for period in sorted(work):
             failed: Exception | None = None
-            for result, error in run(one, work[period], period):
+            for result, error in run(one, work[period], period, lanes):
                 failed = failed or error
                 if result is not None:
                     settled.append(result)
@@ -464,35 +467,49 @@ def settle_due(
     return settled
 
 
+def _lanes(engine: sa.Engine, kind: PeriodKind[Any, Any]) -> dict[Any, Any]:
+    s = kind.schedule
+    with db.read_only(engine.connect()) as conn:
+        return dict(conn.execute(sa.select(s.key, s.lane)).all())
+
+
 Outcome = tuple[Any, Exception | None]  # what a call returned, or how it failed
-Run = Callable[[Callable[[Any, int], Any], Sequence[Any], int], Iterator[Outcome]]
+Run = Callable[[Callable[[Any, int], Any], Sequence[Any], int, Mapping[Any, Any]], Iterator[Outcome]]
+
+
+def _in_turn(f: Callable[[Any, int], Any], keys: Sequence[Any], period: int) -> list[Outcome]:
+    outcomes: list[Outcome] = []
+    for key in keys:
+        try:
+            outcomes.append((f(key, period), None))
+        except Exception as error:  # the caller raises it after the period's other keys
+            outcomes.append((None, error))
+    return outcomes
 
 
 @contextmanager
 def _side_by_side(threads: int) -> Iterator[Run]:
-    """A `run(f, keys, period)` giving the outcome of f(key, period) for each key, in key order:
-    one call after the other, or up to `threads` at once (each in a copy of the caller's context:
-    its request id)."""
-
-    def in_turn(f: Callable[[Any, int], Any], keys: Sequence[Any], period: int) -> Iterator[Outcome]:
-        for key in keys:
-            try:
-                outcome: Outcome = (f(key, period), None)
-            except Exception as error:  # the caller raises it after the period's other keys
-                outcome = (None, error)
-            yield outcome
-
+    """A `run(f, keys, period, lanes)` giving the outcome of f(key, period) for each key, in key
+    order: one call after the other, or up to `threads` lanes at once (a key's lane in `lanes`,
+    else its own), each lane's keys in turn, in a copy of the caller's context (its request id)."""
     if threads <= 1:
-        yield in_turn
+        yield lambda f, keys, period, lanes: iter(_in_turn(f, keys, period))
         return
     with ThreadPoolExecutor(threads, thread_name_prefix="settle") as pool:
 
-        def at_once(f: Callable[[Any, int], Any], keys: Sequence[Any], period: int) -> Iterator[Outcome]:
-            calls = [pool.submit(contextvars.copy_context().run, f, key, period) for key in keys]
-            for call in calls:
-                error = call.exception()
-                if error is not None and not isinstance(error, Exception):
-                    raise error  # KeyboardInterrupt, SystemExit: not a key's failure
-                yield (None, error) if error is not None else (call.result(), None)
+        def at_once(
+            f: Callable[[Any, int], Any], keys: Sequence[Any], period: int, lanes: Mapping[Any, Any]
+        ) -> Iterator[Outcome]:
+            by_lane: dict[Any, list[Any]] = {}
+            for key in keys:
+                by_lane.setdefault(lanes.get(key, key), []).append(key)
+            calls = {
+                lane: pool.submit(contextvars.copy_context().run, _in_turn, f, turn, period)
+                for lane, turn in by_lane.items()
+            }
+            outcomes: dict[Any, Outcome] = {}
+            for lane, turn in by_lane.items():
+                outcomes.update(zip(turn, calls[lane].result(), strict=True))
+            return iter([outcomes[key] for key in keys])
 
         yield at_once
