@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
+from flexearn.api.admin.schema import CCY, MAX_MS, Schema, array, choice, decimal, integer, obj
 from flexearn.domain.catalog import (
     OPERATOR_STATUSES,
     AprSource,
@@ -27,25 +28,57 @@ from flexearn.domain.catalog import (
 )
 from flexearn.domain.errors import InvalidParameter, MissingParameter
 from flexearn.domain.money import ascii_digits, parse_amount
+from flexearn.domain.vocabulary import values
 
-# The operator's field → the `ProductFields` field, by kind of value.
+# The operator's fields: each one's schema (the admin API validates and documents it with it) and,
+# by kind of value, the `ProductFields` field `parse` reads it into.
 _ENUMS: dict[str, tuple[str, type[StrEnum]]] = {
     "periodType": ("period_type", PeriodType),
     "apyType": ("apy_type", ApyType),
     "settleMethod": ("settle_method", SettleMethod),
     "productLevel": ("level", Level),
-    "aprSource": ("apr_source", AprSource),
+    "aprSource": ("apr_source", AprSource),  # Binance's flexible model: the tiers are the bonus bands
 }
-_AMOUNTS = {"singleMinAmount": "single_min", "singleMaxAmount": "single_max", "quota": "quota", "apr": "apr"}
-WALK = ("aprLow", "aprHigh", "aprStep")
-_INTS = {
-    "period": "period_days",
-    "subscribePrecision": "subscribe_precision",
-    "profitPrecision": "profit_precision",
-    "redeemDelay": "redeem_delay_days",
-    "startTime": "start_time",
-    "endTime": "end_time",
+_REALTIME_APR = "real-time APR, percent: set by hand (manual) or where the walk starts (simulated)"
+_AMOUNTS: dict[str, tuple[str, Schema]] = {
+    "singleMinAmount": ("single_min", decimal()),
+    "singleMaxAmount": ("single_max", decimal()),
+    "quota": ("quota", decimal("total the product takes")),
+    "apr": ("apr", decimal(_REALTIME_APR)),
 }
+_INTS: dict[str, tuple[str, Schema]] = {
+    "period": ("period_days", integer(1, 3650, description="days (fixed products)")),
+    "subscribePrecision": ("subscribe_precision", integer(0, 18)),
+    "profitPrecision": ("profit_precision", integer(0, 18)),
+    "redeemDelay": ("redeem_delay_days", integer(0, 365, description="days until a redemption arrives")),
+    "startTime": ("start_time", integer(0, MAX_MS)),
+    "endTime": ("end_time", integer(0, MAX_MS)),
+}
+_WALK: dict[str, Schema] = {  # the simulated APR's walk (docs/facades.md)
+    "aprLow": decimal("simulated APR's lower bound, percent"),
+    "aprHigh": decimal("simulated APR's upper bound, percent"),
+    "aprStep": decimal("simulated APR's largest hourly move, percent"),
+}
+TIER = obj(
+    {
+        "rateLevel": integer(0, 1000),
+        "minStepVal": decimal(example="0"),
+        "maxStepVal": decimal(example="1000"),
+        "currentApy": decimal("percent", "5"),
+    },
+    ("minStepVal", "maxStepVal", "currentApy"),
+)
+FIELDS: dict[str, Schema] = {
+    "coin": CCY,
+    **{name: choice(*values(kind)) for name, (_, kind) in _ENUMS.items()},
+    **{name: schema for name, (_, schema) in (*_AMOUNTS.items(), *_INTS.items())},
+    **_WALK,
+    "aprSeed": integer(0, 2**31 - 1, description="simulated APR's seed"),
+    "apyList": array(TIER, 20, minItems=1),
+    "advanceRedeem": choice("Yes", "No"),
+    "status": choice(*values(OPERATOR_STATUSES)),
+}
+AT_CREATION = ("coin", "periodType", "period")  # a product's own: not among the changes
 
 
 def parse(spec: Mapping[str, Any]) -> ProductFields:
@@ -56,12 +89,12 @@ def parse(spec: Mapping[str, Any]) -> ProductFields:
     for name, (field, kind) in _ENUMS.items():
         if name in given:
             fields[field] = _enum(kind, given[name], name)
-    for name, field in _AMOUNTS.items():
+    for name, (field, _) in _AMOUNTS.items():
         if name in given:
             fields[field] = parse_amount(str(given[name]), param=name)
             if fields[field] < 0:
                 raise InvalidParameter(name, "must not be negative")
-    for name, field in _INTS.items():
+    for name, (field, _) in _INTS.items():
         if name in given:
             if not ascii_digits(str(given[name])):
                 raise InvalidParameter(name, "a whole number")
@@ -77,7 +110,7 @@ def parse(spec: Mapping[str, Any]) -> ProductFields:
     return ProductFields(
         **fields,
         tiers=_tiers(spec["apyList"]) if "apyList" in spec else None,
-        walk=_walk(given) if any(name in given for name in (*WALK, "aprSeed")) else None,
+        walk=_walk(given) if any(name in given for name in (*_WALK, "aprSeed")) else None,
     )
 
 
@@ -91,7 +124,7 @@ def operator_status(text: str) -> Status:
 def _walk(given: Mapping[str, Any]) -> Walk:
     """The simulated APR's walk: its bounds and hourly step (percent, all three) and its seed."""
     low, high, step = (
-        parse_amount(str(given[name]), param=name) if name in given else _missing(name) for name in WALK
+        parse_amount(str(given[name]), param=name) if name in given else _missing(name) for name in _WALK
     )
     seed = str(given.get("aprSeed", 0))
     if not ascii_digits(seed):

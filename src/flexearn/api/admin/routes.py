@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flexearn.api.admin import handlers as h
+from flexearn.api.admin import product_spec
 from flexearn.api.admin.schema import (
     CCY,
     DECIMAL_PATTERN,
@@ -25,13 +26,8 @@ from flexearn.api.admin.schema import (
     text,
 )
 from flexearn.domain.catalog import (
-    OPERATOR_STATUSES,
-    AprSource,
-    ApyType,
     Level,
-    PeriodType,
     Product,
-    SettleMethod,
 )
 from flexearn.domain.ledger import WALLETS
 from flexearn.domain.market import DemandSource, MatchingMode
@@ -128,49 +124,11 @@ MARKET = obj(
         "simulation": SIMULATION,
     }
 )
-TIER = obj(
-    {
-        "rateLevel": integer(0, 1000),
-        "minStepVal": decimal(example="0"),
-        "maxStepVal": decimal(example="1000"),
-        "currentApy": decimal("percent", "5"),
-    },
-    ("minStepVal", "maxStepVal", "currentApy"),
+NEW_PRODUCT = obj(product_spec.FIELDS, ("coin", "apyList"))
+PRODUCT_CHANGES = obj(
+    {name: schema for name, schema in product_spec.FIELDS.items() if name not in product_spec.AT_CREATION},
+    description="only the fields to change",
 )
-_PRODUCT_LIMITS: dict[str, Schema] = {
-    "apyType": choice(*values(ApyType)),
-    "apyList": array(TIER, 20, minItems=1),
-    "advanceRedeem": choice("Yes", "No"),
-    "settleMethod": choice(*values(SettleMethod)),
-    "productLevel": LEVEL,
-    "singleMinAmount": decimal(),
-    "singleMaxAmount": decimal(),
-    "quota": decimal("total the product takes"),
-    "subscribePrecision": integer(0, 18),
-    "profitPrecision": integer(0, 18),
-    "redeemDelay": integer(0, 365, description="days until a redemption arrives"),
-    "startTime": integer(0, MAX_MS),
-    "endTime": integer(0, MAX_MS),
-    "status": choice(*values(OPERATOR_STATUSES)),
-    # Binance's flexible model (docs/facades.md): the real-time APR's source; the tiers are then
-    # the bonus bands.
-    "aprSource": choice(*values(AprSource)),
-    "apr": decimal("real-time APR, percent: set by hand (manual) or where the walk starts (simulated)"),
-    "aprLow": decimal("simulated APR's lower bound, percent"),
-    "aprHigh": decimal("simulated APR's upper bound, percent"),
-    "aprStep": decimal("simulated APR's largest hourly move, percent"),
-    "aprSeed": integer(0, 2**31 - 1, description="simulated APR's seed"),
-}
-NEW_PRODUCT = obj(
-    {
-        "coin": CCY,
-        "periodType": choice(*values(PeriodType)),
-        "period": integer(1, 3650, description="days (fixed products)"),
-        **_PRODUCT_LIMITS,
-    },
-    ("coin", "apyList"),
-)
-PRODUCT_CHANGES = obj(_PRODUCT_LIMITS, description="only the fields to change")
 PAGE = {"limit": integer(1, 1000)}
 
 ROUTES: tuple[AdminRoute, ...] = (
@@ -361,7 +319,7 @@ ROUTES: tuple[AdminRoute, ...] = (
         "Start, pause or take a product offline",
         h.set_product_status,
         Product,
-        body=obj({"status": _PRODUCT_LIMITS["status"]}, ("status",)),
+        body=obj({"status": product_spec.FIELDS["status"]}, ("status",)),
         errors=(404,),
     ),
     AdminRoute(
