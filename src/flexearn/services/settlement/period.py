@@ -474,7 +474,7 @@ def _lanes(engine: sa.Engine, kind: PeriodKind[Any, Any]) -> dict[Any, Any]:
 
 
 Outcome = tuple[Any, Exception | None]  # what a call returned, or how it failed
-Run = Callable[[Callable[[Any, int], Any], Sequence[Any], int, Mapping[Any, Any]], Iterator[Outcome]]
+Run = Callable[[Callable[[Any, int], Any], Sequence[Any], int, Mapping[Any, Any]], list[Outcome]]
 
 
 def _in_turn(f: Callable[[Any, int], Any], keys: Sequence[Any], period: int) -> list[Outcome]:
@@ -493,13 +493,13 @@ def _side_by_side(threads: int) -> Iterator[Run]:
     order: one call after the other, or up to `threads` lanes at once (a key's lane in `lanes`,
     else its own), each lane's keys in turn, in a copy of the caller's context (its request id)."""
     if threads <= 1:
-        yield lambda f, keys, period, lanes: iter(_in_turn(f, keys, period))
+        yield lambda f, keys, period, lanes: _in_turn(f, keys, period)
         return
     with ThreadPoolExecutor(threads, thread_name_prefix="settle") as pool:
 
         def at_once(
             f: Callable[[Any, int], Any], keys: Sequence[Any], period: int, lanes: Mapping[Any, Any]
-        ) -> Iterator[Outcome]:
+        ) -> list[Outcome]:
             by_lane: dict[Any, list[Any]] = {}
             for key in keys:
                 by_lane.setdefault(lanes.get(key, key), []).append(key)
@@ -510,6 +510,6 @@ def _side_by_side(threads: int) -> Iterator[Run]:
             outcomes: dict[Any, Outcome] = {}
             for lane, turn in by_lane.items():
                 outcomes.update(zip(turn, calls[lane].result(), strict=True))
-            return iter([outcomes[key] for key in keys])
+            return [outcomes[key] for key in keys]
 
         yield at_once
