@@ -35,10 +35,6 @@ Progress: TypeAlias = settlement.Progress
 Maintenance = Callable[[sa.Engine], object]
 
 
-def _always() -> bool:
-    return True
-
-
 @dataclass(frozen=True)
 class Settled:
     hours: list[settlement.SettledHour] = field(default_factory=list)
@@ -47,7 +43,7 @@ class Settled:
 
 def settle_all_due(
     engine: sa.Engine,
-    keep_going: KeepGoing = _always,
+    keep_going: KeepGoing = settlement.always,
     *,
     ranges: int = 1,
     threads: int = 1,
@@ -90,7 +86,7 @@ def settle_all_due(
 
 def settle_due_hours(
     engine: sa.Engine,
-    keep_going: KeepGoing = _always,
+    keep_going: KeepGoing = settlement.always,
     *,
     ranges: int = 1,
     threads: int = 1,
@@ -115,7 +111,7 @@ def settle_due_hours(
 
 def settle_due_days(
     engine: sa.Engine,
-    keep_going: KeepGoing = _always,
+    keep_going: KeepGoing = settlement.always,
     *,
     ranges: int = 1,
     threads: int = 1,

@@ -43,6 +43,7 @@ __all__ = [
     "RangesDisagree",
     "SettledDay",
     "SettledHour",
+    "always",
     "apply_next",
     "close_period",
     "due_days",
