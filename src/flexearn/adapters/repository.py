@@ -381,11 +381,8 @@ def insert_lending_history(
                 repeat(plain(rate), n),
                 strict=True,
             )
-            cursor.executemany(
-                "INSERT INTO lending_history (user_id, position_id, ccy, ts, amt, earnings, rate) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                list(values),
-            )
+            names = ("user_id", "position_id", "ccy", "ts", "amt", "earnings", "rate")
+            bulk.sqlite_insert(cursor, "lending_history", names, values)
     finally:
         cursor.close()
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from operator import itemgetter
 from typing import Any
 
 import sqlalchemy as sa
@@ -195,15 +196,19 @@ def write_changes(
 ) -> None:
     """The positions' new rows, and the history of the hour that ended: what each position lent
     and earned at `last_match`'s rate (none before a currency's first match)."""
-    repo.update_positions(conn, [(c.id, c.amt, c.earnings, c.loan) for c in changes], ccy=ccy)
+    repo.update_positions(conn, list(map(_POSITION_AMOUNTS, changes)), ccy=ccy)
     if last_match is not None:
-        repo.insert_lending_history(
-            conn,
-            ccy,
-            hour - HOUR_MS,
-            last_match.lender_rate,
-            [(c.user_id, c.id, c.lent_last_hour, c.interest) for c in changes if c.lent_last_hour > 0],
-        )
+        lent = map(_HISTORY, [c for c in changes if c.lent_last_hour > 0])
+        repo.insert_lending_history(conn, ccy, hour - HOUR_MS, last_match.lender_rate, lent)
+
+
+def _fields(*names: str) -> itemgetter[Any]:
+    """The named fields of a `PositionChange`, as a tuple (in C: an hour makes one per position)."""
+    return itemgetter(*map(PositionChange._fields.index, names))
+
+
+_POSITION_AMOUNTS = _fields("id", "amt", "earnings", "loan")  # update_positions' rows
+_HISTORY = _fields("user_id", "id", "lent_last_hour", "interest")  # insert_lending_history's rows
 
 
 def due_hours(uow: UnitOfWork) -> dict[str, list[int]]:
