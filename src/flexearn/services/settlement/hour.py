@@ -30,7 +30,6 @@ from flexearn.domain.settlement import (
     MarketTerms,
     OpenHour,
     PositionChange,
-    PositionRow,
     hour_entry,
     plan_hour_rows,
     plan_range_rows,
@@ -60,16 +59,12 @@ class SettledHour:
 
 @dataclass(frozen=True)
 class PlannedHour:
-    """An hour's plan: the open plan, and — made in the transaction that settles it whole — the
-    positions it was made on and their changes."""
+    """An hour's plan: the open plan, the user ids of its positions (to cut ranges by) and — made
+    in the transaction that settles it whole — its changes (then no user ids: no ranges)."""
 
     open: OpenHour
-    positions: Sequence[PositionRow] = ()
+    user_ids: Sequence[int] = ()
     whole: HourPlan | None = field(default=None, compare=False)
-
-    @property
-    def user_ids(self) -> list[int]:
-        return [p.user_id for p in self.positions]
 
     def to_json(self) -> dict[str, Any]:
         return self.open.to_json()
@@ -114,9 +109,8 @@ class Hours:
             LendingRule(terms.mode, ZERO) if whole else LendingRule.of(plan, positions, terms, demand.demand)
         )
         figures = HourFigures.of(plan, demand.demand)
-        return PlannedHour(
-            OpenHour(places, last_match, rule, figures, demand.state), positions, plan if whole else None
-        )
+        open_ = OpenHour(places, last_match, rule, figures, demand.state)
+        return PlannedHour(open_, whole=plan) if whole else PlannedHour(open_, [p.user_id for p in positions])
 
     def restore(self, raw: Mapping[str, Any]) -> PlannedHour:
         return PlannedHour(OpenHour.from_json(raw))
