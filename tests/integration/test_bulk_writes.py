@@ -92,3 +92,19 @@ def test_insert_ignoring_existing_keys_keeps_them(engine: sa.Engine) -> None:
 def test_amounts_must_be_decimal(engine: sa.Engine) -> None:
     with engine.begin() as conn, pytest.raises(TypeError):
         bulk.insert_many(conn, "bulk_scratch", COLUMNS, [(1, None, "x", 1.5, True, "t")])
+
+
+def test_many_rows_span_several_statements(engine: sa.Engine) -> None:
+    """More rows than one SQLite statement takes (`bulk.SQLITE_ROWS_PER_INSERT`), ending in a part
+    of one; keys already there are kept across the statements' boundaries."""
+    count = 2 * bulk.SQLITE_ROWS_PER_INSERT + 234
+    rows = [
+        (i, i % 7, f"label {i}", Decimal(i).scaleb(-(i % 19)), i % 2 == 0, "t") for i in range(1, count + 1)
+    ]
+    first = bulk.SQLITE_ROWS_PER_INSERT + 100
+    with engine.begin() as conn:
+        bulk.insert_many(conn, "bulk_scratch", COLUMNS, rows[:first])
+        bulk.insert_many(
+            conn, "bulk_scratch", COLUMNS, [(*row[:5], "new") for row in rows], ignore_existing=True
+        )
+    assert stored(engine) == rows[:first] + [(*row[:5], "new") for row in rows[first:]]

@@ -209,16 +209,19 @@ def _make_user_accounts(conn: sa.Connection, refs: Sequence[AccountRef]) -> None
 def _lock_user_accounts(conn: sa.Connection, keys: Sequence[str]) -> dict[str, tuple[int, Decimal]]:
     """(id, balance) of each user account of `keys` (sorted), locked in key order: on PostgreSQL in
     one statement over an array of keys, on SQLite (one writer, no row locks) a chunk at a time."""
-    a = t.account
-    query = sa.select(a.c.id, a.c.key, a.c.balance).order_by(a.c.key)
     if conn.dialect.name == "postgresql":
+        a = t.account
+        query = sa.select(a.c.id, a.c.key, a.c.balance).order_by(a.c.key)
         keys_array = sa.bindparam("keys", list(keys), type_=postgresql.ARRAY(sa.String))
         rows = conn.execute(query.where(a.c.key == sa.any_(keys_array)).with_for_update()).all()
         return {key: (account, balance) for account, key, balance in rows}
     found: dict[str, tuple[int, Decimal]] = {}
-    for start in range(0, len(keys), KEY_CHUNK):
-        rows = conn.execute(query.where(a.c.key.in_(keys[start : start + KEY_CHUNK]))).all()
-        found |= {key: (account, balance) for account, key, balance in rows}
+    for start in range(0, len(keys), KEY_CHUNK):  # through the driver: a day reads every holder's
+        chunk = keys[start : start + KEY_CHUNK]
+        marks = ", ".join(f":k{i}" for i in range(len(chunk)))
+        sql = f"SELECT id, key, balance FROM ledger_account WHERE key IN ({marks}) ORDER BY key"
+        rows = db.direct(conn, sql, {f"k{i}": key for i, key in enumerate(chunk)})
+        found |= {key: (account, t.exact(balance)) for account, key, balance in rows}
     return found
 
 
@@ -381,11 +384,8 @@ def insert_lending_history(
                 repeat(plain(rate), n),
                 strict=True,
             )
-            cursor.executemany(
-                "INSERT INTO lending_history (user_id, position_id, ccy, ts, amt, earnings, rate) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                list(values),
-            )
+            names = ("user_id", "position_id", "ccy", "ts", "amt", "earnings", "rate")
+            bulk.sqlite_insert(cursor, "lending_history", names, values)
     finally:
         cursor.close()
 

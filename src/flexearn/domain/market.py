@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
+from functools import cached_property
 from operator import itemgetter
 
 from flexearn.domain.errors import InvalidParameter
@@ -74,7 +75,7 @@ class Match:
     supply: Decimal  # total offered
     eligible: Decimal  # offered at or below the borrow rate
 
-    @property
+    @cached_property  # read twice per settled hour, a sum over every lent position
     def lent_total(self) -> Decimal:
         return sum(self.lent.values(), ZERO)
 

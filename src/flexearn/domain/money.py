@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import decimal
+import functools
 import re
 from collections.abc import Iterable
 from decimal import ROUND_DOWN, ROUND_UP, Context, Decimal, InvalidOperation, Rounded
@@ -107,14 +108,24 @@ def decimal_places(value: Decimal) -> int:
     return max(0, -exponent)
 
 
+# `_EXACT` rounding up, for `round_up`.
+_EXACT_UP = Context(prec=_EXACT.prec, rounding=ROUND_UP)
+
+
+@functools.cache
+def _quantum(places: int) -> Decimal:
+    """1E-places: what `places` rounds to (made once per places: settlement rounds per row)."""
+    return Decimal(1).scaleb(-places)
+
+
 def round_down(value: Decimal, places: int) -> Decimal:
     """Round toward zero to `places`: what the engine pays out."""
-    return value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_DOWN, context=_EXACT)
+    return _EXACT.quantize(value, _quantum(places))
 
 
 def round_up(value: Decimal, places: int) -> Decimal:
     """Round away from zero to `places`: what the engine charges."""
-    return value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_UP, context=_EXACT)
+    return _EXACT_UP.quantize(value, _quantum(places))
 
 
 def mul_div_down(a: Decimal, b: Decimal, divisor: int | Decimal, places: int) -> Decimal:

@@ -6,9 +6,10 @@ into the position, then match the new amounts against the demand for [H, H+1).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, Context, Decimal
+from itertools import repeat
 from typing import Any, NamedTuple
 
 from flexearn.domain.ledger import AccountKind, AccountRef, Entry, Leg, compound
@@ -106,8 +107,15 @@ def hour_interest(lent: Decimal, lender_rate: Decimal, places: int) -> Decimal:
     exponent), computed as the truncated integer quotient of `lent × rate × 10^places` by 8760
     (exact), which is about twice as fast as a 120-digit division followed by a quantize.
     """
-    scaled = _WIDE.scaleb(_WIDE.multiply(lent, lender_rate), places)
-    return _WIDE.scaleb(_WIDE.divide_int(scaled, _HOURS_PER_YEAR), -places)
+    return next(hour_interests((lent,), lender_rate, places))
+
+
+def hour_interests(lent: Iterable[Decimal], lender_rate: Decimal, places: int) -> Iterator[Decimal]:
+    """`hour_interest` of each amount of `lent` at one rate: `rate × 10^places` is made once, and
+    the three exact steps per amount run in C (no Python call per amount; an hour's hot path)."""
+    scaled_rate = _WIDE.scaleb(lender_rate, places)
+    scaled = map(_WIDE.multiply, lent, repeat(scaled_rate))
+    return map(_WIDE.scaleb, map(_WIDE.divide_int, scaled, repeat(_HOURS_PER_YEAR)), repeat(-places))
 
 
 class PositionRow(NamedTuple):
@@ -177,15 +185,12 @@ def _interest(
     positions: Sequence[PositionRow], last: LastMatch | None, places: int
 ) -> tuple[dict[int, Decimal], Decimal]:
     """Each lent position's interest for the hour that ends (by id), and the total lent."""
-    paid: dict[int, Decimal] = {}
-    lent_total = ZERO
-    if last is not None and last.lender_rate > 0:
-        lender_rate = last.lender_rate
-        for pid, _, _, loan, _, _, _ in positions:
-            if loan > ZERO:
-                lent_total += loan
-                paid[pid] = hour_interest(loan, lender_rate, places)
-    return paid, lent_total
+    if last is None or last.lender_rate <= 0:
+        return {}, ZERO
+    lent = [(pid, loan) for pid, _, _, loan, _, _, _ in positions if loan > ZERO]
+    loans = [loan for _, loan in lent]
+    paid = dict(zip([pid for pid, _ in lent], hour_interests(loans, last.lender_rate, places), strict=True))
+    return paid, sum(loans, ZERO)
 
 
 def _changes(

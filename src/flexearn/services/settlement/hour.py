@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from operator import itemgetter
 from typing import Any
 
 import sqlalchemy as sa
@@ -29,7 +30,6 @@ from flexearn.domain.settlement import (
     MarketTerms,
     OpenHour,
     PositionChange,
-    PositionRow,
     hour_entry,
     plan_hour_rows,
     plan_range_rows,
@@ -59,16 +59,12 @@ class SettledHour:
 
 @dataclass(frozen=True)
 class PlannedHour:
-    """An hour's plan: the open plan, and — made in the transaction that settles it whole — the
-    positions it was made on and their changes."""
+    """An hour's plan: the open plan, the user ids of its positions (to cut ranges by) and — made
+    in the transaction that settles it whole — its changes (then no user ids: no ranges)."""
 
     open: OpenHour
-    positions: Sequence[PositionRow] = ()
+    user_ids: Sequence[int] = ()
     whole: HourPlan | None = field(default=None, compare=False)
-
-    @property
-    def user_ids(self) -> list[int]:
-        return [p.user_id for p in self.positions]
 
     def to_json(self) -> dict[str, Any]:
         return self.open.to_json()
@@ -114,9 +110,8 @@ class Hours:
             LendingRule(terms.mode, ZERO) if whole else LendingRule.of(plan, positions, terms, demand.demand)
         )
         figures = HourFigures.of(plan, demand.demand)
-        return PlannedHour(
-            OpenHour(places, last_match, rule, figures, demand.state), positions, plan if whole else None
-        )
+        open_ = OpenHour(places, last_match, rule, figures, demand.state)
+        return PlannedHour(open_, whole=plan) if whole else PlannedHour(open_, [p.user_id for p in positions])
 
     def restore(self, raw: Mapping[str, Any]) -> PlannedHour:
         return PlannedHour(OpenHour.from_json(raw))
@@ -196,15 +191,19 @@ def write_changes(
 ) -> None:
     """The positions' new rows, and the history of the hour that ended: what each position lent
     and earned at `last_match`'s rate (none before a currency's first match)."""
-    repo.update_positions(conn, [(c.id, c.amt, c.earnings, c.loan) for c in changes], ccy=ccy)
+    repo.update_positions(conn, list(map(_POSITION_AMOUNTS, changes)), ccy=ccy)
     if last_match is not None:
-        repo.insert_lending_history(
-            conn,
-            ccy,
-            hour - HOUR_MS,
-            last_match.lender_rate,
-            [(c.user_id, c.id, c.lent_last_hour, c.interest) for c in changes if c.lent_last_hour > 0],
-        )
+        lent = map(_HISTORY, [c for c in changes if c.lent_last_hour > 0])
+        repo.insert_lending_history(conn, ccy, hour - HOUR_MS, last_match.lender_rate, lent)
+
+
+def _fields(*names: str) -> itemgetter[Any]:
+    """The named fields of a `PositionChange`, as a tuple (in C: an hour makes one per position)."""
+    return itemgetter(*map(PositionChange._fields.index, names))
+
+
+_POSITION_AMOUNTS = _fields("id", "amt", "earnings", "loan")  # update_positions' rows
+_HISTORY = _fields("user_id", "id", "lent_last_hour", "interest")  # insert_lending_history's rows
 
 
 def due_hours(uow: UnitOfWork) -> dict[str, list[int]]:
