@@ -99,3 +99,56 @@ def test_a_database_failure_after_a_commit_is_an_unknown_outcome_not_unavailable
     with pytest.raises(sa.exc.OperationalError):  # nothing was committed: "unavailable" is true
         asyncio.run(request(lose_the_database_before_any_commit))
     assert _rows(engine) == [4]
+
+
+def _settings(conn: sa.Connection) -> tuple[str, ...]:
+    names = ("statement_timeout", "lock_timeout", "transaction_isolation", "transaction_read_only")
+    settings = ", ".join(f"current_setting('{name}')" for name in names)
+    return tuple(conn.exec_driver_sql(f"SELECT {settings}").one())
+
+
+@pytest.mark.postgres
+def test_a_unit_of_work_under_a_deadline_gets_its_time_left_as_timeouts_and_the_pool_keeps_none(
+    postgres_url: str,
+) -> None:
+    """On PostgreSQL a transaction begun under a deadline runs with statement and lock timeouts of
+    the time left, in the isolation its unit of work asks for; they end with it."""
+    engine = db.make_engine(postgres_url, pool_size=1, max_overflow=0)
+    try:
+        with db.deadline(db.Deadline(time.monotonic() + 5)):
+            with UnitOfWork(engine) as uow:
+                assert _settings(uow.conn)[2:] == ("read committed", "off")
+            with UnitOfWork(engine, read_only=True) as uow:
+                statement, lock, isolation, read_only = _settings(uow.conn)
+                assert (isolation, read_only) == ("repeatable read", "on")
+                with pytest.raises(db.ReadOnlyViolation):
+                    uow.conn.exec_driver_sql("CREATE TABLE refused (n INTEGER)")
+        assert statement == lock
+        assert 4000 < int(statement.removesuffix("ms")) <= 5000
+        with UnitOfWork(engine) as uow:  # the same pooled connection, no deadline: no timeouts
+            assert _settings(uow.conn)[:2] == ("0", "0")
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.postgres
+@pytest.mark.timeout(30)  # without the lock timeout it would wait for the lock forever
+def test_a_lock_wait_under_a_deadline_ends_when_the_deadline_does(postgres_url: str) -> None:
+    """(SQLite's lock wait, its busy timeout: tests/deployment/test_backpressure.py.)"""
+    engine = db.make_engine(postgres_url)
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE written (n INTEGER)")
+            conn.exec_driver_sql("INSERT INTO written VALUES (1)")
+        with engine.connect() as holder:
+            holder.exec_driver_sql("SELECT n FROM written FOR UPDATE")  # held until it rolls back
+            started = time.monotonic()
+            bounded = db.deadline(db.Deadline(started + 0.3))
+            with bounded, pytest.raises(sa.exc.OperationalError) as refused, UnitOfWork(engine) as uow:
+                uow.conn.exec_driver_sql("UPDATE written SET n = 2")
+            assert db.unavailable(refused.value)
+            assert time.monotonic() - started < 0.3 + 0.5
+            holder.rollback()
+        assert _rows(engine) == [1]
+    finally:
+        engine.dispose()
