@@ -5,8 +5,10 @@ answer waits for a COMMIT already sent instead of claiming nothing happened.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -150,5 +152,35 @@ def test_a_lock_wait_under_a_deadline_ends_when_the_deadline_does(postgres_url: 
             assert time.monotonic() - started < 0.3 + 0.5
             holder.rollback()
         assert _rows(engine) == [1]
+    finally:
+        engine.dispose()
+
+
+def test_a_writer_waiting_for_sqlites_lock_under_a_deadline_ends_when_the_deadline_does(
+    tmp_path: Path,
+) -> None:
+    """Another process's writer holds SQLite's write lock: a unit of work's BEGIN IMMEDIATE waits
+    only the time left, is answered unavailable (SQLAlchemy's `OperationalError`, as any statement's
+    failure), and lets the next writer of this process in."""
+    path = tmp_path / "flexearn.db"
+    engine = db.make_engine(f"sqlite:///{path}")
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE written (n INTEGER)")
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # e.g. a settlement in the worker
+        started = time.monotonic()
+        bounded = db.deadline(db.Deadline(started + 0.3))
+        with bounded, pytest.raises(sa.exc.OperationalError) as refused, UnitOfWork(engine):
+            pass
+        assert db.unavailable(refused.value)
+        assert 0.25 < time.monotonic() - started < 0.3 + 0.5
+        other.rollback()
+        other.close()
+        # The refused connection held aside (the pool has no other): the next writer is another
+        # connection, which the writer gate lets in only if the refused one left it.
+        with engine.connect(), db.deadline(db.Deadline(time.monotonic() + 1)):
+            _write(engine, 5)
+        assert _rows(engine) == [5]
     finally:
         engine.dispose()

@@ -261,10 +261,18 @@ def direct(conn: sa.Connection, sql: str, params: dict[str, Any]) -> list[Any]:
         result = cursor.pgresult  # rows or none: asked of the result (`description` builds columns)
         return cursor.fetchall() if result.status == psycopg.pq.ExecStatus.TUPLES_OK else []
     except dialect.loaded_dbapi.Error as error:
-        lost = dialect.is_disconnect(error, driver, None)
-        raise sa.exc.DBAPIError.instance(
-            sql, params, error, dialect.loaded_dbapi.Error, connection_invalidated=lost, dialect=dialect
-        ) from error
+        raise _as_sqlalchemys(dialect, driver, sql, params, error) from error
+
+
+def _as_sqlalchemys(
+    dialect: sa.Dialect, driver: Any, sql: str, params: dict[str, Any], error: Any
+) -> sa.exc.StatementError:
+    """A driver's error as SQLAlchemy would have raised it, for a statement sent past SQLAlchemy."""
+    lost = dialect.is_disconnect(error, driver, None)
+    raised: sa.exc.StatementError = sa.exc.DBAPIError.instance(
+        sql, params, error, dialect.loaded_dbapi.Error, connection_invalidated=lost, dialect=dialect
+    )
+    return raised
 
 
 @functools.cache
@@ -454,8 +462,8 @@ def _sqlite_transactions(engine: sa.Engine) -> None:
     def _begin(connection: sa.Connection) -> None:
         # Under a deadline, wait for the write lock only as long as it leaves; else as long as the
         # longest writer may need (a settlement). The pragma is the connection's: set every time.
-        # A reader's deferred BEGIN takes no lock: straight to the driver. A writer's BEGIN
-        # IMMEDIATE, which can fail ("database is locked"), goes through SQLAlchemy.
+        # Both BEGINs go straight to the driver; a writer's BEGIN IMMEDIATE can fail ("database
+        # is locked"), raised as SQLAlchemy would have raised it (`sa.exc.OperationalError`).
         ms = _remaining_ms()
         reading = _is_read_only(connection)
         driver = _sqlite_prepare(connection.connection, ms, reading=reading)
@@ -464,9 +472,11 @@ def _sqlite_transactions(engine: sa.Engine) -> None:
             return
         gate.enter(driver, ms)
         try:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
-        except BaseException:
+            driver.execute("BEGIN IMMEDIATE")
+        except BaseException as error:
             gate.leave(driver)
+            if isinstance(error, sqlite3.Error):
+                raise _as_sqlalchemys(dialect, driver, "BEGIN IMMEDIATE", {}, error) from error
             raise
 
 
