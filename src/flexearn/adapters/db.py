@@ -395,12 +395,9 @@ def _postgres_deadlines(engine: sa.Engine) -> None:
             if result.status != psycopg.pq.ExecStatus.TUPLES_OK:  # e.g. the server went away
                 raise psycopg.OperationalError(result.get_error_message() or "BEGIN failed")
         except psycopg.Error as error:
-            lost = bool(driver.closed)
-            if lost:
+            if driver.closed:  # lost with the server: not back into the pool
                 connection.invalidate(error)
-            raise sa.exc.DBAPIError.instance(
-                sql, {}, error, psycopg.Error, connection_invalidated=lost, dialect=dialect
-            ) from error
+            raise _as_sqlalchemys(dialect, driver, sql, {}, error) from error
 
 
 def _begin_command(driver: psycopg.Connection[Any]) -> str:
