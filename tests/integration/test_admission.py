@@ -5,8 +5,10 @@ answer waits for a COMMIT already sent instead of claiming nothing happened.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -99,3 +101,86 @@ def test_a_database_failure_after_a_commit_is_an_unknown_outcome_not_unavailable
     with pytest.raises(sa.exc.OperationalError):  # nothing was committed: "unavailable" is true
         asyncio.run(request(lose_the_database_before_any_commit))
     assert _rows(engine) == [4]
+
+
+def _settings(conn: sa.Connection) -> tuple[str, ...]:
+    names = ("statement_timeout", "lock_timeout", "transaction_isolation", "transaction_read_only")
+    settings = ", ".join(f"current_setting('{name}')" for name in names)
+    return tuple(conn.exec_driver_sql(f"SELECT {settings}").one())
+
+
+@pytest.mark.postgres
+def test_a_unit_of_work_under_a_deadline_gets_its_time_left_as_timeouts_and_the_pool_keeps_none(
+    postgres_url: str,
+) -> None:
+    """On PostgreSQL a transaction begun under a deadline runs with statement and lock timeouts of
+    the time left, in the isolation its unit of work asks for; they end with it."""
+    engine = db.make_engine(postgres_url, pool_size=1, max_overflow=0)
+    try:
+        with db.deadline(db.Deadline(time.monotonic() + 5)):
+            with UnitOfWork(engine) as uow:
+                assert _settings(uow.conn)[2:] == ("read committed", "off")
+            with UnitOfWork(engine, read_only=True) as uow:
+                statement, lock, isolation, read_only = _settings(uow.conn)
+                assert (isolation, read_only) == ("repeatable read", "on")
+                with pytest.raises(db.ReadOnlyViolation):
+                    uow.conn.exec_driver_sql("CREATE TABLE refused (n INTEGER)")
+        assert statement == lock
+        assert 4000 < int(statement.removesuffix("ms")) <= 5000
+        with UnitOfWork(engine) as uow:  # the same pooled connection, no deadline: no timeouts
+            assert _settings(uow.conn)[:2] == ("0", "0")
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.postgres
+@pytest.mark.timeout(30)  # without the lock timeout it would wait for the lock forever
+def test_a_lock_wait_under_a_deadline_ends_when_the_deadline_does(postgres_url: str) -> None:
+    """(SQLite's lock wait, its busy timeout: tests/deployment/test_backpressure.py.)"""
+    engine = db.make_engine(postgres_url)
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE written (n INTEGER)")
+            conn.exec_driver_sql("INSERT INTO written VALUES (1)")
+        with engine.connect() as holder:
+            holder.exec_driver_sql("SELECT n FROM written FOR UPDATE")  # held until it rolls back
+            started = time.monotonic()
+            bounded = db.deadline(db.Deadline(started + 0.3))
+            with bounded, pytest.raises(sa.exc.OperationalError) as refused, UnitOfWork(engine) as uow:
+                uow.conn.exec_driver_sql("UPDATE written SET n = 2")
+            assert db.unavailable(refused.value)
+            assert time.monotonic() - started < 0.3 + 0.5
+            holder.rollback()
+        assert _rows(engine) == [1]
+    finally:
+        engine.dispose()
+
+
+def test_a_writer_waiting_for_sqlites_lock_under_a_deadline_ends_when_the_deadline_does(
+    tmp_path: Path,
+) -> None:
+    """Another process's writer holds SQLite's write lock: a unit of work's BEGIN IMMEDIATE waits
+    only the time left, is answered unavailable (SQLAlchemy's `OperationalError`, as any statement's
+    failure), and lets the next writer of this process in."""
+    path = tmp_path / "flexearn.db"
+    engine = db.make_engine(f"sqlite:///{path}")
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE written (n INTEGER)")
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # e.g. a settlement in the worker
+        started = time.monotonic()
+        bounded = db.deadline(db.Deadline(started + 0.3))
+        with bounded, pytest.raises(sa.exc.OperationalError) as refused, UnitOfWork(engine):
+            pass
+        assert db.unavailable(refused.value)
+        assert 0.25 < time.monotonic() - started < 0.3 + 0.5
+        other.rollback()
+        other.close()
+        # The refused connection held aside (the pool has no other): the next writer is another
+        # connection, which the writer gate lets in only if the refused one left it.
+        with engine.connect(), db.deadline(db.Deadline(time.monotonic() + 1)):
+            _write(engine, 5)
+        assert _rows(engine) == [5]
+    finally:
+        engine.dispose()

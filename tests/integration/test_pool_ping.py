@@ -4,12 +4,14 @@ statement ("service unavailable") and takes the rest of the pool with it, so the
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
 
 from flexearn.adapters import db
+from flexearn.services.unit_of_work import UnitOfWork
 
 
 @pytest.fixture
@@ -63,3 +65,18 @@ def test_a_connection_dropped_while_busy_fails_once_then_the_pool_is_renewed(eng
         backend(engine)
     assert db.unavailable(failed.value)  # answered "service unavailable"
     assert backend(engine) not in pids  # the whole pool was discarded: the next one is new
+
+
+def test_a_connection_dropped_while_busy_fails_its_begin_under_a_deadline_then_the_next_is_new(
+    engine: sa.Engine,
+) -> None:
+    """Under a request's deadline the BEGIN (with the deadline's timeouts) is the first thing sent:
+    on a dead connection it fails as a statement would, and that connection leaves the pool."""
+    pid = backend(engine)
+    drop(engine, pid)
+    with db.deadline(db.Deadline(time.monotonic() + 5)):
+        with pytest.raises(sa.exc.OperationalError) as failed, UnitOfWork(engine):
+            pass
+        assert db.unavailable(failed.value)
+        with UnitOfWork(engine) as uow:
+            assert uow.conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one() != pid

@@ -234,29 +234,45 @@ def _postgres_in_turn(driver: Any, ms: int | None, statements: Sequence[Statemen
             driver.autocommit = False
 
 
+_CURSOR = "flexearn_cursor"  # `direct`'s cursor, in the pooled connection's `info`
+
+
 def direct(conn: sa.Connection, sql: str, params: dict[str, Any]) -> list[Any]:
     """The rows of one statement (`sql` in the `:name` style, for both databases) run in `conn`'s
     open transaction straight through the driver: for the statements of the hot writes (a purchase),
     where SQLAlchemy's construction, compilation-cache lookup and result processing cost several
     times what the driver does. Amounts go in as `Amount` binds them (SQLite: canonical text) and
     come back as the driver returns them (read them with `tables.exact`); PostgreSQL's driver
-    prepares a statement it has run a few times on the connection. A statement without rows: [].
-    A driver error is raised as SQLAlchemy raises it (`sa.exc.IntegrityError`, `OperationalError`…),
-    so callers catch the same errors whichever way a statement went."""
-    driver: Any = conn.connection.dbapi_connection
+    prepares a statement it has run a few times on the connection (through one cursor, kept with
+    it). A statement without rows: []. A driver error is raised as SQLAlchemy raises it
+    (`sa.exc.IntegrityError`, `OperationalError`…), so callers catch the same errors whichever way a
+    statement went."""
+    pooled = conn.connection
+    driver: Any = pooled.dbapi_connection
     dialect = conn.dialect
     try:
         if dialect.name == "sqlite":
             bound = {name: plain(v) if type(v) is Decimal else v for name, v in params.items()}
             return list(driver.execute(sql, bound).fetchall())
-        with driver.cursor() as cursor:
-            cursor.execute(_pyformat(sql), params)
-            return list(cursor.fetchall()) if cursor.description is not None else []
+        cursor = pooled.info.get(_CURSOR)
+        if cursor is None:  # the pool clears `info` when it replaces the connection
+            cursor = pooled.info[_CURSOR] = driver.cursor()
+        cursor.execute(_pyformat(sql), params)
+        result = cursor.pgresult  # rows or none: asked of the result (`description` builds columns)
+        return cursor.fetchall() if result.status == psycopg.pq.ExecStatus.TUPLES_OK else []
     except dialect.loaded_dbapi.Error as error:
-        lost = dialect.is_disconnect(error, driver, None)
-        raise sa.exc.DBAPIError.instance(
-            sql, params, error, dialect.loaded_dbapi.Error, connection_invalidated=lost, dialect=dialect
-        ) from error
+        raise _as_sqlalchemys(dialect, driver, sql, params, error) from error
+
+
+def _as_sqlalchemys(
+    dialect: sa.Dialect, driver: Any, sql: str, params: dict[str, Any], error: Any
+) -> sa.exc.StatementError:
+    """A driver's error as SQLAlchemy would have raised it, for a statement sent past SQLAlchemy."""
+    lost = dialect.is_disconnect(error, driver, None)
+    raised: sa.exc.StatementError = sa.exc.DBAPIError.instance(
+        sql, params, error, dialect.loaded_dbapi.Error, connection_invalidated=lost, dialect=dialect
+    )
+    return raised
 
 
 @functools.cache
@@ -359,13 +375,42 @@ def _ping_idle(engine: sa.Engine) -> None:
 def _postgres_deadlines(engine: sa.Engine) -> None:
     """A transaction begun under a deadline may run each statement, or wait for a lock, only as long
     as the deadline leaves (`SET LOCAL`: the bound ends with the transaction, the pooled connection
-    keeps no trace of it)."""
+    keeps no trace of it).
+
+    Its BEGIN and the timeouts go as one query of the simple protocol, straight to libpq: psycopg
+    would send its implicit BEGIN in a round trip of its own, then the timeouts in another. The
+    BEGIN is the one psycopg would send for the connection's settings (`_begin_command`); psycopg
+    then finds the transaction open, sends no BEGIN of its own, and ends it as usual."""
+    dialect = engine.dialect
 
     @event.listens_for(engine, "begin")
     def _begin(connection: sa.Connection) -> None:
         ms = _remaining_ms()
-        if ms is not None:
-            connection.exec_driver_sql(POSTGRES_TIMEOUTS, {"ms": str(ms)})
+        if ms is None:
+            return
+        driver: Any = connection.connection.dbapi_connection
+        sql = f"{_begin_command(driver)}; " + POSTGRES_TIMEOUTS % {"ms": f"'{ms}'"}
+        try:
+            result = driver.pgconn.exec_(sql.encode())
+            if result.status != psycopg.pq.ExecStatus.TUPLES_OK:  # e.g. the server went away
+                raise psycopg.OperationalError(result.get_error_message() or "BEGIN failed")
+        except psycopg.Error as error:
+            if driver.closed:  # lost with the server: not back into the pool
+                connection.invalidate(error)
+            raise _as_sqlalchemys(dialect, driver, sql, {}, error) from error
+
+
+def _begin_command(driver: psycopg.Connection[Any]) -> str:
+    """The BEGIN psycopg sends for `driver`'s transaction settings (its isolation level, read-only,
+    deferrable), e.g. `BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY`."""
+    parts = ["BEGIN"]
+    if driver.isolation_level is not None:
+        parts.append(f"ISOLATION LEVEL {driver.isolation_level.name.replace('_', ' ')}")
+    if driver.read_only is not None:
+        parts.append("READ ONLY" if driver.read_only else "READ WRITE")
+    if driver.deferrable is not None:
+        parts.append("DEFERRABLE" if driver.deferrable else "NOT DEFERRABLE")
+    return " ".join(parts)
 
 
 def _sqlite_transactions(engine: sa.Engine) -> None:
@@ -414,8 +459,8 @@ def _sqlite_transactions(engine: sa.Engine) -> None:
     def _begin(connection: sa.Connection) -> None:
         # Under a deadline, wait for the write lock only as long as it leaves; else as long as the
         # longest writer may need (a settlement). The pragma is the connection's: set every time.
-        # A reader's deferred BEGIN takes no lock: straight to the driver. A writer's BEGIN
-        # IMMEDIATE, which can fail ("database is locked"), goes through SQLAlchemy.
+        # Both BEGINs go straight to the driver; a writer's BEGIN IMMEDIATE can fail ("database
+        # is locked"), raised as SQLAlchemy would have raised it (`sa.exc.OperationalError`).
         ms = _remaining_ms()
         reading = _is_read_only(connection)
         driver = _sqlite_prepare(connection.connection, ms, reading=reading)
@@ -424,9 +469,11 @@ def _sqlite_transactions(engine: sa.Engine) -> None:
             return
         gate.enter(driver, ms)
         try:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
-        except BaseException:
+            driver.execute("BEGIN IMMEDIATE")
+        except BaseException as error:
             gate.leave(driver)
+            if isinstance(error, sqlite3.Error):
+                raise _as_sqlalchemys(dialect, driver, "BEGIN IMMEDIATE", {}, error) from error
             raise
 
 

@@ -102,10 +102,15 @@ def _lock_user_account(conn: sa.Connection, ref: AccountRef) -> tuple[int, Decim
     return int(found), ZERO if balance is None else t.exact(balance)
 
 
+_BALANCE = "SELECT balance FROM ledger_account WHERE key = :key"
+
+
 def balance(conn: sa.Connection, ref: AccountRef, *, lock: bool = False) -> Decimal:
-    query = sa.select(t.account.c.balance).where(t.account.c.key == ref.key)
-    value = conn.execute(query.with_for_update() if lock else query).scalar()
-    return value if value is not None else ZERO
+    """The account's balance (zero if it has none yet); `lock`: locked to the end of the transaction
+    (on PostgreSQL; SQLite has one writer). Read on trades' way: straight through the driver."""
+    locking = lock and conn.dialect.name == "postgresql"
+    rows = db.direct(conn, f"{_BALANCE} FOR UPDATE" if locking else _BALANCE, {"key": ref.key})
+    return t.exact(rows[0][0]) if rows and rows[0][0] is not None else ZERO
 
 
 # An entry moving more user balances than this (a day of catalog interest paid to every holder's

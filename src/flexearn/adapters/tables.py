@@ -259,6 +259,11 @@ api_key = sa.Table(
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.Column("revoked_at", sa.BigInteger, nullable=True),
 )
+# The keys revoked since a time (`keys.revoked_since`, every API process once a second); partial:
+# only revoked keys, which are few. A comparison on `revoked_at` implies the predicate, so both
+# databases use it for `revoked_at >= :since`.
+KEY_REVOKED = sa.text("revoked_at IS NOT NULL")
+sa.Index("ix_api_key_revoked", api_key.c.revoked_at, sqlite_where=KEY_REVOKED, postgresql_where=KEY_REVOKED)
 
 # --- catalog products (Bitget model) ------------------------------------------------------------
 
