@@ -53,15 +53,22 @@ def twin(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         instance.close()
 
 
-def run(app: Flexearn, ranges: int, hours: int = 48) -> None:
+def run(app: Flexearn, ranges: int, hours: int = 48, *, threads: int = 1, btc_product: bool = False) -> None:
+    """The seeded world (`btc_product`: and a flexible BTC product half the users hold), `hours`
+    hours of trading, each settled with `ranges` and `threads`."""
     users, _ = seed(app)
+    if btc_product:
+        spec = {"coin": "BTC", "apyType": "ladder", "apyList": LADDER, "periodType": "flexible"}
+        btc = catalog.create_product(app.uow(), product_spec.parse(spec)).id
+        for user in users[::2]:
+            catalog_trading.subscribe(app.uow(), user, btc, "flexible", D("0.5"))
     rng = random.Random(11)
     for _ in range(hours):
         trade(app, users, rng)
         with app.uow() as uow:
             clock.advance(uow.conn, HOUR_MS)
             uow.commit()
-        scheduler.settle_all_due(app.engine, ranges=ranges)
+        scheduler.settle_all_due(app.engine, ranges=ranges, threads=threads)
 
 
 def test_two_days_settled_in_ranges_equal_them_settled_in_one_transaction_each(
@@ -242,19 +249,8 @@ def test_currencies_and_coins_side_by_side_settle_as_one_at_a_time(app: Flexearn
     """The world of two markets and two USDT products, plus a BTC product: settled with three
     threads (on PostgreSQL: USDT's and BTC's hours at once, then the BTC product's day beside the
     USDT products', which take turns: one lane) it writes what one at a time writes."""
-    for world, threads in ((app, 1), (twin, 3)):
-        users, _ = seed(world)
-        spec = {"coin": "BTC", "apyType": "ladder", "apyList": LADDER, "periodType": "flexible"}
-        btc = catalog.create_product(world.uow(), product_spec.parse(spec)).id
-        for user in users[::2]:
-            catalog_trading.subscribe(world.uow(), user, btc, "flexible", D("0.5"))
-        rng = random.Random(11)
-        for _ in range(48):
-            trade(world, users, rng)
-            with world.uow() as uow:
-                clock.advance(uow.conn, HOUR_MS)
-                uow.commit()
-            scheduler.settle_all_due(world.engine, threads=threads)
+    run(app, ranges=1, btc_product=True)
+    run(twin, ranges=1, threads=3, btc_product=True)
     one, side = snapshot(app), snapshot(twin)
     assert len(one["hours"]) == 2 * 48
     assert len(one["days"]) == 3 * 2  # 3 products × 2 days
