@@ -314,16 +314,24 @@ def check_zoom(demo: Demo, driver: Any) -> None:
     double-click shows the whole window again."""
     from selenium.webdriver.common.action_chains import ActionChains
 
-    whole = read_charts(driver)["rates"]
-    svg = driver.find_element("css selector", "svg[data-chart=rates]")
-    quarter = svg.size["width"] // 4
-    drag = ActionChains(driver).move_to_element_with_offset(svg, -quarter, 0).click_and_hold()
-    drag.move_by_offset(quarter, 0).move_by_offset(quarter, 0).release().perform()
-    # zoomed: the reset button is drawn (a changed domain alone may be the clock's next hour)
     reset = "#chart-rates .reset-zoom"
-    zoomed = wait_for(
-        "the zoom", lambda: driver.find_elements("css selector", reset) and read_charts(driver)["rates"]
-    )
+
+    def drag_across() -> Any:
+        """Drag across the middle half; the chart once zoomed (else None: a poll's redraw, every
+        hour of the clock at speed 720, replaced the chart under the pointer mid-drag)."""
+        svg = driver.find_element("css selector", "svg[data-chart=rates]")
+        quarter = svg.size["width"] // 4
+        drag = ActionChains(driver).move_to_element_with_offset(svg, -quarter, 0).click_and_hold()
+        drag.move_by_offset(quarter, 0).move_by_offset(quarter, 0).release().perform()
+        # zoomed: the reset button is drawn (a changed domain alone may be the clock's next hour)
+        drawn = lambda: driver.find_elements("css selector", reset) and read_charts(driver)["rates"]  # noqa: E731
+        try:
+            return wait_for("a zoom", drawn, 5)
+        except AssertionError:
+            return None
+
+    whole = read_charts(driver)["rates"]
+    zoomed = wait_for("the zoom", drag_across)
     span, whole_span = (d[1] - d[0] for d in (zoomed.x_domain, whole.x_domain))
     assert 0.35 * whole_span < span < 0.65 * whole_span  # half the chart's width, dragged
     hours = by_hour(zoomed, "rate")
