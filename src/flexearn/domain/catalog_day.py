@@ -83,6 +83,22 @@ class DayPlan:
     payouts: tuple[tuple[int, Decimal], ...]  # (user_id, interest) by user id, for daily products
     interest_total: Decimal
 
+    @classmethod
+    def of(
+        cls,
+        product: Product,
+        day: int,
+        changes: Sequence[HoldingChange],
+        orders: Sequence[DayOrder],
+        per_user: Mapping[int, Decimal],
+        *,
+        accrues: bool = False,
+    ) -> DayPlan:
+        """The day's plan: a change per paid holding, the orders, what each user is paid."""
+        paid = tuple(sorted(per_user.items()))
+        total = sum((c.last_profit for c in changes), ZERO)
+        return cls(product.id, product.coin, day, accrues, tuple(changes), tuple(orders), paid, total)
+
     @property
     def holdings(self) -> int:
         return len(self.changes)
@@ -121,14 +137,12 @@ def plan_day(product: Product, rows: Iterable[HoldingRow], day: int) -> DayPlan:
     changes: list[HoldingChange] = []
     orders: list[DayOrder] = []
     per_user: dict[int, Decimal] = {}
-    total = ZERO
     for holding_id, user_id, amount, accrued, total_profit, interest_time, expire_time in rows:
         if interest_time > day_start or (expire_time is not None and expire_time < day):
             continue
         interest = day_interest(amount, tiers, places)
         if interest == 0:
             continue
-        total += interest
         changes.append(
             HoldingChange(
                 holding_id,
@@ -141,16 +155,7 @@ def plan_day(product: Product, rows: Iterable[HoldingRow], day: int) -> DayPlan:
         if not accrues:  # maturity interest is recorded when it is paid, at expiry
             orders.append(DayOrder(user_id, product_id, holding_id, "pay_interest", interest, "success", day))
             per_user[user_id] = exact_add(per_user.get(user_id, ZERO), interest)
-    return DayPlan(
-        product_id,
-        product.coin,
-        day,
-        accrues,
-        tuple(changes),
-        tuple(orders),
-        tuple(sorted(per_user.items())),
-        total,
-    )
+    return DayPlan.of(product, day, changes, orders, per_user, accrues=accrues)
 
 
 def plan_realtime_day(
@@ -172,7 +177,6 @@ def plan_realtime_day(
     changes_: list[HoldingChange] = []
     orders: list[DayOrder] = []
     per_user: dict[int, Decimal] = {}
-    total = ZERO
     for row in rows:
         held = changes.get(row.id, ())
         start = row.amount - sum((c.delta for c in held), ZERO)
@@ -183,22 +187,12 @@ def plan_realtime_day(
         paid = rewards.realtime + rewards.bonus
         if paid == 0:
             continue
-        total += paid
         changes_.append(HoldingChange(row.id, row.amount, row.accrued, row.total_profit + paid, paid))
         for kind, value in (("pay_interest", rewards.realtime), ("pay_bonus", rewards.bonus)):
             if value:
                 orders.append(DayOrder(row.user_id, product_id, row.id, kind, value, "success", day))
         per_user[row.user_id] = exact_add(per_user.get(row.user_id, ZERO), paid)
-    return DayPlan(
-        product_id,
-        product.coin,
-        day,
-        False,
-        tuple(changes_),
-        tuple(orders),
-        tuple(sorted(per_user.items())),
-        total,
-    )
+    return DayPlan.of(product, day, changes_, orders, per_user)
 
 
 @dataclass(frozen=True)
