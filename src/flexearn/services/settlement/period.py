@@ -448,7 +448,8 @@ def settle_due(
             return None
         return settle(engine, kind, str(key), period, ranges, worker=worker, keep_going=keep_going)
 
-    side_by_side = threads > 1 and engine.dialect.name == "postgresql" and len(due) > 1
+    crowded = any(len(keys) > 1 for keys in work.values())  # `due` lists every key, due or not
+    side_by_side = threads > 1 and engine.dialect.name == "postgresql" and crowded
     lanes = _lanes(engine, kind) if side_by_side else {}
     with _side_by_side(threads if side_by_side else 1) as run:
         for period in sorted(work):
