@@ -15,6 +15,8 @@ from typing import Any
 import ccxt
 import pytest
 import sqlalchemy as sa
+from binance.client import Client
+from binance.exceptions import BinanceAPIException
 from binance_common.errors import BadRequestError
 from binance_sdk_simple_earn.rest_api.rest_api import SimpleEarnRestAPI
 
@@ -220,4 +222,28 @@ def test_every_simple_earn_sapi_method_of_ccxt_binance(world: World) -> None:
     assert called == set(ccxt_methods())
     balance = exchange.fetch_balance()
     assert Decimal(str(balance["BTC"]["free"])) == 2  # 0.0001 paid, 0.9999 back
+    assert_ledger_ok(world.app)
+
+
+def test_the_unoffered_endpoints_authenticate_and_meter_before_refusing(world: World) -> None:
+    """A read-only key reads the empty lists and is refused a BFUSD or RWUSD subscription for its
+    permissions (-2015) before the product's absence (-6003); the weight is the SDK's."""
+    key = world.new_key("read")
+    signed = Client(key.api_key, key.secret_key, ping=False)
+    signed.API_URL, signed.MARGIN_API_URL = f"{world.base_url}/api", f"{world.base_url}/sapi"
+
+    def sapi(method: str, path: str, **data: str) -> Any:
+        return signed._request_margin_api(method, path, True, data=data)
+
+    assert sapi("get", "simple-earn/flexible/history/collateralRecord") == {"rows": [], "total": "0"}
+    assert sapi("get", "earn/arena/activities", lang="zh-CN") == {"activities": []}
+    assert int(signed.response.headers["x-sapi-used-ip-weight-1m"]) >= 150  # the arena read: 150
+    for product in ("bfusd", "rwusd"):
+        with pytest.raises(BinanceAPIException) as reading:
+            sapi("get", f"{product}/account")
+        assert (reading.value.status_code, reading.value.code) == (400, -6003)
+        with pytest.raises(BinanceAPIException) as subscribing:
+            sapi("post", f"{product}/subscribe", asset="USDT", amount="10")
+        assert (subscribing.value.status_code, subscribing.value.code) == (401, -2015)
+    assert wallets(python_binance(world)) == (1000, 0)
     assert_ledger_ok(world.app)
