@@ -35,7 +35,7 @@ BINANCE_ROUTES = [(e.method, e.path) for e in BINANCE_ENDPOINTS]
 BINANCE_PARAMS = [
     *("asset", "amount", "productId", "projectId", "positionId", "redeemAll", "destAccount"),
     *("sourceAccount", "redeemTo", "autoSubscribe", "current", "size", "startTime", "endTime"),
-    *("type", "purchaseId", "redeemId", "aprPeriod", "omitZeroBalances", "needBtcValuation"),
+    *("type", "purchaseId", "redeemId", "aprPeriod", "omitZeroBalances", "needBtcValuation", "lang"),
     *("symbol", "recvWindow", "timestamp", "signature"),
 ]
 METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "PROPFIND", "FOO"]

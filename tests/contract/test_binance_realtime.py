@@ -97,6 +97,15 @@ def test_two_days_of_real_time_and_bonus_rewards_through_both_clients(world: Wor
     assert rewards("REALTIME") == [("REALTIME", "0.00009128", day2), ("REALTIME", "0.00003649", DAY1)]
     assert rewards("BONUS") == [("BONUS", "0.00008219", day2), ("BONUS", "0.00005473", DAY1)]
     assert sorted(rewards("ALL")) == sorted(rewards("REALTIME") + rewards("BONUS"))
+    assert sorted(rewards("REWARDS")) == sorted(rewards("ALL"))  # "historical rewards": both kinds
+    # Binance's paging: page `current` (from 1) of `size` rows, the total of all pages
+    second = earn.get_flexible_rewards_history(type="REALTIME", asset="BTC", current=2, size=1).data()
+    assert (second.total, [r.rewards for r in second.rows]) == (2, ["0.00003649"])
+    past = client.margin_v1_get_simple_earn_flexible_history_subscription_record(current=2, size=100)
+    assert (past["total"], past["rows"]) == (1, [])  # past the last page: no rows, the total
+    for paging in ({"size": 101}, {"size": 0}, {"current": 0}):
+        with pytest.raises(BadRequestError, match="-1100"):
+            earn.get_flexible_rewards_history(**paging)
     catalog_rewards = earn.get_flexible_rewards_history(type="BONUS", product_id="1").data()
     assert catalog_rewards.rows == []  # the USDT ladder (Bitget's model) pays no bonus
 

@@ -215,3 +215,46 @@ def test_the_market_source_follows_the_settled_lending_rate_of_the_same_currency
     assert realtime_apr.apr_history(app.uow(), product) == [(T0 + HOUR, D("4.25"))]
     with app.uow() as uow:
         assert realtime_apr.current(uow.conn, [product], uow.now()) == {product: D("4.25")}
+
+
+def uow_now(app: Flexearn) -> int:
+    with app.uow() as uow:
+        return uow.now()
+
+
+def row_counts(app: Flexearn) -> dict[str, int]:
+    with app.engine.connect() as conn:
+        return {
+            name: conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
+            for name, table in t.metadata.tables.items()
+        }
+
+
+def test_accrual_by_the_minute_writes_nothing_until_the_days_distribution(app: Flexearn) -> None:
+    """Two holdings earning through every minute of two days, the hours settled as the settler
+    does: no row is written anywhere until the distribution, which writes the same few rows however
+    many minutes a day has."""
+    product = world(app)
+    alice, bob = user(app, "alice"), user(app, "bob")
+    catalog_trading.subscribe(app.uow(), alice, product, "flexible", D(4))
+    catalog_trading.subscribe(app.uow(), bob, product, "flexible", D(7))
+    scheduler.settle_all_due(app.engine)
+    before = row_counts(app)
+    for hour in range(1, 40):  # every hour until day 2's end, settled as the settler settles hours
+        move_to(app, T0 + HOUR + hour * HOUR)
+        scheduler.settle_due_hours(app.engine)
+        assert row_counts(app) == before, hour
+    assert uow_now(app) == DAY1 + DAY_MS
+    scheduler.settle_due_days(app.engine)  # days 1 and 2
+    written = {name: n - before[name] for name, n in row_counts(app).items() if n != before[name]}
+    # per day: 2 holdings × (REALTIME, BONUS) orders, one journal entry (3 legs) and the day's
+    # marker; once, the account the interest is booked from
+    assert written == {
+        "earn_order": 2 * 2 * 2,
+        "journal_entry": 2,
+        "journal_leg": 2 * 3,
+        "earn_product_day": 2,
+        "ledger_account": 1,
+    }
+    assert [ts for ts, _ in orders(app, alice, "pay_bonus")] == [DAY1, DAY1 + DAY_MS]
+    assert_ledger_ok(app)

@@ -23,7 +23,7 @@ from decimal import Decimal
 from typing import Any
 
 from flexearn.api.auth import Caller
-from flexearn.api.binance import locked, wallet
+from flexearn.api.binance import locked, unoffered, wallet
 from flexearn.api.binance.common import (
     BOOLEANS,
     DESTINATIONS,
@@ -339,7 +339,8 @@ def rate_history(app: Flexearn, caller: Caller | None, params: Params) -> dict[s
     params.choice("aprPeriod", ("DAY", "YEAR"))  # read; Binance does not say what it changes
     now = clock.show(app.read_uow()).now
     if product.realtime:
-        return page(params, _apr_rows(app, product, *window(now, params, RATE_WINDOW_DAYS, RATE_SPAN_DAYS)))
+        span = window(now, params, RATE_WINDOW_DAYS, RATE_SPAN_DAYS)
+        return _text_total(page(params, _apr_rows(app, product, *span)))
     start, end = params.integer("startTime"), params.integer("endTime")
     dated = day_start(now)
     shown = (start is None or start <= dated) and (end is None or dated <= end) and dated > now - 90 * DAY_MS
@@ -351,7 +352,13 @@ def rate_history(app: Flexearn, caller: Caller | None, params: Params) -> dict[s
             "time": dated,
         }
     ]
-    return page(params, rows if shown else [])
+    return _text_total(page(params, rows if shown else []))
+
+
+def _text_total(result: dict[str, Any]) -> dict[str, Any]:
+    """rateHistory's `total` is a string (Binance's SDK: `GetRateHistoryResponse.total: StrictStr`,
+    where every other Simple Earn list's is an integer)."""
+    return {**result, "total": str(result["total"])}
 
 
 def _apr_rows(app: Flexearn, product: Product, start: int, end: int) -> list[Any]:
@@ -363,6 +370,8 @@ def _apr_rows(app: Flexearn, product: Product, start: int, end: int) -> list[Any
         for ts, apr in reversed(history)
     ]
 
+
+_PERMISSIONS = {"GET": "read", "POST": "trade"}
 
 # Request weights (IP), as Binance documents each endpoint (sources: docs/fidelity.md); 1 if not given.
 EARN_READ = 150
@@ -411,4 +420,12 @@ ENDPOINTS = [
     _earn_read("locked/history/rewardsRecord", locked.rewards_record),
     _private("POST", f"{EARN}/locked/setAutoSubscribe", locked.set_auto_subscribe, "trade", EARN_READ),
     _private("POST", f"{EARN}/locked/setRedeemOption", locked.set_redeem_option, "trade", 50),
+    # what the SDK has beside them, for what flexearn does not offer (`api/binance/unoffered.py`)
+    _private("GET", f"{EARN}/flexible/history/collateralRecord", unoffered.collateral_record),
+    _private("GET", "/sapi/v1/earn/arena/activities", unoffered.arena_activities, weight=EARN_READ),
+    *(
+        _private(method, f"/sapi/v1/{product}/{path}", unoffered.not_offered, _PERMISSIONS[method], EARN_READ)
+        for product in unoffered.PRODUCTS
+        for method, path in unoffered.PRODUCT_ENDPOINTS
+    ),
 ]
