@@ -1,6 +1,6 @@
 """flexearn's request path in process: N requests through the whole ASGI app, no server, no network.
 
-    python bench/asgi_path.py [--db sqlite,postgresql] [--endpoints balance,rate-history,purchase]
+    python bench/asgi_path.py [--db sqlite,postgresql] [--endpoints balance,rate-history,purchase,purchase-rate]
                               [--n 3000] [--rounds 3] [--before OLD/src] [--profile DIR]
 
 `bench/http_bench.py` measures the path as a client sees it, against a raw app on the same server;
@@ -42,10 +42,12 @@ from typing import Any
 POSTGRES = os.environ.get("FLEXEARN_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 SAVINGS = "/api/v5/finance/savings"
 PURCHASE = '{"ccy":"USDT","amt":"0.001","side":"purchase"}'
+PURCHASE_RATE = '{"ccy":"USDT","amt":"0.001","side":"purchase","rate":"0.01"}'  # http_bench.py's
 ENDPOINTS = {  # name: (method, target, body, signed)
     "balance": ("GET", f"{SAVINGS}/balance?ccy=USDT", "", True),
     "rate-history": ("GET", f"{SAVINGS}/lending-rate-history?ccy=USDT", "", False),
     "purchase": ("POST", f"{SAVINGS}/purchase-redempt", PURCHASE, True),
+    "purchase-rate": ("POST", f"{SAVINGS}/purchase-redempt", PURCHASE_RATE, True),
 }
 WARM = 200
 
