@@ -13,9 +13,18 @@ import httpx
 
 from flexearn.services.keys import NewKey
 
+_last_ms = [0]
+
 
 def okx_timestamp(shift: timedelta = timedelta(0)) -> str:
-    return (datetime.now(UTC) + shift).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """Now (+ `shift`), in OKX's format; unshifted, a millisecond later than the last at least: the
+    same request signed twice within one millisecond would be the same signature, a replay."""
+    at = datetime.now(UTC) + shift
+    if not shift:
+        ms = max(int(at.timestamp() * 1000), _last_ms[0] + 1)
+        _last_ms[0] = ms
+        at = datetime.fromtimestamp(ms / 1000, UTC)
+    return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def signed_headers(
