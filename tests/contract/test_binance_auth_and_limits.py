@@ -107,6 +107,17 @@ def test_the_auth_matrix_answers_binance_codes(user: World) -> None:
     assert_ledger_ok(user.app)
 
 
+def test_the_same_parameters_signed_alike_for_two_endpoints_are_each_answered_once(user: World) -> None:
+    """Binance signs the parameters, not the path: a client asking two endpoints with the same
+    parameters in one millisecond signs both alike. Each is answered; each again is a replay."""
+    once = now_ms()
+    positions = f"{EARN}/flexible/position"
+    assert call(user, "GET", ACCOUNT, timestamp=once).status_code == 200
+    assert call(user, "GET", positions, timestamp=once).status_code == 200
+    refused(call(user, "GET", ACCOUNT, timestamp=once), 400, -1022)
+    refused(call(user, "GET", positions, timestamp=once), 400, -1022)
+
+
 @pytest.mark.parametrize("history", ["subscriptionRecord", "redemptionRecord", "rewardsRecord"])
 def test_flexible_histories_span_at_most_30_days(user: World, history: str) -> None:
     """Binance's SDK: "The time between startTime and endTime cannot be longer than 30 days"."""

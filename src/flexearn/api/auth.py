@@ -14,6 +14,7 @@ import hashlib
 import heapq
 import hmac
 import ipaddress
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
@@ -22,12 +23,15 @@ from enum import Enum
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
+from flexearn.adapters import db
 from flexearn.adapters.clock import REAL, ClockState, wall_ms
 from flexearn.adapters.redis_store import SharedStore
 from flexearn.adapters.secrets import verify_passphrase
 from flexearn.observability.metrics import observe_redis_fallback
 from flexearn.services.keys import KeyRecord
 from flexearn.services.replays import Claim
+
+log = logging.getLogger("flexearn.api")
 
 WINDOW_MS = 30_000
 SYNCED_REPLAY_MS = 24 * 3_600_000  # the longest a signature is remembered (see `accepted_until`)
@@ -82,6 +86,16 @@ class SignedRequest:
     payload: bytes | None = None  # Binance: what the hex signature covers, as sent
     window_ms: int | None = None  # how old the timestamp may be (Binance's recvWindow); else the Verifier's
     ahead_ms: int | None = None  # how far ahead of ours it may be; else the same window
+
+    @property
+    def once(self) -> str:
+        """What the replay window lets through once: the signature — with the method and path
+        where the signature does not cover them (Binance signs its parameters only, so one client
+        asking two endpoints the same parameters within a millisecond signs both alike)."""
+        if self.payload is None:
+            return self.signature
+        path = self.target.partition(b"?")[0].decode("latin-1")
+        return f"{self.method} {path} {self.signature}"
 
 
 def read_signed_request(
@@ -148,8 +162,13 @@ class Verifier:
 
     def verify(self, request: SignedRequest, now_ms: int, permission: str, facade: str) -> Caller:
         caller, until = self.check(request, now_ms, permission, facade)
-        self.refuse_replay(request.signature, now_ms, until)
+        self.refuse_replay(request.once, now_ms, until)
         return caller
+
+    @property
+    def claims_in_database(self) -> bool:
+        """Whether a signature's claim is made in the database (or in this process), not in Redis."""
+        return not isinstance(self._replays, SharedReplayMemory)
 
     def ready(self, api_key: str, passphrase: str | None) -> bool:
         """Whether `check` can run without a query or a slow hash: the key is kept, the revocation
@@ -349,7 +368,20 @@ class DatabaseReplayMemory(ReplayMemory):
     def _prune_now_and_then(self, now_ms: int) -> None:
         if now_ms - self._pruned_at > self.PRUNE_MS:
             self._pruned_at = now_ms
+            if not db.inlined():
+                self._prune(now_ms)
+                return
+            # On the event loop (`db.inline`), where the DELETE would wait for SQLite's write lock:
+            # in a thread of its own; the request does not wait for it.
+            pruning = threading.Thread(target=self._prune_quietly, args=(now_ms,), name="flexearn-prune")
+            pruning.daemon = True
+            pruning.start()
+
+    def _prune_quietly(self, now_ms: int) -> None:
+        try:
             self._prune(now_ms)
+        except Exception:  # the next prune, 10 s on, tries again
+            log.warning("pruning the replay window failed", exc_info=True)
 
 
 class SharedReplayMemory(ReplayMemory):
