@@ -1,7 +1,8 @@
 """flexearn's request path in process: N requests through the whole ASGI app, no server, no network.
 
-    python bench/asgi_path.py [--db sqlite,postgresql] [--endpoints balance,rate-history,purchase,purchase-rate]
-                              [--n 3000] [--rounds 3] [--before OLD/src] [--profile DIR]
+    python bench/asgi_path.py [--db sqlite,postgresql]
+                              [--endpoints balance,rate-history,purchase,purchase-rate] [--n 3000]
+                              [--rounds 3] [--before OLD/src] [--profile DIR]
 
 `bench/http_bench.py` measures the path as a client sees it, against a raw app on the same server;
 on a shared machine its signed rows move by ±30 % between runs. This one measures only flexearn's

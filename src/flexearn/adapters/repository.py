@@ -279,7 +279,9 @@ def position(conn: sa.Connection, user_id: int, ccy: str, *, lock: bool = False)
     return PositionRow(pid, uid, t.exact(amt), t.exact(loan), t.exact(earnings), t.exact(rate), seq)
 
 
-_RATE_SETTING = "INSERT INTO rate_setting (position_id, rate, ts) VALUES (:position_id, :rate, :ts) RETURNING id"
+_RATE_SETTING = (
+    "INSERT INTO rate_setting (position_id, rate, ts) VALUES (:position_id, :rate, :ts) RETURNING id"
+)
 _POSITION_RATE = "UPDATE savings_position SET rate = :rate, rate_seq = :seq, rate_set_at = :ts WHERE id = :id"
 
 

@@ -198,6 +198,22 @@ class Facade:
             raise self.dialect.auth_error(failure) from None
         return signed, caller, until
 
+    async def _claimed(self, deadline: db.Deadline, signature: str, until: int) -> None:
+        """Claim a signature after its request's handler ran on the event loop (`_Endpoint._inline`):
+        there too, unless another writer holds SQLite's lock — then in a database slot, waiting."""
+        with db.inline():
+            claim = self.verifier.claim_replay(signature, wall_ms(), until)  # refused if seen here
+            if claim is None:
+                return
+            try:
+                first: bool | None = claim.alone()
+            except db.NotInline:
+                first = None
+        if first is None:
+            first = await self.admission.run(deadline, claim.alone)
+        if not first:
+            raise AuthFailure(Failure.REPLAYED)
+
     def _check(self, signed: SignedRequest, permission: str) -> tuple[Caller, int]:
         self.clock.refresh()
         return self.verifier.check(signed, wall_ms(), permission, self.dialect.name)
@@ -234,6 +250,10 @@ class _Endpoint:
     def __init__(self, facade: Facade, spec: Endpoint) -> None:
         self.facade, self.spec = facade, spec
         self.answers = PublicAnswers() if spec.cached else None
+        # Whether to try the handler on the event loop (`_inline`): a read, on a SQLite file, with
+        # signatures claimed in the database (not Redis, which would be asked on the loop).
+        verifier, engine = facade.verifier, facade.app.engine
+        self.inline = spec.method == "GET" and db.inline_capable(engine) and verifier.claims_in_database
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await _send_json(send, *await self._answer(scope))
@@ -259,8 +279,8 @@ class _Endpoint:
                     return 200, kept
                 since = answers.since()
             params = dialect.params(dialect.values(spec.method, scope["query_string"], body))
-            replay = None if signed is None else (signed.signature, until)
-            data = await facade.admission.run(deadline, facade._handle, spec.handler, caller, params, replay)
+            replay = None if signed is None else (signed.once, until)
+            data = await self._run(deadline, caller, params, replay)
             rendered = _json(dialect.success(data))
             if answers is not None:
                 answers.keep(key, since, rendered)
@@ -282,6 +302,38 @@ class _Endpoint:
                 error = dialect.system_error
         context.note_code(error.code)  # for the request metrics and the access log
         return error.status, _json(dialect.failure(error))
+
+
+    async def _run(
+        self, deadline: db.Deadline, caller: Caller | None, params: Params, replay: tuple[str, int] | None
+    ) -> Any:
+        """The handler's result: on the event loop if it can be had there (`_inline`), else from a
+        database slot (`Facade._handle`)."""
+        facade = self.facade
+        if self.inline and facade.clock.fresh():
+            try:
+                return await self._inline(deadline, caller, params, replay)
+            except db.NotInline:  # this handler opens a unit of work: to a slot, now and from now on
+                self.inline = False
+        return await facade.admission.run(deadline, facade._handle, self.spec.handler, caller, params, replay)
+
+    async def _inline(
+        self, deadline: db.Deadline, caller: Caller | None, params: Params, replay: tuple[str, int] | None
+    ) -> Any:
+        """The handler on the event loop (`db.inline`: its reads of one statement on the loop's own
+        connection, which never waits in WAL mode), then the signature's claim (`Facade._claimed`)
+        whatever the handler's outcome, as in a slot. A handler that needs more (a unit of work)
+        raises `NotInline` before it has done anything through one, and nothing is claimed."""
+        needs_slot = False
+        try:
+            with db.inline():
+                return self.spec.handler(self.facade.app, caller, params)
+        except db.NotInline:
+            needs_slot = True
+            raise
+        finally:
+            if replay is not None and not needs_slot:  # a replay's refusal wins over the outcome
+                await self.facade._claimed(deadline, *replay)
 
 
 # Where `api/limits.BodyLimits` leaves the request's body, read whole and bounded, for the façades'

@@ -78,6 +78,8 @@ class UnitOfWork:
         self._conn: sa.Connection | None = None
 
     def __enter__(self) -> UnitOfWork:
+        if db.inlined():  # on the event loop: a pooled connection and a transaction could wait
+            raise db.NotInline
         conn = self.engine.connect()
         try:
             if self.read_only:

@@ -1,0 +1,168 @@
+"""On a SQLite file, a façade's read runs on the event loop (`db.inline`, `api/facade._Endpoint._inline`):
+its one-statement reads on the loop's own connection, its signature's claim there too unless another
+writer holds SQLite's write lock — then in a database slot, waiting for it. Whatever would wait (a
+unit of work, a write behind a lock) refuses with `NotInline` before it has done anything."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from flexearn.adapters import db
+from flexearn.adapters import tables as t
+from flexearn.adapters.secrets import SecretBox, generate_master_key
+from flexearn.api.auth import DatabaseReplayMemory
+from flexearn.bootstrap import Flexearn
+from flexearn.domain.money import D
+from flexearn.services import accounts, keys, replays, savings
+from tests.contract.okx_http import signed_headers
+from tests.helpers import market_world
+from tests.server import running_server
+
+BALANCE = "/api/v5/finance/savings/balance?ccy=USDT"
+
+
+@pytest.fixture
+def holder(app: Flexearn) -> int:
+    market_world(app, "USDT", demand=D(0))
+    user = accounts.create_user(app.uow(), "reader")
+    accounts.deposit(app.uow(), user, "USDT", D(100))
+    savings.purchase(app.uow(), user, "USDT", D("12.5"), None)
+    return user
+
+
+def _claim(app: Flexearn, signature: str) -> replays.Claim:
+    now = int(time.time() * 1000)
+    return replays.Claim(app.engine, signature, now, now + 60_000)
+
+
+def _sqlite_file(app: Flexearn) -> str:
+    if app.engine.dialect.name != "sqlite":
+        pytest.skip("inline work is SQLite's: PostgreSQL answers over the network")
+    return str(app.engine.url.database)
+
+
+def test_inline_reads_read_what_a_slot_reads_and_postgresql_refuses_them(app: Flexearn, holder: int) -> None:
+    expected = savings.positions(app.read_uow(), holder, "USDT")
+    if app.engine.dialect.name != "sqlite":
+        with db.inline(), pytest.raises(db.NotInline):
+            savings.positions(app.read_uow(), holder, "USDT")
+        return
+    with db.inline():
+        assert savings.positions(app.read_uow(), holder, "USDT") == expected
+        assert savings.positions(app.read_uow(), holder) == expected
+
+
+def test_a_unit_of_work_refuses_to_run_inline_and_writes_nothing(app: Flexearn, holder: int) -> None:
+    with db.inline(), pytest.raises(db.NotInline):
+        accounts.deposit(app.uow(), holder, "USDT", D(5))
+    with db.inline(), pytest.raises(db.NotInline):
+        savings.purchase(app.uow(), holder, "USDT", D(1), None)
+    (position,) = savings.positions(app.read_uow(), holder, "USDT")
+    assert position.amt == D("12.5")
+    (funding,) = accounts.funding_balances(app.read_uow(), holder)
+    assert funding.available == D("87.5")
+
+
+def test_an_inline_read_cannot_write(app: Flexearn, holder: int) -> None:
+    _sqlite_file(app)
+    with db.inline(), pytest.raises(sqlite3.OperationalError, match="readonly"):
+        db.alone(app.engine, "DELETE FROM seen_signature", {}, read_only=True)
+
+
+def test_an_inline_claim_is_made_once_and_waits_for_no_writer(app: Flexearn, holder: int) -> None:
+    path = _sqlite_file(app)
+    with db.inline():
+        assert _claim(app, "sig-1").alone() is True
+        assert _claim(app, "sig-1").alone() is False  # a replay
+    # a writer of this process holds the lock: refused at once, nothing written
+    with app.uow() as uow:
+        uow.conn.execute(sa.text("SELECT 1"))
+        with db.inline(), pytest.raises(db.NotInline):
+            _claim(app, "sig-2").alone()
+    # another process's writer holds it: the same, without waiting for its busy timeout
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    started = time.monotonic()
+    with db.inline(), pytest.raises(db.NotInline):
+        _claim(app, "sig-2").alone()
+    assert time.monotonic() - started < 0.5
+    other.execute("ROLLBACK")
+    other.close()
+    s = t.seen_signature
+    with app.engine.connect() as conn:
+        digests = set(conn.execute(sa.select(s.c.digest)).scalars())
+    assert digests == {replays.digest("sig-1")}
+    with db.inline():
+        assert _claim(app, "sig-2").alone() is True  # the lock is free again
+
+
+def test_on_the_loop_the_replay_window_is_pruned_in_a_thread_of_its_own(app: Flexearn) -> None:
+    pruned_in: list[str] = []
+
+    def prune(now_ms: int) -> None:
+        pruned_in.append(threading.current_thread().name)
+        replays.prune(app.uow(), now_ms)
+
+    memory = DatabaseReplayMemory(lambda s, now, ttl: replays.Claim(app.engine, s, now, now + ttl), prune)
+    now = int(time.time() * 1000)
+    with db.inline():
+        first, claim = memory.deferred("sig-a", now, 60_000)
+    assert first
+    assert claim is not None
+    for _ in range(100):
+        if pruned_in:
+            break
+        time.sleep(0.02)
+    assert pruned_in == ["flexearn-prune"]
+    memory.deferred("sig-b", now + DatabaseReplayMemory.PRUNE_MS + 1, 60_000)  # off the loop: here
+    assert pruned_in == ["flexearn-prune", threading.current_thread().name]
+
+
+def test_a_signed_read_behind_another_processs_writer_is_answered_when_it_lets_go(
+    database_url: str, tmp_path: Path
+) -> None:
+    app = Flexearn(database_url)
+    path = _sqlite_file(app)
+    market_world(app, "USDT", demand=D(0))
+    user = accounts.create_user(app.uow(), "reader")
+    accounts.deposit(app.uow(), user, "USDT", D(100))
+    savings.purchase(app.uow(), user, "USDT", D("7.25"), None)
+    master = generate_master_key()
+    key = keys.create_key(app.uow(), SecretBox(master), user, "read")
+    with running_server(database_url, master) as base, httpx.Client(base_url=base, timeout=10) as client:
+        assert client.get(BALANCE, headers=signed_headers(key, "GET", BALANCE)).status_code == 200  # warm
+        other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        other.execute("BEGIN IMMEDIATE")  # another process's writer: the claim cannot be made inline
+        threading.Timer(0.5, lambda: other.execute("COMMIT")).start()
+        signed = signed_headers(key, "GET", BALANCE)
+        started = time.monotonic()
+        read = client.get(BALANCE, headers=signed)
+        assert (read.status_code, read.json()["code"], read.json()["data"][0]["amt"]) == (200, "0", "7.25")
+        assert time.monotonic() - started >= 0.4  # it waited for the lock, in a slot
+        replayed = client.get(BALANCE, headers=signed)
+        assert (replayed.status_code, replayed.json()["code"]) == (401, "50113")
+    other.close()
+    app.close()
+
+
+def test_a_read_that_needs_a_unit_of_work_is_served_from_a_slot(database_url: str) -> None:
+    app = Flexearn(database_url)
+    market_world(app, "USDT", demand=D(0))
+    user = accounts.create_user(app.uow(), "reader")
+    accounts.deposit(app.uow(), user, "USDT", D(100))
+    master = generate_master_key()
+    key = keys.create_key(app.uow(), SecretBox(master), user, "read")
+    history = "/api/v5/finance/savings/lending-history"
+    with running_server(database_url, master) as base, httpx.Client(base_url=base, timeout=10) as client:
+        for _ in range(3):  # the first finds out inline and falls back; the next go to a slot at once
+            answered = client.get(history, headers=signed_headers(key, "GET", history))
+            assert (answered.status_code, answered.json()["code"]) == (200, "0")
+        assert answered.json()["data"] == []
+    app.close()
