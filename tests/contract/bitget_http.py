@@ -13,6 +13,15 @@ import httpx
 
 from flexearn.services.keys import NewKey
 
+_last_ms = [0]
+
+
+def _now_ms() -> str:
+    """Now, a millisecond later than the last at least (the same request signed twice within one
+    millisecond would be the same signature, a replay)."""
+    _last_ms[0] = max(time.time_ns() // 1_000_000, _last_ms[0] + 1)
+    return str(_last_ms[0])
+
 
 def signed_headers(
     key: NewKey,
@@ -23,7 +32,7 @@ def signed_headers(
     timestamp: str | None = None,
     passphrase: str | None = None,
 ) -> dict[str, str]:
-    ts = timestamp or str(time.time_ns() // 1_000_000)
+    ts = timestamp or _now_ms()
     mac = hmac.new(key.secret_key.encode(), f"{ts}{method}{target}{body}".encode(), hashlib.sha256)
     return {
         "ACCESS-KEY": key.api_key,
