@@ -83,8 +83,8 @@ class DatabaseBusy(Exception):
 
 class NotInline(Exception):
     """Work asked of the database on the event loop (`inline`) that could wait there: a unit of
-    work, a pooled connection, or a write while another writer holds SQLite's lock. Nothing of it
-    was done; the caller does it in a database slot instead."""
+    work (a pooled connection and a transaction), a write while another writer holds SQLite's lock,
+    any statement on PostgreSQL. Nothing of it was done; the caller does it in a database slot."""
 
 
 _inline: ContextVar[bool] = ContextVar("flexearn_db_inline", default=False)

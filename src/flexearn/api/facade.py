@@ -303,7 +303,6 @@ class _Endpoint:
         context.note_code(error.code)  # for the request metrics and the access log
         return error.status, _json(dialect.failure(error))
 
-
     async def _run(
         self, deadline: db.Deadline, caller: Caller | None, params: Params, replay: tuple[str, int] | None
     ) -> Any:
