@@ -8,6 +8,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -37,15 +38,17 @@ def holder(app: Flexearn) -> int:
     return user
 
 
+@pytest.fixture
+def on_sqlite(tmp_path: Path) -> Iterator[Flexearn]:
+    """Inline work is SQLite's (PostgreSQL answers over the network): a SQLite file's app."""
+    instance = Flexearn(f"sqlite:///{tmp_path / 'inline.db'}")
+    yield instance
+    instance.close()
+
+
 def _claim(app: Flexearn, signature: str) -> replays.Claim:
     now = int(time.time() * 1000)
     return replays.Claim(app.engine, signature, now, now + 60_000)
-
-
-def _sqlite_file(app: Flexearn) -> str:
-    if app.engine.dialect.name != "sqlite":
-        pytest.skip("inline work is SQLite's: PostgreSQL answers over the network")
-    return str(app.engine.url.database)
 
 
 def test_inline_reads_read_what_a_slot_reads_and_postgresql_refuses_them(app: Flexearn, holder: int) -> None:
@@ -70,14 +73,13 @@ def test_a_unit_of_work_refuses_to_run_inline_and_writes_nothing(app: Flexearn, 
     assert funding.available == D("87.5")
 
 
-def test_an_inline_read_cannot_write(app: Flexearn, holder: int) -> None:
-    _sqlite_file(app)
+def test_an_inline_read_cannot_write(on_sqlite: Flexearn) -> None:
     with db.inline(), pytest.raises(sqlite3.OperationalError, match="readonly"):
-        db.alone(app.engine, "DELETE FROM seen_signature", {}, read_only=True)
+        db.alone(on_sqlite.engine, "DELETE FROM seen_signature", {}, read_only=True)
 
 
-def test_an_inline_claim_is_made_once_and_waits_for_no_writer(app: Flexearn, holder: int) -> None:
-    path = _sqlite_file(app)
+def test_an_inline_claim_is_made_once_and_waits_for_no_writer(on_sqlite: Flexearn) -> None:
+    app, path = on_sqlite, str(on_sqlite.engine.url.database)
     with db.inline():
         assert _claim(app, "sig-1").alone() is True
         assert _claim(app, "sig-1").alone() is False  # a replay
@@ -125,11 +127,10 @@ def test_on_the_loop_the_replay_window_is_pruned_in_a_thread_of_its_own(app: Fle
     assert pruned_in == ["flexearn-prune", threading.current_thread().name]
 
 
-def test_a_signed_read_behind_another_processs_writer_is_answered_when_it_lets_go(
-    database_url: str, tmp_path: Path
-) -> None:
+def test_a_signed_read_behind_another_processs_writer_is_answered_when_it_lets_go(tmp_path: Path) -> None:
+    path = str(tmp_path / "served.db")
+    database_url = f"sqlite:///{path}"
     app = Flexearn(database_url)
-    path = _sqlite_file(app)
     market_world(app, "USDT", demand=D(0))
     user = accounts.create_user(app.uow(), "reader")
     accounts.deposit(app.uow(), user, "USDT", D(100))
