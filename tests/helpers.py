@@ -80,6 +80,16 @@ def market_world(
     markets.set_market(app.uow(), ccy, mode=mode, demand=demand, borrow_rate=borrow_rate)
 
 
+def saver(app: Flexearn, held: Decimal, name: str = "reader") -> int:
+    """A user with `held` USDT in savings and the rest of 100 in funding, on `market_world`'s
+    USDT market (made here): for the tests of the reads and their replay claims."""
+    market_world(app, "USDT", demand=D(0))
+    user = accounts.create_user(app.uow(), name)
+    accounts.deposit(app.uow(), user, "USDT", D(100))
+    savings.purchase(app.uow(), user, "USDT", held, None)
+    return user
+
+
 def lender(
     app: Flexearn,
     name: str,

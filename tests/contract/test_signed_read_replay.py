@@ -14,9 +14,9 @@ from flexearn.adapters.secrets import SecretBox, generate_master_key
 from flexearn.api.auth import REVOCATION_CHECK_SECONDS
 from flexearn.bootstrap import Flexearn
 from flexearn.domain.money import D
-from flexearn.services import accounts, keys, savings
+from flexearn.services import accounts, keys
 from tests.contract.okx_http import signed_headers
-from tests.helpers import market_world
+from tests.helpers import market_world, saver
 from tests.server import running_server
 
 BALANCE = "/api/v5/finance/savings/balance?ccy=USDT"
@@ -42,10 +42,7 @@ def answer(response: httpx.Response) -> tuple[int, str]:
 
 def test_a_signed_read_is_answered_once_by_every_process_on_the_database(database_url: str) -> None:
     app = Flexearn(database_url)
-    market_world(app, "USDT", demand=D(0))
-    user = accounts.create_user(app.uow(), "reader")
-    accounts.deposit(app.uow(), user, "USDT", D(100))
-    savings.purchase(app.uow(), user, "USDT", D("7.25"), None)
+    user = saver(app, D("7.25"))
     master = generate_master_key()
     key = keys.create_key(app.uow(), SecretBox(master), user, "read")
     try:

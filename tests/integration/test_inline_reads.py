@@ -23,7 +23,7 @@ from flexearn.bootstrap import Flexearn
 from flexearn.domain.money import D
 from flexearn.services import accounts, keys, replays, savings
 from tests.contract.okx_http import signed_headers
-from tests.helpers import market_world
+from tests.helpers import market_world, saver
 from tests.server import running_server
 
 BALANCE = "/api/v5/finance/savings/balance?ccy=USDT"
@@ -31,11 +31,7 @@ BALANCE = "/api/v5/finance/savings/balance?ccy=USDT"
 
 @pytest.fixture
 def holder(app: Flexearn) -> int:
-    market_world(app, "USDT", demand=D(0))
-    user = accounts.create_user(app.uow(), "reader")
-    accounts.deposit(app.uow(), user, "USDT", D(100))
-    savings.purchase(app.uow(), user, "USDT", D("12.5"), None)
-    return user
+    return saver(app, D("12.5"))
 
 
 @pytest.fixture
@@ -131,10 +127,7 @@ def test_a_signed_read_behind_another_processs_writer_is_answered_when_it_lets_g
     path = str(tmp_path / "served.db")
     database_url = f"sqlite:///{path}"
     app = Flexearn(database_url)
-    market_world(app, "USDT", demand=D(0))
-    user = accounts.create_user(app.uow(), "reader")
-    accounts.deposit(app.uow(), user, "USDT", D(100))
-    savings.purchase(app.uow(), user, "USDT", D("7.25"), None)
+    user = saver(app, D("7.25"))
     master = generate_master_key()
     key = keys.create_key(app.uow(), SecretBox(master), user, "read")
     with running_server(database_url, master) as base, httpx.Client(base_url=base, timeout=10) as client:

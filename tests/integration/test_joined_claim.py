@@ -15,10 +15,10 @@ from flexearn.adapters import db
 from flexearn.adapters import tables as t
 from flexearn.bootstrap import Flexearn
 from flexearn.domain.money import D
-from flexearn.services import accounts, replays, savings
+from flexearn.services import replays, savings
 from flexearn.services.idempotency import NestedUnitOfWork
 from flexearn.services.unit_of_work import joining_first
-from tests.helpers import market_world
+from tests.helpers import saver
 
 REFUSED = "replayed"
 NO_TABLE = (sqlite3.OperationalError, psycopg.errors.UndefinedTable)  # as the driver raises it
@@ -44,11 +44,7 @@ def _claim(app: Flexearn, signature: str) -> replays.Claim:
 
 @pytest.fixture
 def holder(app: Flexearn) -> int:
-    market_world(app, "USDT", demand=D(0))
-    user = accounts.create_user(app.uow(), "reader")
-    accounts.deposit(app.uow(), user, "USDT", D(100))
-    savings.purchase(app.uow(), user, "USDT", D("12.5"), None)
-    return user
+    return saver(app, D("12.5"))
 
 
 def test_a_read_takes_the_claim_with_it_and_a_second_read_of_the_signature_is_refused(
