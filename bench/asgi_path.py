@@ -1,8 +1,8 @@
 """flexearn's request path in process: N requests through the whole ASGI app, no server, no network.
 
     python bench/asgi_path.py [--db sqlite,postgresql]
-                              [--endpoints balance,rate-history,purchase,purchase-rate] [--n 3000]
-                              [--rounds 3] [--before OLD/src] [--profile DIR]
+                              [--endpoints balance,rate-history,purchase,purchase-rate,asset-balances]
+                              [--n 3000] [--rounds 3] [--before OLD/src] [--profile DIR]
 
 `bench/http_bench.py` measures the path as a client sees it, against a raw app on the same server;
 on a shared machine its signed rows move by ±30 % between runs. This one measures only flexearn's
@@ -49,6 +49,7 @@ ENDPOINTS = {  # name: (method, target, body, signed)
     "rate-history": ("GET", f"{SAVINGS}/lending-rate-history?ccy=USDT", "", False),
     "purchase": ("POST", f"{SAVINGS}/purchase-redempt", PURCHASE, True),
     "purchase-rate": ("POST", f"{SAVINGS}/purchase-redempt", PURCHASE_RATE, True),
+    "asset-balances": ("GET", "/api/v5/asset/balances?ccy=USDT", "", True),
 }
 WARM = 200
 

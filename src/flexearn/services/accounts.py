@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -184,18 +185,19 @@ def trading_balances(uow: UnitOfWork, user_id: int) -> list[TradingBalance]:
     ]
 
 
-_BALANCES = (  # built once (see savings.positions)
-    sa.select(t.account.c.ccy, t.account.c.kind, t.account.c.balance)
-    .where(t.account.c.user_id == sa.bindparam("user_id"))
-    .where(t.account.c.kind.in_(sa.bindparam("kinds", expanding=True)))
-    .order_by(t.account.c.ccy)
-)
-
-
 def _balances(uow: UnitOfWork, user_id: int, kinds: tuple[str, ...]) -> list[tuple[str, str, Decimal]]:
-    with uow:
-        rows = uow.conn.execute(_BALANCES, {"user_id": user_id, "kinds": list(kinds)}).all()
-    return [(row.ccy, row.kind, row.balance) for row in rows]
+    """(ccy, kind, balance) of the user's accounts of `kinds`, by currency: one read straight
+    through the driver (`UnitOfWork.read_alone`; on SQLite it may run on the event loop)."""
+    named = {f"k{i}": kind for i, kind in enumerate(kinds)}
+    rows = uow.read_alone(_balances_sql(len(kinds)), {"user_id": user_id, **named})
+    return [(ccy, kind, t.exact(balance)) for ccy, kind, balance in rows]
+
+
+@functools.cache
+def _balances_sql(kinds: int) -> str:
+    listed = ", ".join(f":k{i}" for i in range(kinds))
+    where = f"user_id = :user_id AND kind IN ({listed})"
+    return f"SELECT ccy, kind, balance FROM ledger_account WHERE {where} ORDER BY ccy"
 
 
 @dataclass(frozen=True)
