@@ -139,3 +139,17 @@ def test_a_nested_unit_of_work_reads_its_outer_transaction(app: Flexearn, holder
         conn.rollback()
     (after,) = savings.positions(app.read_uow(), holder, "USDT")
     assert after.amt == D("12.5")
+
+
+def test_the_window_is_pruned_a_batch_a_transaction_and_keeps_what_can_still_verify(app: Flexearn) -> None:
+    s = t.seen_signature
+    expired = 2 * replays.PRUNE_BATCH + 5
+    rows = [{"digest": f"old-{i}", "expires_at": 1_000} for i in range(expired)]
+    rows += [{"digest": f"live-{i}", "expires_at": 9_000} for i in range(7)]
+    with app.engine.begin() as conn:
+        conn.execute(sa.insert(s), rows)
+    assert replays.prune(app.uow(), now_ms=5_000) == expired
+    with app.engine.connect() as conn:
+        left = set(conn.execute(sa.select(s.c.digest)).scalars())
+    assert left == {f"live-{i}" for i in range(7)}
+    assert replays.prune(app.uow(), now_ms=5_000) == 0
