@@ -160,27 +160,3 @@ def test_a_read_that_needs_a_unit_of_work_is_served_from_a_slot(database_url: st
             assert (answered.status_code, answered.json()["code"]) == (200, "0")
         assert answered.json()["data"] == []
     app.close()
-
-
-def test_the_loops_writes_are_checkpointed_by_a_thread_of_their_own(on_sqlite: Flexearn) -> None:
-    """In WAL mode the file itself is written only by a checkpoint: the loop's own writes leave it
-    alone, and every INLINE_CHECKPOINT_WRITES of them a checkpoint thread writes it."""
-    path = Path(str(on_sqlite.engine.url.database))
-    with db.inline():
-        _claim(on_sqlite, "sig-first").alone()
-    for thread in threading.enumerate():  # the first writes' (the migrations') checkpoints done
-        if thread.name == "flexearn-checkpoint":
-            thread.join(timeout=10)
-    written = path.stat().st_mtime_ns
-    with db.inline():
-        for i in range(db.INLINE_CHECKPOINT_WRITES - 2):
-            assert _claim(on_sqlite, f"sig-{i}").alone() is True
-    time.sleep(0.05)
-    assert path.stat().st_mtime_ns == written  # not checkpointed on the loop
-    with db.inline():
-        assert _claim(on_sqlite, "sig-last").alone() is True  # the 300th write: a checkpoint aside
-    for _ in range(200):
-        if path.stat().st_mtime_ns != written:
-            break
-        time.sleep(0.05)
-    assert path.stat().st_mtime_ns != written
