@@ -160,3 +160,16 @@ def test_a_read_that_needs_a_unit_of_work_is_served_from_a_slot(database_url: st
             assert (answered.status_code, answered.json()["code"]) == (200, "0")
         assert answered.json()["data"] == []
     app.close()
+
+
+def test_the_loops_writes_keep_the_wal_bounded(on_sqlite: Flexearn) -> None:
+    """Its commits checkpoint the WAL as every connection's do, with no other writer between: the
+    file is reused from its start (a checkpoint left to another thread never caught up with the
+    loop's writes, and the WAL grew by ~15 kB a claim: gigabytes in a minute)."""
+    user = saver(on_sqlite, D(1))
+    wal = Path(f"{on_sqlite.engine.url.database}-wal")
+    with db.inline():
+        for i in range(3_000):
+            savings.positions(on_sqlite.read_uow(), user, "USDT")
+            assert _claim(on_sqlite, f"sig-{i}").alone() is True
+    assert wal.stat().st_size < 8_000_000  # 1,000 pages of 4 kB, and room; unbounded: ~45 MB

@@ -248,9 +248,11 @@ _LOOP = threading.local()  # each thread's own connection for `inline` work, by 
 def _sqlite_inline(engine: sa.Engine, statement: Statement) -> list[Any]:
     """`in_turn` for one statement under `inline`, on this thread's own connection to `engine`'s
     file (outside the pool: taking one from it could wait). It never waits: its busy timeout is 0.
-    Its commits checkpoint the WAL as every connection's do (every 1,000 pages: without, the WAL
-    grew until a pooled writer's commit copied all of it back at once, holding the writers' gate
-    for a quarter of a second — a sustained run's p99 went from 29 to 235 ms)."""
+    Its commits checkpoint the WAL as every connection's do, every 1,000 pages, with no writer
+    between the commit and the checkpoint, so the WAL is reused from its start. Tried and undone:
+    no checkpoint here (the WAL grew until a pooled writer's commit copied all of it back, holding
+    the writers' gate: a sustained run's p99 235 ms), and a checkpoint in a thread of its own (it
+    never caught up with the loop's writes: the WAL grew without end)."""
     sql, params, read_only = statement
     if not inline_capable(engine):
         raise NotInline
