@@ -49,6 +49,8 @@ POOL_SIZE, POOL_OVERFLOW = 10, 20
 PING_IDLE_S = 1.0
 # SQLite's wait for the write lock when no deadline applies (a long settlement may hold it).
 SQLITE_BUSY_MS = 60_000
+# Every SQLite connection's settings: the pool's (`_sqlite_transactions`) and the loop's (`inline`).
+SQLITE_PRAGMAS = ("foreign_keys = ON", "journal_mode = WAL", "synchronous = NORMAL")
 SQLITE_READONLY = 8  # the primary result code of "attempt to write a readonly database"
 
 
@@ -254,13 +256,13 @@ def _sqlite_inline(engine: sa.Engine, statement: Statement) -> list[Any]:
     the writers' gate: a sustained run's p99 235 ms), and a checkpoint in a thread of its own (it
     never caught up with the loop's writes: the WAL grew without end)."""
     sql, params, read_only = statement
-    if not inline_capable(engine):
-        raise NotInline
     connections = _LOOP.__dict__.setdefault("connections", weakref.WeakKeyDictionary())
     found = connections.get(engine)
     if found is None:
+        if not inline_capable(engine):
+            raise NotInline
         driver = sqlite3.connect(str(engine.url.database), isolation_level=None, check_same_thread=False)
-        for pragma in ("foreign_keys = ON", "synchronous = NORMAL", "busy_timeout = 0"):
+        for pragma in (*SQLITE_PRAGMAS, "busy_timeout = 0"):
             driver.execute(f"PRAGMA {pragma}")
         found = connections[engine] = [driver, None]  # the connection, its query_only
     driver, reading = found
@@ -506,9 +508,8 @@ def _sqlite_transactions(engine: sa.Engine) -> None:
         record.info["query_only"] = False  # SQLite's default, for each new connection
         record.info["busy_ms"] = SQLITE_BUSY_MS  # the driver's `timeout`, set at connect
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA foreign_keys = ON")
-        cursor.execute("PRAGMA journal_mode = WAL")
-        cursor.execute("PRAGMA synchronous = NORMAL")
+        for pragma in SQLITE_PRAGMAS:
+            cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
 
     gate = _GATES[engine] = _WriterGate()
