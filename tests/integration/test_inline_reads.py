@@ -101,6 +101,33 @@ def test_an_inline_claim_is_made_once_and_waits_for_no_writer(on_sqlite: Flexear
         assert _claim(app, "sig-2").alone() is True  # the lock is free again
 
 
+
+def test_inline_reads_and_claims_never_switch_a_connections_query_only(on_sqlite: Flexearn) -> None:
+    """Setting `query_only` expires every statement its connection prepared: a read and a claim
+    sharing one connection re-parsed both on every request. Each has its own, set once."""
+    app = on_sqlite
+    holder = saver(app, D(3))
+    with db.inline():
+        savings.positions(app.read_uow(), holder, "USDT")
+        assert _claim(app, "sig-0").alone() is True
+    loop_connections = db._LOOP.connections[app.engine]
+    sent: dict[int, list[str]] = {}
+    for n, connection in enumerate(loop_connections):
+        sent[n] = []
+        connection.set_trace_callback(sent[n].append)
+    with db.inline():
+        for i in range(20):
+            assert [p.amt for p in savings.positions(app.read_uow(), holder, "USDT")] == [D(3)]
+            assert _claim(app, f"sig-{i + 1}").alone() is True
+    for connection in loop_connections:
+        connection.set_trace_callback(None)
+    statements = [sql for each in sent.values() for sql in each]
+    assert not [sql for sql in statements if "query_only" in sql.lower()]
+    writes = {n for n, each in sent.items() if any("INSERT" in sql.upper() for sql in each)}
+    reads = {n for n, each in sent.items() if any("SELECT" in sql.upper() for sql in each)}
+    (writer,), (reader,) = writes, reads
+    assert writer != reader  # each on its own connection
+    assert loop_connections[reader].execute("PRAGMA query_only").fetchone() == (1,)
 def test_on_the_loop_the_replay_window_is_pruned_in_a_thread_of_its_own(app: Flexearn) -> None:
     pruned_in: list[str] = []
 

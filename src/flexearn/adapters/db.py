@@ -244,31 +244,36 @@ def _sqlite_alone(engine: sa.Engine, pooled: Any, ms: int | None, statement: Sta
         gate.leave(driver)
 
 
-_LOOP = threading.local()  # each thread's own connection for `inline` work, by engine
+_LOOP = threading.local()  # each thread's own connections for `inline` work, by engine
+
+
+def _loop_connection(engine: sa.Engine, *, reading: bool) -> sqlite3.Connection:
+    driver = sqlite3.connect(str(engine.url.database), isolation_level=None, check_same_thread=False)
+    for pragma in (*SQLITE_PRAGMAS, "busy_timeout = 0", f"query_only = {int(reading)}"):
+        driver.execute(f"PRAGMA {pragma}")
+    return driver
 
 
 def _sqlite_inline(engine: sa.Engine, statement: Statement) -> list[Any]:
-    """`in_turn` for one statement under `inline`, on this thread's own connection to `engine`'s
-    file (outside the pool: taking one from it could wait). It never waits: its busy timeout is 0.
-    Its commits checkpoint the WAL as every connection's do, every 1,000 pages, with no writer
-    between the commit and the checkpoint, so the WAL is reused from its start. Tried and undone:
-    no checkpoint here (the WAL grew until a pooled writer's commit copied all of it back, holding
-    the writers' gate: a sustained run's p99 235 ms), and a checkpoint in a thread of its own (it
-    never caught up with the loop's writes: the WAL grew without end)."""
+    """`in_turn` for one statement under `inline`, on this thread's own connections to `engine`'s
+    file (outside the pool: taking one from it could wait), one for reads (`query_only` on) and one
+    for writes: set once each, since setting `query_only` expires every statement the connection
+    has prepared (a signed read and its claim toggling it twice re-parsed both, every request).
+    Neither waits: their busy timeout is 0. The writer's commits checkpoint the WAL as every
+    connection's do, every 1,000 pages, with no writer between the commit and the checkpoint, so
+    the WAL is reused from its start. Tried and undone: no checkpoint here (the WAL grew until a
+    pooled writer's commit copied all of it back, holding the writers' gate: a sustained run's p99
+    235 ms), and a checkpoint in a thread of its own (it never caught up with the loop's writes:
+    the WAL grew without end)."""
     sql, params, read_only = statement
     connections = _LOOP.__dict__.setdefault("connections", weakref.WeakKeyDictionary())
-    found = connections.get(engine)
-    if found is None:
+    pair = connections.get(engine)
+    if pair is None:
         if not inline_capable(engine):
             raise NotInline
-        driver = sqlite3.connect(str(engine.url.database), isolation_level=None, check_same_thread=False)
-        for pragma in (*SQLITE_PRAGMAS, "busy_timeout = 0"):
-            driver.execute(f"PRAGMA {pragma}")
-        found = connections[engine] = [driver, None]  # the connection, its query_only
-    driver, reading = found
-    if reading != read_only:  # a read that writes fails rather than takes the lock
-        driver.execute(f"PRAGMA query_only = {int(read_only)}")
-        found[1] = read_only
+        writer, reader = (_loop_connection(engine, reading=r) for r in (False, True))
+        pair = connections[engine] = (writer, reader)
+    driver = pair[read_only]  # the reader if read_only
     if read_only:
         return list(driver.execute(sql, params).fetchall())  # autocommit: its own snapshot
     gate = _GATES[engine]
