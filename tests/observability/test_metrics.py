@@ -71,6 +71,8 @@ def test_requests_are_counted_by_facade_endpoint_and_code_across_workers(
         assert client.get("/api/v5/asset/balances").json()["code"] == "50103"  # no key
         assert client.get("/api/v2/public/time").status_code == 200
         summary = [client.get("/api/v5/finance/savings/lending-rate-summary") for _ in range(20)]
+        invented = [client.request(f"FROB{n}", "/api/v5/finance/savings/balance") for n in range(3)]
+    assert {r.status_code for r in invented} == {404}
     too_many = sum(r.status_code == 429 for r in summary)
     assert too_many > 0  # 6 per second per IP, in each worker
 
@@ -88,6 +90,9 @@ def test_requests_are_counted_by_facade_endpoint_and_code_across_workers(
         latency = "flexearn_http_request_duration_seconds_count"
         assert after.value(latency, **okx_time) - before.value(latency, **okx_time) == 5
         assert after.has("flexearn_http_request_duration_seconds_bucket", **okx_time, le="0.005")
+        # a method is a client's token: any but HTTP's own is labelled "other" (labels must be few)
+        assert after.value(requests, facade="okx", method="other", status="404") == 3
+        assert not [labels for _, labels, _ in after.samples if labels.get("method", "").startswith("FRO")]
 
 
 def test_settlements_move_the_settlement_metrics_and_the_database_gauges(

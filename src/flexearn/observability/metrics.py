@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
@@ -60,14 +60,29 @@ def remove_multiprocess_dir(directory: Path | None) -> None:
         shutil.rmtree(directory, ignore_errors=True)
 
 
+# HTTP's methods: any other token a client sends is labelled "other" (a label's values must be few).
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"})
+
+
 def observe_request(
     facade: str, endpoint: str, method: str, status: int, code: str | None, seconds: float
 ) -> None:
-    m = metrics()
-    m.requests.labels(facade, endpoint, method, str(status), code or "ok").inc()
-    m.latency.labels(facade, endpoint).observe(seconds)
+    method = method if method in METHODS else "other"
+    requests, latency = _request_series(facade, endpoint, method, status, code)
+    requests.inc()
+    latency.observe(seconds)
     if status == 429:  # Too Many Requests: only the rate limits answer it
-        m.refusals.labels(facade, endpoint).inc()
+        metrics().refusals.labels(facade, endpoint).inc()
+
+
+@functools.lru_cache(maxsize=4096)  # its labels are bounded: routes, methods, statuses, error codes
+def _request_series(
+    facade: str, endpoint: str, method: str, status: int, code: str | None
+) -> tuple[Any, Any]:
+    """A request's counter and latency histogram (their `labels()` lookups cost more than the samples)."""
+    m = metrics()
+    counter = m.requests.labels(facade, endpoint, method, str(status), code or "ok")
+    return counter, m.latency.labels(facade, endpoint)
 
 
 def observe_redis_fallback(use: str) -> None:
