@@ -10,6 +10,7 @@ and may be forged). Without trusted proxies the header is ignored, so it cannot 
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -38,11 +39,8 @@ class TrustedProxies:
         await self.app(scope, receive, send)
 
     def _trusted(self, address: str) -> bool:
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            return False
-        return any(ip in network for network in self.networks)
+        found = _address(address, self.networks)
+        return found is not None and found[1]
 
     def _forwarded_client(self, scope: Scope) -> str | None:
         hops = [
@@ -52,10 +50,25 @@ class TrustedProxies:
             for hop in value.decode("latin-1").split(",")
         ]
         for hop in reversed(hops):
-            try:
-                address = str(ipaddress.ip_address(hop))
-            except ValueError:
+            found = _address(hop, self.networks)
+            if found is None:
                 return None  # a malformed hop: trust nothing further left
-            if not self._trusted(address):
-                return address
+            if not found[1]:
+                return found[0]
         return None
+
+
+MAX_ADDRESS_TEXT = 64  # an IPv6 address with an IPv4 tail is 45 characters; longer is no address
+
+
+@functools.lru_cache(maxsize=4096)  # the addresses seen lately: parsing costs more than the lookup
+def _address(text: str, networks: tuple[Network, ...]) -> tuple[str, bool] | None:
+    """`text` as an address (written as `ipaddress` writes it) and whether it is one of `networks`'
+    (a trusted proxy); None if it is no address."""
+    if len(text) > MAX_ADDRESS_TEXT:
+        return None
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    return str(ip), any(ip in network for network in networks)
