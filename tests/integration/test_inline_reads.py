@@ -21,9 +21,9 @@ from flexearn.adapters.secrets import SecretBox, generate_master_key
 from flexearn.api.auth import DatabaseReplayMemory
 from flexearn.bootstrap import Flexearn
 from flexearn.domain.money import D
-from flexearn.services import accounts, keys, replays, savings
+from flexearn.services import accounts, clock, keys, replays, savings
 from tests.contract.okx_http import signed_headers
-from tests.helpers import market_world, saver
+from tests.helpers import T0, market_world, saver
 from tests.server import running_server
 
 BALANCE = "/api/v5/finance/savings/balance?ccy=USDT"
@@ -200,3 +200,23 @@ def test_the_loops_writes_keep_the_wal_bounded(on_sqlite: Flexearn) -> None:
             savings.positions(on_sqlite.read_uow(), user, "USDT")
             assert _claim(on_sqlite, f"sig-{i}").alone() is True
     assert wal.stat().st_size < 8_000_000  # 1,000 pages of 4 kB, and room; unbounded: ~45 MB
+
+
+def test_the_funding_wallet_is_one_read_with_the_clock_and_runs_inline(on_sqlite: Flexearn) -> None:
+    """Binance's `/api/v3/account`: every enabled currency's funding balances and the business time,
+    one statement (no unit of work), so on SQLite it is answered on the event loop."""
+    app = on_sqlite
+    empty = accounts.funding_wallet(app.read_uow(), 1)  # no currency yet: no balances, the real clock
+    assert empty.balances == []
+    assert abs(empty.now - int(time.time() * 1000)) < 5_000
+    holder = saver(app, D("12.5"))  # USDT: 87.5 left in funding
+    accounts.add_currency(app.uow(), "BTC", 8)
+    clock.set_simulated(app.uow(), D(1), start_ms=T0)
+    with db.inline():
+        wallet = accounts.funding_wallet(app.read_uow(), holder)
+    assert wallet.balances == accounts.funding_wallet(app.read_uow(), holder).balances  # as in a slot
+    assert wallet.balances == [
+        accounts.FundingBalance("BTC", D(0), D(0)),
+        accounts.FundingBalance("USDT", D("87.5"), D(0)),
+    ]
+    assert T0 <= wallet.now < T0 + 60_000  # the simulated clock's time, read with the balances

@@ -59,10 +59,13 @@ def read(conn: sa.Connection, *, lock: bool = False) -> ClockState:
     Read on every write's way (`business_now`): straight through the driver (`db.direct`)."""
     locking = lock and conn.dialect.name == "postgresql"  # SQLite: one writer, no row locks
     rows = db.direct(conn, f"{_READ} FOR UPDATE" if locking else _READ, {})
-    if not rows:
-        return REAL
-    mode, business_anchor, real_anchor, speed = rows[0]
-    return ClockState(mode, business_anchor, real_anchor, exact(speed))
+    return state_of(*rows[0]) if rows else REAL
+
+
+def state_of(mode: str | None, business_anchor: int, real_anchor: int, speed: str | Decimal) -> ClockState:
+    """The clock's state from its row's columns as the driver returns them (all None: no row, the
+    real clock)."""
+    return REAL if mode is None else ClockState(mode, business_anchor, real_anchor, exact(speed))
 
 
 def business_now(conn: sa.Connection) -> int:

@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import sqlalchemy as sa
 
+from flexearn.adapters import clock
 from flexearn.adapters import repository as repo
 from flexearn.adapters import tables as t
 from flexearn.adapters.clock import wall_ms
@@ -135,39 +136,36 @@ class FundingWallet:
     now: int  # business time, read with them
 
 
-_WALLET = (  # every enabled currency, with the user's funding and frozen balances in it if any
-    sa.select(t.currency.c.ccy, t.account.c.kind, t.account.c.balance)
-    .select_from(
-        t.currency.outerjoin(
-            t.account,
-            sa.and_(
-                t.account.c.ccy == t.currency.c.ccy,
-                t.account.c.user_id == sa.bindparam("user_id"),
-                t.account.c.kind.in_(sa.bindparam("kinds", expanding=True)),
-            ),
-        )
-    )
-    .where(t.currency.c.enabled.is_(True))
-    .order_by(t.currency.c.ccy)
+# Every enabled currency, with the user's funding and frozen balances in it if any, beside the
+# clock's row: one statement, one snapshot (`UnitOfWork.read_alone`: on SQLite, on the event loop).
+# The clock is joined first so that the answer has a row even without any currency.
+_WALLET = (
+    "SELECT c.ccy, a.kind, a.balance, k.mode, k.business_anchor, k.real_anchor, k.speed"
+    " FROM (SELECT 1 AS one) AS one"
+    " LEFT JOIN clock AS k ON k.id = 1"
+    " LEFT JOIN currency AS c ON c.enabled = :enabled"
+    " LEFT JOIN ledger_account AS a"
+    " ON a.ccy = c.ccy AND a.user_id = :user_id AND a.kind IN (:funding, :frozen)"
+    " ORDER BY c.ccy"
 )
 
 
 def funding_wallet(uow: UnitOfWork, user_id: int) -> FundingWallet:
     """The user's funding balances in every enabled currency, and the business time, in one read
     (Binance's `/api/v3/account`)."""
-    kinds = (AccountKind.FUNDING.value, AccountKind.FROZEN.value)
-    with uow:
-        rows = uow.conn.execute(_WALLET, {"user_id": user_id, "kinds": list(kinds)}).all()
-        now = uow.now()
+    funding, frozen = AccountKind.FUNDING.value, AccountKind.FROZEN.value
+    params = {"user_id": user_id, "enabled": True, "funding": funding, "frozen": frozen}
+    rows = uow.read_alone(_WALLET, params)
     found: dict[str, dict[str | None, Decimal]] = {}
-    for row in rows:
-        found.setdefault(row.ccy, {})[row.kind] = row.balance
+    for ccy, kind, balance, *_clock in rows:
+        if ccy is not None:
+            found.setdefault(ccy, {})[kind] = Decimal(0) if balance is None else t.exact(balance)
     return FundingWallet(
         [
-            FundingBalance(ccy, held.get(kinds[0], Decimal(0)), held.get(kinds[1], Decimal(0)))
+            FundingBalance(ccy, held.get(funding, Decimal(0)), held.get(frozen, Decimal(0)))
             for ccy, held in found.items()
         ],
-        now,
+        clock.state_of(*rows[0][3:]).now(wall_ms()),
     )
 
 
