@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 from datetime import UTC, datetime
+from typing import Any
 
 from flexearn.observability import context
-from flexearn.observability.logs import JsonFormatter
+from flexearn.observability.logs import JsonFormatter, info_line
 
 
 def record(message: str, **extra: object) -> logging.LogRecord:
@@ -55,3 +57,47 @@ def test_the_timestamp_is_datetime_s_to_the_millisecond_for_any_time() -> None:
         made.created = created
         expected = datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")
         assert json.loads(formatter.format(made))["ts"] == expected, created
+
+
+def test_an_info_line_written_straight_to_its_stream_is_the_line_logging_writes() -> None:
+    """`info_line` skips the LogRecord when its one destination is a JSON stream handler; the line
+    must be the one `logger.info(message, extra=fields)` writes (only its time may differ)."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("flexearn.test.straight")
+    logger.handlers, logger.propagate, logger.level = [handler], False, logging.INFO
+    records: list[logging.LogRecord] = []
+    make = logger.makeRecord
+
+    def counted(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        records.append(make(*args, **kwargs))
+        return records[-1]
+
+    logger.makeRecord = counted  # type: ignore[method-assign]
+    fields = {"method": "GET", "path": '/a"b\\c%s', "status": 200, "code": None, "duration_ms": 1.5, "ü": "ß"}
+    with context.request_scope(context.RequestInfo("req-1")):
+        info_line(logger, "GET /x 200", fields)  # straight
+        assert records == []
+        logger.addFilter(lambda _record: True)  # a filter on the way: through logging
+        info_line(logger, "GET /x 200", fields)
+        assert len(records) == 1
+        logger.filters.clear()
+        handler.setLevel(logging.WARNING)  # the one handler does not take INFO: nothing written
+        info_line(logger, "GET /x 200", fields)
+    straight, logged = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert straight.pop("ts")[:10] == logged.pop("ts")[:10]
+    assert list(straight.items()) == list(logged.items())  # the same fields, in the same order
+    assert straight["request_id"] == "req-1"
+    assert straight["path"] == '/a"b\\c%s'
+
+
+def test_an_info_line_reaches_every_handler_when_there_are_several() -> None:
+    streams = [io.StringIO(), io.StringIO()]
+    logger = logging.getLogger("flexearn.test.several")
+    logger.handlers = [logging.StreamHandler(s) for s in streams]
+    for handler in logger.handlers:
+        handler.setFormatter(JsonFormatter())
+    logger.propagate, logger.level = False, logging.INFO
+    info_line(logger, "hello", {"status": 1})
+    assert [json.loads(s.getvalue())["status"] for s in streams] == [1, 1]

@@ -10,7 +10,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from flexearn.observability import context
+from flexearn.observability import context, logs
 from flexearn.observability.metrics import observe_request
 
 log = logging.getLogger("flexearn.access")
@@ -102,6 +102,4 @@ class ObservabilityMiddleware:
             "duration_ms": round(seconds * 1000, 3),
             "client": (scope.get("client") or ("", 0))[0],
         }
-        # `log.info` less its caller lookup (a walk up the stack for fields this line never shows)
-        message = f"{method} {path} {status}"  # no args: a % in the path is not a format
-        log.handle(log.makeRecord(log.name, logging.INFO, "", 0, message, (), None, extra=fields))
+        logs.info_line(log, f"{method} {path} {status}", fields)  # no args: a % in the path is no format
