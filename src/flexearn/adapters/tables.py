@@ -228,7 +228,16 @@ lending_history = sa.Table(
     sa.Column("earnings", Amount, nullable=False),
     sa.Column("rate", Amount, nullable=False),
 )
-sa.Index("ix_lending_history_user_ts", lending_history.c.user_id, lending_history.c.ts)
+# A user's records (`market_data.lending_history`, the operator's earnings view): by user on
+# PostgreSQL; on SQLite by currency, then user (migration 0016). Settlement writes each currency's
+# hour in its own transaction, and SQLite writes every page a transaction touched to the WAL: led
+# by the user, one currency's rows land on every page of the index, which was then rewritten once
+# per currency; led by the currency, they land on that currency's pages only. The readers name the
+# user's currencies (those of the user's positions, whose records these are).
+sa.Index("ix_lending_history_user_ts", lending_history.c.user_id, lending_history.c.ts).ddl_if("postgresql")
+sa.Index(
+    "ix_lending_history_ccy_user_ts", lending_history.c.ccy, lending_history.c.user_id, lending_history.c.ts
+).ddl_if("sqlite")
 # What the ledger check reads after its checkpoint: the last hour(s), not the whole table.
 sa.Index("ix_lending_history_ts", lending_history.c.ts)
 
