@@ -361,7 +361,15 @@ earn_order = sa.Table(
     one_of("order_type", OrderType),
     one_of("status", OrderStatus),
 )
-sa.Index("ix_earn_order_user_ts", earn_order.c.user_id, earn_order.c.ts)
+# A user's orders (`catalog_views`): by user on PostgreSQL; on SQLite by product, then user
+# (migration 0017), for the reason `lending_history`'s index is led by the currency: each
+# product's day commits alone, and led by the user, its interest orders landed on every page of
+# the index. The readers name the user's products (those of the user's holdings: every order is
+# a holding's, and has its user and product).
+sa.Index("ix_earn_order_user_ts", earn_order.c.user_id, earn_order.c.ts).ddl_if("postgresql")
+sa.Index(
+    "ix_earn_order_product_user_ts", earn_order.c.product_id, earn_order.c.user_id, earn_order.c.ts
+).ddl_if("sqlite")
 sa.Index("ix_earn_order_arrival", earn_order.c.status, earn_order.c.arrive_at)
 # A real-time product's day reads its subscriptions and redemptions since the day began, in one
 # query; partial, so the millions of interest orders a day writes do not maintain it. A query uses
