@@ -32,7 +32,10 @@ hours (each the same work) and N floors and reports medians.
 Each (database, size) runs in two fresh subprocesses: `setup` (fill, settle hour 1) and
 `measure` (settle, floors, check), so the peak RSS reported (VmHWM, read right after the last
 timed settlement) is that of a process that did only the settlement (plus imports), not of the
-loading. Output: a JSON line per result as it finishes, then a table per kind.
+loading. Also reported: the settlement's CPU seconds, and the MB the settling process wrote
+(`/proc/self/io` wchar: on SQLite the WAL and its checkpoints; on PostgreSQL the server writes,
+so ~0), which, unlike seconds, other work on the machine does not disturb. Output: a JSON line
+per result as it finishes, then a table per kind.
 
 Catalog: the same database set-up, with `size` holdings of 10 flexible ladder products (one per
 coin of the market benchmark, tiers 0-200 @ 6 %, 200-5000 @ 50 % and, for every other product,
@@ -345,14 +348,15 @@ def phase_measure_catalog(url: str, size: int, check_max: int, repeat: int) -> d
     engine = make_engine(url)
     _open_connection(engine)
     baseline_mb = _peak_mb()
-    settle_s, settle_cpu_s, floor_s, floor_product_s = [], [], [], []
+    settle_s, settle_cpu_s, floor_s, floor_product_s, written_mb = [], [], [], [], []
     for round_ in range(repeat):
         day = DAY2 + round_ * DAY_MS
         tidy(engine)
-        cpu, started = time.process_time(), time.perf_counter()
+        cpu, started, written = time.process_time(), time.perf_counter(), _written_mb()
         earned = settle_products(engine, day)
         settle_s.append(time.perf_counter() - started)
         settle_cpu_s.append(time.process_time() - cpu)
+        written_mb.append(_written_mb() - written)
         with engine.connect() as conn:
             orders = conn.execute(
                 sa.select(sa.func.count()).select_from(t.earn_order)
@@ -372,7 +376,7 @@ def phase_measure_catalog(url: str, size: int, check_max: int, repeat: int) -> d
     check, check_s = _ledger_check(engine, size, check_max)
     engine.dispose()
     return _summary(size, "holdings", "product", settle_s, settle_cpu_s, floor_s, floor_product_s,
-                    peak_mb, baseline_mb, check, check_s)
+                    peak_mb, baseline_mb, check, check_s, written_mb)
 
 
 def _open_connection(engine: sa.Engine) -> None:
@@ -402,14 +406,15 @@ def phase_measure(url: str, size: int, check_max: int, repeat: int) -> dict[str,
     engine = make_engine(url)
     _open_connection(engine)
     baseline_mb = _peak_mb()
-    settle_s, settle_cpu_s, floor_s, floor_ccy_s = [], [], [], []
+    settle_s, settle_cpu_s, floor_s, floor_ccy_s, written_mb = [], [], [], [], []
     for round_ in range(repeat):
         hour = HOUR2 + round_ * HOUR_MS
         tidy(engine)
-        cpu, started = time.process_time(), time.perf_counter()
+        cpu, started, written = time.process_time(), time.perf_counter(), _written_mb()
         changed = settle_all(engine, hour)
         settle_s.append(time.perf_counter() - started)
         settle_cpu_s.append(time.process_time() - cpu)
+        written_mb.append(_written_mb() - written)
         with engine.connect() as conn:
             history = conn.execute(
                 sa.select(sa.func.count()).select_from(t.lending_history)
@@ -429,12 +434,13 @@ def phase_measure(url: str, size: int, check_max: int, repeat: int) -> dict[str,
     check, check_s = _ledger_check(engine, size, check_max)
     engine.dispose()
     return _summary(size, "positions", "ccy", settle_s, settle_cpu_s, floor_s, floor_ccy_s,
-                    peak_mb, baseline_mb, check, check_s)
+                    peak_mb, baseline_mb, check, check_s, written_mb)
 
 
 def _summary(
     size: int, rows: str, part: str, settle_s: list[float], settle_cpu_s: list[float], floor_s: list[float],
     floor_part_s: list[float], peak_mb: float, baseline_mb: float, check: Any, check_s: Any,
+    written_mb: list[float],
 ) -> dict[str, Any]:
     """One result: medians of the rounds, `rows` per second, and the floors whole and per `part`."""
     seconds, floor, floor_part = (statistics.median(samples) for samples in (settle_s, floor_s, floor_part_s))
@@ -447,9 +453,10 @@ def _summary(
         f"floor_per_{part}_s": round(floor_part, 3),
         f"ratio_per_{part}": round(seconds / floor_part, 2),
         "settle_cpu_s": round(statistics.median(settle_cpu_s), 3),
+        "settle_written_mb": round(statistics.median(written_mb)),
         "baseline_mb": round(baseline_mb, 1),
         "samples": {"settle_s": _rounded(settle_s), "floor_s": _rounded(floor_s),
-                    f"floor_per_{part}_s": _rounded(floor_part_s)},
+                    f"floor_per_{part}_s": _rounded(floor_part_s), "settle_written_mb": _rounded(written_mb)},
         "ledger_check": check,
         "ledger_check_s": check_s,
         "settlement_threads": THREADS,
@@ -504,6 +511,15 @@ def floor_seconds(engine: sa.Engine, floor: Floor, *, per: str, keys: Iterable[A
         elapsed = time.perf_counter() - started
     assert updated == inserted, (updated, inserted)
     return elapsed
+
+
+def _written_mb() -> float:
+    """MB the process has written so far (`wchar`: SQLite's WAL and checkpoints; PostgreSQL's
+    writes are the server's, not counted). Unlike seconds, the load of other work leaves it be."""
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("wchar:"):
+            return int(line.split()[1]) / 1e6
+    return 0.0
 
 
 def _peak_mb() -> float:
@@ -570,6 +586,7 @@ MARKET_COLUMNS = (
     ("positions_per_s", "positions/s", "{:,}"), ("peak_mb", "peak MB", "{:.0f}"),
     ("floor_s", "floor s", "{:.2f}"), ("ratio", "settle/floor", "{:.2f}"),
     ("floor_per_ccy_s", "floor/ccy s", "{:.2f}"), ("ratio_per_ccy", "settle/(floor/ccy)", "{:.2f}"),
+    ("settle_cpu_s", "settle CPU s", "{:.2f}"), ("settle_written_mb", "written MB", "{:,}"),
 )
 CATALOG_COLUMNS = (
     ("db", "db", "{}"), ("holdings", "holdings", "{:,}"), ("seconds", "settle s", "{:.2f}"),
@@ -577,7 +594,7 @@ CATALOG_COLUMNS = (
     ("floor_s", "floor s", "{:.2f}"), ("ratio", "settle/floor", "{:.2f}"),
     ("floor_per_product_s", "floor/product s", "{:.2f}"),
     ("ratio_per_product", "settle/(floor/product)", "{:.2f}"), ("settle_cpu_s", "settle CPU s", "{:.2f}"),
-    ("check", "ledger check", "{}"),
+    ("settle_written_mb", "written MB", "{:,}"), ("check", "ledger check", "{}"),
 )
 COLUMNS = {"market": MARKET_COLUMNS, "catalog": CATALOG_COLUMNS}
 

@@ -228,7 +228,16 @@ lending_history = sa.Table(
     sa.Column("earnings", Amount, nullable=False),
     sa.Column("rate", Amount, nullable=False),
 )
-sa.Index("ix_lending_history_user_ts", lending_history.c.user_id, lending_history.c.ts)
+# A user's records (`market_data.lending_history`, the operator's earnings view): by user on
+# PostgreSQL; on SQLite by currency, then user (migration 0016). Settlement writes each currency's
+# hour in its own transaction, and SQLite writes every page a transaction touched to the WAL: led
+# by the user, one currency's rows land on every page of the index, which was then rewritten once
+# per currency; led by the currency, they land on that currency's pages only. The readers name the
+# user's currencies (those of the user's positions, whose records these are).
+sa.Index("ix_lending_history_user_ts", lending_history.c.user_id, lending_history.c.ts).ddl_if("postgresql")
+sa.Index(
+    "ix_lending_history_ccy_user_ts", lending_history.c.ccy, lending_history.c.user_id, lending_history.c.ts
+).ddl_if("sqlite")
 # What the ledger check reads after its checkpoint: the last hour(s), not the whole table.
 sa.Index("ix_lending_history_ts", lending_history.c.ts)
 
@@ -352,7 +361,15 @@ earn_order = sa.Table(
     one_of("order_type", OrderType),
     one_of("status", OrderStatus),
 )
-sa.Index("ix_earn_order_user_ts", earn_order.c.user_id, earn_order.c.ts)
+# A user's orders (`catalog_views`): by user on PostgreSQL; on SQLite by product, then user
+# (migration 0017), for the reason `lending_history`'s index is led by the currency: each
+# product's day commits alone, and led by the user, its interest orders landed on every page of
+# the index. The readers name the user's products (those of the user's holdings: every order is
+# a holding's, and has its user and product).
+sa.Index("ix_earn_order_user_ts", earn_order.c.user_id, earn_order.c.ts).ddl_if("postgresql")
+sa.Index(
+    "ix_earn_order_product_user_ts", earn_order.c.product_id, earn_order.c.user_id, earn_order.c.ts
+).ddl_if("sqlite")
 sa.Index("ix_earn_order_arrival", earn_order.c.status, earn_order.c.arrive_at)
 # A real-time product's day reads its subscriptions and redemptions since the day began, in one
 # query; partial, so the millions of interest orders a day writes do not maintain it. A query uses

@@ -33,6 +33,14 @@ class Record:
     holding_id: int | None = None
 
 
+def _products_of(user_id: int) -> sa.Select[tuple[int]]:
+    """The products the user has held: every order is a holding's, with its user and product.
+    Naming them lets SQLite's index of orders, led by the product (`tables.earn_order`), find a
+    user's."""
+    h = t.holding
+    return sa.select(h.c.product_id).where(h.c.user_id == user_id)
+
+
 def records(
     uow: UnitOfWork,
     user_id: int,
@@ -59,7 +67,13 @@ def records(
         query = (
             sa.select(o.c.id, o.c.product_id, o.c.order_type, o.c.amount, o.c.status, o.c.ts, o.c.holding_id)
             .join(p, p.c.id == o.c.product_id)
-            .where(o.c.user_id == user_id, p.c.period_type == period_type, o.c.ts >= start, o.c.ts <= end)
+            .where(
+                o.c.product_id.in_(_products_of(user_id)),
+                o.c.user_id == user_id,
+                p.c.period_type == period_type,
+                o.c.ts >= start,
+                o.c.ts <= end,
+            )
             .order_by(o.c.id.desc())
             .limit(limit)
         )
@@ -276,12 +290,21 @@ def account(uow: UnitOfWork, user_id: int) -> AccountTotals:
         earned = uow.conn.execute(
             sa.select(p.c.coin, o.c.amount)
             .join(p, p.c.id == o.c.product_id)
-            .where(o.c.user_id == user_id, o.c.order_type.in_(REWARD_ORDERS), o.c.ts > now - DAY_MS)
+            .where(
+                o.c.product_id.in_(_products_of(user_id)),
+                o.c.user_id == user_id,
+                o.c.order_type.in_(REWARD_ORDERS),
+                o.c.ts > now - DAY_MS,
+            )
         ).all()
         totals = uow.conn.execute(
             sa.select(p.c.coin, o.c.amount)
             .join(p, p.c.id == o.c.product_id)
-            .where(o.c.user_id == user_id, o.c.order_type.in_(REWARD_ORDERS))
+            .where(
+                o.c.product_id.in_(_products_of(user_id)),
+                o.c.user_id == user_id,
+                o.c.order_type.in_(REWARD_ORDERS),
+            )
         ).all()
 
     def usdt(rows: list[tuple[str, Decimal]]) -> Decimal:

@@ -126,7 +126,8 @@ def user_earnings(uow: UnitOfWork, user_id: int, since: int) -> list[Earnings]:
         ids = [row.id for row in positions]
         records = conn.execute(
             sa.select(h.c.position_id, h.c.ts, h.c.amt, h.c.earnings).where(
-                h.c.user_id == user_id, h.c.ts >= since
+                # the positions' currencies: SQLite's index of a user's records is led by them
+                h.c.ccy.in_(sorted({row.ccy for row in positions})), h.c.user_id == user_id, h.c.ts >= since
             )
         ).all()
         moves = conn.execute(
