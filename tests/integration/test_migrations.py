@@ -56,27 +56,26 @@ def test_a_migrated_database_has_the_declared_schema(database_url: str) -> None:
         engine.dispose()
 
 
-def test_the_lending_history_is_indexed_by_user_as_each_database_declares(database_url: str) -> None:
-    """SQLite's index of a user's records is led by the currency (0016), PostgreSQL's by the user."""
+def _indexes(database_url: str, table: str) -> tuple[set[str], bool]:
+    """The names of `table`'s indexes on a migrated database, and whether it is SQLite."""
     engine = make_engine(database_url)
     try:
         migrate(engine)
-        names = {index["name"] for index in sa.inspect(engine).get_indexes("lending_history")}
-        sqlite = engine.dialect.name == "sqlite"
-        by_user = "ix_lending_history_ccy_user_ts" if sqlite else "ix_lending_history_user_ts"
-        assert names == {"ix_lending_history_ts", by_user}
+        names = {index["name"] for index in sa.inspect(engine).get_indexes(table)}
+        return names, engine.dialect.name == "sqlite"
     finally:
         engine.dispose()
+
+
+def test_the_lending_history_is_indexed_by_user_as_each_database_declares(database_url: str) -> None:
+    """SQLite's index of a user's records is led by the currency (0016), PostgreSQL's by the user."""
+    names, sqlite = _indexes(database_url, "lending_history")
+    by_user = "ix_lending_history_ccy_user_ts" if sqlite else "ix_lending_history_user_ts"
+    assert names == {"ix_lending_history_ts", by_user}
 
 
 def test_the_catalog_orders_are_indexed_by_user_as_each_database_declares(database_url: str) -> None:
     """SQLite's index of a user's orders is led by the product (0017), PostgreSQL's by the user."""
-    engine = make_engine(database_url)
-    try:
-        migrate(engine)
-        names = {index["name"] for index in sa.inspect(engine).get_indexes("earn_order")}
-        sqlite = engine.dialect.name == "sqlite"
-        assert ("ix_earn_order_product_user_ts" in names) is sqlite
-        assert ("ix_earn_order_user_ts" in names) is not sqlite
-    finally:
-        engine.dispose()
+    names, sqlite = _indexes(database_url, "earn_order")
+    assert ("ix_earn_order_product_user_ts" in names) is sqlite
+    assert ("ix_earn_order_user_ts" in names) is not sqlite
