@@ -51,7 +51,9 @@ class ClockState:
 REAL = ClockState(ClockMode.REAL.value, 0, 0, D(1))
 
 
-_READ = "SELECT mode, business_anchor, real_anchor, speed FROM clock WHERE id = 1"
+# The clock row's columns in the order `state_of` takes them (a reader joining the row names them so).
+COLUMNS = ("mode", "business_anchor", "real_anchor", "speed")
+_READ = f"SELECT {', '.join(COLUMNS)} FROM clock WHERE id = 1"
 
 
 def read(conn: sa.Connection, *, lock: bool = False) -> ClockState:
@@ -63,8 +65,8 @@ def read(conn: sa.Connection, *, lock: bool = False) -> ClockState:
 
 
 def state_of(mode: str | None, business_anchor: int, real_anchor: int, speed: str | Decimal) -> ClockState:
-    """The clock's state from its row's columns as the driver returns them (all None: no row, the
-    real clock)."""
+    """The clock's state from its row's `COLUMNS` as the driver returns them (all None: no row,
+    the real clock)."""
     return REAL if mode is None else ClockState(mode, business_anchor, real_anchor, exact(speed))
 
 

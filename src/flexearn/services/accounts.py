@@ -140,7 +140,7 @@ class FundingWallet:
 # clock's row: one statement, one snapshot (`UnitOfWork.read_alone`: on SQLite, on the event loop).
 # The clock is joined first so that the answer has a row even without any currency.
 _WALLET = (
-    "SELECT c.ccy, a.kind, a.balance, k.mode, k.business_anchor, k.real_anchor, k.speed"
+    f"SELECT c.ccy, a.kind, a.balance, {', '.join(f'k.{name}' for name in clock.COLUMNS)}"
     " FROM (SELECT 1 AS one) AS one"
     " LEFT JOIN clock AS k ON k.id = 1"
     " LEFT JOIN currency AS c ON c.enabled = :enabled"
@@ -165,7 +165,7 @@ def funding_wallet(uow: UnitOfWork, user_id: int) -> FundingWallet:
             FundingBalance(ccy, held.get(funding, Decimal(0)), held.get(frozen, Decimal(0)))
             for ccy, held in found.items()
         ],
-        clock.state_of(*rows[0][3:]).now(wall_ms()),
+        clock.state_of(*rows[0][3:]).now(wall_ms()),  # the columns after c.ccy, a.kind, a.balance
     )
 
 
