@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -101,3 +102,54 @@ def test_an_info_line_reaches_every_handler_when_there_are_several() -> None:
     logger.propagate, logger.level = False, logging.INFO
     info_line(logger, "hello", {"status": 1})
     assert [json.loads(s.getvalue())["status"] for s in streams] == [1, 1]
+
+
+def test_info_lines_on_an_event_loop_are_written_together_at_the_end_of_its_turn() -> None:
+    """On a loop's thread the lines of one turn go out in one write, after the turn's callbacks;
+    in order, none lost, and a turn's lines never wait for the next request."""
+    writes: list[str] = []
+
+    class Counted(io.StringIO):
+        def write(self, text: str) -> int:
+            writes.append(text)
+            return super().write(text)
+
+    stream = Counted()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("flexearn.test.loop")
+    logger.handlers, logger.propagate, logger.level = [handler], False, logging.INFO
+
+    async def requests() -> list[int]:
+        seen = []
+        for n in range(3):  # three requests answered in one turn
+            info_line(logger, "GET /x 200", {"n": n})
+        seen.append(len(writes))  # nothing written yet: the turn is not over
+        await asyncio.sleep(0)  # the loop's next turn: the three lines, in one write
+        seen.append(len(writes))
+        info_line(logger, "GET /y 200", {"n": 3})
+        await asyncio.sleep(0)
+        seen.append(len(writes))
+        return seen
+
+    assert asyncio.run(requests()) == [0, 1, 2]
+    assert [json.loads(line)["n"] for line in stream.getvalue().splitlines()] == [0, 1, 2, 3]
+    assert writes[0].count("\n") == 3
+
+
+def test_a_line_held_for_its_loop_s_turn_goes_to_the_handler_it_was_made_for() -> None:
+    """The logging set-up changing within a turn writes what was held to the old handler first."""
+    streams = [io.StringIO(), io.StringIO()]
+    logger = logging.getLogger("flexearn.test.loop.switch")
+    logger.propagate, logger.level = False, logging.INFO
+
+    async def turn() -> None:
+        for n, stream in enumerate(streams):
+            handler = logging.StreamHandler(stream)
+            handler.setFormatter(JsonFormatter())
+            logger.handlers = [handler]
+            info_line(logger, "line", {"n": n})
+        await asyncio.sleep(0)
+
+    asyncio.run(turn())
+    assert [[json.loads(line)["n"] for line in s.getvalue().splitlines()] for s in streams] == [[0], [1]]

