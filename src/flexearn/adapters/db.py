@@ -23,6 +23,7 @@ import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -85,11 +86,25 @@ class DatabaseBusy(Exception):
 
 class NotInline(Exception):
     """Work asked of the database on the event loop (`inline`) that could wait there: a unit of
-    work (a pooled connection and a transaction), a write while another writer holds SQLite's lock,
-    any statement on PostgreSQL. Nothing of it was done; the caller does it in a database slot."""
+    work where none may begin there, any statement on PostgreSQL. Nothing of it was done; the
+    caller does it in a database slot, and may do so from now on."""
 
 
-_inline: ContextVar[bool] = ContextVar("flexearn_db_inline", default=False)
+class WouldWait(NotInline):
+    """Work asked of the database on the event loop that would wait this time: another writer holds
+    SQLite's write lock, or a period of the market is being settled. Nothing of it was done; the
+    caller does it in a database slot, where it can wait — this time only."""
+
+
+@dataclass
+class _InlineRun:
+    """What `inline` allows (a unit of work that writes, `units`) and what it did (`committed`)."""
+
+    units: bool
+    committed: bool = False
+
+
+_inline: ContextVar[_InlineRun | None] = ContextVar("flexearn_db_inline", default=None)
 
 
 def inline_capable(engine: sa.Engine) -> bool:
@@ -100,14 +115,15 @@ def inline_capable(engine: sa.Engine) -> bool:
 
 
 @contextmanager
-def inline() -> Iterator[None]:
-    """Run the statements of `alone`/`in_turn` inside on the calling thread's own connection (the
+def inline(*, units: bool = False) -> Iterator[None]:
+    """Run the statements of `alone`/`in_turn` inside on the calling thread's own connections (the
     event loop's), never waiting: reads as they are (SQLite, WAL: one snapshot, no lock), a write
-    only if SQLite's write lock is free at once; anything else — a unit of work, a pooled
-    connection, a write that would wait — raises `NotInline` before it has done anything. For the
-    reads of one statement on the request path, where handing the work to a thread and back cost
-    more than the work (bench/asgi_path.py: a signed balance read 280 → 180 µs of CPU)."""
-    token = _inline.set(True)
+    only if SQLite's write lock is free at once; with `units`, also one unit of work that writes
+    (`unit`), on the same terms. Anything else — a read-only unit of work, a pooled connection, a
+    write that would wait — raises `NotInline` (`WouldWait`) before it has done anything. For the
+    short work of the request path, where handing it to a thread and back cost more than the work
+    (bench/asgi_path.py: a signed balance read 280 → 180 µs of CPU)."""
+    token = _inline.set(_InlineRun(units))
     try:
         yield
     finally:
@@ -115,7 +131,34 @@ def inline() -> Iterator[None]:
 
 
 def inlined() -> bool:
-    return _inline.get()
+    return _inline.get() is not None
+
+
+def refusal(kind: type[NotInline] = NotInline) -> Exception:
+    """What to raise for work that cannot run on the event loop: `kind` — or, once something was
+    committed there, a `RuntimeError`: the work can no longer move to a slot whole (a handler run
+    on the loop may commit once, as its last step of any weight)."""
+    run = _inline.get()
+    if run is not None and run.committed:
+        return RuntimeError("work on the event loop after its COMMIT needed a slot: commit once, last")
+    return kind()
+
+
+def unit(engine: sa.Engine) -> sa.Connection:
+    """Under `inline(units=True)`: a connection to `engine`'s SQLite file on this thread's own
+    writer, in a transaction that holds SQLite's write lock, taken without waiting (`WouldWait` if
+    another writer of this process or another holds it). A second unit of work after its COMMIT is
+    refused loudly (`refusal`)."""
+    run = _inline.get()
+    if run is None or not run.units or run.committed:
+        raise refusal()
+    conn = _loop_engine(engine).connect()
+    try:
+        conn.begin()
+    except BaseException:
+        conn.close()
+        raise
+    return conn
 
 
 class Deadline:
@@ -214,7 +257,7 @@ def in_turn(engine: sa.Engine, statements: Sequence[Statement]) -> list[list[Any
     A driver error is raised as it is (`unavailable` knows those that mean the database is away or
     busy); a connection it broke is not put back in the pool.
     """
-    if _inline.get():
+    if _inline.get() is not None:
         return [_sqlite_inline(engine, statement) for statement in statements]
     ms = _remaining_ms()
     pooled = engine.raw_connection()
@@ -254,6 +297,34 @@ def _loop_connection(engine: sa.Engine, *, reading: bool) -> sqlite3.Connection:
     return driver
 
 
+def _loop_pair(engine: sa.Engine) -> tuple[sqlite3.Connection, sqlite3.Connection]:
+    """This thread's writer and reader of `engine`'s file (see `_sqlite_inline`)."""
+    connections = _LOOP.__dict__.setdefault("connections", weakref.WeakKeyDictionary())
+    pair = connections.get(engine)
+    if pair is None:
+        if not inline_capable(engine):
+            raise NotInline
+        writer, reader = (_loop_connection(engine, reading=r) for r in (False, True))
+        pair = connections[engine] = (writer, reader)
+    return pair  # type: ignore[no-any-return]
+
+
+def _loop_engine(engine: sa.Engine) -> sa.Engine:
+    """An engine whose one connection is this thread's writer of `engine`'s file (`unit`): its
+    transactions take SQLite's write lock without waiting, in turn with the writers of `engine`'s
+    pool (the same `_WriterGate`). SQLAlchemy's, so that a use case's unit of work runs on it as on
+    a pooled connection."""
+    engines = _LOOP.__dict__.setdefault("engines", weakref.WeakKeyDictionary())
+    found = engines.get(engine)
+    if found is None:
+        writer, _ = _loop_pair(engine)
+        found = sa.create_engine(engine.url, creator=lambda: writer, poolclass=sa.pool.StaticPool)
+        _sqlite_transactions(found, gate=_GATES[engine], waits=False)
+        _refuse_writes_loudly(found)
+        engines[engine] = found
+    return found  # type: ignore[no-any-return]
+
+
 def _sqlite_inline(engine: sa.Engine, statement: Statement) -> list[Any]:
     """`in_turn` for one statement under `inline`, on this thread's own connections to `engine`'s
     file (outside the pool: taking one from it could wait), one for reads (`query_only` on) and one
@@ -266,27 +337,24 @@ def _sqlite_inline(engine: sa.Engine, statement: Statement) -> list[Any]:
     235 ms), and a checkpoint in a thread of its own (it never caught up with the loop's writes:
     the WAL grew without end)."""
     sql, params, read_only = statement
-    connections = _LOOP.__dict__.setdefault("connections", weakref.WeakKeyDictionary())
-    pair = connections.get(engine)
-    if pair is None:
-        if not inline_capable(engine):
-            raise NotInline
-        writer, reader = (_loop_connection(engine, reading=r) for r in (False, True))
-        pair = connections[engine] = (writer, reader)
-    driver = pair[read_only]  # the reader if read_only
+    driver = _loop_pair(engine)[read_only]  # the reader if read_only
     if read_only:
         return list(driver.execute(sql, params).fetchall())  # autocommit: its own snapshot
     gate = _GATES[engine]
     if not gate.try_enter(driver):  # another writer of this process is in
-        raise NotInline
+        raise refusal(WouldWait)
     try:
         return list(driver.execute(sql, params).fetchall())  # autocommit: its own transaction
     except sqlite3.OperationalError as error:
-        if error.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
-            raise NotInline from error  # another process's writer is in
+        if _busy(error):
+            raise refusal(WouldWait) from error  # another process's writer is in
         raise
     finally:
         gate.leave(driver)
+
+
+def _busy(error: sqlite3.Error) -> bool:
+    return getattr(error, "sqlite_errorcode", 0) & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 def _postgres_in_turn(driver: Any, ms: int | None, statements: Sequence[Statement]) -> list[list[Any]]:
@@ -497,7 +565,7 @@ def _begin_command(driver: psycopg.Connection[Any]) -> str:
     return " ".join(parts)
 
 
-def _sqlite_transactions(engine: sa.Engine) -> None:
+def _sqlite_transactions(engine: sa.Engine, gate: _WriterGate | None = None, *, waits: bool = True) -> None:
     """Take SQLite's write lock when a transaction begins, not at its first write — unless the
     transaction only reads.
 
@@ -505,6 +573,10 @@ def _sqlite_transactions(engine: sa.Engine) -> None:
     another connection wrote in between; BEGIN IMMEDIATE serialises writers up front instead. A
     read-only one begins deferred: in WAL mode it reads one snapshot without any lock a writer
     waits for, and `PRAGMA query_only` makes a write in it fail rather than take the lock.
+
+    The writers go in through `gate` (a new one for the engine, or another engine's: `_loop_engine`
+    shares its pool's). Unless `waits`, a writer takes the lock only if it is free at once, else
+    raises `WouldWait` (the event loop's `unit`).
     """
 
     @event.listens_for(engine, "connect")
@@ -517,7 +589,8 @@ def _sqlite_transactions(engine: sa.Engine) -> None:
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
 
-    gate = _GATES[engine] = _WriterGate()
+    if gate is None:
+        gate = _GATES[engine] = _WriterGate()
     dialect = engine.dialect
     commit, rollback = dialect.do_commit, dialect.do_rollback
 
@@ -526,6 +599,9 @@ def _sqlite_transactions(engine: sa.Engine) -> None:
             commit(pooled)
         finally:
             gate.leave(pooled.driver_connection)
+        run = _inline.get()
+        if run is not None and not waits:
+            run.committed = True  # see `unit`
 
     def do_rollback(pooled: Any) -> None:
         try:
@@ -540,6 +616,9 @@ def _sqlite_transactions(engine: sa.Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin(connection: sa.Connection) -> None:
+        if not waits:
+            _begin_at_once(gate, connection.connection.driver_connection)
+            return
         # Under a deadline, wait for the write lock only as long as it leaves; else as long as the
         # longest writer may need (a settlement). The pragma is the connection's: set every time.
         # Both BEGINs go straight to the driver; a writer's BEGIN IMMEDIATE can fail ("database
@@ -558,6 +637,20 @@ def _sqlite_transactions(engine: sa.Engine) -> None:
             if isinstance(error, sqlite3.Error):
                 raise _as_sqlalchemys(dialect, driver, "BEGIN IMMEDIATE", {}, error) from error
             raise
+
+
+
+def _begin_at_once(gate: _WriterGate, driver: Any) -> None:
+    """BEGIN IMMEDIATE if SQLite's write lock is free now (the driver's busy timeout is 0)."""
+    if not gate.try_enter(driver):  # another writer of this process is in
+        raise WouldWait
+    try:
+        driver.execute("BEGIN IMMEDIATE")
+    except BaseException as error:
+        gate.leave(driver)
+        if isinstance(error, sqlite3.Error) and _busy(error):  # another process's writer is in
+            raise WouldWait from error
+        raise
 
 
 _GATES: weakref.WeakKeyDictionary[sa.Engine, _WriterGate] = weakref.WeakKeyDictionary()

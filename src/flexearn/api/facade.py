@@ -30,6 +30,7 @@ from flexearn.api.ratelimit import RateLimiter
 from flexearn.bootstrap import Flexearn
 from flexearn.domain.errors import FlexearnError
 from flexearn.observability import context
+from flexearn.services.replays import Claim
 from flexearn.services.unit_of_work import joining_first
 
 log = logging.getLogger("flexearn.api")
@@ -227,6 +228,14 @@ class Facade:
         connection and round trip), else on its own afterwards, whatever the handler's outcome."""
         self.clock.refresh()
         claim = None if signed is None else self.verifier.claim_replay(signed[0], wall_ms(), signed[1])
+        return self._handle_claimed(handler, caller, params, claim)
+
+    def _handle_claimed(
+        self, handler: Handler, caller: Caller | None, params: Params, claim: Claim | None
+    ) -> Any:
+        """`_handle` once the signature was claimed in this process's memory (`claim`: what is left
+        to claim in the database). On the event loop (`_Endpoint._inline_write`), a handler that
+        raises `NotInline` did nothing, and its claim is left for the slot that runs it again."""
         if claim is None:
             return handler(self.app, caller, params)
 
@@ -234,11 +243,15 @@ class Facade:
             if not rows:
                 raise AuthFailure(Failure.REPLAYED)
 
+        needs_slot = False
         with joining_first(*claim.statement(), first) as joining:
             try:
                 return handler(self.app, caller, params)
+            except db.NotInline:
+                needs_slot = True
+                raise
             finally:
-                if not joining.committed and not claim.alone():
+                if not needs_slot and not joining.committed and not claim.alone():
                     raise AuthFailure(Failure.REPLAYED)  # a replay's refusal wins over its outcome
 
 
@@ -250,10 +263,11 @@ class _Endpoint:
     def __init__(self, facade: Facade, spec: Endpoint) -> None:
         self.facade, self.spec = facade, spec
         self.answers = PublicAnswers() if spec.cached else None
-        # Whether to try the handler on the event loop (`_inline`): a read, on a SQLite file, with
-        # signatures claimed in the database (not Redis, which would be asked on the loop).
+        # Whether to try the handler on the event loop (`_inline`, `_inline_write`): on a SQLite
+        # file, with signatures claimed in the database (not Redis, which would be asked on the loop).
         verifier, engine = facade.verifier, facade.app.engine
-        self.inline = spec.method == "GET" and db.inline_capable(engine) and verifier.claims_in_database
+        self.inline = db.inline_capable(engine) and verifier.claims_in_database
+        self.writes = spec.method != "GET"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await _send_json(send, *await self._answer(scope))
@@ -310,6 +324,8 @@ class _Endpoint:
         database slot (`Facade._handle`)."""
         facade = self.facade
         if self.inline and facade.clock.fresh():
+            if self.writes:
+                return await self._inline_write(deadline, caller, params, replay)
             try:
                 return await self._inline(deadline, caller, params, replay)
             except db.NotInline:  # this handler opens a unit of work: to a slot, now and from now on
@@ -333,6 +349,27 @@ class _Endpoint:
         finally:
             if replay is not None and not needs_slot:  # a replay's refusal wins over the outcome
                 await self.facade._claimed(deadline, *replay)
+
+
+    async def _inline_write(
+        self, deadline: db.Deadline, caller: Caller | None, params: Params, replay: tuple[str, int] | None
+    ) -> Any:
+        """A handler that may write, on the event loop (`db.inline(units=True)`): its one unit of
+        work on the loop's own SQLite writer, its signature's claim joined to that COMMIT — when
+        SQLite's write lock is free at once (a write is short; handing it to a thread and back, and
+        the threads' turns at the GIL, cost more than the write). Else (`NotInline`: the lock is
+        taken, a period is being settled, the handler needs more than one unit of work that
+        writes) nothing was done, and it runs in a slot; the signature stays claimed in memory."""
+        facade, handler = self.facade, self.spec.handler
+        with db.deadline(deadline), db.inline(units=True):
+            claim = None if replay is None else facade.verifier.claim_replay(replay[0], wall_ms(), replay[1])
+            try:
+                return facade._handle_claimed(handler, caller, params, claim)
+            except db.WouldWait:
+                pass  # this time: the lock or the period is another's
+            except db.NotInline:
+                self.inline = False  # this handler needs a slot: from now on
+        return await facade.admission.run(deadline, facade._handle_claimed, handler, caller, params, claim)
 
 
 # Where `api/limits.BodyLimits` leaves the request's body, read whole and bounded, for the façades'

@@ -91,7 +91,9 @@ def waits_for_settlement(use_case: Callable[P, R]) -> Callable[P, R]:
         while True:
             try:
                 return use_case(*args, **kwargs)
-            except PeriodOpen:
+            except PeriodOpen as error:
+                if db.inlined():  # on the event loop, which must not sleep: in a slot, where it may
+                    raise db.refusal(db.WouldWait) from error
                 left = db.seconds_left()
                 if time.monotonic() + _POLL_S > give_up or (left is not None and left < 2 * _POLL_S):
                     raise

@@ -79,7 +79,10 @@ class UnitOfWork:
 
     def __enter__(self) -> UnitOfWork:
         if db.inlined():  # on the event loop: a pooled connection and a transaction could wait
-            raise db.NotInline
+            if self.read_only:
+                raise db.refusal()
+            self._conn = db.unit(self.engine)  # the loop's own writer, if it may, and without waiting
+            return self
         conn = self.engine.connect()
         try:
             if self.read_only:

@@ -1,0 +1,186 @@
+"""On a SQLite file, a façade's write runs on the event loop (`db.inline(units=True)`,
+`api/facade._Endpoint._inline_write`): its one unit of work on the loop's own writer, with its
+signature's claim in the same COMMIT, when SQLite's write lock is free at once. When it is not (a
+writer of this process or another holds it, or the market's hour is being settled) nothing was done
+and the request runs in a database slot, where it may wait; after a COMMIT on the loop nothing may
+move to a slot (a second unit of work is refused loudly)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from flexearn.adapters import db
+from flexearn.adapters import tables as t
+from flexearn.adapters.secrets import SecretBox, generate_master_key
+from flexearn.api.app import create_app
+from flexearn.bootstrap import Flexearn
+from flexearn.config import Settings
+from flexearn.domain.money import D
+from flexearn.services import gate, keys, ledger_check, savings
+from tests.contract.okx_http import signed_headers
+from tests.helpers import saver
+from tests.server import running_server
+
+PURCHASE = "/api/v5/finance/savings/purchase-redempt"
+
+
+@pytest.fixture
+def on_sqlite(tmp_path: Path) -> Iterator[Flexearn]:
+    instance = Flexearn(f"sqlite:///{tmp_path / 'inline.db'}")
+    yield instance
+    instance.close()
+
+
+def _held(app: Flexearn, user: int) -> Decimal:
+    (position,) = savings.positions(app.read_uow(), user, "USDT")
+    return position.amt
+
+
+def _body(amt: str) -> str:
+    return json.dumps({"ccy": "USDT", "amt": amt, "side": "purchase"})
+
+
+def test_a_purchase_commits_on_the_loops_writer_with_its_claim_in_one_transaction(
+    on_sqlite: Flexearn,
+) -> None:
+    app = on_sqlite
+    user = saver(app, D("12.5"))
+    master = generate_master_key()
+    key = keys.create_key(app.uow(), SecretBox(master), user, "read,trade")
+    served = create_app(Settings(master_key=master, demo=True), app)
+    sent: list[str] = []
+
+    async def scenario() -> tuple[httpx.Response, httpx.Response]:
+        transport = httpx.ASGITransport(app=served)
+        async with httpx.AsyncClient(transport=transport, base_url="http://flexearn") as client:
+            warm = _body("0.25")  # the loop's connections and its writer's engine are set up now
+            warm_headers = signed_headers(key, "POST", PURCHASE, warm)
+            answer = await client.post(PURCHASE, content=warm, headers=warm_headers)
+            assert answer.json()["code"] == "0"
+            writer, _reader = db._LOOP.connections[app.engine]  # this thread runs the loop
+            writer.set_trace_callback(sent.append)
+            body = _body("1.25")
+            signed = signed_headers(key, "POST", PURCHASE, body)
+            bought = await client.post(PURCHASE, content=body, headers=signed)
+            writer.set_trace_callback(None)
+            return bought, await client.post(PURCHASE, content=body, headers=signed)
+
+    bought, replayed = asyncio.run(scenario())
+    assert (bought.status_code, bought.json()["code"]) == (200, "0")
+    assert (replayed.status_code, replayed.json()["code"]) == (401, "50113")  # refused: one purchase
+    assert _held(app, user) == D(14)
+    assert sent[0] == "BEGIN IMMEDIATE"
+    assert sent[-1] == "COMMIT"
+    assert [s for s in sent if s in ("BEGIN IMMEDIATE", "COMMIT")] == ["BEGIN IMMEDIATE", "COMMIT"]
+    assert any(s.startswith("INSERT INTO seen_signature") for s in sent)  # the claim, joined
+    assert ledger_check.check(app.uow()) == []
+
+
+def test_on_the_loop_a_write_behind_a_lock_or_an_open_hour_refuses_at_once_and_writes_nothing(
+    on_sqlite: Flexearn,
+) -> None:
+    app = on_sqlite
+    user = saver(app, D(10))
+    path = str(app.engine.url.database)
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process's writer
+    started = time.monotonic()
+    with db.inline(units=True), pytest.raises(db.WouldWait):
+        savings.purchase(app.uow(), user, "USDT", D(1))
+    other.execute("ROLLBACK")
+    with app.uow() as uow:  # a writer of this process
+        uow.conn.execute(sa.text("SELECT 1"))
+        with db.inline(units=True), pytest.raises(db.WouldWait):
+            savings.purchase(app.uow(), user, "USDT", D(1))
+    with app.engine.begin() as conn:  # the market's hour is being settled in ranges
+        opened = {"kind": gate.HOUR, "key": "USDT", "period": 1, "plan": "{}", "opened_at": 0}
+        conn.execute(sa.insert(t.settlement_open).values(opened))
+    with db.inline(units=True), pytest.raises(db.WouldWait):
+        savings.purchase(app.uow(), user, "USDT", D(1))  # not slept on: gate.WAIT_S is 30 s
+    assert time.monotonic() - started < 2
+    other.close()
+    assert _held(app, user) == D(10)
+
+
+def test_on_the_loop_work_after_a_commit_that_would_need_a_slot_is_refused_loudly(
+    on_sqlite: Flexearn,
+) -> None:
+    app = on_sqlite
+    user = saver(app, D(10))
+    with db.inline(units=True):
+        savings.purchase(app.uow(), user, "USDT", D(1))  # committed on the loop
+        with pytest.raises(RuntimeError, match="after its COMMIT"):
+            savings.purchase(app.uow(), user, "USDT", D(1))
+        with pytest.raises(RuntimeError, match="after its COMMIT"), app.read_uow():
+            pass  # a read-only unit of work: a slot's
+    assert _held(app, user) == D(11)
+    with db.inline(), pytest.raises(db.NotInline):  # without `units`, as before: to a slot
+        savings.purchase(app.uow(), user, "USDT", D(1))
+    assert _held(app, user) == D(11)
+
+
+def test_served_purchases_beside_another_processs_writer_are_each_made_once(tmp_path: Path) -> None:
+    """A real server; another process takes SQLite's write lock again and again while purchases
+    arrive: those that meet it wait in a slot, the rest run on the loop; every one is made once,
+    the replayed ones refused, and the ledger balances."""
+    path = str(tmp_path / "served.db")
+    database_url = f"sqlite:///{path}"
+    app = Flexearn(database_url)
+    user = saver(app, D(1))
+    master = generate_master_key()
+    key = keys.create_key(app.uow(), SecretBox(master), user, "read,trade")
+    stop = threading.Event()
+
+    def hold_the_lock() -> None:
+        other = sqlite3.connect(path, isolation_level=None, timeout=10)
+        while not stop.is_set():
+            other.execute("BEGIN IMMEDIATE")
+            time.sleep(0.003)
+            other.execute("ROLLBACK")
+            time.sleep(0.002)
+        other.close()
+
+    unlimited = {"FLEXEARN_RATE_LIMIT_SCALE": "1000"}  # one key buys 140 times in a few seconds
+    with (
+        running_server(database_url, master, env=unlimited) as base,
+        httpx.Client(base_url=base, timeout=30) as client,
+    ):
+        body = _body("0.01")
+        signed = [signed_headers(key, "POST", PURCHASE, body, timestamp=_stamp(i)) for i in range(120)]
+
+        def post(headers: dict[str, str]) -> tuple[int, str]:
+            answer = client.post(PURCHASE, content=body, headers=headers)
+            return answer.status_code, answer.json()["code"]
+
+        holder = threading.Thread(target=hold_the_lock)
+        holder.start()
+        try:
+            with ThreadPoolExecutor(8) as pool:
+                answers = list(pool.map(post, signed + signed[:20]))  # 20 sent twice
+        finally:
+            stop.set()
+            holder.join()
+    made = answers.count((200, "0"))
+    assert made == 120
+    assert answers.count((401, "50113")) == 20
+    assert _held(app, user) == D(1) + D("0.01") * 120
+    assert ledger_check.check(app.uow()) == []
+    app.close()
+
+
+def _stamp(i: int) -> str:
+    """A distinct, current OKX timestamp per request (one signature each)."""
+    ms = int(time.time() * 1000) - 1_000 + i
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms / 1000)) + f".{ms % 1000:03d}Z"
