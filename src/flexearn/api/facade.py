@@ -135,6 +135,10 @@ class Endpoint:
     per_second: int
     cached: bool = False  # public, from stored data and the business hour only: `api/answers.py`
     weight: int = 1  # the request weight, where the exchange meters by weight (`Dialect.metered`)
+    # A trade whose handler commits one unit of work, as its last step: it may run on the event
+    # loop (`_Endpoint._inline_write`). One that commits twice (a transfer, then its auto-subscribe
+    # sweep) must not say so: work after a COMMIT on the loop cannot move to a slot.
+    commits_once: bool = False
 
 
 def _unmetered(spec: Endpoint, app: ASGIApp) -> ASGIApp:
@@ -266,8 +270,9 @@ class _Endpoint:
         # Whether to try the handler on the event loop (`_inline`, `_inline_write`): on a SQLite
         # file, with signatures claimed in the database (not Redis, which would be asked on the loop).
         verifier, engine = facade.verifier, facade.app.engine
-        self.inline = db.inline_capable(engine) and verifier.claims_in_database
         self.writes = spec.method != "GET"
+        loop_safe = not self.writes or spec.commits_once
+        self.inline = loop_safe and db.inline_capable(engine) and verifier.claims_in_database
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await _send_json(send, *await self._answer(scope))

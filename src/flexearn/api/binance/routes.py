@@ -377,8 +377,16 @@ _PERMISSIONS = {"GET": "read", "POST": "trade"}
 EARN_READ = 150
 
 
-def _private(method: str, path: str, handler: Any, permission: str = "read", weight: int = 1) -> Endpoint:
-    return Endpoint(method, path, handler, permission, PER_SECOND, weight=weight)
+def _private(
+    method: str,
+    path: str,
+    handler: Any,
+    permission: str = "read",
+    weight: int = 1,
+    *,
+    commits_once: bool = False,
+) -> Endpoint:
+    return Endpoint(method, path, handler, permission, PER_SECOND, weight=weight, commits_once=commits_once)
 
 
 def _earn_read(path: str, handler: Any) -> Endpoint:
@@ -400,9 +408,11 @@ ENDPOINTS = [
     _earn_read("flexible/list", flexible_list),
     _earn_read("flexible/position", flexible_position),
     _earn_read("account", account),
-    _private("POST", f"{EARN}/flexible/subscribe", flexible_subscribe, "trade"),
+    _private("POST", f"{EARN}/flexible/subscribe", flexible_subscribe, "trade", commits_once=True),
     _private("POST", f"{EARN}/flexible/redeem", flexible_redeem, "trade"),
-    _private("POST", f"{EARN}/flexible/setAutoSubscribe", set_auto_subscribe, "trade", EARN_READ),
+    _private(
+        "POST", f"{EARN}/flexible/setAutoSubscribe", set_auto_subscribe, "trade", EARN_READ, commits_once=True
+    ),
     _earn_read("flexible/personalLeftQuota", personal_left_quota),
     _earn_read("flexible/subscriptionPreview", subscription_preview),
     _earn_read("flexible/history/subscriptionRecord", subscription_record),
@@ -411,7 +421,7 @@ ENDPOINTS = [
     _earn_read("flexible/history/rateHistory", rate_history),
     _earn_read("locked/list", locked.locked_list),
     _earn_read("locked/position", locked.locked_position),
-    _private("POST", f"{EARN}/locked/subscribe", locked.locked_subscribe, "trade"),
+    _private("POST", f"{EARN}/locked/subscribe", locked.locked_subscribe, "trade", commits_once=True),
     _private("POST", f"{EARN}/locked/redeem", locked.locked_redeem, "trade"),
     _earn_read("locked/personalLeftQuota", locked.personal_left_quota),
     _earn_read("locked/subscriptionPreview", locked.subscription_preview),

@@ -325,8 +325,10 @@ def nothing(app: Flexearn, caller: Caller | None, params: Params) -> list[Any]:
     return []
 
 
-def _private(method: str, path: str, handler: Any, permission: str = "read") -> Endpoint:
-    return Endpoint(method, path, handler, permission, USER_LIMIT)
+def _private(
+    method: str, path: str, handler: Any, permission: str = "read", *, commits_once: bool = False
+) -> Endpoint:
+    return Endpoint(method, path, handler, permission, USER_LIMIT, commits_once=commits_once)
 
 
 def _public(path: str, handler: Any) -> Endpoint:
@@ -337,9 +339,9 @@ ENDPOINTS = [
     _private("GET", f"{SAVINGS}/product", product),
     _private("GET", f"{SAVINGS}/subscribe-info", subscribe_info),
     _private("GET", f"{SAVINGS}/records", records),
-    _private("POST", f"{SAVINGS}/subscribe", subscribe, "trade"),
+    _private("POST", f"{SAVINGS}/subscribe", subscribe, "trade", commits_once=True),
     _private("GET", f"{SAVINGS}/subscribe-result", subscribe_result),
-    _private("POST", f"{SAVINGS}/redeem", redeem, "trade"),
+    _private("POST", f"{SAVINGS}/redeem", redeem, "trade", commits_once=True),
     _private("GET", f"{SAVINGS}/redeem-result", redeem_result),
     _private("GET", f"{SAVINGS}/assets", assets),
     _private("GET", f"{SAVINGS}/account", account),

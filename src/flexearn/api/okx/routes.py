@@ -207,8 +207,12 @@ def public_instruments(app: Flexearn, caller: Caller | None, params: Params) -> 
 
 ENDPOINTS = [
     Endpoint("GET", f"{SAVINGS}/balance", balance, "read", SAVINGS_LIMIT),
-    Endpoint("POST", f"{SAVINGS}/purchase-redempt", purchase_redempt, "trade", SAVINGS_LIMIT),
-    Endpoint("POST", f"{SAVINGS}/set-lending-rate", set_lending_rate, "trade", SAVINGS_LIMIT),
+    Endpoint(
+        "POST", f"{SAVINGS}/purchase-redempt", purchase_redempt, "trade", SAVINGS_LIMIT, commits_once=True
+    ),
+    Endpoint(
+        "POST", f"{SAVINGS}/set-lending-rate", set_lending_rate, "trade", SAVINGS_LIMIT, commits_once=True
+    ),
     Endpoint("GET", f"{SAVINGS}/lending-history", lending_history, "read", SAVINGS_LIMIT),
     # public figures from stored data only: served from memory between changes (api/answers.py)
     Endpoint(
