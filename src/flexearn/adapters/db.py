@@ -639,7 +639,6 @@ def _sqlite_transactions(engine: sa.Engine, gate: _WriterGate | None = None, *, 
             raise
 
 
-
 def _begin_at_once(gate: _WriterGate, driver: Any) -> None:
     """BEGIN IMMEDIATE if SQLite's write lock is free now (the driver's busy timeout is 0)."""
     if not gate.try_enter(driver):  # another writer of this process is in
