@@ -23,7 +23,9 @@ FLEXEARN_RATE_LIMIT_SCALE (a benchmark setting: every per-second limit multiplie
 checkout without that setting is run with the same keys and addresses and stays under its limits.
 
 The purchase floor is the same purchase done directly with the driver (sqlite3 / psycopg) on the
-same database, in one thread: lock the funding row, two updates, a journal insert, commit.
+same database, in one thread: lock the funding row, two updates, a journal insert, commit. It runs
+after every endpoint's rounds: its bare transactions (tens of thousands on SQLite) grow the file,
+which slowed whatever endpoint was measured after it (a signed balance read ~0.6–0.75×).
 
 `--sustained S` then runs signed balance reads for S seconds as back-to-back 20 s segments (each
 signed afresh) and compares the first minute with the last.
@@ -441,12 +443,13 @@ def run_database(db: str, args: argparse.Namespace, work: Path) -> list[dict[str
                         db, workers, flexearn_url, raw_url, fproc.pid, rproc.pid, keys, work, args
                     )
                     warm(flexearn_url, keys, work, workers)
-                    for name in args.endpoints:
-                        rows.append(compare(servers, name))
-                        if name == "purchase":
-                            rows[-1]["floor_tps"] = purchase_floor(url, args.duration)
-                            rows[-1]["of_floor"] = rows[-1]["flexearn_rps"] / rows[-1]["floor_tps"]
-                        print(format_row(rows[-1]), flush=True)
+                    measured = [compare(servers, name) for name in args.endpoints]
+                    for row in measured:  # the floor last: its bare transactions grow the file
+                        if row["endpoint"] == "purchase":
+                            row["floor_tps"] = purchase_floor(url, args.duration)
+                            row["of_floor"] = row["flexearn_rps"] / row["floor_tps"]
+                        print(format_row(row), flush=True)
+                    rows += measured
                 if args.sustained and workers == args.workers[0]:
                     rows.append(sustained(servers))
                     print(json.dumps(rows[-1]), flush=True)
