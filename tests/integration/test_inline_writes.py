@@ -158,7 +158,7 @@ def test_served_purchases_beside_another_processs_writer_are_each_made_once(tmp_
         httpx.Client(base_url=base, timeout=30) as client,
     ):
         body = _body("0.01")
-        signed = [signed_headers(key, "POST", PURCHASE, body, timestamp=_stamp(i)) for i in range(120)]
+        signed = [signed_headers(key, "POST", PURCHASE, body) for _ in range(120)]  # each its own ms
 
         def post(headers: dict[str, str]) -> tuple[int, str]:
             answer = client.post(PURCHASE, content=body, headers=headers)
@@ -179,8 +179,3 @@ def test_served_purchases_beside_another_processs_writer_are_each_made_once(tmp_
     assert ledger_check.check(app.uow()) == []
     app.close()
 
-
-def _stamp(i: int) -> str:
-    """A distinct, current OKX timestamp per request (one signature each)."""
-    ms = int(time.time() * 1000) - 1_000 + i
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms / 1000)) + f".{ms % 1000:03d}Z"
