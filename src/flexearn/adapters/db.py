@@ -599,9 +599,10 @@ def _sqlite_transactions(engine: sa.Engine, gate: _WriterGate | None = None, *, 
             commit(pooled)
         finally:
             gate.leave(pooled.driver_connection)
-        run = _inline.get()
-        if run is not None and not waits:
-            run.committed = True  # see `unit`
+        if not waits:  # the event loop's writer (`unit`): nothing may move to a slot after this
+            run = _inline.get()
+            if run is not None:
+                run.committed = True
 
     def do_rollback(pooled: Any) -> None:
         try:
