@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -60,7 +61,10 @@ def read(conn: sa.Connection, *, lock: bool = False) -> ClockState:
     """The clock's state (the real clock if none was set); `lock`: locked to the transaction's end.
     Read on every write's way (`business_now`): straight through the driver (`db.direct`)."""
     locking = lock and conn.dialect.name == "postgresql"  # SQLite: one writer, no row locks
-    rows = db.direct(conn, f"{_READ} FOR UPDATE" if locking else _READ, {})
+    return _state(db.direct(conn, f"{_READ} FOR UPDATE" if locking else _READ, {}))
+
+
+def _state(rows: list[Any]) -> ClockState:
     return state_of(*rows[0]) if rows else REAL
 
 
@@ -72,6 +76,15 @@ def state_of(mode: str | None, business_anchor: int, real_anchor: int, speed: st
 
 def business_now(conn: sa.Connection) -> int:
     return read(conn).now(wall_ms())
+
+
+# `business_now`'s statement, for `db.batch`; its rows read by `now_of`.
+NOW: tuple[str, dict[str, Any]] = (_READ, {})
+
+
+def now_of(rows: list[Any]) -> int:
+    """The business time now, from the clock's row as `NOW` read it."""
+    return _state(rows).now(wall_ms())
 
 
 def _write(conn: sa.Connection, state: ClockState) -> None:

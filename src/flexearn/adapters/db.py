@@ -387,6 +387,8 @@ def _postgres_in_turn(driver: Any, ms: int | None, statements: Sequence[Statemen
 
 
 _CURSOR = "flexearn_cursor"  # `direct`'s cursor, in the pooled connection's `info`
+_SCRIPT_CURSOR = "flexearn_script_cursor"  # `batch`'s
+_PENDING = "flexearn_pending"  # the statements `later` holds until the transaction's next one
 
 
 def direct(conn: sa.Connection, sql: str, params: dict[str, Any]) -> list[Any]:
@@ -400,6 +402,8 @@ def direct(conn: sa.Connection, sql: str, params: dict[str, Any]) -> list[Any]:
     (`sa.exc.IntegrityError`, `OperationalError`…), so callers catch the same errors whichever way a
     statement went."""
     pooled = conn.connection
+    if pooled.info.get(_PENDING):  # PostgreSQL: what `later` held goes first, in the same round trip
+        return batch(conn, [(sql, params)])[0]
     driver: Any = pooled.dbapi_connection
     dialect = conn.dialect
     try:
@@ -414,6 +418,78 @@ def direct(conn: sa.Connection, sql: str, params: dict[str, Any]) -> list[Any]:
         return cursor.fetchall() if result.status == psycopg.pq.ExecStatus.TUPLES_OK else []
     except dialect.loaded_dbapi.Error as error:
         raise _as_sqlalchemys(dialect, driver, sql, params, error) from error
+
+
+def batch(conn: sa.Connection, statements: Sequence[tuple[str, dict[str, Any]]]) -> list[list[Any]]:
+    """The rows of each statement (as `direct` returns them), run in turn in `conn`'s open
+    transaction: on PostgreSQL, with whatever `later` held before them, in one round trip — one
+    query of the simple protocol, the parameters quoted by psycopg (`ClientCursor`), each statement
+    its own snapshot under READ COMMITTED as if sent alone; on SQLite (no round trips) each through
+    `direct`. A statement that fails ends the run (those after it are not run) and is raised as
+    `direct` raises it; the transaction is then only fit to roll back. For a trade's reads that do
+    not depend on each other's rows (a purchase's currency, market lock, open hour, position and
+    clock): the round trips, not the statements, were most of its cost (psycopg's send, wait and
+    receive, and the server's per-message work)."""
+    if conn.dialect.name == "sqlite":
+        return [direct(conn, sql, params) for sql, params in statements]
+    pooled = conn.connection
+    held: list[tuple[str, dict[str, Any]]] = pooled.info.pop(_PENDING, None) or []
+    run = [*held, *statements]
+    if not run:
+        return []
+    driver: Any = pooled.dbapi_connection
+    script = "; ".join(_pyformat(sql, f"s{i}_") for i, (sql, _) in enumerate(run))
+    values = {f"s{i}_{name}": value for i, (_, params) in enumerate(run) for name, value in params.items()}
+    try:
+        cursor = pooled.info.get(_SCRIPT_CURSOR)
+        if cursor is None:
+            cursor = pooled.info[_SCRIPT_CURSOR] = psycopg.ClientCursor(driver)
+        cursor.execute(script, values)
+        found: list[list[Any]] = []
+        for _ in run:
+            rows = cursor.pgresult is not None and cursor.pgresult.status == psycopg.pq.ExecStatus.TUPLES_OK
+            found.append(cursor.fetchall() if rows else [])
+            cursor.nextset()
+    except conn.dialect.loaded_dbapi.Error as error:
+        raise _as_sqlalchemys(conn.dialect, driver, script, values, error) from error
+    return found[len(held) :]
+
+
+def later(conn: sa.Connection, sql: str, params: dict[str, Any]) -> None:
+    """Run `sql` in `conn`'s open transaction, its rows unread: on PostgreSQL it is held and sent
+    with the transaction's next statement (`direct`, `batch`, one of SQLAlchemy's) or before its
+    COMMIT, in the same round trip — as SQLAlchemy's ORM flushes before a query — and dropped with
+    a rollback; on SQLite it runs now. For a trade's writes whose rows nobody reads (a balance, the
+    journal's legs, the position): their errors surface with the statement they are sent with,
+    which is only ever a statement of the same transaction."""
+    if conn.dialect.name == "sqlite":
+        direct(conn, sql, params)
+    else:
+        conn.connection.info.setdefault(_PENDING, []).append((sql, params))
+
+
+def _send_held(engine: sa.Engine) -> None:
+    """What `later` held is sent before any other statement of its transaction and before its
+    COMMIT, and forgotten on a rollback or when the connection goes back to the pool."""
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _before_statement(conn: sa.Connection, *_: Any) -> None:
+        if conn.connection.info.get(_PENDING):
+            batch(conn, [])
+
+    @event.listens_for(engine, "commit")
+    def _before_commit(conn: sa.Connection) -> None:
+        if conn.connection.info.get(_PENDING):
+            batch(conn, [])
+
+    @event.listens_for(engine, "rollback")
+    def _rollback(conn: sa.Connection) -> None:
+        if not conn.invalidated:
+            conn.connection.info.pop(_PENDING, None)
+
+    @event.listens_for(engine, "checkin")
+    def _checkin(dbapi_connection: Any, record: Any) -> None:
+        record.info.pop(_PENDING, None)
 
 
 def _as_sqlalchemys(
@@ -474,6 +550,7 @@ def make_engine(url: str, **kwargs: Any) -> sa.Engine:
     if "poolclass" not in kwargs and not kwargs.get("pool_pre_ping"):
         _ping_idle(engine)
     _postgres_deadlines(engine)
+    _send_held(engine)
     _refuse_writes_loudly(engine)
     return engine
 

@@ -34,8 +34,20 @@ def insert_ignore(conn: sa.Connection, table: sa.Table, values: dict[str, Any]) 
 # --- currencies and users -------------------------------------------------------------------
 
 
+_PRECISION = "SELECT precision, enabled FROM currency WHERE ccy = :ccy"
+
+
 def currency_precision(conn: sa.Connection, ccy: str) -> int:
-    rows = db.direct(conn, "SELECT precision, enabled FROM currency WHERE ccy = :ccy", {"ccy": ccy})
+    return precision_of(ccy, db.direct(conn, *precision_statement(ccy)))
+
+
+def precision_statement(ccy: str) -> tuple[str, dict[str, Any]]:
+    """`currency_precision`'s statement, for `db.batch`; its rows read by `precision_of`."""
+    return _PRECISION, {"ccy": ccy}
+
+
+def precision_of(ccy: str, rows: list[Any]) -> int:
+    """The precision of an enabled currency, from `precision_statement`'s rows."""
     if not rows or not rows[0][1]:
         raise UnsupportedCurrency(ccy)
     return int(rows[0][0])
@@ -98,6 +110,11 @@ def _lock_user_account(conn: sa.Connection, ref: AccountRef) -> tuple[int, Decim
     if not rows:
         account_id(conn, ref)
         rows = db.direct(conn, sql, {"key": ref.key})
+    return _user_account(rows)
+
+
+def _user_account(rows: list[Any]) -> tuple[int, Decimal]:
+    """(id, balance) of a user account from the row `_USER_ACCOUNT` read."""
     ((found, balance),) = rows
     return int(found), ZERO if balance is None else t.exact(balance)
 
@@ -130,30 +147,40 @@ LEG_COLUMNS = {
 def post(conn: sa.Connection, entry: Entry, ts: int) -> int:
     """Write a balanced entry and move the materialised balances of the user accounts it touches.
 
-    User balances are locked in key order, so concurrent entries never deadlock on them.
+    User balances are locked in key order, so concurrent entries never deadlock on them. The entry,
+    the locks and the other accounts' ids are one `db.batch` (one round trip on PostgreSQL); the
+    balances and the legs are written `db.later`, with the transaction's next statement.
     """
     user_legs = [leg for leg in entry.legs if leg.account.kind.user_owned]
     if len(user_legs) > MANY_USER_LEGS:
         return post_many(conn, [entry], ts)[0]
+    refs = {leg.account.key: leg.account for leg in entry.legs}
+    moves: dict[str, Decimal] = {}
+    for leg in user_legs:
+        moves[leg.account.key] = exact_add(moves.get(leg.account.key, ZERO), leg.amount)
+    users = sorted(moves)
+    others = [key for key in refs if key not in moves]
     entry_row = {"ccy": entry.ccy, "kind": entry.kind, "ref": entry.ref, "ts": ts, "created_at": wall_ms()}
-    ((entry_id,),) = db.direct(conn, _ENTRY, entry_row)
+    lock = _USER_ACCOUNT[conn.dialect.name]
+    accounts = [*((lock, {"key": key}) for key in users), *((_ACCOUNT, {"key": key}) for key in others)]
+    ((entry_id,),), *found = db.batch(conn, [(_ENTRY, entry_row), *accounts])
     ids: dict[str, int] = {}
-    for leg in sorted(user_legs, key=lambda leg: leg.account.key):
-        ids[leg.account.key], current = _lock_user_account(conn, leg.account)
-        _refuse_negative(leg.account, current, leg.amount, entry.ccy)
-        new = exact_add(current, leg.amount)  # as the ledger check sums the legs: exactly
-        db.direct(conn, _SET_BALANCE, {"balance": new, "id": ids[leg.account.key]})
+    for key, rows in zip(users, found[: len(users)], strict=True):
+        ids[key], current = _user_account(rows) if rows else _lock_user_account(conn, refs[key])
+        _refuse_negative(refs[key], current, moves[key], entry.ccy)
+        new = exact_add(current, moves[key])  # as the ledger check sums the legs: exactly
+        db.later(conn, _SET_BALANCE, {"balance": new, "id": ids[key]})
+    for key, rows in zip(others, found[len(users) :], strict=True):
+        ids[key] = rows[0][0] if rows else account_id(conn, refs[key])
     legs: dict[str, Any] = {"entry_id": entry_id, "ccy": entry.ccy}
     for i, leg in enumerate(entry.legs):
-        if leg.account.key not in ids:
-            ids[leg.account.key] = account_id(conn, leg.account)
         legs |= {
             f"account{i}": ids[leg.account.key],
             f"amount{i}": leg.amount,
             f"position{i}": leg.position_id,
             f"holding{i}": leg.holding_id,
         }
-    db.direct(conn, _legs_insert(len(entry.legs)), legs)
+    db.later(conn, _legs_insert(len(entry.legs)), legs)
     return int(entry_id)
 
 
@@ -264,15 +291,32 @@ _MARKET_LOCKS = {
 
 def lock_market(conn: sa.Connection, ccy: str, lock: str) -> None:
     """The market's lock as `market` takes it (on PostgreSQL; SQLite has one writer), alone."""
+    for statement in market_lock(conn, ccy, lock):
+        db.direct(conn, *statement)
+
+
+def market_lock(conn: sa.Connection, ccy: str, lock: str) -> list[tuple[str, dict[str, Any]]]:
+    """`lock_market`'s statement (none on SQLite), for `db.batch`."""
     if conn.dialect.name == "postgresql":
-        db.direct(conn, _MARKET_LOCKS[lock], {"key": f"flexearn.market:{ccy}"})
+        return [(_MARKET_LOCKS[lock], {"key": f"flexearn.market:{ccy}"})]
+    return []
 
 
 def position(conn: sa.Connection, user_id: int, ccy: str, *, lock: bool = False) -> PositionRow | None:
     """The user's position in `ccy`, if any; `lock`: locked to the end of the transaction."""
+    return position_of(db.direct(conn, *position_statement(conn, user_id, ccy, lock=lock)))
+
+
+def position_statement(
+    conn: sa.Connection, user_id: int, ccy: str, *, lock: bool = False
+) -> tuple[str, dict[str, Any]]:
+    """`position`'s statement, for `db.batch`; its rows read by `position_of`."""
     locking = lock and conn.dialect.name == "postgresql"  # SQLite: one writer, no row locks
-    sql = f"{_POSITION} FOR UPDATE" if locking else _POSITION
-    rows = db.direct(conn, sql, {"user_id": user_id, "ccy": ccy})
+    return f"{_POSITION} FOR UPDATE" if locking else _POSITION, {"user_id": user_id, "ccy": ccy}
+
+
+def position_of(rows: list[Any]) -> PositionRow | None:
+    """The position `position_statement` read, if any."""
     if not rows:
         return None
     pid, uid, amt, loan, earnings, rate, seq = rows[0]
@@ -290,7 +334,7 @@ def record_rate(conn: sa.Connection, position_id: int, rate: Decimal, ts: int) -
     the driver (`db.direct`): a purchase with a rate sets one, and SQLAlchemy's construction of
     these two statements cost more than the rest of the purchase's statements together."""
     ((seq,),) = db.direct(conn, _RATE_SETTING, {"position_id": position_id, "rate": rate, "ts": ts})
-    db.direct(conn, _POSITION_RATE, {"rate": rate, "seq": seq, "ts": ts, "id": position_id})
+    db.later(conn, _POSITION_RATE, {"rate": rate, "seq": seq, "ts": ts, "id": position_id})
     return int(seq)
 
 

@@ -58,12 +58,18 @@ _MARKET_OPEN = (
 )
 
 
-def enter_market(conn: sa.Connection, ccy: str) -> None:
-    """`lock_market` for trades that need none of the market's settings (a purchase, a redemption,
-    a rate): the same lock and refusals (`UnsupportedCurrency`, `PeriodOpen`), the row unread, and
-    the open-hour check in the same statement as the market's existence (one statement, not two)."""
-    repo.lock_market(conn, ccy, "share")
-    rows = db.direct(conn, _MARKET_OPEN, {"kind": HOUR, "ccy": ccy})
+def entering(conn: sa.Connection, ccy: str) -> list[tuple[str, dict[str, Any]]]:
+    """For trades that need none of the market's settings (a purchase, a redemption, a rate): the
+    statements of `lock_market`'s lock and its refusals, the row unread and the open-hour check in
+    the same statement as the market's existence — run by the trade's `db.batch`, with what else it
+    reads, and their last rows given to `entered`. The lock is a statement of its own before the
+    check: under READ COMMITTED the check's snapshot is then taken once the lock is held."""
+    return [*repo.market_lock(conn, ccy, "share"), (_MARKET_OPEN, {"kind": HOUR, "ccy": ccy})]
+
+
+def entered(ccy: str, rows: list[Any]) -> None:
+    """`lock_market`'s refusals (`UnsupportedCurrency`, `PeriodOpen`) from the rows of `entering`'s
+    last statement."""
     if not rows:
         raise UnsupportedCurrency(ccy)
     if rows[0][0] is not None:

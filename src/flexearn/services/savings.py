@@ -6,7 +6,7 @@ import functools
 from dataclasses import dataclass
 from decimal import Decimal
 
-from flexearn.adapters import db
+from flexearn.adapters import clock, db
 from flexearn.adapters import repository as repo
 from flexearn.adapters import tables as t
 from flexearn.adapters.tables import exact
@@ -33,29 +33,50 @@ class Position:
         return self.amt - self.loan
 
 
-def _open_position(uow: UnitOfWork, user_id: int, ccy: str) -> PositionRow:
-    """The user's position, locked; created at the default minimum rate if they have none."""
+def _enter(
+    uow: UnitOfWork, user_id: int, ccy: str, amount: Decimal | None = None
+) -> tuple[PositionRow | None, int]:
+    """What a trade reads before it writes, in one round trip on PostgreSQL (`db.batch`): the
+    currency (`amount` checked against its precision), the market's lock and open hour
+    (`gate.entering`), the user's position, locked, and the business time. Refused in that order."""
+    conn = uow.conn
+    currency, *market, position, clock_row = db.batch(
+        conn,
+        [
+            repo.precision_statement(ccy),
+            *gate.entering(conn, ccy),
+            repo.position_statement(conn, user_id, ccy, lock=True),
+            clock.NOW,
+        ],
+    )
+    precision = repo.precision_of(ccy, currency)
+    if amount is not None:
+        check_amount(amount, precision)
+    gate.entered(ccy, market[-1])
+    return repo.position_of(position), clock.now_of(clock_row)
+
+
+def _open_position(uow: UnitOfWork, user_id: int, ccy: str, now: int) -> PositionRow:
+    """The user's new position, locked, at the default minimum rate (or theirs, if another
+    transaction made it meanwhile)."""
+    repo.insert_ignore(
+        uow.conn,
+        t.position,
+        {
+            "user_id": user_id,
+            "ccy": ccy,
+            "amt": ZERO,
+            "loan": ZERO,
+            "earnings": ZERO,
+            "rate": MIN_RATE,
+            "rate_seq": 0,
+            "rate_set_at": now,
+        },
+    )
     row = repo.position(uow.conn, user_id, ccy, lock=True)
-    if row is None:
-        now = uow.now()
-        repo.insert_ignore(
-            uow.conn,
-            t.position,
-            {
-                "user_id": user_id,
-                "ccy": ccy,
-                "amt": ZERO,
-                "loan": ZERO,
-                "earnings": ZERO,
-                "rate": MIN_RATE,
-                "rate_seq": 0,
-                "rate_set_at": now,
-            },
-        )
-        row = repo.position(uow.conn, user_id, ccy, lock=True)
-        assert row is not None
-        if row.rate_seq == 0:
-            repo.record_rate(uow.conn, row.id, MIN_RATE, now)
+    assert row is not None
+    if row.rate_seq == 0:
+        repo.record_rate(uow.conn, row.id, MIN_RATE, now)
     return row
 
 
@@ -70,10 +91,8 @@ def purchase(
     if rate is not None:
         check_rate(rate)
     with uow:
-        check_amount(amount, repo.currency_precision(uow.conn, ccy))
-        gate.enter_market(uow.conn, ccy)
-        row = _open_position(uow, user_id, ccy)
-        now = uow.now()
+        row, now = _enter(uow, user_id, ccy, amount)
+        row = row or _open_position(uow, user_id, ccy, now)
         if rate is not None:
             repo.record_rate(uow.conn, row.id, rate, now)
         savings = AccountRef.system(AccountKind.SAVINGS, ccy)
@@ -87,7 +106,7 @@ def purchase(
             position_id=row.id,
         )
         repo.post(uow.conn, entry, now)
-        result = _update(uow, row.id, amt=exact_add(row.amt, amount))
+        result = _update(uow, ccy, row, rate, amt=exact_add(row.amt, amount))
         uow.commit()
     return result
 
@@ -99,9 +118,7 @@ def redeem(uow: UnitOfWork, user_id: int, ccy: str, amount: Decimal) -> Position
     What is taken from the lent part earns nothing for the current hour.
     """
     with uow:
-        check_amount(amount, repo.currency_precision(uow.conn, ccy))
-        gate.enter_market(uow.conn, ccy)
-        row = repo.position(uow.conn, user_id, ccy, lock=True)
+        row, now = _enter(uow, user_id, ccy, amount)
         held = row.amt if row is not None else ZERO
         if row is None or amount > held:
             raise AmountTooLarge("redemption", plain(held))
@@ -116,8 +133,10 @@ def redeem(uow: UnitOfWork, user_id: int, ccy: str, amount: Decimal) -> Position
             ref=f"position:{row.id}",
             position_id=row.id,
         )
-        repo.post(uow.conn, entry, uow.now())
-        result = _update(uow, row.id, amt=exact_add(row.amt, -amount), loan=exact_add(row.loan, -from_loan))
+        repo.post(uow.conn, entry, now)
+        result = _update(
+            uow, ccy, row, None, amt=exact_add(row.amt, -amount), loan=exact_add(row.loan, -from_loan)
+        )
         uow.commit()
     return result
 
@@ -127,33 +146,26 @@ def set_rate(uow: UnitOfWork, user_id: int, ccy: str, rate: Decimal) -> Position
     """Change the user's minimum lending rate; it applies from the next hourly match."""
     check_rate(rate)
     with uow:
-        repo.currency_precision(uow.conn, ccy)
-        gate.enter_market(uow.conn, ccy)
-        row = _open_position(uow, user_id, ccy)
-        repo.record_rate(uow.conn, row.id, rate, uow.now())
-        result = _read(uow, user_id, ccy)
+        row, now = _enter(uow, user_id, ccy)
+        row = row or _open_position(uow, user_id, ccy, now)
+        repo.record_rate(uow.conn, row.id, rate, now)
+        result = Position(ccy, row.amt, row.loan, row.earnings, rate)
         uow.commit()
     return result
 
 
 @functools.cache
 def _update_sql(names: tuple[str, ...]) -> str:
-    """The UPDATE of the amounts `names` of a position, returning the position as it then is."""
-    values = ", ".join(f"{name} = :{name}" for name in names)
-    return f"UPDATE savings_position SET {values} WHERE id = :id RETURNING ccy, amt, loan, earnings, rate"
+    """The UPDATE of the amounts `names` of a position."""
+    return f"UPDATE savings_position SET {', '.join(f'{name} = :{name}' for name in names)} WHERE id = :id"
 
 
-def _update(uow: UnitOfWork, position_id: int, **values: Decimal) -> Position:
-    """Set `values` on the position; the position as it now is (RETURNING: no second read)."""
-    sql = _update_sql(tuple(values))
-    ((c, amt, loan, gain, rate),) = db.direct(uow.conn, sql, {**values, "id": position_id})
-    return Position(c, exact(amt), exact(loan), exact(gain), exact(rate))
-
-
-def _read(uow: UnitOfWork, user_id: int, ccy: str) -> Position:
-    row = repo.position(uow.conn, user_id, ccy)
-    assert row is not None
-    return Position(ccy, row.amt, row.loan, row.earnings, row.rate)
+def _update(uow: UnitOfWork, ccy: str, row: PositionRow, rate: Decimal | None, **values: Decimal) -> Position:
+    """Set `values` on the position `row` (written `db.later`, with the COMMIT's round trip); the
+    position as it then is, its rate `rate` if one was just set."""
+    db.later(uow.conn, _update_sql(tuple(values)), {**values, "id": row.id})
+    now = {"amt": row.amt, "loan": row.loan, "earnings": row.earnings} | values
+    return Position(ccy, now["amt"], now["loan"], now["earnings"], row.rate if rate is None else rate)
 
 
 # One statement, read straight through the driver (`UnitOfWork.read_alone`): on the request path
