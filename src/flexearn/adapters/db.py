@@ -468,19 +468,32 @@ def later(conn: sa.Connection, sql: str, params: dict[str, Any]) -> None:
         conn.connection.info.setdefault(_PENDING, []).append((sql, params))
 
 
+def send_held(conn: sa.Connection) -> None:
+    """Send what `later` holds for `conn`'s transaction now: before its COMMIT, where a failure
+    leaves the transaction open to roll back (`UnitOfWork.commit`)."""
+    if conn.connection.info.get(_PENDING):
+        batch(conn, [])
+
+
 def _send_held(engine: sa.Engine) -> None:
     """What `later` held is sent before any other statement of its transaction and before its
-    COMMIT, and forgotten on a rollback or when the connection goes back to the pool."""
+    COMMIT (if the COMMIT's caller has not sent it: `send_held`), and forgotten on a rollback or
+    when the connection goes back to the pool."""
 
     @event.listens_for(engine, "before_cursor_execute")
     def _before_statement(conn: sa.Connection, *_: Any) -> None:
-        if conn.connection.info.get(_PENDING):
-            batch(conn, [])
+        send_held(conn)
 
     @event.listens_for(engine, "commit")
     def _before_commit(conn: sa.Connection) -> None:
-        if conn.connection.info.get(_PENDING):
-            batch(conn, [])
+        try:
+            send_held(conn)
+        except BaseException:
+            # SQLAlchemy counts the transaction as ended once its commit began, and would put the
+            # connection back in the pool without a rollback: the failed transaction ends here.
+            driver: Any = conn.connection.dbapi_connection
+            driver.rollback()
+            raise
 
     @event.listens_for(engine, "rollback")
     def _rollback(conn: sa.Connection) -> None:

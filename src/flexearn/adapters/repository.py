@@ -327,15 +327,24 @@ _RATE_SETTING = (
     "INSERT INTO rate_setting (position_id, rate, ts) VALUES (:position_id, :rate, :ts) RETURNING id"
 )
 _POSITION_RATE = "UPDATE savings_position SET rate = :rate, rate_seq = :seq, rate_set_at = :ts WHERE id = :id"
+# Both in one statement, where the database lets an INSERT feed an UPDATE.
+_RECORD_RATE = (
+    f"WITH setting AS ({_RATE_SETTING}) UPDATE savings_position SET rate = :rate,"
+    " rate_seq = (SELECT id FROM setting), rate_set_at = :ts WHERE id = :position_id"
+)
 
 
-def record_rate(conn: sa.Connection, position_id: int, rate: Decimal, ts: int) -> int:
-    """Log a rate setting; its id orders equal rates first come, first served. Straight through
-    the driver (`db.direct`): a purchase with a rate sets one, and SQLAlchemy's construction of
-    these two statements cost more than the rest of the purchase's statements together."""
-    ((seq,),) = db.direct(conn, _RATE_SETTING, {"position_id": position_id, "rate": rate, "ts": ts})
-    db.later(conn, _POSITION_RATE, {"rate": rate, "seq": seq, "ts": ts, "id": position_id})
-    return int(seq)
+def record_rate(conn: sa.Connection, position_id: int, rate: Decimal, ts: int) -> None:
+    """Log a rate setting; its id orders equal rates first come, first served, as the position's
+    `rate_seq`. Straight through the driver: a purchase with a rate sets one, and SQLAlchemy's
+    construction of these statements cost more than the rest of the purchase's statements
+    together. On PostgreSQL one statement, written `db.later` (with the next round trip)."""
+    params = {"position_id": position_id, "rate": rate, "ts": ts}
+    if conn.dialect.name == "postgresql":
+        db.later(conn, _RECORD_RATE, params)
+        return
+    ((seq,),) = db.direct(conn, _RATE_SETTING, params)
+    db.direct(conn, _POSITION_RATE, {"rate": rate, "seq": seq, "ts": ts, "id": position_id})
 
 
 def last_settled_hour(conn: sa.Connection, ccy: str) -> int | None:

@@ -126,6 +126,7 @@ class UnitOfWork:
             joining.run(self.conn)
         else:
             joining = None
+        db.send_held(self.conn)  # held writes that fail leave the transaction to roll back
         if outcome:
             db.may_commit()
         self.conn.commit()
