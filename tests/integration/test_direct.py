@@ -5,14 +5,19 @@ whatever follows it and dropped with a rollback."""
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 import sqlalchemy as sa
 
 from flexearn.adapters import db
+from flexearn.adapters import tables as t
 from flexearn.adapters.tables import exact
 from flexearn.bootstrap import Flexearn
 from flexearn.domain.money import D
-from flexearn.services import accounts
+from flexearn.services import accounts, gate, savings
+from tests.helpers import saver
 
 CURRENCY = "INSERT INTO currency (ccy, precision, enabled) VALUES (:ccy, :precision, :enabled)"
 
@@ -62,7 +67,7 @@ def test_a_batch_runs_its_statements_in_turn_each_seeing_those_before_it(app: Fl
                 }),
                 ("SELECT ccy, precision FROM currency ORDER BY ccy", {}),
                 ("UPDATE currency SET precision = :p WHERE ccy = :ccy", {"p": 6, "ccy": "BTC"}),
-                ("SELECT :amount, :text", {"amount": amount, "text": "it's; --"}),
+                ("SELECT :amount, :text", {"amount": amount, "text": "it's; -- %s %(x)s"}),
                 ("SELECT ccy FROM currency WHERE ccy = :ccy", {"ccy": "none"}),
             ],
         )
@@ -70,7 +75,7 @@ def test_a_batch_runs_its_statements_in_turn_each_seeing_those_before_it(app: Fl
         assert read == [("BTC", 8), ("USDT", 8)]
         assert updated == []
         ((back, text),) = exact_back
-        assert (exact(back), text) == (amount, "it's; --")  # exact, and quoted: not spliced
+        assert (exact(back), text) == (amount, "it's; -- %s %(x)s")  # exact, and quoted: not spliced
         assert none == []
         assert db.direct(uow.conn, "SELECT precision FROM currency WHERE ccy = 'BTC'", {}) == [(6,)]
         uow.commit()
@@ -144,3 +149,65 @@ def test_a_held_write_that_fails_a_bare_commit_leaves_no_transaction_behind(app:
             taken_then_commit(conn)
     accounts.add_currency(app.uow(), "ETH", 8)  # the pool's last connection in: that one
     assert _currencies(app) == ["ETH", "USDT"]
+
+
+def test_a_held_write_goes_with_its_transaction_only(app: Flexearn) -> None:
+    """On one connection: dropped with a rollback, kept past a savepoint's rollback if held before
+    it, dropped with the savepoint if held inside it."""
+    with app.engine.connect() as conn:
+        conn.begin()
+        db.later(conn, CURRENCY, {"ccy": "BTC", "precision": 8, "enabled": True})
+        conn.rollback()
+        conn.begin()
+        assert db.direct(conn, "SELECT ccy FROM currency", {}) == []
+        db.later(conn, CURRENCY, {"ccy": "ETH", "precision": 8, "enabled": True})
+        savepoint = conn.begin_nested()
+        db.later(conn, CURRENCY, {"ccy": "SOL", "precision": 8, "enabled": True})
+        savepoint.rollback()
+        conn.commit()
+    assert _currencies(app) == ["ETH"]
+
+
+def test_a_statement_refused_before_it_is_sent_keeps_what_is_held(app: Flexearn) -> None:
+    if app.engine.dialect.name == "sqlite":
+        pytest.skip("SQLite holds nothing: `later` runs at once")
+    with app.uow() as uow:
+        db.later(uow.conn, CURRENCY, {"ccy": "BTC", "precision": 8, "enabled": True})
+        with pytest.raises(sa.exc.DataError):  # PostgreSQL text holds no NUL: refused by psycopg
+            db.direct(uow.conn, "SELECT :text", {"text": "a\x00b"})
+        uow.commit()
+    assert _currencies(app) == ["BTC"]
+
+
+def test_a_trade_during_an_open_hour_is_refused_by_the_gate_not_by_a_held_row_lock(app: Flexearn) -> None:
+    """A range of the hour being applied holds its positions' row locks; a trade on one of them
+    is refused as the open hour (`PeriodOpen`, polled until its deadline), never left waiting on
+    the lock (PostgreSQL's lock timeout, a different refusal)."""
+    if app.engine.dialect.name == "sqlite":
+        pytest.skip("SQLite has no row locks: a writer holds the whole database")
+    user = saver(app, D(10))
+    with app.engine.begin() as conn:
+        opened = {"kind": gate.HOUR, "key": "USDT", "period": 1, "plan": "{}", "opened_at": 0}
+        conn.execute(sa.insert(t.settlement_open).values(opened))
+    applying = threading.Event()
+    done = threading.Event()
+
+    def apply_a_range() -> None:  # the settling worker: its positions locked until it commits
+        with app.engine.connect() as conn:
+            conn.begin()
+            db.direct(conn, "UPDATE savings_position SET loan = loan WHERE user_id = :u", {"u": user})
+            applying.set()
+            done.wait(10)
+            conn.commit()
+
+    worker = threading.Thread(target=apply_a_range)
+    worker.start()
+    try:
+        assert applying.wait(10)
+        started = time.monotonic()
+        with db.deadline(db.Deadline(started + 0.5)), pytest.raises(gate.PeriodOpen):
+            savings.purchase(app.uow(), user, "USDT", D(1))
+        assert time.monotonic() - started < 2
+    finally:
+        done.set()
+        worker.join()

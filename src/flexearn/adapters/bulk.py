@@ -15,6 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from flexearn.adapters import db
 from flexearn.domain.money import plain
 
 _PG_TYPES = {"int": "bigint", "amount": "numeric", "text": "text", "bool": "boolean"}
@@ -66,7 +67,7 @@ def update_many(
     if not rows:
         return
     names = list(columns)
-    cursor = _cursor(conn)
+    cursor = db.cursor(conn)
     try:
         if conn.dialect.name == "postgresql":
             kinds = ["int", *columns.values()]
@@ -104,7 +105,7 @@ def insert_many(
         return
     names, kinds = list(columns), list(columns.values())
     conflict = " ON CONFLICT DO NOTHING" if ignore_existing else ""
-    cursor = _cursor(conn)
+    cursor = db.cursor(conn)
     try:
         if conn.dialect.name == "postgresql":
             arrays = [_pg_array(kind, col) for kind, col in zip(kinds, zip(*rows, strict=True), strict=True)]
@@ -142,7 +143,4 @@ def sqlite_insert(
         cursor.execute(full if count == per else head + ", ".join(repeat(row, count)) + conflict, values)
 
 
-def _cursor(conn: sa.Connection) -> Any:
-    dbapi = conn.connection.dbapi_connection
-    assert dbapi is not None
-    return dbapi.cursor()
+

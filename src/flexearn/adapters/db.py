@@ -433,7 +433,7 @@ def batch(conn: sa.Connection, statements: Sequence[tuple[str, dict[str, Any]]])
     if conn.dialect.name == "sqlite":
         return [direct(conn, sql, params) for sql, params in statements]
     pooled = conn.connection
-    held: list[tuple[str, dict[str, Any]]] = pooled.info.pop(_PENDING, None) or []
+    held: list[tuple[str, dict[str, Any]]] = pooled.info.get(_PENDING) or []
     run = [*held, *statements]
     if not run:
         return []
@@ -444,7 +444,9 @@ def batch(conn: sa.Connection, statements: Sequence[tuple[str, dict[str, Any]]])
         cursor = pooled.info.get(_SCRIPT_CURSOR)
         if cursor is None:
             cursor = pooled.info[_SCRIPT_CURSOR] = psycopg.ClientCursor(driver)
-        cursor.execute(script, values)
+        query = cursor.mogrify(script, values)  # quoted before anything is sent: if refused (a NUL
+        pooled.info.pop(_PENDING, None)  # in a text), what is held stays held; once sent, it is gone
+        cursor.execute(query)
         found: list[list[Any]] = []
         for _ in run:
             rows = cursor.pgresult is not None and cursor.pgresult.status == psycopg.pq.ExecStatus.TUPLES_OK
@@ -466,6 +468,14 @@ def later(conn: sa.Connection, sql: str, params: dict[str, Any]) -> None:
         direct(conn, sql, params)
     else:
         conn.connection.info.setdefault(_PENDING, []).append((sql, params))
+
+
+def cursor(conn: sa.Connection) -> Any:
+    """A cursor of the driver's own on `conn`'s connection, for settlement's bulk reads and writes
+    past SQLAlchemy; what `later` holds is sent first, so the cursor's statements come after it."""
+    send_held(conn)
+    driver: Any = conn.connection.dbapi_connection
+    return driver.cursor()
 
 
 def send_held(conn: sa.Connection) -> None:
@@ -492,7 +502,10 @@ def _send_held(engine: sa.Engine) -> None:
             # SQLAlchemy counts the transaction as ended once its commit began, and would put the
             # connection back in the pool without a rollback: the failed transaction ends here.
             driver: Any = conn.connection.dbapi_connection
-            driver.rollback()
+            if driver.closed:  # lost with the server: not back into the pool
+                conn.invalidate()
+            else:
+                driver.rollback()
             raise
 
     @event.listens_for(engine, "rollback")

@@ -22,6 +22,7 @@ from flexearn.domain.catalog_day import HoldingRow
 from flexearn.domain.errors import InsufficientBalance, NotFound, UnsupportedCurrency
 from flexearn.domain.ledger import AccountRef, Entry
 from flexearn.domain.money import ZERO, exact_add, plain
+from flexearn.domain.periods import PeriodKind
 from flexearn.domain.settlement import PositionRow
 
 
@@ -147,9 +148,10 @@ LEG_COLUMNS = {
 def post(conn: sa.Connection, entry: Entry, ts: int) -> int:
     """Write a balanced entry and move the materialised balances of the user accounts it touches.
 
-    User balances are locked in key order, so concurrent entries never deadlock on them. The entry,
-    the locks and the other accounts' ids are one `db.batch` (one round trip on PostgreSQL); the
-    balances and the legs are written `db.later`, with the transaction's next statement.
+    User balances are locked in key order, so concurrent entries never deadlock on them (a user's
+    first account in a currency is made and locked after the others, as `post_many` does). The
+    entry, the locks and the other accounts' ids are one `db.batch` (one round trip on PostgreSQL);
+    the balances and the legs are written `db.later`, with the transaction's next statement.
     """
     user_legs = [leg for leg in entry.legs if leg.account.kind.user_owned]
     if len(user_legs) > MANY_USER_LEGS:
@@ -307,12 +309,21 @@ def position(conn: sa.Connection, user_id: int, ccy: str, *, lock: bool = False)
     return position_of(db.direct(conn, *position_statement(conn, user_id, ccy, lock=lock)))
 
 
+# A position is the settlement's while an hour of its currency is open (services/gate.py).
+_UNLESS_SETTLING = (
+    f" AND NOT EXISTS (SELECT 1 FROM settlement_open WHERE kind = '{PeriodKind.HOUR.value}' AND key = :ccy)"
+)
+
+
 def position_statement(
-    conn: sa.Connection, user_id: int, ccy: str, *, lock: bool = False
+    conn: sa.Connection, user_id: int, ccy: str, *, lock: bool = False, unless_settling: bool = False
 ) -> tuple[str, dict[str, Any]]:
-    """`position`'s statement, for `db.batch`; its rows read by `position_of`."""
+    """`position`'s statement, for `db.batch`; its rows read by `position_of`. `unless_settling`:
+    no row, and no lock waited for, while an hour of `ccy` is being settled in ranges (a range being
+    applied holds its positions' row locks; the trade is refused by the gate instead)."""
+    sql = _POSITION + _UNLESS_SETTLING if unless_settling else _POSITION
     locking = lock and conn.dialect.name == "postgresql"  # SQLite: one writer, no row locks
-    return f"{_POSITION} FOR UPDATE" if locking else _POSITION, {"user_id": user_id, "ccy": ccy}
+    return f"{sql} FOR UPDATE" if locking else sql, {"user_id": user_id, "ccy": ccy}
 
 
 def position_of(rows: list[Any]) -> PositionRow | None:
@@ -369,10 +380,8 @@ def positions_for_settlement(
     per-value processing: psycopg returns NUMERIC as Decimal, SQLite's canonical text is parsed
     here exactly as the `Amount` type parses it.
     """
-    dbapi = conn.connection.dbapi_connection
-    assert dbapi is not None
     columns = "id, user_id, amt, loan, earnings, rate, rate_seq"
-    cursor = dbapi.cursor()
+    cursor = db.cursor(conn)
     try:
         mark = "%s" if conn.dialect.name == "postgresql" else "?"
         where, values = f"ccy = {mark}", [ccy]
@@ -418,9 +427,7 @@ def insert_lending_history(
     user_ids, position_ids, amts, earnings = columns
     if type(rate) is not Decimal or any(set(map(type, column)) != {Decimal} for column in (amts, earnings)):
         raise TypeError("amounts are Decimal")
-    dbapi = conn.connection.dbapi_connection
-    assert dbapi is not None
-    cursor = dbapi.cursor()
+    cursor = db.cursor(conn)
     try:
         if conn.dialect.name == "postgresql":
             cursor.execute(
@@ -458,8 +465,6 @@ def holdings_for_settlement(
     """The open holdings of a product (of the users with ids in [users[0], users[1]), a bound of None
     being open; only those expiring by `expiring_by` if given), through the driver's cursor as
     `positions_for_settlement` reads positions."""
-    dbapi = conn.connection.dbapi_connection
-    assert dbapi is not None
     postgres = conn.dialect.name == "postgresql"
     mark = "%s" if postgres else "?"
     where, values = f"product_id = {mark} AND open = {'true' if postgres else '1'}", [product_id]
@@ -471,7 +476,7 @@ def holdings_for_settlement(
         where += f" AND expire_time IS NOT NULL AND expire_time <= {mark}"
         values.append(expiring_by)
     columns = "id, user_id, amount, accrued, total_profit, interest_time, expire_time"
-    cursor = dbapi.cursor()
+    cursor = db.cursor(conn)
     try:
         cursor.execute(f"SELECT {columns} FROM earn_holding WHERE {where}", values)
         if postgres:

@@ -38,14 +38,16 @@ def _enter(
 ) -> tuple[PositionRow | None, int]:
     """What a trade reads before it writes, in one round trip on PostgreSQL (`db.batch`): the
     currency (`amount` checked against its precision), the market's lock and open hour
-    (`gate.entering`), the user's position, locked, and the business time. Refused in that order."""
+    (`gate.entering`), the user's position, locked, and the business time. Refused in that order.
+    On PostgreSQL the market's lock is taken before the refusals are read: a trade refused for its
+    amount's decimals waits, as a good one does, while the market's settlement holds the lock."""
     conn = uow.conn
     currency, *market, position, clock_row = db.batch(
         conn,
         [
             repo.precision_statement(ccy),
             *gate.entering(conn, ccy),
-            repo.position_statement(conn, user_id, ccy, lock=True),
+            repo.position_statement(conn, user_id, ccy, lock=True, unless_settling=True),
             clock.NOW,
         ],
     )
