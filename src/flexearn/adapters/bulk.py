@@ -141,6 +141,3 @@ def sqlite_insert(
     while values := list(chain.from_iterable(islice(remaining, per))):
         count = len(values) // width
         cursor.execute(full if count == per else head + ", ".join(repeat(row, count)) + conflict, values)
-
-
-

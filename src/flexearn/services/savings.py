@@ -166,8 +166,8 @@ def _update(uow: UnitOfWork, ccy: str, row: PositionRow, rate: Decimal | None, *
     """Set `values` on the position `row` (written `db.later`, with the COMMIT's round trip); the
     position as it then is, its rate `rate` if one was just set."""
     db.later(uow.conn, _update_sql(tuple(values)), {**values, "id": row.id})
-    now = {"amt": row.amt, "loan": row.loan, "earnings": row.earnings} | values
-    return Position(ccy, now["amt"], now["loan"], now["earnings"], row.rate if rate is None else rate)
+    after = {"amt": row.amt, "loan": row.loan, "earnings": row.earnings} | values
+    return Position(ccy, after["amt"], after["loan"], after["earnings"], row.rate if rate is None else rate)
 
 
 # One statement, read straight through the driver (`UnitOfWork.read_alone`): on the request path
