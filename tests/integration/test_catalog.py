@@ -235,6 +235,25 @@ def test_quota_sells_out_and_frees_again(app: Flexearn) -> None:
     assert (view.status.value, view.remaining) == ("in_progress", D(100))
 
 
+def test_the_quota_counts_what_is_held_exactly(app: Flexearn) -> None:
+    """Holdings of 0.1 and 0.2 leave exactly 0.000001 of a 0.300001 quota, summed by either
+    database's path (a float sum, 0.30000000000000004, would leave less and refuse the last)."""
+    product = world(
+        app,
+        quota="0.300001",
+        apyType="single",
+        apyList=[{"minStepVal": "0", "maxStepVal": "1000000000", "currentApy": "5"}],
+    )
+    alice, bob, carol = funded_user(app, D(1)), funded_user(app, D(2)), funded_user(app, D(3))
+    catalog_trading.subscribe(app.uow(), alice, product, "flexible", D("0.1"))
+    catalog_trading.subscribe(app.uow(), bob, product, "flexible", D("0.2"))
+    with pytest.raises(QuotaExceeded, match=r"only 0\.000001 of"):
+        catalog_trading.subscribe(app.uow(), carol, product, "flexible", D("0.000002"))
+    catalog_trading.subscribe(app.uow(), carol, product, "flexible", D("0.000001"))
+    (view,) = catalog.list_products(app.uow(), None, "USDT", "all")
+    assert (view.status.value, view.remaining) == ("sold_out", D(0))
+
+
 def test_levels_beginner_once_and_vip_only(app: Flexearn) -> None:
     beginner_product = world(app, productLevel="beginner")
     vip_product = catalog.create_product(

@@ -30,7 +30,7 @@ from flexearn.domain.catalog import (
 from flexearn.domain.errors import InvalidParameter, MissingParameter
 from flexearn.domain.money import MAX_PRECISION, ZERO, D
 from flexearn.services import gate, realtime_apr
-from flexearn.services.catalog_rows import held, load_product, walk_to_json
+from flexearn.services.catalog_rows import load_product, quota_held, walk_to_json
 from flexearn.services.unit_of_work import UnitOfWork
 
 
@@ -217,7 +217,7 @@ def list_products(
         views = []
         for product_id in uow.conn.execute(query).scalars():
             product = load_product(uow.conn, product_id)
-            amount = held(uow.conn, product_id)
+            amount = quota_held(uow.conn, product)
             status = product.status(now, amount)
             views.append(ProductView(product, status, product.remaining(amount), product_id in mine))
     available = {Status.IN_PROGRESS, Status.NOT_STARTED, Status.SOLD_OUT, Status.PAUSED}
@@ -246,5 +246,5 @@ def subscribe_info(uow: UnitOfWork, product_id: int, period_type: str) -> Subscr
         product = load_product(uow.conn, product_id)
         product.check_period_type(period_type)
         return SubscribeInfo(
-            product, product.remaining(held(uow.conn, product_id)), product.schedule(uow.now())
+            product, product.remaining(quota_held(uow.conn, product)), product.schedule(uow.now())
         )

@@ -79,13 +79,19 @@ def walk_from_json(text: str | None) -> Walk | None:
     return Walk(Decimal(raw["low"]), Decimal(raw["high"]), Decimal(raw["step"]), int(raw["seed"]))
 
 
-def held(conn: sa.Connection, product_id: int) -> Decimal:
-    """What open holdings of the product amount to (what its quota counts)."""
+def quota_held(conn: sa.Connection, product: Product) -> Decimal:
+    """What the product's quota counts: the amount of its open holdings. A product without a quota
+    counts nothing (`Product.status` and `remaining` do not read it then): ZERO, its holdings
+    unread — every holder's row, on every subscription and product listing. PostgreSQL sums them
+    (NUMERIC: exact) and sends one number; SQLite's amounts are text, summed here as exactly."""
+    if product.quota is None:
+        return ZERO
     h = t.holding
-    amounts = conn.execute(
-        sa.select(h.c.amount).where(h.c.product_id == product_id, h.c.open.is_(True))
-    ).scalars()
-    return sum(amounts, ZERO)
+    where = (h.c.product_id == product.id, h.c.open.is_(True))
+    if conn.dialect.name == "postgresql":
+        total: Decimal | None = conn.execute(sa.select(sa.func.sum(h.c.amount)).where(*where)).scalar()
+        return ZERO if total is None else total
+    return sum(conn.execute(sa.select(h.c.amount).where(*where)).scalars(), ZERO)
 
 
 @dataclass(frozen=True)

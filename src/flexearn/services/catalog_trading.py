@@ -21,10 +21,10 @@ from flexearn.domain.money import ZERO, exact_add
 from flexearn.services import gate
 from flexearn.services.catalog_rows import (
     Order,
-    held,
     insert_order,
     load_product,
     order_from_row,
+    quota_held,
     record_wallet,
 )
 from flexearn.services.unit_of_work import UnitOfWork
@@ -71,7 +71,7 @@ def subscribe_in(
     if level_row is None:
         raise NotFound(f"no user {user_id}", param="user")
     product.check_subscription(
-        amount, now, held(conn, product_id), Level(level_row), repo.currency_precision(conn, product.coin)
+        amount, now, quota_held(conn, product), Level(level_row), repo.currency_precision(conn, product.coin)
     )
     schedule = product.schedule(now)
     holding_id = None

@@ -32,7 +32,7 @@ from flexearn.domain.earn_wallets import Wallet, sweepable
 from flexearn.domain.errors import FlexearnError
 from flexearn.domain.ledger import AccountRef
 from flexearn.services import gate
-from flexearn.services.catalog_rows import Order, held, load_product
+from flexearn.services.catalog_rows import Order, load_product, quota_held
 from flexearn.services.catalog_trading import subscribe_in
 from flexearn.services.unit_of_work import UnitOfWork
 
@@ -127,7 +127,7 @@ def _sweep_one(conn: sa.Connection, now: int, user_id: int, product_id: int) -> 
     ).scalar_one()
     available = repo.balance(conn, AccountRef.funding(user_id, product.coin), lock=True)
     places = repo.currency_precision(conn, product.coin)
-    amount = sweepable(product, available, now, held(conn, product_id), Level(level), places)
+    amount = sweepable(product, available, now, quota_held(conn, product), Level(level), places)
     if not amount:
         return 0
     subscribe_in(conn, now, user_id, product_id, FLEXIBLE, amount, auto=True)
