@@ -22,7 +22,6 @@ from flexearn.domain.catalog_day import HoldingRow
 from flexearn.domain.errors import InsufficientBalance, NotFound, UnsupportedCurrency
 from flexearn.domain.ledger import AccountRef, Entry
 from flexearn.domain.money import ZERO, exact_add, plain
-from flexearn.domain.periods import PeriodKind
 from flexearn.domain.settlement import PositionRow
 
 
@@ -309,21 +308,21 @@ def position(conn: sa.Connection, user_id: int, ccy: str, *, lock: bool = False)
     return position_of(db.direct(conn, *position_statement(conn, user_id, ccy, lock=lock)))
 
 
-# A position is the settlement's while an hour of its currency is open (services/gate.py).
-_UNLESS_SETTLING = (
-    f" AND NOT EXISTS (SELECT 1 FROM settlement_open WHERE kind = '{PeriodKind.HOUR.value}' AND key = :ccy)"
-)
-
-
 def position_statement(
-    conn: sa.Connection, user_id: int, ccy: str, *, lock: bool = False, unless_settling: bool = False
+    conn: sa.Connection,
+    user_id: int,
+    ccy: str,
+    *,
+    lock: bool = False,
+    unless: tuple[str, dict[str, Any]] = ("", {}),
 ) -> tuple[str, dict[str, Any]]:
-    """`position`'s statement, for `db.batch`; its rows read by `position_of`. `unless_settling`:
-    no row, and no lock waited for, while an hour of `ccy` is being settled in ranges (a range being
-    applied holds its positions' row locks; the trade is refused by the gate instead)."""
-    sql = _POSITION + _UNLESS_SETTLING if unless_settling else _POSITION
+    """`position`'s statement, for `db.batch`; its rows read by `position_of`. `unless`: a further
+    condition (` AND …`) and its parameters, e.g. `gate.unless_settling`: no row, and no lock
+    waited for, while it holds."""
+    condition, more = unless
     locking = lock and conn.dialect.name == "postgresql"  # SQLite: one writer, no row locks
-    return f"{sql} FOR UPDATE" if locking else sql, {"user_id": user_id, "ccy": ccy}
+    sql = f"{_POSITION}{condition} FOR UPDATE" if locking else f"{_POSITION}{condition}"
+    return sql, {"user_id": user_id, "ccy": ccy, **more}
 
 
 def position_of(rows: list[Any]) -> PositionRow | None:

@@ -52,10 +52,8 @@ def lock_market(conn: sa.Connection, ccy: str) -> sa.Row[Any]:
 
 
 # Whether the market exists and which of its hours is open (NULL: none), in one statement.
-_MARKET_OPEN = (
-    "SELECT (SELECT period FROM settlement_open WHERE kind = :kind AND key = :ccy LIMIT 1) "
-    "FROM market WHERE ccy = :ccy"
-)
+_OPEN = "SELECT period FROM settlement_open WHERE kind = :kind AND key = :ccy"
+_MARKET_OPEN = f"SELECT ({_OPEN} LIMIT 1) FROM market WHERE ccy = :ccy"
 
 
 def entering(conn: sa.Connection, ccy: str) -> list[tuple[str, dict[str, Any]]]:
@@ -65,6 +63,13 @@ def entering(conn: sa.Connection, ccy: str) -> list[tuple[str, dict[str, Any]]]:
     reads, and their last rows given to `entered`. The lock is a statement of its own before the
     check: under READ COMMITTED the check's snapshot is then taken once the lock is held."""
     return [*repo.market_lock(conn, ccy, "share"), (_MARKET_OPEN, {"kind": HOUR, "ccy": ccy})]
+
+
+def unless_settling(ccy: str) -> tuple[str, dict[str, Any]]:
+    """A condition for a trade's locking read of its position (`repo.position_statement`): no row,
+    and no lock waited for, while an hour of `ccy` is being settled in ranges — a range being
+    applied holds its positions' row locks; the trade is refused by `entered` instead."""
+    return f" AND NOT EXISTS ({_OPEN})", {"kind": HOUR}
 
 
 def entered(ccy: str, rows: list[Any]) -> None:

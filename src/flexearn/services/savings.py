@@ -47,7 +47,7 @@ def _enter(
         [
             repo.precision_statement(ccy),
             *gate.entering(conn, ccy),
-            repo.position_statement(conn, user_id, ccy, lock=True, unless_settling=True),
+            repo.position_statement(conn, user_id, ccy, lock=True, unless=gate.unless_settling(ccy)),
             clock.NOW,
         ],
     )
