@@ -26,7 +26,7 @@ def deliver_redemptions(uow: UnitOfWork) -> int:
         due = conn.execute(
             sa.select(o, t.product.c.coin)
             .join(t.product, t.product.c.id == o.c.product_id)
-            .where(o.c.status == "processing", o.c.arrive_at <= now)
+            .where(t.PROCESSING, o.c.arrive_at <= now)
             .order_by(o.c.id)
             .with_for_update(of=o)
         ).all()
