@@ -108,28 +108,3 @@ def test_many_rows_span_several_statements(engine: sa.Engine) -> None:
             conn, "bulk_scratch", COLUMNS, [(*row[:5], "new") for row in rows], ignore_existing=True
         )
     assert stored(engine) == rows[:first] + [(*row[:5], "new") for row in rows[first:]]
-
-
-@pytest.mark.parametrize("update_from", [True, False], ids=["update-from", "row-by-row"])
-def test_many_updates_span_several_statements(
-    engine: sa.Engine, update_from: bool, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """More rows than one SQLite statement takes, in no particular order, ending in a part of one;
-    NULLs and exact amounts land on their own rows. Row by row: SQLite before 3.33 (no UPDATE ...
-    FROM); PostgreSQL runs its one statement either way."""
-    monkeypatch.setattr(bulk, "_SQLITE_UPDATE_FROM", update_from)
-    count = 2 * bulk.SQLITE_ROWS_PER_INSERT + 234
-    rows = [
-        (i, i % 7, f"label {i}", Decimal(i).scaleb(-(i % 19)), i % 2 == 0, "t") for i in range(1, count + 1)
-    ]
-    with engine.begin() as conn:
-        bulk.insert_many(conn, "bulk_scratch", COLUMNS, rows)
-    changed = [
-        (i, None if i % 5 == 0 else f"now {i}", Decimal(-i).scaleb(-(i % 23))) for i in range(count, 0, -2)
-    ]
-    with engine.begin() as conn:
-        bulk.update_many(conn, "bulk_scratch", "id", {"label": "text", "amount": "amount"}, changed)
-    expected = {row[0]: row for row in rows}
-    for key, label, amount in changed:
-        expected[key] = (key, expected[key][1], label, amount, *expected[key][4:])
-    assert stored(engine) == sorted(expected.values())

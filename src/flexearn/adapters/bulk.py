@@ -8,7 +8,7 @@ multi-row VALUES (inserts). Column kinds are "int", "amount" or "text".
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from itertools import chain, islice, repeat
 from typing import Any
@@ -85,8 +85,9 @@ def update_many(
                 arrays.append(only[1])
             cursor.execute(sql, arrays)
         else:
-            converted = _sqlite_columns(["int", *columns.values()], rows)
-            sqlite_update(cursor, table, key, names, zip(*converted, strict=True))
+            sets = ", ".join(f"{n} = ?" for n in names)
+            keys, *values = _sqlite_columns(["int", *columns.values()], rows)
+            cursor.executemany(f"UPDATE {table} SET {sets} WHERE {key} = ?", zip(*values, keys, strict=True))
     finally:
         cursor.close()
 
@@ -130,42 +131,13 @@ def sqlite_insert(
     """INSERT `rows` (values of `names`, in order, as the SQLite driver binds them) in statements of
     `SQLITE_ROWS_PER_INSERT` rows (fewer if the bound-parameter limit requires); `conflict`: a
     clause after the VALUES (" ON CONFLICT DO NOTHING")."""
-    head = f"INSERT INTO {table} ({', '.join(names)}) VALUES "
-    _sqlite_in_chunks(cursor, len(names), rows, lambda values: head + values + conflict)
-
-
-# UPDATE ... FROM, SQLite 3.33 and later (Python's own builds since 3.10 bundle newer).
-_SQLITE_UPDATE_FROM = sqlite3.sqlite_version_info >= (3, 33, 0)
-
-
-def sqlite_update(
-    cursor: Any, table: str, key: str, names: Sequence[str], rows: Iterable[tuple[Any, ...]]
-) -> None:
-    """UPDATE `table` SET `names` of the row whose `key` is each row's first value, to the rest, as
-    `sqlite_insert` writes: a VALUES list of `SQLITE_ROWS_PER_INSERT` rows joined to the table
-    (UPDATE ... FROM), about two thirds of the CPU of `executemany` running the statement row by
-    row (100,000 positions' three amounts: 0.26 against 0.34–0.41 s). Keys must be unique, as
-    on PostgreSQL (a key given twice would take either row)."""
-    if not _SQLITE_UPDATE_FROM:
-        sets = ", ".join(f"{n} = ?" for n in names)
-        cursor.executemany(f"UPDATE {table} SET {sets} WHERE {key} = ?", ((*r[1:], r[0]) for r in rows))
-        return
-    sets = ", ".join(f"{n} = v.column{i}" for i, n in enumerate(names, 2))
-    head, where = f"UPDATE {table} SET {sets} FROM (VALUES ", f") AS v WHERE {table}.{key} = v.column1"
-    _sqlite_in_chunks(cursor, 1 + len(names), rows, lambda values: head + values + where)
-
-
-def _sqlite_in_chunks(
-    cursor: Any, width: int, rows: Iterable[tuple[Any, ...]], statement: Callable[[str], str]
-) -> None:
-    """Run `statement(values)` for the rows (of `width` values each), `values` being a list of as
-    many `(?, ...)` as the chunk has rows: `SQLITE_ROWS_PER_INSERT` rows, fewer if SQLite's bound-
-    parameter limit requires, and the rest last."""
+    width = len(names)
     bound = cursor.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
     per = max(1, min(SQLITE_ROWS_PER_INSERT, bound // width))
+    head = f"INSERT INTO {table} ({', '.join(names)}) VALUES "
     row = "(" + ", ".join("?" * width) + ")"
-    full = statement(", ".join(repeat(row, per)))
+    full = head + ", ".join(repeat(row, per)) + conflict
     remaining = iter(rows)
     while values := list(chain.from_iterable(islice(remaining, per))):
         count = len(values) // width
-        cursor.execute(full if count == per else statement(", ".join(repeat(row, count))), values)
+        cursor.execute(full if count == per else head + ", ".join(repeat(row, count)) + conflict, values)
