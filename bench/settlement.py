@@ -32,10 +32,10 @@ hours (each the same work) and N floors and reports medians.
 Each (database, size) runs in two fresh subprocesses: `setup` (fill, settle hour 1) and
 `measure` (settle, floors, check), so the peak RSS reported (VmHWM, read right after the last
 timed settlement) is that of a process that did only the settlement (plus imports), not of the
-loading. Also reported: the settlement's CPU seconds, and the MB the settling process wrote
-(`/proc/self/io` wchar: on SQLite the WAL and its checkpoints; on PostgreSQL the server writes,
-so ~0), which, unlike seconds, other work on the machine does not disturb. Output: a JSON line
-per result as it finishes, then a table per kind.
+loading. Also reported: the settlement's CPU seconds, and the MB it wrote (SQLite: the settling
+process's `/proc/self/io` wchar, the WAL and its checkpoints; PostgreSQL: how far the server's
+WAL moved), which, unlike seconds, other work on the machine does not disturb. Output: a JSON
+line per result as it finishes, then a table per kind.
 
 Catalog: the same database set-up, with `size` holdings of 10 flexible ladder products (one per
 coin of the market benchmark, tiers 0-200 @ 6 %, 200-5000 @ 50 % and, for every other product,
@@ -47,6 +47,10 @@ untimed in `setup`, day 2 is timed in `measure` (`settlement.settle_day` for the
 products, one transaction each, as the scheduler runs it). The floor: one UPDATE of amount,
 accrued, total_profit and last_profit of every holding and one INSERT ... SELECT of one
 `pay_interest` order per holding, in one transaction; and the same per product (ten transactions).
+That floor writes none of the ledger a day pays into: a third one, `floor+ledger`, adds per
+product a journal entry, a leg per holding to its holder's funding account, the balancing leg
+from interest expense and each of those funding balances rewritten (one transaction, rolled back:
+legs are append-only; see `ledger_floor_seconds`).
 """
 
 from __future__ import annotations
@@ -349,14 +353,15 @@ def phase_measure_catalog(url: str, size: int, check_max: int, repeat: int) -> d
     _open_connection(engine)
     baseline_mb = _peak_mb()
     settle_s, settle_cpu_s, floor_s, floor_product_s, written_mb = [], [], [], [], []
+    floor_ledger_s: list[float] = []
     for round_ in range(repeat):
         day = DAY2 + round_ * DAY_MS
         tidy(engine)
-        cpu, started, written = time.process_time(), time.perf_counter(), _written_mb()
+        cpu, started, written = time.process_time(), time.perf_counter(), _written_mb(engine)
         earned = settle_products(engine, day)
         settle_s.append(time.perf_counter() - started)
         settle_cpu_s.append(time.process_time() - cpu)
-        written_mb.append(_written_mb() - written)
+        written_mb.append(_written_mb(engine) - written)
         with engine.connect() as conn:
             orders = conn.execute(
                 sa.select(sa.func.count()).select_from(t.earn_order)
@@ -371,12 +376,18 @@ def phase_measure_catalog(url: str, size: int, check_max: int, repeat: int) -> d
         tidy(engine)
         floor_product_s.append(
             floor_seconds(engine, CATALOG_FLOOR, per="product_id", keys=products, split=True))
+        tidy(engine)
+        floor_ledger_s.append(ledger_floor_seconds(engine))
     with engine.begin() as conn:
         conn.execute(sa.delete(t.earn_order).where(t.earn_order.c.ts == 0))
     check, check_s = _ledger_check(engine, size, check_max)
     engine.dispose()
-    return _summary(size, "holdings", "product", settle_s, settle_cpu_s, floor_s, floor_product_s,
-                    peak_mb, baseline_mb, check, check_s, written_mb)
+    summary = _summary(size, "holdings", "product", settle_s, settle_cpu_s, floor_s, floor_product_s,
+                       peak_mb, baseline_mb, check, check_s, written_mb)
+    floor_ledger = statistics.median(floor_ledger_s)
+    summary["samples"]["floor_with_ledger_s"] = _rounded(floor_ledger_s)
+    return {**summary, "floor_with_ledger_s": round(floor_ledger, 3),
+            "ratio_with_ledger": round(summary["seconds"] / floor_ledger, 2)}
 
 
 def _open_connection(engine: sa.Engine) -> None:
@@ -410,11 +421,11 @@ def phase_measure(url: str, size: int, check_max: int, repeat: int) -> dict[str,
     for round_ in range(repeat):
         hour = HOUR2 + round_ * HOUR_MS
         tidy(engine)
-        cpu, started, written = time.process_time(), time.perf_counter(), _written_mb()
+        cpu, started, written = time.process_time(), time.perf_counter(), _written_mb(engine)
         changed = settle_all(engine, hour)
         settle_s.append(time.perf_counter() - started)
         settle_cpu_s.append(time.process_time() - cpu)
-        written_mb.append(_written_mb() - written)
+        written_mb.append(_written_mb(engine) - written)
         with engine.connect() as conn:
             history = conn.execute(
                 sa.select(sa.func.count()).select_from(t.lending_history)
@@ -513,9 +524,63 @@ def floor_seconds(engine: sa.Engine, floor: Floor, *, per: str, keys: Iterable[A
     return elapsed
 
 
-def _written_mb() -> float:
-    """MB the process has written so far (`wchar`: SQLite's WAL and checkpoints; PostgreSQL's
-    writes are the server's, not counted). Unlike seconds, the load of other work leaves it be."""
+def ledger_floor_seconds(engine: sa.Engine) -> float:
+    """The catalog floor (`CATALOG_FLOOR`, per product) plus the ledger writes paying interest to
+    the holders' funding accounts daily takes, in SQL: per product one journal entry, a leg per
+    holding to its holder's funding account and one balancing leg from interest expense, and each
+    of those funding balances rewritten. One transaction, as `floor_seconds` unsplit, but rolled
+    back: journal legs are append-only, so a floor committed could not be undone. On PostgreSQL
+    the entries' deferred balance checks run first (SET CONSTRAINTS ALL IMMEDIATE); the commit's
+    own flush is not in it, which can only make this floor smaller."""
+    postgres = engine.dialect.name == "postgresql"
+    rewrite = (lambda c: f"{c} = {c} + 0") if postgres else (lambda c: f"{c} = {c} || ''")
+    update = "UPDATE earn_holding SET " + ", ".join(map(rewrite, CATALOG_FLOOR.amounts))
+    balances = "balance = balance + 1" if postgres else rewrite("balance")
+    legs = 0
+    with engine.connect() as conn:
+        conn.exec_driver_sql("SELECT 1")
+        conn.rollback()
+        started = time.perf_counter()
+        with conn.begin() as transaction:
+            for product_id, (coin, _) in enumerate(CURRENCIES, start=1):
+                where = f" WHERE product_id = {product_id}"
+                conn.exec_driver_sql(update + where)
+                conn.exec_driver_sql(CATALOG_FLOOR.insert + where)
+                entry = conn.execute(
+                    sa.insert(t.journal_entry)
+                    .values(ccy=coin, kind="catalog_interest", ref=f"floor:{product_id}", ts=0, created_at=0)
+                    .returning(t.journal_entry.c.id)
+                ).scalar_one()
+                funding = (f"FROM earn_holding h JOIN ledger_account a ON a.user_id = h.user_id "
+                           f"AND a.ccy = '{coin}' AND a.kind = 'funding' WHERE h.product_id = {product_id}")
+                paid = conn.exec_driver_sql(
+                    f"INSERT INTO journal_leg (entry_id, account_id, ccy, amount) "
+                    f"SELECT {entry}, a.id, '{coin}', 1 {funding}"
+                ).rowcount
+                conn.exec_driver_sql(
+                    f"INSERT INTO journal_leg (entry_id, account_id, ccy, amount) SELECT {entry}, id, "
+                    f"'{coin}', -{paid} FROM ledger_account WHERE key = 'interest_expense:{coin}'"
+                )
+                conn.exec_driver_sql(
+                    f"UPDATE ledger_account SET {balances} WHERE id IN (SELECT a.id {funding})"
+                )
+                legs += paid
+            if postgres:
+                conn.exec_driver_sql("SET CONSTRAINTS ALL IMMEDIATE")
+            elapsed = time.perf_counter() - started
+            transaction.rollback()
+    assert legs > 0
+    return elapsed
+
+
+def _written_mb(engine: sa.Engine) -> float:
+    """MB written so far: on SQLite by this process (`wchar`: the WAL and checkpoints), on
+    PostgreSQL the server's WAL position (every change it makes is written there first; nothing
+    else runs on the benchmark's server meanwhile). Unlike seconds, the load of other work on the
+    machine leaves it be."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            return int(conn.exec_driver_sql("SELECT pg_current_wal_lsn() - '0/0'").scalar_one()) / 1e6
     for line in Path("/proc/self/io").read_text().splitlines():
         if line.startswith("wchar:"):
             return int(line.split()[1]) / 1e6
@@ -593,7 +658,10 @@ CATALOG_COLUMNS = (
     ("holdings_per_s", "holdings/s", "{:,}"), ("peak_mb", "peak MB", "{:.0f}"),
     ("floor_s", "floor s", "{:.2f}"), ("ratio", "settle/floor", "{:.2f}"),
     ("floor_per_product_s", "floor/product s", "{:.2f}"),
-    ("ratio_per_product", "settle/(floor/product)", "{:.2f}"), ("settle_cpu_s", "settle CPU s", "{:.2f}"),
+    ("ratio_per_product", "settle/(floor/product)", "{:.2f}"),
+    ("floor_with_ledger_s", "floor+ledger s", "{:.2f}"),
+    ("ratio_with_ledger", "settle/(floor+ledger)", "{:.2f}"),
+    ("settle_cpu_s", "settle CPU s", "{:.2f}"),
     ("settle_written_mb", "written MB", "{:,}"), ("check", "ledger check", "{}"),
 )
 COLUMNS = {"market": MARKET_COLUMNS, "catalog": CATALOG_COLUMNS}
