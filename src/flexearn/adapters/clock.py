@@ -129,6 +129,9 @@ def advance(conn: sa.Connection, ms: int) -> ClockState:
     return state
 
 
+CLOCK_MAX_AGE_S = 1.0  # seconds an API process answers on the clock's row before reading it again
+
+
 class ClockCache:
     """Business time for an API process without a query per answer: the clock's row, read again
     when older than `max_age` seconds. `now()` never touches the database (it runs on the event
@@ -136,7 +139,7 @@ class ClockCache:
     database slot). After an operator moves the clock, answers may use the old row for up to
     `max_age` seconds; the time endpoints read the row itself."""
 
-    def __init__(self, engine: sa.Engine, max_age: float = 1.0) -> None:
+    def __init__(self, engine: sa.Engine, max_age: float = CLOCK_MAX_AGE_S) -> None:
         self._engine, self._max_age = engine, max_age
         self._state, self._read_at = REAL, float("-inf")
 
