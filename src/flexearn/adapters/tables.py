@@ -108,6 +108,13 @@ user = sa.Table(
     one_of("level", Level),
 )
 
+def partial_index(
+    name: str, *columns: sa.Column[Any], where: sa.ColumnElement[bool] | sa.TextClause
+) -> sa.Index:
+    """An index of the rows where `where` holds, on both databases."""
+    return sa.Index(name, *columns, sqlite_where=where, postgresql_where=where)
+
+
 # PostgreSQL pages of the tables settlement rewrites row by row (every position each hour, a
 # holding's and a funding account's row each day) keep room for the new row versions, so they are
 # written beside the old, without new index entries (HOT updates; migration 0018).
@@ -155,9 +162,9 @@ journal_leg = sa.Table(
 )
 # A position's and a holding's legs; partial (migration 0018): most legs are neither's (funding,
 # interest expense, control accounts), and an entry for each of those would be written and never read.
-for _column in (journal_leg.c.position_id, journal_leg.c.holding_id):
-    _given = _column.is_not(None)
-    sa.Index(f"ix_journal_leg_{_column.name}", _column, sqlite_where=_given, postgresql_where=_given)
+_leg = journal_leg.c
+partial_index("ix_journal_leg_position_id", _leg.position_id, where=_leg.position_id.is_not(None))
+partial_index("ix_journal_leg_holding_id", _leg.holding_id, where=_leg.holding_id.is_not(None))
 
 market = sa.Table(
     "market",
@@ -284,7 +291,7 @@ api_key = sa.Table(
 # only revoked keys, which are few. A comparison on `revoked_at` implies the predicate, so both
 # databases use it for `revoked_at >= :since`.
 KEY_REVOKED = sa.text("revoked_at IS NOT NULL")
-sa.Index("ix_api_key_revoked", api_key.c.revoked_at, sqlite_where=KEY_REVOKED, postgresql_where=KEY_REVOKED)
+partial_index("ix_api_key_revoked", api_key.c.revoked_at, where=KEY_REVOKED)
 
 # --- catalog products (Bitget model) ------------------------------------------------------------
 
@@ -390,24 +397,14 @@ sa.Index(
 PROCESSING = earn_order.c.status == sa.literal_column("'processing'")
 # Led by the status all the same: SQLite's planner counts its equality as the index's selectivity;
 # with (arrive_at) alone it scans the table in id order instead.
-sa.Index(
-    "ix_earn_order_arrival",
-    earn_order.c.status,
-    earn_order.c.arrive_at,
-    sqlite_where=PROCESSING,
-    postgresql_where=PROCESSING,
-)
+partial_index("ix_earn_order_arrival", earn_order.c.status, earn_order.c.arrive_at, where=PROCESSING)
 # A real-time product's day reads its subscriptions and redemptions since the day began, in one
 # query; partial, so the millions of interest orders a day writes do not maintain it. A query uses
 # it only if its WHERE holds this very predicate as literal SQL (SQLite cannot see that bound
 # parameters match it): so queries use `BALANCE_CHANGES` itself.
 BALANCE_CHANGES = sa.text("order_type IN ('subscribe', 'redeem')")
-sa.Index(
-    "ix_earn_order_product_changes",
-    earn_order.c.product_id,
-    earn_order.c.ts,
-    sqlite_where=BALANCE_CHANGES,
-    postgresql_where=BALANCE_CHANGES,
+partial_index(
+    "ix_earn_order_product_changes", earn_order.c.product_id, earn_order.c.ts, where=BALANCE_CHANGES
 )
 
 # Which wallets a catalog order took its money from or paid it to, where not `funding` alone
