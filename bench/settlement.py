@@ -498,16 +498,23 @@ CATALOG_FLOOR = Floor(
 )
 
 
+def _rewritten(column: str, *, postgres: bool) -> str:
+    """`column` set to itself so that the database really rewrites it (amounts are text on SQLite)."""
+    return f"{column} = {column} + 0" if postgres else f"{column} = {column} || ''"
+
+
+def _floor_update(floor: Floor, *, postgres: bool) -> str:
+    """The floor's UPDATE rewriting its amounts in every row (a `WHERE` may follow)."""
+    return f"UPDATE {floor.table} SET " + ", ".join(_rewritten(c, postgres=postgres) for c in floor.amounts)
+
+
 def floor_seconds(engine: sa.Engine, floor: Floor, *, per: str, keys: Iterable[Any], split: bool) -> float:
     """Rewrite the amounts of every row and write one record row for each, in SQL.
 
     One UPDATE and one INSERT ... SELECT over all rows in one transaction or, split, one such
     pair and transaction per key (`WHERE per = key`: per currency, per product).
     """
-    postgres = engine.dialect.name == "postgresql"  # amounts are text on SQLite
-    update = f"UPDATE {floor.table} SET " + ", ".join(
-        f"{c} = {c} + 0" if postgres else f"{c} = {c} || ''" for c in floor.amounts
-    )
+    update = _floor_update(floor, postgres=engine.dialect.name == "postgresql")
     insert = floor.insert
     groups = [f" WHERE {per} = {key}" for key in keys] if split else [""]
     updated = inserted = 0
@@ -533,9 +540,8 @@ def ledger_floor_seconds(engine: sa.Engine) -> float:
     the entries' deferred balance checks run first (SET CONSTRAINTS ALL IMMEDIATE); the commit's
     own flush is not in it, which can only make this floor smaller."""
     postgres = engine.dialect.name == "postgresql"
-    rewrite = (lambda c: f"{c} = {c} + 0") if postgres else (lambda c: f"{c} = {c} || ''")
-    update = "UPDATE earn_holding SET " + ", ".join(map(rewrite, CATALOG_FLOOR.amounts))
-    balances = "balance = balance + 1" if postgres else rewrite("balance")
+    update = _floor_update(CATALOG_FLOOR, postgres=postgres)
+    balances = "balance = balance + 1" if postgres else _rewritten("balance", postgres=postgres)
     legs = 0
     with engine.connect() as conn:
         conn.exec_driver_sql("SELECT 1")
