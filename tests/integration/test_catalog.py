@@ -27,9 +27,10 @@ from flexearn.domain.catalog_errors import (
     TooPrecise,
 )
 from flexearn.domain.errors import InsufficientBalance, InvalidParameter, MissingParameter, NotFound
-from flexearn.domain.ledger import AccountKind, AccountRef, compound, leg
+from flexearn.domain.ledger import AccountKind, AccountRef, Entry, compound, leg
 from flexearn.domain.money import D
 from flexearn.services import accounts, catalog, catalog_trading, catalog_views, scheduler, settlement
+from flexearn.services.settlement import day as day_kind
 from tests.helpers import T0, assert_ledger_ok, start_clock
 from tests.helpers import advance as advance_hours
 
@@ -348,6 +349,43 @@ def holding_of(app: Flexearn, user_id: int, product_id: int) -> Decimal:
             sa.select(h.c.amount).where(h.c.user_id == user_id, h.c.product_id == product_id)
         ).scalar_one()
     return amount
+
+
+def test_a_day_of_many_entries_is_posted_a_bounded_group_at_a_time(
+    app: Flexearn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A product's day posts its interest entries `ENTRIES_PER_POST` at a time (what posting builds
+    stays bounded whatever the product's size): the same entries, names and balances as at once."""
+    single = [{"minStepVal": "0", "maxStepVal": "1000000", "currentApy": "36.5"}]
+    product = world(app, apyType="single", apyList=single)
+    users = [accounts.create_user(app.uow(), f"group-{i}", "normal") for i in range(201)]
+    for user in users:
+        accounts.deposit(app.uow(), user, "USDT", D(100))
+        catalog_trading.subscribe(app.uow(), user, product, "flexible", D(100))
+    posted: list[list[str]] = []
+    post_many = repo.post_many
+
+    def recorded(conn: sa.Connection, entries: list[Entry], ts: int) -> list[int]:
+        posted.append([e.ref for e in entries])
+        return post_many(conn, entries, ts)
+
+    monkeypatch.setattr(day_kind, "ENTRIES_PER_POST", 2)
+    monkeypatch.setattr(repo, "post_many", recorded)
+    first, second = days(app, 2)
+    assert (first.holdings, second.holdings, second.interest) == (0, 201, D("20.1"))
+    day = f"product:{product}:day:{second.day}"
+    assert posted == [[day, f"{day}:part:2"], [f"{day}:part:3"]]  # 100, 100 and 1 users
+    with app.engine.connect() as conn:
+        entry = t.journal_entry
+        written = conn.execute(
+            sa.select(entry.c.ref, sa.func.count(t.journal_leg.c.id))
+            .join(t.journal_leg, t.journal_leg.c.entry_id == entry.c.id)
+            .where(entry.c.kind == "catalog_interest")
+            .group_by(entry.c.ref)
+        ).all()
+    assert sorted(written) == [(day, 101), (f"{day}:part:2", 101), (f"{day}:part:3", 2)]
+    assert {funding(app, user) for user in users} == {D("0.1")}
+    assert_ledger_ok(app)
 
 
 def test_the_results_name_an_order_or_the_latest_of_a_product(app: Flexearn) -> None:

@@ -13,7 +13,7 @@ The plan holds every ledger leg: the interest entries (to funding in entries of 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import NamedTuple
@@ -103,30 +103,24 @@ class DayPlan:
     def holdings(self) -> int:
         return len(self.changes)
 
-    def interest_entries(self, ref: str) -> list[Entry]:
+    def interest_entries(self, ref: str) -> Iterator[Entry]:
         """The day's interest: interest expense → `accrued` (maturity) or → the users' funding, in
-        entries of `USERS_PER_ENTRY` users named `ref`, `ref:part:2`, …; none if nothing was paid."""
+        entries of `USERS_PER_ENTRY` users named `ref`, `ref:part:2`, …; none if nothing was paid.
+        Made as they are taken: a product of a million holders need not hold all its legs at once."""
         if self.interest_total == 0:
-            return []
+            return
         expense = AccountRef.system(AccountKind.INTEREST_EXPENSE, self.coin)
         if self.accrues:
             accrued = AccountRef.system(AccountKind.ACCRUED, self.coin)
-            return [
-                compound(
-                    "catalog_interest",
-                    self.coin,
-                    [leg(expense, -self.interest_total), leg(accrued, self.interest_total)],
-                    ref,
-                )
-            ]
-        entries = []
+            legs = [leg(expense, -self.interest_total), leg(accrued, self.interest_total)]
+            yield compound("catalog_interest", self.coin, legs, ref)
+            return
         for part, start in enumerate(range(0, len(self.payouts), USERS_PER_ENTRY)):
             chunk = self.payouts[start : start + USERS_PER_ENTRY]
             credits: list[Leg] = [leg(AccountRef.funding(user, self.coin), amount) for user, amount in chunk]
             total = sum((amount for _, amount in chunk), ZERO)
             named = ref if part == 0 else f"{ref}:part:{part + 1}"
-            entries.append(compound("catalog_interest", self.coin, [leg(expense, -total), *credits], named))
-        return entries
+            yield compound("catalog_interest", self.coin, [leg(expense, -total), *credits], named)
 
 
 def plan_day(product: Product, rows: Iterable[HoldingRow], day: int) -> DayPlan:
