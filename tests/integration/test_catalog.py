@@ -351,17 +351,23 @@ def holding_of(app: Flexearn, user_id: int, product_id: int) -> Decimal:
     return amount
 
 
+def holders_of_100(app: Flexearn, n: int) -> tuple[int, list[int]]:
+    """A product paying 36.5 % on every amount (0.1 a day on 100) and `n` users holding 100 each."""
+    single = [{"minStepVal": "0", "maxStepVal": "1000000", "currentApy": "36.5"}]
+    product = world(app, apyType="single", apyList=single)
+    users = [accounts.create_user(app.uow(), f"holder-{i}", "normal") for i in range(n)]
+    for user in users:
+        accounts.deposit(app.uow(), user, "USDT", D(100))
+        catalog_trading.subscribe(app.uow(), user, product, "flexible", D(100))
+    return product, users
+
+
 def test_a_day_of_many_entries_is_posted_a_bounded_group_at_a_time(
     app: Flexearn, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A product's day posts its interest entries `ENTRIES_PER_POST` at a time (what posting builds
     stays bounded whatever the product's size): the same entries, names and balances as at once."""
-    single = [{"minStepVal": "0", "maxStepVal": "1000000", "currentApy": "36.5"}]
-    product = world(app, apyType="single", apyList=single)
-    users = [accounts.create_user(app.uow(), f"group-{i}", "normal") for i in range(201)]
-    for user in users:
-        accounts.deposit(app.uow(), user, "USDT", D(100))
-        catalog_trading.subscribe(app.uow(), user, product, "flexible", D(100))
+    product, users = holders_of_100(app, 201)
     posted: list[list[str]] = []
     post_many = repo.post_many
 
@@ -418,12 +424,7 @@ def test_the_results_name_an_order_or_the_latest_of_a_product(app: Flexearn) -> 
 def test_a_day_paid_to_many_funding_accounts_is_posted_in_entries_of_a_hundred_users(app: Flexearn) -> None:
     """PostgreSQL checks each entry's balance once per leg: a day of interest for every holder goes
     out in entries of at most `USERS_PER_ENTRY` users, their balances moved set-based."""
-    single = [{"minStepVal": "0", "maxStepVal": "1000000", "currentApy": "36.5"}]
-    product = world(app, apyType="single", apyList=single)
-    users = [accounts.create_user(app.uow(), f"many-{i}", "normal") for i in range(150)]
-    for user in users:
-        accounts.deposit(app.uow(), user, "USDT", D(100))
-        catalog_trading.subscribe(app.uow(), user, product, "flexible", D(100))
+    product, users = holders_of_100(app, 150)
     first, second = days(app, 2)
     assert (first.holdings, second.holdings, second.interest) == (0, 150, D(15))  # 0.1 each
     with app.engine.connect() as conn:
