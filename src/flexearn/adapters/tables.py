@@ -75,6 +75,13 @@ def one_of(column: str, values: Iterable[StrEnum]) -> sa.CheckConstraint:
     return sa.CheckConstraint(f"{column} IN ({sql_list(values)})", name=column)
 
 
+def partial_index(
+    name: str, *columns: sa.Column[Any], where: sa.ColumnElement[bool] | sa.TextClause
+) -> sa.Index:
+    """An index of the rows where `where` holds, on both databases."""
+    return sa.Index(name, *columns, sqlite_where=where, postgresql_where=where)
+
+
 USER_KINDS_SQL = sql_list(kind for kind in AccountKind if kind.user_owned)
 
 metadata = sa.MetaData(
@@ -107,12 +114,6 @@ user = sa.Table(
     sa.Column("last_redeem_at", sa.BigInteger, nullable=True),
     one_of("level", Level),
 )
-
-def partial_index(
-    name: str, *columns: sa.Column[Any], where: sa.ColumnElement[bool] | sa.TextClause
-) -> sa.Index:
-    """An index of the rows where `where` holds, on both databases."""
-    return sa.Index(name, *columns, sqlite_where=where, postgresql_where=where)
 
 
 # PostgreSQL pages of the tables settlement rewrites row by row (every position each hour, a
