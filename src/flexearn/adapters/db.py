@@ -20,7 +20,7 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -96,11 +96,22 @@ class WouldWait(NotInline):
     caller does it in a database slot, where it can wait — this time only."""
 
 
+# One statement for `in_turn`: its SQL (`:name` parameters, written for both databases), its
+# parameters, and whether it only reads.
+Statement = tuple[str, dict[str, Any], bool]
+
+
+# Runs `in_turn`'s statements somewhere else than the pool (`inline(statements=…)`).
+StatementRunner = Callable[[sa.Engine, Sequence[Statement]], list[list[Any]]]
+
+
 @dataclass
 class _InlineRun:
-    """What `inline` allows (a unit of work that writes, `units`) and what it did (`committed`)."""
+    """What `inline` allows (a unit of work that writes, `units`; where `in_turn`'s statements run,
+    `statements`) and what it did (`committed`)."""
 
     units: bool
+    statements: StatementRunner | None = None
     committed: bool = False
 
 
@@ -115,15 +126,18 @@ def inline_capable(engine: sa.Engine) -> bool:
 
 
 @contextmanager
-def inline(*, units: bool = False) -> Iterator[None]:
+def inline(*, units: bool = False, statements: StatementRunner | None = None) -> Iterator[None]:
     """Run the statements of `alone`/`in_turn` inside on the calling thread's own connections (the
     event loop's), never waiting: reads as they are (SQLite, WAL: one snapshot, no lock), a write
     only if SQLite's write lock is free at once; with `units`, also one unit of work that writes
     (`unit`), on the same terms. Anything else — a read-only unit of work, a pooled connection, a
     write that would wait — raises `NotInline` (`WouldWait`) before it has done anything. For the
     short work of the request path, where handing it to a thread and back cost more than the work
-    (bench/asgi_path.py: a signed balance read 280 → 180 µs of CPU)."""
-    token = _inline.set(_InlineRun(units))
+    (bench/asgi_path.py: a signed balance read 280 → 180 µs of CPU).
+
+    With `statements`, `in_turn`'s statements go to it instead (PostgreSQL's on the event loop,
+    awaited: `adapters/loop_postgres.py`); units of work are refused as above."""
+    token = _inline.set(_InlineRun(units, statements))
     try:
         yield
     finally:
@@ -228,11 +242,6 @@ def may_commit() -> None:
         bound.may_commit()
 
 
-# One statement for `in_turn`: its SQL (`:name` parameters, written for both databases), its
-# parameters, and whether it only reads.
-Statement = tuple[str, dict[str, Any], bool]
-
-
 def alone(engine: sa.Engine, sql: str, params: dict[str, Any], *, read_only: bool = False) -> list[Any]:
     """Run one statement in a transaction of its own, straight through the driver (`in_turn`),
     and return its rows."""
@@ -257,7 +266,10 @@ def in_turn(engine: sa.Engine, statements: Sequence[Statement]) -> list[list[Any
     A driver error is raised as it is (`unavailable` knows those that mean the database is away or
     busy); a connection it broke is not put back in the pool.
     """
-    if _inline.get() is not None:
+    run = _inline.get()
+    if run is not None:
+        if run.statements is not None:
+            return run.statements(engine, statements)
         return [_sqlite_inline(engine, statement) for statement in statements]
     ms = _remaining_ms()
     pooled = engine.raw_connection()
@@ -358,25 +370,17 @@ def _busy(error: sqlite3.Error) -> bool:
 
 
 def _postgres_in_turn(driver: Any, ms: int | None, statements: Sequence[Statement]) -> list[list[Any]]:
-    """`in_turn` on PostgreSQL: one simple-protocol query (see there). Each statement's parameters
-    are renamed apart (`:name` of the i-th as `s{i}_name`)."""
-    timeouts = "" if ms is None else f"; {POSTGRES_TIMEOUTS}"
-    script, values = [], {} if ms is None else {"ms": str(ms)}
-    for i, (sql, params, read_only) in enumerate(statements):
-        begin = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY" if read_only else "BEGIN"
-        script.append(f"{begin}{timeouts}; {_pyformat(sql, f's{i}_')}; COMMIT")
-        values.update((f"s{i}_{name}", value) for name, value in params.items())
+    """`in_turn` on PostgreSQL: one simple-protocol query (`postgres_script`)."""
+    script, values, positions = postgres_script(ms, statements)
     cursor = psycopg.ClientCursor(driver)
     driver.autocommit = True  # BEGIN and COMMIT are ours, in the query
     try:
-        cursor.execute("; ".join(script), values)
-        # The results, in order: each statement's BEGIN, timeouts (under a deadline), own, COMMIT.
-        each = 3 + (ms is not None)
+        cursor.execute(script, values)
         found, at = [], 0
-        for i in range(len(statements)):
-            for _ in range(i * each + each - 2 - at):
+        for position in positions:
+            for _ in range(position - at):
                 cursor.nextset()
-            at = i * each + each - 2
+            at = position
             found.append(list(cursor.fetchall()))
         return found
     finally:
@@ -384,6 +388,22 @@ def _postgres_in_turn(driver: Any, ms: int | None, statements: Sequence[Statemen
             if driver.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
                 driver.rollback()  # e.g. a statement cancelled by its timeout
             driver.autocommit = False
+
+
+def postgres_script(ms: int | None, statements: Sequence[Statement]) -> tuple[str, dict[str, Any], list[int]]:
+    """`in_turn`'s statements as one query of the simple protocol, for a `ClientCursor` (which
+    quotes the parameters) on a connection in autocommit: each statement's BEGIN, its timeouts
+    (under a deadline of `ms`), itself and COMMIT. Also the number of each statement's own result
+    among the query's results. Each statement's parameters are renamed apart (`:name` of the i-th
+    as `s{i}_name`)."""
+    timeouts = "" if ms is None else f"; {POSTGRES_TIMEOUTS}"
+    script, values = [], {} if ms is None else {"ms": str(ms)}
+    for i, (sql, params, read_only) in enumerate(statements):
+        begin = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY" if read_only else "BEGIN"
+        script.append(f"{begin}{timeouts}; {_pyformat(sql, f's{i}_')}; COMMIT")
+        values.update((f"s{i}_{name}", value) for name, value in params.items())
+    each = 3 + (ms is not None)  # results a statement gives: BEGIN, (timeouts), its own, COMMIT
+    return "; ".join(script), values, [i * each + each - 2 for i in range(len(statements))]
 
 
 _CURSOR = "flexearn_cursor"  # `direct`'s cursor, in the pooled connection's `info`

@@ -8,12 +8,15 @@ Whatever the database does, the request is answered when the budget is spent —
 the exchange's "service unavailable". A thread the database still holds keeps its slot until it is
 let go, so a stuck database fills the slots and further requests are shed at once instead of
 queueing behind it; when it answers again, the slots drain and requests pass without a restart.
+A PostgreSQL read that runs on the event loop instead (`on_loop`) takes a slot all the same, and a
+statement of it that outlives the budget keeps the slot as a thread would.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import logging
 import time
 import weakref
@@ -21,7 +24,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
-from flexearn.adapters import db
+import sqlalchemy as sa
+
+from flexearn.adapters import db, loop_postgres
 from flexearn.config import Settings
 
 log = logging.getLogger("flexearn.api")
@@ -57,7 +62,7 @@ class Admission:
         """`fn(*args, **kwargs)` in a database slot, bounded by `deadline`; `db.DatabaseBusy` when
         no slot frees in time or the work outlives the deadline."""
         loop = asyncio.get_running_loop()
-        gate = self._gates.setdefault(loop, asyncio.Semaphore(self.slots))
+        gate = self._gate()
         await self._enter(gate, deadline)
         context = contextvars.copy_context()  # the request's id reaches the thread's log lines
 
@@ -73,6 +78,18 @@ class Admission:
         future.add_done_callback(lambda _: gate.release())  # when the thread is done, not before
         return await _within(future, deadline)
 
+    async def on_loop(
+        self, deadline: db.Deadline, engine: sa.Engine, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """`fn(*args, **kwargs)` on the event loop, its reads of `engine` (PostgreSQL) awaited
+        (`adapters/loop_postgres.py`), in one of the slots `run` uses — the same bound on what waits
+        on the database, held as long — and within the same deadline and grace; `db.NotInline` if
+        `fn` needs more."""
+        gate = self._gate()
+        await self._enter(gate, deadline)
+        call = functools.partial(fn, *args, **kwargs)
+        return await loop_postgres.run(engine, deadline, deadline.at + GRACE_S, call, gate.release)
+
     async def unqueued(self, fn: Callable[[], T]) -> T:
         """`fn()` under a budget but without a slot: for the health check and the metrics, which
         must answer while the slots are full (they get the pool's spare connections)."""
@@ -84,6 +101,9 @@ class Admission:
                 return fn()
 
         return await _within(asyncio.get_running_loop().run_in_executor(None, context.run, work), deadline)
+
+    def _gate(self) -> asyncio.Semaphore:
+        return self._gates.setdefault(asyncio.get_running_loop(), asyncio.Semaphore(self.slots))
 
     async def _enter(self, gate: asyncio.Semaphore, deadline: db.Deadline) -> None:
         if not gate.locked():

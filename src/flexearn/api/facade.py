@@ -20,7 +20,7 @@ from starlette.datastructures import Headers, QueryParams
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from flexearn.adapters import db
+from flexearn.adapters import db, loop_postgres
 from flexearn.adapters.clock import ClockCache, floor_hour, wall_ms
 from flexearn.api.admission import Admission
 from flexearn.api.answers import PublicAnswers
@@ -273,6 +273,8 @@ class _Endpoint:
         self.writes = spec.method != "GET"
         loop_safe = not self.writes or spec.commits_once
         self.inline = loop_safe and db.inline_capable(engine) and verifier.claims_in_database
+        # Whether to try a read on the event loop, awaited (`_awaited`): on PostgreSQL, likewise.
+        self.awaits = not self.writes and loop_postgres.capable(engine) and verifier.claims_in_database
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await _send_json(send, *await self._answer(scope))
@@ -335,6 +337,8 @@ class _Endpoint:
                 return await self._inline(deadline, caller, params, replay)
             except db.NotInline:  # this handler opens a unit of work: to a slot, now and from now on
                 self.inline = False
+        if self.awaits and facade.clock.fresh():
+            return await self._awaited(deadline, caller, params, replay)
         return await facade.admission.run(deadline, facade._handle, self.spec.handler, caller, params, replay)
 
     async def _inline(
@@ -375,6 +379,24 @@ class _Endpoint:
             except db.NotInline:
                 self.inline = False  # this handler needs a slot: from now on
         return await facade.admission.run(deadline, facade._handle_claimed, handler, caller, params, claim)
+
+
+    async def _awaited(
+        self, deadline: db.Deadline, caller: Caller | None, params: Params, replay: tuple[str, int] | None
+    ) -> Any:
+        """A read on PostgreSQL, on the event loop (`Admission.on_loop`): its statements, with the
+        signature's claim joined to the first, sent on the loop's own connections and awaited —
+        no thread, no pool (a signed balance read's CPU ×0.6, bench/asgi_path.py). A handler that
+        needs more (a unit of work) raises `NotInline` before it has done anything through one,
+        and runs in a slot, now and from now on; its signature stays claimed in memory."""
+        facade, handler = self.facade, self.spec.handler
+        claim = None if replay is None else facade.verifier.claim_replay(replay[0], wall_ms(), replay[1])
+        args = (handler, caller, params, claim)
+        try:
+            return await facade.admission.on_loop(deadline, facade.app.engine, facade._handle_claimed, *args)
+        except db.NotInline:
+            self.awaits = False
+        return await facade.admission.run(deadline, facade._handle_claimed, *args)
 
 
 # Where `api/limits.BodyLimits` leaves the request's body, read whole and bounded, for the façades'

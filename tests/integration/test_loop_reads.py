@@ -1,0 +1,190 @@
+"""On PostgreSQL, a façade's read runs on the event loop (`api/facade._Endpoint._awaited`,
+`adapters/loop_postgres.py`): its statement and its signature's claim go as one query on one of the
+loop's own connections, awaited — no pooled connection, no thread. A handler that needs a unit of
+work runs in a slot; a connection that died while idle is replaced; a claim that waits past the
+request's budget is answered "unavailable" within it, and its connection is not reused."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import event
+
+from flexearn.adapters import db, loop_postgres
+from flexearn.adapters import tables as t
+from flexearn.adapters.secrets import SecretBox, generate_master_key
+from flexearn.api.app import create_app
+from flexearn.bootstrap import Flexearn
+from flexearn.config import Settings
+from flexearn.domain.money import D
+from flexearn.services import keys, replays
+from tests.contract.okx_http import signed_headers
+from tests.helpers import saver
+
+pytestmark = pytest.mark.postgres
+
+BALANCE = "/api/v5/finance/savings/balance"
+HISTORY = "/api/v5/finance/savings/lending-history"
+
+
+@pytest.fixture
+def on_postgres(postgres_url: str) -> Iterator[Flexearn]:
+    instance = Flexearn(postgres_url)
+    yield instance
+    instance.close()
+
+
+def _served(app: Flexearn, **settings: Any) -> tuple[Any, keys.NewKey]:
+    user = saver(app, D("12.5"))
+    master = generate_master_key()
+    key = keys.create_key(app.uow(), SecretBox(master), user, "read")
+    return create_app(Settings(master_key=master, demo=True, **settings), app), key
+
+
+def _loop_pids() -> list[int]:
+    """The backends of the running loop's idle connections."""
+    (connections,) = loop_postgres._LOOPS[asyncio.get_running_loop()].values()
+    return [connection.info.backend_pid for connection, _ in connections._idle]
+
+
+@contextmanager
+def _checkouts(app: Flexearn) -> Iterator[list[object]]:
+    """What the engine's pool hands out meanwhile."""
+    seen: list[object] = []
+
+    def checkout(*args: object) -> None:
+        seen.append(args)
+
+    event.listen(app.engine, "checkout", checkout)
+    try:
+        yield seen
+    finally:
+        event.remove(app.engine, "checkout", checkout)
+
+
+def _claims(app: Flexearn) -> int:
+    with app.engine.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(t.seen_signature)).scalar_one())
+
+
+def test_a_signed_read_is_answered_on_the_loop_its_claim_in_the_same_query(on_postgres: Flexearn) -> None:
+    app = on_postgres
+    served, key = _served(app)
+    async def scenario() -> tuple[list[httpx.Response], list[object], list[int], str, int]:
+        transport = httpx.ASGITransport(app=served)
+        async with httpx.AsyncClient(transport=transport, base_url="http://flexearn") as client:
+            # the key and the clock are loaded (in a slot) and the loop's connection opened now
+            warm = await client.get(BALANCE, headers=signed_headers(key, "GET", BALANCE))
+            claims = _claims(app)
+            signed = signed_headers(key, "GET", BALANCE)
+            with _checkouts(app) as checkouts:
+                read = await client.get(BALANCE, headers=signed)
+            claimed = _claims(app) - claims
+            pids = _loop_pids()
+            with app.engine.connect() as conn:
+                last = conn.execute(
+                    sa.text("SELECT query FROM pg_stat_activity WHERE pid = :pid"), {"pid": pids[0]}
+                ).scalar_one()
+            replayed = await client.get(BALANCE, headers=signed)
+            await loop_postgres.close()
+            return [warm, read, replayed], checkouts, pids, last, claimed
+
+    (warm, read, replayed), checkouts, pids, last, claimed = asyncio.run(scenario())
+    assert warm.json()["code"] == "0"
+    assert (read.status_code, read.json()["code"]) == (200, "0")
+    (position,) = read.json()["data"]
+    assert (position["ccy"], position["amt"]) == ("USDT", "12.5")
+    assert checkouts == []  # no pooled connection: the loop's own
+    assert len(pids) == 1  # one connection, kept for the next request
+    assert last.startswith("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")  # the read, then
+    assert "INSERT INTO seen_signature" in last  # the claim, in the same query
+    assert claimed == 1
+    assert (replayed.status_code, replayed.json()["code"]) == (401, "50113")
+
+
+def test_a_read_that_needs_a_unit_of_work_runs_in_a_slot_from_then_on(on_postgres: Flexearn) -> None:
+    app = on_postgres
+    served, key = _served(app)
+    async def scenario() -> tuple[list[httpx.Response], list[object], int]:
+        transport = httpx.ASGITransport(app=served)
+        async with httpx.AsyncClient(transport=transport, base_url="http://flexearn") as client:
+            first = await client.get(HISTORY, headers=signed_headers(key, "GET", HISTORY))
+            claims = _claims(app)
+            with _checkouts(app) as checkouts:
+                second = await client.get(HISTORY, headers=signed_headers(key, "GET", HISTORY))
+            claimed = _claims(app) - claims
+            await loop_postgres.close()
+            return [first, second], checkouts, claimed
+
+    answers, checkouts, claimed = asyncio.run(scenario())
+    for answer in answers:
+        assert (answer.status_code, answer.json()["code"]) == (200, "0")
+        assert answer.json()["data"] == []  # nothing lent yet
+    assert checkouts  # the second went to a slot at once, its unit of work on a pooled connection
+    assert claimed == 1  # and its signature was claimed there, once
+
+
+def test_a_loop_connection_that_died_while_idle_is_replaced(
+    on_postgres: Flexearn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = on_postgres
+    served, key = _served(app)
+    monkeypatch.setattr(db, "PING_IDLE_S", 0.0)  # every idle connection is pinged before use
+
+    async def scenario() -> tuple[list[httpx.Response], list[int], list[int]]:
+        transport = httpx.ASGITransport(app=served)
+        async with httpx.AsyncClient(transport=transport, base_url="http://flexearn") as client:
+            first = await client.get(BALANCE, headers=signed_headers(key, "GET", BALANCE))
+            before = _loop_pids()
+            with app.engine.connect() as conn:  # as a server restart does to it
+                conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": before[0]})
+            time.sleep(0.1)  # the backend is gone
+            second = await client.get(BALANCE, headers=signed_headers(key, "GET", BALANCE))
+            after = _loop_pids()
+            await loop_postgres.close()
+            return [first, second], before, after
+
+    answers, before, after = asyncio.run(scenario())
+    assert [(a.status_code, a.json()["code"]) for a in answers] == [(200, "0"), (200, "0")]
+    assert len(after) == 1
+    assert after != before
+
+
+def test_a_claim_that_waits_past_the_budget_is_answered_unavailable_in_time(on_postgres: Flexearn) -> None:
+    """Another transaction holds the signature's row (uncommitted): the read's claim waits for it
+    until the request's budget runs out (the lock timeout in the query), then the request is
+    answered "unavailable", and that connection is closed, not kept."""
+    app = on_postgres
+    served, key = _served(app, api_timeout=0.5)
+
+    async def scenario() -> tuple[httpx.Response, float, list[int], list[int]]:
+        transport = httpx.ASGITransport(app=served)
+        async with httpx.AsyncClient(transport=transport, base_url="http://flexearn") as client:
+            await client.get(BALANCE, headers=signed_headers(key, "GET", BALANCE))
+            kept = _loop_pids()
+            signed = signed_headers(key, "GET", BALANCE)
+            holder = app.engine.connect()
+            holder.begin()
+            row = {"digest": replays.digest(signed["OK-ACCESS-SIGN"]), "expires_at": 2**62}
+            holder.execute(sa.insert(t.seen_signature).values(row))
+            started = time.monotonic()
+            held = await client.get(BALANCE, headers=signed)
+            waited = time.monotonic() - started
+            holder.rollback()
+            holder.close()
+            left = _loop_pids()
+            await loop_postgres.close()
+            return held, waited, kept, left
+
+    held, waited, kept, left = asyncio.run(scenario())
+    assert (held.status_code, held.json()["code"]) == (503, "50001")
+    assert 0.4 < waited < 1.5  # the budget (0.5 s), not the lock's holder
+    assert len(kept) == 1
+    assert left == []  # the connection that waited is not reused
