@@ -48,11 +48,10 @@ async def run(
     own, and the request is refused `db.DatabaseBusy` — a cancelled request is left the same way.
     `release` is called once all is over: when `fn` has returned, or when the last statement left
     running ends (the caller's slot stays taken while the database holds it)."""
-    connections = _connections(engine)
     left: list[asyncio.Future[Any]] = []
 
     def statements(engine: sa.Engine, statements: Sequence[db.Statement]) -> list[list[Any]]:
-        return await_only(connections.in_turn(until, deadline.remaining_ms(), statements, left))
+        return await_only(_connections(engine).in_turn(until, deadline.remaining_ms(), statements, left))
 
     def call() -> T:
         with db.deadline(deadline), db.inline(statements=statements):

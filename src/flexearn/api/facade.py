@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from flexearn.adapters import db, loop_postgres
 from flexearn.adapters.clock import ClockCache, floor_hour, wall_ms
+from flexearn.api import claims
 from flexearn.api.admission import Admission
 from flexearn.api.answers import PublicAnswers
 from flexearn.api.auth import AuthFailure, Caller, Failure, SignedRequest, Verifier, raw_target
@@ -205,15 +206,13 @@ class Facade:
 
     async def _claimed(self, deadline: db.Deadline, signature: str, until: int) -> None:
         """Claim a signature after its request's handler ran on the event loop (`_Endpoint._inline`):
-        there too, unless another writer holds SQLite's lock — then in a database slot, waiting."""
+        there too, with the other claims of the loop's turn in one COMMIT (`api/claims.py`), unless
+        another writer holds SQLite's lock — then in a database slot, waiting."""
         with db.inline():
             claim = self.verifier.claim_replay(signature, wall_ms(), until)  # refused if seen here
-            if claim is None:
-                return
-            try:
-                first: bool | None = claim.alone()
-            except db.NotInline:
-                first = None
+        if claim is None:
+            return
+        first = await claims.first(claim)
         if first is None:
             first = await self.admission.run(deadline, claim.alone)
         if not first:

@@ -4,6 +4,7 @@ that any of them accepted (api/auth.py `DatabaseReplayMemory`)."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,11 +20,12 @@ def digest(signature: str) -> str:
 
 
 # New, or remembered but expired (then new again): either way a row comes back; a replay, none.
-CLAIM = (
-    "INSERT INTO seen_signature (digest, expires_at) VALUES (:digest, :until)"
+_CLAIMS = (
+    "INSERT INTO seen_signature (digest, expires_at) VALUES {rows}"
     " ON CONFLICT (digest) DO UPDATE SET expires_at = excluded.expires_at"
     " WHERE seen_signature.expires_at < :now RETURNING digest"
 )
+CLAIM = _CLAIMS.format(rows="(:digest, :until)")
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,30 @@ class Claim:
         """The claim as a statement, to make in the request's own transaction or beside its read
         (`unit_of_work.joining_first`): it returns a row if first."""
         return CLAIM, self._params()
+
+
+# At most this many claims in one statement (`firsts`): 2 parameters each, far under SQLite's
+# 32,766 and PostgreSQL's 65,535.
+CLAIMS_PER_STATEMENT = 500
+
+
+def firsts(claims: Sequence[Claim]) -> list[bool]:
+    """Make `claims` (of one engine, of distinct signatures) in one statement, one transaction: for
+    each, whether it was first. Each expired row is claimed anew as `CLAIM` does, judged by the
+    earliest of their times (a row that expired in the instant between two of them stays a replay).
+    """
+    if not claims:
+        return []
+    if len(claims) > CLAIMS_PER_STATEMENT:
+        raise ValueError(f"at most {CLAIMS_PER_STATEMENT} claims in one statement")
+    rows = ", ".join(f"(:digest{i}, :until{i})" for i in range(len(claims)))
+    params: dict[str, Any] = {"now": min(claim.now_ms for claim in claims)}
+    digests = []
+    for i, claim in enumerate(claims):
+        digests.append(digest(claim.signature))
+        params[f"digest{i}"], params[f"until{i}"] = digests[-1], claim.until_ms
+    claimed = {found for (found,) in db.alone(claims[0].engine, _CLAIMS.format(rows=rows), params)}
+    return [d in claimed for d in digests]
 
 
 PRUNE_BATCH = 1_000  # signatures forgotten a transaction (see `prune`)

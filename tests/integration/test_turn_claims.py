@@ -1,0 +1,130 @@
+"""On a SQLite file, the signed reads an event loop answers in one turn have their signatures
+claimed together (`api/claims.py`): one statement, one COMMIT on the loop's writer, each answered
+after it; a signature another process claimed is refused alone; while another writer holds the
+lock, each claim is made in a slot instead, and none is lost."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from flexearn.adapters import db
+from flexearn.adapters import tables as t
+from flexearn.adapters.secrets import SecretBox, generate_master_key
+from flexearn.api.app import create_app
+from flexearn.bootstrap import Flexearn
+from flexearn.config import Settings
+from flexearn.domain.money import D
+from flexearn.services import accounts, keys, replays, savings
+from tests.contract.okx_http import signed_headers
+from tests.helpers import saver
+
+BALANCE = "/api/v5/finance/savings/balance"
+READS = 8
+
+
+@pytest.fixture
+def on_sqlite(tmp_path: Path) -> Iterator[Flexearn]:
+    instance = Flexearn(f"sqlite:///{tmp_path / 'claims.db'}")
+    yield instance
+    instance.close()
+
+
+def _keys(app: Flexearn) -> tuple[Any, list[keys.NewKey]]:
+    """The app served, and keys of READS users holding 5 USDT each (one request each at a time: no
+    rate limit is met)."""
+    master = generate_master_key()
+    users = [saver(app, D(5), "reader0")]
+    for n in range(1, READS):
+        users.append(accounts.create_user(app.uow(), f"reader{n}"))
+        accounts.deposit(app.uow(), users[-1], "USDT", D(100))
+        savings.purchase(app.uow(), users[-1], "USDT", D(5), None)
+    made = [keys.create_key(app.uow(), SecretBox(master), user, "read") for user in users]
+    return create_app(Settings(master_key=master, demo=True), app), made
+
+
+def _claims(app: Flexearn) -> int:
+    with app.engine.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(t.seen_signature)).scalar_one())
+
+
+async def _at_once(client: httpx.AsyncClient, signed: list[dict[str, str]]) -> list[httpx.Response]:
+    return list(await asyncio.gather(*(client.get(BALANCE, headers=h) for h in signed)))
+
+
+def test_the_reads_of_one_turn_are_claimed_in_one_statement_each_answered_after_it(
+    on_sqlite: Flexearn,
+) -> None:
+    app = on_sqlite
+    served, made = _keys(app)
+    sent: list[str] = []
+
+    async def scenario() -> tuple[list[httpx.Response], list[httpx.Response], int]:
+        transport = httpx.ASGITransport(app=served)
+        async with httpx.AsyncClient(transport=transport, base_url="http://flexearn") as client:
+            # each key and the clock loaded, the loop's connections opened
+            await _at_once(client, [signed_headers(key, "GET", BALANCE) for key in made])
+            claims = _claims(app)
+            writer, _reader = db._LOOP.connections[app.engine]
+            signed = [signed_headers(key, "GET", BALANCE) for key in made]
+            writer.set_trace_callback(sent.append)
+            reads = await _at_once(client, signed)
+            writer.set_trace_callback(None)
+            claimed = _claims(app) - claims
+            return reads, await _at_once(client, signed), claimed
+
+    reads, replayed, claimed = asyncio.run(scenario())
+    assert [(r.status_code, r.json()["code"]) for r in reads] == [(200, "0")] * READS
+    assert [r.json()["data"][0]["amt"] for r in reads] == ["5"] * READS
+    inserts = [s for s in sent if s.startswith("INSERT INTO seen_signature")]
+    assert len(inserts) == 1  # all eight in one statement
+    assert claimed == READS
+    assert [(r.status_code, r.json()["code"]) for r in replayed] == [(401, "50113")] * READS
+
+
+def test_in_a_group_a_signature_another_process_claimed_is_refused_alone(on_sqlite: Flexearn) -> None:
+    app = on_sqlite
+    served, made = _keys(app)
+
+    async def scenario() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=served)
+        async with httpx.AsyncClient(transport=transport, base_url="http://flexearn") as client:
+            await _at_once(client, [signed_headers(key, "GET", BALANCE) for key in made])
+            signed = [signed_headers(key, "GET", BALANCE) for key in made]
+            taken = {"digest": replays.digest(signed[3]["OK-ACCESS-SIGN"]), "expires_at": 2**62}
+            with app.engine.begin() as conn:  # as another API process claims it
+                conn.execute(sa.insert(t.seen_signature).values(taken))
+            return await _at_once(client, signed)
+
+    answers = asyncio.run(scenario())
+    codes = [(a.status_code, a.json()["code"]) for a in answers]
+    assert codes == [(200, "0")] * 3 + [(401, "50113")] + [(200, "0")] * (READS - 4)
+
+
+def test_while_another_writer_holds_the_lock_each_claim_is_made_in_a_slot(on_sqlite: Flexearn) -> None:
+    app = on_sqlite
+    served, made = _keys(app)
+    other = sqlite3.connect(str(app.engine.url.database), isolation_level=None, check_same_thread=False)
+
+    async def scenario() -> tuple[list[httpx.Response], int]:
+        transport = httpx.ASGITransport(app=served)
+        async with httpx.AsyncClient(transport=transport, base_url="http://flexearn") as client:
+            await _at_once(client, [signed_headers(key, "GET", BALANCE) for key in made])
+            claims = _claims(app)
+            other.execute("BEGIN IMMEDIATE")  # another process's writer
+            threading.Timer(0.3, other.execute, ("ROLLBACK",)).start()  # lets go while they wait
+            reads = await _at_once(client, [signed_headers(key, "GET", BALANCE) for key in made])
+            return reads, _claims(app) - claims
+
+    reads, claimed = asyncio.run(scenario())
+    other.close()
+    assert [(r.status_code, r.json()["code"]) for r in reads] == [(200, "0")] * READS
+    assert claimed == READS  # none lost: each made in its slot once the lock was let go
