@@ -128,3 +128,21 @@ def test_while_another_writer_holds_the_lock_each_claim_is_made_in_a_slot(on_sql
     other.close()
     assert [(r.status_code, r.json()["code"]) for r in reads] == [(200, "0")] * READS
     assert claimed == READS  # none lost: each made in its slot once the lock was let go
+
+
+def test_claims_made_in_one_statement_say_which_were_first(app: Flexearn) -> None:
+    """`replays.firsts` on both databases: a new signature is first, one remembered is a replay,
+    one remembered but expired (before the earliest claim's time) is first again, as `CLAIM` alone."""
+    remembered = [("seen", 2**62), ("expired", 1_000)]
+    with app.engine.begin() as conn:
+        conn.execute(
+            sa.insert(t.seen_signature),
+            [{"digest": replays.digest(sig), "expires_at": until} for sig, until in remembered],
+        )
+    made = [
+        replays.Claim(app.engine, sig, now, now + 60_000)
+        for sig, now in (("new", 5_000), ("seen", 4_000), ("expired", 6_000), ("newer", 2_000))
+    ]
+    assert replays.firsts(made) == [True, False, True, True]
+    assert replays.firsts(made) == [False] * 4  # all remembered now, until 60 s after
+    assert replays.firsts([]) == []

@@ -89,10 +89,9 @@ class _Connections:
             async with asyncio.timeout(until - time.monotonic()):
                 connection, found = await asyncio.shield(query)
         except BaseException as error:
-            if query.done():
-                raise
-            query.add_done_callback(_closed_when_done)
-            left.append(query)
+            if not query.done():
+                left.append(query)
+            query.add_done_callback(_closed_when_done)  # (at once if it ended as the wait did)
             if isinstance(error, TimeoutError):
                 raise db.DatabaseBusy("the database did not answer within the request's budget") from None
             raise
@@ -138,8 +137,8 @@ class _Connections:
 
 
 def _closed_when_done(query: asyncio.Future[tuple[psycopg.AsyncConnection[Any], Any]]) -> None:
-    """A statement left running has ended: its connection (if it got one and the statement
-    succeeded; else it is closed already) is closed, not kept."""
+    """A statement whose request stopped waiting has ended: its connection (if it got one and the
+    statement succeeded; else it is closed already) is closed, not kept."""
     if not query.cancelled() and query.exception() is None:
         _background(_close(query.result()[0]))
 
@@ -174,6 +173,6 @@ def _connections(engine: sa.Engine) -> _Connections:
 
 
 async def close() -> None:
-    """Close the running loop's idle connections (at the end of a server's life, or a test's)."""
+    """Close the running loop's idle connections (a test's; a server's go with its process)."""
     for connections in _LOOPS.pop(asyncio.get_running_loop(), {}).values():
         await connections.close()

@@ -50,7 +50,7 @@ def _make(key: tuple[asyncio.AbstractEventLoop, sa.Engine]) -> None:
     outcome: list[bool | None]
     try:
         with db.inline():
-            outcome = list(replays.firsts([claim for claim, _ in held]))
+            outcome = [*replays.firsts([claim for claim, _ in held])]
     except db.NotInline:  # the write lock is another's: each in a slot
         outcome = [None] * len(held)
     except Exception as error:

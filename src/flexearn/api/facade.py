@@ -379,13 +379,12 @@ class _Endpoint:
                 self.inline = False  # this handler needs a slot: from now on
         return await facade.admission.run(deadline, facade._handle_claimed, handler, caller, params, claim)
 
-
     async def _awaited(
         self, deadline: db.Deadline, caller: Caller | None, params: Params, replay: tuple[str, int] | None
     ) -> Any:
         """A read on PostgreSQL, on the event loop (`Admission.on_loop`): its statements, with the
         signature's claim joined to the first, sent on the loop's own connections and awaited —
-        no thread, no pool (a signed balance read's CPU ×0.6, bench/asgi_path.py). A handler that
+        no thread, no pool (a signed balance read over HTTP: ×0.6–0.75 of its CPU). A handler that
         needs more (a unit of work) raises `NotInline` before it has done anything through one,
         and runs in a slot, now and from now on; its signature stays claimed in memory."""
         facade, handler = self.facade, self.spec.handler
