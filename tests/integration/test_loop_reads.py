@@ -77,6 +77,7 @@ def _claims(app: Flexearn) -> int:
 def test_a_signed_read_is_answered_on_the_loop_its_claim_in_the_same_query(on_postgres: Flexearn) -> None:
     app = on_postgres
     served, key = _served(app)
+
     async def scenario() -> tuple[list[httpx.Response], list[object], list[int], str, int]:
         transport = httpx.ASGITransport(app=served)
         async with httpx.AsyncClient(transport=transport, base_url="http://flexearn") as client:
@@ -112,6 +113,7 @@ def test_a_signed_read_is_answered_on_the_loop_its_claim_in_the_same_query(on_po
 def test_a_read_that_needs_a_unit_of_work_runs_in_a_slot_from_then_on(on_postgres: Flexearn) -> None:
     app = on_postgres
     served, key = _served(app)
+
     async def scenario() -> tuple[list[httpx.Response], list[object], int]:
         transport = httpx.ASGITransport(app=served)
         async with httpx.AsyncClient(transport=transport, base_url="http://flexearn") as client:
