@@ -191,7 +191,8 @@ def measure(
     command = [sys.executable, __file__, "--child", url, endpoint, str(n)]
     if profile:
         spy = str(Path(sys.executable).with_name("py-spy"))
-        record = ["record", "--nonblocking", "-r", "1000", "-f", "raw", "-o", profile, "--"]
+        Path(profile).parent.mkdir(parents=True, exist_ok=True)  # py-spy does not make it
+        record = ["record", "--gil", "--nonblocking", "-r", "1000", "-f", "raw", "-o", profile, "--"]
         command = [spy, *record, *command]
     try:
         out = subprocess.run(
