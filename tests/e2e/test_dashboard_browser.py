@@ -336,6 +336,7 @@ def check_legend_switches(driver: Any) -> None:
 def check_zoom(demo: Demo, driver: Any) -> None:
     """Dragging across the rate history zooms in on those hours, drawn as published; a
     double-click shows the whole window again."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.action_chains import ActionChains
 
     reset = "#chart-rates .reset-zoom"
@@ -343,10 +344,13 @@ def check_zoom(demo: Demo, driver: Any) -> None:
     def drag_across() -> Any:
         """Drag across the middle half; the chart once zoomed (else None: a poll's redraw, every
         hour of the clock at speed 720, replaced the chart under the pointer mid-drag)."""
-        svg = driver.find_element("css selector", "svg[data-chart=rates]")
-        quarter = svg.size["width"] // 4
-        drag = ActionChains(driver).move_to_element_with_offset(svg, -quarter, 0).click_and_hold()
-        drag.move_by_offset(quarter, 0).move_by_offset(quarter, 0).release().perform()
+        try:
+            svg = driver.find_element("css selector", "svg[data-chart=rates]")
+            quarter = svg.size["width"] // 4
+            drag = ActionChains(driver).move_to_element_with_offset(svg, -quarter, 0).click_and_hold()
+            drag.move_by_offset(quarter, 0).move_by_offset(quarter, 0).release().perform()
+        except StaleElementReferenceException:  # redrawn between finding the chart and dragging:
+            return None  # the drag (sent as one sequence) was refused whole, nothing held
         # zoomed: the reset button is drawn (a changed domain alone may be the clock's next hour)
         drawn = lambda: driver.find_elements("css selector", reset) and read_charts(driver)["rates"]  # noqa: E731
         try:
