@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from decimal import Decimal
 
@@ -112,3 +114,26 @@ def position(app: Flexearn, user_id: int, ccy: str = "USDT") -> savings.Position
 
 def assert_ledger_ok(app: Flexearn) -> None:
     assert ledger_check.check(app.uow()) == []
+
+
+@contextmanager
+def writing_in_a_slot(app: Flexearn) -> Iterator[threading.Event]:
+    """A thread of this process in a unit of work holding SQLite's write lock (as a database slot's
+    would) until the event yielded is set."""
+    entered, leave = threading.Event(), threading.Event()
+
+    def write() -> None:
+        with app.uow() as uow:
+            uow.conn.execute(sa.text("SELECT 1"))
+            entered.set()
+            leave.wait(10)
+            uow.commit()
+
+    with ThreadPoolExecutor(1) as pool:
+        writing = pool.submit(write)
+        assert entered.wait(10)
+        try:
+            yield leave
+        finally:
+            leave.set()
+        writing.result()

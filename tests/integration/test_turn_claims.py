@@ -1,7 +1,8 @@
 """On a SQLite file, the signed reads an event loop answers in one turn have their signatures
 claimed together (`api/claims.py`): one statement, one COMMIT on the loop's writer, each answered
-after it; a signature another process claimed is refused alone; while another writer holds the
-lock, each claim is made in a slot instead, and none is lost."""
+after it; a signature another process claimed is refused alone; while a slot of this process
+writes, the group waits on the loop for it; while another process's writer holds the lock, each
+claim is made in a slot instead; none is lost."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from flexearn.config import Settings
 from flexearn.domain.money import D
 from flexearn.services import accounts, keys, replays, savings
 from tests.contract.okx_http import signed_headers
-from tests.helpers import saver
+from tests.helpers import saver, writing_in_a_slot
 
 BALANCE = "/api/v5/finance/savings/balance"
 READS = 8
@@ -128,6 +129,36 @@ def test_while_another_writer_holds_the_lock_each_claim_is_made_in_a_slot(on_sql
     other.close()
     assert [(r.status_code, r.json()["code"]) for r in reads] == [(200, "0")] * READS
     assert claimed == READS  # none lost: each made in its slot once the lock was let go
+
+
+def test_while_a_slot_of_this_process_writes_the_group_waits_for_it_on_the_loop(on_sqlite: Flexearn) -> None:
+    app = on_sqlite
+    served, made = _keys(app)
+    sent: list[str] = []
+
+    async def scenario() -> tuple[list[httpx.Response], int, bool]:
+        transport = httpx.ASGITransport(app=served)
+        async with httpx.AsyncClient(transport=transport, base_url="http://flexearn") as client:
+            await _at_once(client, [signed_headers(key, "GET", BALANCE) for key in made])
+            claims = _claims(app)
+            writer, _reader = db._LOOP.connections[app.engine]
+            with writing_in_a_slot(app) as leave:
+                writer.set_trace_callback(sent.append)
+                signed = [signed_headers(key, "GET", BALANCE) for key in made]
+                reading = asyncio.ensure_future(_at_once(client, signed))
+                await asyncio.sleep(0.2)
+                waited = not reading.done()
+                leave.set()
+                reads = await reading
+            writer.set_trace_callback(None)
+            return reads, _claims(app) - claims, waited
+
+    reads, claimed, waited = asyncio.run(scenario())
+    assert waited  # no answer before its claim
+    assert [(r.status_code, r.json()["code"]) for r in reads] == [(200, "0")] * READS
+    assert claimed == READS
+    inserts = [s for s in sent if s.startswith("INSERT INTO seen_signature")]
+    assert len(inserts) == 1  # all eight in one statement on the loop's writer, none in a slot
 
 
 def test_claims_made_in_one_statement_say_which_were_first(app: Flexearn) -> None:

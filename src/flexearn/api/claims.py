@@ -9,13 +9,16 @@ read is answered once that COMMIT is done, so no answer goes out before its clai
 durable as SQLite's `synchronous = NORMAL` makes any commit). Under load a turn answers several
 reads; alone, a read waits one turn more than it did.
 
-When the loop's writer cannot take SQLite's write lock at once (another writer holds it) nothing
-was claimed, and each read makes its own claim in a database slot, where it may wait.
+When the loop's writer cannot take SQLite's write lock at once nothing was claimed: if a writer of
+this process holds it (a slot's unit of work), the group waits on the loop for it to leave and is
+made then, with the claims that came meanwhile (as long as each request's deadline allows); if
+another process's writer does, each read makes its own claim in a database slot, where it may wait.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 
 import sqlalchemy as sa
 
@@ -27,9 +30,10 @@ _Held = list[tuple[replays.Claim, asyncio.Future[bool | None]]]
 _HELD: dict[tuple[asyncio.AbstractEventLoop, sa.Engine], _Held] = {}
 
 
-async def first(claim: replays.Claim) -> bool | None:
+async def first(claim: replays.Claim, deadline: db.Deadline) -> bool | None:
     """Whether `claim` was first, made with the other claims of this turn of the running loop;
-    None if the loop's writer could not take the write lock at once (nothing claimed)."""
+    None if another process's writer held the write lock (nothing claimed). `DatabaseBusy` if a
+    writer of this process held it past the deadline (the claim may still be made after)."""
     loop = asyncio.get_running_loop()
     key = (loop, claim.engine)
     held = _HELD.get(key)
@@ -40,18 +44,29 @@ async def first(claim: replays.Claim) -> bool | None:
     held.append((claim, waiting))
     if len(held) == replays.CLAIMS_PER_STATEMENT:
         _make(key)  # this group is full: now (the call scheduled finds nothing, or the next group)
-    return await waiting
+    try:
+        return await asyncio.wait_for(asyncio.shield(waiting), deadline.at - time.monotonic())
+    except TimeoutError:
+        raise db.DatabaseBusy("another writer of this process held SQLite's write lock too long") from None
 
 
 def _make(key: tuple[asyncio.AbstractEventLoop, sa.Engine]) -> None:
     held = _HELD.pop(key, None)
     if not held:
         return
+    if len(held) > replays.CLAIMS_PER_STATEMENT:  # grown while waiting for a writer: the rest next
+        _HELD[key] = held[replays.CLAIMS_PER_STATEMENT :]
+        key[0].call_soon(_make, key)
+        held = held[: replays.CLAIMS_PER_STATEMENT]
     outcome: list[bool | None]
     try:
         with db.inline():
             outcome = [*replays.firsts([claim for claim, _ in held])]
-    except db.NotInline:  # the write lock is another's: each in a slot
+    except db.WriterBusy:  # a slot of this process writes: the group waits for its end (`first`)
+        _HELD.setdefault(key, []).extend(held)
+        db.writer_left(key[1]).add_done_callback(lambda _: _make(key))
+        return
+    except db.NotInline:  # another process's writer has the lock: each in a slot
         outcome = [None] * len(held)
     except Exception as error:
         for _, waiting in held:

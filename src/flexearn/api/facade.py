@@ -9,8 +9,10 @@ for the request's budget, the answer is the exchange's "service unavailable", wi
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import ModuleType
@@ -207,12 +209,12 @@ class Facade:
     async def _claimed(self, deadline: db.Deadline, signature: str, until: int) -> None:
         """Claim a signature after its request's handler ran on the event loop (`_Endpoint._inline`):
         there too, with the other claims of the loop's turn in one COMMIT (`api/claims.py`), unless
-        another writer holds SQLite's lock — then in a database slot, waiting."""
+        another process's writer holds SQLite's lock — then in a database slot, waiting."""
         with db.inline():
             claim = self.verifier.claim_replay(signature, wall_ms(), until)  # refused if seen here
         if claim is None:
             return
-        first = await claims.first(claim)
+        first = await claims.first(claim, deadline)
         if first is None:
             first = await self.admission.run(deadline, claim.alone)
         if not first:
@@ -367,16 +369,26 @@ class _Endpoint:
         SQLite's write lock is free at once (a write is short; handing it to a thread and back, and
         the threads' turns at the GIL, cost more than the write). Else (`NotInline`: the lock is
         taken, a period is being settled, the handler needs more than one unit of work that
-        writes) nothing was done, and it runs in a slot; the signature stays claimed in memory."""
+        writes) nothing was done, and it runs in a slot; the signature stays claimed in memory.
+        When the lock is held by a slot of this process (`WriterBusy`), the loop awaits its
+        release, as long as the deadline allows, and tries again."""
         facade, handler = self.facade, self.spec.handler
-        with db.deadline(deadline), db.inline(units=True):
-            claim = None if replay is None else facade.verifier.claim_replay(replay[0], wall_ms(), replay[1])
-            try:
-                return facade._handle_claimed(handler, caller, params, claim)
-            except db.WouldWait:
-                pass  # this time: the lock or the period is another's
-            except db.NotInline:
-                self.inline = False  # this handler needs a slot: from now on
+        claim = None if replay is None else facade.verifier.claim_replay(replay[0], wall_ms(), replay[1])
+        while True:
+            with db.deadline(deadline), db.inline(units=True):
+                try:
+                    return facade._handle_claimed(handler, caller, params, claim)
+                except db.WriterBusy:
+                    left = db.writer_left(facade.app.engine)
+                except db.WouldWait:
+                    break  # this time: another process's writer, or the period is being settled
+                except db.NotInline:
+                    self.inline = False  # this handler needs a slot: from now on
+                    break
+            try:  # time's up: the slot refuses it (`DatabaseBusy`) as it would have
+                await asyncio.wait_for(left, deadline.at - time.monotonic())
+            except TimeoutError:
+                break
         return await facade.admission.run(deadline, facade._handle_claimed, handler, caller, params, claim)
 
     async def _awaited(
