@@ -1,10 +1,10 @@
 """On a SQLite file, a façade's write runs on the event loop (`db.inline(units=True)`,
 `api/facade._Endpoint._inline_write`): its one unit of work on the loop's own writer, with its
-signature's claim in the same COMMIT, when SQLite's write lock is free at once. When it is not (a
-writer of this process or another holds it, or the market's hour is being settled) nothing was done
-and the request runs in a database slot, where it may wait — unless the lock is held by a slot of
-this process (`WriterBusy`): then the loop awaits that writer's leaving and runs the request itself;
-after a COMMIT on the loop nothing may move to a slot (a second unit of work is refused loudly)."""
+signature's claim in the same COMMIT, when SQLite's write lock is free at once. When another writer
+holds it (`WriterBusy`) nothing was done and the loop waits — for a slot of this process, until it
+leaves; for another process, a pause — and tries again itself; while the market's hour is being
+settled the request runs in a database slot, where it may wait. After a COMMIT on the loop nothing
+may move to a slot (a second unit of work is refused loudly)."""
 
 from __future__ import annotations
 
@@ -98,19 +98,20 @@ def test_on_the_loop_a_write_behind_a_lock_or_an_open_hour_refuses_at_once_and_w
     other = sqlite3.connect(path, isolation_level=None)
     other.execute("BEGIN IMMEDIATE")  # another process's writer
     started = time.monotonic()
-    with db.inline(units=True), pytest.raises(db.WouldWait) as refused:
+    with db.inline(units=True), pytest.raises(db.WriterElsewhere):  # the loop tries again after a pause
         savings.purchase(app.uow(), user, "USDT", D(1))
-    assert not isinstance(refused.value, db.WriterBusy)  # its leaving is not ours to see: a slot waits
     other.execute("ROLLBACK")
     with app.uow() as uow:  # a writer of this process
         uow.conn.execute(sa.text("SELECT 1"))
-        with db.inline(units=True), pytest.raises(db.WriterBusy):
+        with db.inline(units=True), pytest.raises(db.WriterBusy) as refused:
             savings.purchase(app.uow(), user, "USDT", D(1))
+        assert refused.value.here  # the loop awaits its leaving
     with app.engine.begin() as conn:  # the market's hour is being settled in ranges
         opened = {"kind": gate.HOUR, "key": "USDT", "period": 1, "plan": "{}", "opened_at": 0}
         conn.execute(sa.insert(t.settlement_open).values(opened))
-    with db.inline(units=True), pytest.raises(db.WouldWait):
+    with db.inline(units=True), pytest.raises(db.WouldWait) as refused:
         savings.purchase(app.uow(), user, "USDT", D(1))  # not slept on: gate.WAIT_S is 30 s
+    assert not isinstance(refused.value, db.WriterBusy)  # a slot waits for the period
     assert time.monotonic() - started < 2
     other.close()
     assert _held(app, user) == D(10)
@@ -121,21 +122,26 @@ async def _purchase(client: httpx.AsyncClient, key: keys.NewKey, amt: str) -> ht
     return await client.post(PURCHASE, content=body, headers=signed_headers(key, "POST", PURCHASE, body))
 
 
-def test_the_loop_is_told_when_a_writer_of_this_process_leaves(on_sqlite: Flexearn) -> None:
+def test_the_loop_is_told_when_a_writer_of_this_process_leaves_and_tries_another_after_a_pause(
+    on_sqlite: Flexearn,
+) -> None:
     app = on_sqlite
     saver(app, D(1))
 
-    async def scenario() -> tuple[bool, bool, bool]:
-        free_now = db.writer_left(app.engine).done()  # nobody writes: done at once
+    async def scenario() -> tuple[bool, bool, bool, list[bool]]:
+        free_now = db.writable(app.engine, db.WriterBusy(), 0).done()  # nobody writes: at once
         with writing_in_a_slot(app) as leave:
-            left = db.writer_left(app.engine)
+            left = db.writable(app.engine, db.WriterBusy(), 0)
             await asyncio.sleep(0.05)
             waited = not left.done()
             leave.set()
             await asyncio.wait_for(left, 5)
-        return free_now, waited, left.done()
+        pauses = [db.writable(app.engine, db.WriterElsewhere(), tries) for tries in (0, 9)]
+        first_after = [pause.done() for pause in pauses]  # none at once
+        await asyncio.wait_for(pauses[0], 1)
+        return free_now, waited, left.done(), [*first_after, pauses[1].done()]
 
-    assert asyncio.run(scenario()) == (True, True, True)
+    assert asyncio.run(scenario()) == (True, True, True, [False, False, False])  # the 9th: 20 ms
 
 
 def test_a_purchase_behind_a_slots_write_waits_on_the_loop_and_commits_there(on_sqlite: Flexearn) -> None:
@@ -220,8 +226,8 @@ def test_on_the_loop_work_after_a_commit_that_would_need_a_slot_is_refused_loudl
 
 def test_served_purchases_beside_another_processs_writer_are_each_made_once(tmp_path: Path) -> None:
     """A real server; another process takes SQLite's write lock again and again while purchases
-    arrive: those that meet it wait in a slot, the rest run on the loop; every one is made once,
-    the replayed ones refused, and the ledger balances."""
+    arrive: those that meet it try again on the loop after a pause; every one is made once, the
+    replayed ones refused, and the ledger balances."""
     path = str(tmp_path / "served.db")
     database_url = f"sqlite:///{path}"
     app = Flexearn(database_url)

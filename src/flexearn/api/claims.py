@@ -9,10 +9,10 @@ read is answered once that COMMIT is done, so no answer goes out before its clai
 durable as SQLite's `synchronous = NORMAL` makes any commit). Under load a turn answers several
 reads; alone, a read waits one turn more than it did.
 
-When the loop's writer cannot take SQLite's write lock at once nothing was claimed: if a writer of
-this process holds it (a slot's unit of work), the group waits on the loop for it to leave and is
-made then, with the claims that came meanwhile (as long as each request's deadline allows); if
-another process's writer does, each read makes its own claim in a database slot, where it may wait.
+When the loop's writer cannot take SQLite's write lock at once nothing was claimed: the group
+waits on the loop for the writer holding it (`db.writable`: a slot of this process, or another
+process) and is made then, with the claims that came meanwhile, as long as each request's deadline
+allows.
 """
 
 from __future__ import annotations
@@ -28,12 +28,13 @@ from flexearn.services import replays
 # By loop and engine: the claims held for the end of the loop's turn, and what each waits on.
 _Held = list[tuple[replays.Claim, asyncio.Future[bool | None]]]
 _HELD: dict[tuple[asyncio.AbstractEventLoop, sa.Engine], _Held] = {}
+_TRIES: dict[tuple[asyncio.AbstractEventLoop, sa.Engine], int] = {}  # writer busy, in a row
 
 
 async def first(claim: replays.Claim, deadline: db.Deadline) -> bool | None:
     """Whether `claim` was first, made with the other claims of this turn of the running loop;
-    None if another process's writer held the write lock (nothing claimed). `DatabaseBusy` if a
-    writer of this process held it past the deadline (the claim may still be made after)."""
+    None if the loop cannot write (nothing claimed). `DatabaseBusy` if another writer held the
+    write lock past the deadline (the claim may still be made after)."""
     loop = asyncio.get_running_loop()
     key = (loop, claim.engine)
     held = _HELD.get(key)
@@ -62,17 +63,21 @@ def _make(key: tuple[asyncio.AbstractEventLoop, sa.Engine]) -> None:
     try:
         with db.inline():
             outcome = [*replays.firsts([claim for claim, _ in held])]
-    except db.WriterBusy:  # a slot of this process writes: the group waits for its end (`first`)
+    except db.WriterBusy as busy:  # another writer has the lock: the group waits for it (`first`)
         _HELD.setdefault(key, []).extend(held)
-        db.writer_left(key[1]).add_done_callback(lambda _: _make(key))
+        tries = _TRIES[key] = _TRIES.get(key, 0) + 1
+        db.writable(key[1], busy, tries - 1).add_done_callback(lambda _: _make(key))
         return
-    except db.NotInline:  # another process's writer has the lock: each in a slot
+    except db.NotInline:  # the loop cannot write: each in a slot
         outcome = [None] * len(held)
     except Exception as error:
         for _, waiting in held:
             if not waiting.done():
                 waiting.set_exception(error)
         return
+    finally:
+        if key not in _HELD:  # made (or failed): the next wait starts with a short pause
+            _TRIES.pop(key, None)
     for (_, waiting), was_first in zip(held, outcome, strict=True):
         if not waiting.done():  # its request was cancelled meanwhile: its signature is used all the same
             waiting.set_result(was_first)

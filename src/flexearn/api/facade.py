@@ -208,8 +208,8 @@ class Facade:
 
     async def _claimed(self, deadline: db.Deadline, signature: str, until: int) -> None:
         """Claim a signature after its request's handler ran on the event loop (`_Endpoint._inline`):
-        there too, with the other claims of the loop's turn in one COMMIT (`api/claims.py`), unless
-        another process's writer holds SQLite's lock — then in a database slot, waiting."""
+        there too, with the other claims of the loop's turn in one COMMIT (`api/claims.py`); in a
+        database slot if the loop cannot write at all."""
         with db.inline():
             claim = self.verifier.claim_replay(signature, wall_ms(), until)  # refused if seen here
         if claim is None:
@@ -370,23 +370,25 @@ class _Endpoint:
         the threads' turns at the GIL, cost more than the write). Else (`NotInline`: the lock is
         taken, a period is being settled, the handler needs more than one unit of work that
         writes) nothing was done, and it runs in a slot; the signature stays claimed in memory.
-        When the lock is held by a slot of this process (`WriterBusy`), the loop awaits its
-        release, as long as the deadline allows, and tries again."""
+        When the lock is another writer's (`WriterBusy`), the loop waits for it (`db.writable`),
+        as long as the deadline allows, and tries again."""
         facade, handler = self.facade, self.spec.handler
         claim = None if replay is None else facade.verifier.claim_replay(replay[0], wall_ms(), replay[1])
+        tries = 0
         while True:
             with db.deadline(deadline), db.inline(units=True):
                 try:
                     return facade._handle_claimed(handler, caller, params, claim)
-                except db.WriterBusy:
-                    left = db.writer_left(facade.app.engine)
+                except db.WriterBusy as busy:
+                    writable = db.writable(facade.app.engine, busy, tries)
                 except db.WouldWait:
-                    break  # this time: another process's writer, or the period is being settled
+                    break  # this time: the period is being settled
                 except db.NotInline:
                     self.inline = False  # this handler needs a slot: from now on
                     break
+            tries += 1
             try:  # time's up: the slot refuses it (`DatabaseBusy`) as it would have
-                await asyncio.wait_for(left, deadline.at - time.monotonic())
+                await asyncio.wait_for(writable, deadline.at - time.monotonic())
             except TimeoutError:
                 break
         return await facade.admission.run(deadline, facade._handle_claimed, handler, caller, params, claim)
