@@ -48,7 +48,7 @@ async def first(claim: replays.Claim, deadline: db.Deadline) -> bool | None:
     try:
         return await asyncio.wait_for(asyncio.shield(waiting), deadline.at - time.monotonic())
     except TimeoutError:
-        raise db.DatabaseBusy("another writer of this process held SQLite's write lock too long") from None
+        raise db.DatabaseBusy("another writer held SQLite's write lock past the request's budget") from None
 
 
 def _make(key: tuple[asyncio.AbstractEventLoop, sa.Engine]) -> None:
