@@ -160,9 +160,11 @@ def test_serve_and_a_worker_take_turns_as_the_one_settler(tmp_path: Path) -> Non
         eventually(lambda: holder_pid() == worker.pid, 30)
         advance_an_hour()  # the market's first hour falls due
         eventually(lambda: hours() == 1, 10)
-        worker_metrics = settler_gauge(f"http://127.0.0.1:{metrics_port}")  # the worker's own /metrics
-        assert "flexearn_settler 1.0" in worker_metrics
-        assert 'flexearn_settled_periods_total{kind="market_hour"} 1.0' in worker_metrics
+        worker_url = f"http://127.0.0.1:{metrics_port}"  # the worker's own /metrics
+        settled = 'flexearn_settled_periods_total{kind="market_hour"} 1.0'
+        # counted once the pass that committed the hour ends (it settles the days after it)
+        eventually(lambda: settled in settler_gauge(worker_url), 10)
+        assert "flexearn_settler 1.0" in settler_gauge(worker_url)
         with running_server(db, generate_master_key(), "--scheduler", "--lease-seconds", "3") as base:
             advance_an_hour()
             eventually(lambda: hours() == 2, 10)
