@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -162,11 +163,12 @@ def test_a_loop_connection_that_died_while_idle_is_replaced(
 def test_a_claim_that_waits_past_the_budget_is_answered_unavailable_in_time(on_postgres: Flexearn) -> None:
     """Another transaction holds the signature's row (uncommitted): the read's claim waits for it
     until the request's budget runs out (the lock timeout in the query), then the request is
-    answered "unavailable", and that connection is closed, not kept."""
+    answered "unavailable". The database ended the wait itself: its connection, rolled back, serves
+    the next read."""
     app = on_postgres
     served, key = _served(app, api_timeout=0.5)
 
-    async def scenario() -> tuple[httpx.Response, float, list[int], list[int]]:
+    async def scenario() -> tuple[httpx.Response, float, list[int], list[int], httpx.Response]:
         transport = httpx.ASGITransport(app=served)
         async with httpx.AsyncClient(transport=transport, base_url="http://flexearn") as client:
             await client.get(BALANCE, headers=signed_headers(key, "GET", BALANCE))
@@ -182,11 +184,87 @@ def test_a_claim_that_waits_past_the_budget_is_answered_unavailable_in_time(on_p
             holder.rollback()
             holder.close()
             left = _loop_pids()
+            after = await client.get(BALANCE, headers=signed_headers(key, "GET", BALANCE))
             await loop_postgres.close()
-            return held, waited, kept, left
+            return held, waited, kept, left, after
 
-    held, waited, kept, left = asyncio.run(scenario())
+    held, waited, kept, left, after = asyncio.run(scenario())
     assert (held.status_code, held.json()["code"]) == (503, "50001")
     assert 0.4 < waited < 1.5  # the budget (0.5 s), not the lock's holder
     assert len(kept) == 1
-    assert left == []  # the connection that waited is not reused
+    assert left == kept  # the connection that waited, rolled back
+    assert (after.status_code, after.json()["code"]) == (200, "0")
+
+
+def _reads_and_claims(app: Flexearn, reads: list[str], signatures: list[str]) -> list[list[db.Statement]]:
+    """For each (read, signature): the read (read-only), then the signature's claim, as
+    `unit_of_work.read_alone` joins them."""
+    now = int(time.time() * 1000)
+    return [
+        [(read, {}, True), (*replays.Claim(app.engine, signature, now, now + 60_000).statement(), False)]
+        for read, signature in zip(reads, signatures, strict=True)
+    ]
+
+
+def _in_one_turn(
+    app: Flexearn, calls: list[list[db.Statement]], monkeypatch: pytest.MonkeyPatch
+) -> tuple[list[Any], int, list[int]]:
+    """Each call's `in_turn` on the loop, all begun in one turn of it: what each returned (or
+    raised), how many queries were sent, and the loop's idle connections afterwards."""
+    sent = [0]
+    run = loop_postgres._Batch.run
+
+    async def counted(connection: Any, batch: Any) -> Any:
+        sent[0] += 1
+        return await run(connection, batch)
+
+    monkeypatch.setattr(loop_postgres._Batch, "run", staticmethod(counted))
+
+    async def scenario() -> tuple[list[Any], list[int]]:
+        connections = loop_postgres._connections(app.engine)
+        until = time.monotonic() + 10
+        deadline = db.Deadline(until)
+        turns = [connections.in_turn(until, deadline, statements, []) for statements in calls]
+        found = await asyncio.gather(*turns, return_exceptions=True)
+        pids = _loop_pids()
+        await loop_postgres.close()
+        return found, pids
+
+    found, pids = asyncio.run(scenario())
+    return found, sent[0], pids
+
+
+def test_the_reads_of_one_turn_go_as_one_query_their_claims_in_one_transaction(
+    on_postgres: Flexearn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = on_postgres
+    signatures = [f"signature {i}" for i in range(8)] + ["signature 3"]  # the last, a replay
+    reads = [f"SELECT {i} AS n" for i in range(9)]
+    claims = _claims(app)
+    found, sent, pids = _in_one_turn(app, _reads_and_claims(app, reads, signatures), monkeypatch)
+    assert sent == 1
+    assert [rows[0] for rows in found] == [[(i,)] for i in range(9)]  # each read's own rows
+    assert [bool(rows[1]) for rows in found] == [True] * 8 + [False]  # the replay found the first
+    assert _claims(app) - claims == 8
+    assert len(pids) == 1  # one connection, kept
+
+
+def test_a_statement_that_fails_is_its_requests_alone_the_others_are_sent_again(
+    on_postgres: Flexearn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read that fails ends the query where it stands: its request gets the error, and the others
+    (reads done, claims not committed) are sent again without it; a claim that fails likewise."""
+    app = on_postgres
+    reads = [f"SELECT {i} AS n" for i in range(6)]
+    reads[2] = "SELECT 1 / 0 AS n"  # division by zero, in the third request's read
+    calls = _reads_and_claims(app, reads, [f"read {i}" for i in range(6)])
+    calls[4][1] = ("SELECT 1 / (:zero - :zero)", {"zero": 7}, False)  # the fifth request's write
+    claims = _claims(app)
+    found, sent, pids = _in_one_turn(app, calls, monkeypatch)
+    assert sent == 3  # all; then without the third; then without the fifth
+    assert isinstance(found[2], psycopg.errors.DivisionByZero)
+    assert isinstance(found[4], psycopg.errors.DivisionByZero)
+    for i in (0, 1, 3, 5):
+        assert found[i] == [[(i,)], [(replays.digest(f"read {i}"),)]]  # read once, claimed once
+    assert _claims(app) - claims == 4  # the four claims, each committed once
+    assert len(pids) == 1  # the connection, rolled back after each failure, kept

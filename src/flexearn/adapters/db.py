@@ -391,7 +391,7 @@ def _busy(error: sqlite3.Error) -> bool:
 
 def _postgres_in_turn(driver: Any, ms: int | None, statements: Sequence[Statement]) -> list[list[Any]]:
     """`in_turn` on PostgreSQL: one simple-protocol query (`postgres_script`)."""
-    script, values, positions = postgres_script(ms, statements)
+    script, values, positions, _ = postgres_script(ms, statements)
     cursor = psycopg.ClientCursor(driver)
     driver.autocommit = True  # BEGIN and COMMIT are ours, in the query
     try:
@@ -410,20 +410,37 @@ def _postgres_in_turn(driver: Any, ms: int | None, statements: Sequence[Statemen
             driver.autocommit = False
 
 
-def postgres_script(ms: int | None, statements: Sequence[Statement]) -> tuple[str, dict[str, Any], list[int]]:
+def postgres_script(
+    ms: int | None, statements: Sequence[Statement], *, prefix: str = "", together: bool = False
+) -> tuple[str, dict[str, Any], list[int], int]:
     """`in_turn`'s statements as one query of the simple protocol, for a `ClientCursor` (which
     quotes the parameters) on a connection in autocommit: each statement's BEGIN, its timeouts
-    (under a deadline of `ms`), itself and COMMIT. Also the number of each statement's own result
-    among the query's results. Each statement's parameters are renamed apart (`:name` of the i-th
-    as `s{i}_name`)."""
+    (under a deadline of `ms`), itself and COMMIT — or, `together`, one BEGIN, timeouts and COMMIT
+    around them all. Also the number of each statement's own result among the query's results, and
+    how many results the query gives. Each statement's parameters are renamed apart (`:name` of the
+    i-th as `<prefix>s{i}_name`)."""
     timeouts = "" if ms is None else f"; {POSTGRES_TIMEOUTS}"
-    script, values = [], {} if ms is None else {"ms": str(ms)}
-    for i, (sql, params, read_only) in enumerate(statements):
-        begin = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY" if read_only else "BEGIN"
-        script.append(f"{begin}{timeouts}; {_pyformat(sql, f's{i}_')}; COMMIT")
-        values.update((f"s{i}_{name}", value) for name, value in params.items())
-    each = 3 + (ms is not None)  # results a statement gives: BEGIN, (timeouts), its own, COMMIT
-    return "; ".join(script), values, [i * each + each - 2 for i in range(len(statements))]
+    values = {} if ms is None else {f"{prefix}ms": str(ms)}
+    timeouts = timeouts.replace("%(ms)s", f"%({prefix}ms)s")
+    sqls = []
+    for i, (sql, params, _) in enumerate(statements):
+        sqls.append(_pyformat(sql, f"{prefix}s{i}_"))
+        values.update((f"{prefix}s{i}_{name}", value) for name, value in params.items())
+    head = 1 + (ms is not None)  # results before a statement's own: BEGIN, (timeouts)
+
+    def begin(read_only: bool) -> str:
+        return "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY" if read_only else "BEGIN"
+
+    if together:
+        read_only = all(read_only for _, _, read_only in statements)
+        script = f"{begin(read_only)}{timeouts}; {'; '.join(sqls)}; COMMIT"
+        return script, values, [head + i for i in range(len(sqls))], head + len(sqls) + 1
+    each = head + 2
+    script = "; ".join(
+        f"{begin(read_only)}{timeouts}; {sql}; COMMIT"
+        for sql, (_, _, read_only) in zip(sqls, statements, strict=True)
+    )
+    return script, values, [i * each + head for i in range(len(sqls))], each * len(sqls)
 
 
 _CURSOR = "flexearn_cursor"  # `direct`'s cursor, in the pooled connection's `info`

@@ -5,15 +5,18 @@ one statement (`db.in_turn`, with the signature's claim joined in the same round
 run in a database slot's thread. `run` calls it on the event loop instead, in a greenlet
 (SQLAlchemy's `greenlet_spawn`, the bridge its own asyncio support is built on): where it would ask
 the pool for a connection, its statements are sent on one of the loop's own asynchronous
-connections (psycopg's `AsyncConnection`, the same query of the simple protocol `db.in_turn` sends)
-and the greenlet waits for the answer while the loop serves other requests. Anything else — a unit
-of work (SQLAlchemy's connection, which would block the loop) — raises `db.NotInline` before it has
-done anything, and the caller runs the handler in a slot.
+connections (psycopg's `AsyncConnection`) and the greenlet waits for the answer while the loop serves
+other requests. The statements of all the requests that reach that point in one turn of the loop go
+together (`_Batch`): one query of the simple protocol, each read in a transaction of its own as
+`db.in_turn` runs it, their claims in one transaction — one round trip and one COMMIT for the turn.
+Anything else — a unit of work (SQLAlchemy's connection, which would block the loop) — raises
+`db.NotInline` before it has done anything, and the caller runs the handler in a slot.
 
 The caller holds one of the process's database slots meanwhile (`api/admission.py`), so a loop has
 at most as many connections at once as the process has slots, and the same bound on what waits on
 the database. A connection idle longer than `db.PING_IDLE_S` is pinged before it is used (as the
-pool's are); one that fails, or whose request was cancelled or timed out, is closed, never reused.
+pool's are); one that fails, or whose query a request stopped waiting for, is closed, never reused;
+one whose statement the server refused (its timeout, say) is rolled back and kept.
 """
 
 from __future__ import annotations
@@ -23,13 +26,17 @@ import contextlib
 import time
 import weakref
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import psycopg
+import psycopg.errors
 import sqlalchemy as sa
 from sqlalchemy.util import await_only, greenlet_spawn
 
 from flexearn.adapters import db
+
+if TYPE_CHECKING:
+    from psycopg.pq.abc import PGresult
 
 T = TypeVar("T")
 
@@ -51,7 +58,7 @@ async def run(
     left: list[asyncio.Future[Any]] = []
 
     def statements(engine: sa.Engine, statements: Sequence[db.Statement]) -> list[list[Any]]:
-        return await_only(_connections(engine).in_turn(until, deadline.remaining_ms(), statements, left))
+        return await_only(_connections(engine).in_turn(until, deadline, statements, left))
 
     def call() -> T:
         with db.deadline(deadline), db.inline(statements=statements):
@@ -67,55 +74,74 @@ async def run(
 
 
 class _Connections:
-    """One event loop's connections to one database, idle ones kept for the next request."""
+    """One event loop's connections to one database, idle ones kept for the next request, and the
+    reads of the loop's current turn, gathered to go as one query (`_Batch`)."""
 
     def __init__(self, engine: sa.Engine) -> None:
         args, params = engine.dialect.create_connect_args(engine.url)
         params.setdefault("connect_timeout", db.CONNECT_TIMEOUT_S)
         self._args, self._params = args, params
         self._idle: list[tuple[psycopg.AsyncConnection[Any], float]] = []  # last used last
+        self._gathering: _Batch | None = None
 
     async def in_turn(
-        self, until: float, ms: int, statements: Sequence[db.Statement], left: list[asyncio.Future[Any]]
+        self,
+        until: float,
+        deadline: db.Deadline,
+        statements: Sequence[db.Statement],
+        left: list[asyncio.Future[Any]],
     ) -> list[list[Any]]:
-        """`db.in_turn`'s statements, each in a transaction of its own, in one round trip, in a
-        task of their own: awaited until `until`, then left running (added to `left`), their
-        connection closed once they end. psycopg itself, cancelled, would ask the server to cancel
-        and wait for it, which a hung server never answers."""
+        """`db.in_turn`'s statements — reads, then writes — with those of the other requests of
+        the loop's turn in one query (`_Batch`), in a task of its own: awaited until `until`, then
+        left running (its answer added to `left`), its connection closed once it ends. psycopg
+        itself, cancelled, would ask the server to cancel and wait for it, which a hung server never
+        answers."""
         if until <= time.monotonic():
             raise db.DatabaseBusy("the request's budget ran out before its statement was sent")
-        query = asyncio.ensure_future(self._query(ms, statements))
+        batch = self._gathering
+        if batch is None:
+            batch = self._gathering = _Batch()
+            asyncio.get_running_loop().call_soon(self._send, batch)
+        answer = batch.add(deadline, statements)
         try:
             async with asyncio.timeout(until - time.monotonic()):
-                connection, found = await asyncio.shield(query)
+                return await asyncio.shield(answer)
         except BaseException as error:
-            if not query.done():
-                left.append(query)
-            query.add_done_callback(_closed_when_done)  # (at once if it ended as the wait did)
+            if not answer.done():
+                left.append(answer)
+                answer.add_done_callback(_seen)  # its error, if any, is nobody's to raise now
+                batch.abandoned = True  # its connection is closed when it ends, not reused
             if isinstance(error, TimeoutError):
                 raise db.DatabaseBusy("the database did not answer within the request's budget") from None
             raise
-        self._idle.append((connection, time.monotonic()))
-        return found
 
-    async def _query(
-        self, ms: int, statements: Sequence[db.Statement]
-    ) -> tuple[psycopg.AsyncConnection[Any], list[list[Any]]]:
-        script, values, positions = db.postgres_script(ms, statements)
-        connection = await self._take()
+    def _send(self, batch: _Batch) -> None:
+        self._gathering = None
+        _background(self._run(batch))
+
+    async def _run(self, batch: _Batch) -> None:
+        """Send `batch` until each of its calls has its answer (see `_Batch.run`); on a failure of
+        the connection itself, every call not yet answered gets it."""
+        calls, connection = batch.calls, None
+        if not calls:  # its one call was refused before it joined
+            return
         try:
-            cursor = psycopg.AsyncClientCursor(connection)
-            await cursor.execute(script, values)
-            found, at = [], 0
-            for position in positions:
-                for _ in range(position - at):
-                    cursor.nextset()
-                at = position
-                found.append(list(await cursor.fetchall()))
-        except BaseException:  # the connection's state is unknown
+            connection = await self._take()
+            while calls:
+                calls = await batch.run(connection, calls)
+        except BaseException as error:  # the connection's state is unknown
+            if connection is not None:
+                await _close(connection)
+            stopped = error if isinstance(error, Exception) else db.DatabaseBusy("the server is stopping")
+            for call in calls:
+                call.answered(error=stopped)
+            if stopped is not error:
+                raise
+            return
+        if batch.abandoned:
             await _close(connection)
-            raise
-        return connection, found
+        else:
+            self._idle.append((connection, time.monotonic()))
 
     async def _take(self) -> psycopg.AsyncConnection[Any]:
         while self._idle:
@@ -136,11 +162,131 @@ class _Connections:
             await _close(connection)
 
 
-def _closed_when_done(query: asyncio.Future[tuple[psycopg.AsyncConnection[Any], Any]]) -> None:
-    """A statement whose request stopped waiting has ended: its connection (if it got one and the
-    statement succeeded; else it is closed already) is closed, not kept."""
-    if not query.cancelled() and query.exception() is None:
-        _background(_close(query.result()[0]))
+class _Call:
+    """One `in_turn` of a batch: its reads and its writes (in that order), its deadline, its answer."""
+
+    __slots__ = ("answer", "deadline", "reads", "writes")
+
+    def __init__(self, deadline: db.Deadline, statements: Sequence[db.Statement]) -> None:
+        split = next((i for i, (_, _, read_only) in enumerate(statements) if not read_only), len(statements))
+        self.reads, self.writes = statements[:split], statements[split:]
+        if any(read_only for _, _, read_only in self.writes):
+            raise ValueError("on the event loop, a request's statements are its reads, then its writes")
+        self.deadline = deadline
+        self.answer: asyncio.Future[list[list[Any]]] = asyncio.get_running_loop().create_future()
+
+    def answered(self, rows: list[list[Any]] | None = None, error: BaseException | None = None) -> None:
+        if not self.answer.done():
+            if error is None:
+                self.answer.set_result(rows or [])
+            else:
+                self.answer.set_exception(error)
+
+
+class _Batch:
+    """The `in_turn` calls of one turn of the loop, sent as one query of the simple protocol: each
+    call's reads, each in a read-only transaction of its own (as `db.in_turn` runs them), then the
+    writes of all of them — the signatures' claims — in one transaction: one COMMIT and one WAL
+    flush for the turn, one round trip and one parse of psycopg's for all. Two claims of one
+    signature in a turn: the second finds the first's row, as it would after its COMMIT.
+
+    A statement that fails ends the query there (PostgreSQL runs nothing after it, and the writes
+    had not committed): its call gets the error, and the other calls are sent again, without it.
+    A failure of the writes' own BEGIN or COMMIT is every writing call's."""
+
+    def __init__(self) -> None:
+        self.calls: list[_Call] = []
+        self.abandoned = False  # a caller stopped waiting
+
+    def add(
+        self, deadline: db.Deadline, statements: Sequence[db.Statement]
+    ) -> asyncio.Future[list[list[Any]]]:
+        call = _Call(deadline, statements)
+        self.calls.append(call)
+        return call.answer
+
+    @staticmethod
+    def query(calls: list[_Call]) -> tuple[str, dict[str, Any], list[int | None], list[list[int]]]:
+        """The query sending `calls`, its parameters, the call each result is of (None: of the
+        writes' BEGIN, timeouts or COMMIT) and each call's statements' results."""
+        parts: list[str] = []
+        values: dict[str, Any] = {}
+        owners: list[int | None] = []  # by result: the call whose statement (or read's BEGIN…) it is
+        places: list[list[int]] = [[] for _ in calls]  # by call: its statements' results
+        for i, call in enumerate(calls):
+            if call.reads:
+                script, named, positions, count = db.postgres_script(
+                    call.deadline.remaining_ms(), call.reads, prefix=f"r{i}"
+                )
+                parts.append(script)
+                values.update(named)
+                places[i] += [len(owners) + p for p in positions]
+                owners += [i] * count
+        writes = [(i, statement) for i, call in enumerate(calls) for statement in call.writes]
+        if writes:
+            ms = min(calls[i].deadline.remaining_ms() for i, _ in writes)
+            script, named, positions, count = db.postgres_script(
+                ms, [statement for _, statement in writes], prefix="w", together=True
+            )
+            parts.append(script)
+            values.update(named)
+            shared: list[int | None] = [None] * count
+            for (i, _), p in zip(writes, positions, strict=True):
+                places[i].append(len(owners) + p)
+                shared[p] = i
+            owners += shared
+        return "; ".join(parts), values, owners, places
+
+    @staticmethod
+    async def run(connection: psycopg.AsyncConnection[Any], calls: list[_Call]) -> list[_Call]:
+        """Send `calls` once on `connection`, answer those it can; return the calls to send again."""
+        script, values, owners, places = _Batch.query(calls)
+        cursor = _Cursor(connection)
+        await cursor.execute(script, values)
+        end = len(owners) if cursor.failed is None else cursor.failed[0]
+        rows, at = {}, 0
+        for p in sorted(p for place in places for p in place if p < end):
+            for _ in range(p - at):
+                cursor.nextset()
+            at = p
+            rows[p] = list(await cursor.fetchall())
+        if cursor.failed is None:
+            for call, place in zip(calls, places, strict=True):
+                call.answered([rows[p] for p in place])
+            return []
+        if connection.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            await connection.execute("ROLLBACK")  # the failed transaction, left open by its BEGIN
+        failed, error = cursor.failed
+        owner = owners[failed]
+        if owner is not None:
+            calls[owner].answered(error=error)
+            return [call for i, call in enumerate(calls) if i != owner]
+        for call, place in zip(calls, places, strict=True):
+            if call.writes:
+                call.answered(error=error)
+            else:  # its reads all came before the writes
+                call.answered([rows[p] for p in place])
+        return []
+
+
+class _Cursor(psycopg.AsyncClientCursor[Any]):
+    """A cursor that keeps the results that came before a failed statement (psycopg's raises and
+    drops them all) and notes the failure: its result's number and its error."""
+
+    failed: tuple[int, psycopg.Error] | None = None
+
+    def _check_results(self, results: list[PGresult]) -> None:
+        for i, result in enumerate(results):
+            if i and result.status == psycopg.pq.ExecStatus.FATAL_ERROR:
+                self.failed = (i, psycopg.errors.error_from_result(result, encoding=self._encoding))
+                del results[i:]
+                break
+        super()._check_results(results)
+
+
+def _seen(answer: asyncio.Future[Any]) -> None:
+    if not answer.cancelled():
+        answer.exception()
 
 
 _TASKS: set[asyncio.Future[Any]] = set()  # tasks nobody awaits, kept from the collector until done
