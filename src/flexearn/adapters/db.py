@@ -411,21 +411,20 @@ def _postgres_in_turn(driver: Any, ms: int | None, statements: Sequence[Statemen
 
 
 def postgres_script(
-    ms: int | None, statements: Sequence[Statement], *, prefix: str = "", together: bool = False
+    ms: int | None, statements: Sequence[Statement], *, together: bool = False
 ) -> tuple[str, dict[str, Any], list[int], int]:
     """`in_turn`'s statements as one query of the simple protocol, for a `ClientCursor` (which
     quotes the parameters) on a connection in autocommit: each statement's BEGIN, its timeouts
     (under a deadline of `ms`), itself and COMMIT — or, `together`, one BEGIN, timeouts and COMMIT
     around them all. Also the number of each statement's own result among the query's results, and
     how many results the query gives. Each statement's parameters are renamed apart (`:name` of the
-    i-th as `<prefix>s{i}_name`)."""
+    i-th as `s{i}_name`)."""
     timeouts = "" if ms is None else f"; {POSTGRES_TIMEOUTS}"
-    values = {} if ms is None else {f"{prefix}ms": str(ms)}
-    timeouts = timeouts.replace("%(ms)s", f"%({prefix}ms)s")
+    values = {} if ms is None else {"ms": str(ms)}
     sqls = []
     for i, (sql, params, _) in enumerate(statements):
-        sqls.append(_pyformat(sql, f"{prefix}s{i}_"))
-        values.update((f"{prefix}s{i}_{name}", value) for name, value in params.items())
+        sqls.append(_pyformat(sql, f"s{i}_"))
+        values.update((f"s{i}_{name}", value) for name, value in params.items())
     head = 1 + (ms is not None)  # results before a statement's own: BEGIN, (timeouts)
 
     def begin(read_only: bool) -> str:

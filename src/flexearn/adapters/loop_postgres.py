@@ -206,43 +206,41 @@ class _Batch:
         return call.answer
 
     @staticmethod
-    def query(calls: list[_Call]) -> tuple[str, dict[str, Any], list[int | None], list[list[int]]]:
-        """The query sending `calls`, its parameters, the call each result is of (None: of the
-        writes' BEGIN, timeouts or COMMIT) and each call's statements' results."""
+    def query(cursor: _Cursor, calls: list[_Call]) -> tuple[str, list[int | None], list[list[int]]]:
+        """The query sending `calls` (its parameters quoted in by psycopg: each part on its own, a
+        text psycopg parses once and keeps, where the whole batch would be parsed anew each time),
+        the call each result is of (None: of the writes' BEGIN, timeouts or COMMIT) and each call's
+        statements' results."""
         parts: list[str] = []
-        values: dict[str, Any] = {}
         owners: list[int | None] = []  # by result: the call whose statement (or read's BEGIN…) it is
         places: list[list[int]] = [[] for _ in calls]  # by call: its statements' results
         for i, call in enumerate(calls):
             if call.reads:
-                script, named, positions, count = db.postgres_script(
-                    call.deadline.remaining_ms(), call.reads, prefix=f"r{i}"
-                )
-                parts.append(script)
-                values.update(named)
+                ms = call.deadline.remaining_ms()
+                script, values, positions, count = db.postgres_script(ms, call.reads)
+                parts.append(cursor.mogrify(script, values))
                 places[i] += [len(owners) + p for p in positions]
                 owners += [i] * count
         writes = [(i, statement) for i, call in enumerate(calls) for statement in call.writes]
         if writes:
             ms = min(calls[i].deadline.remaining_ms() for i, _ in writes)
-            script, named, positions, count = db.postgres_script(
-                ms, [statement for _, statement in writes], prefix="w", together=True
+            script, values, positions, count = db.postgres_script(
+                ms, [statement for _, statement in writes], together=True
             )
-            parts.append(script)
-            values.update(named)
+            parts.append(cursor.mogrify(script, values))
             shared: list[int | None] = [None] * count
             for (i, _), p in zip(writes, positions, strict=True):
                 places[i].append(len(owners) + p)
                 shared[p] = i
             owners += shared
-        return "; ".join(parts), values, owners, places
+        return "; ".join(parts), owners, places
 
     @staticmethod
     async def run(connection: psycopg.AsyncConnection[Any], calls: list[_Call]) -> list[_Call]:
         """Send `calls` once on `connection`, answer those it can; return the calls to send again."""
-        script, values, owners, places = _Batch.query(calls)
         cursor = _Cursor(connection)
-        await cursor.execute(script, values)
+        script, owners, places = _Batch.query(cursor, calls)
+        await cursor.execute(script)
         end = len(owners) if cursor.failed is None else cursor.failed[0]
         rows, at = {}, 0
         for p in sorted(p for place in places for p in place if p < end):
