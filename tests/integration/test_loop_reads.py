@@ -214,9 +214,9 @@ def _in_one_turn(
     sent = [0]
     run = loop_postgres._Batch.run
 
-    async def counted(connection: Any, batch: Any) -> Any:
+    async def counted(connection: Any, batch_calls: Any) -> Any:
         sent[0] += 1
-        return await run(connection, batch)
+        return await run(connection, batch_calls)
 
     monkeypatch.setattr(loop_postgres._Batch, "run", staticmethod(counted))
 

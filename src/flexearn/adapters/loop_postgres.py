@@ -187,8 +187,8 @@ class _Batch:
     """The `in_turn` calls of one turn of the loop, sent as one query of the simple protocol: each
     call's reads, each in a read-only transaction of its own (as `db.in_turn` runs them), then the
     writes of all of them — the signatures' claims — in one transaction: one COMMIT and one WAL
-    flush for the turn, one round trip and one parse of psycopg's for all. Two claims of one
-    signature in a turn: the second finds the first's row, as it would after its COMMIT.
+    flush for the turn, one round trip for all. Two claims of one signature in a turn: the second
+    finds the first's row, as it would after its COMMIT.
 
     A statement that fails ends the query there (PostgreSQL runs nothing after it, and the writes
     had not committed): its call gets the error, and the other calls are sent again, without it.
