@@ -32,6 +32,7 @@ from flexearn.adapters import tables as t
 from flexearn.adapters.redis_store import RETRY_SECONDS, TIMEOUT_SECONDS, SharedStore
 from flexearn.adapters.secrets import SecretBox, generate_master_key
 from flexearn.api.bitget.routes import USER_LIMIT as BITGET_LIMIT
+from flexearn.api.okx.auth import parse_timestamp
 from flexearn.api.okx.routes import SAVINGS_LIMIT as OKX_LIMIT
 from flexearn.bootstrap import Flexearn
 from flexearn.domain.money import D
@@ -399,17 +400,19 @@ def test_without_redis_the_database_keeps_the_replay_window_of_every_process(set
         signatures = _refused_across(setup, bases)
     s = t.seen_signature
     with setup.app.engine.connect() as conn:  # kept as digests, not as signatures
-        seen = conn.execute(sa.select(s.c.digest).where(s.c.digest.in_(map(replays.digest, signatures))))
+        digests = [replays.digest(signature, sent) for signature, sent in signatures]
+        seen = conn.execute(sa.select(s.c.digest).where(s.c.digest.in_(digests)))
         assert len(seen.all()) == 2
 
 
-def _refused_across(setup: Setup, bases: list[str]) -> list[str]:
-    """A signature accepted by one process is refused by the other, on both façades; the two."""
+def _refused_across(setup: Setup, bases: list[str]) -> list[tuple[str, int]]:
+    """A signature accepted by one process is refused by the other, on both façades; the two, each
+    with its timestamp (ms)."""
     key = setup.new_key()
     a, b = (httpx.Client(base_url=base, timeout=10) for base in bases)
     body = '{"ccy":"USDT","amt":"1","side":"purchase"}'
     headers = okx_http.signed_headers(key, "POST", OKX_PURCHASE, body)
-    okx_signature = headers["OK-ACCESS-SIGN"]
+    okx_signed = (headers["OK-ACCESS-SIGN"], parse_timestamp(headers["OK-ACCESS-TIMESTAMP"]))
     first = a.post(OKX_PURCHASE, content=body, headers=headers)
     assert (first.status_code, first.json()["code"]) == (200, "0")
     replay = b.post(OKX_PURCHASE, content=body, headers=headers)
@@ -421,7 +424,7 @@ def _refused_across(setup: Setup, bases: list[str]) -> list[str]:
     assert b.get(BITGET_ASSETS, headers=headers).json()["code"] == "00000"
     replay = a.get(BITGET_ASSETS, headers=headers)
     assert (replay.status_code, replay.json()["code"]) == (400, "40009")
-    return [okx_signature, headers["ACCESS-SIGN"]]
+    return [okx_signed, (headers["ACCESS-SIGN"], int(headers["ACCESS-TIMESTAMP"]))]
 
 
 def test_stopping_redis_leaves_each_process_limiting_and_sharing_resumes_when_it_returns(

@@ -42,9 +42,12 @@ def on_sqlite(tmp_path: Path) -> Iterator[Flexearn]:
     instance.close()
 
 
+SENT_MS = 1_764_000_000_000  # when the signatures of these tests were signed
+
+
 def _claim(app: Flexearn, signature: str) -> replays.Claim:
     now = int(time.time() * 1000)
-    return replays.Claim(app.engine, signature, now, now + 60_000)
+    return replays.Claim(app.engine, signature, SENT_MS, now, now + 60_000)
 
 
 def test_inline_reads_read_what_a_slot_reads_and_postgresql_refuses_them(app: Flexearn, holder: int) -> None:
@@ -96,7 +99,7 @@ def test_an_inline_claim_is_made_once_and_waits_for_no_writer(on_sqlite: Flexear
     s = t.seen_signature
     with app.engine.connect() as conn:
         digests = set(conn.execute(sa.select(s.c.digest)).scalars())
-    assert digests == {replays.digest("sig-1")}
+    assert digests == {replays.digest("sig-1", SENT_MS)}
     with db.inline():
         assert _claim(app, "sig-2").alone() is True  # the lock is free again
 
@@ -135,10 +138,12 @@ def test_on_the_loop_the_replay_window_is_pruned_in_a_thread_of_its_own(app: Fle
         pruned_in.append(threading.current_thread().name)
         replays.prune(app.uow(), now_ms)
 
-    memory = DatabaseReplayMemory(lambda s, now, ttl: replays.Claim(app.engine, s, now, now + ttl), prune)
+    memory = DatabaseReplayMemory(
+        lambda s, sent, now, ttl: replays.Claim(app.engine, s, sent, now, now + ttl), prune
+    )
     now = int(time.time() * 1000)
     with db.inline():
-        first, claim = memory.deferred("sig-a", now, 60_000)
+        first, claim = memory.deferred("sig-a", now, 60_000, sent_ms=now)
     assert first
     assert claim is not None
     for _ in range(100):
@@ -146,7 +151,8 @@ def test_on_the_loop_the_replay_window_is_pruned_in_a_thread_of_its_own(app: Fle
             break
         time.sleep(0.02)
     assert pruned_in == ["flexearn-prune"]
-    memory.deferred("sig-b", now + DatabaseReplayMemory.PRUNE_MS + 1, 60_000)  # off the loop: here
+    later = now + DatabaseReplayMemory.PRUNE_MS + 1
+    memory.deferred("sig-b", later, 60_000, sent_ms=later)  # off the loop: here
     assert pruned_in == ["flexearn-prune", threading.current_thread().name]
 
 

@@ -33,13 +33,17 @@ def _refuse_if_none(rows: list[Any]) -> None:
 def _claimed(app: Flexearn, signature: str) -> bool:
     s = t.seen_signature
     with app.engine.connect() as conn:
-        found = conn.execute(sa.select(s.c.digest).where(s.c.digest == replays.digest(signature))).first()
+        key = replays.digest(signature, SENT_MS)
+        found = conn.execute(sa.select(s.c.digest).where(s.c.digest == key)).first()
     return found is not None
+
+
+SENT_MS = 1_764_000_000_000  # when the signatures of these tests were signed
 
 
 def _claim(app: Flexearn, signature: str) -> replays.Claim:
     now = int(time.time() * 1000)
-    return replays.Claim(app.engine, signature, now, now + 60_000)
+    return replays.Claim(app.engine, signature, SENT_MS, now, now + 60_000)
 
 
 @pytest.fixture
@@ -103,7 +107,7 @@ def test_a_write_that_commits_first_takes_the_claim(app: Flexearn, holder: int) 
 
 
 def test_in_turn_commits_each_statement_and_stops_at_the_first_that_fails(app: Flexearn) -> None:
-    sql, _ = replays.Claim(app.engine, "x", 0, 0).statement()
+    sql, _ = replays.Claim(app.engine, "x", 0, 0, 0).statement()
     first = {"digest": "in-turn-1", "until": 10**15, "now": 0}
     third = {"digest": "in-turn-3", "until": 10**15, "now": 0}
     with pytest.raises(NO_TABLE):

@@ -22,6 +22,7 @@ from flexearn.adapters import db, loop_postgres
 from flexearn.adapters import tables as t
 from flexearn.adapters.secrets import SecretBox, generate_master_key
 from flexearn.api.app import create_app
+from flexearn.api.okx.auth import parse_timestamp
 from flexearn.bootstrap import Flexearn
 from flexearn.config import Settings
 from flexearn.domain.money import D
@@ -176,7 +177,8 @@ def test_a_claim_that_waits_past_the_budget_is_answered_unavailable_in_time(on_p
             signed = signed_headers(key, "GET", BALANCE)
             holder = app.engine.connect()
             holder.begin()
-            row = {"digest": replays.digest(signed["OK-ACCESS-SIGN"]), "expires_at": 2**62}
+            sent = parse_timestamp(signed["OK-ACCESS-TIMESTAMP"])
+            row = {"digest": replays.digest(signed["OK-ACCESS-SIGN"], sent), "expires_at": 2**62}
             holder.execute(sa.insert(t.seen_signature).values(row))
             started = time.monotonic()
             held = await client.get(BALANCE, headers=signed)
@@ -196,12 +198,15 @@ def test_a_claim_that_waits_past_the_budget_is_answered_unavailable_in_time(on_p
     assert (after.status_code, after.json()["code"]) == (200, "0")
 
 
+NOW_MS = 1_764_000_000_000  # when the signatures of `_reads_and_claims` were signed and claimed
+
+
 def _reads_and_claims(app: Flexearn, reads: list[str], signatures: list[str]) -> list[list[db.Statement]]:
     """For each (read, signature): the read (read-only), then the signature's claim, as
     `unit_of_work.read_alone` joins them."""
-    now = int(time.time() * 1000)
+    now = NOW_MS
     return [
-        [(read, {}, True), (*replays.Claim(app.engine, signature, now, now + 60_000).statement(), False)]
+        [(read, {}, True), (*replays.Claim(app.engine, signature, now, now, now + 60_000).statement(), False)]
         for read, signature in zip(reads, signatures, strict=True)
     ]
 
@@ -265,6 +270,6 @@ def test_a_statement_that_fails_is_its_requests_alone_the_others_are_sent_again(
     assert isinstance(found[2], psycopg.errors.DivisionByZero)
     assert isinstance(found[4], psycopg.errors.DivisionByZero)
     for i in (0, 1, 3, 5):
-        assert found[i] == [[(i,)], [(replays.digest(f"read {i}"),)]]  # read once, claimed once
+        assert found[i] == [[(i,)], [(replays.digest(f"read {i}", NOW_MS),)]]  # read once, claimed once
     assert _claims(app) - claims == 4  # the four claims, each committed once
     assert len(pids) == 1  # the connection, rolled back after each failure, kept

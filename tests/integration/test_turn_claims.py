@@ -20,6 +20,7 @@ from flexearn.adapters import db
 from flexearn.adapters import tables as t
 from flexearn.adapters.secrets import SecretBox, generate_master_key
 from flexearn.api.app import create_app
+from flexearn.api.okx.auth import parse_timestamp
 from flexearn.bootstrap import Flexearn
 from flexearn.config import Settings
 from flexearn.domain.money import D
@@ -99,7 +100,8 @@ def test_in_a_group_a_signature_another_process_claimed_is_refused_alone(on_sqli
         async with httpx.AsyncClient(transport=transport, base_url="http://flexearn") as client:
             await _at_once(client, [signed_headers(key, "GET", BALANCE) for key in made])
             signed = [signed_headers(key, "GET", BALANCE) for key in made]
-            taken = {"digest": replays.digest(signed[3]["OK-ACCESS-SIGN"]), "expires_at": 2**62}
+            sent = parse_timestamp(signed[3]["OK-ACCESS-TIMESTAMP"])
+            taken = {"digest": replays.digest(signed[3]["OK-ACCESS-SIGN"], sent), "expires_at": 2**62}
             with app.engine.begin() as conn:  # as another API process claims it
                 conn.execute(sa.insert(t.seen_signature).values(taken))
             return await _at_once(client, signed)
@@ -173,10 +175,10 @@ def test_claims_made_in_one_statement_say_which_were_first(app: Flexearn) -> Non
     with app.engine.begin() as conn:
         conn.execute(
             sa.insert(t.seen_signature),
-            [{"digest": replays.digest(sig), "expires_at": until} for sig, until in remembered],
+            [{"digest": replays.digest(sig, 1_000), "expires_at": until} for sig, until in remembered],
         )
     made = [
-        replays.Claim(app.engine, sig, now, now + 60_000)
+        replays.Claim(app.engine, sig, 1_000, now, now + 60_000)  # all signed at 1,000
         for sig, now in (("new", 5_000), ("seen", 4_000), ("expired", 6_000), ("newer", 2_000))
     ]
     assert replays.firsts(made) == [True, False, True, True]

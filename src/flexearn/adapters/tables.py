@@ -587,7 +587,7 @@ settlement_range = sa.Table(
 seen_signature = sa.Table(
     "seen_signature",
     metadata,
-    sa.Column("digest", sa.String(64), primary_key=True),  # sha256 of the signature, hex
+    sa.Column("digest", sa.String(77), primary_key=True),  # when signed (ms, 13 digits), sha256 hex
     sa.Column("expires_at", sa.BigInteger, nullable=False),  # wall clock, ms
 )
 sa.Index("ix_seen_signature_expires_at", seen_signature.c.expires_at)

@@ -137,7 +137,7 @@ def _limits(settings: Settings, engine_app: Flexearn) -> tuple[RateLimiter, Repl
     Redis is away); else the limits are kept in this process and the replay window in the
     database, which every process shares."""
     in_database = DatabaseReplayMemory(
-        lambda signature, now, ttl: replays.Claim(engine_app.engine, signature, now, now + ttl),
+        lambda signature, sent, now, ttl: replays.Claim(engine_app.engine, signature, sent, now, now + ttl),
         lambda now_ms: replays.prune(engine_app.uow(), now_ms),
     )
     if not settings.redis_url:

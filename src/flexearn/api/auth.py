@@ -162,7 +162,7 @@ class Verifier:
 
     def verify(self, request: SignedRequest, now_ms: int, permission: str, facade: str) -> Caller:
         caller, until = self.check(request, now_ms, permission, facade)
-        self.refuse_replay(request.once, now_ms, until)
+        self.refuse_replay(request.once, now_ms, until, sent_ms=request.sent_ms)
         return caller
 
     @property
@@ -262,19 +262,20 @@ class Verifier:
         self._passphrases.add(token)
         return True
 
-    def refuse_replay(self, signature: str, now_ms: int, until_ms: int) -> None:
+    def refuse_replay(self, signature: str, now_ms: int, until_ms: int, *, sent_ms: int) -> None:
         """Refuse a signature already used (`Failure.REPLAYED`), else remember it: may query."""
-        claim = self.claim_replay(signature, now_ms, until_ms)
+        claim = self.claim_replay(signature, now_ms, until_ms, sent_ms=sent_ms)
         if claim is not None and not claim.alone():
             raise AuthFailure(Failure.REPLAYED)
 
-    def claim_replay(self, signature: str, now_ms: int, until_ms: int) -> Claim | None:
+    def claim_replay(self, signature: str, now_ms: int, until_ms: int, *, sent_ms: int) -> Claim | None:
         """Refuse a signature this process (or Redis) knows was used (`Failure.REPLAYED`), else
-        remember it; the claim left to make in the database (a replay if it is not first), if any."""
+        remember it; the claim left to make in the database (a replay if it is not first), if any.
+        `sent_ms` is the request's own time, which its signature covers (the database's key)."""
         # Remembered for as long as its timestamp could still be accepted (at least the window on
         # either side of now), at most SYNCED_REPLAY_MS.
         ttl = min(max(until_ms - now_ms, 2 * self._window_ms), SYNCED_REPLAY_MS)
-        first, claim = self._replays.deferred(signature, now_ms, ttl)
+        first, claim = self._replays.deferred(signature, now_ms, ttl, sent_ms=sent_ms)
         if not first:
             raise AuthFailure(Failure.REPLAYED)
         return claim
@@ -319,13 +320,16 @@ class ReplayMemory:
         self._expiries: list[tuple[int, str]] = []  # (when, signature): a heap, soonest first
         self._lock = threading.Lock()
 
-    def deferred(self, signature: str, now_ms: int, ttl_ms: int) -> tuple[bool, Claim | None]:
+    def deferred(
+        self, signature: str, now_ms: int, ttl_ms: int, *, sent_ms: int
+    ) -> tuple[bool, Claim | None]:
         """`first_use`, but what only the database can answer is left to the caller: the claim
         to make (in the request's own transaction or alone), or None if nothing is left."""
-        return self.first_use(signature, now_ms, ttl_ms), None
+        return self.first_use(signature, now_ms, ttl_ms, sent_ms=sent_ms), None
 
-    def first_use(self, signature: str, now_ms: int, ttl_ms: int) -> bool:
-        """Remember `signature` for `ttl_ms`; False if it was already remembered."""
+    def first_use(self, signature: str, now_ms: int, ttl_ms: int, *, sent_ms: int) -> bool:
+        """Remember `signature` (signed at `sent_ms`) for `ttl_ms`; False if it was already
+        remembered. Only the database's window keys by `sent_ms` as well (`services/replays`)."""
         with self._lock:
             expiries = self._expiries
             while expiries and expiries[0][0] < now_ms:
@@ -346,24 +350,30 @@ class DatabaseReplayMemory(ReplayMemory):
 
     PRUNE_MS = 10_000
 
-    def __init__(self, claim: Callable[[str, int, int], Claim], prune: Callable[[int], object]) -> None:
+    def __init__(self, claim: Callable[[str, int, int, int], Claim], prune: Callable[[int], object]) -> None:
+        """`claim(signature, sent_ms, now_ms, ttl_ms)` makes a signature's claim; `prune(now_ms)`
+        forgets the expired ones."""
         super().__init__()
         self._claim, self._prune = claim, prune
         self._pruned_at = 0
 
-    def first_use(self, signature: str, now_ms: int, ttl_ms: int) -> bool:
-        return super().first_use(signature, now_ms, ttl_ms) and self.claim(signature, now_ms, ttl_ms)
+    def first_use(self, signature: str, now_ms: int, ttl_ms: int, *, sent_ms: int) -> bool:
+        return super().first_use(signature, now_ms, ttl_ms, sent_ms=sent_ms) and self.claim(
+            signature, now_ms, ttl_ms, sent_ms=sent_ms
+        )
 
-    def deferred(self, signature: str, now_ms: int, ttl_ms: int) -> tuple[bool, Claim | None]:
-        if not ReplayMemory.first_use(self, signature, now_ms, ttl_ms):
+    def deferred(
+        self, signature: str, now_ms: int, ttl_ms: int, *, sent_ms: int
+    ) -> tuple[bool, Claim | None]:
+        if not ReplayMemory.first_use(self, signature, now_ms, ttl_ms, sent_ms=sent_ms):
             return False, None
         self._prune_now_and_then(now_ms)
-        return True, self._claim(signature, now_ms, ttl_ms)
+        return True, self._claim(signature, sent_ms, now_ms, ttl_ms)
 
-    def claim(self, signature: str, now_ms: int, ttl_ms: int) -> bool:
+    def claim(self, signature: str, now_ms: int, ttl_ms: int, *, sent_ms: int) -> bool:
         """The database's answer alone."""
         self._prune_now_and_then(now_ms)
-        return self._claim(signature, now_ms, ttl_ms).alone()
+        return self._claim(signature, sent_ms, now_ms, ttl_ms).alone()
 
     def _prune_now_and_then(self, now_ms: int) -> None:
         if now_ms - self._pruned_at > self.PRUNE_MS:
@@ -400,13 +410,14 @@ class SharedReplayMemory(ReplayMemory):
         self._unshared: dict[str, int] = {}  # accepted while Redis was away → forget at (ms)
         self._unshared_lock = threading.Lock()
 
-    def first_use(self, signature: str, now_ms: int, ttl_ms: int) -> bool:
-        if not super().first_use(signature, now_ms, ttl_ms):
+    def first_use(self, signature: str, now_ms: int, ttl_ms: int, *, sent_ms: int) -> bool:
+        if not super().first_use(signature, now_ms, ttl_ms, sent_ms=sent_ms):
             return False
         first = self.store.claim(f"replay:{signature}", ttl_ms)
         if first is None:
             observe_redis_fallback("replay")
-            if self.fallback is not None and not self.fallback.claim(signature, now_ms, ttl_ms):
+            fallback = self.fallback
+            if fallback is not None and not fallback.claim(signature, now_ms, ttl_ms, sent_ms=sent_ms):
                 return False
             with self._unshared_lock:
                 if len(self._unshared) < CACHE_LIMIT:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from starlette.datastructures import Headers, QueryParams
 from starlette.routing import Route
@@ -37,6 +37,15 @@ from flexearn.services.replays import Claim
 from flexearn.services.unit_of_work import joining_first
 
 log = logging.getLogger("flexearn.api")
+
+
+class Replay(NamedTuple):
+    """What a signed request's claim in the replay window needs: its signature
+    (`SignedRequest.once`), until when its timestamp holds (wall ms), and that timestamp."""
+
+    once: str
+    until_ms: int
+    sent_ms: int
 
 
 class WireError(Exception):
@@ -206,12 +215,18 @@ class Facade:
             raise self.dialect.auth_error(failure) from None
         return signed, caller, until
 
-    async def _claimed(self, deadline: db.Deadline, signature: str, until: int) -> None:
+    def _claim(self, replay: Replay | None) -> Claim | None:
+        """`replay` refused if this process (or Redis) has seen it; else the claim left to make."""
+        if replay is None:
+            return None
+        return self.verifier.claim_replay(replay.once, wall_ms(), replay.until_ms, sent_ms=replay.sent_ms)
+
+    async def _claimed(self, deadline: db.Deadline, replay: Replay) -> None:
         """Claim a signature after its request's handler ran on the event loop (`_Endpoint._inline`):
         there too, with the other claims of the loop's turn in one COMMIT (`api/claims.py`); in a
         database slot if the loop cannot write at all."""
         with db.inline():
-            claim = self.verifier.claim_replay(signature, wall_ms(), until)  # refused if seen here
+            claim = self._claim(replay)  # refused if seen here
         if claim is None:
             return
         first = await claims.first(claim, deadline)
@@ -225,15 +240,14 @@ class Facade:
         return self.verifier.check(signed, wall_ms(), permission, self.dialect.name)
 
     def _handle(
-        self, handler: Handler, caller: Caller | None, params: Params, signed: tuple[str, int] | None
+        self, handler: Handler, caller: Caller | None, params: Params, replay: Replay | None
     ) -> Any:
         """The handler, in a database slot. A signed request's signature is claimed with it: in
         the handler's first write transaction if it writes (one COMMIT for both: a replay found
         there rolls the write back), or right after its first read of one statement (same
         connection and round trip), else on its own afterwards, whatever the handler's outcome."""
         self.clock.refresh()
-        claim = None if signed is None else self.verifier.claim_replay(signed[0], wall_ms(), signed[1])
-        return self._handle_claimed(handler, caller, params, claim)
+        return self._handle_claimed(handler, caller, params, self._claim(replay))
 
     def _handle_claimed(
         self, handler: Handler, caller: Caller | None, params: Params, claim: Claim | None
@@ -301,7 +315,7 @@ class _Endpoint:
                     return 200, kept
                 since = answers.since()
             params = dialect.params(dialect.values(spec.method, scope["query_string"], body))
-            replay = None if signed is None else (signed.once, until)
+            replay = None if signed is None else Replay(signed.once, until, signed.sent_ms)
             data = await self._run(deadline, caller, params, replay)
             rendered = _json(dialect.success(data))
             if answers is not None:
@@ -326,7 +340,7 @@ class _Endpoint:
         return error.status, _json(dialect.failure(error))
 
     async def _run(
-        self, deadline: db.Deadline, caller: Caller | None, params: Params, replay: tuple[str, int] | None
+        self, deadline: db.Deadline, caller: Caller | None, params: Params, replay: Replay | None
     ) -> Any:
         """The handler's result: on the event loop if it can be had there (`_inline`), else from a
         database slot (`Facade._handle`)."""
@@ -343,7 +357,7 @@ class _Endpoint:
         return await facade.admission.run(deadline, facade._handle, self.spec.handler, caller, params, replay)
 
     async def _inline(
-        self, deadline: db.Deadline, caller: Caller | None, params: Params, replay: tuple[str, int] | None
+        self, deadline: db.Deadline, caller: Caller | None, params: Params, replay: Replay | None
     ) -> Any:
         """The handler on the event loop (`db.inline`: its reads of one statement on the loop's own
         connection, which never waits in WAL mode), then the signature's claim (`Facade._claimed`)
@@ -358,11 +372,11 @@ class _Endpoint:
             raise
         finally:
             if replay is not None and not needs_slot:  # a replay's refusal wins over the outcome
-                await self.facade._claimed(deadline, *replay)
+                await self.facade._claimed(deadline, replay)
 
 
     async def _inline_write(
-        self, deadline: db.Deadline, caller: Caller | None, params: Params, replay: tuple[str, int] | None
+        self, deadline: db.Deadline, caller: Caller | None, params: Params, replay: Replay | None
     ) -> Any:
         """A handler that may write, on the event loop (`db.inline(units=True)`): its one unit of
         work on the loop's own SQLite writer, its signature's claim joined to that COMMIT — when
@@ -373,7 +387,7 @@ class _Endpoint:
         When the lock is another writer's (`WriterBusy`), the loop waits for it (`db.writable`),
         as long as the deadline allows, and tries again."""
         facade, handler = self.facade, self.spec.handler
-        claim = None if replay is None else facade.verifier.claim_replay(replay[0], wall_ms(), replay[1])
+        claim = facade._claim(replay)
         tries = 0
         while True:
             with db.deadline(deadline), db.inline(units=True):
@@ -394,7 +408,7 @@ class _Endpoint:
         return await facade.admission.run(deadline, facade._handle_claimed, handler, caller, params, claim)
 
     async def _awaited(
-        self, deadline: db.Deadline, caller: Caller | None, params: Params, replay: tuple[str, int] | None
+        self, deadline: db.Deadline, caller: Caller | None, params: Params, replay: Replay | None
     ) -> Any:
         """A read on PostgreSQL, on the event loop (`Admission.on_loop`): its statements, with the
         signature's claim joined to the first, sent on the loop's own connections and awaited —
@@ -402,7 +416,7 @@ class _Endpoint:
         needs more (a unit of work) raises `NotInline` before it has done anything through one,
         and runs in a slot, now and from now on; its signature stays claimed in memory."""
         facade, handler = self.facade, self.spec.handler
-        claim = None if replay is None else facade.verifier.claim_replay(replay[0], wall_ms(), replay[1])
+        claim = facade._claim(replay)
         args = (handler, caller, params, claim)
         try:
             return await facade.admission.on_loop(deadline, facade.app.engine, facade._handle_claimed, *args)

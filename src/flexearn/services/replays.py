@@ -14,9 +14,20 @@ from flexearn.adapters import db
 from flexearn.adapters import tables as t
 from flexearn.services.unit_of_work import UnitOfWork
 
+# The widest time a key spells: 13 digits of wall milliseconds (until the year 2286).
+_LAST_MS = 10**13 - 1
 
-def digest(signature: str) -> str:
-    return hashlib.sha256(signature.encode("utf-8", "surrogateescape")).hexdigest()
+
+def digest(signature: str, sent_ms: int) -> str:
+    """The replay window's key of `signature`, signed at `sent_ms` (wall ms): that time in 13
+    digits, then the signature's SHA-256 in hex. Keys of one moment sit side by side in the
+    table's key index, so a claim adds at its end and the prune removes a run from its start;
+    keyed by the hash alone, each claim and each row pruned wrote a page of its own, anywhere in
+    the index (bench/README.md, "Thirteenth request pass"). As unique as the hash: a signature
+    covers its timestamp, so one signature always comes with one time (a time outside the 13
+    digits, which no timely request has, is clamped: only the order suffers)."""
+    hashed = hashlib.sha256(signature.encode("utf-8", "surrogateescape")).hexdigest()
+    return f"{min(max(sent_ms, 0), _LAST_MS):013d}{hashed}"
 
 
 # New, or remembered but expired (then new again): either way a row comes back; a replay, none.
@@ -30,16 +41,18 @@ CLAIM = _CLAIMS.format(rows="(:digest, :until)")
 
 @dataclass(frozen=True)
 class Claim:
-    """A signature to remember until `until_ms` (wall ms): made in a transaction of its own
-    (`alone`), or with the request's own work (`statement`: one COMMIT or round trip for both)."""
+    """A signature, signed at `sent_ms`, to remember until `until_ms` (wall ms): made in a
+    transaction of its own (`alone`), or with the request's own work (`statement`: one COMMIT or
+    round trip for both)."""
 
     engine: sa.Engine
     signature: str
+    sent_ms: int
     now_ms: int
     until_ms: int
 
     def _params(self) -> dict[str, Any]:
-        return {"digest": digest(self.signature), "until": self.until_ms, "now": self.now_ms}
+        return {"digest": digest(self.signature, self.sent_ms), "until": self.until_ms, "now": self.now_ms}
 
     def alone(self) -> bool:
         """True if first: one statement, committed whatever the request's outcome (a request
@@ -70,7 +83,7 @@ def firsts(claims: Sequence[Claim]) -> list[bool]:
     params: dict[str, Any] = {"now": min(claim.now_ms for claim in claims)}
     digests = []
     for i, claim in enumerate(claims):
-        digests.append(digest(claim.signature))
+        digests.append(digest(claim.signature, claim.sent_ms))
         params[f"digest{i}"], params[f"until{i}"] = digests[-1], claim.until_ms
     claimed = {found for (found,) in db.alone(claims[0].engine, _CLAIMS.format(rows=rows), params)}
     return [d in claimed for d in digests]
