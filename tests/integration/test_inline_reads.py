@@ -5,6 +5,8 @@ unit of work, a write behind a lock) refuses with `NotInline` before it has done
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import sqlite3
 import threading
 import time
@@ -131,29 +133,41 @@ def test_inline_reads_and_claims_never_switch_a_connections_query_only(on_sqlite
     (writer,), (reader,) = writes, reads
     assert writer != reader  # each on its own connection
     assert loop_connections[reader].execute("PRAGMA query_only").fetchone() == (1,)
-def test_on_the_loop_the_replay_window_is_pruned_in_a_thread_of_its_own(app: Flexearn) -> None:
-    pruned_in: list[str] = []
 
-    def prune(now_ms: int) -> None:
-        pruned_in.append(threading.current_thread().name)
-        replays.prune(app.uow(), now_ms)
+
+@pytest.mark.parametrize("inline", [True, False], ids=["inline", "awaited"])
+def test_on_the_loop_the_replay_window_is_pruned_in_a_thread_of_its_own(app: Flexearn, inline: bool) -> None:
+    """On an event loop's thread the prune goes to a thread of its own: under `db.inline` (SQLite's
+    reads) and outside it (a trade on SQLite, a read on PostgreSQL: their signatures are claimed
+    before the handler, on the loop, where the prune's DELETEs held up every request of the loop).
+    Off the loop (a database slot) it runs where it is asked; only the thread of its own pauses
+    between its transactions (for the loop's writers)."""
+    pruned_in: list[tuple[str, float]] = []
+
+    def prune(now_ms: int, pause_s: float) -> None:
+        pruned_in.append((threading.current_thread().name, pause_s))
+        replays.prune(app.uow(), now_ms, pause_s=pause_s)
 
     memory = DatabaseReplayMemory(
         lambda s, sent, now, ttl: replays.Claim(app.engine, s, sent, now, now + ttl), prune
     )
     now = int(time.time() * 1000)
-    with db.inline():
-        first, claim = memory.deferred("sig-a", now, 60_000, sent_ms=now)
+
+    async def on_the_loop() -> tuple[bool, replays.Claim | None]:
+        with db.inline() if inline else contextlib.nullcontext():
+            return memory.deferred("sig-a", now, 60_000, sent_ms=now)
+
+    first, claim = asyncio.run(on_the_loop())
     assert first
     assert claim is not None
     for _ in range(100):
         if pruned_in:
             break
         time.sleep(0.02)
-    assert pruned_in == ["flexearn-prune"]
+    assert pruned_in == [("flexearn-prune", DatabaseReplayMemory.PRUNE_PAUSE_S)]
     later = now + DatabaseReplayMemory.PRUNE_MS + 1
     memory.deferred("sig-b", later, 60_000, sent_ms=later)  # off the loop: here
-    assert pruned_in == ["flexearn-prune", threading.current_thread().name]
+    assert pruned_in[1:] == [(threading.current_thread().name, 0.0)]
 
 
 def test_a_signed_read_behind_another_processs_writer_is_answered_when_it_lets_go(tmp_path: Path) -> None:

@@ -138,7 +138,7 @@ def _limits(settings: Settings, engine_app: Flexearn) -> tuple[RateLimiter, Repl
     database, which every process shares."""
     in_database = DatabaseReplayMemory(
         lambda signature, sent, now, ttl: replays.Claim(engine_app.engine, signature, sent, now, now + ttl),
-        lambda now_ms: replays.prune(engine_app.uow(), now_ms),
+        lambda now_ms, pause_s: replays.prune(engine_app.uow(), now_ms, pause_s=pause_s),
     )
     if not settings.redis_url:
         return RateLimiter(), in_database

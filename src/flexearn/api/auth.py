@@ -9,6 +9,7 @@ timestamp format and maps the `AuthFailure` raised here to its exchange's code.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import heapq
@@ -23,7 +24,6 @@ from enum import Enum
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from flexearn.adapters import db
 from flexearn.adapters.clock import REAL, ClockState, wall_ms
 from flexearn.adapters.redis_store import SharedStore
 from flexearn.adapters.secrets import verify_passphrase
@@ -349,10 +349,16 @@ class DatabaseReplayMemory(ReplayMemory):
     the database; expired ones are deleted every `PRUNE_MS`."""
 
     PRUNE_MS = 10_000
+    # In its own thread, the prune pauses this long between its transactions: the writers it
+    # kept waiting (the event loop's claims and trades, woken when it lets go of SQLite's write
+    # lock) go in before it takes the lock again (bench/README.md, "Thirteenth request pass").
+    PRUNE_PAUSE_S = 0.002
 
-    def __init__(self, claim: Callable[[str, int, int, int], Claim], prune: Callable[[int], object]) -> None:
-        """`claim(signature, sent_ms, now_ms, ttl_ms)` makes a signature's claim; `prune(now_ms)`
-        forgets the expired ones."""
+    def __init__(
+        self, claim: Callable[[str, int, int, int], Claim], prune: Callable[[int, float], object]
+    ) -> None:
+        """`claim(signature, sent_ms, now_ms, ttl_ms)` makes a signature's claim;
+        `prune(now_ms, pause_s)` forgets the expired ones, pausing between its transactions."""
         super().__init__()
         self._claim, self._prune = claim, prune
         self._pruned_at = 0
@@ -378,18 +384,19 @@ class DatabaseReplayMemory(ReplayMemory):
     def _prune_now_and_then(self, now_ms: int) -> None:
         if now_ms - self._pruned_at > self.PRUNE_MS:
             self._pruned_at = now_ms
-            if not db.inlined():
-                self._prune(now_ms)
+            if not _on_event_loop():  # a database slot's thread: here, as its request's own work
+                self._prune(now_ms, 0.0)
                 return
-            # On the event loop (`db.inline`), where the DELETE would wait for SQLite's write lock:
-            # in a thread of its own; the request does not wait for it.
+            # On an event loop's thread, where its DELETEs would hold up every request of the
+            # loop (they wait for round trips, or for SQLite's write lock): in a thread of its
+            # own; the request does not wait for it.
             pruning = threading.Thread(target=self._prune_quietly, args=(now_ms,), name="flexearn-prune")
             pruning.daemon = True
             pruning.start()
 
     def _prune_quietly(self, now_ms: int) -> None:
         try:
-            self._prune(now_ms)
+            self._prune(now_ms, self.PRUNE_PAUSE_S)
         except Exception:  # the next prune, 10 s on, tries again
             log.warning("pruning the replay window failed", exc_info=True)
 
@@ -434,6 +441,14 @@ class SharedReplayMemory(ReplayMemory):
         if not self.store.claim_all(live):
             with self._unshared_lock:  # away again: try once more when it answers
                 self._unshared.update(backlog)
+
+
+def _on_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _signed_targets(target: bytes) -> list[bytes]:

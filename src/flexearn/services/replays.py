@@ -4,6 +4,7 @@ that any of them accepted (api/auth.py `DatabaseReplayMemory`)."""
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -92,11 +93,11 @@ def firsts(claims: Sequence[Claim]) -> list[bool]:
 PRUNE_BATCH = 1_000  # signatures forgotten a transaction (see `prune`)
 
 
-def prune(uow: UnitOfWork, now_ms: int) -> int:
+def prune(uow: UnitOfWork, now_ms: int, *, pause_s: float = 0.0) -> int:
     """Forget the signatures that can no longer verify, `PRUNE_BATCH` a transaction: between
-    batches the write lock is let go, so the claims of the requests arriving meanwhile wait for
-    one batch at most (ten seconds of them at 3,000 a second, ~30,000 rows, were one DELETE that
-    every request in flight waited for); how many."""
+    batches the write lock is let go, and for `pause_s` not taken again, so the claims of the
+    requests arriving meanwhile wait for one batch at most (ten seconds of them at 3,000 a second,
+    ~30,000 rows, were one DELETE that every request in flight waited for); how many."""
     s = t.seen_signature
     expired = sa.select(s.c.digest).where(s.c.expires_at < now_ms).limit(PRUNE_BATCH)
     batch = sa.delete(s).where(s.c.digest.in_(expired))
@@ -108,3 +109,4 @@ def prune(uow: UnitOfWork, now_ms: int) -> int:
         removed += done
         if done < PRUNE_BATCH:
             return removed
+        time.sleep(pause_s)
