@@ -2,6 +2,7 @@
 
     python bench/http_bench.py [--db sqlite,postgresql] [--workers 1,2] [--rounds 3] [--duration 10]
                          [--connections 16] [--size 10000] [--sustained 300] [--json out.json]
+                         [--sustained-endpoint balance]
 
 Needs `wrk` (Debian: `apt-get install wrk`) as the load generator: one C thread drives 16
 keep-alive connections far faster than any server here answers, so the server is what is measured.
@@ -27,8 +28,9 @@ same database, in one thread: lock the funding row, two updates, a journal inser
 after every endpoint's rounds: its bare transactions (tens of thousands on SQLite) grow the file,
 which slowed whatever endpoint was measured after it (a signed balance read ~0.6–0.75×).
 
-`--sustained S` then runs signed balance reads for S seconds as back-to-back 20 s segments (each
-signed afresh) and compares the first minute with the last.
+`--sustained S` then runs signed balance reads (or `--sustained-endpoint`'s requests) for S
+seconds as back-to-back 20 s segments (each signed afresh) and compares the first minute with
+the last; each segment's p99 is listed too.
 
 The script runs against an older checkout with `PYTHONPATH=that/src` (and that checkout's
 `flexearn` on PATH as FLEXEARN_BIN), which is how the README's before/after figures were taken.
@@ -568,7 +570,8 @@ def sustained(servers: Servers) -> dict[str, Any]:
     segments: list[dict[str, Any]] = []
     requests = servers.work / "requests-sustained"
     for _ in range(max(1, round(args.sustained / SEGMENT_S))):
-        write_requests(requests, "balance", servers.keys, SEGMENT_S * SIGNED_HEADROOM, args.threads)
+        count = SEGMENT_S * SIGNED_HEADROOM
+        write_requests(requests, args.sustained_endpoint, servers.keys, count, args.threads)
         run = wrk(servers.flexearn_url, requests, servers.script, SEGMENT_S, args.connections, args.threads)
         segments.append(run)
     per_minute = 60 // SEGMENT_S
@@ -577,7 +580,7 @@ def sustained(servers: Servers) -> dict[str, Any]:
     return {
         "db": servers.db,
         "workers": servers.workers,
-        "endpoint": "balance, sustained",
+        "endpoint": f"{args.sustained_endpoint}, sustained",
         "seconds": SEGMENT_S * len(segments),
         "first_minute_rps": round(first),
         "last_minute_rps": round(last),
@@ -585,6 +588,7 @@ def sustained(servers: Servers) -> dict[str, Any]:
         "segments": [round(s["rps"]) for s in segments],
         "errors": sum(s["errors"] for s in segments),
         "p99_ms_last": segments[-1]["p99_ms"],
+        "p99_ms_segments": [s["p99_ms"] for s in segments],
     }
 
 
@@ -617,7 +621,10 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1, help="wrk threads (each takes a core)")
     parser.add_argument("--size", type=int, default=10_000)
-    parser.add_argument("--sustained", type=float, default=0.0, help="seconds of sustained signed reads")
+    parser.add_argument("--sustained", type=float, default=0.0, help="seconds of sustained signed requests")
+    parser.add_argument(
+        "--sustained-endpoint", default="balance", choices=ENDPOINTS, help="what the sustained run asks"
+    )
     parser.add_argument("--json", help="write every row to this file")
     parser.add_argument(
         "--profile", help="py-spy the first flexearn round of each endpoint into this directory"

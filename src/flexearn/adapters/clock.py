@@ -137,7 +137,8 @@ class ClockCache:
     when older than `max_age` seconds. `now()` never touches the database (it runs on the event
     loop, e.g. for an envelope's time); `refresh()` does, so it runs where queries may (in a
     database slot). After an operator moves the clock, answers may use the old row for up to
-    `max_age` seconds; the time endpoints read the row itself."""
+    `max_age` seconds — twice that while a refresh is under way (`api/facade.Facade.clock_kept`);
+    the time endpoints read the row itself."""
 
     def __init__(self, engine: sa.Engine, max_age: float = CLOCK_MAX_AGE_S) -> None:
         self._engine, self._max_age = engine, max_age
@@ -153,9 +154,17 @@ class ClockCache:
     def state(self) -> ClockState:
         return self._state
 
+    @property
+    def max_age(self) -> float:
+        return self._max_age
+
+    def within(self, seconds: float) -> bool:
+        """Whether the row was read within `seconds`."""
+        return time.monotonic() - self._read_at < seconds
+
     def fresh(self) -> bool:
         """Whether `refresh()` would not query (the row read within `max_age`)."""
-        return time.monotonic() - self._read_at < self._max_age
+        return self.within(self._max_age)
 
     def now(self) -> int:
         return self._state.now(wall_ms())

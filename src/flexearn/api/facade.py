@@ -23,7 +23,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from flexearn.adapters import db, loop_postgres
-from flexearn.adapters.clock import ClockCache, floor_hour, wall_ms
+from flexearn.adapters.clock import ClockCache, ClockState, floor_hour, wall_ms
 from flexearn.api import claims
 from flexearn.api.admission import Admission
 from flexearn.api.answers import PublicAnswers
@@ -173,6 +173,7 @@ class Facade:
         self.limiter, self.verifier, self.admission = limiter, verifier, admission
         # business time for the answers (and a simulated clock's signing band), read in a slot
         self.clock = clock or ClockCache(app.engine)
+        self._clock_refresh: asyncio.Task[ClockState] | None = None  # `clock_kept`'s, under way
         self.limit_scale = limit_scale  # FLEXEARN_RATE_LIMIT_SCALE: benchmarks only
 
     def routes(self) -> list[Route]:
@@ -204,7 +205,7 @@ class Facade:
             if not await self.limiter.allow(FAILURES_BUCKET, who, limit, FAILURE_WINDOW_S, record=False):
                 raise WireError(self.dialect.too_many.code, TOO_MANY_FAILURES, self.dialect.too_many.status)
         try:
-            if self.clock.fresh() and self.verifier.ready(signed.api_key, signed.passphrase):
+            if self.clock_kept() and self.verifier.ready(signed.api_key, signed.passphrase):
                 caller, until = self.verifier.check(signed, wall_ms(), permission, self.dialect.name)
             else:
                 caller, until = await self.admission.run(deadline, self._check, signed, permission)
@@ -220,6 +221,30 @@ class Facade:
         if replay is None:
             return None
         return self.verifier.claim_replay(replay.once, wall_ms(), replay.until_ms, sent_ms=replay.sent_ms)
+
+    def clock_kept(self) -> bool:
+        """Whether the business clock kept in memory may answer a request on the event loop: read
+        within its `max_age`; or, once older, while a refresh is under way in a database slot (one
+        at a time, started here) and for at most `max_age` more. Else (the row never read, or no
+        refresh done in time: the database is slow or away) the request goes to a slot, which
+        reads it. Each second the first request to find the row old went to a slot, and those
+        arriving before it was read again followed it: a trade there took SQLite's write lock
+        from under the event loop's trades, which waited for it (bench/README.md, "Thirteenth
+        request pass")."""
+        clock = self.clock
+        if clock.fresh():
+            return True
+        if self._clock_refresh is None:
+            refresh = asyncio.ensure_future(self.admission.run(self.admission.budget(), clock.refresh))
+            refresh.add_done_callback(self._clock_refreshed)
+            self._clock_refresh = refresh
+        return clock.within(2 * clock.max_age)
+
+    def _clock_refreshed(self, refresh: asyncio.Task[ClockState]) -> None:
+        self._clock_refresh = None
+        failed = None if refresh.cancelled() else refresh.exception()
+        if failed is not None:  # the next request past `max_age` starts another
+            log.debug("reading the business clock failed: %s: %s", type(failed).__name__, failed)
 
     async def _claimed(self, deadline: db.Deadline, replay: Replay) -> None:
         """Claim a signature after its request's handler ran on the event loop (`_Endpoint._inline`):
@@ -345,14 +370,14 @@ class _Endpoint:
         """The handler's result: on the event loop if it can be had there (`_inline`), else from a
         database slot (`Facade._handle`)."""
         facade = self.facade
-        if self.inline and facade.clock.fresh():
+        if self.inline and facade.clock_kept():
             if self.writes:
                 return await self._inline_write(deadline, caller, params, replay)
             try:
                 return await self._inline(deadline, caller, params, replay)
             except db.NotInline:  # this handler opens a unit of work: to a slot, now and from now on
                 self.inline = False
-        if self.awaits and facade.clock.fresh():
+        if self.awaits and facade.clock_kept():
             return await self._awaited(deadline, caller, params, replay)
         return await facade.admission.run(deadline, facade._handle, self.spec.handler, caller, params, replay)
 
