@@ -6,8 +6,7 @@ than twice that sends them to slots."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -30,17 +29,9 @@ BALANCE = "/api/v5/finance/savings/balance"
 MAX_AGE_S = 0.3
 
 
-@pytest.fixture
-def on_sqlite(tmp_path: Path) -> Iterator[Flexearn]:
-    instance = Flexearn(f"sqlite:///{tmp_path / 'clock.db'}")
-    yield instance
-    instance.close()
-
-
 def test_an_old_clock_is_read_again_in_one_slot_while_the_loop_answers(
-    on_sqlite: Flexearn, monkeypatch: pytest.MonkeyPatch
+    app: Flexearn, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    app = on_sqlite
     master = generate_master_key()
     key = keys.create_key(app.uow(), SecretBox(master), saver(app, D(5)), "read")
     clocks: list[clock.ClockCache] = []
