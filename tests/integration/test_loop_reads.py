@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
@@ -273,3 +274,54 @@ def test_a_statement_that_fails_is_its_requests_alone_the_others_are_sent_again(
         assert found[i] == [[(i,)], [(replays.digest(f"read {i}", NOW_MS),)]]  # read once, claimed once
     assert _claims(app) - claims == 4  # the four claims, each committed once
     assert len(pids) == 1  # the connection, rolled back after each failure, kept
+
+
+def test_two_processes_turns_claiming_the_same_signatures_do_not_deadlock(on_postgres: Flexearn) -> None:
+    """Two API processes' turns claim the same two signatures, listed in opposite orders. A third
+    transaction holds both rows until both turns wait for it, then lets go: each turn takes the
+    rows' locks in one order of the writes' own (`loop_postgres._order`), so one waits for the
+    other, which wins both; the other finds them claimed. In the calls' order each would take one
+    row and wait for the other's: PostgreSQL would fail one of them as a deadlock after a second."""
+    app = on_postgres
+    claims = [replays.Claim(app.engine, f"replayed {name}", NOW_MS, NOW_MS, NOW_MS + 60_000) for name in "ab"]
+    statements = [(*claim.statement(), False) for claim in claims]
+
+    def turn(order: list[db.Statement]) -> list[list[Any]]:
+        async def scenario() -> list[list[Any]]:
+            until = time.monotonic() + 20
+            connections = loop_postgres._connections(app.engine)
+            try:
+                return await connections.in_turn(until, db.Deadline(until), order, [])
+            finally:
+                await loop_postgres.close()
+
+        return asyncio.run(scenario())
+
+    def waiting() -> int:
+        with app.engine.connect() as conn:
+            return int(
+                conn.execute(
+                    sa.text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                        " AND query LIKE '%INSERT INTO seen_signature%'"
+                    )
+                ).scalar_one()
+            )
+
+    holder = app.engine.connect()
+    holder.begin()
+    rows = [{"digest": params["digest"], "expires_at": 2**62} for _, params, _ in statements]
+    holder.execute(sa.insert(t.seen_signature), rows)
+    with ThreadPoolExecutor(2) as pool:
+        turns = [pool.submit(turn, statements), pool.submit(turn, statements[::-1])]
+        deadline = time.monotonic() + 10
+        while waiting() < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        holder.rollback()
+        holder.close()
+        found = [future.result(timeout=20) for future in turns]
+    first, second = found[0], found[1][::-1]  # each as [claim a, claim b]
+    assert sorted([first, second], key=lambda rows: not rows[0]) == [
+        [[(claims[0]._params()["digest"],)], [(claims[1]._params()["digest"],)]],  # won both
+        [[], []],  # found both claimed
+    ]

@@ -162,6 +162,13 @@ class _Connections:
             await _close(connection)
 
 
+def _order(statement: db.Statement) -> tuple[str, str]:
+    """Where a write goes among a turn's (`_Batch`): by its text, then its parameters (by name, so a
+    claim by its key), the same in every process."""
+    sql, params, _ = statement
+    return sql, repr(sorted(params.items()))
+
+
 class _Call:
     """One `in_turn` of a batch: its reads and its writes (in that order), its deadline, its answer."""
 
@@ -189,6 +196,12 @@ class _Batch:
     writes of all of them — the signatures' claims — in one transaction: one COMMIT and one WAL
     flush for the turn, one round trip for all. Two claims of one signature in a turn: the second
     finds the first's row, as it would after its COMMIT.
+
+    The writes go in an order of their own (`_order`), not the calls': two processes' turns that
+    claim the same signatures both take their rows' locks in that order, so one waits for the
+    other; in the calls' order, one turn could hold the lock of a signature the other waits for,
+    and wait for one the other holds — a deadlock, which PostgreSQL ends after a second by failing
+    one of them.
 
     A statement that fails ends the query there (PostgreSQL runs nothing after it, and the writes
     had not committed): its call gets the error, and the other calls are sent again, without it.
@@ -221,17 +234,23 @@ class _Batch:
                 parts.append(cursor.mogrify(script, values))
                 places[i] += [len(owners) + p for p in positions]
                 owners += [i] * count
-        writes = [(i, statement) for i, call in enumerate(calls) for statement in call.writes]
+        writes = sorted(  # (call, its write's index, the write)
+            ((i, j, statement) for i, call in enumerate(calls) for j, statement in enumerate(call.writes)),
+            key=lambda write: _order(write[2]),
+        )
         if writes:
-            ms = min(calls[i].deadline.remaining_ms() for i, _ in writes)
+            ms = min(calls[i].deadline.remaining_ms() for i, _, _ in writes)
             script, values, positions, count = db.postgres_script(
-                ms, [statement for _, statement in writes], together=True
+                ms, [statement for _, _, statement in writes], together=True
             )
             parts.append(cursor.mogrify(script, values))
             shared: list[int | None] = [None] * count
-            for (i, _), p in zip(writes, positions, strict=True):
-                places[i].append(len(owners) + p)
+            at: dict[tuple[int, int], int] = {}
+            for (i, j, _), p in zip(writes, positions, strict=True):
+                at[i, j] = len(owners) + p
                 shared[p] = i
+            for i, call in enumerate(calls):  # each call's results in its own statements' order
+                places[i] += [at[i, j] for j in range(len(call.writes))]
             owners += shared
         return "; ".join(parts), owners, places
 
