@@ -325,3 +325,46 @@ def test_two_processes_turns_claiming_the_same_signatures_do_not_deadlock(on_pos
         [[(claims[0]._params()["digest"],)], [(claims[1]._params()["digest"],)]],  # won both
         [[], []],  # found both claimed
     ]
+
+
+def test_a_worker_that_stops_closes_its_loops_connections(on_postgres: Flexearn) -> None:
+    """At the ASGI lifespan's shutdown (a granian worker stopping) the loop's idle connections are
+    closed by the worker: their backends end then, not when the process is gone."""
+    app = on_postgres
+    served, key = _served(app)
+
+    def alive(pids: list[int]) -> int:
+        with app.engine.connect() as conn:
+            found = conn.execute(
+                sa.text("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(:pids)"), {"pids": pids}
+            )
+            return int(found.scalar_one())
+
+    async def scenario() -> tuple[httpx.Response, list[int], int, list[str], int]:
+        events: asyncio.Queue[dict[str, str]] = asyncio.Queue()
+        said: list[str] = []
+
+        async def send(message: dict[str, Any]) -> None:
+            said.append(message["type"])
+
+        await events.put({"type": "lifespan.startup"})
+        scope = {"type": "lifespan", "asgi": {"version": "3.0"}}
+        life = asyncio.ensure_future(served(scope, events.get, send))
+        transport = httpx.ASGITransport(app=served)
+        async with httpx.AsyncClient(transport=transport, base_url="http://flexearn") as client:
+            read = await client.get(BALANCE, headers=signed_headers(key, "GET", BALANCE))
+        pids = _loop_pids()
+        before = alive(pids)
+        await events.put({"type": "lifespan.shutdown"})
+        await life
+        until = time.monotonic() + 5
+        while alive(pids) and time.monotonic() < until:  # a backend ends just after its client left
+            await asyncio.sleep(0.02)
+        return read, pids, before, said, alive(pids)
+
+    read, pids, before, said, after = asyncio.run(scenario())
+    assert read.json()["code"] == "0"
+    assert len(pids) == 1
+    assert before == 1
+    assert said == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    assert after == 0

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Router
 
-from flexearn.adapters import db
+from flexearn.adapters import db, loop_postgres
 from flexearn.adapters.clock import ClockCache
 from flexearn.adapters.redis_store import SharedStore
 from flexearn.adapters.secrets import SecretBox
@@ -91,7 +92,16 @@ def create_app(settings: Settings, flexearn: Flexearn | None = None, *, demo: bo
     routes += dashboard_routes(engine_app, admin_tokens, admission, limiter)
     routes += ops_routes(engine_app.engine, admission, engine_app.figures)
     routes.append(Mount("/admin/v1", admin_app(engine_app, box, admin_tokens)))
-    app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found})
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        yield
+        # A worker that stops ends its connections itself, rather than leave them to drop with
+        # its process: its event loop's own (PostgreSQL's reads), and its engine's if it made one.
+        await loop_postgres.close()
+        if flexearn is None:
+            engine_app.close()
+
+    app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found}, lifespan=lifespan)
     # No 307 to the path without its trailing slash, in any router (the admin API is an app of its
     # own): it has no envelope, and Starlette builds its Location from the client's Host header
     # (an open redirect). Such a path is not found.
