@@ -317,9 +317,11 @@ def test_two_processes_turns_claiming_the_same_signatures_do_not_deadlock(on_pos
         deadline = time.monotonic() + 10
         while waiting() < 2 and time.monotonic() < deadline:
             time.sleep(0.02)
+        both_waited = waiting() == 2
         holder.rollback()
         holder.close()
         found = [future.result(timeout=20) for future in turns]
+    assert both_waited  # the case the test is about: both turns at their first row's lock
     first, second = found[0], found[1][::-1]  # each as [claim a, claim b]
     assert sorted([first, second], key=lambda rows: not rows[0]) == [
         [[(claims[0]._params()["digest"],)], [(claims[1]._params()["digest"],)]],  # won both
