@@ -324,7 +324,7 @@ def test_two_processes_turns_claiming_the_same_signatures_do_not_deadlock(on_pos
     assert both_waited  # the case the test is about: both turns at their first row's lock
     first, second = found[0], found[1][::-1]  # each as [claim a, claim b]
     assert sorted([first, second], key=lambda rows: not rows[0]) == [
-        [[(claims[0]._params()["digest"],)], [(claims[1]._params()["digest"],)]],  # won both
+        [[(replays.digest("replayed a", NOW_MS),)], [(replays.digest("replayed b", NOW_MS),)]],  # won both
         [[], []],  # found both claimed
     ]
 

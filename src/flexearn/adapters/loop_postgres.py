@@ -336,6 +336,7 @@ def _connections(engine: sa.Engine) -> _Connections:
 
 
 async def close() -> None:
-    """Close the running loop's idle connections (a test's; a server's go with its process)."""
+    """Close the running loop's idle connections (a test's, or a worker's at its ASGI lifespan's
+    shutdown: `api/app.create_app`)."""
     for connections in _LOOPS.pop(asyncio.get_running_loop(), {}).values():
         await connections.close()
