@@ -106,7 +106,7 @@ class UnitOfWork:
                 raise
             # The connection died with the error already on its way out: that error is the news.
         finally:
-            self._conn.close()
+            db.release(self.engine, self._conn)
             self._conn = None
 
     @property
