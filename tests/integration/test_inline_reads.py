@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import sqlite3
 import threading
 import time
@@ -20,6 +21,7 @@ import sqlalchemy as sa
 from flexearn.adapters import db
 from flexearn.adapters import tables as t
 from flexearn.adapters.secrets import SecretBox, generate_master_key
+from flexearn.api import claims
 from flexearn.api.auth import DatabaseReplayMemory
 from flexearn.bootstrap import Flexearn
 from flexearn.domain.money import D
@@ -137,8 +139,8 @@ def test_inline_reads_and_claims_never_switch_a_connections_query_only(on_sqlite
 
 @pytest.mark.parametrize("inline", [True, False], ids=["inline", "awaited"])
 def test_on_the_loop_the_replay_window_is_pruned_in_a_thread_of_its_own(app: Flexearn, inline: bool) -> None:
-    """On an event loop's thread the prune goes to a thread of its own: under `db.inline` (SQLite's
-    reads) and outside it (a trade on SQLite, a read on PostgreSQL: their signatures are claimed
+    """Without a prune of the loop's own (PostgreSQL's awaited reads), on an event loop's thread the
+    prune goes to a thread of its own: under `db.inline` and outside it (the signatures are claimed
     before the handler, on the loop, where the prune's DELETEs held up every request of the loop).
     Off the loop (a database slot) it runs where it is asked; only the thread of its own pauses
     between its transactions (for the loop's writers)."""
@@ -146,7 +148,7 @@ def test_on_the_loop_the_replay_window_is_pruned_in_a_thread_of_its_own(app: Fle
 
     def prune(now_ms: int, pause_s: float) -> None:
         pruned_in.append((threading.current_thread().name, pause_s))
-        replays.prune(app.uow(), now_ms, pause_s=pause_s)
+        replays.prune(app.engine, now_ms, pause_s=pause_s)
 
     memory = DatabaseReplayMemory(
         lambda s, sent, now, ttl: replays.Claim(app.engine, s, sent, now, now + ttl), prune
@@ -168,6 +170,63 @@ def test_on_the_loop_the_replay_window_is_pruned_in_a_thread_of_its_own(app: Fle
     later = now + DatabaseReplayMemory.PRUNE_MS + 1
     memory.deferred("sig-b", later, 60_000, sent_ms=later)  # off the loop: here
     assert pruned_in[1:] == [(threading.current_thread().name, 0.0)]
+
+
+def test_on_a_sqlite_file_the_loop_prunes_between_its_turns_and_waits_for_another_writer(
+    on_sqlite: Flexearn,
+) -> None:
+    """With a SQLite file the loop prunes the window itself (`api/claims.prune`), on its own writer:
+    the request that starts it does not wait for it, one batch runs between two turns of the loop,
+    and while another process's writer holds SQLite's write lock nothing is tried in a thread
+    (where the prune held the lock while it waited for the GIL the loop held), only retried once
+    the lock is let go."""
+    app = on_sqlite
+    s = t.seen_signature
+    start = int(time.time() * 1000)
+    expired, later_expired, live = 2 * claims.PRUNE_BATCH + 7, 5, 3
+    with app.engine.begin() as conn:
+        conn.execute(sa.insert(s), [{"digest": f"old-{i:05d}", "expires_at": 1_000} for i in range(expired)])
+        conn.execute(sa.insert(s), [{"digest": f"mid-{i}", "expires_at": start + 5_000} for i in range(5)])
+        conn.execute(sa.insert(s), [{"digest": f"live-{i}", "expires_at": 10**15} for i in range(live)])
+    memory = DatabaseReplayMemory(
+        lambda sig, sent, now, ttl: replays.Claim(app.engine, sig, sent, now, now + ttl),
+        lambda now_ms, pause_s: pytest.fail("pruned in a thread"),
+        functools.partial(claims.prune, app.engine),
+    )
+    other = sqlite3.connect(str(app.engine.url.database), isolation_level=None)
+    left: list[int] = []
+
+    def count() -> int:
+        return int(other.execute("SELECT count(*) FROM seen_signature").fetchone()[0])
+
+    async def on_the_loop() -> None:
+        with db.inline():
+            assert memory.deferred("sig-a", start, 60_000, sent_ms=start)[0]
+        left.append(count())  # the request went on: nothing deleted yet
+        for _ in range(3):
+            await asyncio.sleep(0)  # one turn of the loop: one batch
+            left.append(count())
+        other.execute("BEGIN IMMEDIATE")  # another process's writer takes the lock
+        later = start + DatabaseReplayMemory.PRUNE_MS + 1
+        with db.inline():
+            assert memory.deferred("sig-b", later, 60_000, sent_ms=later)[0]
+        await asyncio.sleep(0.05)
+        left.append(count())
+        other.execute("COMMIT")
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if count() == live:
+                break
+        left.append(count())
+
+    threads = threading.active_count()
+    asyncio.run(on_the_loop())
+    assert threading.active_count() == threads
+    rest = later_expired + live
+    assert left == [expired + rest, expired + rest - claims.PRUNE_BATCH, rest + 7, rest, rest, live]
+    digests = {digest for (digest,) in other.execute("SELECT digest FROM seen_signature")}
+    assert digests == {f"live-{i}" for i in range(live)}
+    other.close()
 
 
 def test_a_signed_read_behind_another_processs_writer_is_answered_when_it_lets_go(tmp_path: Path) -> None:

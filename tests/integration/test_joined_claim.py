@@ -152,8 +152,8 @@ def test_the_window_is_pruned_a_batch_a_transaction_and_keeps_what_can_still_ver
     rows += [{"digest": f"live-{i}", "expires_at": 9_000} for i in range(7)]
     with app.engine.begin() as conn:
         conn.execute(sa.insert(s), rows)
-    assert replays.prune(app.uow(), now_ms=5_000) == expired
+    assert replays.prune(app.engine, now_ms=5_000) == expired
     with app.engine.connect() as conn:
         left = set(conn.execute(sa.select(s.c.digest)).scalars())
     assert left == {f"live-{i}" for i in range(7)}
-    assert replays.prune(app.uow(), now_ms=5_000) == 0
+    assert replays.prune(app.engine, now_ms=5_000) == 0

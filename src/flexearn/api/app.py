@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import gc
 from collections.abc import AsyncIterator, Iterator
+from functools import partial
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -15,6 +16,7 @@ from flexearn.adapters import db, loop_postgres
 from flexearn.adapters.clock import ClockCache
 from flexearn.adapters.redis_store import SharedStore
 from flexearn.adapters.secrets import SecretBox
+from flexearn.api import claims
 from flexearn.api.admin.auth import parse_tokens
 from flexearn.api.admin.server import admin_app, admin_not_found
 from flexearn.api.admission import Admission
@@ -148,7 +150,8 @@ def _limits(settings: Settings, engine_app: Flexearn) -> tuple[RateLimiter, Repl
     database, which every process shares."""
     in_database = DatabaseReplayMemory(
         lambda signature, sent, now, ttl: replays.Claim(engine_app.engine, signature, sent, now, now + ttl),
-        lambda now_ms, pause_s: replays.prune(engine_app.uow(), now_ms, pause_s=pause_s),
+        lambda now_ms, pause_s: replays.prune(engine_app.engine, now_ms, pause_s=pause_s),
+        partial(claims.prune, engine_app.engine) if db.inline_capable(engine_app.engine) else None,
     )
     if not settings.redis_url:
         return RateLimiter(), in_database

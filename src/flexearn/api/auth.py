@@ -355,12 +355,16 @@ class DatabaseReplayMemory(ReplayMemory):
     PRUNE_PAUSE_S = 0.002
 
     def __init__(
-        self, claim: Callable[[str, int, int, int], Claim], prune: Callable[[int, float], object]
+        self,
+        claim: Callable[[str, int, int, int], Claim],
+        prune: Callable[[int, float], object],
+        loop_prune: Callable[[int], object] | None = None,
     ) -> None:
         """`claim(signature, sent_ms, now_ms, ttl_ms)` makes a signature's claim;
-        `prune(now_ms, pause_s)` forgets the expired ones, pausing between its transactions."""
+        `prune(now_ms, pause_s)` forgets the expired ones, pausing between its transactions;
+        `loop_prune(now_ms)`, if given, does it on the running event loop (`api/claims.prune`)."""
         super().__init__()
-        self._claim, self._prune = claim, prune
+        self._claim, self._prune, self._loop_prune = claim, prune, loop_prune
         self._pruned_at = 0
 
     def first_use(self, signature: str, now_ms: int, ttl_ms: int, *, sent_ms: int) -> bool:
@@ -387,9 +391,12 @@ class DatabaseReplayMemory(ReplayMemory):
             if not _on_event_loop():  # a database slot's thread: here, as its request's own work
                 self._prune(now_ms, 0.0)
                 return
+            if self._loop_prune is not None:  # a SQLite file: on the loop, between its turns
+                self._loop_prune(now_ms)
+                return
             # On an event loop's thread, where its DELETEs would hold up every request of the
-            # loop (they wait for round trips, or for SQLite's write lock): in a thread of its
-            # own; the request does not wait for it.
+            # loop (they wait for round trips): in a thread of its own; the request does not
+            # wait for it.
             pruning = threading.Thread(target=self._prune_quietly, args=(now_ms,), name="flexearn-prune")
             pruning.daemon = True
             pruning.start()

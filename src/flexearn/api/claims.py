@@ -13,11 +13,16 @@ When the loop's writer cannot take SQLite's write lock at once nothing was claim
 waits on the loop for the writer holding it (`db.writable`: a slot of this process, or another
 process) and is made then, with the claims that came meanwhile, as long as each request's deadline
 allows.
+
+The rows of the signatures that can no longer verify are deleted there too (`prune`), a few
+hundred between two turns of the loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import logging
 import time
 
 import sqlalchemy as sa
@@ -29,6 +34,12 @@ from flexearn.services import replays
 _Held = list[tuple[replays.Claim, asyncio.Future[bool | None]]]
 _HELD: dict[tuple[asyncio.AbstractEventLoop, sa.Engine], _Held] = {}
 _TRIES: dict[tuple[asyncio.AbstractEventLoop, sa.Engine], int] = {}  # writer busy, in a row
+_PRUNING: set[tuple[asyncio.AbstractEventLoop, sa.Engine]] = set()  # a prune under way
+
+# Expired signatures forgotten between two turns of the loop (`prune`): ~1 ms of SQLite's work.
+PRUNE_BATCH = 500
+
+log = logging.getLogger("flexearn.api")
 
 
 async def first(claim: replays.Claim, deadline: db.Deadline) -> bool | None:
@@ -81,3 +92,35 @@ def _make(key: tuple[asyncio.AbstractEventLoop, sa.Engine]) -> None:
     for (_, waiting), was_first in zip(held, outcome, strict=True):
         if not waiting.done():  # its request was cancelled meanwhile: its signature is used all the same
             waiting.set_result(was_first)
+
+
+def prune(engine: sa.Engine, now_ms: int) -> None:
+    """Forget the signatures that expired before `now_ms` on the running loop's own SQLite writer,
+    `PRUNE_BATCH` a transaction, each batch after the callbacks ready before it (the requests of
+    that turn), never waiting for the write lock: when another writer holds it, after it lets go.
+    A prune already under way on this loop is left to finish. Done in a thread of its own, the
+    prune held SQLite's write lock while it waited for the GIL the loop held — every trade and
+    claim waited behind it (a sustained run's p99 200-800 ms; bench/README.md, "Sixteenth pass")."""
+    loop = asyncio.get_running_loop()
+    key = (loop, engine)
+    if key not in _PRUNING:
+        _PRUNING.add(key)
+        loop.call_soon(_prune_batch, key, now_ms, 0, context=contextvars.Context())  # not the request's
+
+
+def _prune_batch(key: tuple[asyncio.AbstractEventLoop, sa.Engine], now_ms: int, tries: int) -> None:
+    loop, engine = key
+    try:
+        with db.inline():
+            done = replays.prune_batch(engine, now_ms, PRUNE_BATCH)
+    except db.WriterBusy as busy:
+        db.writable(engine, busy, tries).add_done_callback(lambda _: _prune_batch(key, now_ms, tries + 1))
+        return
+    except Exception:  # the next prune, `PRUNE_MS` on, tries again
+        _PRUNING.discard(key)
+        log.warning("pruning the replay window failed", exc_info=True)
+        return
+    if done < PRUNE_BATCH:
+        _PRUNING.discard(key)
+    else:
+        loop.call_soon(_prune_batch, key, now_ms, 0)
