@@ -229,6 +229,54 @@ def test_on_a_sqlite_file_the_loop_prunes_between_its_turns_and_waits_for_anothe
     other.close()
 
 
+def test_a_prune_asked_in_a_slot_goes_to_the_loop_that_serves_it_and_without_one_runs_there(
+    on_sqlite: Flexearn,
+) -> None:
+    """A slot's request may be the one to find the window due for its prune: on a SQLite file it
+    is handed to the event loop that last pruned (where its requests come from), not run in the
+    slot (which held SQLite's write lock while waiting for the GIL, as the thread of its own did).
+    With that loop closed, in the slot, as before."""
+    app = on_sqlite
+    start = int(time.time() * 1000)
+    later = start + DatabaseReplayMemory.PRUNE_MS + 1
+    with app.engine.begin() as conn:
+        conn.execute(sa.insert(t.seen_signature), [{"digest": "mid", "expires_at": start + 5_000}])
+    pruned_in: list[str] = []
+
+    def on_the_loop(now_ms: int) -> None:
+        pruned_in.append(f"loop {threading.current_thread().name}")
+        claims.prune(app.engine, now_ms)
+
+    def in_the_slot(now_ms: int, pause_s: float) -> None:
+        pruned_in.append(f"slot {threading.current_thread().name}")
+
+    memory = DatabaseReplayMemory(
+        lambda sig, sent, now, ttl: replays.Claim(app.engine, sig, sent, now, now + ttl),
+        in_the_slot,
+        on_the_loop,
+    )
+
+    def left() -> int:
+        with app.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(t.seen_signature)).scalar_one())
+
+    async def scenario() -> int:
+        with db.inline():
+            memory.deferred("sig-a", start, 60_000, sent_ms=start)  # on the loop
+        await asyncio.to_thread(memory.deferred, "sig-b", later, 60_000, sent_ms=later)  # in a slot
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if left() == 0:
+                break
+        return left()
+
+    loop_thread = threading.current_thread().name
+    assert asyncio.run(scenario()) == 0  # the row that expired between the two: pruned
+    assert pruned_in == [f"loop {loop_thread}", f"loop {loop_thread}"]
+    memory.deferred("sig-c", later + DatabaseReplayMemory.PRUNE_MS + 1, 60_000, sent_ms=later)  # no loop
+    assert pruned_in[2:] == [f"slot {loop_thread}"]
+
+
 def test_a_signed_read_behind_another_processs_writer_is_answered_when_it_lets_go(tmp_path: Path) -> None:
     path = str(tmp_path / "served.db")
     database_url = f"sqlite:///{path}"

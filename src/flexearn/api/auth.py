@@ -362,10 +362,12 @@ class DatabaseReplayMemory(ReplayMemory):
     ) -> None:
         """`claim(signature, sent_ms, now_ms, ttl_ms)` makes a signature's claim;
         `prune(now_ms, pause_s)` forgets the expired ones, pausing between its transactions;
-        `loop_prune(now_ms)`, if given, does it on the running event loop (`api/claims.prune`)."""
+        `loop_prune(now_ms)`, if given, does it on the running event loop (`api/claims.prune`):
+        asked in a database slot, on the loop that last ran it (the slot's requests come from it)."""
         super().__init__()
         self._claim, self._prune, self._loop_prune = claim, prune, loop_prune
         self._pruned_at = 0
+        self._loop: asyncio.AbstractEventLoop | None = None  # the last that ran `loop_prune`
 
     def first_use(self, signature: str, now_ms: int, ttl_ms: int, *, sent_ms: int) -> bool:
         return super().first_use(signature, now_ms, ttl_ms, sent_ms=sent_ms) and self.claim(
@@ -386,20 +388,29 @@ class DatabaseReplayMemory(ReplayMemory):
         return self._claim(signature, sent_ms, now_ms, ttl_ms).alone()
 
     def _prune_now_and_then(self, now_ms: int) -> None:
-        if now_ms - self._pruned_at > self.PRUNE_MS:
-            self._pruned_at = now_ms
-            if not _on_event_loop():  # a database slot's thread: here, as its request's own work
-                self._prune(now_ms, 0.0)
-                return
-            if self._loop_prune is not None:  # a SQLite file: on the loop, between its turns
+        if now_ms - self._pruned_at <= self.PRUNE_MS:
+            return
+        self._pruned_at = now_ms
+        loop = _running_loop()
+        if self._loop_prune is not None:  # a SQLite file: on the event loop, between its turns
+            if loop is not None:
+                self._loop = loop
                 self._loop_prune(now_ms)
                 return
-            # On an event loop's thread, where its DELETEs would hold up every request of the
-            # loop (they wait for round trips): in a thread of its own; the request does not
-            # wait for it.
-            pruning = threading.Thread(target=self._prune_quietly, args=(now_ms,), name="flexearn-prune")
-            pruning.daemon = True
-            pruning.start()
+            if self._loop is not None:  # from a slot: to the loop it serves
+                try:
+                    self._loop.call_soon_threadsafe(self._loop_prune, now_ms)
+                    return
+                except RuntimeError:  # that loop is closed: here
+                    self._loop = None
+        if loop is None:  # a database slot's thread (no loop known): here, as its request's own work
+            self._prune(now_ms, 0.0)
+            return
+        # On an event loop's thread, where its DELETEs would hold up every request of the loop
+        # (they wait for round trips): in a thread of its own; the request does not wait for it.
+        pruning = threading.Thread(target=self._prune_quietly, args=(now_ms,), name="flexearn-prune")
+        pruning.daemon = True
+        pruning.start()
 
     def _prune_quietly(self, now_ms: int) -> None:
         try:
@@ -450,12 +461,11 @@ class SharedReplayMemory(ReplayMemory):
                 self._unshared.update(backlog)
 
 
-def _on_event_loop() -> bool:
+def _running_loop() -> asyncio.AbstractEventLoop | None:
     try:
-        asyncio.get_running_loop()
+        return asyncio.get_running_loop()
     except RuntimeError:
-        return False
-    return True
+        return None
 
 
 def _signed_targets(target: bytes) -> list[bytes]:

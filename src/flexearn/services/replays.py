@@ -90,7 +90,7 @@ def firsts(claims: Sequence[Claim]) -> list[bool]:
 
 PRUNE_BATCH = 1_000  # signatures forgotten a transaction (see `prune`)
 
-# The oldest expired rows first (they lead the key's index), at most :limit of them; a row for each.
+# At most :limit expired rows, by the index on `expires_at`; a row back for each one deleted.
 _PRUNE = (
     "DELETE FROM seen_signature WHERE digest IN"
     " (SELECT digest FROM seen_signature WHERE expires_at < :now LIMIT :limit) RETURNING 1"
