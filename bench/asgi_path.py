@@ -2,7 +2,8 @@
 
     python bench/asgi_path.py [--db sqlite,postgresql]
                               [--endpoints balance,rate-history,purchase,purchase-rate,asset-balances]
-                              [--n 3000] [--rounds 3] [--before OLD/src] [--profile DIR]
+                              [--n 3000] [--rounds 3] [--concurrency 1] [--before OLD/src]
+                              [--profile DIR]
 
 `bench/http_bench.py` measures the path as a client sees it, against a raw app on the same server;
 on a shared machine its signed rows move by ±30 % between runs. This one measures only flexearn's
@@ -14,16 +15,19 @@ Each (database, endpoint, round) runs in a fresh process on a fresh database: on
 position and an API key; 200 requests to warm up, then `--n`. Signed requests are signed as OKX
 documents (HMAC-SHA256 over timestamp, method, path and body, base64) as it is sent (its signing,
 a few microseconds, is timed with it), each with its own millisecond, so none is refused as stale
-or as a replay; the table counts any answer other than 200. With `--before`, the same runs
-alternate with the code at that path (`PYTHONPATH`), and the table shows both medians and their
-ratio. With `--profile DIR`, each run is recorded by py-spy (`--gil`: the thread holding the GIL,
-1000 Hz, collapsed stacks, `DIR/<version>-<db>-<endpoint>-<round>.txt`; the profiler's own cost
-is in that run's figures).
+or as a replay; the table counts any answer other than 200. `--concurrency C` keeps C requests in
+flight (C tasks, each asking in turn), as a server's C connections would: what the event loop's
+batching (a turn's claims, PostgreSQL's reads of a turn) and its waits add or save. With
+`--before`, the same runs alternate with the code at that path (`PYTHONPATH`), and the table shows
+both medians and their ratio. With `--profile DIR`, each run is recorded by py-spy (`--gil`: the
+thread holding the GIL, 1000 Hz, collapsed stacks, `DIR/<version>-<db>-<endpoint>-<round>.txt`;
+the profiler's own cost is in that run's figures).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -54,8 +58,9 @@ ENDPOINTS = {  # name: (method, target, body, signed)
 WARM = 200
 
 
-def child(db: str, endpoint: str, n: int) -> dict[str, float]:
-    """One measurement, in this (fresh) process; `db` is a database URL."""
+def child(db: str, endpoint: str, n: int, concurrency: int = 1) -> dict[str, float]:
+    """One measurement, in this (fresh) process; `db` is a database URL. `concurrency` requests at
+    a time (as many tasks, each asking in turn), as a server's connections would."""
     import uvloop  # noqa: PLC0415  (the parent needs none of these)
 
     from flexearn.adapters.secrets import SecretBox, generate_master_key  # noqa: PLC0415
@@ -120,12 +125,14 @@ def child(db: str, endpoint: str, n: int) -> dict[str, float]:
         if message["type"] == "http.response.start":
             statuses.append(message["status"])
 
+    async def ask(count: int) -> None:
+        for _ in range(count):
+            await asgi(scope(), receive, send)
+
     async def run() -> tuple[float, float]:
-        for _ in range(WARM):
-            await asgi(scope(), receive, send)
+        await ask(WARM)
         wall, cpu = time.perf_counter(), time.process_time()
-        for _ in range(n):
-            await asgi(scope(), receive, send)
+        await asyncio.gather(*(ask(n // concurrency + (i < n % concurrency)) for i in range(concurrency)))
         return time.perf_counter() - wall, time.process_time() - cpu
 
     wall, cpu = uvloop.run(run())
@@ -181,14 +188,14 @@ def fresh_database(kind: str) -> tuple[str, Any]:
 
 
 def measure(
-    kind: str, endpoint: str, n: int, src: str | None, profile: str | None = None
+    kind: str, endpoint: str, n: int, src: str | None, profile: str | None = None, concurrency: int = 1
 ) -> dict[str, float]:
     """One run in a fresh process on a fresh database; recorded by py-spy into `profile` if given."""
     url, drop = fresh_database(kind)
     env = dict(os.environ)
     if src:
         env["PYTHONPATH"] = src
-    command = [sys.executable, __file__, "--child", url, endpoint, str(n)]
+    command = [sys.executable, __file__, "--child", url, endpoint, str(n), str(concurrency)]
     if profile:
         spy = str(Path(sys.executable).with_name("py-spy"))
         Path(profile).parent.mkdir(parents=True, exist_ok=True)  # py-spy does not make it
@@ -214,11 +221,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--before", help="an older checkout's src/, run alternately with this one")
     parser.add_argument("--profile", help="record each run with py-spy into this directory")
-    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--concurrency", type=int, default=1, help="requests in flight at once (a server's connections)"
+    )
+    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        url, endpoint, n = args.child
-        print(json.dumps(child(url, endpoint, int(n))))
+        url, endpoint, n, concurrency = args.child
+        print(json.dumps(child(url, endpoint, int(n), int(concurrency))))
         return
     versions = [("before", args.before), ("after", None)] if args.before else [("now", None)]
     rows = []
@@ -228,7 +238,7 @@ def main() -> None:
             for i in range(args.rounds):
                 for name, src in versions:
                     profile = args.profile and f"{args.profile}/{name}-{kind}-{endpoint}-{i}.txt"
-                    results[name].append(measure(kind, endpoint, args.n, src, profile))
+                    results[name].append(measure(kind, endpoint, args.n, src, profile, args.concurrency))
             medians = {
                 name: {m: statistics.median(r[m] for r in runs) for m in ("cpu_us", "wall_us", "refused")}
                 for name, runs in results.items()

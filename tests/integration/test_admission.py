@@ -134,6 +134,45 @@ def test_a_unit_of_work_under_a_deadline_gets_its_time_left_as_timeouts_and_the_
 
 
 @pytest.mark.postgres
+def test_under_a_deadline_begin_and_timeouts_go_with_the_first_statement_and_later_transactions_are_psycopgs(
+    postgres_url: str,
+) -> None:
+    """A trade's BEGIN, its timeouts and its first reads are one query (one round trip): the server
+    saw them as one. The connection, back in the pool, begins a transaction without a deadline as
+    psycopg does: its statements are undone by a rollback, not each committed on its own."""
+    engine = db.make_engine(postgres_url, pool_size=1, max_overflow=0)
+    watcher = db.make_engine(postgres_url, poolclass=sa.NullPool)
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE IF NOT EXISTS kept (n INTEGER)")
+            conn.exec_driver_sql("DELETE FROM kept")
+        with db.deadline(db.Deadline(time.monotonic() + 5)), UnitOfWork(engine) as uow:
+            ((pid, timeout),) = db.batch(
+                uow.conn, [("SELECT pg_backend_pid(), current_setting('statement_timeout')", {})]
+            )[0]
+            with watcher.connect() as other:
+                sent = other.execute(
+                    sa.text("SELECT query FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}
+                ).scalar_one()
+            uow.conn.exec_driver_sql("INSERT INTO kept VALUES (1)")
+            uow.commit()
+        assert sent.startswith("BEGIN; SELECT set_config('statement_timeout', '")
+        assert sent.endswith("; SELECT pg_backend_pid(), current_setting('statement_timeout')")
+        assert 4000 < int(timeout.removesuffix("ms")) <= 5000
+        with UnitOfWork(engine) as uow:  # the same connection, no deadline
+            assert db.batch(uow.conn, [("SELECT pg_backend_pid()", {})])[0] == [(pid,)]
+            uow.conn.exec_driver_sql("INSERT INTO kept VALUES (2)")
+            # rolled back on leaving, as nothing committed it
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT n FROM kept").scalars().all() == [1]
+            conn.exec_driver_sql("DROP TABLE kept")
+            conn.commit()
+    finally:
+        engine.dispose()
+        watcher.dispose()
+
+
+@pytest.mark.postgres
 @pytest.mark.timeout(30)  # without the lock timeout it would wait for the lock forever
 def test_a_lock_wait_under_a_deadline_ends_when_the_deadline_does(postgres_url: str) -> None:
     """(SQLite's lock wait, its busy timeout: tests/deployment/test_backpressure.py.)"""

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import time
 from typing import Any
@@ -14,6 +15,7 @@ import sqlalchemy as sa
 from flexearn.adapters import db
 from flexearn.adapters import tables as t
 from flexearn.bootstrap import Flexearn
+from flexearn.domain.errors import AmountTooLarge
 from flexearn.domain.money import D
 from flexearn.services import replays, savings
 from flexearn.services.idempotency import NestedUnitOfWork
@@ -104,6 +106,77 @@ def test_a_write_that_commits_first_takes_the_claim(app: Flexearn, holder: int) 
         savings.purchase(app.uow(), holder, "USDT", D(1), None)
     (position,) = savings.positions(app.read_uow(), holder, "USDT")
     assert position.amt == D("13.5")  # the replayed purchase rolled back
+
+
+def test_a_write_that_rolls_back_leaves_the_claim_to_the_next_that_commits(
+    app: Flexearn, holder: int
+) -> None:
+    """The claim rides with the first writing unit of work, and goes back if that unit rolls back
+    (a redemption of more than is held, here): the next write takes it and commits it."""
+    claim = _claim(app, "sig-f")
+    with joining_first(*claim.statement(), _refuse_if_none) as joining:
+        with pytest.raises(AmountTooLarge):
+            savings.redeem(app.uow(), holder, "USDT", D(100))
+        assert not joining.taken
+        assert not _claimed(app, "sig-f")
+        savings.purchase(app.uow(), holder, "USDT", D(1), None)
+    assert joining.committed
+    assert _claimed(app, "sig-f")
+    with (
+        db.deadline(db.Deadline(time.monotonic() + 5)),  # as a request's: BEGIN held (PostgreSQL)
+        pytest.raises(RuntimeError, match=REFUSED),
+        joining_first(*claim.statement(), _refuse_if_none),
+    ):
+        savings.redeem(app.uow(), holder, "USDT", D(1))
+    (position,) = savings.positions(app.read_uow(), holder, "USDT")
+    assert position.amt == D("13.5")  # the replayed redemption rolled back
+
+
+@pytest.mark.postgres
+def test_on_postgresql_a_trades_held_writes_go_with_its_commit(postgres_url: str) -> None:
+    """A request's purchase ends in one query: its held writes (the balance, the journal's legs,
+    the position), then COMMIT — as the server saw it last on that connection."""
+    app = Flexearn(postgres_url)
+    watcher = db.make_engine(postgres_url, poolclass=sa.NullPool)
+    try:
+        holder = saver(app, D("12.5"))
+        claim = _claim(app, "sig-g")
+        deadline = db.Deadline(time.monotonic() + 5)
+        with db.deadline(deadline), joining_first(*claim.statement(), _refuse_if_none):
+            savings.purchase(app.uow(), holder, "USDT", D(1), None)
+        with watcher.connect() as conn:
+            lasts = conn.execute(
+                sa.text(
+                    "SELECT query FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND pid <> pg_backend_pid() AND query LIKE '%UPDATE savings_position%'"
+                )
+            ).scalars().all()
+        assert lasts  # the purchases' connections (`saver`'s too, without a deadline)
+        for last in lasts:
+            assert last.startswith("UPDATE ledger_account SET balance")
+            assert "INSERT INTO journal_leg" in last
+            assert re.search(r"; UPDATE savings_position SET amt = [^;]+ WHERE id = \d+; COMMIT$", last)
+        assert _claimed(app, "sig-g")
+    finally:
+        watcher.dispose()
+        app.close()
+
+
+def test_a_replayed_claim_still_held_at_commit_is_checked_before_the_commit(app: Flexearn) -> None:
+    """A unit of work that only holds writes (`db.later`) until its COMMIT: its claim's rows are
+    checked before the COMMIT is sent, so a replay commits none of them."""
+    claim = _claim(app, "sig-h")
+    assert claim.alone()  # used once already
+    write = replays.Claim(app.engine, "sig-h-write", SENT_MS, claim.now_ms, claim.until_ms).statement()
+
+    def hold_and_commit() -> None:  # on SQLite the claim runs, and fails, as the unit begins
+        with app.uow() as uow:
+            db.later(uow.conn, *write)
+            uow.commit()
+
+    with joining_first(*claim.statement(), _refuse_if_none), pytest.raises(RuntimeError, match=REFUSED):
+        hold_and_commit()
+    assert not _claimed(app, "sig-h-write")
 
 
 def test_in_turn_commits_each_statement_and_stops_at_the_first_that_fails(app: Flexearn) -> None:

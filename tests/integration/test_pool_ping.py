@@ -67,16 +67,17 @@ def test_a_connection_dropped_while_busy_fails_once_then_the_pool_is_renewed(eng
     assert backend(engine) not in pids  # the whole pool was discarded: the next one is new
 
 
-def test_a_connection_dropped_while_busy_fails_its_begin_under_a_deadline_then_the_next_is_new(
+def test_a_connection_dropped_while_busy_fails_its_first_statement_under_a_deadline_then_the_next_is_new(
     engine: sa.Engine,
 ) -> None:
-    """Under a request's deadline the BEGIN (with the deadline's timeouts) is the first thing sent:
-    on a dead connection it fails as a statement would, and that connection leaves the pool."""
+    """Under a request's deadline the BEGIN (with the deadline's timeouts) goes with the first
+    statement: on a dead connection that query fails as any statement would, and that connection
+    leaves the pool."""
     pid = backend(engine)
     drop(engine, pid)
     with db.deadline(db.Deadline(time.monotonic() + 5)):
-        with pytest.raises(sa.exc.OperationalError) as failed, UnitOfWork(engine):
-            pass
+        with pytest.raises(sa.exc.OperationalError) as failed, UnitOfWork(engine) as uow:
+            db.batch(uow.conn, [("SELECT pg_backend_pid()", {})])
         assert db.unavailable(failed.value)
         with UnitOfWork(engine) as uow:
             assert uow.conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one() != pid

@@ -466,6 +466,7 @@ def postgres_script(
 _CURSOR = "flexearn_cursor"  # `direct`'s cursor, in the pooled connection's `info`
 _SCRIPT_CURSOR = "flexearn_script_cursor"  # `batch`'s
 _PENDING = "flexearn_pending"  # the statements `later` holds until the transaction's next one
+_OURS = "flexearn_ours"  # autocommit set by `_postgres_deadlines`: its transactions' BEGIN is ours
 
 
 def direct(conn: sa.Connection, sql: str, params: dict[str, Any]) -> list[Any]:
@@ -510,8 +511,8 @@ def batch(conn: sa.Connection, statements: Sequence[tuple[str, dict[str, Any]]])
     if conn.dialect.name == "sqlite":
         return [direct(conn, sql, params) for sql, params in statements]
     pooled = conn.connection
-    held: list[tuple[str, dict[str, Any]]] = pooled.info.get(_PENDING) or []
-    run = [*held, *statements]
+    held: list[Held] = pooled.info.get(_PENDING) or []
+    run = [*((sql, params) for sql, params, _ in held), *statements]
     if not run:
         return []
     driver: Any = pooled.dbapi_connection
@@ -531,20 +532,47 @@ def batch(conn: sa.Connection, statements: Sequence[tuple[str, dict[str, Any]]])
             cursor.nextset()
     except conn.dialect.loaded_dbapi.Error as error:
         raise _as_sqlalchemys(conn.dialect, driver, script, values, error) from error
+    for (_, _, check), rows in zip(held, found, strict=False):
+        if check is not None:
+            check(rows)
     return found[len(held) :]
 
 
-def later(conn: sa.Connection, sql: str, params: dict[str, Any]) -> None:
-    """Run `sql` in `conn`'s open transaction, its rows unread: on PostgreSQL it is held and sent
-    with the transaction's next statement (`direct`, `batch`, one of SQLAlchemy's) or before its
-    COMMIT, in the same round trip — as SQLAlchemy's ORM flushes before a query — and dropped with
-    a rollback; on SQLite it runs now. For a trade's writes whose rows nobody reads (a balance, the
-    journal's legs, the position): their errors surface with the statement they are sent with,
-    which is only ever a statement of the same transaction."""
+# A statement `later` holds: its text, parameters and what checks its rows (None: nobody reads them).
+Held = tuple[str, dict[str, Any], Callable[[list[Any]], None] | None]
+
+
+def later(
+    conn: sa.Connection, sql: str, params: dict[str, Any], check: Callable[[list[Any]], None] | None = None
+) -> None:
+    """Run `sql` in `conn`'s open transaction: on PostgreSQL it is held and sent with the
+    transaction's next statement (`direct`, `batch`, one of SQLAlchemy's) or with its COMMIT
+    (`commit`), in the same round trip — as SQLAlchemy's ORM flushes before a query — and dropped
+    with a rollback; on SQLite it runs now. Its rows go to `check` once they are back (what `check`
+    raises, the statement it was sent with raises, its own rows read or not); without a `check`
+    nobody reads them. For a trade's writes whose rows nobody reads (a balance, the journal's legs,
+    the position), and the request's signature claimed with its first statement: their errors
+    surface with the statement they are sent with, which is only ever a statement of the same
+    transaction."""
     if conn.dialect.name == "sqlite":
-        direct(conn, sql, params)
+        rows = direct(conn, sql, params)
+        if check is not None:
+            check(rows)
     else:
-        conn.connection.info.setdefault(_PENDING, []).append((sql, params))
+        conn.connection.info.setdefault(_PENDING, []).append((sql, params, check))
+
+
+def commit(conn: sa.Connection) -> None:
+    """COMMIT `conn`'s transaction: on PostgreSQL in the round trip of what `later` still holds (if
+    anything), else on its own. If a held statement fails, nothing after it ran — the COMMIT
+    neither — and the transaction is left to roll back. A held statement whose rows are checked
+    (a claim: whether to commit at all) is sent, and checked, before the COMMIT."""
+    held: list[Held] = conn.connection.info.get(_PENDING) or []
+    if held and all(check is None for _, _, check in held):
+        batch(conn, [("COMMIT", {})])  # ended: SQLAlchemy's COMMIT below finds nothing to send
+    else:
+        send_held(conn)
+    conn.commit()
 
 
 def cursor(conn: sa.Connection) -> Any:
@@ -675,9 +703,8 @@ def _refuse_writes_loudly(engine: sa.Engine) -> None:
 
 
 # A transaction's statement and lock timeouts, in milliseconds (`ms`), for its rest only (SET LOCAL).
-POSTGRES_TIMEOUTS = (
-    "SELECT set_config('statement_timeout', %(ms)s, true), set_config('lock_timeout', %(ms)s, true)"
-)
+_TIMEOUTS = "SELECT set_config('statement_timeout', :ms, true), set_config('lock_timeout', :ms, true)"
+POSTGRES_TIMEOUTS = _pyformat(_TIMEOUTS)
 
 
 def _ping_idle(engine: sa.Engine) -> None:
@@ -709,27 +736,33 @@ def _postgres_deadlines(engine: sa.Engine) -> None:
     as the deadline leaves (`SET LOCAL`: the bound ends with the transaction, the pooled connection
     keeps no trace of it).
 
-    Its BEGIN and the timeouts go as one query of the simple protocol, straight to libpq: psycopg
-    would send its implicit BEGIN in a round trip of its own, then the timeouts in another. The
-    BEGIN is the one psycopg would send for the connection's settings (`_begin_command`); psycopg
-    then finds the transaction open, sends no BEGIN of its own, and ends it as usual."""
+    Its BEGIN and the timeouts are held (`later`) and go in the same query of the simple protocol as
+    the transaction's first statement: with its first `batch` or `direct` statement (a trade's reads),
+    one round trip for all three, or in one round trip of their own before a statement of
+    SQLAlchemy's. The BEGIN is the one psycopg would send for the connection's settings
+    (`_begin_command`); psycopg, which would send its implicit BEGIN in a round trip of its own, is
+    told the transaction is ours (autocommit, which only decides whether psycopg begins one: its
+    COMMIT and ROLLBACK end ours as usual). A transaction begun without a deadline is psycopg's, as
+    before."""
     dialect = engine.dialect
 
     @event.listens_for(engine, "begin")
     def _begin(connection: sa.Connection) -> None:
         ms = _remaining_ms()
-        if ms is None:
-            return
-        driver: Any = connection.connection.dbapi_connection
-        sql = f"{_begin_command(driver)}; " + POSTGRES_TIMEOUTS % {"ms": f"'{ms}'"}
-        try:
-            result = driver.pgconn.exec_(sql.encode())
-            if result.status != psycopg.pq.ExecStatus.TUPLES_OK:  # e.g. the server went away
-                raise psycopg.OperationalError(result.get_error_message() or "BEGIN failed")
-        except psycopg.Error as error:
-            if driver.closed:  # lost with the server: not back into the pool
-                connection.invalidate(error)
-            raise _as_sqlalchemys(dialect, driver, sql, {}, error) from error
+        pooled = connection.connection
+        driver: Any = pooled.dbapi_connection
+        try:  # the connection is idle: setting autocommit sends nothing
+            if ms is None:  # psycopg's BEGIN, as the connection was before a deadline's made it ours
+                if pooled.info.pop(_OURS, False) and driver.autocommit:
+                    driver.autocommit = False
+                return
+            if not driver.autocommit:
+                driver.autocommit = pooled.info[_OURS] = True
+        except psycopg.Error as error:  # e.g. found lost with the server
+            connection.invalidate(error)
+            raise _as_sqlalchemys(dialect, driver, "BEGIN", {}, error) from error
+        begin: list[Held] = [(_begin_command(driver), {}, None), (_TIMEOUTS, {"ms": str(ms)}, None)]
+        pooled.info[_PENDING] = begin
 
 
 def _begin_command(driver: psycopg.Connection[Any]) -> str:

@@ -29,12 +29,8 @@ class Joining:
     sql: str  # `:name` parameters, for both databases
     params: dict[str, Any]
     check: Callable[[list[Any]], None]
-    taken: bool = False  # a unit of work ran the statement
+    taken: bool = False  # a unit of work (or a read) has the statement
     committed: bool = False  # and it was committed
-
-    def run(self, conn: sa.Connection) -> None:
-        self.taken = True
-        self.check(db.direct(conn, self.sql, self.params))
 
 
 _joining: ContextVar[Joining | None] = ContextVar("flexearn_joining_first", default=None)
@@ -56,10 +52,11 @@ def joining_first(
     sql: str, params: dict[str, Any], check: Callable[[list[Any]], None]
 ) -> Iterator[Joining]:
     """Run the statement `sql` with the first unit of work of this context (this thread's request)
-    that can take it, and `check` its rows: in the first that commits its outcome, just before its
-    COMMIT (if `check` raises, that transaction rolls back); or with the first read of one
-    statement (`UnitOfWork.read_alone`), in a transaction of its own right after it, on the same
-    connection (on PostgreSQL in the same round trip). The request's own bookkeeping (its
+    that can take it, and `check` its rows: in the first writing unit that commits, as its first
+    statement (on PostgreSQL in the round trip of its BEGIN and first reads; if `check` raises,
+    that transaction rolls back; a unit that rolls back leaves it to the next); or with the first
+    read of one statement (`UnitOfWork.read_alone`), in a transaction of its own right after it, on
+    the same connection (on PostgreSQL in the same round trip). The request's own bookkeeping (its
     signature's claim in the replay window) then costs no transaction, connection or round trip of
     its own. Afterwards `committed` says whether it happened; if not (the request read nothing that
     way, failed or was refused its COMMIT), the caller does the step on its own."""
@@ -76,28 +73,40 @@ class UnitOfWork:
         self.engine = engine
         self.read_only = read_only
         self._conn: sa.Connection | None = None
+        self._joined: Joining | None = None  # the context's joining statement, this unit's
 
     def __enter__(self) -> UnitOfWork:
         if db.inlined():  # on the event loop: a pooled connection and a transaction could wait
             if self.read_only:
                 raise db.refusal()
             self._conn = db.unit(self.engine)  # the loop's own writer, if it may, and without waiting
-            return self
-        conn = self.engine.connect()
-        try:
-            if self.read_only:
-                db.read_only(conn)
-            conn.begin()  # may fail: e.g. SQLite's lock wait or a PostgreSQL timeout runs out
-        except BaseException:
-            conn.close()  # back to the pool now, not when garbage-collected
-            raise
-        self._conn = conn
+        else:
+            conn = self.engine.connect()
+            try:
+                if self.read_only:
+                    db.read_only(conn)
+                conn.begin()  # may fail: e.g. SQLite's lock wait or a PostgreSQL timeout runs out
+            except BaseException:
+                conn.close()  # back to the pool now, not when garbage-collected
+                raise
+            self._conn = conn
+        joining = None if self.read_only else _joining.get()
+        if joining is not None and not joining.taken:
+            joining.taken, self._joined = True, joining
+            try:  # on SQLite, run now (a replay raises here); on PostgreSQL, with the first statement
+                db.later(self._conn, joining.sql, joining.params, joining.check)
+            except BaseException as error:
+                self.__exit__(type(error), error, error.__traceback__)
+                raise
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         assert self._conn is not None
+        joined, self._joined = self._joined, None
+        if joined is not None and not joined.committed:
+            joined.taken = False  # rolled back with this unit: the next unit of work takes it
         try:
             if self._conn.in_transaction():
                 self._conn.rollback()
@@ -121,19 +130,13 @@ class UnitOfWork:
         the request's answer does not report (the replay window), committed regardless."""
         if self.read_only:
             raise db.ReadOnlyViolation("a read-only unit of work has nothing to commit")
-        joining = _joining.get() if outcome else None
-        if joining is not None and not joining.taken:
-            joining.run(self.conn)
-        else:
-            joining = None
-        db.send_held(self.conn)  # held writes that fail leave the transaction to roll back
         if outcome:
             db.may_commit()
-        self.conn.commit()
+        db.commit(self.conn)  # with the held writes: if one fails, the transaction rolls back
         if outcome:
             _committed[0] = next(_commits)
-        if joining is not None:
-            joining.committed = True
+        if self._joined is not None:
+            self._joined.committed = True
 
     def read_alone(self, sql: str, params: dict[str, Any]) -> list[Any]:
         """The rows of one read (`sql` in the `:name` style, for both databases), in a read-only
