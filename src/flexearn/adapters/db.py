@@ -584,8 +584,8 @@ def cursor(conn: sa.Connection) -> Any:
 
 
 def send_held(conn: sa.Connection) -> None:
-    """Send what `later` holds for `conn`'s transaction now: before its COMMIT, where a failure
-    leaves the transaction open to roll back (`UnitOfWork.commit`)."""
+    """Send what `later` holds for `conn`'s transaction now (and check what it checks): before its
+    COMMIT, where a failure leaves the transaction open to roll back (`commit`)."""
     if conn.connection.info.get(_PENDING):
         batch(conn, [])
 
