@@ -173,6 +173,22 @@ def test_under_a_deadline_begin_and_timeouts_go_with_the_first_statement_and_lat
 
 
 @pytest.mark.postgres
+def test_a_connection_a_deadline_left_in_autocommit_keeps_the_autocommit_a_caller_asks_for(
+    postgres_url: str,
+) -> None:
+    """A deadline's transaction leaves its pooled connection in psycopg's autocommit; a caller that
+    then asks that connection for AUTOCOMMIT gets it (VACUUM refuses to run in a transaction)."""
+    engine = db.make_engine(postgres_url, pool_size=1, max_overflow=0)
+    try:
+        with db.deadline(db.Deadline(time.monotonic() + 5)), UnitOfWork(engine) as uow:
+            db.batch(uow.conn, [("SELECT 1", {})])
+        with engine.connect() as conn:
+            conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("VACUUM pg_class")
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.postgres
 @pytest.mark.timeout(30)  # without the lock timeout it would wait for the lock forever
 def test_a_lock_wait_under_a_deadline_ends_when_the_deadline_does(postgres_url: str) -> None:
     """(SQLite's lock wait, its busy timeout: tests/deployment/test_backpressure.py.)"""
