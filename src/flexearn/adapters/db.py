@@ -35,7 +35,6 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import event
-from sqlalchemy.util import await_only
 
 from flexearn.domain.money import plain
 
@@ -124,9 +123,6 @@ Statement = tuple[str, dict[str, Any], bool]
 
 # Runs `in_turn`'s statements somewhere else than the pool (`inline(statements=…)`).
 StatementRunner = Callable[[sa.Engine, Sequence[Statement]], list[list[Any]]]
-# The engine whose connections a unit of work on the event loop takes instead of the pool's
-# (`inline(units=…)`): PostgreSQL's on the loop's own asynchronous connections.
-UnitEngine = Callable[[sa.Engine], sa.Engine]
 
 
 @dataclass
@@ -136,7 +132,6 @@ class _InlineRun:
 
     units: bool
     statements: StatementRunner | None = None
-    unit_engine: UnitEngine | None = None
     committed: bool = False
 
 
@@ -151,9 +146,7 @@ def inline_capable(engine: sa.Engine) -> bool:
 
 
 @contextmanager
-def inline(
-    *, units: bool = False, statements: StatementRunner | None = None, unit_engine: UnitEngine | None = None
-) -> Iterator[None]:
+def inline(*, units: bool = False, statements: StatementRunner | None = None) -> Iterator[None]:
     """Run the statements of `alone`/`in_turn` inside on the calling thread's own connections (the
     event loop's), never waiting: reads as they are (SQLite, WAL: one snapshot, no lock), a write
     only if SQLite's write lock is free at once; with `units`, also one unit of work that writes
@@ -163,9 +156,8 @@ def inline(
     (bench/asgi_path.py: a signed balance read 280 → 180 µs of CPU).
 
     With `statements`, `in_turn`'s statements go to it instead (PostgreSQL's on the event loop,
-    awaited: `adapters/loop_postgres.py`); with `unit_engine` too, a unit of work (`units`) takes
-    a connection of `unit_engine(engine)` (the loop's, awaited as well) instead of SQLite's writer."""
-    token = _inline.set(_InlineRun(units, statements, unit_engine))
+    awaited: `adapters/loop_postgres.py`); units of work are refused as above."""
+    token = _inline.set(_InlineRun(units, statements))
     try:
         yield
     finally:
@@ -195,20 +187,10 @@ def unit(engine: sa.Engine) -> sa.Connection:
     another writer of this process or another holds it). A second unit of work after its COMMIT is
     refused loudly (`refusal`). The connection is the thread's own and stays open between units of
     work (`release` leaves it so): taking it from its pool and giving it back, with the pool's
-    reset, cost each SQLite trade on the loop ~40 µs of CPU of its ~430 (bench/asgi_path.py).
-    With a `unit_engine` (PostgreSQL), a connection of its pool, in a transaction begun as the
-    pool's are (under the deadline: `_postgres_deadlines`)."""
+    reset, cost each SQLite trade on the loop ~40 µs of CPU of its ~430 (bench/asgi_path.py)."""
     run = _inline.get()
     if run is None or not run.units or run.committed:
         raise refusal()
-    if run.unit_engine is not None:
-        awaited = run.unit_engine(engine).connect()
-        try:
-            awaited.begin()
-        except BaseException:
-            awaited.close()
-            raise
-        return awaited
     units: _Kept = _LOOP.__dict__.setdefault("units", weakref.WeakKeyDictionary())
     conn = units.get(engine)
     if conn is None:
@@ -508,13 +490,7 @@ def direct(conn: sa.Connection, sql: str, params: dict[str, Any]) -> list[Any]:
             return list(driver.execute(sql, bound).fetchall())
         cursor = pooled.info.get(_CURSOR)
         if cursor is None:  # the pool clears `info` when it replaces the connection
-            own: Any = pooled.driver_connection  # psycopg's (on the event loop: the adapted one)
-            cursor = pooled.info[_CURSOR] = own.cursor()
-        if dialect.is_async:  # the event loop's connection (`unit`), awaited in its greenlet
-            await_only(cursor.execute(_pyformat(sql), params))
-            if cursor.pgresult.status != psycopg.pq.ExecStatus.TUPLES_OK:
-                return []
-            return await_only(cursor.fetchall())
+            cursor = pooled.info[_CURSOR] = driver.cursor()
         cursor.execute(_pyformat(sql), params)
         result = cursor.pgresult  # rows or none: asked of the result (`description` builds columns)
         return cursor.fetchall() if result.status == psycopg.pq.ExecStatus.TUPLES_OK else []
@@ -540,28 +516,19 @@ def batch(conn: sa.Connection, statements: Sequence[tuple[str, dict[str, Any]]])
     if not run:
         return []
     driver: Any = pooled.dbapi_connection
-    awaited = conn.dialect.is_async  # the event loop's connection (`unit`), awaited in its greenlet
     script = "; ".join(_pyformat(sql, f"s{i}_") for i, (sql, _) in enumerate(run))
     values = {f"s{i}_{name}": value for i, (_, params) in enumerate(run) for name, value in params.items()}
     try:
-        cursor: Any = pooled.info.get(_SCRIPT_CURSOR)
+        cursor = pooled.info.get(_SCRIPT_CURSOR)
         if cursor is None:
-            client = psycopg.AsyncClientCursor if awaited else psycopg.ClientCursor
-            own: Any = pooled.driver_connection
-            cursor = pooled.info[_SCRIPT_CURSOR] = client(own)
+            cursor = pooled.info[_SCRIPT_CURSOR] = psycopg.ClientCursor(driver)
         query = cursor.mogrify(script, values)  # quoted before anything is sent: if refused (a NUL
         pooled.info.pop(_PENDING, None)  # in a text), what is held stays held; once sent, it is gone
-        if awaited:
-            await_only(cursor.execute(query))
-        else:
-            cursor.execute(query)
+        cursor.execute(query)
         found: list[list[Any]] = []
         for _ in run:
             rows = cursor.pgresult is not None and cursor.pgresult.status == psycopg.pq.ExecStatus.TUPLES_OK
-            if not rows:
-                found.append([])
-            else:
-                found.append(await_only(cursor.fetchall()) if awaited else cursor.fetchall())
+            found.append(cursor.fetchall() if rows else [])
             cursor.nextset()
     except conn.dialect.loaded_dbapi.Error as error:
         raise _as_sqlalchemys(conn.dialect, driver, script, values, error) from error
@@ -600,9 +567,6 @@ def commit(conn: sa.Connection) -> None:
     anything), else on its own. If a held statement fails, nothing after it ran — the COMMIT
     neither — and the transaction is left to roll back. A held statement whose rows are checked
     (a claim: whether to commit at all) is sent, and checked, before the COMMIT."""
-    run = _inline.get()
-    if run is not None:  # the event loop's unit of work: nothing may move to a slot after this
-        run.committed = True
     held: list[Held] = conn.connection.info.get(_PENDING) or []
     if held and all(check is None for _, _, check in held):
         batch(conn, [("COMMIT", {})])  # ended: SQLAlchemy's COMMIT below finds nothing to send
@@ -798,12 +762,11 @@ def _postgres_deadlines(engine: sa.Engine) -> None:
         except psycopg.Error as error:  # e.g. found lost with the server
             connection.invalidate(error)
             raise _as_sqlalchemys(dialect, driver, "BEGIN", {}, error) from error
-        command = _begin_command(pooled.driver_connection)  # psycopg's connection, not the adapter
-        begin: list[Held] = [(command, {}, None), (_TIMEOUTS, {"ms": str(ms)}, None)]
+        begin: list[Held] = [(_begin_command(driver), {}, None), (_TIMEOUTS, {"ms": str(ms)}, None)]
         pooled.info[_PENDING] = begin
 
 
-def _begin_command(driver: Any) -> str:
+def _begin_command(driver: psycopg.Connection[Any]) -> str:
     """The BEGIN psycopg sends for `driver`'s transaction settings (its isolation level, read-only,
     deferrable), e.g. `BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY`."""
     parts = ["BEGIN"]
@@ -850,6 +813,10 @@ def _sqlite_transactions(engine: sa.Engine, gate: _WriterGate | None = None, *, 
             commit(pooled)
         finally:
             gate.leave(pooled.driver_connection)
+        if not waits:  # the event loop's writer (`unit`): nothing may move to a slot after this
+            run = _inline.get()
+            if run is not None:
+                run.committed = True
 
     def do_rollback(pooled: Any) -> None:
         try:

@@ -9,9 +9,7 @@ connections (psycopg's `AsyncConnection`) and the greenlet waits for the answer 
 other requests. The statements of all the requests that reach that point in one turn of the loop go
 together (`_Batch`): one query of the simple protocol, each read in a transaction of its own as
 `db.in_turn` runs it, their claims in one transaction — one round trip and one COMMIT for the turn.
-A trade's one unit of work (`run`'s `units`) runs on a connection of the loop's own engine
-(`units_engine`: SQLAlchemy's asynchronous psycopg dialect, its statements awaited in the same
-greenlet). Anything else — a read-only unit of work, a second unit after a COMMIT — raises
+Anything else — a unit of work (SQLAlchemy's connection, which would block the loop) — raises
 `db.NotInline` before it has done anything, and the caller runs the handler in a slot.
 
 The caller holds one of the process's database slots meanwhile (`api/admission.py`), so a loop has
@@ -49,31 +47,21 @@ def capable(engine: sa.Engine) -> bool:
 
 
 async def run(
-    engine: sa.Engine,
-    deadline: db.Deadline,
-    until: float,
-    fn: Callable[[], T],
-    release: Callable[[], None],
-    *,
-    units: bool = False,
+    engine: sa.Engine, deadline: db.Deadline, until: float, fn: Callable[[], T], release: Callable[[], None]
 ) -> T:
     """`fn()` on the event loop under `deadline`, its `db.in_turn` statements on `engine` sent on
     the loop's own connections and awaited (see the module); `db.NotInline` if `fn` needs more.
     A statement still unanswered at `until` (`time.monotonic()`) is left to run in a task of its
     own, and the request is refused `db.DatabaseBusy` — a cancelled request is left the same way.
     `release` is called once all is over: when `fn` has returned, or when the last statement left
-    running ends (the caller's slot stays taken while the database holds it).
-
-    With `units`, `fn` may also open one unit of work that writes (`db.unit`), on a connection of
-    the loop's own (`units_engine`), its statements awaited; the caller bounds it in time (it has
-    no `until`: see `Admission.on_loop`)."""
+    running ends (the caller's slot stays taken while the database holds it)."""
     left: list[asyncio.Future[Any]] = []
 
     def statements(engine: sa.Engine, statements: Sequence[db.Statement]) -> list[list[Any]]:
         return await_only(_connections(engine).in_turn(until, deadline, statements, left))
 
     def call() -> T:
-        with db.deadline(deadline), db.inline(units=units, statements=statements, unit_engine=units_engine):
+        with db.deadline(deadline), db.inline(statements=statements):
             return fn()
 
     try:
@@ -85,34 +73,16 @@ async def run(
             release()
 
 
-def units_engine(engine: sa.Engine) -> sa.Engine:
-    """The running loop's engine for units of work on `engine`'s database (`db.unit` under `run`'s
-    `units`): SQLAlchemy's asynchronous psycopg dialect, whose statements a greenlet awaits
-    (`await_only`), with a pool of its own — kept by the loop, as its short reads' connections are
-    (`_Connections`) — and `engine`'s pool settings and events (`db.make_engine`: the deadline's
-    BEGIN and timeouts, held statements, the idle ping). A unit of work runs on it as on a pooled
-    connection: no thread, no thread-safe pool, no GIL handover per round trip."""
-    return _connections(engine).units()
-
-
 class _Connections:
     """One event loop's connections to one database, idle ones kept for the next request, and the
-    reads of the loop's current turn, gathered to go as one query (`_Batch`); and the loop's engine
-    for units of work (`units_engine`)."""
+    reads of the loop's current turn, gathered to go as one query (`_Batch`)."""
 
     def __init__(self, engine: sa.Engine) -> None:
         args, params = engine.dialect.create_connect_args(engine.url)
         params.setdefault("connect_timeout", db.CONNECT_TIMEOUT_S)
-        self._engine, self._args, self._params = engine, args, params
+        self._args, self._params = args, params
         self._idle: list[tuple[psycopg.AsyncConnection[Any], float]] = []  # last used last
         self._gathering: _Batch | None = None
-        self._units: sa.Engine | None = None
-
-    def units(self) -> sa.Engine:
-        if self._units is None:
-            url = self._engine.url.set(drivername="postgresql+psycopg_async")
-            self._units = db.make_engine(url.render_as_string(hide_password=False))
-        return self._units
 
     async def in_turn(
         self,
@@ -190,9 +160,6 @@ class _Connections:
         idle, self._idle = self._idle, []
         for connection, _ in idle:
             await _close(connection)
-        units, self._units = self._units, None
-        if units is not None:
-            await greenlet_spawn(units.dispose)
 
 
 def _order(statement: db.Statement) -> tuple[str, str]:

@@ -8,14 +8,15 @@ Whatever the database does, the request is answered when the budget is spent —
 the exchange's "service unavailable". A thread the database still holds keeps its slot until it is
 let go, so a stuck database fills the slots and further requests are shed at once instead of
 queueing behind it; when it answers again, the slots drain and requests pass without a restart.
-A PostgreSQL read or trade that runs on the event loop instead (`on_loop`) takes a slot all the
-same, and a statement of it that outlives the budget keeps the slot as a thread would.
+A PostgreSQL read that runs on the event loop instead (`on_loop`) takes a slot all the same, and a
+statement of it that outlives the budget keeps the slot as a thread would.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import logging
 import time
 import weakref
@@ -78,20 +79,16 @@ class Admission:
         return await _within(future, deadline)
 
     async def on_loop(
-        self, deadline: db.Deadline, engine: sa.Engine, fn: Callable[[], T], *, units: bool = False
+        self, deadline: db.Deadline, engine: sa.Engine, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs
     ) -> T:
-        """`fn()` on the event loop, its reads of `engine` (PostgreSQL) awaited
+        """`fn(*args, **kwargs)` on the event loop, its reads of `engine` (PostgreSQL) awaited
         (`adapters/loop_postgres.py`), in one of the slots `run` uses — the same bound on what waits
         on the database, held as long — and within the same deadline and grace; `db.NotInline` if
-        `fn` needs more. With `units`, also its one unit of work that writes, on the loop's own
-        connections: awaited as `run` awaits a thread (`_within`: past the deadline it is left to
-        finish on its own, holding its slot, unless its COMMIT was sent, which is waited for)."""
+        `fn` needs more."""
         gate = self._gate()
         await self._enter(gate, deadline)
-        work = loop_postgres.run(engine, deadline, deadline.at + GRACE_S, fn, gate.release, units=units)
-        if not units:
-            return await work
-        return await _within(asyncio.ensure_future(work), deadline)
+        call = functools.partial(fn, *args, **kwargs)
+        return await loop_postgres.run(engine, deadline, deadline.at + GRACE_S, call, gate.release)
 
     async def unqueued(self, fn: Callable[[], T]) -> T:
         """`fn()` under a budget but without a slot: for the health check and the metrics, which

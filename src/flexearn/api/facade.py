@@ -10,7 +10,6 @@ for the request's budget, the answer is the exchange's "service unavailable", wi
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import logging
 import time
@@ -314,8 +313,8 @@ class _Endpoint:
         self.writes = spec.method != "GET"
         loop_safe = not self.writes or spec.commits_once
         self.inline = loop_safe and db.inline_capable(engine) and verifier.claims_in_database
-        # Whether to try the handler on the event loop, awaited (`_awaited`): on PostgreSQL, likewise.
-        self.awaits = loop_safe and loop_postgres.capable(engine) and verifier.claims_in_database
+        # Whether to try a read on the event loop, awaited (`_awaited`): on PostgreSQL, likewise.
+        self.awaits = not self.writes and loop_postgres.capable(engine) and verifier.claims_in_database
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await _send_json(send, *await self._answer(scope))
@@ -436,22 +435,16 @@ class _Endpoint:
     async def _awaited(
         self, deadline: db.Deadline, caller: Caller | None, params: Params, replay: Replay | None
     ) -> Any:
-        """On PostgreSQL, the handler on the event loop (`Admission.on_loop`): a read's statements,
-        with the signature's claim joined to the first, sent on the loop's own connections and
-        awaited — no thread, no pool (a signed balance read over HTTP: ×0.6–0.75 of its CPU); a
-        trade's one unit of work likewise, the claim its first statement. A handler that needs more
-        (a read-only unit of work, a second unit after a COMMIT) raises `NotInline` before it has
-        done anything through one, and runs in a slot, now and from now on; one that meets a period
-        being settled (`WouldWait`: it would poll) runs in a slot this time. Its signature stays
-        claimed in memory."""
+        """A read on PostgreSQL, on the event loop (`Admission.on_loop`): its statements, with the
+        signature's claim joined to the first, sent on the loop's own connections and awaited —
+        no thread, no pool (a signed balance read over HTTP: ×0.6–0.75 of its CPU). A handler that
+        needs more (a unit of work) raises `NotInline` before it has done anything through one,
+        and runs in a slot, now and from now on; its signature stays claimed in memory."""
         facade, handler = self.facade, self.spec.handler
         claim = facade._claim(replay)
         args = (handler, caller, params, claim)
-        call = functools.partial(facade._handle_claimed, *args)
         try:
-            return await facade.admission.on_loop(deadline, facade.app.engine, call, units=self.writes)
-        except db.WouldWait:
-            pass  # this time: the period is being settled
+            return await facade.admission.on_loop(deadline, facade.app.engine, facade._handle_claimed, *args)
         except db.NotInline:
             self.awaits = False
         return await facade.admission.run(deadline, facade._handle_claimed, *args)
