@@ -109,6 +109,45 @@ def test_an_inline_claim_is_made_once_and_waits_for_no_writer(on_sqlite: Flexear
 
 
 
+def test_claims_waiting_for_another_writer_are_each_refused_at_their_own_deadline_and_made_after(
+    on_sqlite: Flexearn,
+) -> None:
+    """Another process holds SQLite's write lock: a turn's claims wait on the loop for it together
+    (`claims.first`). The request whose budget runs out first is refused then ("unavailable"), the
+    other waits on; once the lock is let go both claims are made, in one statement."""
+    app, path = on_sqlite, str(on_sqlite.engine.url.database)
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+
+    async def scenario() -> tuple[BaseException | bool | None, float, bool | None, float]:
+        started = time.monotonic()
+
+        async def claimed(signature: str, budget: float) -> tuple[BaseException | bool | None, float]:
+            try:
+                found: BaseException | bool | None = await claims.first(
+                    _claim(app, signature), db.Deadline(started + budget)
+                )
+            except db.DatabaseBusy as busy:
+                found = busy
+            return found, time.monotonic() - started
+
+        asyncio.get_running_loop().call_later(0.6, other.execute, "COMMIT")
+        (short, short_s), (long, long_s) = await asyncio.gather(claimed("sig-s", 0.3), claimed("sig-l", 5))
+        assert not isinstance(long, BaseException)
+        return short, short_s, long, long_s
+
+    short, short_s, long, long_s = asyncio.run(scenario())
+    other.close()
+    assert isinstance(short, db.DatabaseBusy)
+    assert 0.25 < short_s < 0.55  # its own budget, not the lock's holder
+    assert long is True
+    assert 0.6 <= long_s < 1.5  # made once the lock was let go
+    s = t.seen_signature
+    with app.engine.connect() as conn:
+        digests = set(conn.execute(sa.select(s.c.digest)).scalars())
+    assert digests == {replays.digest("sig-s", SENT_MS), replays.digest("sig-l", SENT_MS)}  # both made
+
+
 def test_inline_reads_and_claims_never_switch_a_connections_query_only(on_sqlite: Flexearn) -> None:
     """Setting `query_only` expires every statement its connection prepared: a read and a claim
     sharing one connection re-parsed both on every request. Each has its own, set once."""
