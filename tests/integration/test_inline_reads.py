@@ -27,7 +27,7 @@ from flexearn.bootstrap import Flexearn
 from flexearn.domain.money import D
 from flexearn.services import accounts, clock, keys, replays, savings
 from tests.contract.okx_http import signed_headers
-from tests.helpers import T0, market_world, saver
+from tests.helpers import T0, market_world, saver, writing_in_a_slot
 from tests.server import running_server
 
 BALANCE = "/api/v5/finance/savings/balance?ccy=USDT"
@@ -146,6 +146,40 @@ def test_claims_waiting_for_another_writer_are_each_refused_at_their_own_deadlin
     with app.engine.connect() as conn:
         digests = set(conn.execute(sa.select(s.c.digest)).scalars())
     assert digests == {replays.digest("sig-s", SENT_MS), replays.digest("sig-l", SENT_MS)}  # both made
+
+
+def test_a_claim_joining_a_group_that_waits_for_a_writer_of_this_process_is_refused_at_its_deadline(
+    on_sqlite: Flexearn,
+) -> None:
+    """A slot of this process holds SQLite's write lock: the group waits until it leaves (`db.writable`,
+    told, not polled). A claim that joins the waiting group later is bounded by its own budget too."""
+    app = on_sqlite
+
+    async def scenario(leave: threading.Event) -> tuple[bool | None, float, BaseException | None, float]:
+        started = time.monotonic()
+        first = asyncio.ensure_future(claims.first(_claim(app, "sig-a"), db.Deadline(started + 5)))
+        await asyncio.sleep(0.1)  # the group has met the writer and waits for it
+        late_error: BaseException | None = None
+        try:
+            await claims.first(_claim(app, "sig-b"), db.Deadline(time.monotonic() + 0.3))
+        except db.DatabaseBusy as busy:
+            late_error = busy
+        late_s = time.monotonic() - started
+        await asyncio.get_running_loop().run_in_executor(None, time.sleep, 0.5)
+        leave.set()  # the slot commits and leaves: the group is made
+        made = await first
+        return made, late_s, late_error, time.monotonic() - started
+
+    with writing_in_a_slot(app) as leave:
+        made, late_s, late_error, first_s = asyncio.run(scenario(leave))
+    assert isinstance(late_error, db.DatabaseBusy)
+    assert 0.35 < late_s < 0.75  # 0.1 s in, then its own 0.3 s: not the writer's ~0.9 s
+    assert made is True
+    assert first_s >= 0.9
+    s = t.seen_signature
+    with app.engine.connect() as conn:
+        digests = set(conn.execute(sa.select(s.c.digest)).scalars())
+    assert digests == {replays.digest("sig-a", SENT_MS), replays.digest("sig-b", SENT_MS)}  # both made
 
 
 def test_inline_reads_and_claims_never_switch_a_connections_query_only(on_sqlite: Flexearn) -> None:

@@ -87,6 +87,8 @@ async def first(claim: replays.Claim, deadline: db.Deadline) -> bool | None:
         loop.call_soon(_make, key)
     waiting = _Waiting(claim, loop.create_future(), deadline.at)
     held.append(waiting)
+    if key in _TRIES:  # it joins a group that already waits for another writer: its deadline now
+        waiting.wait_until_deadline(loop)
     if len(held) == replays.CLAIMS_PER_STATEMENT:
         _make(key)  # this group is full: now (the call scheduled finds nothing, or the next group)
     return await waiting.answer  # cancelled with its request: the claim is made all the same
