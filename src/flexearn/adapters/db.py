@@ -753,8 +753,11 @@ def _postgres_deadlines(engine: sa.Engine) -> None:
         driver: Any = pooled.dbapi_connection
         try:  # the connection is idle: setting autocommit sends nothing
             if ms is None:  # psycopg's BEGIN, as the connection was before a deadline's made it ours
-                asked = connection.get_execution_options().get("isolation_level")
-                if pooled.info.pop(_OURS, False) and driver.autocommit and asked != "AUTOCOMMIT":
+                if (
+                    pooled.info.pop(_OURS, False)
+                    and driver.autocommit
+                    and connection.get_execution_options().get("isolation_level") != "AUTOCOMMIT"
+                ):
                     driver.autocommit = False
                 return
             if not driver.autocommit:
