@@ -213,10 +213,14 @@ def _reads_and_claims(app: Flexearn, reads: list[str], signatures: list[str]) ->
 
 
 def _in_one_turn(
-    app: Flexearn, calls: list[list[db.Statement]], monkeypatch: pytest.MonkeyPatch
+    app: Flexearn,
+    calls: list[list[db.Statement]],
+    monkeypatch: pytest.MonkeyPatch,
+    budgets: list[float] | None = None,
 ) -> tuple[list[Any], int, list[int]]:
-    """Each call's `in_turn` on the loop, all begun in one turn of it: what each returned (or
-    raised), how many queries were sent, and the loop's idle connections afterwards."""
+    """Each call's `in_turn` on the loop, all begun in one turn of it (each with its budget in
+    seconds, 10 by default): what each returned (or raised), how many queries were sent, and the
+    loop's idle connections afterwards."""
     sent = [0]
     run = loop_postgres._Batch.run
 
@@ -228,9 +232,10 @@ def _in_one_turn(
 
     async def scenario() -> tuple[list[Any], list[int]]:
         connections = loop_postgres._connections(app.engine)
-        until = time.monotonic() + 10
-        deadline = db.Deadline(until)
-        turns = [connections.in_turn(until, deadline, statements, []) for statements in calls]
+        turns = []
+        for statements, budget in zip(calls, budgets or [10.0] * len(calls), strict=True):
+            until = time.monotonic() + budget
+            turns.append(connections.in_turn(until, db.Deadline(until), statements, []))
         found = await asyncio.gather(*turns, return_exceptions=True)
         pids = _loop_pids()
         await loop_postgres.close()
@@ -253,6 +258,31 @@ def test_the_reads_of_one_turn_go_as_one_query_their_claims_in_one_transaction(
     assert [bool(rows[1]) for rows in found] == [True] * 8 + [False]  # the replay found the first
     assert _claims(app) - claims == 8
     assert len(pids) == 1  # one connection, kept
+
+
+def test_the_reads_of_one_turn_share_one_snapshot_each_under_its_own_deadline(
+    on_postgres: Flexearn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The turn's reads go in one read-only transaction (one BEGIN and COMMIT for them all), and
+    each request's read is bounded by its own budget's statement timeout (cut down to a multiple
+    of `TIMEOUT_STEP_MS`), not another's."""
+    app = on_postgres
+    read = (
+        "SELECT virtualxid, current_setting('transaction_read_only'), current_setting('statement_timeout')"
+        " FROM pg_locks WHERE locktype = 'virtualxid' AND pid = pg_backend_pid()"
+    )  # the transaction's virtual id: a new one in each transaction, even a read-only one
+    budgets = [2.0, 9.0, 5.0, 9.0]
+    calls = _reads_and_claims(app, [read] * 4, [f"snapshot {i}" for i in range(4)])
+    found, sent, _ = _in_one_turn(app, calls, monkeypatch, budgets)
+    assert sent == 1
+    transaction = found[0][0][0][0]
+    for (rows, _), budget in zip(found, budgets, strict=True):
+        (row,) = rows
+        assert row[0] == transaction
+        assert row[1] == "on"
+        timeout_ms = int(row[2].removesuffix("ms")) if row[2].endswith("ms") else int(row[2][:-1]) * 1000
+        assert timeout_ms % loop_postgres.TIMEOUT_STEP_MS == 0
+        assert budget * 1000 - 3 * loop_postgres.TIMEOUT_STEP_MS < timeout_ms < budget * 1000
 
 
 def test_a_statement_that_fails_is_its_requests_alone_the_others_are_sent_again(

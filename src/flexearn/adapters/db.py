@@ -304,8 +304,9 @@ def in_turn(engine: sa.Engine, statements: Sequence[Statement]) -> list[list[Any
     the CPU, measured). A read-only statement runs as a read-only unit of work's would:
     `REPEATABLE READ READ ONLY` on PostgreSQL, `query_only` on SQLite (where one statement is its own
     snapshot and takes no lock a writer waits for); SQLite's writers queue as a unit of work's do.
-    A driver error is raised as it is (`unavailable` knows those that mean the database is away or
-    busy); a connection it broke is not put back in the pool.
+    (On the event loop, the reads of the turn's requests share one such transaction:
+    `adapters/loop_postgres`.) A driver error is raised as it is (`unavailable` knows those that
+    mean the database is away or busy); a connection it broke is not put back in the pool.
     """
     run = _inline.get()
     if run is not None:
@@ -440,27 +441,39 @@ def postgres_script(
     around them all. Also the number of each statement's own result among the query's results, and
     how many results the query gives. Each statement's parameters are renamed apart (`:name` of the
     i-th as `s{i}_name`)."""
-    timeouts = "" if ms is None else f"; {POSTGRES_TIMEOUTS}"
-    values = {} if ms is None else {"ms": str(ms)}
-    sqls = []
-    for i, (sql, params, _) in enumerate(statements):
+    if together:
+        body, values, positions, count = postgres_part(ms, statements)
+        begin = postgres_begin(all(read_only for _, _, read_only in statements))
+        return f"{begin}; {body}; COMMIT", values, [1 + p for p in positions], count + 2
+    parts, values, positions, count = [], {}, [], 0
+    for i, statement in enumerate(statements):
+        body, more, (position,), size = postgres_part(ms, [statement], first=i)
+        parts.append(f"{postgres_begin(statement[2])}; {body}; COMMIT")
+        values.update(more)
+        positions.append(count + 1 + position)
+        count += size + 2
+    return "; ".join(parts), values, positions, count
+
+
+def postgres_part(
+    ms: int | None, statements: Sequence[Statement], first: int = 0
+) -> tuple[str, dict[str, Any], list[int], int]:
+    """`statements` for a transaction the caller opens and ends: the timeouts (under a deadline of
+    `ms`), then each statement, its parameters renamed apart (`:name` of the i-th as
+    `s{first + i}_name`); with their values, each statement's result's number and the results'
+    count, as `postgres_script`'s."""
+    sqls = [] if ms is None else [POSTGRES_TIMEOUTS]
+    values: dict[str, Any] = {} if ms is None else {"ms": str(ms)}
+    for i, (sql, params, _) in enumerate(statements, first):
         sqls.append(_pyformat(sql, f"s{i}_"))
         values.update((f"s{i}_{name}", value) for name, value in params.items())
-    head = 1 + (ms is not None)  # results before a statement's own: BEGIN, (timeouts)
+    head = ms is not None
+    return "; ".join(sqls), values, [head + i for i in range(len(statements))], head + len(statements)
 
-    def begin(read_only: bool) -> str:
-        return "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY" if read_only else "BEGIN"
 
-    if together:
-        read_only = all(read_only for _, _, read_only in statements)
-        script = f"{begin(read_only)}{timeouts}; {'; '.join(sqls)}; COMMIT"
-        return script, values, [head + i for i in range(len(sqls))], head + len(sqls) + 1
-    each = head + 2
-    script = "; ".join(
-        f"{begin(read_only)}{timeouts}; {sql}; COMMIT"
-        for sql, (_, _, read_only) in zip(sqls, statements, strict=True)
-    )
-    return script, values, [i * each + head for i in range(len(sqls))], each * len(sqls)
+def postgres_begin(read_only: bool) -> str:
+    """A transaction's BEGIN, as a unit of work's: `REPEATABLE READ READ ONLY` for a read."""
+    return "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY" if read_only else "BEGIN"
 
 
 _CURSOR = "flexearn_cursor"  # `direct`'s cursor, in the pooled connection's `info`
@@ -635,6 +648,7 @@ def _as_sqlalchemys(
 
 
 @functools.cache
+@functools.lru_cache(maxsize=1024)  # a bounded set: the statements' texts, and the prefixes of a batch
 def _pyformat(sql: str, prefix: str = "") -> str:
     """`:name` parameters as psycopg's `%(name)s` (`%(<prefix>name)s`)."""
     return re.sub(r"(?<!:):(\w+)", rf"%({prefix}\1)s", sql)
