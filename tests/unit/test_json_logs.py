@@ -7,6 +7,7 @@ import io
 import json
 import logging
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from flexearn.observability import context
@@ -153,3 +154,15 @@ def test_a_line_held_for_its_loop_s_turn_goes_to_the_handler_it_was_made_for() -
 
     asyncio.run(turn())
     assert [[json.loads(line)["n"] for line in s.getvalue().splitlines()] for s in streams] == [[0], [1]]
+
+
+def test_a_value_json_cannot_write_is_logged_as_its_text() -> None:
+    """A Decimal, a datetime, a dataclass: their `str`; an integer past 64 bits and a key that is
+    not a string as `json` writes them (orjson refuses them)."""
+    when = datetime(2026, 12, 5, 3, 4, 5, tzinfo=UTC)
+    info = context.RequestInfo("r")
+    texts = {"amt": Decimal("0.10"), "at": when, "info": info}
+    for refused in ({}, {"big": 2**70}, {"keyed": {1: "a"}}):  # orjson's line, then json's
+        line = json.loads(JsonFormatter().format(record("x", **texts, **refused)))
+        assert {key: line[key] for key in texts} == {key: str(value) for key, value in texts.items()}
+        assert {key: line[key] for key in refused} == json.loads(json.dumps(refused))

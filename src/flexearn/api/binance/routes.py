@@ -42,7 +42,7 @@ from flexearn.api.binance.common import (
     window,
 )
 from flexearn.api.binance.wire import amount
-from flexearn.api.facade import Endpoint
+from flexearn.api.facade import Endpoint, Number
 from flexearn.api.facade import user_of as _user
 from flexearn.api.params import Params
 from flexearn.bootstrap import Flexearn
@@ -79,12 +79,12 @@ RATE_WINDOW_DAYS = 30  # rateHistory's default window (Binance: "the last 30 day
 RATE_SPAN_DAYS = 365  # "cannot be longer than 1 year"
 
 
-def _bands(tiers: tuple[Tier, ...], coin: str) -> dict[str, float]:
+def _bands(tiers: tuple[Tier, ...], coin: str) -> dict[str, Number]:
     """Bands as Binance writes them: "0-5BTC" → the band's APR, a JSON number. A rate cut to 8
     places has fewer than 15 significant digits, so the float's text (the shortest that reads
     back) is that decimal exactly."""
     return {
-        f"{t.min_step.normalize():f}-{t.max_step.normalize():f}{coin}": float(
+        f"{t.min_step.normalize():f}-{t.max_step.normalize():f}{coin}": Number(
             round_down(t.apy / 100, RATE_PLACES)
         )
         for t in tiers
