@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
@@ -260,12 +260,33 @@ def test_the_reads_of_one_turn_go_as_one_query_their_claims_in_one_transaction(
     assert len(pids) == 1  # one connection, kept
 
 
+def _ms(setting: str) -> int:
+    """A timeout as PostgreSQL shows it ("1900ms", "2s") in milliseconds."""
+    if setting.endswith("ms"):
+        return int(setting.removesuffix("ms"))
+    return int(setting.removesuffix("s")) * 1000
+
+
+def _sent(monkeypatch: pytest.MonkeyPatch, change: Callable[[str], str] = lambda script: script) -> list[str]:
+    """The queries `_Batch.run` sends from now on (as `change` makes them)."""
+    sent: list[str] = []
+    query = loop_postgres._Batch.query
+
+    def kept(cursor: Any, calls: Any) -> Any:
+        script, owners, places = query(cursor, calls)
+        sent.append(change(script))
+        return sent[-1], owners, places
+
+    monkeypatch.setattr(loop_postgres._Batch, "query", staticmethod(kept))
+    return sent
+
+
 def test_the_reads_of_one_turn_share_one_snapshot_each_under_its_own_deadline(
     on_postgres: Flexearn, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The turn's reads go in one read-only transaction (one BEGIN and COMMIT for them all), and
     each request's read is bounded by its own budget's statement timeout (cut down to a multiple
-    of `TIMEOUT_STEP_MS`), not another's."""
+    of `TIMEOUT_STEP_MS`), not another's; calls with the same timeout share its setting."""
     app = on_postgres
     read = (
         "SELECT virtualxid, current_setting('transaction_read_only'), current_setting('statement_timeout')"
@@ -273,16 +294,63 @@ def test_the_reads_of_one_turn_share_one_snapshot_each_under_its_own_deadline(
     )  # the transaction's virtual id: a new one in each transaction, even a read-only one
     budgets = [2.0, 9.0, 5.0, 9.0]
     calls = _reads_and_claims(app, [read] * 4, [f"snapshot {i}" for i in range(4)])
-    found, sent, _ = _in_one_turn(app, calls, monkeypatch, budgets)
-    assert sent == 1
+    sent = _sent(monkeypatch)
+    found, _, _ = _in_one_turn(app, calls, monkeypatch, budgets)
+    assert len(sent) == 1
     transaction = found[0][0][0][0]
+    timeouts = []
     for (rows, _), budget in zip(found, budgets, strict=True):
         (row,) = rows
         assert row[0] == transaction
         assert row[1] == "on"
-        timeout_ms = int(row[2].removesuffix("ms")) if row[2].endswith("ms") else int(row[2][:-1]) * 1000
-        assert timeout_ms % loop_postgres.TIMEOUT_STEP_MS == 0
-        assert budget * 1000 - 3 * loop_postgres.TIMEOUT_STEP_MS < timeout_ms < budget * 1000
+        timeouts.append(_ms(row[2]))
+        assert timeouts[-1] % loop_postgres.TIMEOUT_STEP_MS == 0
+        assert budget * 1000 - 1000 < timeouts[-1] < budget * 1000
+    distinct = len(set(timeouts))  # 3, or 4 if the two 9 s budgets fell either side of a step
+    assert sent[0].count("set_config('statement_timeout'") == distinct + 1  # and the claims' own
+
+
+def test_a_read_that_fails_where_its_timeouts_were_not_set_again_is_its_request_s_alone(
+    on_postgres: Flexearn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Calls of one budget share one setting of the timeouts: the error of a read after another's
+    setting is still its own request's, and the rest are sent again under their own timeouts."""
+    app = on_postgres
+    budgets = [2.0, 9.0, 5.0, 9.0, 5.0, 2.0]
+    reads = [f"SELECT {i} AS n, current_setting('statement_timeout') AS t" for i in range(6)]
+    reads[3] = "SELECT 1 / 0 AS n"  # a 9 s call's read
+    calls = _reads_and_claims(app, reads, [f"budget {i}" for i in range(6)])
+    calls[5] = calls[5][:1]  # a read alone
+    claims = _claims(app)
+    found, sent, pids = _in_one_turn(app, calls, monkeypatch, budgets)
+    assert sent == 2
+    assert isinstance(found[3], psycopg.errors.DivisionByZero)
+    for i in (0, 1, 2, 4, 5):
+        ((n, timeout),) = found[i][0]
+        assert n == i
+        assert budgets[i] * 1000 - 1000 < _ms(timeout) < budgets[i] * 1000
+        assert len(found[i]) == (1 if i == 5 else 2)
+    assert _claims(app) - claims == 4
+    assert len(pids) == 1
+
+
+def test_a_failed_commit_of_the_reads_fails_the_writers_and_answers_the_readers(
+    on_postgres: Flexearn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Had the reads' own COMMIT failed (a statement refused in its place here), the requests that
+    only read have their rows, and those that write get the error: nothing of theirs is committed."""
+    app = on_postgres
+    _sent(monkeypatch, lambda script: script.replace("; COMMIT; ", "; SELECT 1 / 0; ", 1))
+    calls = _reads_and_claims(app, [f"SELECT {i} AS n" for i in range(3)], [f"commit {i}" for i in range(3)])
+    calls[1] = calls[1][:1]  # a read alone
+    claims = _claims(app)
+    found, sent, pids = _in_one_turn(app, calls, monkeypatch)
+    assert sent == 1
+    assert found[1] == [[(1,)]]
+    assert isinstance(found[0], psycopg.errors.DivisionByZero)
+    assert isinstance(found[2], psycopg.errors.DivisionByZero)
+    assert _claims(app) == claims
+    assert len(pids) == 1
 
 
 def test_a_statement_that_fails_is_its_requests_alone_the_others_are_sent_again(

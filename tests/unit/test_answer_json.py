@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -13,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from flexearn.api.facade import Number, _json
+from flexearn.observability.context import RequestInfo
 
 
 def stdlib(content: Any) -> bytes:
@@ -54,7 +56,13 @@ def test_a_band_s_rate_keeps_python_s_text_small_rates_included() -> None:
 
 
 def test_what_is_not_json_is_refused_as_before() -> None:
-    for value in ({"a": Decimal(1)}, {"a": Number(math.nan)}, {"a": Number(math.inf)}):
+    for value in (
+        {"a": Decimal(1)},
+        {"a": Number(math.nan)},
+        {"a": Number(math.inf)},
+        {"a": datetime(2026, 12, 5, tzinfo=UTC)},
+        {"a": RequestInfo("r")},  # a dataclass
+    ):
         with pytest.raises((TypeError, ValueError)):
             stdlib(value)
         with pytest.raises((TypeError, ValueError)):

@@ -648,7 +648,6 @@ def _as_sqlalchemys(
 
 
 @functools.cache
-@functools.lru_cache(maxsize=1024)  # a bounded set: the statements' texts, and the prefixes of a batch
 def _pyformat(sql: str, prefix: str = "") -> str:
     """`:name` parameters as psycopg's `%(name)s` (`%(<prefix>name)s`)."""
     return re.sub(r"(?<!:):(\w+)", rf"%({prefix}\1)s", sql)

@@ -162,16 +162,17 @@ class _Connections:
             await _close(connection)
 
 
-# A read's statement and lock timeouts are what is left of its request's budget, cut down to a
-# multiple of this: the reads of one turn, begun within milliseconds of each other, then mostly share
-# one setting, and the transaction sets it once for them (each `set_config` cost the server about as
-# much as the read it bounds: 16 µs against 25, measured on a one-row read by index).
+# A read's statement and lock timeouts are what is left of its request's budget, from a second up
+# cut down to a multiple of this (by less than a tenth): the reads of one turn, begun within
+# milliseconds of each other, then mostly share one setting, and the transaction sets it once for
+# them (each `set_config` cost the server about as much as the read it bounds: 16 µs against 25,
+# measured on a one-row read by index).
 TIMEOUT_STEP_MS = 100
 
 
 def _timeout_ms(call: _Call) -> int:
     ms = call.deadline.remaining_ms()
-    return ms if ms < TIMEOUT_STEP_MS else ms - ms % TIMEOUT_STEP_MS
+    return ms if ms < 10 * TIMEOUT_STEP_MS else ms - ms % TIMEOUT_STEP_MS
 
 
 def _order(statement: db.Statement) -> tuple[str, str]:
@@ -206,7 +207,7 @@ class _Batch:
     """The `in_turn` calls of one turn of the loop, sent as one query of the simple protocol: the
     reads of all of them in one read-only transaction (`REPEATABLE READ`, as a read's unit of work:
     one snapshot for the turn's reads, each call's under its own deadline's timeouts, cut down to
-    `TIMEOUT_STEP_MS`), then their
+    `TIMEOUT_STEP_MS`; the tables' share locks are held until that transaction's COMMIT), then their
     writes — the signatures' claims — in one transaction: one COMMIT and one WAL flush for the
     turn, one round trip for all. Two claims of one signature in a turn: the second finds the
     first's row, as it would after its COMMIT.
@@ -237,12 +238,14 @@ class _Batch:
     def query(cursor: _Cursor, calls: list[_Call]) -> tuple[str, list[int | None], list[list[int]]]:
         """The query sending `calls` (its parameters quoted in by psycopg: each part on its own, a
         text psycopg parses once and keeps, where the whole batch would be parsed anew each time),
-        the call each result is of (None: of the writes' BEGIN, timeouts or COMMIT) and each call's
-        statements' results."""
+        the call each result is of (None: of a transaction's BEGIN or COMMIT, or the writes'
+        timeouts) and each call's statements' results."""
         parts: list[str] = []
-        owners: list[int | None] = []  # by result: the call whose statement (or read's BEGIN…) it is
+        owners: list[int | None] = []  # by result: the call whose statement (or timeouts) it is
         places: list[list[int]] = [[] for _ in calls]  # by call: its statements' results
-        reading = sorted((_timeout_ms(call), i) for i, call in enumerate(calls) if call.reads)
+        # The longest budgets first: a call's `set_config` then runs under a timeout no shorter than
+        # its own (the first under none), so no other call's short budget can cancel it.
+        reading = sorted(((_timeout_ms(call), i) for i, call in enumerate(calls) if call.reads), reverse=True)
         if reading:
             parts.append(db.postgres_begin(read_only=True))
             owners.append(None)

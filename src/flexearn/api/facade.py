@@ -478,11 +478,15 @@ def _json(content: Any) -> bytes:
     a key that is not a string — is rendered by `json`, as before. An answer's numbers are integers
     and `Number`s: a plain float would be written as orjson writes it (`0.00001`, NaN as null)."""
     try:
-        return orjson.dumps(content, default=_number)
+        return orjson.dumps(content, default=_number, option=_REFUSED)
     except orjson.JSONEncodeError:
         return json.dumps(
             content, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")
         ).encode()
+
+
+# What `json` refuses and orjson would write, sent to `_number` (which refuses it): a datetime, a dataclass.
+_REFUSED = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 
 
 def _number(value: Any) -> orjson.Fragment:

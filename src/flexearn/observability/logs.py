@@ -27,7 +27,8 @@ _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"messa
 logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
 # A line's JSON, compact: by orjson (0.5 µs for an access line, against 4.2 by `json`), anything it
 # does not write as a plain value (a Decimal, a datetime, a dataclass) as its `str`; what it refuses
-# (an integer beyond 64 bits, a key that is not a string) by `json`, likewise.
+# (an integer beyond 64 bits, a key that is not a string) by `json`, likewise. Unlike `json`, it writes
+# a float under 1e-4 without an exponent, NaN and infinities as null, and an Enum as its value.
 _ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 _json_encode = json.JSONEncoder(default=str, ensure_ascii=False, separators=(",", ":")).encode
 
