@@ -46,6 +46,7 @@ BOUND_S = 5.0
 RECOVERY_S = 15.0  # how long the service may take to answer normally once the database is back
 PURCHASE = "/api/v5/finance/savings/purchase-redempt"
 UNAVAILABLE = {"okx": ("50001", 503), "bitget": ("40604", 503)}
+SYSTEM_ERROR = {"okx": ("50026", 500), "bitget": ("40015", 500)}
 
 
 @dataclass
@@ -150,6 +151,10 @@ def healthy(a: Answer) -> bool:
 
 def unavailable(a: Answer) -> bool:
     return (a.code, a.status) == UNAVAILABLE[a.exchange]
+
+
+def system_error(a: Answer) -> bool:
+    return (a.code, a.status) == SYSTEM_ERROR[a.exchange]
 
 
 def wait_until(check: Callable[[], bool], limit: float) -> float:
@@ -285,15 +290,18 @@ def test_purchases_across_a_restart_and_a_kill9_of_the_database_are_each_booked_
         answers = list(burst.answers.values())
         acked = {amount for amount, a in burst.answers.items() if healthy(a)}
         refused = {amount for amount, a in burst.answers.items() if unavailable(a)}
-        others = [a for a in answers if not healthy(a) and not unavailable(a)]
-        assert not others, others  # no 500, no other code, no hang past the client's timeout
-        assert refused, "the faults were not felt: no purchase was answered unavailable"
-        assert max(a.seconds for a in answers) < BOUND_S
-
         booked = purchases_in_ledger(d.pg.url)
         initial = D(1_000_000)  # the deposits are not purchases; every booked amount is one of ours
         assert initial not in booked
         counts = {amount: booked.count(amount) for amount in set(booked)}
+        # A COMMIT that took as the database went down, its answer lost with the connection: a
+        # system error, and booked (tests/deployment/test_lost_commit.py). Any other 500 is not.
+        lost = {amount for amount, a in burst.answers.items() if system_error(a) and counts.get(amount) == 1}
+        others = [a for amount, a in burst.answers.items() if amount not in acked | refused | lost]
+        assert not others, others  # no other code, no hang past the client's timeout
+        assert refused, "the faults were not felt: no purchase was answered unavailable"
+        assert max(a.seconds for a in answers) < BOUND_S
+
         assert set(counts) <= set(burst.answers), "a purchase nobody sent was booked"
         assert all(counts.get(amount) == 1 for amount in acked), "an acknowledged purchase is missing"
         assert all(n == 1 for n in counts.values()), "a purchase was booked twice"
@@ -309,6 +317,7 @@ def test_purchases_across_a_restart_and_a_kill9_of_the_database_are_each_booked_
                 "acknowledged": len(acked),
                 "unavailable": len(refused),
                 "unavailable_but_booked": applied_anyway,
+                "booked_answer_lost": len(lost),
                 "slowest_s": round(max(a.seconds for a in answers), 3),
             },
         )

@@ -249,6 +249,12 @@ class Deadline:
                 raise DatabaseBusy("the request's budget ran out before its COMMIT; rolled back")
             self.committed = True
 
+    def did_not_commit(self) -> None:
+        """The COMMIT sent is known not to have taken (its connection was lost first, and what it
+        would have written is not there): "unavailable" is true again."""
+        with self._lock:
+            self.committed = False
+
 
 _deadline: ContextVar[Deadline | None] = ContextVar("flexearn_db_deadline", default=None)
 
@@ -272,6 +278,13 @@ def seconds_left() -> float | None:
     """Seconds left of the current request's deadline (None: no deadline applies)."""
     bound = _deadline.get()
     return None if bound is None else bound.at - time.monotonic()
+
+
+def did_not_commit() -> None:
+    """Tell the current request's deadline (if any) that its COMMIT did not take (`Deadline`)."""
+    bound = _deadline.get()
+    if bound is not None:
+        bound.did_not_commit()
 
 
 def may_commit() -> None:

@@ -130,7 +130,8 @@ async def _within(future: asyncio.Future[T], deadline: db.Deadline) -> T:
     "Service unavailable" promises that nothing was written, so a thread that already sent its
     COMMIT is waited for, however long that takes: its outcome is the answer. If the database
     fails after a COMMIT was sent (the connection lost mid-COMMIT), what was committed is unknown:
-    that is a system error (500), never "unavailable".
+    that is a system error (500), never "unavailable" — unless the thread learnt that the COMMIT
+    did not take (`db.Deadline.did_not_commit`: a signed request's claim, `api/facade.py`).
     """
     future.add_done_callback(_settled)
     try:

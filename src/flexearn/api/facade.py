@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, NoReturn, Protocol
 
 import orjson
 from starlette.datastructures import Headers, QueryParams
@@ -36,7 +36,7 @@ from flexearn.bootstrap import Flexearn
 from flexearn.domain.errors import FlexearnError
 from flexearn.observability import context
 from flexearn.services.replays import Claim
-from flexearn.services.unit_of_work import joining_first
+from flexearn.services.unit_of_work import Joining, joining_first
 
 log = logging.getLogger("flexearn.api")
 
@@ -289,16 +289,51 @@ class Facade:
             if not rows:
                 raise AuthFailure(Failure.REPLAYED)
 
-        needs_slot = False
         with joining_first(*claim.statement(), first) as joining:
             try:
-                return handler(self.app, caller, params)
+                answer = handler(self.app, caller, params)
             except db.NotInline:
-                needs_slot = True
                 raise
-            finally:
-                if not needs_slot and not joining.committed and not claim.alone():
-                    raise AuthFailure(Failure.REPLAYED)  # a replay's refusal wins over its outcome
+            except BaseException as error:
+                if joining.lost and db.unavailable(error):
+                    _after_a_lost_commit(claim, error)
+                _claim_after(joining, claim)
+                raise
+            _claim_after(joining, claim)
+            return answer
+
+
+def _claim_after(joining: Joining, claim: Claim) -> None:
+    """Claim the signature on its own if the handler's work did not take the claim with it; a
+    replay's refusal wins over the handler's outcome."""
+    if not joining.committed and not claim.alone():
+        raise AuthFailure(Failure.REPLAYED)
+
+
+# How often the outcome of a lost COMMIT is asked again while the database cannot answer.
+LOST_COMMIT_RETRY_S = 0.05
+
+
+def _after_a_lost_commit(claim: Claim, error: BaseException) -> NoReturn:
+    """The handler's COMMIT, its signature's claim in the same transaction, was sent and the
+    connection lost before the answer (the database restarting or crashing, say): the claim's row
+    says what happened, once the database answers again within the request's budget. Absent, the
+    transaction rolled back: the claim is made now, nothing was written, and the answer is the
+    database's unavailability (`error`). Present, it committed: the outcome stands but its answer
+    is lost, a system error logged as such. No answer in time: a system error, outcome unknown."""
+    while True:
+        try:
+            first = claim.alone()
+        except Exception as again:
+            left = db.seconds_left()
+            if not db.unavailable(again) or db.inlined() or left is None or left <= LOST_COMMIT_RETRY_S:
+                raise RuntimeError("a COMMIT was lost with its connection: outcome unknown") from error
+            time.sleep(LOST_COMMIT_RETRY_S)
+            continue
+        if first:
+            db.did_not_commit()
+            raise error
+        raise RuntimeError("a COMMIT was lost with its connection after it took: answer lost") from error
 
 
 class _Endpoint:

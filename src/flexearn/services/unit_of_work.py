@@ -31,6 +31,10 @@ class Joining:
     check: Callable[[list[Any]], None]
     taken: bool = False  # a unit of work (or a read) has the statement
     committed: bool = False  # and it was committed
+    # Its unit of work's COMMIT failed with the database's unavailability (the connection lost as
+    # the COMMIT went out, or before its answer came back): whether it took is not known here, but
+    # the statement's own row, committed or not with the rest, will tell (`api/facade.py`).
+    lost: bool = False
 
 
 _joining: ContextVar[Joining | None] = ContextVar("flexearn_joining_first", default=None)
@@ -132,7 +136,12 @@ class UnitOfWork:
             raise db.ReadOnlyViolation("a read-only unit of work has nothing to commit")
         if outcome:
             db.may_commit()
-        db.commit(self.conn)  # with the held writes: if one fails, the transaction rolls back
+        try:
+            db.commit(self.conn)  # with the held writes: if one fails, the transaction rolls back
+        except Exception as error:
+            if self._joined is not None and db.unavailable(error):
+                self._joined.lost = True
+            raise
         if outcome:
             _committed[0] = next(_commits)
         if self._joined is not None:
