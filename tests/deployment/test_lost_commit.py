@@ -141,3 +141,25 @@ def test_a_lost_commit_whose_database_stays_away_past_the_budget_is_answered_wit
         assert holdings(s) == (D(1), D(999))  # as it happens, it had not taken
         assert purchase(client, s.key, "3")[0] == (200, "0")
     ledger_ok(postgres_url)
+
+
+
+def test_a_read_whose_claim_took_before_the_connection_was_lost_is_answered_unavailable_not_used(
+    postgres_url: str,
+) -> None:
+    """A signed read and its claim went out together and both ran, but the answer was lost: the
+    claim's row is there, and it is the request's own — "already used" would tell ccxt the key is
+    bad (AuthenticationError)."""
+    target = "/api/v5/finance/savings/balance?ccy=USDT"
+    with served(postgres_url) as s, httpx.Client(base_url=s.base, timeout=20) as client:
+        # no outage: the database answers at once, and the claim's row is found
+        s.cut.arm(AFTER, b"INSERT INTO seen_signature", b"FROM savings_position")
+        headers = okx_http.signed_headers(s.key, "GET", target)
+        answer = client.get(target, headers=headers)
+        assert s.cut.cuts, "the read was not cut"
+        assert (answer.status_code, answer.json()["code"]) == UNAVAILABLE
+        again = client.get(target, headers=headers)  # a replay of it is still refused
+        assert (again.status_code, again.json()["code"]) == REPLAYED
+        fresh = client.get(target, headers=okx_http.signed_headers(s.key, "GET", target))
+        assert fresh.status_code == 200
+        assert fresh.json()["data"][0]["amt"] == "1"

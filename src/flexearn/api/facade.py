@@ -295,8 +295,11 @@ class Facade:
             except db.NotInline:
                 raise
             except BaseException as error:
-                if joining.lost and db.unavailable(error):
-                    _after_a_lost_commit(claim, error)
+                if db.unavailable(error):
+                    if joining.lost:
+                        _after_a_lost_commit(claim, error)
+                    if joining.taken and not joining.committed:
+                        _after_a_lost_read(claim, error)
                 _claim_after(joining, claim)
                 raise
             _claim_after(joining, claim)
@@ -308,6 +311,19 @@ def _claim_after(joining: Joining, claim: Claim) -> None:
     replay's refusal wins over the handler's outcome."""
     if not joining.committed and not claim.alone():
         raise AuthFailure(Failure.REPLAYED)
+
+
+def _after_a_lost_read(claim: Claim, error: BaseException) -> NoReturn:
+    """The handler's read failed with the database's unavailability, its signature's claim sent
+    with it (`UnitOfWork.read_alone`), in a transaction that may have committed before the
+    connection was lost: a row found now may be its own, so the answer stays the database's
+    unavailability (`error`), never "already used"; the claim is made if it can be."""
+    try:
+        claim.alone()
+    except Exception as again:
+        if not db.unavailable(again):
+            raise
+    raise error
 
 
 # How often the outcome of a lost COMMIT is asked again while the database cannot answer.
