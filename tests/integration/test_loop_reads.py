@@ -272,8 +272,8 @@ def _sent(monkeypatch: pytest.MonkeyPatch, change: Callable[[str], str] = lambda
     sent: list[str] = []
     query = loop_postgres._Batch.query
 
-    def kept(cursor: Any, calls: Any) -> Any:
-        script, owners, places = query(cursor, calls)
+    def kept(quote: Any, calls: Any) -> Any:
+        script, owners, places = query(quote, calls)
         sent.append(change(script))
         return sent[-1], owners, places
 

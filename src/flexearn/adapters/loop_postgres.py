@@ -235,11 +235,10 @@ class _Batch:
         return call.answer
 
     @staticmethod
-    def query(cursor: _Cursor, calls: list[_Call]) -> tuple[str, list[int | None], list[list[int]]]:
-        """The query sending `calls` (its parameters quoted in by psycopg: each part on its own, a
-        text psycopg parses once and keeps, where the whole batch would be parsed anew each time),
-        the call each result is of (None: of a transaction's BEGIN or COMMIT, or the writes'
-        timeouts) and each call's statements' results."""
+    def query(quote: db.Quote, calls: list[_Call]) -> tuple[str, list[int | None], list[list[int]]]:
+        """The query sending `calls` (their values written in by `quote`), the call each result is
+        of (None: of a transaction's BEGIN or COMMIT, or the writes' timeouts) and each call's
+        statements' results."""
         parts: list[str] = []
         owners: list[int | None] = []  # by result: the call whose statement (or timeouts) it is
         places: list[list[int]] = [[] for _ in calls]  # by call: its statements' results
@@ -251,11 +250,10 @@ class _Batch:
             owners.append(None)
             set_ms = None
             for ms, i in reading:  # each call's reads under its own deadline's timeouts, set when changed
-                script, values, positions, count = db.postgres_part(
-                    None if ms == set_ms else ms, calls[i].reads
-                )
+                timeouts = None if ms == set_ms else ms
+                script, positions, count = db.postgres_part(timeouts, calls[i].reads, quote)
                 set_ms = ms
-                parts.append(cursor.mogrify(script, values))
+                parts.append(script)
                 places[i] += [len(owners) + p for p in positions]
                 owners += [i] * count
             parts.append("COMMIT")
@@ -266,10 +264,10 @@ class _Batch:
         )
         if writes:
             ms = min(calls[i].deadline.remaining_ms() for i, _, _ in writes)
-            script, values, positions, count = db.postgres_script(
-                ms, [statement for _, _, statement in writes], together=True
+            script, positions, count = db.postgres_script(
+                ms, [statement for _, _, statement in writes], quote, together=True
             )
-            parts.append(cursor.mogrify(script, values))
+            parts.append(script)
             shared: list[int | None] = [None] * count
             at: dict[tuple[int, int], int] = {}
             for (i, j, _), p in zip(writes, positions, strict=True):
@@ -284,7 +282,7 @@ class _Batch:
     async def run(connection: psycopg.AsyncConnection[Any], calls: list[_Call]) -> list[_Call]:
         """Send `calls` once on `connection`, answer those it can; return the calls to send again."""
         cursor = _Cursor(connection)
-        script, owners, places = _Batch.query(cursor, calls)
+        script, owners, places = _Batch.query(db.postgres_quote(connection), calls)
         await cursor.execute(script)
         end = len(owners) if cursor.failed is None else cursor.failed[0]
         rows, at = {}, 0
