@@ -53,6 +53,7 @@ class Cutter:
     target: tuple[str, int]
     listener: socket.socket
     cuts: list[bytes] = field(default_factory=list)  # the messages cut at
+    answered: list[bool] = field(default_factory=list)  # by cut after: whether the server answered it
     _armed: tuple[str, tuple[bytes, ...], float] | None = None
     _down_until: float = 0.0
     _pairs: set[tuple[socket.socket, socket.socket]] = field(default_factory=set)
@@ -93,15 +94,23 @@ class Cutter:
             for pair in self._pairs:
                 _close(*pair)
 
+    def wait_up(self) -> None:
+        """Return once the proxy takes connections again (at once if it never went down)."""
+        with self._lock:
+            left = self._down_until - time.monotonic()
+        time.sleep(max(0.0, left))
+
+    def _down(self) -> bool:
+        with self._lock:
+            return time.monotonic() < self._down_until
+
     def serve(self) -> None:
         while True:
             try:
                 client, _ = self.listener.accept()
             except OSError:
                 return
-            with self._lock:
-                down = time.monotonic() < self._down_until
-            if down:
+            if self._down():
                 _close(client)  # as a database that is shutting down or starting up
             else:
                 threading.Thread(target=self._pair, args=(client,), daemon=True).start()
@@ -116,8 +125,11 @@ class Cutter:
         with self._lock:
             self._pairs.add(pair)
         dropping, answered = threading.Event(), threading.Event()
-        threading.Thread(target=_downstream, args=(server, client, dropping, answered), daemon=True).start()
         try:
+            if self._down():  # went down between the accept and now
+                return
+            args = (server, client, dropping, answered)
+            threading.Thread(target=_downstream, args=args, daemon=True).start()
             (length,) = struct.unpack("!i", _read_exact(client, 4))  # the startup message: untyped
             server.sendall(struct.pack("!i", length) + _read_exact(client, length - 4))
             while True:
@@ -130,7 +142,8 @@ class Cutter:
                 if where == AFTER:
                     dropping.set()
                     server.sendall(message)
-                    answered.wait(10)  # the COMMIT's answer, read by `_downstream` and dropped
+                    # the COMMIT's answer, read by `_downstream` and dropped
+                    self.answered.append(answered.wait(10))
                 # else never sent: the server sees its client go, and rolls back
                 if down_s:
                     self._go_down(down_s)

@@ -103,6 +103,20 @@ def test_a_database_failure_after_a_commit_is_an_unknown_outcome_not_unavailable
     assert _rows(engine) == [4]
 
 
+def test_a_commit_known_not_to_have_taken_takes_back_only_itself() -> None:
+    """Two outcome COMMITs sent, one then known not to have taken: the request's outcome is still
+    the other's, so its answer may not give up; once both are taken back, it may."""
+    deadline = db.Deadline(time.monotonic() + 5)
+    deadline.may_commit()
+    deadline.may_commit()
+    deadline.did_not_commit()
+    assert deadline.committed
+    assert not deadline.give_up()
+    deadline.did_not_commit()
+    assert not deadline.committed
+    assert deadline.give_up()
+
+
 def _settings(conn: sa.Connection) -> tuple[str, ...]:
     names = ("statement_timeout", "lock_timeout", "transaction_isolation", "transaction_read_only")
     settings = ", ".join(f"current_setting('{name}')" for name in names)

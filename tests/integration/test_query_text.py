@@ -48,7 +48,8 @@ def test_the_text_is_what_a_client_cursor_sends(
     names = list(params)
     used = data.draw(st.lists(st.sampled_from(names), max_size=8)) if names else []
     # a statement with casts, which are not parameters, and each used name possibly twice
-    sql = "SELECT 1::bigint" + "".join(f", :{name}, 'x'::text" for name in used) + " WHERE 1 = 1"
+    columns = "".join(f", :{name}, :{name}::text, 'x'::text" for name in used)
+    sql = f"SELECT 1::bigint{columns} WHERE 1 = 1"
     expected = psycopg.ClientCursor(driver).mogrify(db._pyformat(sql), params) if used else sql
     assert db.postgres_text(sql, params, db.postgres_quote(driver)) == expected
 
@@ -64,3 +65,10 @@ def test_the_text_runs_and_round_trips_the_values(driver: psycopg.Connection[Any
                             db.postgres_quote(driver))
     row = driver.execute(text, prepare=False).fetchone()
     assert row == (values["a"], values["b"], Decimal(values["c"]), None, values["e"])
+
+
+def test_a_percent_sign_in_the_statement_is_left_as_it_is(driver: psycopg.Connection[Any]) -> None:
+    """(`ClientCursor.mogrify` would read it as a placeholder: the text is not a format here.)"""
+    text = db.postgres_text("SELECT 'a%' LIKE :p, '%s %(x)s'", {"p": "a%"}, db.postgres_quote(driver))
+    assert text == "SELECT 'a%' LIKE 'a%', '%s %(x)s'"
+    assert driver.execute(text, prepare=False).fetchone() == (True, "%s %(x)s")

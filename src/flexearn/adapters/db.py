@@ -230,7 +230,13 @@ class Deadline:
         self.at = at
         self._lock = threading.Lock()
         self._given_up = False
-        self.committed = False  # a COMMIT was sent: the request's outcome is the thread's
+        self._sent = 0  # the outcome COMMITs sent, less those known not to have taken
+
+    @property
+    def committed(self) -> bool:
+        """Whether a COMMIT was sent (and not known to have failed): the request's outcome is then
+        the thread's."""
+        return self._sent > 0
 
     def remaining_ms(self) -> int:
         return max(1, int((self.at - time.monotonic()) * 1000))  # 0 would mean "no limit" to both
@@ -238,7 +244,7 @@ class Deadline:
     def give_up(self) -> bool:
         """Stop waiting: True unless a COMMIT was already sent (then the caller must wait)."""
         with self._lock:
-            if not self.committed:
+            if not self._sent:
                 self._given_up = True
             return self._given_up
 
@@ -247,13 +253,13 @@ class Deadline:
             if self._given_up or time.monotonic() > self.at:
                 self._given_up = True
                 raise DatabaseBusy("the request's budget ran out before its COMMIT; rolled back")
-            self.committed = True
+            self._sent += 1
 
     def did_not_commit(self) -> None:
-        """The COMMIT sent is known not to have taken (its connection was lost first, and what it
-        would have written is not there): "unavailable" is true again."""
+        """A COMMIT sent is known not to have taken (its connection was lost first, and what it
+        would have written is not there): unless another did, "unavailable" is true again."""
         with self._lock:
-            self.committed = False
+            self._sent -= 1
 
 
 _deadline: ContextVar[Deadline | None] = ContextVar("flexearn_db_deadline", default=None)
@@ -332,7 +338,7 @@ def in_turn(engine: sa.Engine, statements: Sequence[Statement]) -> list[list[Any
     try:
         if engine.dialect.name == "sqlite":
             return [_sqlite_alone(engine, pooled, ms, statement) for statement in statements]
-        return _postgres_in_turn(driver, ms, statements)
+        return _postgres_in_turn(driver, ms, statements, _quote(pooled.info, driver))
     except Exception as error:
         if getattr(driver, "broken", False) or getattr(driver, "closed", False):  # psycopg's: lost
             pooled.invalidate(error)
@@ -424,9 +430,11 @@ def _busy(error: sqlite3.Error) -> bool:
     return getattr(error, "sqlite_errorcode", 0) & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
-def _postgres_in_turn(driver: Any, ms: int | None, statements: Sequence[Statement]) -> list[list[Any]]:
+def _postgres_in_turn(
+    driver: Any, ms: int | None, statements: Sequence[Statement], quote: Quote
+) -> list[list[Any]]:
     """`in_turn` on PostgreSQL: one simple-protocol query (`postgres_script`)."""
-    script, positions, _ = postgres_script(ms, statements, postgres_quote(driver))
+    script, positions, _ = postgres_script(ms, statements, quote)
     cursor = psycopg.ClientCursor(driver)
     driver.autocommit = True  # BEGIN and COMMIT are ours, in the query
     try:
@@ -482,6 +490,14 @@ def postgres_part(
 Quote = Callable[[Any], str]
 
 
+def _quote(info: dict[Any, Any], driver: Any) -> Quote:
+    """The `Quote` of a pooled connection (its `info`), made once."""
+    quote: Quote | None = info.get(_QUOTE)
+    if quote is None:
+        quote = info[_QUOTE] = postgres_quote(driver)
+    return quote
+
+
 def postgres_quote(driver: psycopg.BaseConnection[Any]) -> Quote:
     """`driver`'s `Quote`: a value as psycopg's `ClientCursor` writes it into a query (the same
     call, `Transformer.as_literal`, by the connection's adapters), as text."""
@@ -501,13 +517,13 @@ def postgres_text(sql: str, params: dict[str, Any], quote: Quote) -> str:
     """`sql` (`:name` parameters) with the values of `params` written in by `quote`: the text a
     `ClientCursor` sends for it, without psycopg's parse of each query it is asked to send (a
     turn's or a trade's statements joined make a new text each time, parsed and quoted in full) and
-    without renaming the parameters of statements sent together apart: measured on a signed read
-    and its claim, 24 → 5 µs (bench/README.md, "Twentieth pass")."""
+    without renaming the parameters of statements sent together apart: a loop turn's query costs
+    a third less to build (bench/README.md, "Twentieth pass")."""
     texts, names = _pieces(sql)
     if not names:
         return sql
     out = [texts[0]]
-    for name, text in zip(names, texts[1:], strict=False):
+    for name, text in zip(names, texts[1:], strict=True):
         out += (quote(params[name]), text)
     return "".join(out)
 
@@ -523,7 +539,8 @@ def postgres_begin(read_only: bool) -> str:
 
 
 _CURSOR = "flexearn_cursor"  # `direct`'s cursor, in the pooled connection's `info`
-_SCRIPT_CURSOR = "flexearn_script_cursor"  # `batch`'s, and its connection's `Quote`
+_SCRIPT_CURSOR = "flexearn_script_cursor"  # `batch`'s
+_QUOTE = "flexearn_quote"  # the connection's `Quote` (`postgres_quote`)
 _PENDING = "flexearn_pending"  # the statements `later` holds until the transaction's next one
 _OURS = "flexearn_ours"  # autocommit set by `_postgres_deadlines`: its transactions' BEGIN is ours
 
@@ -575,24 +592,24 @@ def batch(conn: sa.Connection, statements: Sequence[tuple[str, dict[str, Any]]])
     if not run:
         return []
     driver: Any = pooled.dbapi_connection
-    query = ""
+    script = run[0][0]  # for an error: the statement being quoted, then the query sent
     try:
-        kept = pooled.info.get(_SCRIPT_CURSOR)
-        if kept is None:
-            kept = pooled.info[_SCRIPT_CURSOR] = (psycopg.ClientCursor(driver), postgres_quote(driver))
-        cursor, quote = kept
-        # Quoted before anything is sent: if a value is refused (a NUL in a text), what is held
-        # stays held; once sent, it is gone.
-        query = "; ".join(postgres_text(sql, params, quote) for sql, params in run)
-        pooled.info.pop(_PENDING, None)
-        cursor.execute(query)
+        cursor = pooled.info.get(_SCRIPT_CURSOR)
+        if cursor is None:
+            cursor = pooled.info[_SCRIPT_CURSOR] = psycopg.ClientCursor(driver)
+        quote, texts = _quote(pooled.info, driver), []
+        for script, params in run:  # quoted before anything is sent: if a value is refused (a NUL
+            texts.append(postgres_text(script, params, quote))  # in a text), what is held stays
+        script = "; ".join(texts)
+        pooled.info.pop(_PENDING, None)  # held; once sent, it is gone
+        cursor.execute(script)
         found: list[list[Any]] = []
         for _ in run:
             rows = cursor.pgresult is not None and cursor.pgresult.status == psycopg.pq.ExecStatus.TUPLES_OK
             found.append(cursor.fetchall() if rows else [])
             cursor.nextset()
     except conn.dialect.loaded_dbapi.Error as error:
-        raise _as_sqlalchemys(conn.dialect, driver, query or run[0][0], {}, error) from error
+        raise _as_sqlalchemys(conn.dialect, driver, script, {}, error) from error
     for (_, _, check), rows in zip(held, found, strict=False):
         if check is not None:
             check(rows)
@@ -828,7 +845,7 @@ def _postgres_deadlines(engine: sa.Engine) -> None:
         except psycopg.Error as error:  # e.g. found lost with the server
             connection.invalidate(error)
             raise _as_sqlalchemys(dialect, driver, "BEGIN", {}, error) from error
-        begin: list[Held] = [(_begin_command(driver), {}, None), (_TIMEOUTS, {"ms": str(ms)}, None)]
+        begin: list[Held] = [(_begin_command(driver), {}, None), (postgres_timeouts(ms), {}, None)]
         pooled.info[_PENDING] = begin
 
 

@@ -295,11 +295,10 @@ class Facade:
             except db.NotInline:
                 raise
             except BaseException as error:
-                if db.unavailable(error):
-                    if joining.lost:
-                        _after_a_lost_commit(claim, error)
-                    if joining.taken and not joining.committed:
-                        _after_a_lost_read(claim, error)
+                if joining.lost:
+                    _after_a_lost_commit(claim, error)
+                if joining.taken and not joining.committed and db.unavailable(error):
+                    _after_a_lost_read(claim, error)
                 _claim_after(joining, claim)
                 raise
             _claim_after(joining, claim)
@@ -336,14 +335,20 @@ def _after_a_lost_commit(claim: Claim, error: BaseException) -> NoReturn:
     says what happened, once the database answers again within the request's budget. Absent, the
     transaction rolled back: the claim is made now, nothing was written, and the answer is the
     database's unavailability (`error`). Present, it committed: the outcome stands but its answer
-    is lost, a system error logged as such. No answer in time: a system error, outcome unknown."""
+    is lost, a system error logged as such. No answer in time: a system error, outcome unknown.
+    Only a claim in the database (not Redis's) that went with the write's own transaction tells."""
     while True:
+        started = time.monotonic()
         try:
             first = claim.alone()
         except Exception as again:
-            left = db.seconds_left()
-            if not db.unavailable(again) or db.inlined() or left is None or left <= LOST_COMMIT_RETRY_S:
-                raise RuntimeError("a COMMIT was lost with its connection: outcome unknown") from error
+            left, took = db.seconds_left(), time.monotonic() - started
+            # Asked again only while another try (as long as this one) fits in the budget: a try
+            # can take a connect timeout when the database's host does not answer at all.
+            again_fits = left is not None and left > took + LOST_COMMIT_RETRY_S
+            if not (db.unavailable(again) and again_fits) or db.inlined():
+                # `again`, then (its context) `error`, in the traceback
+                raise RuntimeError("a COMMIT was lost with its connection: outcome unknown") from again
             time.sleep(LOST_COMMIT_RETRY_S)
             continue
         if first:

@@ -96,7 +96,7 @@ class UnitOfWork:
             self._conn = conn
         joining = None if self.read_only else _joining.get()
         if joining is not None and not joining.taken:
-            joining.taken, self._joined = True, joining
+            joining.taken, joining.lost, self._joined = True, False, joining
             try:  # on SQLite, run now (a replay raises here); on PostgreSQL, with the first statement
                 db.later(self._conn, joining.sql, joining.params, joining.check)
             except BaseException as error:
