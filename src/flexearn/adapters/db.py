@@ -597,11 +597,13 @@ def batch(conn: sa.Connection, statements: Sequence[tuple[str, dict[str, Any]]])
         cursor = pooled.info.get(_SCRIPT_CURSOR)
         if cursor is None:
             cursor = pooled.info[_SCRIPT_CURSOR] = psycopg.ClientCursor(driver)
+        # All quoted before anything is sent: if a value is refused (a NUL in a text), what is held
+        # stays held; once sent, it is gone.
         quote, texts = _quote(pooled.info, driver), []
-        for script, params in run:  # quoted before anything is sent: if a value is refused (a NUL
-            texts.append(postgres_text(script, params, quote))  # in a text), what is held stays
+        for script, params in run:
+            texts.append(postgres_text(script, params, quote))
         script = "; ".join(texts)
-        pooled.info.pop(_PENDING, None)  # held; once sent, it is gone
+        pooled.info.pop(_PENDING, None)
         cursor.execute(script)
         found: list[list[Any]] = []
         for _ in run:
