@@ -480,7 +480,7 @@ def postgres_part(
     """`statements` for a transaction the caller opens and ends: the timeouts (under a deadline of
     `ms`), then each statement, its values written in by `quote`; with each statement's result's
     number and the results' count, as `postgres_script`'s."""
-    sqls = [] if ms is None else [postgres_timeouts(ms)]
+    sqls = [] if ms is None else [postgres_text(_TIMEOUTS, {"ms": str(ms)}, quote)]
     sqls += [postgres_text(sql, params, quote) for sql, params, _ in statements]
     head = ms is not None
     return "; ".join(sqls), [head + i for i in range(len(statements))], head + len(statements)
@@ -526,11 +526,6 @@ def postgres_text(sql: str, params: dict[str, Any], quote: Quote) -> str:
     for name, text in zip(names, texts[1:], strict=True):
         out += (quote(params[name]), text)
     return "".join(out)
-
-
-def postgres_timeouts(ms: int) -> str:
-    """The statement that sets a transaction's statement and lock timeouts to `ms` (an int)."""
-    return _TIMEOUTS.replace(":ms", f"'{int(ms)}'")
 
 
 def postgres_begin(read_only: bool) -> str:
@@ -847,7 +842,7 @@ def _postgres_deadlines(engine: sa.Engine) -> None:
         except psycopg.Error as error:  # e.g. found lost with the server
             connection.invalidate(error)
             raise _as_sqlalchemys(dialect, driver, "BEGIN", {}, error) from error
-        begin: list[Held] = [(_begin_command(driver), {}, None), (postgres_timeouts(ms), {}, None)]
+        begin: list[Held] = [(_begin_command(driver), {}, None), (_TIMEOUTS, {"ms": str(ms)}, None)]
         pooled.info[_PENDING] = begin
 
 
