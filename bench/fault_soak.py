@@ -1,12 +1,14 @@
 """Fault soak: kill -9 of API processes and settling workers at random moments, under traffic.
 
     python bench/fault_soak.py [--kills 100] [--seed N] [--traders 16] [--speed 7200]
-                               [--lease 2] [--gap 0.3,3.0] [--ranges 1]
+                               [--lease 2] [--gap 0.3,3.0] [--ranges 1] [--claims redis|database]
 
 A production-shaped flexearn on loopback (`tests/deployment/cluster.py`): a private PostgreSQL
-and Redis, 2 `flexearn serve --no-scheduler` API processes and 2 `flexearn worker` settling
-workers (one settles, one stands by; `--lease` seconds of lease), the business clock running
-`--speed` business seconds per real second (7200: an hour every half second, a day every 12 s),
+and Redis (signatures claimed there; with `--claims database`, no Redis: claimed in the database,
+the API processes' reads and claims then go on their event loops, a turn's together),
+2 `flexearn serve --no-scheduler` API processes and 2 `flexearn worker` settling workers (one
+settles, one stands by; `--lease` seconds of lease), the business clock running `--speed`
+business seconds per real second (7200: an hour every half second, a day every 12 s),
 and `--traders` users trading on both façades through both API processes
 (`tests/deployment/traffic.py`: purchases, redemptions, rate changes, subscriptions, redemptions
 and reads; every write has an amount of its own, so the journal tells which were applied).
@@ -206,11 +208,12 @@ def run(args: argparse.Namespace) -> int:
     rng = random.Random(args.seed)
     print(
         f"FAULT SOAK: {args.kills} kills, seed {args.seed}, {args.traders} traders, speed {args.speed}, "
-        f"lease {args.lease} s, gap {args.gap[0]}-{args.gap[1]} s, ranges {args.ranges}",
+        f"lease {args.lease} s, gap {args.gap[0]}-{args.gap[1]} s, ranges {args.ranges}, "
+        f"claims {args.claims}",
         flush=True,
     )
     started = time.monotonic()
-    with cluster(apis=2, ranges=args.ranges) as c:
+    with cluster(apis=2, ranges=args.ranges, redis=args.claims == "redis") as c:
         # The cluster's one worker, again with a short lease, and a second one standing by.
         c.worker.stop()
         c.worker.argv += ["--lease-seconds", str(args.lease)]
@@ -368,6 +371,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gap", type=gap, default=(0.3, 3.0), help="seconds between kills: LOW,HIGH")
     parser.add_argument("--ranges", type=int, default=1, help="FLEXEARN_SETTLEMENT_RANGES")
     parser.add_argument("--catch-up", type=float, default=120, help="seconds the workers get to catch up")
+    parser.add_argument(
+        "--claims", choices=("redis", "database"), default="redis", help="where signatures are claimed"
+    )
     args = parser.parse_args(argv)
     if args.seed is None:
         args.seed = random.SystemRandom().randrange(2**32)

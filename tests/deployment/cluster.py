@@ -111,7 +111,7 @@ class Member:
 
 class Cluster:
     def __init__(
-        self, pg: PrivatePostgres, redis: PrivateRedis, root: Path, apis: int, ranges: int = 1
+        self, pg: PrivatePostgres, redis: PrivateRedis | None, root: Path, apis: int, ranges: int = 1
     ) -> None:
         self.pg, self.redis, self.root = pg, redis, root
         self.url = pg.url
@@ -122,11 +122,12 @@ class Cluster:
             "FLEXEARN_DATABASE_URL": self.url,
             "FLEXEARN_MASTER_KEY": self.master_key,
             "FLEXEARN_ADMIN_TOKEN": ADMIN_TOKEN,
-            "FLEXEARN_REDIS_URL": redis.url,
             "FLEXEARN_LOG_LEVEL": "WARNING",  # access logs of thousands of requests cost CPU
             "FLEXEARN_POLL_SECONDS": "0.2",
             "FLEXEARN_SETTLEMENT_RANGES": str(ranges),  # the worker's
         }
+        if redis is not None:  # else signatures are claimed in the database (on the event loop)
+            env["FLEXEARN_REDIS_URL"] = redis.url
         self.apis = []
         for i in range(apis):
             port = free_port()
@@ -269,14 +270,15 @@ def _periods_settled_once(
 
 
 @contextmanager
-def cluster(apis: int = 2, ranges: int = 1) -> Iterator[Cluster]:
-    """The whole deployment, its worker settling each period in `ranges` ranges; everything is
-    stopped and removed afterwards."""
+def cluster(apis: int = 2, ranges: int = 1, redis: bool = True) -> Iterator[Cluster]:
+    """The whole deployment, its worker settling each period in `ranges` ranges; signatures
+    claimed in Redis, or (`redis=False`) in the database; everything is stopped and removed
+    afterwards."""
     with ExitStack() as stack:
         pg = stack.enter_context(private_postgres())
-        redis = stack.enter_context(private_redis())
+        store = stack.enter_context(private_redis()) if redis else None
         root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="flexearn-cluster-")))
-        c = Cluster(pg, redis, root, apis, ranges)
+        c = Cluster(pg, store, root, apis, ranges)
         stack.callback(c.app.close)
         for process in [*c.apis, c.worker]:
             stack.callback(_stop_and_report, process)
