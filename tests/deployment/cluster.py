@@ -126,7 +126,9 @@ class Cluster:
             "FLEXEARN_POLL_SECONDS": "0.2",
             "FLEXEARN_SETTLEMENT_RANGES": str(ranges),  # the worker's
         }
-        if redis is not None:  # else signatures are claimed in the database (on the event loop)
+        if redis is None:  # signatures claimed in the database (on the event loop), whatever ours says
+            env.pop("FLEXEARN_REDIS_URL", None)
+        else:
             env["FLEXEARN_REDIS_URL"] = redis.url
         self.apis = []
         for i in range(apis):
