@@ -480,7 +480,7 @@ def postgres_part(
     """`statements` for a transaction the caller opens and ends: the timeouts (under a deadline of
     `ms`), then each statement, its values written in by `quote`; with each statement's result's
     number and the results' count, as `postgres_script`'s."""
-    sqls = [] if ms is None else [postgres_text(_TIMEOUTS, {"ms": str(ms)}, quote)]
+    sqls = [] if ms is None else [postgres_text(*_timeouts(ms), quote)]
     sqls += [postgres_text(sql, params, quote) for sql, params, _ in statements]
     head = ms is not None
     return "; ".join(sqls), [head + i for i in range(len(statements))], head + len(statements)
@@ -784,6 +784,12 @@ def _refuse_writes_loudly(engine: sa.Engine) -> None:
 _TIMEOUTS = "SELECT set_config('statement_timeout', :ms, true), set_config('lock_timeout', :ms, true)"
 
 
+def _timeouts(ms: int) -> tuple[str, dict[str, Any]]:
+    """The statement setting a transaction's timeouts to `ms`, and its parameters (one text for
+    every value: its pieces are cut once, `_pieces`)."""
+    return _TIMEOUTS, {"ms": str(ms)}
+
+
 def _ping_idle(engine: sa.Engine) -> None:
     """A connection that died with the server is replaced before use — when it may have: a pooled
     connection idle for more than `PING_IDLE_S` is pinged at checkout (SQLAlchemy's pre-ping, but
@@ -842,7 +848,7 @@ def _postgres_deadlines(engine: sa.Engine) -> None:
         except psycopg.Error as error:  # e.g. found lost with the server
             connection.invalidate(error)
             raise _as_sqlalchemys(dialect, driver, "BEGIN", {}, error) from error
-        begin: list[Held] = [(_begin_command(driver), {}, None), (_TIMEOUTS, {"ms": str(ms)}, None)]
+        begin: list[Held] = [(_begin_command(driver), {}, None), (*_timeouts(ms), None)]
         pooled.info[_PENDING] = begin
 
 
